@@ -1,0 +1,73 @@
+//! `tokbench devices`: every adapter, without opening a device.
+
+use std::process::ExitCode;
+
+use comfy_table::Cell;
+use serde::Serialize;
+
+use super::table;
+use crate::exit;
+use crate::gpu::{BackendChoice, adapter_record, enumerate_adapters};
+use crate::result::AdapterInfo;
+
+/// One line of `tokbench devices --json`.
+#[derive(Debug, Serialize)]
+struct Listed {
+    /// The index `--adapter` accepts.
+    index: usize,
+    #[serde(flatten)]
+    adapter: AdapterInfo,
+}
+
+pub(super) fn run(json: bool, backend: Option<BackendChoice>) -> anyhow::Result<ExitCode> {
+    let listed: Vec<Listed> = enumerate_adapters(backend)
+        .iter()
+        .enumerate()
+        .map(|(index, a)| Listed {
+            index,
+            adapter: adapter_record(&a.get_info(), a.features(), &a.limits()),
+        })
+        .collect();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&listed)?);
+    } else if listed.is_empty() {
+        eprintln!(
+            "no adapters found. Without a GPU, `apt-get install mesa-vulkan-drivers` provides \
+             lavapipe, a software Vulkan driver."
+        );
+    } else {
+        let mut t = table::new(&[
+            "#",
+            "name",
+            "backend",
+            "type",
+            "vendor:device",
+            "driver",
+            "features",
+            "max binding",
+        ]);
+        for l in &listed {
+            let a = &l.adapter;
+            t.add_row(vec![
+                table::num(l.index),
+                Cell::new(&a.name),
+                Cell::new(&a.backend),
+                Cell::new(&a.device_type),
+                Cell::new(format!("{:04x}:{:04x}", a.vendor_id, a.device_id)),
+                Cell::new(format!("{} {}", a.driver, a.driver_info).trim().to_string()),
+                Cell::new(a.features.join(" ")),
+                table::num(format!(
+                    "{} MiB",
+                    a.limits["max_storage_buffer_binding_size"] >> 20
+                )),
+            ]);
+        }
+        println!("{t}");
+    }
+    // An empty list is an answer, not an error: the message above says what to install.
+    Ok(ExitCode::from(if listed.is_empty() {
+        exit::USAGE
+    } else {
+        exit::OK
+    }))
+}

@@ -1,0 +1,51 @@
+//! Terminal tables.
+
+use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+
+use crate::result::RunResult;
+
+/// A new table in the house style.
+pub(super) fn new(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(header.iter().map(Cell::new));
+    t
+}
+
+/// Right-aligned cell, for numbers.
+pub(super) fn num(text: impl ToString) -> Cell {
+    Cell::new(text.to_string()).set_alignment(CellAlignment::Right)
+}
+
+/// One row per workload of a run.
+pub(super) fn workloads(doc: &RunResult) -> Table {
+    let mut t = new(&[
+        "workload", "median", "CV", "GFLOP/s", "GB/s", "NMSE", "valid",
+    ]);
+    for w in &doc.workloads {
+        t.add_row(vec![
+            Cell::new(&w.id),
+            num(format_duration(w.stats.median_s)),
+            num(format!("{:.1}%", w.stats.cv * 100.0)),
+            num(format!("{:.2}", w.achieved_gflops)),
+            num(format!("{:.2}", w.achieved_gbps)),
+            num(w
+                .correctness
+                .nmse
+                .map_or("-".into(), |e| format!("{e:.1e}"))),
+            Cell::new(if w.valid { "yes" } else { "NO" }),
+        ]);
+    }
+    t
+}
+
+/// Seconds as a short human duration: "812 µs", "12.3 ms", "1.52 s".
+pub(super) fn format_duration(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.0} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}

@@ -1,0 +1,106 @@
+//! Buffer creation, upload and readback.
+
+use anyhow::{Context as _, bail};
+use wgpu::util::DeviceExt as _;
+
+use super::GpuContext;
+
+impl GpuContext {
+    /// A storage buffer holding `data`, also usable as a copy source (for readback).
+    pub fn storage_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: data,
+                usage: wgpu::BufferUsages::STORAGE
+                    | wgpu::BufferUsages::COPY_SRC
+                    | wgpu::BufferUsages::COPY_DST,
+            })
+    }
+
+    /// A zero-filled storage buffer of `bytes` bytes (rounded up to 4).
+    pub fn storage_zeroed(&self, label: &str, bytes: u64) -> wgpu::Buffer {
+        self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(label),
+            size: bytes.div_ceil(4) * 4,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    /// A uniform buffer holding `data`.
+    pub fn uniform_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
+        self.device
+            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(label),
+                contents: data,
+                usage: wgpu::BufferUsages::UNIFORM,
+            })
+    }
+
+    /// Copies `bytes` bytes from the start of `buffer` back to the host. Never called inside a
+    /// timed region.
+    pub fn read_bytes(&self, buffer: &wgpu::Buffer, bytes: u64) -> anyhow::Result<Vec<u8>> {
+        let size = bytes.div_ceil(4) * 4;
+        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
+        encoder.copy_buffer_to_buffer(buffer, 0, &staging, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let mut out = self.map_read(&staging)?;
+        out.truncate(bytes as usize);
+        Ok(out)
+    }
+
+    /// Reads `count` f32 values from the start of `buffer`.
+    pub fn read_f32(&self, buffer: &wgpu::Buffer, count: usize) -> anyhow::Result<Vec<f32>> {
+        let bytes = self.read_bytes(buffer, (count * 4) as u64)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Maps a MAP_READ buffer whose copy has been submitted, and returns its contents.
+    pub(crate) fn map_read(&self, staging: &wgpu::Buffer) -> anyhow::Result<Vec<u8>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging
+            .slice(..)
+            .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
+        self.wait_idle()?;
+        match rx.try_recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => bail!("mapping a readback buffer failed: {e}"),
+            Err(_) => bail!("the device finished but a readback buffer was never mapped"),
+        }
+        let data = staging
+            .slice(..)
+            .get_mapped_range()
+            .context("reading a mapped buffer")?
+            .to_vec();
+        staging.unmap();
+        Ok(data)
+    }
+
+    /// Blocks until every submitted command has finished, or the watchdog timeout passes.
+    pub fn wait_idle(&self) -> anyhow::Result<()> {
+        self.device
+            .poll(wgpu::PollType::Wait {
+                submission_index: None,
+                timeout: self.wait_timeout,
+            })
+            .map_err(|e| match e {
+                wgpu::PollError::Timeout => anyhow::anyhow!(
+                    "the GPU did not finish within {:.0} s (watchdog); the device may be hung",
+                    self.wait_timeout.map_or(0.0, |d| d.as_secs_f64())
+                ),
+                other => anyhow::anyhow!("waiting for the GPU failed: {other}"),
+            })?;
+        self.take_device_error()
+    }
+}

@@ -1,0 +1,31 @@
+//! Everything that touches wgpu directly: adapter choice, the device, buffers and timing.
+//! Workloads build on [`GpuContext`]; `result/` and `report/` never import this module.
+
+mod buffers;
+mod context;
+mod dispatch;
+mod pipeline;
+mod timer;
+
+pub use context::{
+    AdapterSelector, BackendChoice, GpuContext, USEFUL_FEATURES, adapter_record,
+    enumerate_adapters, select_adapter,
+};
+pub use dispatch::Dispatch;
+pub use pipeline::ShaderChecks;
+pub use timer::{MAX_RUNS_PER_BATCH, PassRecorder};
+
+/// One device shared by all unit tests of the crate (opening a device per test is slow on
+/// lavapipe). Chooses the adapter as `tokbench` does, honouring `TOKBENCH_ADAPTER`. A machine
+/// without any adapter fails these tests: install `mesa-vulkan-drivers`.
+#[cfg(test)]
+pub(crate) fn test_context() -> &'static GpuContext {
+    static CTX: std::sync::OnceLock<GpuContext> = std::sync::OnceLock::new();
+    CTX.get_or_init(|| {
+        let selector = AdapterSelector {
+            adapter: std::env::var("TOKBENCH_ADAPTER").ok(),
+            backend: None,
+        };
+        GpuContext::open(&selector).expect("GPU tests need an adapter (lavapipe will do)")
+    })
+}

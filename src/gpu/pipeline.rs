@@ -1,0 +1,97 @@
+//! Compute pipelines from the shaders in `shaders/`, cached per device.
+
+use anyhow::anyhow;
+
+use super::GpuContext;
+use crate::kernels::Shader;
+
+/// Whether shader modules keep wgpu's runtime bounds checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShaderChecks {
+    /// wgpu clamps every buffer and array index (the safe default).
+    Checked,
+    /// No runtime checks and no zero-initialised workgroup memory: only for kernels whose
+    /// dispatch geometry keeps every access in bounds and whose correctness tests pass.
+    Unchecked,
+}
+
+impl GpuContext {
+    /// The compute pipeline for `entry` in `shader`, specialised with WGSL `override`
+    /// `constants`. Pipelines are cached: building one can take a long time (LLVM on lavapipe).
+    /// A shader or constant the driver rejects is an error, not a panic.
+    pub fn pipeline(
+        &self,
+        shader: &Shader,
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> anyhow::Result<wgpu::ComputePipeline> {
+        let checks = if shader.trusted {
+            self.shader_checks
+        } else {
+            ShaderChecks::Checked
+        };
+        let key = format!("{}:{entry}:{constants:?}:{checks:?}", shader.name);
+        if let Some(p) = self.pipelines.lock().expect("pipeline cache").get(&key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let desc = wgpu::ShaderModuleDescriptor {
+            label: Some(shader.name),
+            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+        };
+        let module = match checks {
+            ShaderChecks::Checked => self.device.create_shader_module(desc),
+            // SAFETY: only shaders marked `trusted` get here; their dispatch geometry keeps
+            // every access in bounds, and their CPU-reference tests run with checks off.
+            ShaderChecks::Unchecked => unsafe {
+                self.device
+                    .create_shader_module_trusted(desc, wgpu::ShaderRuntimeChecks::unchecked())
+            },
+        };
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&key),
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    zero_initialize_workgroup_memory: checks == ShaderChecks::Checked,
+                },
+                cache: None,
+            });
+        if let Some(err) = pollster::block_on(scope.pop()) {
+            return Err(anyhow!(
+                "building pipeline {}::{entry} with {constants:?} failed: {err}",
+                shader.path
+            ));
+        }
+        self.pipelines
+            .lock()
+            .expect("pipeline cache")
+            .insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// A bind group for `pipeline`'s group 0 with `buffers` bound at bindings 0, 1, 2, ...
+    pub fn bind_buffers(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
+        let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
+            .iter()
+            .enumerate()
+            .map(|(i, b)| wgpu::BindGroupEntry {
+                binding: i as u32,
+                resource: b.as_entire_binding(),
+            })
+            .collect();
+        self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: None,
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &entries,
+        })
+    }
+}

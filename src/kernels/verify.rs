@@ -1,0 +1,89 @@
+//! Comparison of GPU output with a CPU reference computed in f64.
+
+use crate::result::Correctness;
+
+/// NMSE at or below which an f32 kernel passes.
+pub const NMSE_F32: f64 = 1e-6;
+/// NMSE at or below which a whole f32 forward pass passes (errors compound over layers).
+pub const NMSE_F32_MODEL: f64 = 1e-5;
+/// NMSE at or below which f16-weight work passes.
+pub const NMSE_F16: f64 = 5e-3;
+
+/// Compares `gpu` with `reference` element by element. NaN or Inf in the GPU output always
+/// fails, whatever the threshold. `what` describes the reference for the result document.
+pub fn compare(gpu: &[f32], reference: &[f64], nmse_threshold: f64, what: String) -> Correctness {
+    assert_eq!(gpu.len(), reference.len(), "compare: length mismatch");
+    let mut err2 = 0.0;
+    let mut ref2 = 0.0;
+    let mut max_abs: f64 = 0.0;
+    let mut non_finite = 0usize;
+    for (&g, &r) in gpu.iter().zip(reference) {
+        if !g.is_finite() {
+            non_finite += 1;
+            continue;
+        }
+        let d = f64::from(g) - r;
+        err2 += d * d;
+        ref2 += r * r;
+        max_abs = max_abs.max(d.abs());
+    }
+    if non_finite > 0 {
+        return Correctness {
+            nmse: None,
+            max_abs_err: None,
+            reference: what,
+            nmse_threshold,
+            failure: Some(format!(
+                "{non_finite} of {} outputs are NaN or infinite",
+                gpu.len()
+            )),
+        };
+    }
+    // An all-zero reference makes NMSE undefined; fall back to the absolute error.
+    let nmse = if ref2 > 0.0 { err2 / ref2 } else { err2 };
+    let failure = (nmse.is_nan() || nmse > nmse_threshold)
+        .then(|| format!("NMSE {nmse:.3e} exceeds the threshold {nmse_threshold:.0e}"));
+    Correctness {
+        nmse: Some(nmse),
+        max_abs_err: Some(max_abs),
+        reference: what,
+        nmse_threshold,
+        failure,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exact_output_passes() {
+        let c = compare(&[1.0, -2.0], &[1.0, -2.0], NMSE_F32, "t".into());
+        assert_eq!(c.nmse, Some(0.0));
+        assert!(c.failure.is_none());
+    }
+
+    #[test]
+    fn small_error_passes_large_error_fails() {
+        let reference = [1.0, 2.0, 3.0, 4.0];
+        let close = [1.0, 2.0, 3.0, 4.0001];
+        assert!(
+            compare(&close, &reference, NMSE_F32, "t".into())
+                .failure
+                .is_none()
+        );
+        let far = [1.0, 2.0, 3.0, 5.0];
+        let c = compare(&far, &reference, NMSE_F32, "t".into());
+        assert!(c.failure.unwrap().contains("exceeds"));
+        assert_eq!(c.max_abs_err, Some(1.0));
+    }
+
+    #[test]
+    fn nan_and_inf_always_fail() {
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            let c = compare(&[1.0, bad], &[1.0, 2.0], f64::INFINITY, "t".into());
+            assert!(c.failure.unwrap().contains("NaN or infinite"));
+            assert_eq!(c.nmse, None);
+        }
+    }
+}

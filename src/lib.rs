@@ -1,0 +1,16 @@
+//! tokbench: how many tokens a node makes per second, per watt and per unit of money.
+//!
+//! Data flows one way: [`cli`] builds a validated plan, [`gpu`] opens the device,
+//! [`workload`]s run [`kernels`] through [`measure`], and the outcome is a [`result::RunResult`]
+//! written after every workload. `result` (and later `report`) never touch wgpu.
+
+pub mod cli;
+mod error;
+pub mod gpu;
+pub mod kernels;
+pub mod measure;
+pub mod node;
+pub mod result;
+pub mod workload;
+
+pub use error::{InputError, exit, exit_code_for};

@@ -1,0 +1,6 @@
+//! Measurement: warm-up, sampling and statistics.
+
+pub mod sampler;
+pub mod stats;
+
+pub use sampler::{Measured, Window, measure};

@@ -1,0 +1,116 @@
+//! Warm-up to a plateau, then timed samples until both the sample count and the time floor of
+//! the policy are met.
+
+use std::time::{Duration, Instant};
+
+use crate::gpu::{GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
+use crate::result::SamplePolicy;
+
+/// Consecutive warm-up iterations compared for the plateau test.
+const PLATEAU_WINDOW: usize = 3;
+/// Relative change of the windowed median under which times count as settled.
+const PLATEAU_TOLERANCE: f64 = 0.05;
+/// Warm-up never runs more iterations than this.
+const MAX_WARMUP_ITERATIONS: usize = 50;
+/// Aim for timed batches of about this long, so submission cost stays small and progress moves.
+const TARGET_BATCH_S: f64 = 0.1;
+/// Sampling stops after this many samples even if the time floor is not met.
+const MAX_SAMPLES: usize = 100_000;
+
+/// The raw outcome of measuring one workload.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Duration of each timed execution, in seconds.
+    pub samples_s: Vec<f64>,
+    /// Warm-up iterations run before sampling.
+    pub warmup_iterations: u32,
+    /// Host time span of the sampling phase (what energy is integrated over).
+    pub window: Window,
+}
+
+/// The host-clock span in which the timed executions ran.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// When the first timed batch was submitted.
+    pub start: Instant,
+    /// When the last timed batch had finished.
+    pub end: Instant,
+}
+
+impl Window {
+    /// Length of the window in seconds.
+    pub fn duration_s(&self) -> f64 {
+        (self.end - self.start).as_secs_f64()
+    }
+}
+
+/// Measures `work`: warm-up until per-iteration times plateau (or the policy's warm-up time
+/// runs out), then samples. `on_progress(samples so far, total planned)` is called after every
+/// batch.
+pub fn measure(
+    ctx: &GpuContext,
+    work: &dyn PassRecorder,
+    policy: &SamplePolicy,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<Measured> {
+    let warmup_start = Instant::now();
+    let max_warmup = Duration::from_secs_f64(policy.max_warmup_s.max(0.0));
+    let mut warmup: Vec<f64> = Vec::new();
+    loop {
+        warmup.extend(ctx.time_runs(work, 1)?);
+        if plateaued(&warmup)
+            || warmup.len() >= MAX_WARMUP_ITERATIONS
+            || warmup_start.elapsed() >= max_warmup
+        {
+            break;
+        }
+    }
+    let typical =
+        crate::measure::stats::median(&warmup[warmup.len().saturating_sub(PLATEAU_WINDOW)..]);
+    let min_samples = policy.min_samples.max(1) as usize;
+    // Enough samples for the time floor, estimated from the warm-up.
+    let planned = min_samples
+        .max((policy.min_time_s / typical.max(1e-9)).ceil() as usize)
+        .min(MAX_SAMPLES);
+    let batch = ((TARGET_BATCH_S / typical.max(1e-9)) as u32).clamp(1, MAX_RUNS_PER_BATCH);
+
+    let mut samples = Vec::with_capacity(planned);
+    let start = Instant::now();
+    while samples.len() < min_samples
+        || (samples.iter().sum::<f64>() < policy.min_time_s && samples.len() < MAX_SAMPLES)
+    {
+        samples.extend(ctx.time_runs(work, batch)?);
+        on_progress(samples.len(), planned.max(samples.len()));
+    }
+    let end = Instant::now();
+    Ok(Measured {
+        samples_s: samples,
+        warmup_iterations: warmup.len() as u32,
+        window: Window { start, end },
+    })
+}
+
+/// True when the median of the last window of times is within the tolerance of the median of
+/// the window before it.
+fn plateaued(times: &[f64]) -> bool {
+    use crate::measure::stats::median;
+    if times.len() < 2 * PLATEAU_WINDOW {
+        return false;
+    }
+    let n = times.len();
+    let last = median(&times[n - PLATEAU_WINDOW..]);
+    let before = median(&times[n - 2 * PLATEAU_WINDOW..n - PLATEAU_WINDOW]);
+    (last - before).abs() <= PLATEAU_TOLERANCE * last
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plateau_detection() {
+        assert!(!plateaued(&[5.0, 3.0, 1.0]), "too few iterations");
+        assert!(!plateaued(&[9.0, 7.0, 5.0, 3.0, 2.0, 1.0]), "still falling");
+        assert!(plateaued(&[9.0, 1.0, 1.02, 0.99, 1.0, 1.01, 1.0]));
+    }
+}

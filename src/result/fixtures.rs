@@ -1,0 +1,71 @@
+//! Hand-made result documents for tests of the result code and of reports: built from the
+//! types, never captured from one machine.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::measure::stats::summarize;
+
+/// A run with one valid matmul workload whose samples are `samples_s`.
+pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
+    let stats = summarize(samples_s, 4);
+    let flops = 2.0 * 64.0 * 64.0 * 64.0;
+    let bytes = 4.0 * 3.0 * 64.0 * 64.0;
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        tool: ToolInfo {
+            name: "tokbench".into(),
+            version: "0.1.0".into(),
+            git_sha: Some("0123456789abcdef".into()),
+        },
+        started_at: "2026-11-21T10:00:00.000Z".into(),
+        finished_at: Some("2026-11-21T10:01:00.000Z".into()),
+        node: NodeInfo {
+            hostname: hostname.into(),
+            os: "Linux (Debian GNU/Linux 12)".into(),
+            kernel: "6.1.0".into(),
+            cpu_brand: "Example CPU".into(),
+            cpu_cores: 2,
+            memory_bytes: 24 << 30,
+        },
+        adapter: AdapterInfo {
+            name: "Example GPU".into(),
+            vendor_id: 0x10de,
+            device_id: 0x2330,
+            driver: "example".into(),
+            driver_info: "1.0".into(),
+            backend: "vulkan".into(),
+            device_type: "discrete-gpu".into(),
+            features: vec!["TIMESTAMP_QUERY".into()],
+            limits: BTreeMap::from([("max_buffer_size".into(), 1 << 30)]),
+        },
+        timing_method: TimingMethod::GpuTimestamps,
+        plan: PlanRecord {
+            command: "kernel".into(),
+            sampling: SamplePolicy {
+                min_samples: 10,
+                min_time_s: 1.0,
+                max_warmup_s: 5.0,
+            },
+        },
+        workloads: vec![WorkloadResult {
+            id: "matmul-f32-m64-n64-k64".into(),
+            kind: "matmul".into(),
+            shape: BTreeMap::from([("m".into(), 64), ("n".into(), 64), ("k".into(), 64)]),
+            dtype: "f32".into(),
+            valid: true,
+            correctness: Correctness {
+                nmse: Some(1e-14),
+                max_abs_err: Some(1e-6),
+                reference: "cpu-f64, all 4096 outputs".into(),
+                nmse_threshold: 1e-6,
+                failure: None,
+            },
+            achieved_gflops: flops / stats.median_s / 1e9,
+            achieved_gbps: bytes / stats.median_s / 1e9,
+            flops,
+            bytes,
+            stats,
+        }],
+    }
+}

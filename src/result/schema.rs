@@ -1,0 +1,297 @@
+//! The result document: one per run, versioned, the stable interface of tokbench.
+//!
+//! `compare`, `check`, CI scripts and fleet roll-ups read these types, so every field carries a
+//! doc comment (they become the descriptions in the shipped JSON Schema) and units live in field
+//! names. Field names never change within a schema version; new fields may be added.
+//! Every struct denies unknown fields, so a document that drifts from the code fails to load.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Version of this document layout. Bumped only when a field is renamed or its meaning changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// One tokbench run on one node: everything measured, and the context needed to trust it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RunResult {
+    /// Layout version of this document; see [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The program that wrote this document.
+    pub tool: ToolInfo,
+    /// When the run started, RFC 3339 in UTC.
+    pub started_at: String,
+    /// When the run finished, RFC 3339 in UTC; null while the run is still going (the document is
+    /// rewritten after every workload) or when it never finished.
+    pub finished_at: Option<String>,
+    /// The machine the run happened on.
+    pub node: NodeInfo,
+    /// The GPU (or software rasteriser) the workloads ran on.
+    pub adapter: AdapterInfo,
+    /// How kernel durations were measured.
+    pub timing_method: TimingMethod,
+    /// What was asked for: the validated plan.
+    pub plan: PlanRecord,
+    /// One entry per finished workload, in the order they ran.
+    pub workloads: Vec<WorkloadResult>,
+}
+
+/// The program that wrote a result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ToolInfo {
+    /// Always "tokbench".
+    pub name: String,
+    /// The crate version, for example "0.1.0".
+    pub version: String,
+    /// Git commit the binary was built from; null when it was built outside a git checkout.
+    pub git_sha: Option<String>,
+}
+
+/// The machine, as reported by the operating system (through sysinfo).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInfo {
+    /// Host name.
+    pub hostname: String,
+    /// Operating system name and version, for example "Linux (Debian GNU/Linux 12)".
+    pub os: String,
+    /// Kernel version.
+    pub kernel: String,
+    /// CPU model name.
+    pub cpu_brand: String,
+    /// Logical CPU count.
+    pub cpu_cores: u32,
+    /// Physical memory in bytes.
+    pub memory_bytes: u64,
+}
+
+/// The adapter (GPU or software device) used, as wgpu reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdapterInfo {
+    /// Adapter name, for example "NVIDIA H100 80GB HBM3" or "llvmpipe (LLVM 15.0.6, 256 bits)".
+    pub name: String,
+    /// PCI vendor id (or the backend's equivalent), for example 4318 (0x10de) for NVIDIA.
+    pub vendor_id: u32,
+    /// PCI device id (or the backend's equivalent).
+    pub device_id: u32,
+    /// Driver name.
+    pub driver: String,
+    /// Driver version details.
+    pub driver_info: String,
+    /// Graphics API wgpu used: "vulkan", "metal", "dx12" or "gl".
+    pub backend: String,
+    /// "discrete-gpu", "integrated-gpu", "virtual-gpu", "cpu" or "other".
+    pub device_type: String,
+    /// wgpu features enabled on the device that matter to tokbench (for example "TIMESTAMP_QUERY").
+    pub features: Vec<String>,
+    /// Key device limits, by wgpu's limit name (for example "max_storage_buffer_binding_size").
+    pub limits: BTreeMap<String, u64>,
+}
+
+/// How durations were measured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum TimingMethod {
+    /// GPU timestamp queries written at the start and end of each timed compute pass.
+    GpuTimestamps,
+    /// Host monotonic clock around submit and wait-for-idle; includes submission overhead.
+    WallClock,
+}
+
+/// The validated plan a run followed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlanRecord {
+    /// The subcommand that produced the run: "run" or "kernel".
+    pub command: String,
+    /// How samples were taken.
+    pub sampling: SamplePolicy,
+}
+
+/// How many samples to take and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SamplePolicy {
+    /// At least this many timed samples per workload.
+    pub min_samples: u32,
+    /// And at least this much summed sample time per workload, in seconds.
+    pub min_time_s: f64,
+    /// Warm-up stops once per-iteration times plateau, or after this many seconds.
+    pub max_warmup_s: f64,
+}
+
+/// One measured workload: a kernel at a shape, or (later) a prefill or decode phase.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadResult {
+    /// Stable identifier within and across runs, for example "matmul-f32-m1024-n1024-k1024".
+    pub id: String,
+    /// What ran: "matmul" for a kernel workload.
+    pub kind: String,
+    /// Named problem dimensions, for example {"m": 1024, "n": 1024, "k": 1024}.
+    pub shape: BTreeMap<String, u64>,
+    /// Element type of the data: "f32" or "f16".
+    pub dtype: String,
+    /// False when the correctness check failed; such a workload must not be ranked or compared.
+    pub valid: bool,
+    /// The correctness check against a CPU reference.
+    pub correctness: Correctness,
+    /// Timing statistics over the samples of one execution each.
+    pub stats: Stats,
+    /// Floating-point operations of one execution, counted analytically.
+    pub flops: f64,
+    /// Bytes one execution must move to or from device memory, counted analytically.
+    pub bytes: f64,
+    /// flops / median time, in GFLOP/s.
+    pub achieved_gflops: f64,
+    /// bytes / median time, in GB/s (10^9 bytes per second).
+    pub achieved_gbps: f64,
+}
+
+/// Result of comparing GPU output with a CPU reference computed in f64.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Correctness {
+    /// Normalised mean squared error: sum((gpu - ref)^2) / sum(ref^2); null if it could not be
+    /// computed (NaN or Inf in the output).
+    pub nmse: Option<f64>,
+    /// Largest absolute difference between GPU and reference values; null as for `nmse`.
+    pub max_abs_err: Option<f64>,
+    /// What the output was checked against, for example "cpu-f64, all 1048576 outputs".
+    pub reference: String,
+    /// NMSE at or below which the check passes.
+    pub nmse_threshold: f64,
+    /// Why the check failed; null when it passed.
+    pub failure: Option<String>,
+}
+
+/// Summary statistics of duration samples, in seconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Stats {
+    /// Median sample.
+    pub median_s: f64,
+    /// Arithmetic mean.
+    pub mean_s: f64,
+    /// Sample standard deviation (n - 1 in the denominator).
+    pub stddev_s: f64,
+    /// Fastest sample.
+    pub min_s: f64,
+    /// Slowest sample.
+    pub max_s: f64,
+    /// 10th percentile.
+    pub p10_s: f64,
+    /// 90th percentile.
+    pub p90_s: f64,
+    /// Coefficient of variation: stddev / mean.
+    pub cv: f64,
+    /// Lower end of the 95% confidence interval of the median (distribution-free, from order
+    /// statistics).
+    pub ci95_low_s: f64,
+    /// Upper end of the 95% confidence interval of the median.
+    pub ci95_high_s: f64,
+    /// Iterations run before sampling, until times plateaued.
+    pub warmup_iterations: u32,
+    /// Every raw sample, in the order taken.
+    pub samples_s: Vec<f64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::result::fixtures::run_with_samples;
+    use crate::result::io::parse;
+
+    const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/result-v1.schema.json");
+
+    #[test]
+    fn documents_round_trip_through_json() {
+        let doc = run_with_samples("node-a", &[1e-3, 1.1e-3, 0.9e-3]);
+        let text = serde_json::to_string_pretty(&doc).unwrap();
+        assert_eq!(parse(&text).unwrap(), doc);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_at_every_level() {
+        let doc = serde_json::to_value(run_with_samples("n", &[1.0])).unwrap();
+        for pointer in [
+            "",
+            "/tool",
+            "/node",
+            "/adapter",
+            "/plan",
+            "/workloads/0",
+            "/workloads/0/stats",
+        ] {
+            let mut v = doc.clone();
+            v.pointer_mut(pointer)
+                .unwrap()
+                .as_object_mut()
+                .unwrap()
+                .insert("surprise".into(), 1.into());
+            let err = parse(&v.to_string()).unwrap_err();
+            assert!(err.contains("surprise"), "{pointer}: {err}");
+        }
+    }
+
+    #[test]
+    fn other_schema_versions_and_other_documents_are_refused() {
+        let mut v = serde_json::to_value(run_with_samples("n", &[1.0])).unwrap();
+        v["schema_version"] = 99.into();
+        assert!(
+            parse(&v.to_string())
+                .unwrap_err()
+                .contains("schema_version 99")
+        );
+        assert!(
+            parse(r#"{"name": "not a result"}"#)
+                .unwrap_err()
+                .contains("not a tokbench result")
+        );
+        assert!(parse("{ truncated").unwrap_err().contains("not valid JSON"));
+    }
+
+    /// The shipped JSON Schema is generated from these types; regenerate it with
+    /// `TOKBENCH_BLESS=1 cargo test --release schema` after changing them.
+    #[test]
+    fn shipped_json_schema_matches_the_types() {
+        let generated =
+            serde_json::to_string_pretty(&schemars::schema_for!(RunResult)).unwrap() + "\n";
+        if std::env::var_os("TOKBENCH_BLESS").is_some() {
+            std::fs::write(SCHEMA_PATH, &generated).unwrap();
+        }
+        let shipped = std::fs::read_to_string(SCHEMA_PATH).unwrap_or_default();
+        assert!(
+            shipped == generated,
+            "schema/result-v1.schema.json is out of date; run TOKBENCH_BLESS=1 cargo test --release schema"
+        );
+    }
+
+    #[test]
+    fn every_public_field_is_documented_in_the_schema() {
+        let schema = serde_json::to_value(schemars::schema_for!(RunResult)).unwrap();
+        let mut undocumented = Vec::new();
+        let mut objects: Vec<(String, serde_json::Value)> = schema["$defs"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        objects.push(("RunResult".into(), schema.clone()));
+        for (name, def) in &objects {
+            for (field, prop) in def["properties"].as_object().into_iter().flatten() {
+                if prop.get("description").is_none() {
+                    undocumented.push(format!("{name}.{field}"));
+                }
+            }
+        }
+        assert!(
+            undocumented.is_empty(),
+            "fields without doc comments: {undocumented:?}"
+        );
+    }
+}

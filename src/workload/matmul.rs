@@ -1,0 +1,171 @@
+//! The matmul kernel as a workload: C = A · B at one shape, f32.
+
+use std::collections::BTreeMap;
+
+use crate::InputError;
+use crate::gpu::GpuContext;
+use crate::kernels::layout::{pad_matrix, padded_cols, random_values, unpad_rows};
+use crate::kernels::matmul::{self, Matmul, MatmulConfig};
+use crate::kernels::verify;
+use crate::measure;
+use crate::result::{SamplePolicy, WorkloadResult};
+
+use super::{Progress, WorkCount, Workload, kernel_result};
+
+/// Products up to this many multiply-adds are checked in full; larger ones on sampled rows.
+const FULL_CHECK_MACS: f64 = 3e8;
+/// Rows checked when a product is too large to check in full.
+const SAMPLED_ROWS: usize = 64;
+
+/// C (m × n) = A (m × k) · B (k × n).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MatmulWorkload {
+    /// Rows of A and C.
+    pub m: usize,
+    /// Columns of B and C.
+    pub n: usize,
+    /// Columns of A, rows of B.
+    pub k: usize,
+}
+
+impl MatmulWorkload {
+    fn buffer_bytes(&self) -> [(&'static str, u128); 3] {
+        let (m, n, k) = (self.m as u128, self.n as u128, self.k as u128);
+        let pad = |x: u128| x.div_ceil(4) * 4;
+        [
+            ("A", m * pad(k) * 4),
+            ("B", pad(k) * pad(n) * 4),
+            ("C", m * pad(n) * 4),
+        ]
+    }
+
+    /// Rows of C checked against the reference: all of them for small products.
+    fn checked_rows(&self) -> Vec<usize> {
+        let macs = self.m as f64 * self.n as f64 * self.k as f64;
+        if macs <= FULL_CHECK_MACS || self.m <= SAMPLED_ROWS {
+            return (0..self.m).collect();
+        }
+        let mut rows: Vec<usize> = (0..SAMPLED_ROWS)
+            .map(|i| i * (self.m - 1) / (SAMPLED_ROWS - 1))
+            .collect();
+        rows.dedup();
+        rows
+    }
+}
+
+impl Workload for MatmulWorkload {
+    fn id(&self) -> String {
+        format!("matmul-f32-m{}-n{}-k{}", self.m, self.n, self.k)
+    }
+
+    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
+        if self.m == 0 || self.n == 0 || self.k == 0 {
+            return Err(InputError::new(format!(
+                "matmul {}×{}×{}: every dimension must be at least 1",
+                self.m, self.n, self.k
+            ))
+            .into());
+        }
+        let limit = ctx.max_binding_bytes();
+        for (name, bytes) in self.buffer_bytes() {
+            if bytes > u128::from(limit) {
+                return Err(InputError::new(format!(
+                    "matmul --m {} --n {} --k {}: matrix {name} needs {} MiB but this adapter \
+                     binds at most {} MiB per buffer; choose smaller sizes",
+                    self.m,
+                    self.n,
+                    self.k,
+                    bytes >> 20,
+                    limit >> 20
+                ))
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        ctx: &GpuContext,
+        policy: &SamplePolicy,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<WorkloadResult> {
+        self.check_fits(ctx)?;
+        let (m, n, k) = (self.m, self.n, self.k);
+        let a = random_values(m * k, 1, 1.0);
+        let b = random_values(k * n, 2, 1.0);
+        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)));
+        let b_pad = pad_matrix(&b, k, n, padded_cols(k));
+        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_pad));
+        let c_buf = ctx.storage_zeroed("C", (m * padded_cols(n) * 4) as u64);
+        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT)?;
+        let dispatch = kernel.dispatch(ctx, &a_buf, &b_buf, &c_buf, (m, n, k))?;
+
+        let measured = measure::measure(ctx, &dispatch, policy, progress)?;
+
+        let c = unpad_rows(&ctx.read_f32(&c_buf, m * padded_cols(n))?, m, n);
+        let rows = self.checked_rows();
+        let reference = matmul::reference_rows(&a, &b, (n, k), &rows);
+        let gpu: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| &c[r * n..(r + 1) * n])
+            .copied()
+            .collect();
+        let what = if rows.len() == m {
+            format!("cpu-f64, all {} outputs", m * n)
+        } else {
+            format!(
+                "cpu-f64, {} of {m} rows ({} outputs)",
+                rows.len(),
+                gpu.len()
+            )
+        };
+        let correctness = verify::compare(&gpu, &reference, verify::NMSE_F32, what);
+        let shape = BTreeMap::from([
+            ("m".to_string(), m as u64),
+            ("n".to_string(), n as u64),
+            ("k".to_string(), k as u64),
+        ]);
+        Ok(kernel_result(
+            self.id(),
+            "matmul",
+            shape,
+            "f32",
+            correctness,
+            &measured,
+            WorkCount {
+                flops: matmul::flops(m, n, k),
+                bytes: matmul::bytes(m, n, k),
+            },
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_products_check_sampled_rows_including_ends() {
+        let w = MatmulWorkload {
+            m: 4096,
+            n: 4096,
+            k: 4096,
+        };
+        let rows = w.checked_rows();
+        assert_eq!(rows.len(), SAMPLED_ROWS);
+        assert_eq!((rows[0], *rows.last().unwrap()), (0, 4095));
+        let small = MatmulWorkload {
+            m: 100,
+            n: 1,
+            k: 100,
+        };
+        assert_eq!(small.checked_rows().len(), 100);
+    }
+
+    #[test]
+    fn ids_name_the_shape() {
+        let w = MatmulWorkload { m: 1, n: 2, k: 3 };
+        assert_eq!(w.id(), "matmul-f32-m1-n2-k3");
+    }
+}

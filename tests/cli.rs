@@ -1,0 +1,218 @@
+//! The `tokbench` binary end to end: exit codes, messages, and the files it writes (or not).
+//! Measuring commands run on whatever adapter the machine has (lavapipe in CI).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use tokbench::result::io::load;
+
+fn tokbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokbench"))
+        .args(args)
+        .env_remove("TOKBENCH_ADAPTER")
+        .env_remove("TOKBENCH_RESULTS_DIR")
+        .output()
+        .expect("run tokbench")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts exit code 2 with an error that mentions `needle`, and no panic.
+fn assert_usage_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+const QUICK: [&str; 6] = ["--samples", "3", "--min-time", "0", "--max-warmup", "0"];
+
+#[test]
+fn kernel_matmul_writes_a_valid_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("r.json");
+    let out_arg = out_path.to_str().unwrap();
+    let mut args = vec![
+        "kernel", "matmul", "--m", "33", "--n", "17", "--k", "9", "--out", out_arg,
+    ];
+    args.extend(QUICK);
+    let out = tokbench(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(out_arg),
+        "{stdout}"
+    );
+    let doc = load(&out_path).unwrap();
+    assert_eq!(doc.workloads.len(), 1);
+    let w = &doc.workloads[0];
+    assert!(w.valid, "{:?}", w.correctness);
+    assert!(w.stats.samples_s.len() >= 3);
+    assert_eq!(w.flops, 2.0 * 33.0 * 17.0 * 9.0);
+    assert!(doc.finished_at.is_some());
+}
+
+#[test]
+fn generated_paths_never_collide() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().to_str().unwrap();
+    let mut args = vec![
+        "kernel",
+        "matmul",
+        "--m",
+        "4",
+        "--n",
+        "4",
+        "--k",
+        "4",
+        "--results-dir",
+        results,
+    ];
+    args.extend(QUICK);
+    for _ in 0..2 {
+        assert_eq!(tokbench(&args).status.code(), Some(0));
+    }
+    let host_dirs: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(host_dirs.len(), 1, "one directory per host");
+    let files: Vec<_> = std::fs::read_dir(host_dirs[0].as_ref().unwrap().path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    for f in files {
+        assert!(f.extension().unwrap() == "json");
+        load(&f).unwrap();
+    }
+}
+
+#[test]
+fn bad_sizes_are_usage_errors() {
+    for (flag, value, needle) in [
+        ("--m", "0", "--m"),
+        ("--n", "-5", "--n"),
+        ("--k", "lots", "--k"),
+    ] {
+        let out = tokbench(&[
+            "kernel", "matmul", "--m", "8", "--n", "8", "--k", "8", flag, value,
+        ]);
+        assert_usage_error(&out, needle);
+    }
+}
+
+#[test]
+fn a_shape_beyond_the_device_limits_is_refused_before_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("never.json");
+    let out = tokbench(&[
+        "kernel",
+        "matmul",
+        "--m",
+        "100000",
+        "--n",
+        "100000",
+        "--k",
+        "100000",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]);
+    assert_usage_error(&out, "binds at most");
+    assert!(!out_path.exists(), "nothing written for bad input");
+}
+
+#[test]
+fn unknown_adapter_or_backend_is_a_usage_error() {
+    let out = tokbench(&[
+        "kernel",
+        "matmul",
+        "--m",
+        "4",
+        "--n",
+        "4",
+        "--k",
+        "4",
+        "--adapter",
+        "no-such-gpu",
+    ]);
+    assert_usage_error(&out, "no-such-gpu");
+    let out = tokbench(&[
+        "kernel",
+        "matmul",
+        "--m",
+        "4",
+        "--n",
+        "4",
+        "--k",
+        "4",
+        "--adapter",
+        "99",
+    ]);
+    assert_usage_error(&out, "--adapter 99");
+    let out = tokbench(&["devices", "--backend", "cuda"]);
+    assert_usage_error(&out, "cuda");
+}
+
+#[test]
+fn unwritable_or_existing_output_is_refused_before_measuring() {
+    let dir = tempfile::tempdir().unwrap();
+    let existing = dir.path().join("taken.json");
+    std::fs::write(&existing, "keep me").unwrap();
+    let out = tokbench(&[
+        "kernel",
+        "matmul",
+        "--m",
+        "4",
+        "--n",
+        "4",
+        "--k",
+        "4",
+        "--out",
+        existing.to_str().unwrap(),
+    ]);
+    assert_usage_error(&out, "already exists");
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+
+    // A path below a regular file cannot be created, even by root.
+    let below_file = existing.join("r.json");
+    let out = tokbench(&[
+        "kernel",
+        "matmul",
+        "--m",
+        "4",
+        "--n",
+        "4",
+        "--k",
+        "4",
+        "--out",
+        below_file.to_str().unwrap(),
+    ]);
+    assert_usage_error(&out, "cannot");
+    assert!(!Path::new(&below_file).exists());
+}
+
+#[test]
+fn devices_lists_adapters_as_json() {
+    let out = tokbench(&["devices", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let first = &list.as_array().expect("array")[0];
+    assert_eq!(first["index"], 0);
+    assert!(first["name"].is_string() && first["limits"]["max_buffer_size"].is_u64());
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    for args in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["kernel", "matmul", "--help"],
+    ] {
+        let out = tokbench(args);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("Exit codes") && text.contains("2  usage"),
+            "{args:?}: {text}"
+        );
+    }
+}
