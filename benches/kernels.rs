@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use tokbench::gpu::{AdapterSelector, GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
+use tokbench::kernels::WeightDtype;
 use tokbench::kernels::layout::{pad_matrix, padded_cols, random_values};
-use tokbench::kernels::matmul::{self, Matmul, MatmulConfig};
+use tokbench::kernels::matmul::{self, Matmul, MatmulConfig, Product};
 
 fn ctx() -> &'static GpuContext {
     static CTX: OnceLock<GpuContext> = OnceLock::new();
@@ -47,9 +48,9 @@ fn bench_matmul(c: &mut Criterion) {
         let b_pad = pad_matrix(&b, k, n, padded_cols(k));
         let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_pad));
         let c_buf = ctx.storage_zeroed("C", (m * padded_cols(n) * 4) as u64);
-        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT).expect("pipeline");
+        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT, WeightDtype::F32).expect("pipeline");
         let dispatch = kernel
-            .dispatch(ctx, &a_buf, &b_buf, &c_buf, (m, n, k))
+            .dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))
             .expect("dispatch");
         group.throughput(Throughput::Elements(matmul::flops(m, n, k) as u64));
         group.bench_function(format!("m{m}-n{n}-k{k}"), |bench| {

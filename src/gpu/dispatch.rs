@@ -1,6 +1,8 @@
 //! A recorded kernel launch: pipeline, bindings and grid, ready to replay into any pass.
 
-use super::PassRecorder;
+use anyhow::ensure;
+
+use super::{GpuContext, PassRecorder};
 
 /// One kernel launch. Bind groups are built once, when the workload is set up, and replayed
 /// for every timed execution.
@@ -35,5 +37,31 @@ impl PassRecorder for [Dispatch] {
 impl PassRecorder for Vec<Dispatch> {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
         self.as_slice().record(pass);
+    }
+}
+
+impl GpuContext {
+    /// A launch of `pipeline` with `params` as the uniform at binding 0 and `buffers` at their
+    /// binding numbers. Fails if the grid exceeds the adapter's workgroup-count limit.
+    pub fn dispatch<P: bytemuck::Pod>(
+        &self,
+        pipeline: &wgpu::ComputePipeline,
+        params: &P,
+        buffers: &[(u32, &wgpu::Buffer)],
+        workgroups: [u32; 3],
+    ) -> anyhow::Result<Dispatch> {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        ensure!(
+            workgroups.iter().all(|&n| n <= max),
+            "a launch needs {workgroups:?} workgroups; this adapter allows {max} per dimension"
+        );
+        let uniform = self.uniform_with("params", bytemuck::bytes_of(params));
+        let mut entries = vec![(0, &uniform)];
+        entries.extend_from_slice(buffers);
+        Ok(Dispatch {
+            bind_group: self.bind(pipeline, &entries),
+            pipeline: pipeline.clone(),
+            workgroups,
+        })
     }
 }

@@ -3,7 +3,7 @@
 use anyhow::anyhow;
 
 use super::GpuContext;
-use crate::kernels::Shader;
+use crate::kernels::{Shader, WeightDtype};
 
 /// Whether shader modules keep wgpu's runtime bounds checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,12 +16,14 @@ pub enum ShaderChecks {
 }
 
 impl GpuContext {
-    /// The compute pipeline for `entry` in `shader`, specialised with WGSL `override`
-    /// `constants`. Pipelines are cached: building one can take a long time (LLVM on lavapipe).
-    /// A shader or constant the driver rejects is an error, not a panic.
+    /// The compute pipeline for `entry` in `shader` (with weights of `dtype` where the shader
+    /// has typed weights), specialised with WGSL `override` `constants`. Pipelines are cached:
+    /// building one can take a long time (LLVM on lavapipe). A shader or constant the driver
+    /// rejects is an error, not a panic.
     pub fn pipeline(
         &self,
         shader: &Shader,
+        dtype: WeightDtype,
         entry: &str,
         constants: &[(&str, f64)],
     ) -> anyhow::Result<wgpu::ComputePipeline> {
@@ -30,14 +32,15 @@ impl GpuContext {
         } else {
             ShaderChecks::Checked
         };
-        let key = format!("{}:{entry}:{constants:?}:{checks:?}", shader.name);
+        let dtype = shader.typed_weights.then_some(dtype);
+        let key = format!("{}:{dtype:?}:{entry}:{constants:?}:{checks:?}", shader.name);
         if let Some(p) = self.pipelines.lock().expect("pipeline cache").get(&key) {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            source: wgpu::ShaderSource::Wgsl(shader.source_for(dtype.unwrap_or(WeightDtype::F32))),
         };
         let module = match checks {
             ShaderChecks::Checked => self.device.create_shader_module(desc),
@@ -74,17 +77,16 @@ impl GpuContext {
         Ok(pipeline)
     }
 
-    /// A bind group for `pipeline`'s group 0 with `buffers` bound at bindings 0, 1, 2, ...
-    pub fn bind_buffers(
+    /// A bind group for `pipeline`'s group 0, each buffer bound whole at its binding number.
+    pub fn bind(
         &self,
         pipeline: &wgpu::ComputePipeline,
-        buffers: &[&wgpu::Buffer],
+        buffers: &[(u32, &wgpu::Buffer)],
     ) -> wgpu::BindGroup {
         let entries: Vec<wgpu::BindGroupEntry<'_>> = buffers
             .iter()
-            .enumerate()
-            .map(|(i, b)| wgpu::BindGroupEntry {
-                binding: i as u32,
+            .map(|&(binding, b)| wgpu::BindGroupEntry {
+                binding,
                 resource: b.as_entire_binding(),
             })
             .collect();

@@ -2,9 +2,19 @@
 //! the dispatch grid and carrying a CPU reference. This file is the one place shader paths
 //! appear.
 
+pub mod attention;
+pub mod copy;
+pub mod fma_probe;
 pub mod layout;
 pub mod matmul;
+pub mod rmsnorm;
+pub mod rope;
+pub mod swiglu;
 pub mod verify;
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 /// A WGSL source compiled into the binary.
 #[derive(Debug, Clone, Copy)]
@@ -18,42 +28,159 @@ pub struct Shader {
     /// True when the dispatch geometry keeps every access in bounds, so the module may be built
     /// without runtime checks (see [`crate::gpu::ShaderChecks`]).
     pub trusted: bool,
+    /// True when the source uses the `wvec4` weight type, defined by a [`WeightDtype`] prelude.
+    pub typed_weights: bool,
+}
+
+impl Shader {
+    /// The full WGSL text, with the weight-type prelude where the shader needs one.
+    pub fn source_for(&self, dtype: WeightDtype) -> Cow<'static, str> {
+        if self.typed_weights {
+            Cow::Owned(format!("{}{}", dtype.prelude(), self.source))
+        } else {
+            Cow::Borrowed(self.source)
+        }
+    }
 }
 
 macro_rules! shader {
-    ($name:literal, trusted: $trusted:expr) => {
+    ($name:literal, trusted: $trusted:expr, typed_weights: $typed:expr) => {
         Shader {
             name: $name,
             path: concat!("shaders/", $name, ".wgsl"),
             source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
             trusted: $trusted,
+            typed_weights: $typed,
         }
     };
 }
 
-/// Register-tiled f32 matrix multiply.
-pub const MATMUL: Shader = shader!("matmul", trusted: true);
+/// Register-tiled matrix multiply (prefill projections).
+pub const MATMUL: Shader = shader!("matmul", trusted: true, typed_weights: true);
+/// Skinny multiply for up to 8 rows (decode projections, the LM head).
+pub const GEMV: Shader = shader!("gemv", trusted: true, typed_weights: true);
+/// RMSNorm.
+pub const RMSNORM: Shader = shader!("rmsnorm", trusted: true, typed_weights: false);
+/// Rotary embedding and KV-cache write.
+pub const ROPE_CACHE: Shader = shader!("rope_cache", trusted: true, typed_weights: false);
+/// Causal flash-style attention for prefill.
+pub const ATTENTION_PREFILL: Shader =
+    shader!("attention_prefill", trusted: true, typed_weights: false);
+/// Split-KV attention for decode, with its reduce pass.
+pub const ATTENTION_DECODE: Shader =
+    shader!("attention_decode", trusted: true, typed_weights: false);
+/// SwiGLU activation.
+pub const SWIGLU: Shader = shader!("swiglu", trusted: true, typed_weights: false);
+/// Buffer copy (bandwidth probe, residual reset).
+pub const COPY: Shader = shader!("copy", trusted: true, typed_weights: false);
+/// FMA-chain arithmetic probe.
+pub const FMA_PROBE: Shader = shader!("fma_probe", trusted: true, typed_weights: false);
 
 /// Every shader, for validation.
-pub const ALL: &[Shader] = &[MATMUL];
+pub const ALL: &[Shader] = &[
+    MATMUL,
+    GEMV,
+    RMSNORM,
+    ROPE_CACHE,
+    ATTENTION_PREFILL,
+    ATTENTION_DECODE,
+    SWIGLU,
+    COPY,
+    FMA_PROBE,
+];
+
+/// Element type of the weights. Activations, norms and the KV cache stay f32; products
+/// accumulate in f32 either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WeightDtype {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float (needs the adapter's SHADER_F16).
+    F16,
+}
+
+impl WeightDtype {
+    /// WGSL lines that define `wvec4` for this type.
+    fn prelude(self) -> &'static str {
+        match self {
+            Self::F32 => "alias wvec4 = vec4<f32>;\n",
+            Self::F16 => "enable f16;\nalias wvec4 = vec4<f16>;\n",
+        }
+    }
+
+    /// Bytes per element.
+    pub fn bytes(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 => 2,
+        }
+    }
+
+    /// "f32" or "f16".
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+        }
+    }
+
+    /// Converts f32 values to this type's bytes.
+    pub fn encode(self, values: &[f32]) -> Vec<u8> {
+        match self {
+            Self::F32 => bytemuck::cast_slice(values).to_vec(),
+            Self::F16 => {
+                let halves: Vec<half::f16> =
+                    values.iter().map(|&v| half::f16::from_f32(v)).collect();
+                bytemuck::cast_slice(&halves).to_vec()
+            }
+        }
+    }
+
+    /// The value the GPU sees for `v` (f16 rounding), for CPU references.
+    pub fn round(self, v: f32) -> f32 {
+        match self {
+            Self::F32 => v,
+            Self::F16 => half::f16::from_f32(v).to_f32(),
+        }
+    }
+}
+
+impl std::str::FromStr for WeightDtype {
+    type Err = crate::InputError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "f32" => Ok(Self::F32),
+            "f16" => Ok(Self::F16),
+            _ => Err(crate::InputError::new(format!(
+                "--dtype {s:?}: use f32 or f16"
+            ))),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Every shader parses and validates with naga, the compiler wgpu uses; needs no GPU.
+    /// Every shader, in every weight type, parses and validates with naga, the compiler wgpu
+    /// uses; needs no GPU.
     #[test]
     fn every_shader_validates_with_naga() {
         use wgpu::naga;
         for shader in ALL {
-            let module = naga::front::wgsl::parse_str(shader.source)
-                .unwrap_or_else(|e| panic!("{}: {}", shader.path, e.emit_to_string(shader.source)));
-            naga::valid::Validator::new(
-                naga::valid::ValidationFlags::all(),
-                naga::valid::Capabilities::all(),
-            )
-            .validate(&module)
-            .unwrap_or_else(|e| panic!("{}: {e:?}", shader.path));
+            for dtype in [WeightDtype::F32, WeightDtype::F16] {
+                let source = shader.source_for(dtype);
+                let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
+                    panic!("{} ({dtype:?}): {}", shader.path, e.emit_to_string(&source))
+                });
+                naga::valid::Validator::new(
+                    naga::valid::ValidationFlags::all(),
+                    naga::valid::Capabilities::all(),
+                )
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{} ({dtype:?}): {e:?}", shader.path));
+            }
         }
     }
 
@@ -69,5 +196,17 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn f16_encoding_rounds_like_the_gpu() {
+        let bytes = WeightDtype::F16.encode(&[1.0, 0.1]);
+        assert_eq!(bytes.len(), 4);
+        assert_eq!(
+            WeightDtype::F16.round(0.1),
+            half::f16::from_f32(0.1).to_f32()
+        );
+        assert_ne!(WeightDtype::F16.round(0.1), 0.1);
+        assert_eq!(WeightDtype::F32.round(0.1), 0.1);
     }
 }

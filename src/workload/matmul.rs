@@ -4,8 +4,9 @@ use std::collections::BTreeMap;
 
 use crate::InputError;
 use crate::gpu::GpuContext;
+use crate::kernels::WeightDtype;
 use crate::kernels::layout::{pad_matrix, padded_cols, random_values, unpad_rows};
-use crate::kernels::matmul::{self, Matmul, MatmulConfig};
+use crate::kernels::matmul::{self, Matmul, MatmulConfig, Product};
 use crate::kernels::verify;
 use crate::measure;
 use crate::result::{SamplePolicy, WorkloadResult};
@@ -98,8 +99,8 @@ impl Workload for MatmulWorkload {
         let b_pad = pad_matrix(&b, k, n, padded_cols(k));
         let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_pad));
         let c_buf = ctx.storage_zeroed("C", (m * padded_cols(n) * 4) as u64);
-        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT)?;
-        let dispatch = kernel.dispatch(ctx, &a_buf, &b_buf, &c_buf, (m, n, k))?;
+        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT, WeightDtype::F32)?;
+        let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
 
         let measured = measure::measure(ctx, &dispatch, policy, progress)?;
 
@@ -135,7 +136,7 @@ impl Workload for MatmulWorkload {
             &measured,
             WorkCount {
                 flops: matmul::flops(m, n, k),
-                bytes: matmul::bytes(m, n, k),
+                bytes: matmul::bytes(m, n, k, 4),
             },
         ))
     }

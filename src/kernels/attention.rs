@@ -1,0 +1,416 @@
+//! `shaders/attention_prefill.wgsl` and `shaders/attention_decode.wgsl`: causal grouped-query
+//! attention over the KV cache.
+
+use super::{ATTENTION_DECODE, ATTENTION_PREFILL, WeightDtype};
+use crate::gpu::{Dispatch, GpuContext};
+
+/// Heads and caches of one layer.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Query heads.
+    pub n_heads: u32,
+    /// Key/value heads (divides `n_heads`).
+    pub n_kv_heads: u32,
+    /// Width of a head: a multiple of 4, at most 256.
+    pub head_dim: u32,
+    /// Positions each cache holds per sequence and head.
+    pub cache_len: u32,
+}
+
+impl Heads {
+    fn hd4(&self) -> u32 {
+        self.head_dim / 4
+    }
+
+    fn qkv_stride4(&self) -> u32 {
+        (self.n_heads + 2 * self.n_kv_heads) * self.hd4()
+    }
+
+    fn scale(&self) -> f32 {
+        (1.0 / f64::from(self.head_dim).sqrt()) as f32
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.head_dim % 4 == 0
+                && self.head_dim <= 256
+                && self.n_kv_heads > 0
+                && self.n_heads % self.n_kv_heads == 0,
+            "attention heads {self:?} unsupported"
+        );
+        Ok(())
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct PrefillParams {
+    tokens: u32,
+    seq_len: u32,
+    n_heads: u32,
+    n_kv_heads: u32,
+    qkv_stride4: u32,
+    cache_len: u32,
+    scale: f32,
+    _pad: u32,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct DecodeParams {
+    n_heads: u32,
+    n_kv_heads: u32,
+    q_stride4: u32,
+    cache_len: u32,
+    kv_len: u32,
+    split_len: u32,
+    n_splits: u32,
+    batch: u32,
+    scale: f32,
+    _pad: [u32; 3],
+}
+
+/// Causal attention of a whole prompt (prefill).
+pub struct PrefillAttention {
+    pipeline: wgpu::ComputePipeline,
+    heads: Heads,
+    wg: u32,
+}
+
+impl PrefillAttention {
+    /// Builds the pipeline for these heads.
+    pub fn new(ctx: &GpuContext, heads: Heads, wg: u32) -> anyhow::Result<Self> {
+        heads.check()?;
+        let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+        let pipeline = ctx.pipeline(
+            &ATTENTION_PREFILL,
+            WeightDtype::F32,
+            "attention_prefill",
+            &constants,
+        )?;
+        Ok(Self {
+            pipeline,
+            heads,
+            wg,
+        })
+    }
+
+    /// Attention for `batch` prompts of `seq_len` tokens: q from `qkv`, K and V from the
+    /// caches (positions 0..seq_len), output rows in `out`.
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        (batch, seq_len): (u32, u32),
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        let h = self.heads;
+        let tokens = batch * seq_len;
+        let cache_bytes = u64::from(batch)
+            * u64::from(h.n_kv_heads)
+            * u64::from(h.cache_len)
+            * u64::from(h.head_dim)
+            * 4;
+        anyhow::ensure!(
+            seq_len <= h.cache_len
+                && qkv.size() >= u64::from(tokens) * u64::from(h.qkv_stride4()) * 16
+                && k_cache.size() >= cache_bytes
+                && v_cache.size() >= cache_bytes
+                && out.size() >= u64::from(tokens) * u64::from(h.n_heads * h.head_dim) * 4,
+            "prefill attention buffers too small"
+        );
+        let params = PrefillParams {
+            tokens,
+            seq_len,
+            n_heads: h.n_heads,
+            n_kv_heads: h.n_kv_heads,
+            qkv_stride4: h.qkv_stride4(),
+            cache_len: h.cache_len,
+            scale: h.scale(),
+            _pad: 0,
+        };
+        ctx.dispatch(
+            &self.pipeline,
+            &params,
+            &[(1, qkv), (2, k_cache), (3, v_cache), (4, out)],
+            [tokens.div_ceil(self.wg), h.n_heads, 1],
+        )
+    }
+}
+
+/// Attention of one new token per sequence over `kv_len` cached positions (decode), split
+/// over the KV length, then reduced.
+pub struct DecodeAttention {
+    split: wgpu::ComputePipeline,
+    reduce: wgpu::ComputePipeline,
+    heads: Heads,
+    wg: u32,
+    split_len: u32,
+}
+
+impl DecodeAttention {
+    /// Builds both pipelines; each split covers `split_len` keys.
+    pub fn new(ctx: &GpuContext, heads: Heads, wg: u32, split_len: u32) -> anyhow::Result<Self> {
+        heads.check()?;
+        anyhow::ensure!(split_len >= 1, "split_len must be at least 1");
+        let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+        Ok(Self {
+            split: ctx.pipeline(
+                &ATTENTION_DECODE,
+                WeightDtype::F32,
+                "attention_split",
+                &constants,
+            )?,
+            reduce: ctx.pipeline(
+                &ATTENTION_DECODE,
+                WeightDtype::F32,
+                "attention_reduce",
+                &constants,
+            )?,
+            heads,
+            wg,
+            split_len,
+        })
+    }
+
+    /// Bytes of the partials buffer for `batch` sequences at `kv_len` keys.
+    pub fn partials_bytes(&self, batch: u32, kv_len: u32) -> u64 {
+        u64::from(batch)
+            * u64::from(self.heads.n_heads)
+            * u64::from(kv_len.div_ceil(self.split_len))
+            * u64::from(self.heads.hd4() + 1)
+            * 16
+    }
+
+    /// The two launches: q is row b of `qkv` for sequence b; keys are positions 0..kv_len.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        (batch, kv_len): (u32, u32),
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        partials: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<[Dispatch; 2]> {
+        let h = self.heads;
+        let n_splits = kv_len.div_ceil(self.split_len);
+        let cache_bytes = u64::from(batch)
+            * u64::from(h.n_kv_heads)
+            * u64::from(h.cache_len)
+            * u64::from(h.head_dim)
+            * 4;
+        anyhow::ensure!(
+            kv_len >= 1
+                && kv_len <= h.cache_len
+                && qkv.size() >= u64::from(batch) * u64::from(h.qkv_stride4()) * 16
+                && k_cache.size() >= cache_bytes
+                && v_cache.size() >= cache_bytes
+                && partials.size() >= self.partials_bytes(batch, kv_len)
+                && out.size() >= u64::from(batch) * u64::from(h.n_heads * h.head_dim) * 4,
+            "decode attention buffers too small"
+        );
+        let params = DecodeParams {
+            n_heads: h.n_heads,
+            n_kv_heads: h.n_kv_heads,
+            q_stride4: h.qkv_stride4(),
+            cache_len: h.cache_len,
+            kv_len,
+            split_len: self.split_len,
+            n_splits,
+            batch,
+            scale: h.scale(),
+            _pad: [0; 3],
+        };
+        let split = ctx.dispatch(
+            &self.split,
+            &params,
+            &[(1, qkv), (2, k_cache), (3, v_cache), (4, partials)],
+            [n_splits.div_ceil(self.wg), h.n_heads, batch],
+        )?;
+        let reduce = ctx.dispatch(
+            &self.reduce,
+            &params,
+            &[(4, partials), (5, out)],
+            [h.hd4().div_ceil(self.wg), h.n_heads, batch],
+        )?;
+        Ok([split, reduce])
+    }
+}
+
+/// softmax(q·kᵀ/√d) · V for one query over `keys` and `values` (each a list of head_dim rows),
+/// in f64.
+pub fn reference(q: &[f64], keys: &[&[f64]], values: &[&[f64]]) -> Vec<f64> {
+    let scale = 1.0 / (q.len() as f64).sqrt();
+    let scores: Vec<f64> = keys
+        .iter()
+        .map(|k| q.iter().zip(*k).map(|(a, b)| a * b).sum::<f64>() * scale)
+        .collect();
+    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut out = vec![0.0; q.len()];
+    for (w, v) in weights.iter().zip(values) {
+        for (o, x) in out.iter_mut().zip(*v) {
+            *o += w / total * x;
+        }
+    }
+    out
+}
+
+/// FLOPs of attention over `pairs` (query, key) pairs per head, for `heads` query heads:
+/// 2·head_dim for q·k and the same for p·v, per pair. Masked pairs are not counted.
+pub fn flops(pairs: f64, heads: usize, head_dim: usize) -> f64 {
+    4.0 * pairs * heads as f64 * head_dim as f64
+}
+
+/// Causal (query, key) pairs of a prompt of `p` tokens: p(p+1)/2.
+pub fn causal_pairs(p: usize) -> f64 {
+    (p as f64) * (p as f64 + 1.0) / 2.0
+}
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+    use crate::gpu::test_context;
+    use crate::kernels::layout::random_values;
+    use crate::kernels::verify::{NMSE_F32, compare};
+
+    fn heads(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Heads {
+        Heads {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            cache_len,
+        }
+    }
+
+    /// Reference output for query row `q_row` of sequence `b`, head `h`, over keys 0..n_keys.
+    #[allow(clippy::too_many_arguments)]
+    fn expected(
+        h: &Heads,
+        qkv: &[f32],
+        q_row: usize,
+        b: usize,
+        head: usize,
+        n_keys: usize,
+        k: &[f32],
+        v: &[f32],
+    ) -> Vec<f64> {
+        let hd = h.head_dim as usize;
+        let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
+        let q: Vec<f64> = qkv[q_row * stride + head * hd..][..hd]
+            .iter()
+            .map(|&x| f64::from(x))
+            .collect();
+        let kv = head / (h.n_heads / h.n_kv_heads) as usize;
+        let base = (b * h.n_kv_heads as usize + kv) * h.cache_len as usize * hd;
+        let to64 = |s: &[f32]| s.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+        let keys: Vec<Vec<f64>> = (0..n_keys)
+            .map(|j| to64(&k[base + j * hd..][..hd]))
+            .collect();
+        let values: Vec<Vec<f64>> = (0..n_keys)
+            .map(|j| to64(&v[base + j * hd..][..hd]))
+            .collect();
+        reference(
+            &q,
+            &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            &values.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        )
+    }
+
+    #[test]
+    fn prefill_matches_reference_for_odd_lengths_and_grouped_heads() {
+        let ctx = test_context();
+        for (batch, seq_len, h) in [
+            (1, 1, heads(2, 1, 4, 1)),
+            (2, 13, heads(4, 2, 12, 16)),
+            (1, 70, heads(6, 2, 64, 70)),
+        ] {
+            let tokens = (batch * seq_len) as usize;
+            let hd = h.head_dim as usize;
+            let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
+            let cache = (batch * h.n_kv_heads * h.cache_len) as usize * hd;
+            let qkv = random_values(tokens * stride, 61, 1.0);
+            let k = random_values(cache, 62, 1.0);
+            let v = random_values(cache, 63, 1.0);
+            let (qkv_b, k_b, v_b) = (
+                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)),
+                ctx.storage_with("k", bytemuck::cast_slice(&k)),
+                ctx.storage_with("v", bytemuck::cast_slice(&v)),
+            );
+            let out_b = ctx.storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64);
+            let kernel = PrefillAttention::new(ctx, h, 64).unwrap();
+            ctx.execute(
+                &kernel
+                    .dispatch(ctx, (batch, seq_len), &qkv_b, &k_b, &v_b, &out_b)
+                    .unwrap(),
+            )
+            .unwrap();
+            let got = ctx
+                .read_f32(&out_b, tokens * h.n_heads as usize * hd)
+                .unwrap();
+            let (qkv, k, v) = (&qkv, &k, &v);
+            let want: Vec<f64> = (0..tokens)
+                .flat_map(|t| {
+                    let (b, i) = (t / seq_len as usize, t % seq_len as usize);
+                    (0..h.n_heads as usize)
+                        .flat_map(move |head| expected(&h, qkv, t, b, head, i + 1, k, v))
+                })
+                .collect();
+            let c = compare(&got, &want, NMSE_F32, "prefill attention".into());
+            assert!(
+                c.failure.is_none(),
+                "{h:?} batch {batch} seq {seq_len}: {c:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn decode_matches_reference_across_split_sizes() {
+        let ctx = test_context();
+        for (batch, kv_len, split_len, h) in [
+            (1, 1, 16, heads(2, 2, 8, 4)),
+            (3, 37, 8, heads(4, 2, 16, 40)),
+            (2, 300, 64, heads(8, 2, 128, 300)),
+            (1, 100, 1, heads(2, 1, 4, 128)),
+        ] {
+            let hd = h.head_dim as usize;
+            let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
+            let cache = (batch * h.n_kv_heads * h.cache_len) as usize * hd;
+            let qkv = random_values(batch as usize * stride, 71, 1.0);
+            let k = random_values(cache, 72, 1.0);
+            let v = random_values(cache, 73, 1.0);
+            let kernel = DecodeAttention::new(ctx, h, 64, split_len).unwrap();
+            let (qkv_b, k_b, v_b) = (
+                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)),
+                ctx.storage_with("k", bytemuck::cast_slice(&k)),
+                ctx.storage_with("v", bytemuck::cast_slice(&v)),
+            );
+            let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(batch, kv_len));
+            let out_b = ctx.storage_zeroed("out", u64::from(batch * h.n_heads) * hd as u64 * 4);
+            let d = kernel
+                .dispatch(ctx, (batch, kv_len), &qkv_b, &k_b, &v_b, &partials, &out_b)
+                .unwrap();
+            ctx.execute(&d.to_vec()).unwrap();
+            let got = ctx
+                .read_f32(&out_b, (batch * h.n_heads) as usize * hd)
+                .unwrap();
+            let (qkv, k, v) = (&qkv, &k, &v);
+            let want: Vec<f64> = (0..batch as usize)
+                .flat_map(|b| {
+                    (0..h.n_heads as usize)
+                        .flat_map(move |head| expected(&h, qkv, b, b, head, kv_len as usize, k, v))
+                })
+                .collect();
+            let c = compare(&got, &want, NMSE_F32, "decode attention".into());
+            assert!(
+                c.failure.is_none(),
+                "{h:?} batch {batch} kv {kv_len} split {split_len}: {c:?}"
+            );
+        }
+    }
+}
