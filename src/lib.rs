@@ -9,6 +9,7 @@ mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod measure;
+pub mod model;
 pub mod node;
 pub mod result;
 pub mod workload;

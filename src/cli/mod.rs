@@ -3,6 +3,7 @@
 
 mod devices;
 mod execute;
+mod list_presets;
 mod table;
 
 use std::path::PathBuf;
@@ -11,8 +12,13 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::gpu::{AdapterSelector, BackendChoice};
+use crate::kernels::WeightDtype;
+use crate::model::{ModelShape, Phase, presets};
 use crate::result::SamplePolicy;
 use crate::result::io::Destination;
+use crate::workload::Workload;
+use crate::workload::plan::{self, ModelRequest};
+use crate::workload::probe::{CopyProbeWorkload, FmaProbeWorkload};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -39,8 +45,18 @@ enum Command {
     /// Time one kernel at one shape, check it, and write a result.
     #[command(subcommand)]
     Kernel(KernelCommand),
-    /// Run the benchmark: a default set of workloads; prints a table and writes a result.
+    /// Run the benchmark: the two probes, then prefill and decode of a model shape; prints a
+    /// table and writes a result.
     Run(RunArgs),
+    /// List the model-shape presets.
+    Presets(PresetsArgs),
+}
+
+#[derive(Debug, Args)]
+struct PresetsArgs {
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -75,6 +91,36 @@ enum KernelCommand {
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
 struct RunArgs {
+    /// Model shape preset (see `tokbench presets`); by default one that suits the device.
+    #[arg(long, env = "TOKBENCH_PRESET", conflicts_with_all = ["model", "model_file"])]
+    preset: Option<String>,
+    /// A custom shape: "d_model=..,n_layers=..,n_heads=..,n_kv_heads=..,head_dim=..,d_ff=..,vocab=..".
+    #[arg(long, value_name = "SHAPE", conflicts_with = "model_file")]
+    model: Option<String>,
+    /// A custom shape from a JSON file with those seven fields.
+    #[arg(long, value_name = "PATH")]
+    model_file: Option<PathBuf>,
+    /// Phases to run, comma-separated: prefill, decode.
+    #[arg(long, value_delimiter = ',', default_value = "prefill,decode", value_parser = parse_phase)]
+    phase: Vec<Phase>,
+    /// Sequences per pass (prefill prompts, or decode sequences).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+    /// Prefill prompt length, in tokens.
+    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    prompt_len: u32,
+    /// Decode KV depth(s): tokens already in the cache; a comma-separated list sweeps.
+    #[arg(long, value_delimiter = ',', default_value = "512", value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+    depth: Vec<u32>,
+    /// Weight element type: f32, or f16 (adapters with SHADER_F16); accumulation is f32.
+    #[arg(long, default_value = "f32")]
+    dtype: WeightDtype,
+    /// Run only the first N layers (recorded in the result).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    layers: Option<u32>,
+    /// Device memory to plan for, in GiB (wgpu cannot report a GPU's memory).
+    #[arg(long, value_name = "GIB", value_parser = parse_gib)]
+    device_memory_gib: Option<f64>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -136,6 +182,23 @@ impl CommonArgs {
     }
 }
 
+fn parse_phase(s: &str) -> Result<Phase, String> {
+    match s.trim() {
+        "prefill" => Ok(Phase::Prefill),
+        "decode" => Ok(Phase::Decode),
+        other => Err(format!(
+            "{other:?} is not a phase: use prefill, decode or both"
+        )),
+    }
+}
+
+fn parse_gib(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v < 1e6 => Ok(v),
+        _ => Err(format!("{s:?} is not a positive number of GiB")),
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -151,29 +214,74 @@ fn parse_seconds(s: &str) -> Result<f64, String> {
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Devices(args) => devices::run(args.json, args.backend),
+        Command::Presets(args) => list_presets::run(args.json),
         Command::Kernel(KernelCommand::Matmul { m, n, k, common }) => {
             let workload = crate::workload::matmul::MatmulWorkload {
                 m: m as usize,
                 n: n as usize,
                 k: k as usize,
             };
-            execute::run_workloads("kernel", &common, vec![Box::new(workload)])
+            execute::run_workloads("kernel", &common, |_| {
+                Ok(execute::Planned {
+                    workloads: vec![Box::new(workload)],
+                    ..Default::default()
+                })
+            })
         }
-        Command::Run(args) => execute::run_workloads("run", &args.common, default_workloads()),
+        Command::Run(args) => {
+            let request = args.model_request()?;
+            execute::run_workloads("run", &args.common, |ctx| {
+                let planned = plan::plan(ctx, &request)?;
+                let mut workloads: Vec<Box<dyn Workload>> =
+                    vec![Box::new(FmaProbeWorkload), Box::new(CopyProbeWorkload)];
+                workloads.extend(planned.workloads);
+                Ok(execute::Planned {
+                    workloads,
+                    model: Some(planned.plan),
+                    kernel_config: Some(planned.config),
+                    notes: planned.notes,
+                })
+            })
+        }
     }
 }
 
-/// `tokbench run` for now: a few matmul shapes, one of them a decode-like GEMV and one that
-/// divides no tile.
-fn default_workloads() -> Vec<Box<dyn crate::workload::Workload>> {
-    use crate::workload::matmul::MatmulWorkload;
-    [
-        (256, 256, 256),
-        (512, 512, 512),
-        (1, 4096, 4096),
-        (127, 255, 63),
-    ]
-    .into_iter()
-    .map(|(m, n, k)| Box::new(MatmulWorkload { m, n, k }) as Box<dyn crate::workload::Workload>)
-    .collect()
+impl RunArgs {
+    /// The model part of the plan, validated as far as it can be without a device.
+    fn model_request(&self) -> anyhow::Result<ModelRequest> {
+        let model = if let Some(name) = &self.preset {
+            let p = presets::find(name)?;
+            Some((p.name.to_string(), p.shape))
+        } else if let Some(text) = &self.model {
+            Some(("custom".to_string(), ModelShape::parse_inline(text)?))
+        } else if let Some(path) = &self.model_file {
+            Some(("custom".to_string(), ModelShape::from_file(path)?))
+        } else {
+            None
+        };
+        let mut phases: Vec<Phase> = Vec::new();
+        for p in &self.phase {
+            if !phases.contains(p) {
+                phases.push(*p);
+            }
+        }
+        let mut depths: Vec<u32> = Vec::new();
+        for d in &self.depth {
+            if !depths.contains(d) {
+                depths.push(*d);
+            }
+        }
+        Ok(ModelRequest {
+            model,
+            phases,
+            batch: self.batch,
+            prompt_len: self.prompt_len,
+            depths,
+            dtype: self.dtype,
+            layers: self.layers,
+            memory_bytes: self
+                .device_memory_gib
+                .map(|g| (g * f64::from(1u32 << 30)) as u64),
+        })
+    }
 }

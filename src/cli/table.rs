@@ -17,18 +17,32 @@ pub(super) fn num(text: impl ToString) -> Cell {
     Cell::new(text.to_string()).set_alignment(CellAlignment::Right)
 }
 
-/// One row per workload of a run.
+/// One row per workload of a run. "per pass" is the median time of one execution: a whole
+/// prefill pass, or one decode step (which makes one token per sequence).
 pub(super) fn workloads(doc: &RunResult) -> Table {
     let mut t = new(&[
-        "workload", "median", "CV", "GFLOP/s", "GB/s", "NMSE", "valid",
+        "workload",
+        "per pass",
+        "CV",
+        "tokens/s",
+        "GFLOP/s",
+        "GB/s",
+        "% peak FLOP/s",
+        "% peak GB/s",
+        "NMSE",
+        "valid",
     ]);
+    let pct = |share: Option<f64>| share.map_or("-".to_string(), |s| format!("{:.1}%", s * 100.0));
     for w in &doc.workloads {
         t.add_row(vec![
             Cell::new(&w.id),
             num(format_duration(w.stats.median_s)),
             num(format!("{:.1}%", w.stats.cv * 100.0)),
+            num(w.tokens_per_s.map_or("-".into(), |x| format!("{x:.2}"))),
             num(format!("{:.2}", w.achieved_gflops)),
             num(format!("{:.2}", w.achieved_gbps)),
+            num(pct(w.roofline.map(|r| r.compute_share))),
+            num(pct(w.roofline.map(|r| r.bandwidth_share))),
             num(w
                 .correctness
                 .nmse

@@ -164,6 +164,34 @@ fn rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
     (ty, api)
 }
 
+/// What went wrong on the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceErrorKind {
+    /// An allocation failed.
+    OutOfMemory,
+    /// wgpu rejected a call (a bug in tokbench, or a limit it did not check).
+    Validation,
+    /// The driver failed internally.
+    Internal,
+    /// The device was lost (reset, removed, driver crash).
+    Lost,
+}
+
+/// An error the device raised.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("GPU {}: {message}", match kind {
+    DeviceErrorKind::OutOfMemory => "out of memory",
+    DeviceErrorKind::Validation => "validation error",
+    DeviceErrorKind::Internal => "internal error",
+    DeviceErrorKind::Lost => "device lost",
+})]
+pub struct DeviceError {
+    /// Which kind.
+    pub kind: DeviceErrorKind,
+    /// The driver's or wgpu's words.
+    pub message: String,
+}
+
 /// Features tokbench uses when the adapter has them.
 pub const USEFUL_FEATURES: [(wgpu::Features, &str); 3] = [
     (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
@@ -195,7 +223,7 @@ pub struct GpuContext {
     pub(crate) pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     /// Errors the device raised outside any error scope, turned into `Err` by `wait_idle`
     /// (wgpu's default handler would panic).
-    pub(crate) device_errors: Arc<Mutex<Vec<String>>>,
+    pub(crate) device_errors: Arc<Mutex<Vec<DeviceError>>>,
 }
 
 impl GpuContext {
@@ -224,14 +252,23 @@ impl GpuContext {
         let device_errors = Arc::new(Mutex::new(Vec::new()));
         let sink = device_errors.clone();
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            sink.lock().expect("device error sink").push(e.to_string());
+            let kind = match e {
+                wgpu::Error::OutOfMemory { .. } => DeviceErrorKind::OutOfMemory,
+                wgpu::Error::Validation { .. } => DeviceErrorKind::Validation,
+                wgpu::Error::Internal { .. } => DeviceErrorKind::Internal,
+            };
+            sink.lock().expect("device error sink").push(DeviceError {
+                kind,
+                message: e.to_string(),
+            });
         }));
         let lost = device_errors.clone();
         device.set_device_lost_callback(move |reason, message| {
             if reason != wgpu::DeviceLostReason::Destroyed {
-                lost.lock()
-                    .expect("device error sink")
-                    .push(format!("device lost ({reason:?}): {message}"));
+                lost.lock().expect("device error sink").push(DeviceError {
+                    kind: DeviceErrorKind::Lost,
+                    message: format!("{reason:?}: {message}"),
+                });
             }
         });
         let timestamps = features
@@ -258,11 +295,12 @@ impl GpuContext {
         })
     }
 
-    /// Fails with the first error the device raised since the last call, if any.
+    /// Fails with the first error the device raised since the last call, if any (a
+    /// [`DeviceError`], so callers can tell out-of-memory and device loss apart).
     pub fn take_device_error(&self) -> anyhow::Result<()> {
         let mut errors = self.device_errors.lock().expect("device error sink");
         match errors.drain(..).next() {
-            Some(first) => Err(anyhow::anyhow!("GPU error: {first}")),
+            Some(first) => Err(first.into()),
             None => Ok(()),
         }
     }

@@ -8,8 +8,8 @@ mod pipeline;
 mod timer;
 
 pub use context::{
-    AdapterSelector, BackendChoice, GpuContext, USEFUL_FEATURES, adapter_record,
-    enumerate_adapters, select_adapter,
+    AdapterSelector, BackendChoice, DeviceError, DeviceErrorKind, GpuContext, USEFUL_FEATURES,
+    adapter_record, enumerate_adapters, select_adapter,
 };
 pub use dispatch::Dispatch;
 pub use pipeline::ShaderChecks;

@@ -34,12 +34,19 @@ pub fn unpad_rows(padded: &[f32], rows: usize, cols: usize) -> Vec<f32> {
         .collect()
 }
 
-/// `len` values uniform in [-scale, scale), reproducible from `seed`.
+/// `len` values uniform in [-scale, scale), reproducible from `seed`: element i is
+/// [`synthetic`]`(seed, i) * scale`.
 pub fn random_values(len: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut rng = SplitMix64::new(seed);
-    (0..len)
-        .map(|_| ((rng.next_f64() * 2.0 - 1.0) as f32) * scale)
+    (0..len as u64)
+        .map(|i| synthetic(seed, i) * scale)
         .collect()
+}
+
+/// Element `index` of the synthetic stream `seed`, uniform in [-1, 1). Computable for any index
+/// on its own, so a slab of a weight matrix, or one column for a CPU check, needs no more.
+pub fn synthetic(seed: u64, index: u64) -> f32 {
+    let bits = SplitMix64::at(seed, index) >> 40; // 24 random bits: exact in f32
+    (bits as f32) * (2.0 / (1u64 << 24) as f32) - 1.0
 }
 
 #[cfg(test)]

@@ -5,49 +5,13 @@
 //! byte once). [`Matmul::dispatch`] picks between them by the number of rows.
 
 use anyhow::ensure;
-use serde::{Deserialize, Serialize};
 
+pub use super::config::{MatmulConfig, TileConfig};
 use super::{GEMV, MATMUL, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 
 /// Rows up to which the GEMV kernel is used.
 pub const GEMV_MAX_ROWS: u32 = 8;
-
-/// Tile configuration of the register-tiled kernel, passed as `override` constants.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct TileConfig {
-    /// Invocations per workgroup along N.
-    pub wg_x: u32,
-    /// Invocations per workgroup along M.
-    pub wg_y: u32,
-    /// Rows of C per invocation (1..=8).
-    pub tm: u32,
-    /// vec4 columns of C per invocation (1..=4).
-    pub tn: u32,
-}
-
-/// Kernel choices for products, per adapter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct MatmulConfig {
-    /// Tiles of the many-row kernel.
-    pub tile: TileConfig,
-    /// Workgroup size of the GEMV kernel.
-    pub gemv_wg: u32,
-}
-
-impl MatmulConfig {
-    /// 8 × 8 invocations of 4 rows × one vec4 each; GEMV in workgroups of 64: fast on lavapipe,
-    /// sound everywhere.
-    pub const DEFAULT: Self = Self {
-        tile: TileConfig {
-            wg_x: 8,
-            wg_y: 8,
-            tm: 4,
-            tn: 1,
-        },
-        gemv_wg: 64,
-    };
-}
 
 /// Uniform block shared by both shaders.
 #[repr(C)]

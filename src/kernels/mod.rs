@@ -3,6 +3,7 @@
 //! appear.
 
 pub mod attention;
+mod config;
 pub mod copy;
 pub mod fma_probe;
 pub mod layout;
@@ -15,6 +16,8 @@ pub mod verify;
 use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
+
+pub use config::KernelConfig;
 
 /// A WGSL source compiled into the binary.
 #[derive(Debug, Clone, Copy)]

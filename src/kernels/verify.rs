@@ -87,3 +87,46 @@ mod tests {
         }
     }
 }
+
+/// One verdict from several checks: the worst NMSE and error, every description, every failure.
+pub fn combine(parts: Vec<Correctness>) -> Correctness {
+    let worst = |f: fn(&Correctness) -> Option<f64>| {
+        parts
+            .iter()
+            .map(f)
+            .try_fold(0.0f64, |acc, v| v.map(|v| acc.max(v)))
+    };
+    let failures: Vec<String> = parts.iter().filter_map(|c| c.failure.clone()).collect();
+    Correctness {
+        nmse: worst(|c| c.nmse),
+        max_abs_err: worst(|c| c.max_abs_err),
+        reference: parts
+            .iter()
+            .map(|c| c.reference.as_str())
+            .collect::<Vec<_>>()
+            .join("; "),
+        nmse_threshold: parts
+            .iter()
+            .map(|c| c.nmse_threshold)
+            .fold(f64::INFINITY, f64::min),
+        failure: (!failures.is_empty()).then(|| failures.join("; ")),
+    }
+}
+
+#[cfg(test)]
+mod combine_tests {
+    use super::*;
+
+    #[test]
+    fn combined_verdict_is_the_worst_part() {
+        let ok = compare(&[1.0], &[1.0], NMSE_F32, "a".into());
+        let bad = compare(&[1.0, 3.0], &[1.0, 2.0], NMSE_F32, "b".into());
+        let c = combine(vec![ok.clone(), bad.clone()]);
+        assert_eq!(c.nmse, bad.nmse);
+        assert_eq!(c.reference, "a; b");
+        assert!(c.failure.unwrap().contains("exceeds"));
+        assert!(combine(vec![ok.clone(), ok]).failure.is_none());
+        let nan = compare(&[f32::NAN], &[1.0], NMSE_F32, "c".into());
+        assert_eq!(combine(vec![bad, nan]).nmse, None, "unknown stays unknown");
+    }
+}

@@ -63,6 +63,14 @@ fn median_ci95(sorted: &[f64]) -> (f64, f64) {
     (sorted[lo], sorted[hi])
 }
 
+const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
+
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 /// A deterministic pseudo-random generator (SplitMix64). Used for synthetic data and bootstrap
 /// resampling: the same seed gives the same numbers on every platform and every version of
 /// tokbench, which keeps weights and `check` verdicts reproducible.
@@ -77,11 +85,14 @@ impl SplitMix64 {
 
     /// Next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0 = self.0.wrapping_add(GOLDEN);
+        mix(self.0)
+    }
+
+    /// The `index`-th value of the stream seeded with `seed`, without generating the ones
+    /// before it: lets any element of a synthetic matrix be computed on its own.
+    pub fn at(seed: u64, index: u64) -> u64 {
+        mix(seed.wrapping_add(GOLDEN.wrapping_mul(index.wrapping_add(1))))
     }
 
     /// Uniform in [0, 1).
@@ -158,6 +169,11 @@ mod tests {
         };
         let mut r = SplitMix64::new(42);
         assert_eq!(a, (0..4).map(|_| r.next_u64()).collect::<Vec<_>>());
+        assert_eq!(
+            SplitMix64::at(42, 2),
+            a[2],
+            "random access agrees with the stream"
+        );
         let mean = (0..10_000).map(|_| r.next_f64()).sum::<f64>() / 10_000.0;
         assert!((mean - 0.5).abs() < 0.02, "mean {mean}");
         assert!((0..1000).all(|_| r.below(7) < 7));

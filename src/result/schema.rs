@@ -10,6 +10,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::kernels::KernelConfig;
+use crate::model::ModelShape;
+
 /// Version of this document layout. Bumped only when a field is renamed or its meaning changes.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -34,6 +37,10 @@ pub struct RunResult {
     pub timing_method: TimingMethod,
     /// What was asked for: the validated plan.
     pub plan: PlanRecord,
+    /// Kernel choices the workloads ran with; null for a run that builds none.
+    pub kernel_config: Option<KernelConfig>,
+    /// The device's measured peaks (the probe workloads' figures); null until both probes ran.
+    pub probes: Option<Probes>,
     /// One entry per finished workload, in the order they ran.
     pub workloads: Vec<WorkloadResult>,
 }
@@ -110,8 +117,44 @@ pub struct PlanRecord {
     pub command: String,
     /// How samples were taken.
     pub sampling: SamplePolicy,
+    /// The model workloads asked for; null for a kernel-only run.
+    pub model: Option<ModelPlan>,
 }
 
+/// The model part of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ModelPlan {
+    /// Preset name, or "custom" for a shape given by flags or a file.
+    pub preset: String,
+    /// The model shape.
+    pub model: ModelShape,
+    /// Weight element type: "f32" or "f16".
+    pub dtype: String,
+    /// Layers each pass runs through (at most the model's n_layers; `--layers` caps it).
+    pub layers_run: u32,
+    /// True when the layers' weights did not fit in device memory, so every layer reads the same
+    /// weights (the bytes streamed per token are still those of all layers).
+    pub weights_shared_across_layers: bool,
+    /// Phases run, in order: "prefill", "decode".
+    pub phases: Vec<String>,
+    /// Sequences per pass.
+    pub batch: u32,
+    /// Prompt length of prefill.
+    pub prompt_len: u32,
+    /// KV depths decode ran at.
+    pub depths: Vec<u32>,
+}
+
+/// The device's own measured peaks, the yardsticks of every roofline share.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Probes {
+    /// FMA-chain probe: GFLOP/s.
+    pub fma_gflops: f64,
+    /// Copy probe: GB/s (bytes read + written).
+    pub copy_gbps: f64,
+}
 /// How many samples to take and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -150,6 +193,56 @@ pub struct WorkloadResult {
     pub achieved_gflops: f64,
     /// bytes / median time, in GB/s (10^9 bytes per second).
     pub achieved_gbps: f64,
+    /// The achieved figures as shares of the probes' peaks; null for the probes themselves and
+    /// for runs without probes.
+    pub roofline: Option<Roofline>,
+    /// "prefill" or "decode"; null for kernel and probe workloads.
+    pub phase: Option<String>,
+    /// Preset name ("custom" for a shape from flags or a file); null for kernel workloads.
+    pub preset: Option<String>,
+    /// The model shape; null for kernel workloads.
+    pub model: Option<ModelShape>,
+    /// Sequences per pass; null for kernel workloads.
+    pub batch: Option<u32>,
+    /// Prompt length (prefill); null otherwise.
+    pub prompt_len: Option<u32>,
+    /// KV depth before the step (decode); null otherwise.
+    pub depth: Option<u32>,
+    /// Layers the pass ran through; null for kernel workloads.
+    pub layers_run: Option<u32>,
+    /// True when every layer read the same weights (they did not all fit); null for kernel
+    /// workloads.
+    pub weights_shared_across_layers: Option<bool>,
+    /// Tokens one execution produces: batch × prompt_len for prefill, batch for decode.
+    pub tokens: Option<u64>,
+    /// tokens / median time of one execution.
+    pub tokens_per_s: Option<f64>,
+}
+
+/// Achieved figures set against the device's measured peaks.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Roofline {
+    /// The FMA probe's GFLOP/s.
+    pub peak_gflops: f64,
+    /// The copy probe's GB/s.
+    pub peak_gbps: f64,
+    /// achieved_gflops / peak_gflops.
+    pub compute_share: f64,
+    /// achieved_gbps / peak_gbps.
+    pub bandwidth_share: f64,
+}
+
+impl Roofline {
+    /// The shares of `achieved` (GFLOP/s, GB/s) in `peaks`.
+    pub fn new(achieved_gflops: f64, achieved_gbps: f64, peaks: Probes) -> Self {
+        Self {
+            peak_gflops: peaks.fma_gflops,
+            peak_gbps: peaks.copy_gbps,
+            compute_share: achieved_gflops / peaks.fma_gflops,
+            bandwidth_share: achieved_gbps / peaks.copy_gbps,
+        }
+    }
 }
 
 /// Result of comparing GPU output with a CPU reference computed in f64.

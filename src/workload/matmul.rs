@@ -11,7 +11,8 @@ use crate::kernels::verify;
 use crate::measure;
 use crate::result::{SamplePolicy, WorkloadResult};
 
-use super::{Progress, WorkCount, Workload, kernel_result};
+use super::{Progress, Stage, Workload, kernel_result};
+use crate::model::Work;
 
 /// Products up to this many multiply-adds are checked in full; larger ones on sampled rows.
 const FULL_CHECK_MACS: f64 = 3e8;
@@ -102,7 +103,10 @@ impl Workload for MatmulWorkload {
         let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT, WeightDtype::F32)?;
         let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
 
-        let measured = measure::measure(ctx, &dispatch, policy, progress)?;
+        let measured = measure::measure(ctx, &dispatch, policy, &mut |d, p| {
+            progress(Stage::Samples(d, p))
+        })?;
+        progress(Stage::Verifying);
 
         let c = unpad_rows(&ctx.read_f32(&c_buf, m * padded_cols(n))?, m, n);
         let rows = self.checked_rows();
@@ -134,7 +138,7 @@ impl Workload for MatmulWorkload {
             "f32",
             correctness,
             &measured,
-            WorkCount {
+            Work {
                 flops: matmul::flops(m, n, k),
                 bytes: matmul::bytes(m, n, k, 4),
             },

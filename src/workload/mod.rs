@@ -1,16 +1,35 @@
 //! Workloads: set up buffers for one measurable piece of work, measure it, check it against a
 //! CPU reference, and describe it as a [`WorkloadResult`].
 
+pub mod forward;
 pub mod matmul;
+pub mod plan;
+pub mod probe;
+pub mod reference;
+pub mod synthetic;
+pub mod token;
+pub mod weights;
 
 use std::collections::BTreeMap;
 
 use crate::gpu::GpuContext;
 use crate::measure::{Measured, stats};
+use crate::model::Work;
 use crate::result::{Correctness, SamplePolicy, WorkloadResult};
 
-/// Progress callback: (samples so far, samples planned).
-pub type Progress<'a> = &'a mut dyn FnMut(usize, usize);
+/// What a workload is doing, for progress display.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Generating and uploading weights: (bytes done, bytes in all).
+    Uploading(u64, u64),
+    /// Timing: (samples taken, samples planned).
+    Samples(usize, usize),
+    /// Checking the output against the CPU reference.
+    Verifying,
+}
+
+/// Progress callback.
+pub type Progress<'a> = &'a mut dyn FnMut(Stage);
 
 /// One measurable piece of work.
 pub trait Workload {
@@ -30,15 +49,6 @@ pub trait Workload {
     ) -> anyhow::Result<WorkloadResult>;
 }
 
-/// The analytic work of one execution.
-#[derive(Debug, Clone, Copy)]
-pub struct WorkCount {
-    /// Floating-point operations.
-    pub flops: f64,
-    /// Bytes moved to or from device memory.
-    pub bytes: f64,
-}
-
 /// Assembles the result of a kernel-style workload from its parts.
 pub fn kernel_result(
     id: String,
@@ -47,7 +57,7 @@ pub fn kernel_result(
     dtype: &str,
     correctness: Correctness,
     measured: &Measured,
-    work: WorkCount,
+    work: Work,
 ) -> WorkloadResult {
     let stats = stats::summarize(&measured.samples_s, measured.warmup_iterations);
     let median = stats.median_s;
@@ -63,5 +73,16 @@ pub fn kernel_result(
         flops: work.flops,
         bytes: work.bytes,
         stats,
+        roofline: None,
+        phase: None,
+        preset: None,
+        model: None,
+        batch: None,
+        prompt_len: None,
+        depth: None,
+        layers_run: None,
+        weights_shared_across_layers: None,
+        tokens: None,
+        tokens_per_s: None,
     }
 }

@@ -1,0 +1,9 @@
+//! Model shapes and their analytic work: presets, custom shapes, FLOP and byte accounting.
+//! No GPU here.
+
+pub mod accounting;
+pub mod presets;
+mod shape;
+
+pub use accounting::{Pass, Phase, Work};
+pub use shape::ModelShape;

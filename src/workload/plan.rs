@@ -1,0 +1,201 @@
+//! From a request (preset or shape, phases, sizes, dtype) to validated model workloads: the
+//! shape is checked, f16 support, binding limits and memory are checked against the device, and
+//! weights are shared across layers when they do not all fit.
+
+use std::rc::Rc;
+
+use super::Workload;
+use super::forward::activation_buffers;
+use super::synthetic::SyntheticModel;
+use super::token::{ModelSession, TokenWorkload};
+use super::weights::{head_bytes, layer_bytes};
+use crate::InputError;
+use crate::gpu::GpuContext;
+use crate::kernels::{KernelConfig, WeightDtype};
+use crate::model::{ModelShape, Pass, Phase, presets};
+use crate::result::ModelPlan;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct ModelRequest {
+    /// A preset name and its shape, or "custom" and a given shape; `None` lets the device choose.
+    pub model: Option<(String, ModelShape)>,
+    /// Phases in order.
+    pub phases: Vec<Phase>,
+    /// Sequences per pass.
+    pub batch: u32,
+    /// Prefill prompt length.
+    pub prompt_len: u32,
+    /// Decode depths.
+    pub depths: Vec<u32>,
+    /// Weight type.
+    pub dtype: WeightDtype,
+    /// Cap on layers run.
+    pub layers: Option<u32>,
+    /// Device memory to plan for, overriding what tokbench can find out.
+    pub memory_bytes: Option<u64>,
+}
+
+/// The validated outcome: the plan to record, and the workloads.
+pub struct ModelWorkloads {
+    /// For the result document.
+    pub plan: ModelPlan,
+    /// Kernel choices.
+    pub config: KernelConfig,
+    /// One per phase and size.
+    pub workloads: Vec<Box<dyn Workload>>,
+    /// Lines to tell the user (the preset chosen, weights shared, ...).
+    pub notes: Vec<String>,
+}
+
+/// Memory to plan for: what the user said, else for CPU adapters (lavapipe allocates host
+/// memory) three quarters of the host's available memory, else unknown.
+pub fn memory_budget(ctx: &GpuContext, user: Option<u64>) -> Option<u64> {
+    user.or_else(|| {
+        (ctx.info.device_type == wgpu::DeviceType::Cpu).then(|| {
+            let mut sys = sysinfo::System::new();
+            sys.refresh_memory();
+            sys.available_memory() / 4 * 3
+        })
+    })
+}
+
+/// The preset `tokbench run` uses when none is given: a small one on CPU adapters (a default
+/// run ends in a couple of minutes on lavapipe), Llama 3 8B's shape on a GPU that holds it.
+fn default_preset(
+    ctx: &GpuContext,
+    budget: Option<u64>,
+    dtype: WeightDtype,
+) -> &'static presets::Preset {
+    if ctx.info.device_type == wgpu::DeviceType::Cpu {
+        return presets::find("smollm2-135m-shape").expect("preset exists");
+    }
+    let fits = |name: &str| {
+        let p = presets::find(name).expect("preset exists");
+        let model = SyntheticModel {
+            shape: p.shape,
+            dtype,
+            shared_layers: false,
+        };
+        let bytes = u64::from(p.shape.n_layers) * layer_bytes(&model) + head_bytes(&model);
+        budget.is_none_or(|b| bytes < b / 10 * 9)
+    };
+    ["llama3-8b-shape", "llama3.2-1b-shape", "qwen2.5-0.5b-shape"]
+        .into_iter()
+        .find(|n| fits(n))
+        .map_or_else(
+            || presets::find("smollm2-135m-shape").expect("preset exists"),
+            |n| presets::find(n).expect("preset exists"),
+        )
+}
+
+/// Validates `req` against the device and builds its workloads.
+pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloads> {
+    let mut notes = Vec::new();
+    if req.dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
+        return Err(InputError::new(format!(
+            "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32",
+            ctx.info.name
+        ))
+        .into());
+    }
+    let budget = memory_budget(ctx, req.memory_bytes);
+    let (preset, shape) = match &req.model {
+        Some((name, shape)) => (name.clone(), *shape),
+        None => {
+            let p = default_preset(ctx, budget, req.dtype);
+            notes.push(format!(
+                "no --preset given: using {} ({}) for this device",
+                p.name, p.description
+            ));
+            (p.name.to_string(), p.shape)
+        }
+    };
+    shape.validate()?;
+    let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
+    let config = KernelConfig::default_for(ctx.info.device_type == wgpu::DeviceType::Cpu);
+    let mut passes = Vec::new();
+    for phase in &req.phases {
+        match phase {
+            Phase::Prefill => passes.push(Pass {
+                phase: Phase::Prefill,
+                batch: req.batch,
+                len: req.prompt_len,
+            }),
+            Phase::Decode => passes.extend(req.depths.iter().map(|&d| Pass {
+                phase: Phase::Decode,
+                batch: req.batch,
+                len: d,
+            })),
+        }
+    }
+    for &pass in &passes {
+        super::forward::check_bindings(ctx, &shape, pass, config.decode_split_len)?;
+    }
+
+    let mut model = SyntheticModel {
+        shape,
+        dtype: req.dtype,
+        shared_layers: false,
+    };
+    let activations = passes
+        .iter()
+        .map(|&p| {
+            activation_buffers(&shape, layers_run, p, config.decode_split_len)
+                .iter()
+                .map(|b| b.bytes * b.count)
+                .sum::<u64>()
+        })
+        .max()
+        .unwrap_or(0);
+    let distinct = u64::from(layers_run) * layer_bytes(&model) + head_bytes(&model);
+    let shared = layer_bytes(&model) + head_bytes(&model);
+    if let Some(budget) = budget {
+        let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
+        if distinct + activations > budget {
+            if shared + activations > budget {
+                return Err(InputError::new(format!(
+                    "{preset}: needs {:.1} GiB even with weights shared across layers ({:.1} GiB of KV cache and activations) but {:.1} GiB is available; reduce --depth, --batch or --prompt-len, use --layers, --dtype f16 or a smaller preset",
+                    gib(shared + activations),
+                    gib(activations),
+                    gib(budget)
+                ))
+                .into());
+            }
+            model.shared_layers = true;
+            notes.push(format!(
+                "{preset}: the weights of {layers_run} layers ({:.1} GiB) do not fit in {:.1} GiB: every layer reads the same weights; the bytes streamed per token stay those of {layers_run} layers",
+                gib(distinct),
+                gib(budget)
+            ));
+        }
+    }
+
+    let session = ModelSession::new(preset.clone(), model, layers_run, config);
+    let workloads: Vec<Box<dyn Workload>> = passes
+        .iter()
+        .map(|&pass| {
+            Box::new(TokenWorkload {
+                session: Rc::clone(&session),
+                pass,
+            }) as Box<dyn Workload>
+        })
+        .collect();
+    let plan = ModelPlan {
+        preset,
+        model: shape,
+        dtype: req.dtype.name().into(),
+        layers_run,
+        weights_shared_across_layers: model.shared_layers,
+        phases: req.phases.iter().map(|p| p.name().to_string()).collect(),
+        batch: req.batch,
+        prompt_len: req.prompt_len,
+        depths: req.depths.clone(),
+    };
+    Ok(ModelWorkloads {
+        plan,
+        config,
+        workloads,
+        notes,
+    })
+}

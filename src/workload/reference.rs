@@ -1,0 +1,203 @@
+//! The same forward pass as [`super::forward`], on the CPU in f64, from the same synthetic
+//! weights, inputs and cache history: the correctness gate of the token workloads. Meant for
+//! small shapes (tiny, or a reduced copy of a large one).
+
+use super::synthetic::{Matrix, Norm, SyntheticModel, initial_cache, input_states};
+use crate::kernels::{attention, rmsnorm, rope, swiglu};
+use crate::model::{Pass, Phase};
+
+/// Outputs of the reference pass.
+#[derive(Debug, Clone)]
+pub struct Reference {
+    /// Residual stream after the last layer: rows × d_model.
+    pub hidden: Vec<f64>,
+    /// Logits: batch × vocab.
+    pub logits: Vec<f64>,
+}
+
+/// Multiply-adds of the reference for `pass`; callers use it to decide whether a shape is small
+/// enough to check in full.
+pub fn cost(model: &SyntheticModel, layers: u32, pass: Pass) -> f64 {
+    let w = crate::model::accounting::total(&model.shape, layers, model.dtype, pass);
+    w.flops / 2.0
+}
+
+/// rows × n = x (rows × k) · w (k × n).
+fn matmul(x: &[f64], w: &[f64], k: usize, n: usize) -> Vec<f64> {
+    let rows = x.len() / k;
+    let mut out = vec![0.0; rows * n];
+    for (o, xr) in out.chunks_exact_mut(n).zip(x.chunks_exact(k)) {
+        for (&xv, wr) in xr.iter().zip(w.chunks_exact(n)) {
+            for (ov, &wv) in o.iter_mut().zip(wr) {
+                *ov += xv * wv;
+            }
+        }
+    }
+    out
+}
+
+fn norm_rows(x: &[f64], d: usize, gamma: &[f32]) -> Vec<f64> {
+    x.chunks_exact(d)
+        .flat_map(|r| rmsnorm::reference(r, gamma))
+        .collect()
+}
+
+/// Runs `pass` through the first `layers` layers of `model`.
+pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
+    let s = model.shape;
+    let (d, f, v) = (s.d_model as usize, s.d_ff as usize, s.vocab as usize);
+    let (hd, nh, nkv) = (
+        s.head_dim as usize,
+        s.n_heads as usize,
+        s.n_kv_heads as usize,
+    );
+    let (q_dim, kv_dim, qkv_dim) = (s.q_dim(), s.kv_dim(), s.qkv_dim());
+    let t = pass.rows();
+    let b = pass.batch as usize;
+    let per_seq = t / b;
+    let cache_len = pass.cache_len() as usize;
+    let filled = match pass.phase {
+        Phase::Prefill => 0,
+        Phase::Decode => pass.len as usize,
+    };
+    let mut h: Vec<f64> = input_states(t, d).into_iter().map(f64::from).collect();
+    for l in 0..layers as usize {
+        let cache_dims = [b, nkv, cache_len, hd];
+        let mut k_cache: Vec<f64> = initial_cache(l, false, cache_dims, filled)
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let mut v_cache: Vec<f64> = initial_cache(l, true, cache_dims, filled)
+            .into_iter()
+            .map(f64::from)
+            .collect();
+        let slot = |bi: usize, kv: usize, pos: usize| ((bi * nkv + kv) * cache_len + pos) * hd;
+
+        let a = norm_rows(&h, d, &model.norm(l, Norm::Attn));
+        let mut qkv = matmul(&a, &model.matrix(l, Matrix::Qkv).dense_f64(), d, qkv_dim);
+        for (ti, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
+            let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
+            for head in row[..q_dim + kv_dim].chunks_exact_mut(hd) {
+                rope::reference_rotate(head, pos);
+            }
+            for kv in 0..nkv {
+                let at = slot(bi, kv, pos);
+                k_cache[at..at + hd].copy_from_slice(&row[q_dim + kv * hd..q_dim + (kv + 1) * hd]);
+                v_cache[at..at + hd].copy_from_slice(
+                    &row[q_dim + kv_dim + kv * hd..q_dim + kv_dim + (kv + 1) * hd],
+                );
+            }
+        }
+        let mut attn = vec![0.0; t * q_dim];
+        for (ti, out_row) in attn.chunks_exact_mut(q_dim).enumerate() {
+            let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
+            for head in 0..nh {
+                let kv = head / (nh / nkv);
+                let q = &qkv[ti * qkv_dim + head * hd..ti * qkv_dim + (head + 1) * hd];
+                let keys: Vec<&[f64]> = (0..=pos)
+                    .map(|j| &k_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
+                    .collect();
+                let values: Vec<&[f64]> = (0..=pos)
+                    .map(|j| &v_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
+                    .collect();
+                out_row[head * hd..(head + 1) * hd]
+                    .copy_from_slice(&attention::reference(q, &keys, &values));
+            }
+        }
+        for (hv, o) in h.iter_mut().zip(matmul(
+            &attn,
+            &model.matrix(l, Matrix::O).dense_f64(),
+            q_dim,
+            d,
+        )) {
+            *hv += o;
+        }
+        let a = norm_rows(&h, d, &model.norm(l, Norm::Ffn));
+        let gu = matmul(&a, &model.matrix(l, Matrix::GateUp).dense_f64(), d, 2 * f);
+        let m: Vec<f64> = gu
+            .chunks_exact(2 * f)
+            .flat_map(|r| (0..f).map(move |c| swiglu::reference(r[c], r[f + c])))
+            .collect();
+        for (hv, o) in
+            h.iter_mut()
+                .zip(matmul(&m, &model.matrix(l, Matrix::Down).dense_f64(), f, d))
+        {
+            *hv += o;
+        }
+    }
+    let last: Vec<f64> = (0..b)
+        .flat_map(|bi| h[((bi + 1) * per_seq - 1) * d..(bi + 1) * per_seq * d].to_vec())
+        .collect();
+    let final_rows = norm_rows(&last, d, &model.norm(0, Norm::Final));
+    let logits = matmul(
+        &final_rows,
+        &model.matrix(0, Matrix::LmHead).dense_f64(),
+        d,
+        v,
+    );
+    Reference { hidden: h, logits }
+}
+
+/// Logits of columns `cols` for `rows` (each d_model wide, as the GPU normalised them) through
+/// the LM head, in f64: a spot check of the full-size run. Only the needed weight columns are
+/// generated.
+pub fn lm_head_columns(model: &SyntheticModel, rows: &[Vec<f32>], cols: &[usize]) -> Vec<f64> {
+    let w = model.matrix(0, Matrix::LmHead);
+    let column: Vec<Vec<f64>> = cols
+        .iter()
+        .map(|&c| (0..w.k).map(|r| f64::from(w.value(r, c))).collect())
+        .collect();
+    rows.iter()
+        .flat_map(|row| {
+            column
+                .iter()
+                .map(move |col| row.iter().zip(col).map(|(&x, &wv)| f64::from(x) * wv).sum())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::WeightDtype;
+    use crate::model::presets::find;
+
+    #[test]
+    fn reference_outputs_are_finite_and_deterministic() {
+        let model = SyntheticModel {
+            shape: find("tiny").unwrap().shape,
+            dtype: WeightDtype::F32,
+            shared_layers: false,
+        };
+        let pass = Pass {
+            phase: Phase::Prefill,
+            batch: 2,
+            len: 5,
+        };
+        let a = forward(&model, 2, pass);
+        assert_eq!(a.hidden.len(), 10 * 96);
+        assert_eq!(a.logits.len(), 2 * 509);
+        assert!(a.hidden.iter().chain(&a.logits).all(|x| x.is_finite()));
+        assert_eq!(forward(&model, 2, pass).logits, a.logits);
+        // Decode reads synthetic history, so it differs from a fresh prompt of one token.
+        let decode = forward(
+            &model,
+            2,
+            Pass {
+                phase: Phase::Decode,
+                batch: 2,
+                len: 3,
+            },
+        );
+        let fresh = forward(
+            &model,
+            2,
+            Pass {
+                phase: Phase::Prefill,
+                batch: 2,
+                len: 1,
+            },
+        );
+        assert_ne!(decode.logits, fresh.logits);
+    }
+}

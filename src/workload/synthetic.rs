@@ -1,0 +1,266 @@
+//! Synthetic weights and inputs of a model shape: seeded, element by element, so the GPU
+//! upload, the CPU reference and a spot check of one column all see the same numbers without
+//! ever holding a whole model on the host.
+
+use crate::kernels::WeightDtype;
+use crate::kernels::layout::{padded_cols, synthetic};
+use crate::model::ModelShape;
+
+/// The weight matrices of a layer, plus the LM head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matrix {
+    /// Fused [q | k | v] projection: d_model × (q_dim + 2·kv_dim).
+    Qkv,
+    /// Attention output projection: q_dim × d_model.
+    O,
+    /// Fused [gate | up] projection: d_model × 2·d_ff (each half padded to 4 columns).
+    GateUp,
+    /// Down projection: d_ff × d_model.
+    Down,
+    /// LM head: d_model × vocab.
+    LmHead,
+}
+
+/// The norm weights (gamma) of a layer, plus the final norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Norm {
+    /// Before attention.
+    Attn,
+    /// Before the feed-forward block.
+    Ffn,
+    /// Before the LM head.
+    Final,
+}
+
+/// One logical weight matrix: K rows; columns made of segments (for fused projections), each
+/// padded to a multiple of 4 columns. Values are uniform in ±√(3/K), so a product keeps its
+/// input's variance.
+#[derive(Debug, Clone)]
+pub struct WeightMatrix {
+    /// Rows (the input width).
+    pub k: usize,
+    /// (width, seed) of each column segment, in order.
+    pub segments: Vec<(usize, u64)>,
+    /// Element type on the GPU; values are rounded to it everywhere.
+    pub dtype: WeightDtype,
+}
+
+impl WeightMatrix {
+    /// Padded width: the sum of the segments' padded widths.
+    pub fn padded_n(&self) -> usize {
+        self.segments.iter().map(|&(w, _)| padded_cols(w)).sum()
+    }
+
+    /// Logical width (without padding).
+    pub fn n(&self) -> usize {
+        self.segments.iter().map(|&(w, _)| w).sum()
+    }
+
+    fn scale(&self) -> f32 {
+        (3.0 / self.k as f32).sqrt()
+    }
+
+    /// Element (row, padded column); zero in padding.
+    pub fn value(&self, row: usize, padded_col: usize) -> f32 {
+        if row >= self.k {
+            return 0.0;
+        }
+        let mut start = 0;
+        for &(width, seed) in &self.segments {
+            let padded = padded_cols(width);
+            if padded_col < start + padded {
+                let c = padded_col - start;
+                return if c < width {
+                    self.dtype
+                        .round(synthetic(seed, (row * width + c) as u64) * self.scale())
+                } else {
+                    0.0
+                };
+            }
+            start += padded;
+        }
+        0.0
+    }
+
+    /// Columns [c4_start, c4_end) (in vec4s) of the padded matrix with rows padded to a
+    /// multiple of 4, row-major: one weight slab as the kernels read it. Filled on all cores.
+    pub fn slab(&self, c4_start: usize, c4_end: usize) -> Vec<f32> {
+        let rows = padded_cols(self.k);
+        let width = 4 * (c4_end - c4_start);
+        let mut out = vec![0.0f32; rows * width];
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rows_per = rows.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            for (chunk_index, chunk) in out.chunks_mut(rows_per * width).enumerate() {
+                scope.spawn(move || {
+                    for (i, row) in chunk.chunks_exact_mut(width).enumerate() {
+                        let r = chunk_index * rows_per + i;
+                        for (j, v) in row.iter_mut().enumerate() {
+                            *v = self.value(r, 4 * c4_start + j);
+                        }
+                    }
+                });
+            }
+        });
+        out
+    }
+
+    /// The whole matrix, unpadded (K × n), in f64: for CPU references of small shapes.
+    pub fn dense_f64(&self) -> Vec<f64> {
+        let mut out = Vec::with_capacity(self.k * self.n());
+        for r in 0..self.k {
+            let mut start = 0;
+            for &(width, _) in &self.segments {
+                out.extend((0..width).map(|c| f64::from(self.value(r, start + c))));
+                start += padded_cols(width);
+            }
+        }
+        out
+    }
+}
+
+/// A model shape with synthetic weights. `seed_layer` maps a layer to the layer whose weights it
+/// uses: itself, or 0 when weights are shared across layers.
+#[derive(Debug, Clone, Copy)]
+pub struct SyntheticModel {
+    /// The dimensions.
+    pub shape: ModelShape,
+    /// Weight element type.
+    pub dtype: WeightDtype,
+    /// All layers use layer 0's weights.
+    pub shared_layers: bool,
+}
+
+/// Seed space: one stream per (layer, tensor).
+fn seed(layer: usize, tensor: u64) -> u64 {
+    0x70CB_E7C0_0000_0000 ^ ((layer as u64) << 8) ^ tensor
+}
+
+const LM_LAYER: usize = 1 << 20;
+
+impl SyntheticModel {
+    fn layer_seed(&self, layer: usize) -> usize {
+        if self.shared_layers { 0 } else { layer }
+    }
+
+    /// Weight matrix `m` of `layer` (ignored for the LM head).
+    pub fn matrix(&self, layer: usize, m: Matrix) -> WeightMatrix {
+        let s = &self.shape;
+        let l = self.layer_seed(layer);
+        let (d, f) = (s.d_model as usize, s.d_ff as usize);
+        let (k, segments) = match m {
+            Matrix::Qkv => (
+                d,
+                vec![
+                    (s.q_dim(), seed(l, 1)),
+                    (s.kv_dim(), seed(l, 2)),
+                    (s.kv_dim(), seed(l, 3)),
+                ],
+            ),
+            Matrix::O => (s.q_dim(), vec![(d, seed(l, 4))]),
+            Matrix::GateUp => (d, vec![(f, seed(l, 5)), (f, seed(l, 6))]),
+            Matrix::Down => (f, vec![(d, seed(l, 7))]),
+            Matrix::LmHead => (d, vec![(s.vocab as usize, seed(LM_LAYER, 8))]),
+        };
+        WeightMatrix {
+            k,
+            segments,
+            dtype: self.dtype,
+        }
+    }
+
+    /// Norm weights (d_model of them, f32), near 1.
+    pub fn norm(&self, layer: usize, n: Norm) -> Vec<f32> {
+        let (l, t) = match n {
+            Norm::Attn => (self.layer_seed(layer), 9),
+            Norm::Ffn => (self.layer_seed(layer), 10),
+            Norm::Final => (LM_LAYER, 11),
+        };
+        (0..u64::from(self.shape.d_model))
+            .map(|i| 1.0 + 0.1 * synthetic(seed(l, t), i))
+            .collect()
+    }
+}
+
+/// The input hidden states of a pass (rows × d_model), standing in for the embedding lookup.
+pub fn input_states(rows: usize, d_model: usize) -> Vec<f32> {
+    (0..(rows * d_model) as u64)
+        .map(|i| synthetic(0xE3B0_C442, i))
+        .collect()
+}
+
+/// Initial cache contents of `layer` (K or V) for a decode pass: [batch, kv_head, pos, head_dim]
+/// with `cache_len` positions, of which the first `filled` hold synthetic values.
+pub fn initial_cache(layer: usize, value: bool, dims: [usize; 4], filled: usize) -> Vec<f32> {
+    let [batch, kv_heads, cache_len, hd] = dims;
+    let s = seed(layer, if value { 13 } else { 12 });
+    let mut out = vec![0.0; batch * kv_heads * cache_len * hd];
+    for (bh, block) in out.chunks_exact_mut(cache_len * hd).enumerate() {
+        for (i, v) in block[..filled * hd].iter_mut().enumerate() {
+            *v = synthetic(s, (bh * filled * hd + i) as u64);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::find;
+
+    fn tiny(dtype: WeightDtype) -> SyntheticModel {
+        SyntheticModel {
+            shape: find("tiny").unwrap().shape,
+            dtype,
+            shared_layers: false,
+        }
+    }
+
+    #[test]
+    fn slabs_tile_the_padded_matrix() {
+        let m = tiny(WeightDtype::F32).matrix(0, Matrix::GateUp);
+        assert_eq!((m.k, m.n(), m.padded_n()), (96, 500, 504));
+        let whole = m.slab(0, 126);
+        let left = m.slab(0, 50);
+        let right = m.slab(50, 126);
+        for r in 0..96 {
+            assert_eq!(
+                &whole[r * 504..r * 504 + 200],
+                &left[r * 200..(r + 1) * 200]
+            );
+            assert_eq!(
+                &whole[r * 504 + 200..(r + 1) * 504],
+                &right[r * 304..(r + 1) * 304]
+            );
+            // Gate is 250 wide, padded to 252: columns 250, 251 are zero; up starts at 252.
+            assert_eq!(&whole[r * 504 + 250..r * 504 + 252], &[0.0, 0.0]);
+            assert_ne!(whole[r * 504 + 252], 0.0);
+        }
+    }
+
+    #[test]
+    fn dense_matrix_drops_padding_and_values_are_scaled() {
+        let m = tiny(WeightDtype::F32).matrix(1, Matrix::Down);
+        let dense = m.dense_f64();
+        assert_eq!(dense.len(), 250 * 96);
+        let bound = f64::from((3.0f32 / 250.0).sqrt());
+        assert!(dense.iter().all(|v| v.abs() <= bound));
+        assert_eq!(dense[96 + 5], f64::from(m.value(1, 5)));
+    }
+
+    #[test]
+    fn shared_layers_reuse_layer_zero_and_f16_rounds() {
+        let mut model = tiny(WeightDtype::F32);
+        assert_ne!(
+            model.matrix(0, Matrix::O).value(3, 3),
+            model.matrix(1, Matrix::O).value(3, 3)
+        );
+        model.shared_layers = true;
+        assert_eq!(
+            model.matrix(0, Matrix::O).value(3, 3),
+            model.matrix(1, Matrix::O).value(3, 3)
+        );
+        let v = tiny(WeightDtype::F16).matrix(0, Matrix::O).value(3, 3);
+        assert_eq!(v, half::f16::from_f32(v).to_f32());
+    }
+}

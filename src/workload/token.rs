@@ -1,0 +1,496 @@
+//! Prefill and decode of a model shape: tokens per second, verified against the CPU reference.
+//!
+//! Correctness gate: a shape small enough (tiny) is checked in full: the run's final hidden
+//! states and logits against [`reference::forward`]. A larger shape is checked twice: the same
+//! kernels run a reduced copy of the shape (same head layout, fewer and narrower layers) that is
+//! checked in full, and the real run's LM head is spot-checked on sampled rows and columns,
+//! with its hidden states checked for NaN and Inf.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::forward::{ForwardPass, Kernels};
+use super::reference::{self, lm_head_columns};
+use super::synthetic::SyntheticModel;
+use super::weights::GpuWeights;
+use super::{Progress, Stage, Workload, kernel_result};
+use crate::gpu::GpuContext;
+use crate::kernels::KernelConfig;
+use crate::kernels::verify::{self, combine, compare};
+use crate::model::{ModelShape, Pass, Phase, accounting};
+use crate::result::{Correctness, SamplePolicy, WorkloadResult};
+
+/// Shapes whose reference pass needs at most this many multiply-adds, and this many weights,
+/// are checked in full on the real run.
+const FULL_CHECK_MACS: f64 = 2e9;
+const FULL_CHECK_WEIGHTS: f64 = 2e8;
+/// Layers of the reduced copy of a large shape.
+const REDUCED_LAYERS: u32 = 2;
+/// Longest prompt of the reduced copy.
+const REDUCED_PROMPT: u32 = 128;
+/// Vocabulary of the reduced copy (odd on purpose: divides no tile).
+const REDUCED_VOCAB: u32 = 1003;
+/// Rows and columns of the real LM head spot check.
+const SPOT_ROWS: usize = 4;
+const SPOT_COLUMNS: usize = 4096;
+
+/// A model's weights and kernels on the device, shared by its prefill and decode workloads and
+/// uploaded once, on first use.
+pub struct ModelSession {
+    /// Preset name, or "custom".
+    pub preset: String,
+    /// Shape, weight type, and whether layers share weights.
+    pub model: SyntheticModel,
+    /// Layers each pass runs through.
+    pub layers_run: u32,
+    /// Kernel choices.
+    pub config: KernelConfig,
+    loaded: RefCell<Option<Rc<(GpuWeights, Kernels)>>>,
+}
+
+impl ModelSession {
+    /// A session whose weights are not uploaded yet.
+    pub fn new(
+        preset: String,
+        model: SyntheticModel,
+        layers_run: u32,
+        config: KernelConfig,
+    ) -> Rc<Self> {
+        Rc::new(Self {
+            preset,
+            model,
+            layers_run,
+            config,
+            loaded: RefCell::new(None),
+        })
+    }
+
+    fn loaded(
+        &self,
+        ctx: &GpuContext,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<Rc<(GpuWeights, Kernels)>> {
+        if let Some(l) = self.loaded.borrow().as_ref() {
+            return Ok(l.clone());
+        }
+        let mut upload = |model| {
+            GpuWeights::upload(ctx, model, self.layers_run, &mut |d, t| {
+                progress(Stage::Uploading(d, t))
+            })
+        };
+        let weights = match upload(self.model) {
+            // Memory the planner could not see (a GPU whose size wgpu does not report): fall back
+            // to one set of layer weights, as the planner would have.
+            Err(e) if !self.model.shared_layers && is_out_of_memory(&e) => {
+                upload(SyntheticModel {
+                    shared_layers: true,
+                    ..self.model
+                })?
+            }
+            other => other?,
+        };
+        let kernels = Kernels::new(ctx, self.config, self.model.dtype)?;
+        let l = Rc::new((weights, kernels));
+        *self.loaded.borrow_mut() = Some(l.clone());
+        Ok(l)
+    }
+}
+
+fn is_out_of_memory(e: &anyhow::Error) -> bool {
+    e.chain()
+        .filter_map(|c| c.downcast_ref::<crate::gpu::DeviceError>())
+        .any(|d| d.kind == crate::gpu::DeviceErrorKind::OutOfMemory)
+}
+
+/// One phase of a model at one size: a prefill pass, or a decode step at one depth.
+pub struct TokenWorkload {
+    /// The model on the device.
+    pub session: Rc<ModelSession>,
+    /// What one execution computes.
+    pub pass: Pass,
+}
+
+impl Workload for TokenWorkload {
+    fn id(&self) -> String {
+        let s = &self.session;
+        let size = match self.pass.phase {
+            Phase::Prefill => format!("p{}", self.pass.len),
+            Phase::Decode => format!("d{}", self.pass.len),
+        };
+        let layers = if s.layers_run < s.model.shape.n_layers {
+            format!("-l{}", s.layers_run)
+        } else {
+            String::new()
+        };
+        format!(
+            "{}-{}-{}-b{}-{size}{layers}",
+            self.pass.phase.name(),
+            s.preset,
+            s.model.dtype.name(),
+            self.pass.batch
+        )
+    }
+
+    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
+        super::forward::check_bindings(
+            ctx,
+            &self.session.model.shape,
+            self.pass,
+            self.session.config.decode_split_len,
+        )?;
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        ctx: &GpuContext,
+        policy: &SamplePolicy,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<WorkloadResult> {
+        let s = &self.session;
+        let loaded = s.loaded(ctx, progress)?;
+        let (weights, kernels) = (&loaded.0, &loaded.1);
+        let forward = ForwardPass::build(ctx, kernels, weights, self.pass)?;
+        let measured = crate::measure::measure(ctx, &forward, policy, &mut |d, p| {
+            progress(Stage::Samples(d, p))
+        })?;
+        progress(Stage::Verifying);
+        let correctness = self.verify(ctx, kernels, &forward)?;
+        drop(forward);
+
+        let work = accounting::total(&s.model.shape, s.layers_run, s.model.dtype, self.pass);
+        let shape = std::collections::BTreeMap::from([
+            ("batch".to_string(), u64::from(self.pass.batch)),
+            (
+                match self.pass.phase {
+                    Phase::Prefill => "prompt_len",
+                    Phase::Decode => "depth",
+                }
+                .to_string(),
+                u64::from(self.pass.len),
+            ),
+        ]);
+        let mut r = kernel_result(
+            self.id(),
+            self.pass.phase.name(),
+            shape,
+            s.model.dtype.name(),
+            correctness,
+            &measured,
+            work,
+        );
+        let tokens = self.pass.tokens();
+        r.phase = Some(self.pass.phase.name().into());
+        r.preset = Some(s.preset.clone());
+        r.model = Some(s.model.shape);
+        r.batch = Some(self.pass.batch);
+        match self.pass.phase {
+            Phase::Prefill => r.prompt_len = Some(self.pass.len),
+            Phase::Decode => r.depth = Some(self.pass.len),
+        }
+        r.layers_run = Some(s.layers_run);
+        r.weights_shared_across_layers = Some(weights.model.shared_layers);
+        r.tokens = Some(tokens);
+        r.tokens_per_s = Some(tokens as f64 / r.stats.median_s);
+        Ok(r)
+    }
+}
+
+impl TokenWorkload {
+    fn threshold(&self) -> f64 {
+        match self.session.model.dtype {
+            crate::kernels::WeightDtype::F32 => verify::NMSE_F32_MODEL,
+            crate::kernels::WeightDtype::F16 => verify::NMSE_F16,
+        }
+    }
+
+    fn verify(
+        &self,
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        real: &ForwardPass,
+    ) -> anyhow::Result<Correctness> {
+        let s = &self.session;
+        let weights = (u64::from(s.layers_run) * s.model.shape.layer_params()
+            + s.model.shape.head_params()) as f64;
+        let affordable = reference::cost(&s.model, s.layers_run, self.pass) <= FULL_CHECK_MACS
+            && weights <= FULL_CHECK_WEIGHTS;
+        if affordable {
+            self.check_in_full(ctx, real, &s.model, s.layers_run, "this run")
+        } else {
+            self.check_reduced_and_spot(ctx, kernels, real)
+        }
+    }
+
+    fn check_reduced_and_spot(
+        &self,
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        real: &ForwardPass,
+    ) -> anyhow::Result<Correctness> {
+        let s = &self.session;
+        // The reduced copy runs through the same kernels with the same configuration.
+        let model = SyntheticModel {
+            shape: reduced(&s.model.shape),
+            dtype: s.model.dtype,
+            shared_layers: false,
+        };
+        let layers = REDUCED_LAYERS.min(s.layers_run);
+        let pass = Pass {
+            len: match self.pass.phase {
+                Phase::Prefill => self.pass.len.min(REDUCED_PROMPT),
+                Phase::Decode => self.pass.len,
+            },
+            ..self.pass
+        };
+        let weights = GpuWeights::upload(ctx, model, layers, &mut |_, _| {})?;
+        let small = ForwardPass::build(ctx, kernels, &weights, pass)?;
+        ctx.execute(&small)?;
+        let what = format!(
+            "a reduced shape (d_model {}, d_ff {}, vocab {}, {layers} layers, {} {})",
+            model.shape.d_model,
+            model.shape.d_ff,
+            model.shape.vocab,
+            match pass.phase {
+                Phase::Prefill => "prompt",
+                Phase::Decode => "depth",
+            },
+            pass.len
+        );
+        let reduced_check = self.check_in_full(ctx, &small, &model, layers, &what)?;
+        Ok(combine(vec![reduced_check, self.spot_check(ctx, real)?]))
+    }
+
+    /// Final hidden states and logits of `run` against the f64 reference of the same pass.
+    fn check_in_full(
+        &self,
+        ctx: &GpuContext,
+        run: &ForwardPass,
+        model: &SyntheticModel,
+        layers: u32,
+        what: &str,
+    ) -> anyhow::Result<Correctness> {
+        let want = reference::forward(model, layers, run.pass);
+        let hidden = compare(
+            &run.read_hidden(ctx)?,
+            &want.hidden,
+            self.threshold(),
+            format!("cpu-f64 forward of {what}: final hidden states"),
+        );
+        let logits = compare(
+            &run.read_logits(ctx)?,
+            &want.logits,
+            self.threshold(),
+            format!("cpu-f64 forward of {what}: logits"),
+        );
+        Ok(combine(vec![hidden, logits]))
+    }
+
+    /// Sampled LM-head outputs of the full-size run against f64, and no NaN or Inf anywhere in
+    /// its final hidden states.
+    fn spot_check(&self, ctx: &GpuContext, real: &ForwardPass) -> anyhow::Result<Correctness> {
+        let s = &self.session;
+        let vocab = s.model.shape.vocab as usize;
+        let final_rows = real.read_final_rows(ctx)?;
+        let logits = real.read_logits(ctx)?;
+        let d = s.model.shape.d_model as usize;
+        let batch = self.pass.batch as usize;
+        let rows: Vec<usize> = spread(batch, SPOT_ROWS);
+        let cols: Vec<usize> = spread(vocab, SPOT_COLUMNS);
+        let row_data: Vec<Vec<f32>> = rows
+            .iter()
+            .map(|&r| final_rows[r * d..(r + 1) * d].to_vec())
+            .collect();
+        let want = lm_head_columns(&s.model, &row_data, &cols);
+        let got: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| cols.iter().map(move |&c| (r, c)))
+            .map(|(r, c)| logits[r * vocab + c])
+            .collect();
+        let lm = compare(
+            &got,
+            &want,
+            self.threshold(),
+            format!(
+                "cpu-f64 LM head of this run: {} rows × {} columns",
+                rows.len(),
+                cols.len()
+            ),
+        );
+        let hidden = real.read_hidden(ctx)?;
+        let bad = hidden.iter().filter(|x| !x.is_finite()).count();
+        let finite = Correctness {
+            nmse: Some(0.0),
+            max_abs_err: Some(0.0),
+            reference: format!(
+                "all {} final hidden states of this run finite",
+                hidden.len()
+            ),
+            nmse_threshold: self.threshold(),
+            failure: (bad > 0).then(|| format!("{bad} final hidden states are NaN or infinite")),
+        };
+        Ok(combine(vec![lm, finite]))
+    }
+}
+
+/// Up to `count` indices spread evenly over 0..n, first and last included.
+fn spread(n: usize, count: usize) -> Vec<usize> {
+    if n <= count {
+        return (0..n).collect();
+    }
+    let mut v: Vec<usize> = (0..count).map(|i| i * (n - 1) / (count - 1)).collect();
+    v.dedup();
+    v
+}
+
+/// A small copy of `shape` for the full check: the same head width and grouping, one KV head,
+/// narrower feed-forward, two layers, a small odd vocabulary.
+pub fn reduced(shape: &ModelShape) -> ModelShape {
+    let group = shape.n_heads / shape.n_kv_heads;
+    let d_model = group * shape.head_dim;
+    let d_ff =
+        (u64::from(shape.d_ff) * u64::from(d_model) / u64::from(shape.d_model)).max(2) as u32 / 2
+            * 2
+            + 2;
+    ModelShape {
+        d_model,
+        n_layers: REDUCED_LAYERS,
+        n_heads: group,
+        n_kv_heads: 1,
+        head_dim: shape.head_dim,
+        d_ff,
+        vocab: REDUCED_VOCAB,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::presets::find;
+
+    #[test]
+    fn reduced_shapes_keep_head_layout_and_are_cheap() {
+        let s = find("llama3-8b-shape").unwrap().shape;
+        let r = reduced(&s);
+        assert_eq!((r.head_dim, r.n_heads / r.n_kv_heads), (128, 4));
+        r.validate().unwrap();
+        let model = SyntheticModel {
+            shape: r,
+            dtype: crate::kernels::WeightDtype::F32,
+            shared_layers: false,
+        };
+        let pass = Pass {
+            phase: Phase::Prefill,
+            batch: 1,
+            len: REDUCED_PROMPT,
+        };
+        assert!(reference::cost(&model, REDUCED_LAYERS, pass) < 3e9);
+    }
+
+    #[test]
+    fn spread_includes_both_ends() {
+        assert_eq!(spread(3, 4), vec![0, 1, 2]);
+        let v = spread(151_936, 4096);
+        assert_eq!((v[0], *v.last().unwrap(), v.len()), (0, 151_935, 4096));
+    }
+}
+
+/// Whole forward passes against the f64 reference on the test device.
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+    use crate::gpu::test_context;
+    use crate::kernels::WeightDtype;
+    use crate::model::presets::find;
+
+    fn workload(dtype: WeightDtype, pass: Pass) -> TokenWorkload {
+        let ctx = test_context();
+        let model = SyntheticModel {
+            shape: find("tiny").unwrap().shape,
+            dtype,
+            shared_layers: false,
+        };
+        let config = KernelConfig::default_for(ctx.info.device_type == wgpu::DeviceType::Cpu);
+        TokenWorkload {
+            session: ModelSession::new("tiny".into(), model, 2, config),
+            pass,
+        }
+    }
+
+    fn verdicts(w: &TokenWorkload) -> (Correctness, Correctness) {
+        let ctx = test_context();
+        let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
+        let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, w.pass).unwrap();
+        ctx.execute(&forward).unwrap();
+        let full = w
+            .check_in_full(ctx, &forward, &w.session.model, 2, "test")
+            .unwrap();
+        let reduced = w.check_reduced_and_spot(ctx, &loaded.1, &forward).unwrap();
+        (full, reduced)
+    }
+
+    #[test]
+    fn tiny_prefill_and_decode_match_the_reference() {
+        let mut dtypes = vec![WeightDtype::F32];
+        if test_context().has(wgpu::Features::SHADER_F16) {
+            dtypes.push(WeightDtype::F16);
+        }
+        for dtype in dtypes {
+            for pass in [
+                Pass {
+                    phase: Phase::Prefill,
+                    batch: 2,
+                    len: 9,
+                },
+                Pass {
+                    phase: Phase::Prefill,
+                    batch: 1,
+                    len: 70,
+                },
+                Pass {
+                    phase: Phase::Decode,
+                    batch: 3,
+                    len: 17,
+                },
+                Pass {
+                    phase: Phase::Decode,
+                    batch: 1,
+                    len: 0,
+                },
+            ] {
+                let (full, reduced) = verdicts(&workload(dtype, pass));
+                assert!(full.failure.is_none(), "{dtype:?} {pass:?}: {full:?}");
+                assert!(reduced.failure.is_none(), "{dtype:?} {pass:?}: {reduced:?}");
+                assert!(
+                    full.nmse.unwrap() < 1e-9 || dtype == WeightDtype::F16,
+                    "{full:?}"
+                );
+            }
+        }
+    }
+
+    /// The gate can fail: checked against a model with other weights, the same run is rejected.
+    #[test]
+    fn a_wrong_reference_fails_the_check() {
+        let ctx = test_context();
+        let w = workload(
+            WeightDtype::F32,
+            Pass {
+                phase: Phase::Decode,
+                batch: 1,
+                len: 5,
+            },
+        );
+        let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
+        let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, w.pass).unwrap();
+        ctx.execute(&forward).unwrap();
+        let other = SyntheticModel {
+            shared_layers: true,
+            ..w.session.model
+        };
+        let verdict = w
+            .check_in_full(ctx, &forward, &other, 2, "a different model")
+            .unwrap();
+        assert!(verdict.failure.unwrap().contains("exceeds"));
+    }
+}

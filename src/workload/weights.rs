@@ -1,0 +1,197 @@
+//! A model's synthetic weights on the device: each matrix split into column slabs that fit one
+//! binding (lavapipe binds at most 128 MiB; a 70B-shape LM head is over 2 GiB even in f16).
+
+use super::synthetic::{Matrix, Norm, SyntheticModel, WeightMatrix};
+use crate::gpu::GpuContext;
+use crate::kernels::layout::padded_cols;
+
+/// One column slab of a weight matrix.
+#[derive(Debug)]
+pub struct Slab {
+    /// Dense (4·k4 rows × n4 vec4s).
+    pub buffer: wgpu::Buffer,
+    /// First output column (in vec4s) of the slab.
+    pub c_off4: u32,
+    /// Width in vec4s.
+    pub n4: u32,
+}
+
+/// A weight matrix on the device.
+#[derive(Debug)]
+pub struct GpuMatrix {
+    /// K / 4, padded.
+    pub k4: u32,
+    /// Padded width / 4.
+    pub n4: u32,
+    /// Slabs side by side, covering all n4 columns.
+    pub slabs: Vec<Slab>,
+}
+
+/// One layer's weights on the device.
+#[derive(Debug)]
+pub struct GpuLayer {
+    /// Gamma before attention.
+    pub attn_norm: wgpu::Buffer,
+    /// [q | k | v] projection.
+    pub qkv: GpuMatrix,
+    /// Attention output projection.
+    pub o: GpuMatrix,
+    /// Gamma before the feed-forward block.
+    pub ffn_norm: wgpu::Buffer,
+    /// [gate | up] projection.
+    pub gate_up: GpuMatrix,
+    /// Down projection.
+    pub down: GpuMatrix,
+}
+
+/// All weights a forward pass reads.
+#[derive(Debug)]
+pub struct GpuWeights {
+    /// What they were generated from.
+    pub model: SyntheticModel,
+    /// Layers a pass runs through.
+    pub layers_run: u32,
+    /// Distinct layer weights: `layers_run` of them, or 1 when shared.
+    layers: Vec<GpuLayer>,
+    /// Gamma before the LM head.
+    pub final_norm: wgpu::Buffer,
+    /// The LM head.
+    pub lm_head: GpuMatrix,
+}
+
+/// Column ranges (in vec4s) of the slabs of a k × padded_n matrix with `elem_bytes` elements,
+/// each at most `max_bytes`. Slabs are as equal as possible, and multiples of 64 vec4s where the
+/// matrix is split at all, so each keeps whole tiles.
+pub fn slab_ranges(
+    k: usize,
+    padded_n: usize,
+    elem_bytes: usize,
+    max_bytes: u64,
+) -> Vec<(usize, usize)> {
+    let n4 = padded_n / 4;
+    let col4_bytes = (padded_cols(k) * 4 * elem_bytes) as u64;
+    let max_cols4 = (max_bytes / col4_bytes).max(1) as usize;
+    if n4 <= max_cols4 {
+        return vec![(0, n4)];
+    }
+    let align = if max_cols4 >= 64 { 64 } else { 1 };
+    let count = n4.div_ceil(max_cols4 / align * align);
+    let per = n4.div_ceil(count).div_ceil(align) * align;
+    (0..n4)
+        .step_by(per)
+        .map(|s| (s, (s + per).min(n4)))
+        .collect()
+}
+
+/// Bytes of one layer's weights, as uploaded (padding included).
+pub fn layer_bytes(model: &SyntheticModel) -> u64 {
+    [Matrix::Qkv, Matrix::O, Matrix::GateUp, Matrix::Down]
+        .iter()
+        .map(|&m| matrix_bytes(&model.matrix(0, m)))
+        .sum::<u64>()
+        + 2 * padded_cols(model.shape.d_model as usize) as u64 * 4
+}
+
+/// Bytes of the final norm and the LM head.
+pub fn head_bytes(model: &SyntheticModel) -> u64 {
+    matrix_bytes(&model.matrix(0, Matrix::LmHead))
+        + padded_cols(model.shape.d_model as usize) as u64 * 4
+}
+
+fn matrix_bytes(m: &WeightMatrix) -> u64 {
+    (padded_cols(m.k) * m.padded_n() * m.dtype.bytes()) as u64
+}
+
+impl GpuWeights {
+    /// Generates and uploads the weights of `layers_run` layers (one set if the model shares
+    /// them) and the head. `progress(done, total)` counts bytes.
+    pub fn upload(
+        ctx: &GpuContext,
+        model: SyntheticModel,
+        layers_run: u32,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> anyhow::Result<Self> {
+        let distinct = if model.shared_layers { 1 } else { layers_run };
+        let total = u64::from(distinct) * layer_bytes(&model) + head_bytes(&model);
+        let mut done = 0u64;
+        let mut matrix = |m: WeightMatrix, label: &str| -> anyhow::Result<GpuMatrix> {
+            let ranges = slab_ranges(m.k, m.padded_n(), m.dtype.bytes(), ctx.max_binding_bytes());
+            let mut slabs = Vec::with_capacity(ranges.len());
+            for (s, e) in ranges {
+                let data = m.dtype.encode(&m.slab(s, e));
+                slabs.push(Slab {
+                    buffer: ctx.storage_with(label, &data),
+                    c_off4: s as u32,
+                    n4: (e - s) as u32,
+                });
+                done += data.len() as u64;
+                progress(done, total);
+            }
+            ctx.take_device_error()?;
+            Ok(GpuMatrix {
+                k4: (padded_cols(m.k) / 4) as u32,
+                n4: (m.padded_n() / 4) as u32,
+                slabs,
+            })
+        };
+        let mut layers = Vec::with_capacity(distinct as usize);
+        for l in 0..distinct as usize {
+            layers.push(GpuLayer {
+                qkv: matrix(model.matrix(l, Matrix::Qkv), "w-qkv")?,
+                o: matrix(model.matrix(l, Matrix::O), "w-o")?,
+                gate_up: matrix(model.matrix(l, Matrix::GateUp), "w-gate-up")?,
+                down: matrix(model.matrix(l, Matrix::Down), "w-down")?,
+                attn_norm: norm_buffer(ctx, &model, l, Norm::Attn),
+                ffn_norm: norm_buffer(ctx, &model, l, Norm::Ffn),
+            });
+        }
+        let lm_head = matrix(model.matrix(0, Matrix::LmHead), "w-lm-head")?;
+        Ok(Self {
+            model,
+            layers_run,
+            layers,
+            final_norm: norm_buffer(ctx, &model, 0, Norm::Final),
+            lm_head,
+        })
+    }
+
+    /// The weights layer `l` runs with.
+    pub fn layer(&self, l: usize) -> &GpuLayer {
+        &self.layers[if self.model.shared_layers { 0 } else { l }]
+    }
+}
+
+fn norm_buffer(ctx: &GpuContext, model: &SyntheticModel, layer: usize, n: Norm) -> wgpu::Buffer {
+    let d = model.shape.d_model as usize;
+    let mut gamma = model.norm(layer, n);
+    gamma.resize(padded_cols(d), 0.0);
+    ctx.storage_with("gamma", bytemuck::cast_slice(&gamma))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slabs_fit_the_binding_and_cover_every_column() {
+        // llama3-8b's gate|up in f32: 4096 × 28672 = 448 MiB, lavapipe binds 128 MiB.
+        let max = 128 << 20;
+        let ranges = slab_ranges(4096, 28672, 4, max);
+        assert_eq!(ranges.first().unwrap().0, 0);
+        assert_eq!(ranges.last().unwrap().1, 28672 / 4);
+        for w in ranges.windows(2) {
+            assert_eq!(w[0].1, w[1].0, "contiguous");
+        }
+        for &(s, e) in &ranges {
+            assert!((4096 * 4 * 4 * (e - s)) as u64 <= max);
+        }
+        assert_eq!(ranges.len(), 4);
+        assert_eq!(
+            slab_ranges(96, 504, 4, max),
+            vec![(0, 126)],
+            "small matrices stay whole"
+        );
+        // A single column wider than the limit still gets one column per slab.
+        assert_eq!(slab_ranges(1000, 8, 4, 100).len(), 2);
+    }
+}
