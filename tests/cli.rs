@@ -216,3 +216,119 @@ fn help_documents_exit_codes() {
         );
     }
 }
+
+#[test]
+fn run_tiny_measures_tokens_against_the_probes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("tiny.json");
+    let mut args = vec![
+        "run",
+        "--preset",
+        "tiny",
+        "--prompt-len",
+        "33",
+        "--depth",
+        "7,40",
+        "--batch",
+        "2",
+        "--out",
+        out_path.to_str().unwrap(),
+    ];
+    args.extend(QUICK);
+    let out = tokbench(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = load(&out_path).unwrap();
+    let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        ["probe-fma", "probe-copy", "prefill", "decode", "decode"]
+    );
+    let probes = doc.probes.expect("probes recorded");
+    assert!(probes.fma_gflops > 0.0 && probes.copy_gbps > 0.0);
+    let plan = doc.plan.model.as_ref().expect("model plan");
+    assert_eq!(
+        (
+            plan.preset.as_str(),
+            plan.batch,
+            plan.prompt_len,
+            plan.depths.clone()
+        ),
+        ("tiny", 2, 33, vec![7, 40])
+    );
+    for w in &doc.workloads[2..] {
+        assert!(w.valid, "{}: {:?}", w.id, w.correctness);
+        let tokens = w.tokens.unwrap();
+        assert_eq!(tokens, if w.kind == "prefill" { 66 } else { 2 });
+        let tps = w.tokens_per_s.unwrap();
+        assert!((tps - tokens as f64 / w.stats.median_s).abs() < 1e-9 * tps);
+        let roof = w.roofline.unwrap();
+        assert!((roof.bandwidth_share - w.achieved_gbps / probes.copy_gbps).abs() < 1e-12);
+        assert_eq!(w.model.unwrap().d_model, 96);
+    }
+    assert_eq!(doc.workloads[3].depth, Some(7));
+    assert_eq!(doc.workloads[4].depth, Some(40));
+    assert!(doc.kernel_config.is_some());
+}
+
+#[test]
+fn bad_model_requests_are_usage_errors_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("never.json");
+    let out_arg = out_path.to_str().unwrap();
+    for (args, needle) in [
+        (vec!["--preset", "gpt-9"], "gpt-9"),
+        (vec!["--preset", "tiny", "--batch", "0"], "--batch"),
+        (
+            vec!["--preset", "tiny", "--prompt-len", "0"],
+            "--prompt-len",
+        ),
+        (vec!["--preset", "tiny", "--phase", "train"], "train"),
+        (vec!["--preset", "tiny", "--layers", "0"], "--layers"),
+        (vec!["--model", "d_model=8,n_layers=1"], "missing field"),
+        (
+            vec![
+                "--preset",
+                "llama3-70b-shape",
+                "--phase",
+                "decode",
+                "--depth",
+                "1000000",
+                "--batch",
+                "64",
+            ],
+            "reduce --batch or --depth",
+        ),
+        (
+            vec!["--preset", "tiny", "--backend", "gl", "--dtype", "f16"],
+            "SHADER_F16",
+        ),
+        (vec!["--preset", "tiny", "--dtype", "f8"], "f8"),
+    ] {
+        let mut full = vec!["run", "--out", out_arg];
+        full.extend(args.iter().copied());
+        let out = tokbench(&full);
+        assert_usage_error(&out, needle);
+        assert!(!out_path.exists(), "{args:?} wrote a file");
+    }
+}
+
+#[test]
+fn presets_are_listed_with_their_shapes() {
+    let out = tokbench(&["presets", "--json"]);
+    assert_eq!(out.status.code(), Some(0));
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let llama = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "llama3-8b-shape")
+        .unwrap();
+    assert_eq!(
+        (
+            llama["d_model"].as_u64(),
+            llama["d_ff"].as_u64(),
+            llama["vocab"].as_u64()
+        ),
+        (Some(4096), Some(14336), Some(128256))
+    );
+}

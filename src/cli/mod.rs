@@ -1,6 +1,7 @@
 //! Command-line interface: flags are parsed by clap into the types here, validated into a plan,
 //! and handed to the command modules. `main.rs` only maps the outcome to an exit code.
 
+mod accounting;
 mod devices;
 mod execute;
 mod list_presets;
@@ -50,6 +51,27 @@ enum Command {
     Run(RunArgs),
     /// List the model-shape presets.
     Presets(PresetsArgs),
+    /// Show the FLOPs and bytes of one pass, op by op and per token, as results count them.
+    Accounting(AccountingArgs),
+}
+
+#[derive(Debug, Args)]
+struct AccountingArgs {
+    /// Model shape preset.
+    #[arg(long, default_value = "llama3-8b-shape")]
+    preset: String,
+    /// prefill or decode.
+    #[arg(long, default_value = "decode", value_parser = parse_phase)]
+    phase: Phase,
+    /// Sequences per pass.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+    /// Prompt length (prefill) or KV depth (decode).
+    #[arg(long, default_value_t = 512)]
+    len: u32,
+    /// Weight element type.
+    #[arg(long, default_value = "f32")]
+    dtype: WeightDtype,
 }
 
 #[derive(Debug, Args)]
@@ -215,6 +237,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Devices(args) => devices::run(args.json, args.backend),
         Command::Presets(args) => list_presets::run(args.json),
+        Command::Accounting(a) => {
+            let p = presets::find(&a.preset)?;
+            let pass = crate::model::Pass {
+                phase: a.phase,
+                batch: a.batch,
+                len: a.len,
+            };
+            accounting::run(p.name, p.shape, a.dtype, pass)
+        }
         Command::Kernel(KernelCommand::Matmul { m, n, k, common }) => {
             let workload = crate::workload::matmul::MatmulWorkload {
                 m: m as usize,

@@ -32,10 +32,10 @@ impl Heads {
 
     fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
-            self.head_dim % 4 == 0
+            self.head_dim.is_multiple_of(4)
                 && self.head_dim <= 256
                 && self.n_kv_heads > 0
-                && self.n_heads % self.n_kv_heads == 0,
+                && self.n_heads.is_multiple_of(self.n_kv_heads),
             "attention heads {self:?} unsupported"
         );
         Ok(())

@@ -102,8 +102,8 @@ impl RopeCache {
     ) -> anyhow::Result<Dispatch> {
         let batch = g.tokens / g.seq_len;
         anyhow::ensure!(
-            g.head_dim % 4 == 0
-                && g.tokens % g.seq_len == 0
+            g.head_dim.is_multiple_of(4)
+                && g.tokens.is_multiple_of(g.seq_len)
                 && g.pos_base + g.seq_len <= g.cache_len,
             "rope geometry {g:?} is inconsistent"
         );

@@ -51,13 +51,13 @@ impl ModelShape {
                 )));
             }
         }
-        if self.head_dim % 4 != 0 || self.head_dim > 256 {
+        if !self.head_dim.is_multiple_of(4) || self.head_dim > 256 {
             return Err(InputError::new(format!(
                 "model shape: head_dim = {} must be a multiple of 4 and at most 256",
                 self.head_dim
             )));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(InputError::new(format!(
                 "model shape: n_kv_heads = {} must divide n_heads = {}",
                 self.n_kv_heads, self.n_heads

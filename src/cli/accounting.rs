@@ -1,0 +1,56 @@
+//! `tokbench accounting`: the analytic FLOPs and bytes of a pass, op by op and per token, as
+//! the result documents count them. Needs no GPU.
+
+use std::process::ExitCode;
+
+use comfy_table::Cell;
+
+use super::table;
+use crate::exit;
+use crate::kernels::WeightDtype;
+use crate::model::{ModelShape, Pass, accounting};
+
+pub(super) fn run(
+    name: &str,
+    shape: ModelShape,
+    dtype: WeightDtype,
+    pass: Pass,
+) -> anyhow::Result<ExitCode> {
+    let tokens = pass.tokens() as f64;
+    let mut t = table::new(&["op", "× per pass", "GFLOP / token", "MB / token"]);
+    let ops = accounting::ops(&shape, shape.n_layers, dtype, pass);
+    for op in &ops {
+        let n = f64::from(op.count);
+        t.add_row(vec![
+            Cell::new(op.op),
+            table::num(op.count),
+            table::num(format!("{:.4}", op.work.flops * n / tokens / 1e9)),
+            table::num(format!("{:.3}", op.work.bytes * n / tokens / 1e6)),
+        ]);
+    }
+    let total = accounting::total(&shape, shape.n_layers, dtype, pass);
+    t.add_row(vec![
+        Cell::new("total"),
+        Cell::new(""),
+        table::num(format!("{:.4}", total.flops / tokens / 1e9)),
+        table::num(format!("{:.3}", total.bytes / tokens / 1e6)),
+    ]);
+    println!(
+        "{name}, {} weights, {} batch {} {} {}: {} tokens per pass",
+        dtype.name(),
+        pass.phase.name(),
+        pass.batch,
+        match pass.phase {
+            crate::model::Phase::Prefill => "prompt",
+            crate::model::Phase::Decode => "depth",
+        },
+        pass.len,
+        pass.tokens()
+    );
+    println!("{t}");
+    println!(
+        "arithmetic intensity: {:.2} FLOP/byte",
+        total.flops / total.bytes
+    );
+    Ok(ExitCode::from(exit::OK))
+}
