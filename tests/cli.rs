@@ -332,3 +332,46 @@ fn presets_are_listed_with_their_shapes() {
         (Some(4096), Some(14336), Some(128256))
     );
 }
+
+#[test]
+fn jsonl_prints_exactly_one_result_line_on_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "kernel",
+        "matmul",
+        "--m",
+        "5",
+        "--n",
+        "6",
+        "--k",
+        "7",
+        "--jsonl",
+        "--results-dir",
+        dir.path().to_str().unwrap(),
+    ];
+    args.extend(QUICK);
+    let out = Command::new(env!("CARGO_BIN_EXE_tokbench"))
+        .args(&args)
+        .env("SLURM_JOB_ID", "77")
+        .env("SLURMD_NODENAME", "n3")
+        .env("SLURM_PROCID", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let doc = tokbench::result::io::parse(stdout.trim()).unwrap();
+    let placement = doc.node.placement.unwrap();
+    assert_eq!(
+        (
+            placement.job_id.as_deref(),
+            placement.node_name.as_deref(),
+            placement.task_id.as_deref()
+        ),
+        (Some("77"), Some("n3"), Some("2"))
+    );
+    assert!(
+        stderr(&out).contains("matmul-f32-m5-n6-k7"),
+        "table on stderr"
+    );
+}

@@ -48,6 +48,7 @@ pub(super) fn run_workloads(
         tool: tool_info(),
         started_at: now_utc(),
         finished_at: None,
+        interrupted: false,
         node: crate::node::fingerprint(),
         adapter: ctx.adapter_record(),
         timing_method: ctx.timing_method,
@@ -58,6 +59,7 @@ pub(super) fn run_workloads(
         },
         kernel_config: planned.kernel_config,
         probes: None,
+        power: crate::result::PowerSetup::none("none", "power measurement is not built yet"),
         workloads: Vec::new(),
     };
     let mut writer = ResultWriter::create(&common.destination(), doc)?;
@@ -122,8 +124,15 @@ pub(super) fn run_workloads(
     writer.update(|doc| doc.finished_at = Some(now_utc()))?;
 
     let doc = writer.document();
-    println!("{}", table::workloads(doc));
-    println!("result: {}", writer.path().display());
+    if common.jsonl {
+        // stdout carries only the document; people read the table on stderr.
+        eprintln!("{}", table::workloads(doc));
+        eprintln!("result: {}", writer.path().display());
+        println!("{}", serde_json::to_string(doc)?);
+    } else {
+        println!("{}", table::workloads(doc));
+        println!("result: {}", writer.path().display());
+    }
     let invalid: Vec<&str> = doc
         .workloads
         .iter()

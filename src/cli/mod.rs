@@ -168,6 +168,10 @@ struct CommonArgs {
     /// Write the result to exactly this file (it must not exist).
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
+    /// Also print the result document as one JSON line on stdout (the table goes to stderr),
+    /// for log collectors: `kubectl logs ... > fleet.jsonl`.
+    #[arg(long)]
+    jsonl: bool,
     /// Directory for generated result paths: <DIR>/<hostname>/<UTC time>-<adapter>.json.
     #[arg(
         long,

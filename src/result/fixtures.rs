@@ -20,6 +20,7 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
         },
         started_at: "2026-11-21T10:00:00.000Z".into(),
         finished_at: Some("2026-11-21T10:01:00.000Z".into()),
+        interrupted: false,
         node: NodeInfo {
             hostname: hostname.into(),
             os: "Linux (Debian GNU/Linux 12)".into(),
@@ -27,6 +28,7 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
             cpu_brand: "Example CPU".into(),
             cpu_cores: 2,
             memory_bytes: 24 << 30,
+            placement: None,
         },
         adapter: AdapterInfo {
             name: "Example GPU".into(),
@@ -54,6 +56,7 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
             fma_gflops: 100.0,
             copy_gbps: 10.0,
         }),
+        power: PowerSetup::none("none", "--power-source none"),
         workloads: vec![WorkloadResult {
             id: "matmul-f32-m64-n64-k64".into(),
             kind: "matmul".into(),
@@ -80,6 +83,10 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
             weights_shared_across_layers: None,
             tokens: None,
             tokens_per_s: None,
+            power: PowerRecord::unavailable("--power-source none", 1.0, samples_s.len() as u64),
+            tokens_per_j: None,
+            tokens_per_j_dynamic: None,
+            j_per_token: None,
             flops,
             bytes,
             stats,

@@ -29,6 +29,9 @@ pub struct RunResult {
     /// When the run finished, RFC 3339 in UTC; null while the run is still going (the document is
     /// rewritten after every workload) or when it never finished.
     pub finished_at: Option<String>,
+    /// True when the run was stopped (Ctrl-C, SIGTERM) before all planned workloads ran; the
+    /// workloads listed are complete.
+    pub interrupted: bool,
     /// The machine the run happened on.
     pub node: NodeInfo,
     /// The GPU (or software rasteriser) the workloads ran on.
@@ -41,6 +44,8 @@ pub struct RunResult {
     pub kernel_config: Option<KernelConfig>,
     /// The device's measured peaks (the probe workloads' figures); null until both probes ran.
     pub probes: Option<Probes>,
+    /// How power was measured in this run: the source chosen, what else was tried, idle power.
+    pub power: PowerSetup,
     /// One entry per finished workload, in the order they ran.
     pub workloads: Vec<WorkloadResult>,
 }
@@ -73,6 +78,130 @@ pub struct NodeInfo {
     pub cpu_cores: u32,
     /// Physical memory in bytes.
     pub memory_bytes: u64,
+    /// The scheduler slot the run occupied, when it ran under Slurm or Kubernetes.
+    pub placement: Option<Placement>,
+}
+
+/// Where in a fleet a run happened, from the scheduler's environment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// "slurm" or "kubernetes".
+    pub scheduler: String,
+    /// Slurm job id (SLURM_JOB_ID); null under Kubernetes.
+    pub job_id: Option<String>,
+    /// Node name as the scheduler knows it (SLURMD_NODENAME, or the downward-API node name).
+    pub node_name: Option<String>,
+    /// Slurm task id (SLURM_PROCID) or the Indexed Job's completion index.
+    pub task_id: Option<String>,
+    /// Kubernetes pod name; null under Slurm.
+    pub pod_name: Option<String>,
+    /// Kubernetes namespace; null under Slurm.
+    pub namespace: Option<String>,
+}
+
+/// Where a power figure came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Provenance {
+    /// The difference of a hardware energy counter over the window.
+    MeasuredCounter,
+    /// Power sampled on its own thread over the window, integrated (trapezoid rule).
+    MeasuredSampled,
+    /// A wattage the user gave (`--watts`), not measured.
+    Declared,
+    /// No figure; `reason` says why. Numbers are null, never 0.
+    Unavailable,
+}
+
+/// What a power figure covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scope {
+    /// The whole GPU board (NVML).
+    GpuBoard,
+    /// The GPU package or chip (hwmon on Intel and AMD GPUs).
+    GpuPackage,
+    /// A CPU package (RAPL): the right scope for CPU adapters such as lavapipe.
+    CpuPackage,
+    /// The whole node at the wall (a meter or PDU through `--power-cmd`).
+    NodeWall,
+    /// Something else the user measured or declared.
+    Other,
+}
+
+/// The run's power arrangement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerSetup {
+    /// What was asked for: "auto", "nvml", "hwmon", "rapl", "command", "declared" or "none".
+    pub requested: String,
+    /// The source used; null when none was available.
+    pub source: Option<String>,
+    /// What the source covers; null when none.
+    pub scope: Option<Scope>,
+    /// Every source considered, in order, with why it was used or skipped.
+    pub tried: Vec<PowerAttempt>,
+    /// Average power before the workloads, with nothing running, in watts; null when not
+    /// measured (`--idle-s 0`, or no measured source).
+    pub idle_power_w: Option<f64>,
+    /// How long idle power was measured, in seconds.
+    pub idle_s: f64,
+    /// A second source that cross-checks the first (sampled power beside a counter); null when
+    /// there is none.
+    pub cross_check_source: Option<String>,
+}
+
+/// One source considered for power.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerAttempt {
+    /// Source name.
+    pub source: String,
+    /// True for the source chosen.
+    pub used: bool,
+    /// Why it was used or skipped.
+    pub detail: String,
+}
+
+/// Power and energy over one workload's measured window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PowerRecord {
+    /// Source name ("nvml", "hwmon", "rapl", "command", "declared"); null when none.
+    pub source: Option<String>,
+    /// What the figure covers; null when unavailable.
+    pub scope: Option<Scope>,
+    /// Where the figure came from.
+    pub provenance: Provenance,
+    /// How energy was obtained: "counter-delta", "trapezoid" or "declared-constant"; null when
+    /// unavailable.
+    pub method: Option<String>,
+    /// Why there is no figure; null when there is one.
+    pub reason: Option<String>,
+    /// Energy over the window, in joules.
+    pub energy_j: Option<f64>,
+    /// energy_j / window_s, in watts.
+    pub avg_power_w: Option<f64>,
+    /// The run's idle power, in watts.
+    pub idle_power_w: Option<f64>,
+    /// Energy above idle over the window: energy_j − idle_power_w · window_s, in joules.
+    pub dynamic_energy_j: Option<f64>,
+    /// Length of the measured window, in seconds (host clock, first timed submit to last
+    /// completion).
+    pub window_s: f64,
+    /// Executions of the workload inside the window.
+    pub executions: u64,
+    /// Power samples taken in the window (sampled sources); null for counters and declared.
+    pub samples: Option<u64>,
+    /// Share of the window between the first and last sample (sampled sources).
+    pub coverage: Option<f64>,
+    /// Longest time between consecutive samples, in seconds (sampled sources).
+    pub max_gap_s: Option<f64>,
+    /// Average power from the cross-check source over the same window, in watts.
+    pub cross_check_power_w: Option<f64>,
+    /// Anything that makes the figure less trustworthy.
+    pub warnings: Vec<String>,
 }
 
 /// The adapter (GPU or software device) used, as wgpu reports it.
@@ -217,6 +346,58 @@ pub struct WorkloadResult {
     pub tokens: Option<u64>,
     /// tokens / median time of one execution.
     pub tokens_per_s: Option<f64>,
+    /// Power and energy over the measured window.
+    pub power: PowerRecord,
+    /// Tokens made in the window / joules in the window (= tokens/s per watt); null without a
+    /// power figure or for non-token workloads.
+    pub tokens_per_j: Option<f64>,
+    /// Tokens per joule above idle power; null without idle power.
+    pub tokens_per_j_dynamic: Option<f64>,
+    /// Joules per token: 1 / tokens_per_j.
+    pub j_per_token: Option<f64>,
+}
+
+impl PowerRecord {
+    /// No figure, for `reason`; every number null.
+    pub fn unavailable(reason: impl Into<String>, window_s: f64, executions: u64) -> Self {
+        Self {
+            source: None,
+            scope: None,
+            provenance: Provenance::Unavailable,
+            method: None,
+            reason: Some(reason.into()),
+            energy_j: None,
+            avg_power_w: None,
+            idle_power_w: None,
+            dynamic_energy_j: None,
+            window_s,
+            executions,
+            samples: None,
+            coverage: None,
+            max_gap_s: None,
+            cross_check_power_w: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl PowerSetup {
+    /// A run that measures no power.
+    pub fn none(requested: &str, why: &str) -> Self {
+        Self {
+            requested: requested.into(),
+            source: None,
+            scope: None,
+            tried: vec![PowerAttempt {
+                source: "none".into(),
+                used: false,
+                detail: why.into(),
+            }],
+            idle_power_w: None,
+            idle_s: 0.0,
+            cross_check_source: None,
+        }
+    }
 }
 
 /// Achieved figures set against the device's measured peaks.

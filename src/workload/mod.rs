@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 use crate::gpu::GpuContext;
 use crate::measure::{Measured, stats};
 use crate::model::Work;
-use crate::result::{Correctness, SamplePolicy, WorkloadResult};
+use crate::result::{Correctness, PowerRecord, SamplePolicy, WorkloadResult};
 
 /// What a workload is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,5 +84,13 @@ pub fn kernel_result(
         weights_shared_across_layers: None,
         tokens: None,
         tokens_per_s: None,
+        power: PowerRecord::unavailable(
+            "no power source configured",
+            measured.window.duration_s(),
+            measured.samples_s.len() as u64,
+        ),
+        tokens_per_j: None,
+        tokens_per_j_dynamic: None,
+        j_per_token: None,
     }
 }
