@@ -358,7 +358,7 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let doc = tokbench::result::io::parse(stdout.trim()).unwrap();
     let placement = doc.node.placement.unwrap();
