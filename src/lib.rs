@@ -12,6 +12,7 @@ pub mod measure;
 pub mod model;
 pub mod node;
 pub mod result;
+pub mod runner;
 pub mod workload;
 
 pub use error::{InputError, exit, exit_code_for};

@@ -17,9 +17,7 @@ use crate::kernels::WeightDtype;
 use crate::model::{ModelShape, Phase, presets};
 use crate::result::SamplePolicy;
 use crate::result::io::Destination;
-use crate::workload::Workload;
 use crate::workload::plan::{self, ModelRequest};
-use crate::workload::probe::{CopyProbeWorkload, FmaProbeWorkload};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -257,7 +255,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 k: k as usize,
             };
             execute::run_workloads("kernel", &common, |_| {
-                Ok(execute::Planned {
+                Ok(crate::runner::Planned {
                     workloads: vec![Box::new(workload)],
                     ..Default::default()
                 })
@@ -267,11 +265,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let request = args.model_request()?;
             execute::run_workloads("run", &args.common, |ctx| {
                 let planned = plan::plan(ctx, &request)?;
-                let mut workloads: Vec<Box<dyn Workload>> =
-                    vec![Box::new(FmaProbeWorkload), Box::new(CopyProbeWorkload)];
-                workloads.extend(planned.workloads);
-                Ok(execute::Planned {
-                    workloads,
+                Ok(crate::runner::Planned {
+                    workloads: planned.with_probes(),
                     model: Some(planned.plan),
                     kernel_config: Some(planned.config),
                     notes: planned.notes,

@@ -94,3 +94,23 @@ pub fn kernel_result(
         j_per_token: None,
     }
 }
+
+/// A shared workload is a workload (the benches time it with criterion and then run it).
+impl<W: Workload + ?Sized> Workload for std::rc::Rc<W> {
+    fn id(&self) -> String {
+        (**self).id()
+    }
+
+    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
+        (**self).check_fits(ctx)
+    }
+
+    fn run(
+        &self,
+        ctx: &GpuContext,
+        policy: &SamplePolicy,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<WorkloadResult> {
+        (**self).run(ctx, policy, progress)
+    }
+}

@@ -197,6 +197,13 @@ impl Workload for TokenWorkload {
 }
 
 impl TokenWorkload {
+    /// Uploads the model (once per session) and records this workload's forward pass: what
+    /// one execution is, for timing it elsewhere (criterion).
+    pub fn forward_pass(&self, ctx: &GpuContext) -> anyhow::Result<ForwardPass> {
+        let loaded = self.session.loaded(ctx, &mut |_| {})?;
+        ForwardPass::build(ctx, &loaded.1, &loaded.0, self.pass)
+    }
+
     fn threshold(&self) -> f64 {
         match self.session.model.dtype {
             crate::kernels::WeightDtype::F32 => verify::NMSE_F32_MODEL,
