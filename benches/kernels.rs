@@ -10,7 +10,7 @@ use tokbench::kernels::attention::{self, DecodeAttention, Heads, PrefillAttentio
 use tokbench::kernels::copy::Copy;
 use tokbench::kernels::fma_probe::FmaProbe;
 use tokbench::kernels::layout::{padded_cols, random_values};
-use tokbench::kernels::matmul::{self, Matmul, MatmulConfig, Product};
+use tokbench::kernels::matmul::{self, Matmul, Product};
 use tokbench::kernels::{KernelConfig, WeightDtype};
 
 use common::{ctx, gpu_time};
@@ -20,22 +20,23 @@ fn bench_kernels() {
     let ctx = ctx();
     let shape = common::preset().shape;
     let (prompt, depth) = common::sizes();
-    let config = KernelConfig::default_for(ctx.info.device_type == wgpu::DeviceType::Cpu);
+    let config = KernelConfig::default_for(ctx.traits());
     let mut group = c.benchmark_group(format!("kernels/{}", common::preset().name));
 
-    // Products: the FFN gate|up projection, prefill-like (prompt rows) and decode-like (1 row).
+    // Products: the FFN gate|up projection, prefill-like (prompt rows) and decode-like (1 row),
+    // with the weights stored as the model stores them (one output per row).
     let (k, n) = (shape.d_model as usize, 2 * shape.d_ff as usize);
-    let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT, WeightDtype::F32).expect("pipeline");
+    let kernel = Matmul::new(ctx, config.matmul, WeightDtype::F32).expect("pipeline");
     let w = ctx.storage_with(
         "w",
-        bytemuck::cast_slice(&random_values(padded_cols(k) * padded_cols(n), 1, 0.1)),
+        bytemuck::cast_slice(&random_values(n * padded_cols(k), 1, 0.1)),
     );
     for m in [prompt as usize, 1] {
         let a = ctx.storage_with(
             "a",
             bytemuck::cast_slice(&random_values(m * padded_cols(k), 2, 1.0)),
         );
-        let out = ctx.storage_zeroed("c", (m * padded_cols(n) * 4) as u64);
+        let out = ctx.storage_zeroed("c", (m * n * 4) as u64);
         let d = kernel
             .dispatch(ctx, &Product::dense(&a, &w, &out, (m, n, k)))
             .expect("dispatch");

@@ -79,9 +79,8 @@ impl RmsNorm {
                 && y.size() >= u64::from(rows.rows * d4) * 16,
             "rmsnorm buffers too small for {rows:?}"
         );
-        // One workgroup per row; rows beyond one grid dimension wrap into y.
-        let max = ctx.limits.max_compute_workgroups_per_dimension;
-        let groups = [rows.rows.min(max), rows.rows.div_ceil(max), 1];
+        // One workgroup per row.
+        let groups = ctx.grid_1d(rows.rows);
         ctx.dispatch(
             &self.pipeline,
             &params,

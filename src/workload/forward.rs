@@ -428,14 +428,14 @@ fn project(
             &Product {
                 m: rows as u32,
                 k4: w.k4,
-                n4: slab.n4,
+                n: slab.n,
                 a: input,
                 a_off4: 0,
                 lda4: lda4 as u32,
                 w: &slab.buffer,
                 c: out,
-                c_off4: slab.c_off4,
-                ldc4: w.n4,
+                c_off: slab.c_off,
+                ldc: w.n,
                 accumulate,
             },
         )?);

@@ -128,7 +128,7 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
     };
     shape.validate()?;
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
-    let config = KernelConfig::default_for(ctx.info.device_type == wgpu::DeviceType::Cpu);
+    let config = KernelConfig::default_for(ctx.traits());
     let mut passes = Vec::new();
     for phase in &req.phases {
         match phase {

@@ -417,7 +417,7 @@ mod gpu_tests {
             dtype,
             shared_layers: false,
         };
-        let config = KernelConfig::default_for(ctx.info.device_type == wgpu::DeviceType::Cpu);
+        let config = KernelConfig::default_for(ctx.traits());
         TokenWorkload {
             session: ModelSession::new("tiny".into(), model, 2, config),
             pass,
