@@ -27,16 +27,20 @@ fn bench_kernels() {
     // with the weights stored as the model stores them (one output per row).
     let (k, n) = (shape.d_model as usize, 2 * shape.d_ff as usize);
     let kernel = Matmul::new(ctx, config.matmul, WeightDtype::F32).expect("pipeline");
-    let w = ctx.storage_with(
-        "w",
-        bytemuck::cast_slice(&random_values(n * padded_cols(k), 1, 0.1)),
-    );
+    let w = ctx
+        .storage_with(
+            "w",
+            bytemuck::cast_slice(&random_values(n * padded_cols(k), 1, 0.1)),
+        )
+        .expect("buffer");
     for m in [prompt as usize, 1] {
-        let a = ctx.storage_with(
-            "a",
-            bytemuck::cast_slice(&random_values(m * padded_cols(k), 2, 1.0)),
-        );
-        let out = ctx.storage_zeroed("c", (m * n * 4) as u64);
+        let a = ctx
+            .storage_with(
+                "a",
+                bytemuck::cast_slice(&random_values(m * padded_cols(k), 2, 1.0)),
+            )
+            .expect("buffer");
+        let out = ctx.storage_zeroed("c", (m * n * 4) as u64).expect("buffer");
         let d = kernel
             .dispatch(ctx, &Product::dense(&a, &w, &out, (m, n, k)))
             .expect("dispatch");
@@ -58,21 +62,27 @@ fn bench_kernels() {
             head_dim: shape.head_dim,
             cache_len: prompt,
         };
-        let qkv = ctx.storage_with(
-            "qkv",
-            bytemuck::cast_slice(&random_values(prompt as usize * qkv_width, 3, 1.0)),
-        );
+        let qkv = ctx
+            .storage_with(
+                "qkv",
+                bytemuck::cast_slice(&random_values(prompt as usize * qkv_width, 3, 1.0)),
+            )
+            .expect("buffer");
         let (kc, vc) = (
             ctx.storage_with(
                 "k",
                 bytemuck::cast_slice(&random_values(kv(prompt), 4, 1.0)),
-            ),
+            )
+            .expect("buffer"),
             ctx.storage_with(
                 "v",
                 bytemuck::cast_slice(&random_values(kv(prompt), 5, 1.0)),
-            ),
+            )
+            .expect("buffer"),
         );
-        let out = ctx.storage_zeroed("o", (prompt as usize * shape.q_dim() * 4) as u64);
+        let out = ctx
+            .storage_zeroed("o", (prompt as usize * shape.q_dim() * 4) as u64)
+            .expect("buffer");
         let d = PrefillAttention::new(ctx, heads, config.wg)
             .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, &out))
             .expect("prefill attention");
@@ -95,16 +105,24 @@ fn bench_kernels() {
         };
         let kernel = DecodeAttention::new(ctx, heads, config.wg, config.decode_split_len)
             .expect("decode attention");
-        let qkv = ctx.storage_with(
-            "qkv",
-            bytemuck::cast_slice(&random_values(qkv_width, 6, 1.0)),
-        );
+        let qkv = ctx
+            .storage_with(
+                "qkv",
+                bytemuck::cast_slice(&random_values(qkv_width, 6, 1.0)),
+            )
+            .expect("buffer");
         let (kc, vc) = (
-            ctx.storage_with("k", bytemuck::cast_slice(&random_values(kv(len), 7, 1.0))),
-            ctx.storage_with("v", bytemuck::cast_slice(&random_values(kv(len), 8, 1.0))),
+            ctx.storage_with("k", bytemuck::cast_slice(&random_values(kv(len), 7, 1.0)))
+                .expect("buffer"),
+            ctx.storage_with("v", bytemuck::cast_slice(&random_values(kv(len), 8, 1.0)))
+                .expect("buffer"),
         );
-        let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(1, len));
-        let out = ctx.storage_zeroed("o", (shape.q_dim() * 4) as u64);
+        let partials = ctx
+            .storage_zeroed("partials", kernel.partials_bytes(1, len))
+            .expect("buffer");
+        let out = ctx
+            .storage_zeroed("o", (shape.q_dim() * 4) as u64)
+            .expect("buffer");
         let d: Vec<Dispatch> = kernel
             .dispatch(ctx, (1, len), &qkv, &kc, &vc, &partials, &out)
             .expect("dispatch")
@@ -127,15 +145,17 @@ fn bench_kernels() {
             1 << 20
         };
         let probe = FmaProbe::new(ctx, 1024).expect("fma probe");
-        let out = ctx.storage_zeroed("fma", u64::from(invocations) * 16);
+        let out = ctx
+            .storage_zeroed("fma", u64::from(invocations) * 16)
+            .expect("buffer");
         let d = probe.dispatch(ctx, invocations, &out).expect("dispatch");
         group.throughput(Throughput::Elements(probe.flops(invocations) as u64));
         group.bench_function("probe-fma", |b| b.iter_custom(|iters| gpu_time(&d, iters)));
     }
     {
         let bytes = ctx.max_binding_bytes().min(128 << 20) / 16 * 16;
-        let src = ctx.storage_zeroed("src", bytes);
-        let dst = ctx.storage_zeroed("dst", bytes);
+        let src = ctx.storage_zeroed("src", bytes).expect("buffer");
+        let dst = ctx.storage_zeroed("dst", bytes).expect("buffer");
         let d = Copy::new(ctx)
             .and_then(|k| k.dispatch(ctx, (bytes / 16) as u32, &src, &dst))
             .expect("copy");

@@ -75,6 +75,7 @@ fn main() {
         command: "bench".into(),
         policy,
         destination,
+        stop: None,
     };
     let run = Planned {
         workloads,

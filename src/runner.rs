@@ -3,6 +3,8 @@
 //! same thing.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
@@ -37,6 +39,8 @@ pub struct RunSpec {
     pub policy: SamplePolicy,
     /// Where the result goes.
     pub destination: Destination,
+    /// Set (by a signal handler) to stop after the workload in flight.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Hears about a run as it goes, for progress display.
@@ -62,6 +66,8 @@ pub struct Outcome {
     pub path: PathBuf,
     /// Its contents.
     pub document: RunResult,
+    /// True when the run was stopped before every workload ran.
+    pub interrupted: bool,
 }
 
 /// Checks every workload fits the device (before anything is written), reserves the result
@@ -101,7 +107,13 @@ pub fn run(
 
     let total = planned.workloads.len();
     let mut peaks = PeakTracker::default();
+    let stopped = || spec.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+    let mut interrupted = false;
     for (i, workload) in planned.workloads.iter().enumerate() {
+        if stopped() {
+            interrupted = true;
+            break;
+        }
         observer.workload(i, total, &workload.id());
         let outcome = workload.run(ctx, &spec.policy, &mut |stage| observer.stage(stage));
         let mut result = outcome.with_context(|| {
@@ -128,10 +140,14 @@ pub fn run(
         })?;
         observer.finished(writer.document().workloads.last().expect("just pushed"));
     }
-    writer.update(|doc| doc.finished_at = Some(now_utc()))?;
+    writer.update(|doc| {
+        doc.finished_at = Some(now_utc());
+        doc.interrupted = interrupted;
+    })?;
     Ok(Outcome {
         path: writer.path().to_path_buf(),
         document: writer.document().clone(),
+        interrupted,
     })
 }
 

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -20,14 +21,19 @@ pub(super) fn run_workloads(
     common: &CommonArgs,
     plan: impl FnOnce(&GpuContext) -> anyhow::Result<Planned>,
 ) -> anyhow::Result<ExitCode> {
-    let ctx = GpuContext::open(&common.selector())?;
-    let planned = plan(&ctx)?;
+    let mut ctx = GpuContext::open(&common.selector())?;
+    ctx.wait_timeout = Some(Duration::from_secs_f64(common.timeout_s));
+    // Never dropped: dropping a device waits for its work, which on a hung GPU never ends. The
+    // process exits right after the run anyway.
+    let ctx: &GpuContext = Box::leak(Box::new(ctx));
+    let planned = plan(ctx)?;
     let spec = RunSpec {
         command: command.into(),
         policy: common.policy(),
         destination: common.destination(),
+        stop: Some(super::signals::stop_flag()),
     };
-    let outcome = runner::run(&ctx, planned, &spec, &mut ProgressBars::default())?;
+    let outcome = runner::run(ctx, planned, &spec, &mut ProgressBars::default())?;
     let doc = &outcome.document;
     if common.jsonl {
         // stdout carries only the document; people read the table on stderr.
@@ -44,6 +50,14 @@ pub(super) fn run_workloads(
         .filter(|w| !w.valid)
         .map(|w| w.id.as_str())
         .collect();
+    if outcome.interrupted {
+        eprintln!(
+            "tokbench: interrupted; the {} finished workloads are saved in {}",
+            doc.workloads.len(),
+            outcome.path.display()
+        );
+        return Ok(ExitCode::from(exit::INTERRUPTED));
+    }
     if invalid.is_empty() {
         Ok(ExitCode::from(exit::OK))
     } else {

@@ -5,6 +5,7 @@ mod accounting;
 mod devices;
 mod execute;
 mod list_presets;
+mod signals;
 mod table;
 
 use std::path::PathBuf;
@@ -21,9 +22,12 @@ use crate::workload::plan::{self, ModelRequest};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  a regression or an invalid result was found, or the run failed
-  2  usage or input error (bad flag, bad file, a size the device cannot hold); nothing measured";
+  0    success
+  1    a regression or an invalid result was found, or the run failed (a GPU error, a hung or
+       lost device): the workloads finished before it are saved
+  2    usage or input error (bad flag, bad file, a size the device cannot hold); nothing measured
+  130  interrupted (Ctrl-C, SIGTERM): stopped after the workload in flight, the finished ones
+       saved with interrupted: true; a second Ctrl-C exits at once";
 
 /// GPU token-throughput benchmark: tokens/s, tokens/J and cost per token on any GPU.
 ///
@@ -163,6 +167,10 @@ struct CommonArgs {
     /// Stop warming up after this many seconds even if times have not settled.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
     max_warmup: f64,
+    /// Treat a GPU wait longer than this as a hung device: the workload fails with an error
+    /// naming it, the finished ones stay saved, exit code 1.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0, value_parser = parse_timeout)]
+    timeout_s: f64,
     /// Write the result to exactly this file (it must not exist).
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
@@ -220,6 +228,13 @@ fn parse_gib(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1e6 => Ok(v),
         _ => Err(format!("{s:?} is not a positive number of GiB")),
+    }
+}
+
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match parse_seconds(s)? {
+        0.0 => Err("the timeout must be more than 0 seconds".into()),
+        v => Ok(v),
     }
 }
 

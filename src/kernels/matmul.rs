@@ -320,12 +320,16 @@ mod gpu_tests {
             .into_iter()
             .map(|v| dtype.round(v))
             .collect();
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)));
-        let w_buf = ctx.storage_with(
-            "W",
-            &dtype.encode(&pad_matrix(&transpose(&w, k, n), n, k, n)),
-        );
-        let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64);
+        let a_buf = ctx
+            .storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))
+            .unwrap();
+        let w_buf = ctx
+            .storage_with(
+                "W",
+                &dtype.encode(&pad_matrix(&transpose(&w, k, n), n, k, n)),
+            )
+            .unwrap();
+        let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64).unwrap();
         let kernel = Matmul::new(ctx, config, dtype).unwrap();
         let d = kernel
             .dispatch(ctx, &Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k)))
@@ -438,8 +442,12 @@ mod gpu_tests {
         let w = random_values(k * n, 22, 1.0);
         let wt = transpose(&w, k, n);
         let residual = random_values(m * n, 23, 1.0);
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&a_full));
-        let c_buf = ctx.storage_with("C", bytemuck::cast_slice(&residual));
+        let a_buf = ctx
+            .storage_with("A", bytemuck::cast_slice(&a_full))
+            .unwrap();
+        let c_buf = ctx
+            .storage_with("C", bytemuck::cast_slice(&residual))
+            .unwrap();
         for tiles in [REGISTER, WORKGROUP] {
             for gemv in gemv_kinds() {
                 let kernel =
@@ -452,6 +460,7 @@ mod gpu_tests {
                                 "W",
                                 bytemuck::cast_slice(&wt[s * 8 * k..(s + 1) * 8 * k]),
                             )
+                            .unwrap()
                         })
                         .collect();
                     ctx.queue

@@ -96,11 +96,11 @@ impl Workload for MatmulWorkload {
         let (m, n, k) = (self.m, self.n, self.k);
         let a = random_values(m * k, 1, 1.0);
         let b = random_values(k * n, 2, 1.0);
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)));
+        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))?;
         // Stored as the model's weights are: one output per row, K contiguous.
         let b_rows = pad_matrix(&matmul::transpose(&b, k, n), n, k, n);
-        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_rows));
-        let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64);
+        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_rows))?;
+        let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64)?;
         let config = KernelConfig::default_for(ctx.traits()).matmul;
         let kernel = Matmul::new(ctx, config, WeightDtype::F32)?;
         let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;

@@ -42,7 +42,7 @@ impl Workload for FmaProbeWorkload {
     ) -> anyhow::Result<WorkloadResult> {
         let (invocations, iterations) = Self::size(ctx);
         let probe = FmaProbe::new(ctx, iterations)?;
-        let out = ctx.storage_zeroed("fma-out", u64::from(invocations) * 16);
+        let out = ctx.storage_zeroed("fma-out", u64::from(invocations) * 16)?;
         let launch = probe.dispatch(ctx, invocations, &out)?;
         let measured = crate::measure::measure(ctx, &launch, policy, &mut |d, p| {
             progress(Stage::Samples(d, p))
@@ -114,8 +114,8 @@ impl Workload for CopyProbeWorkload {
         let bytes = Self::bytes(ctx);
         let n = (bytes / 4) as usize;
         let src: Vec<f32> = (0..n).map(|i| (i % 65_521) as f32).collect();
-        let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src));
-        let dst_buf = ctx.storage_zeroed("copy-dst", bytes);
+        let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src))?;
+        let dst_buf = ctx.storage_zeroed("copy-dst", bytes)?;
         let launch = Copy::new(ctx)?.dispatch(ctx, (bytes / 16) as u32, &src_buf, &dst_buf)?;
         let measured = crate::measure::measure(ctx, &launch, policy, &mut |d, p| {
             progress(Stage::Samples(d, p))

@@ -111,7 +111,7 @@ impl GpuWeights {
             for (s, e) in ranges {
                 let data = m.dtype.encode(&m.slab(s, e));
                 slabs.push(Slab {
-                    buffer: ctx.storage_with(label, &data),
+                    buffer: ctx.storage_with(label, &data)?,
                     c_off: s as u32,
                     n: (e - s) as u32,
                 });
@@ -132,8 +132,8 @@ impl GpuWeights {
                 o: matrix(model.matrix(l, Matrix::O), "w-o")?,
                 gate_up: matrix(model.matrix(l, Matrix::GateUp), "w-gate-up")?,
                 down: matrix(model.matrix(l, Matrix::Down), "w-down")?,
-                attn_norm: norm_buffer(ctx, &model, l, Norm::Attn),
-                ffn_norm: norm_buffer(ctx, &model, l, Norm::Ffn),
+                attn_norm: norm_buffer(ctx, &model, l, Norm::Attn)?,
+                ffn_norm: norm_buffer(ctx, &model, l, Norm::Ffn)?,
             });
         }
         let lm_head = matrix(model.matrix(0, Matrix::LmHead), "w-lm-head")?;
@@ -141,7 +141,7 @@ impl GpuWeights {
             model,
             layers_run,
             layers,
-            final_norm: norm_buffer(ctx, &model, 0, Norm::Final),
+            final_norm: norm_buffer(ctx, &model, 0, Norm::Final)?,
             lm_head,
         })
     }
@@ -152,7 +152,12 @@ impl GpuWeights {
     }
 }
 
-fn norm_buffer(ctx: &GpuContext, model: &SyntheticModel, layer: usize, n: Norm) -> wgpu::Buffer {
+fn norm_buffer(
+    ctx: &GpuContext,
+    model: &SyntheticModel,
+    layer: usize,
+    n: Norm,
+) -> anyhow::Result<wgpu::Buffer> {
     let d = model.shape.d_model as usize;
     let mut gamma = model.norm(layer, n);
     gamma.resize(padded_cols(d), 0.0);
