@@ -22,10 +22,10 @@ fn spawn(args: &[&str]) -> Child {
 fn wait_for_workloads(path: &Path, n: usize, child: &mut Child) -> RunResult {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        if let Ok(doc) = load(path) {
-            if doc.workloads.len() >= n {
-                return doc;
-            }
+        if let Ok(doc) = load(path)
+            && doc.workloads.len() >= n
+        {
+            return doc;
         }
         assert!(
             child.try_wait().unwrap().is_none(),
