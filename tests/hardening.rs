@@ -137,3 +137,43 @@ fn a_hung_gpu_is_an_error_naming_the_workload_and_the_process_does_not_wait_for_
     let doc = load(&out).expect("the reserved result parses");
     assert!(doc.workloads.is_empty() && doc.finished_at.is_none());
 }
+
+/// Runs `tokbench <args>` inside a private mount namespace where `dir` is a small tmpfs,
+/// prepared by `setup` (shell commands using $D). Needs root (CI runs as root).
+fn in_private_tmpfs(dir: &Path, setup: &str, args: &str) -> std::process::Output {
+    let script = format!(
+        "set -e; D={dir}; mount -t tmpfs -o size=64k tmpfs $D; {setup}; exec {bin} {args}",
+        dir = dir.display(),
+        bin = env!("CARGO_BIN_EXE_tokbench"),
+    );
+    Command::new("unshare")
+        .args(["-m", "sh", "-c", &script])
+        .output()
+        .expect("unshare (util-linux) runs as root")
+}
+
+#[test]
+fn a_full_or_read_only_results_directory_is_refused_before_any_work() {
+    for (setup, what) in [
+        (
+            "dd if=/dev/zero of=$D/fill bs=1k count=64 2>/dev/null || true",
+            "full",
+        ),
+        ("mount -o remount,ro $D", "read-only"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = in_private_tmpfs(
+            dir.path(),
+            setup,
+            "kernel matmul --m 8 --n 8 --k 8 --samples 2 --min-time 0 --results-dir $D/results",
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{what}: {stderr}");
+        assert!(stderr.contains("cannot"), "{what}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !stderr.contains("samples"),
+            "{what}: measured before failing: {stderr}"
+        );
+    }
+}

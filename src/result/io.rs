@@ -112,7 +112,14 @@ impl ResultWriter {
 
 /// Writes `doc` to `path` only if no file is there; `Ok(None)` if one is.
 fn reserve(path: &Path, doc: &RunResult) -> anyhow::Result<Option<()>> {
-    let tmp = write_temp(&parent_dir(path), doc)?;
+    // Failing here means the destination is unusable (read-only, full): bad input, found
+    // before any measurement.
+    let tmp = write_temp(&parent_dir(path), doc).map_err(|e| {
+        InputError::new(format!(
+            "{}: cannot write the result here: {e:#}",
+            path.display()
+        ))
+    })?;
     match tmp.persist_noclobber(path) {
         Ok(_) => Ok(Some(())),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
