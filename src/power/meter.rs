@@ -34,7 +34,27 @@ pub(crate) type NvmlLoader<'a> = &'a dyn Fn(Option<&Path>) -> Result<Arc<dyn Nvm
 /// Open it once before any workload (a source asked for explicitly that cannot work fails
 /// then, as an input error), measure idle power, then bracket each workload's measured window
 /// with [`begin`](Self::begin) and [`end`](Self::end). Windows are measured one after another,
-/// never overlapping.
+/// never overlapping; a window runs from `begin` to `end`, so call them right before the first
+/// timed submit and right after the last completion.
+///
+/// ```
+/// use tokbench::power::{AdapterIdentity, PowerMeter, PowerOptions, PowerRequest, token_energy};
+///
+/// let opts = PowerOptions {
+///     requested: PowerRequest::Declared,
+///     watts: Some(65.0),
+///     ..PowerOptions::default()
+/// };
+/// let adapter = AdapterIdentity { name: "llvmpipe".into(), cpu_adapter: true, ..Default::default() };
+/// let mut meter = PowerMeter::open(&opts, &adapter)?; // before any workload
+/// meter.measure_idle()?; // nothing to measure for declared power
+/// let start = meter.begin();
+/// // ... the workload's timed executions ...
+/// let record = meter.end(start, 10);
+/// assert_eq!(record.avg_power_w, Some(65.0));
+/// assert_eq!(token_energy(Some(1300.0), &record).tokens_per_j, Some(20.0));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
 pub struct PowerMeter {
     requested: PowerRequest,
     tried: Vec<PowerAttempt>,
@@ -585,10 +605,11 @@ fn find(
             let notes = if adapter.cpu_adapter {
                 Vec::new()
             } else {
-                vec![format!(
-                    "rapl measures the CPU package(s), not the GPU {} running the workload",
-                    adapter.name
-                )]
+                vec![
+                    "rapl measures the CPU package(s): that includes an integrated GPU, not a \
+                     discrete one"
+                        .to_string(),
+                ]
             };
             plain(Arc::new(source), notes)
         }
@@ -983,7 +1004,7 @@ mod tests {
         set_energy(root.path(), 0, 1_000_001);
         let r = meter.end(start, 1);
         assert!(
-            r.warnings.iter().any(|w| w.contains("not the GPU")),
+            r.warnings.iter().any(|w| w.contains("not a discrete one")),
             "{r:?}"
         );
 
@@ -1028,9 +1049,9 @@ mod tests {
         assert_eq!(r.provenance, Provenance::MeasuredSampled);
         assert_eq!(r.method.as_deref(), Some("trapezoid"));
         assert!(close(r.avg_power_w.unwrap(), 153.0, 1e-9), "{r:?}");
-        assert!(r.samples.unwrap() >= 3, "{r:?}");
+        assert!(r.samples.unwrap() >= 2, "{r:?}");
         assert_eq!(r.coverage, Some(1.0));
-        assert!(r.max_gap_s.unwrap() < 0.15, "{r:?}");
+        assert!(r.max_gap_s.unwrap() < 0.5, "{r:?}");
         assert!(
             r.warnings
                 .iter()
@@ -1135,7 +1156,11 @@ mod tests {
         );
         let r = window(&meter, 1);
         assert_eq!(r.provenance, Provenance::Unavailable);
-        assert!(r.reason.unwrap().contains("nvml: cannot load"));
+        assert!(
+            r.reason
+                .unwrap()
+                .contains("nvml: cannot load the NVML library")
+        );
     }
 
     #[test]
@@ -1157,7 +1182,7 @@ mod tests {
         assert!(setup.idle_s >= 0.2);
 
         fs::write(&watts, "80\n").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
         let r = window(&meter, 200);
         assert_eq!(r.provenance, Provenance::MeasuredSampled);
         assert_eq!(r.scope, Some(Scope::NodeWall));
@@ -1173,7 +1198,7 @@ mod tests {
 
         // The command starts failing: that window is unavailable, and later ones recover.
         fs::remove_file(&watts).unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
         let r = window(&meter, 200);
         assert_eq!(r.provenance, Provenance::Unavailable, "{r:?}");
         assert!(r.reason.as_deref().unwrap().contains("failed"), "{r:?}");
@@ -1184,7 +1209,7 @@ mod tests {
             "{r:?}"
         );
         fs::write(&watts, "90\n").unwrap();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
         let r = window(&meter, 200);
         assert!(close(r.avg_power_w.unwrap(), 90.0, 1e-9), "{r:?}");
     }

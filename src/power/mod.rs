@@ -251,10 +251,10 @@ impl AdapterIdentity {
         }
     }
 
-    /// "NAME (vendor 0x10de, device 0x2330)", for messages.
+    /// `"NAME" (vendor 0x10de, device 0x2330)`, for messages.
     pub fn describe(&self) -> String {
         format!(
-            "{} (vendor {:#06x}, device {:#06x})",
+            "{:?} (vendor {:#06x}, device {:#06x})",
             self.name, self.vendor_id, self.device_id
         )
     }

@@ -64,8 +64,9 @@ impl RealNvml {
                 .init(),
             None => nvml_wrapper::Nvml::init(),
         };
+        // nvml-wrapper's default is "libnvidia-ml.so.1", found through the loader's path.
         let lib = library.map_or_else(
-            || "libnvidia-ml.so".to_string(),
+            || "libnvidia-ml.so.1".to_string(),
             |p| p.display().to_string(),
         );
         init.map(|nvml| Self { nvml }).map_err(|e| match e {
