@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use criterion::Throughput;
 use tokbench::kernels::WeightDtype;
 use tokbench::model::Phase;
+use tokbench::power::{AdapterIdentity, PowerMeter, PowerOptions};
 use tokbench::result::SamplePolicy;
 use tokbench::result::io::Destination;
 use tokbench::runner::{self, Planned, RunSpec};
@@ -83,7 +84,13 @@ fn main() {
         kernel_config: Some(planned.config),
         notes: Vec::new(),
     };
-    match runner::run(ctx, run, &spec, &mut runner::Quiet) {
+    // Power as `tokbench run` measures it by default: the best source for this adapter.
+    let mut meter = PowerMeter::open(
+        &PowerOptions::default(),
+        &AdapterIdentity::from_wgpu(&ctx.info),
+    )
+    .ok();
+    match runner::run(ctx, run, &spec, meter.as_mut(), &mut runner::Quiet) {
         Ok(outcome) => {
             let invalid = outcome
                 .document

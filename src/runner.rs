@@ -10,6 +10,8 @@ use anyhow::Context as _;
 
 use crate::gpu::GpuContext;
 use crate::kernels::KernelConfig;
+use crate::measure::MeasureEnv;
+use crate::power::PowerMeter;
 use crate::result::io::{Destination, ResultWriter};
 use crate::result::{
     ModelPlan, PlanRecord, PowerSetup, Probes, Roofline, RunResult, SCHEMA_VERSION, SamplePolicy,
@@ -78,6 +80,7 @@ pub fn run(
     ctx: &GpuContext,
     planned: Planned,
     spec: &RunSpec,
+    mut power: Option<&mut PowerMeter>,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Outcome> {
     for w in &planned.workloads {
@@ -99,11 +102,22 @@ pub fn run(
         },
         kernel_config: planned.kernel_config,
         probes: None,
-        power: PowerSetup::none("none", "power measurement is not built yet"),
+        power: PowerSetup::none("none", "no power meter in this run"),
         workloads: Vec::new(),
     };
     let mut writer = ResultWriter::create(&spec.destination, doc)?;
     observer.begin(writer.document(), writer.path(), &planned.notes);
+    if let Some(meter) = power.as_deref_mut() {
+        // Idle power, with the same source, before any workload heats the device.
+        observer.stage(Stage::Idle);
+        meter.measure_idle()?;
+        let setup = meter.setup();
+        writer.update(|doc| doc.power = setup)?;
+    }
+    let env = MeasureEnv {
+        policy: spec.policy,
+        power: power.as_deref(),
+    };
 
     let total = planned.workloads.len();
     let mut peaks = PeakTracker::default();
@@ -115,7 +129,7 @@ pub fn run(
             break;
         }
         observer.workload(i, total, &workload.id());
-        let outcome = workload.run(ctx, &spec.policy, &mut |stage| observer.stage(stage));
+        let outcome = workload.run(ctx, &env, &mut |stage| observer.stage(stage));
         let mut result = outcome.with_context(|| {
             format!(
                 "workload {} failed; the {} finished before it are saved in {}",

@@ -10,6 +10,7 @@ use super::CommonArgs;
 use super::table;
 use crate::exit;
 use crate::gpu::GpuContext;
+use crate::power::{AdapterIdentity, PowerMeter};
 use crate::result::{RunResult, WorkloadResult};
 use crate::runner::{self, Observer, Planned, RunSpec};
 use crate::workload::Stage;
@@ -33,7 +34,16 @@ pub(super) fn run_workloads(
         destination: common.destination(),
         stop: Some(super::signals::stop_flag()),
     };
-    let outcome = runner::run(ctx, planned, &spec, &mut ProgressBars::default())?;
+    let options = common.power.options();
+    options.validate()?;
+    let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&ctx.info))?;
+    let outcome = runner::run(
+        ctx,
+        planned,
+        &spec,
+        Some(&mut meter),
+        &mut ProgressBars::default(),
+    )?;
     let doc = &outcome.document;
     if common.jsonl {
         // stdout carries only the document; people read the table on stderr.
@@ -101,7 +111,12 @@ impl Observer for ProgressBars {
     }
 
     fn stage(&mut self, stage: Stage) {
-        let Some(bar) = &self.bar else { return };
+        let Some(bar) = &self.bar else {
+            if stage == Stage::Idle {
+                eprintln!("tokbench: measuring idle power");
+            }
+            return;
+        };
         match stage {
             Stage::Uploading(done, total) => {
                 bar.set_message("MiB of weights uploaded");
@@ -114,6 +129,7 @@ impl Observer for ProgressBars {
                 bar.set_position(done as u64);
             }
             Stage::Verifying => bar.set_message("checking against the CPU reference"),
+            Stage::Idle => bar.set_message("measuring idle power"),
         }
     }
 

@@ -8,13 +8,15 @@ use crate::result::{Provenance, Scope};
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DeclaredSource {
     watts: f64,
+    scope: Scope,
 }
 
 impl DeclaredSource {
-    /// `watts` must be positive and finite ([`super::PowerOptions::validate`] checks it).
-    pub fn new(watts: f64) -> Self {
+    /// `watts` must be positive and finite ([`super::PowerOptions::validate`] checks it);
+    /// `scope` is what the user says the figure covers (`--power-scope`).
+    pub fn new(watts: f64, scope: Scope) -> Self {
         debug_assert!(watts.is_finite() && watts > 0.0);
-        Self { watts }
+        Self { watts, scope }
     }
 
     /// The declared power, in watts.
@@ -33,9 +35,10 @@ impl PowerSource for DeclaredSource {
         "declared"
     }
 
-    /// What a declared figure covers is the user's to say; tokbench cannot tell.
+    /// What a declared figure covers is the user's to say (`--power-scope`); tokbench
+    /// cannot tell.
     fn scope(&self) -> Scope {
-        Scope::Other
+        self.scope
     }
 
     fn provenance(&self) -> Provenance {
@@ -48,7 +51,7 @@ impl PowerSource for DeclaredSource {
 
     fn read(&self) -> anyhow::Result<Reading> {
         Ok(Reading {
-            scope: Scope::Other,
+            scope: self.scope,
             provenance: Provenance::Declared,
             value: ReadingValue::Power { watts: self.watts },
         })
@@ -61,7 +64,8 @@ mod tests {
 
     #[test]
     fn energy_is_watts_times_window() {
-        let d = DeclaredSource::new(65.0);
+        let d = DeclaredSource::new(65.0, Scope::NodeWall);
+        assert_eq!(d.scope(), Scope::NodeWall);
         assert_eq!(d.energy_j(2.5), 162.5);
         assert_eq!(d.read().unwrap().watts().unwrap(), 65.0);
         assert_eq!(d.provenance(), Provenance::Declared);

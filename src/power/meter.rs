@@ -351,7 +351,7 @@ impl PowerMeter {
             provenance: Provenance::Declared,
             method: Some("declared-constant".into()),
             reason: None,
-            energy_j: Some(DeclaredSource::new(watts).energy_j(window_s)),
+            energy_j: Some(watts * window_s),
             // Exactly W, so tokens/J is exactly tokens/s ÷ W.
             avg_power_w: Some(watts),
             idle_power_w: None,
@@ -625,7 +625,10 @@ fn find(
             let Some(watts) = opts.watts else {
                 return Err("no --watts given".into());
             };
-            plain(Arc::new(DeclaredSource::new(watts)), Vec::new())
+            plain(
+                Arc::new(DeclaredSource::new(watts, opts.command_scope)),
+                Vec::new(),
+            )
         }
         PowerRequest::Auto | PowerRequest::None => {
             return Err(format!("{kind} is not a source"));

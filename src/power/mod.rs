@@ -121,7 +121,8 @@ pub struct PowerOptions {
     pub watts: Option<f64>,
     /// `--power-cmd`: a shell command that prints watts.
     pub command: Option<String>,
-    /// What the command's watts cover (default: the whole node at the wall).
+    /// What `--power-cmd` or `--watts` covers (`--power-scope`; default: the whole node at
+    /// the wall).
     pub command_scope: Scope,
     /// Root of the sysfs tree (`TOKBENCH_SYSFS_ROOT`, default `/sys`).
     pub sysfs_root: PathBuf,

@@ -9,7 +9,8 @@ use crate::kernels::matmul::{self, Matmul, Product};
 use crate::kernels::verify;
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::measure;
-use crate::result::{SamplePolicy, WorkloadResult};
+use crate::measure::MeasureEnv;
+use crate::result::WorkloadResult;
 
 use super::{Progress, Stage, Workload, kernel_result};
 use crate::model::Work;
@@ -89,7 +90,7 @@ impl Workload for MatmulWorkload {
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult> {
         self.check_fits(ctx)?;
@@ -105,7 +106,7 @@ impl Workload for MatmulWorkload {
         let kernel = Matmul::new(ctx, config, WeightDtype::F32)?;
         let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
 
-        let measured = measure::measure(ctx, &dispatch, policy, &mut |d, p| {
+        let measured = measure::measure(ctx, &dispatch, env, &mut |d, p| {
             progress(Stage::Samples(d, p))
         })?;
         progress(Stage::Verifying);

@@ -13,9 +13,9 @@ pub mod weights;
 use std::collections::BTreeMap;
 
 use crate::gpu::GpuContext;
-use crate::measure::{Measured, stats};
+use crate::measure::{MeasureEnv, Measured, stats};
 use crate::model::Work;
-use crate::result::{Correctness, PowerRecord, SamplePolicy, WorkloadResult};
+use crate::result::{Correctness, WorkloadResult};
 
 /// What a workload is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum Stage {
     Samples(usize, usize),
     /// Checking the output against the CPU reference.
     Verifying,
+    /// Measuring idle power before the first workload.
+    Idle,
 }
 
 /// Progress callback.
@@ -40,11 +42,12 @@ pub trait Workload {
     /// Called for every workload before any of them runs, so bad input costs no measurement.
     fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()>;
 
-    /// Sets up, measures and verifies the workload.
+    /// Sets up, measures (with `env`'s sampling policy and power meter) and verifies the
+    /// workload.
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult>;
 }
@@ -84,11 +87,7 @@ pub fn kernel_result(
         weights_shared_across_layers: None,
         tokens: None,
         tokens_per_s: None,
-        power: PowerRecord::unavailable(
-            "no power source configured",
-            measured.window.duration_s(),
-            measured.samples_s.len() as u64,
-        ),
+        power: measured.power.clone(),
         tokens_per_j: None,
         tokens_per_j_dynamic: None,
         j_per_token: None,
@@ -108,9 +107,9 @@ impl<W: Workload + ?Sized> Workload for std::rc::Rc<W> {
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult> {
-        (**self).run(ctx, policy, progress)
+        (**self).run(ctx, env, progress)
     }
 }

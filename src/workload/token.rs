@@ -17,8 +17,9 @@ use super::{Progress, Stage, Workload, kernel_result};
 use crate::gpu::GpuContext;
 use crate::kernels::KernelConfig;
 use crate::kernels::verify::{self, combine, compare};
+use crate::measure::MeasureEnv;
 use crate::model::{ModelShape, Pass, Phase, accounting};
-use crate::result::{Correctness, SamplePolicy, WorkloadResult};
+use crate::result::{Correctness, WorkloadResult};
 
 /// Shapes whose reference pass needs at most this many multiply-adds, and this many weights,
 /// are checked in full on the real run.
@@ -144,14 +145,14 @@ impl Workload for TokenWorkload {
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult> {
         let s = &self.session;
         let loaded = s.loaded(ctx, progress)?;
         let (weights, kernels) = (&loaded.0, &loaded.1);
         let forward = ForwardPass::build(ctx, kernels, weights, self.pass)?;
-        let measured = crate::measure::measure(ctx, &forward, policy, &mut |d, p| {
+        let measured = crate::measure::measure(ctx, &forward, env, &mut |d, p| {
             progress(Stage::Samples(d, p))
         })?;
         progress(Stage::Verifying);
@@ -192,6 +193,12 @@ impl Workload for TokenWorkload {
         r.weights_shared_across_layers = Some(weights.model.shared_layers);
         r.tokens = Some(tokens);
         r.tokens_per_s = Some(tokens as f64 / r.stats.median_s);
+        // tokens/J = tokens/s per watt: the median throughput over the window's average power
+        // (exactly tokens/s ÷ W for declared power).
+        let energy = crate::power::token_energy(r.tokens_per_s, &r.power);
+        r.tokens_per_j = energy.tokens_per_j;
+        r.tokens_per_j_dynamic = energy.tokens_per_j_dynamic;
+        r.j_per_token = energy.j_per_token;
         Ok(r)
     }
 }
