@@ -15,6 +15,7 @@ pub mod node;
 pub mod power;
 pub mod result;
 pub mod runner;
+pub mod tune;
 pub mod workload;
 
 pub use error::{InputError, exit, exit_code_for};
