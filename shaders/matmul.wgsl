@@ -37,7 +37,7 @@ override TM: u32 = 8u;     // rows per invocation, 1..=MAX_TM
 override TN: u32 = 1u;     // outputs per invocation, 1..=MAX_TN
 
 const MAX_TM: u32 = 8u;
-const MAX_TN: u32 = 4u;
+const MAX_TN: u32 = 8u;
 
 @compute @workgroup_size(WG_X, WG_Y, 1)
 fn matmul(
@@ -59,7 +59,7 @@ fn matmul(
     for (var j = 0u; j < TN; j++) {
         w_row[j] = min(col0 + j, p.n - 1u) * p.k4;
     }
-    var acc: array<f32, 32>;  // MAX_TM * MAX_TN, zero-initialised
+    var acc: array<f32, 64>;  // MAX_TM * MAX_TN, zero-initialised
     var av: array<vec4<f32>, MAX_TM>;
     for (var kk = 0u; kk < p.k4; kk++) {
         for (var i = 0u; i < TM; i++) {

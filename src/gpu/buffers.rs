@@ -98,10 +98,26 @@ impl GpuContext {
             .slice(..)
             .map_async(wgpu::MapMode::Read, move |r| drop(tx.send(r)));
         self.wait_idle()?;
-        match rx.try_recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => bail!("mapping a readback buffer failed: {e}"),
-            Err(_) => bail!("the device finished but a readback buffer was never mapped"),
+        // Another thread's poll may be delivering the callback right now (tests share one
+        // device): wait for it briefly, polling again, before calling it lost.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let mapped = loop {
+            match rx.try_recv() {
+                Ok(result) => break result,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    bail!("a readback buffer's mapping was dropped unanswered")
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => {
+                    if std::time::Instant::now() > deadline {
+                        bail!("the device finished but a readback buffer was never mapped");
+                    }
+                    self.device.poll(wgpu::PollType::Poll).ok();
+                    std::thread::yield_now();
+                }
+            }
+        };
+        if let Err(e) = mapped {
+            bail!("mapping a readback buffer failed: {e}");
         }
         let data = staging
             .slice(..)

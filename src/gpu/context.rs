@@ -219,7 +219,8 @@ pub struct GpuContext {
     pub wait_timeout: Option<std::time::Duration>,
     /// Runtime checks for shaders marked trusted; untrusted shaders are always checked.
     pub shader_checks: super::ShaderChecks,
-    pub(crate) timestamps: Option<super::timer::TimestampQueries>,
+    /// One set of queries and readback buffers: timing is serialised through this lock.
+    pub(crate) timestamps: Option<Mutex<super::timer::TimestampQueries>>,
     pub(crate) pipelines: Mutex<HashMap<String, wgpu::ComputePipeline>>,
     /// Errors the device raised outside any error scope, turned into `Err` by `wait_idle`
     /// (wgpu's default handler would panic).
@@ -273,7 +274,7 @@ impl GpuContext {
         });
         let timestamps = features
             .contains(wgpu::Features::TIMESTAMP_QUERY)
-            .then(|| super::timer::TimestampQueries::new(&device));
+            .then(|| Mutex::new(super::timer::TimestampQueries::new(&device)));
         let timing_method = if timestamps.is_some() {
             TimingMethod::GpuTimestamps
         } else {

@@ -97,7 +97,9 @@ impl GpuContext {
         let queries = self
             .timestamps
             .as_ref()
-            .context("timestamp timing chosen on a device without timestamp queries")?;
+            .context("timestamp timing chosen on a device without timestamp queries")?
+            .lock()
+            .expect("timestamp queries");
         let mut encoder = self
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor::default());
