@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: [`cli`] builds a validated plan, [`gpu`] opens the device,
 //! [`workload`]s run [`kernels`] through [`measure`], and the outcome is a [`result::RunResult`]
-//! written after every workload. `result` (and later `report`) never touch wgpu.
+//! written after every workload. `result` and [`report`] never touch wgpu.
 
 pub mod cli;
 mod error;
@@ -11,6 +11,7 @@ pub mod kernels;
 pub mod measure;
 pub mod model;
 pub mod node;
+pub mod report;
 pub mod result;
 pub mod workload;
 
