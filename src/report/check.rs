@@ -9,6 +9,10 @@
 //! - improvement: the whole interval lies below −threshold;
 //! - noise: anything else.
 //!
+//! The probes (FMA peak, copy bandwidth) are checked the same way but do not gate: they are the
+//! yardstick of the device, not tokbench's work, and when they move the machine has changed
+//! (busier, clocked differently), which the report then says.
+//!
 //! For tokens/J no raw samples exist (one energy figure per window), so the point values are
 //! compared against the threshold, and the report says so.
 
@@ -124,8 +128,21 @@ pub struct WorkloadCheck {
     pub change_high: Option<f64>,
     /// True when the change is between point values, with no interval (tokens/J).
     pub point_values: bool,
+    /// False for the probes: they are reported, but never fail the check.
+    pub gated: bool,
     /// Why the workload was not compared, or what qualifies the verdict.
     pub note: Option<String>,
+}
+
+impl WorkloadCheck {
+    /// The verdict as tables show it.
+    pub fn verdict_text(&self) -> String {
+        if self.gated {
+            self.verdict.label().to_string()
+        } else {
+            format!("{} (probe, not gated)", self.verdict.label())
+        }
+    }
 }
 
 /// The current result's figures, for Bencher's metric format.
@@ -174,9 +191,9 @@ pub struct CheckReport {
     pub invalid_current: Vec<String>,
     /// Anything that qualifies the whole comparison.
     pub notes: Vec<String>,
-    /// Regressions found.
+    /// Regressions found (probes not counted).
     pub regressions: usize,
-    /// Improvements found.
+    /// Improvements found (probes not counted).
     pub improvements: usize,
     /// The current result's figures, for `--format bmf`.
     #[serde(skip)]
@@ -252,7 +269,7 @@ pub fn check(
         .collect();
     let compared = workloads
         .iter()
-        .filter(|w| !matches!(w.verdict, Verdict::NotCompared | Verdict::Invalid))
+        .filter(|w| w.gated && !matches!(w.verdict, Verdict::NotCompared | Verdict::Invalid))
         .count();
     if compared == 0 && invalid_current.is_empty() {
         let why: Vec<String> = workloads
@@ -284,7 +301,33 @@ pub fn check(
                 .into(),
         );
     }
-    let count = |v: Verdict| workloads.iter().filter(|w| w.verdict == v).count();
+    let moved: Vec<String> = workloads
+        .iter()
+        .filter(|w| !w.gated && matches!(w.verdict, Verdict::Regression | Verdict::Improvement))
+        .map(|w| {
+            let (lo, hi) = (w.change_low.unwrap_or(0.0), w.change_high.unwrap_or(0.0));
+            format!(
+                "{} {:+.1}% [{:+.1}%, {:+.1}%]",
+                w.id,
+                w.change.unwrap_or(0.0) * 100.0,
+                lo * 100.0,
+                hi * 100.0
+            )
+        })
+        .collect();
+    if !moved.is_empty() {
+        notes.push(format!(
+            "the device's measured peaks moved (time per execution: {}): the machine was busier \
+             or clocked differently than for the baseline, which moves every figure",
+            moved.join(", ")
+        ));
+    }
+    let count = |v: Verdict| {
+        workloads
+            .iter()
+            .filter(|w| w.gated && w.verdict == v)
+            .count()
+    };
     let (regressions, improvements) = (count(Verdict::Regression), count(Verdict::Improvement));
     Ok(CheckReport {
         report: "tokbench-check",
@@ -338,6 +381,7 @@ fn check_workload(b: &WorkloadResult, c: &WorkloadResult, options: &CheckOptions
         change_low: None,
         change_high: None,
         point_values: false,
+        gated: !c.kind.starts_with("probe-"),
         note: None,
     };
     let t = options.threshold;
@@ -529,6 +573,27 @@ mod tests {
         let r = check(&b, &c, &OPTIONS).unwrap();
         assert_eq!(r.workloads[0].verdict, Verdict::Improvement);
         assert_eq!(r, check(&b, &c, &OPTIONS).unwrap());
+    }
+
+    #[test]
+    fn probes_are_reported_but_never_gate() {
+        let probe = |median_s: f64, seed: u64| {
+            fixtures::probe("probe-copy", &jittered(median_s, 0.01, 20, seed))
+        };
+        let (mut b, mut c) = pair(0.010, 0.010, 0.01, 20);
+        b.doc.workloads.push(probe(0.05, 1));
+        c.doc.workloads.push(probe(0.06, 2));
+        let r = check(&b, &c, &OPTIONS).unwrap();
+        let p = &r.workloads[1];
+        assert_eq!((p.verdict, p.gated), (Verdict::Regression, false));
+        assert_eq!(p.verdict_text(), "regression (probe, not gated)");
+        assert!(r.passed && r.regressions == 0);
+        assert!(
+            r.notes[0]
+                .starts_with("the device's measured peaks moved (time per execution: probe-copy +"),
+            "{:?}",
+            r.notes
+        );
     }
 
     #[test]

@@ -181,6 +181,14 @@ pub struct ProbeRow {
     pub source: String,
 }
 
+impl WorkloadComparison {
+    /// True when some hardware group has more than one node: only then does the fleet view say
+    /// more than the ranking.
+    pub fn has_fleet(&self) -> bool {
+        self.fleet.iter().any(|g| g.stats.nodes > 1)
+    }
+}
+
 impl CompareReport {
     /// True when any result failed its correctness check.
     pub fn found_invalid(&self) -> bool {
@@ -231,12 +239,18 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         .map(|members| compare_workload(&members, options))
         .collect();
     workloads.sort_by(|a, b| a.workload.sort_key().cmp(&b.workload.sort_key()));
-    let probes = loaded
+    let with_probes: Vec<&Source> = loaded
         .results
         .iter()
-        .filter_map(|s| {
+        .filter(|s| s.doc.probes.is_some())
+        .collect();
+    let probe_labels = node_labels(with_probes.iter().map(|s| &s.doc));
+    let probes = with_probes
+        .iter()
+        .zip(probe_labels)
+        .filter_map(|(s, node)| {
             s.doc.probes.map(|p| ProbeRow {
-                node: node_label(&s.doc),
+                node,
                 adapter: s.doc.adapter.name.clone(),
                 fma_gflops: p.fma_gflops,
                 copy_gbps: p.copy_gbps,
@@ -259,7 +273,7 @@ fn compare_workload(
     members: &[(&Source, &WorkloadResult)],
     options: &CompareOptions,
 ) -> WorkloadComparison {
-    let labels = node_labels(members);
+    let labels = node_labels(members.iter().map(|(s, _)| &s.doc));
     let mut excluded = Vec::new();
     let mut usable: Vec<(usize, &RunResult, &WorkloadResult)> = Vec::new();
     for (i, (source, w)) in members.iter().enumerate() {
@@ -467,24 +481,24 @@ fn compare_workload(
 }
 
 /// Node labels for the members of a group; a node seen twice gets its run's start time.
-fn node_labels(members: &[(&Source, &WorkloadResult)]) -> Vec<String> {
-    let plain: Vec<String> = members.iter().map(|(s, _)| node_label(&s.doc)).collect();
+fn node_labels<'a>(docs: impl IntoIterator<Item = &'a RunResult>) -> Vec<String> {
+    let docs: Vec<&RunResult> = docs.into_iter().collect();
+    let plain: Vec<String> = docs.iter().map(|d| node_label(d)).collect();
     let seen: BTreeMap<&str, usize> = plain.iter().fold(BTreeMap::new(), |mut m, l| {
         *m.entry(l.as_str()).or_default() += 1;
         m
     });
     let mut used = BTreeSet::new();
-    members
-        .iter()
+    docs.iter()
         .zip(&plain)
-        .map(|((s, _), label)| {
+        .map(|(doc, label)| {
             if seen[label.as_str()] == 1 {
                 return label.clone();
             }
-            let mut candidate = format!("{label} @ {}", s.doc.started_at);
+            let mut candidate = format!("{label} @ {}", doc.started_at);
             let mut n = 2;
             while !used.insert(candidate.clone()) {
-                candidate = format!("{label} @ {} #{n}", s.doc.started_at);
+                candidate = format!("{label} @ {} #{n}", doc.started_at);
                 n += 1;
             }
             candidate

@@ -139,6 +139,24 @@ fn token_workload(phase: &str, len: u32, samples_s: &[f64]) -> WorkloadResult {
     }
 }
 
+/// A valid probe workload ("probe-fma" or "probe-copy") timed at `samples_s`: no tokens.
+pub fn probe(kind: &str, samples_s: &[f64]) -> WorkloadResult {
+    let mut w = token_workload("prefill", 1, samples_s);
+    w.id = kind.into();
+    w.kind = kind.into();
+    w.correctness.reference = "exact".into();
+    w.phase = None;
+    w.preset = None;
+    w.model = None;
+    w.batch = None;
+    w.prompt_len = None;
+    w.layers_run = None;
+    w.weights_shared_across_layers = None;
+    w.tokens = None;
+    w.tokens_per_s = None;
+    w
+}
+
 /// `w` with a measured power figure of `avg_power_w` over its window, and tokens/J from it.
 pub fn with_power(
     mut w: WorkloadResult,

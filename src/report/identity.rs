@@ -170,9 +170,9 @@ impl HardwareGroup {
         }
     }
 
-    /// "adapter (driver driver_info)".
+    /// "adapter · driver driver_info".
     pub fn label(&self) -> String {
-        format!("{} ({} {})", self.adapter, self.driver, self.driver_info)
+        format!("{} · {} {}", self.adapter, self.driver, self.driver_info)
     }
 }
 

@@ -199,6 +199,10 @@ fn workload(h: &mut String, r: &CompareReport, w: &WorkloadComparison) -> anyhow
         }
         h.push_str("</ul>\n");
     }
+    if !w.has_fleet() {
+        h.push_str("</section>\n");
+        return Ok(());
+    }
     let _ = writeln!(
         h,
         "<p>Fleet ({} by hardware group):</p>\n<table>\n<tr><th>hardware group</th><th>nodes</th>\

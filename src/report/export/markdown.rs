@@ -154,6 +154,9 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
             );
         }
     }
+    if !w.has_fleet() {
+        return;
+    }
     let _ = writeln!(
         out,
         "\nFleet ({} by hardware group):\n",
@@ -227,8 +230,10 @@ pub(super) fn check(r: &CheckReport) -> String {
         let (b, c) = check_figures(w, unit);
         let (ch, interval) = change_text(w);
         let verdict = match w.verdict {
-            Verdict::Regression | Verdict::Invalid => format!("**{}**", w.verdict.label()),
-            _ => w.verdict.label().to_string(),
+            Verdict::Regression | Verdict::Invalid if w.gated => {
+                format!("**{}**", w.verdict_text())
+            }
+            _ => w.verdict_text(),
         };
         out.push_str(&row(&[
             md(&w.id),

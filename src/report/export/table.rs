@@ -134,6 +134,9 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
             );
         }
     }
+    if !w.has_fleet() {
+        return;
+    }
     let mut t = new(&[
         "hardware group",
         "nodes",
@@ -206,7 +209,7 @@ pub(super) fn check(r: &CheckReport) -> String {
             right(c),
             right(ch),
             right(interval),
-            Cell::new(w.verdict.label()),
+            Cell::new(w.verdict_text()),
             Cell::new(w.note.as_deref().map(clean).unwrap_or_default()),
         ]);
     }
