@@ -1,64 +1,171 @@
-//! Criterion benches of the kernels, timed on the GPU (timestamp queries where the adapter has
-//! them, wall clock otherwise). `TOKBENCH_ADAPTER` picks the adapter.
+//! Criterion benches of the kernels at the shapes of the chosen preset, timed on the GPU:
+//! a prefill-like product, a decode-like GEMV, prefill and decode attention, and the two
+//! probes. Throughput is in FLOPs (products, attention, FMA probe) or bytes (copy probe).
 
-use std::sync::OnceLock;
-use std::time::Duration;
+mod common;
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use tokbench::gpu::{AdapterSelector, GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
-use tokbench::kernels::WeightDtype;
-use tokbench::kernels::layout::{pad_matrix, padded_cols, random_values};
-use tokbench::kernels::matmul::{self, Matmul, MatmulConfig, Product};
+use criterion::Throughput;
+use tokbench::gpu::Dispatch;
+use tokbench::kernels::attention::{self, DecodeAttention, Heads, PrefillAttention};
+use tokbench::kernels::copy::Copy;
+use tokbench::kernels::fma_probe::FmaProbe;
+use tokbench::kernels::layout::{padded_cols, random_values};
+use tokbench::kernels::matmul::{self, Matmul, Product};
+use tokbench::kernels::{KernelConfig, WeightDtype};
 
-fn ctx() -> &'static GpuContext {
-    static CTX: OnceLock<GpuContext> = OnceLock::new();
-    CTX.get_or_init(|| {
-        GpuContext::open(&AdapterSelector {
-            adapter: std::env::var("TOKBENCH_ADAPTER").ok(),
-            backend: None,
-        })
-        .expect("open a GPU adapter")
-    })
-}
+use common::{ctx, gpu_time};
 
-/// Total GPU time of `iters` executions, as criterion's `iter_custom` wants it.
-fn gpu_time(work: &dyn PassRecorder, iters: u64) -> Duration {
-    let mut total = 0.0;
-    let mut left = iters;
-    while left > 0 {
-        let batch = left.min(u64::from(MAX_RUNS_PER_BATCH)) as u32;
-        total += ctx()
-            .time_runs(work, batch)
-            .expect("timed run")
-            .iter()
-            .sum::<f64>();
-        left -= u64::from(batch);
-    }
-    Duration::from_secs_f64(total)
-}
-
-fn bench_matmul(c: &mut Criterion) {
+fn bench_kernels() {
+    let mut c = common::criterion();
     let ctx = ctx();
-    let mut group = c.benchmark_group("matmul-f32");
-    group.sample_size(10);
-    for (m, n, k) in [(256, 256, 256), (1, 4096, 4096)] {
-        let a = random_values(m * k, 1, 1.0);
-        let b = random_values(k * n, 2, 1.0);
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)));
-        let b_pad = pad_matrix(&b, k, n, padded_cols(k));
-        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_pad));
-        let c_buf = ctx.storage_zeroed("C", (m * padded_cols(n) * 4) as u64);
-        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT, WeightDtype::F32).expect("pipeline");
-        let dispatch = kernel
-            .dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))
+    let shape = common::preset().shape;
+    let (prompt, depth) = common::sizes();
+    let config = KernelConfig::default_for(ctx.traits());
+    let mut group = c.benchmark_group(format!("kernels/{}", common::preset().name));
+
+    // Products: the FFN gate|up projection, prefill-like (prompt rows) and decode-like (1 row),
+    // with the weights stored as the model stores them (one output per row).
+    let (k, n) = (shape.d_model as usize, 2 * shape.d_ff as usize);
+    let kernel = Matmul::new(ctx, config.matmul, WeightDtype::F32).expect("pipeline");
+    let w = ctx
+        .storage_with(
+            "w",
+            bytemuck::cast_slice(&random_values(n * padded_cols(k), 1, 0.1)),
+        )
+        .expect("buffer");
+    for m in [prompt as usize, 1] {
+        let a = ctx
+            .storage_with(
+                "a",
+                bytemuck::cast_slice(&random_values(m * padded_cols(k), 2, 1.0)),
+            )
+            .expect("buffer");
+        let out = ctx.storage_zeroed("c", (m * n * 4) as u64).expect("buffer");
+        let d = kernel
+            .dispatch(ctx, &Product::dense(&a, &w, &out, (m, n, k)))
             .expect("dispatch");
+        let name = if m == 1 { "gemv" } else { "matmul" };
         group.throughput(Throughput::Elements(matmul::flops(m, n, k) as u64));
-        group.bench_function(format!("m{m}-n{n}-k{k}"), |bench| {
-            bench.iter_custom(|iters| gpu_time(&dispatch, iters))
+        group.bench_function(format!("{name}-m{m}-n{n}-k{k}"), |b| {
+            b.iter_custom(|iters| gpu_time(&d, iters))
         });
     }
+
+    // Attention of one layer.
+    let hd = shape.head_dim as usize;
+    let qkv_width = shape.qkv_dim();
+    let kv = |len: u32| (shape.n_kv_heads * len) as usize * hd;
+    {
+        let heads = Heads {
+            n_heads: shape.n_heads,
+            n_kv_heads: shape.n_kv_heads,
+            head_dim: shape.head_dim,
+            cache_len: prompt,
+        };
+        let qkv = ctx
+            .storage_with(
+                "qkv",
+                bytemuck::cast_slice(&random_values(prompt as usize * qkv_width, 3, 1.0)),
+            )
+            .expect("buffer");
+        let (kc, vc) = (
+            ctx.storage_with(
+                "k",
+                bytemuck::cast_slice(&random_values(kv(prompt), 4, 1.0)),
+            )
+            .expect("buffer"),
+            ctx.storage_with(
+                "v",
+                bytemuck::cast_slice(&random_values(kv(prompt), 5, 1.0)),
+            )
+            .expect("buffer"),
+        );
+        let out = ctx
+            .storage_zeroed("o", (prompt as usize * shape.q_dim() * 4) as u64)
+            .expect("buffer");
+        let d = PrefillAttention::new(ctx, heads, config.wg)
+            .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, &out))
+            .expect("prefill attention");
+        group.throughput(Throughput::Elements(attention::flops(
+            attention::causal_pairs(prompt as usize),
+            shape.n_heads as usize,
+            hd,
+        ) as u64));
+        group.bench_function(format!("attention-prefill-p{prompt}"), |b| {
+            b.iter_custom(|iters| gpu_time(&d, iters))
+        });
+    }
+    {
+        let len = depth + 1;
+        let heads = Heads {
+            n_heads: shape.n_heads,
+            n_kv_heads: shape.n_kv_heads,
+            head_dim: shape.head_dim,
+            cache_len: len,
+        };
+        let kernel = DecodeAttention::new(ctx, heads, config.wg, config.decode_split_len)
+            .expect("decode attention");
+        let qkv = ctx
+            .storage_with(
+                "qkv",
+                bytemuck::cast_slice(&random_values(qkv_width, 6, 1.0)),
+            )
+            .expect("buffer");
+        let (kc, vc) = (
+            ctx.storage_with("k", bytemuck::cast_slice(&random_values(kv(len), 7, 1.0)))
+                .expect("buffer"),
+            ctx.storage_with("v", bytemuck::cast_slice(&random_values(kv(len), 8, 1.0)))
+                .expect("buffer"),
+        );
+        let partials = ctx
+            .storage_zeroed("partials", kernel.partials_bytes(1, len))
+            .expect("buffer");
+        let out = ctx
+            .storage_zeroed("o", (shape.q_dim() * 4) as u64)
+            .expect("buffer");
+        let d: Vec<Dispatch> = kernel
+            .dispatch(ctx, (1, len), &qkv, &kc, &vc, &partials, &out)
+            .expect("dispatch")
+            .to_vec();
+        group.throughput(Throughput::Elements(attention::flops(
+            f64::from(len),
+            shape.n_heads as usize,
+            hd,
+        ) as u64));
+        group.bench_function(format!("attention-decode-d{depth}"), |b| {
+            b.iter_custom(|iters| gpu_time(&d, iters))
+        });
+    }
+
+    // The probes.
+    {
+        let invocations = if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            8192
+        } else {
+            1 << 20
+        };
+        let probe = FmaProbe::new(ctx, 1024).expect("fma probe");
+        let out = ctx
+            .storage_zeroed("fma", u64::from(invocations) * 16)
+            .expect("buffer");
+        let d = probe.dispatch(ctx, invocations, &out).expect("dispatch");
+        group.throughput(Throughput::Elements(probe.flops(invocations) as u64));
+        group.bench_function("probe-fma", |b| b.iter_custom(|iters| gpu_time(&d, iters)));
+    }
+    {
+        let bytes = ctx.max_binding_bytes().min(128 << 20) / 16 * 16;
+        let src = ctx.storage_zeroed("src", bytes).expect("buffer");
+        let dst = ctx.storage_zeroed("dst", bytes).expect("buffer");
+        let d = Copy::new(ctx)
+            .and_then(|k| k.dispatch(ctx, (bytes / 16) as u32, &src, &dst))
+            .expect("copy");
+        group.throughput(Throughput::Bytes(2 * bytes));
+        group.bench_function("probe-copy", |b| b.iter_custom(|iters| gpu_time(&d, iters)));
+    }
     group.finish();
+    c.final_summary();
 }
 
-criterion_group!(benches, bench_matmul);
-criterion_main!(benches);
+fn main() {
+    bench_kernels();
+}

@@ -1,59 +1,98 @@
-// Skinny C = A · W (+ C) for M <= 8 rows of A (decode: one row per sequence), f32 activations,
-// weights of type `wvec4` (set by the prelude). Same Params and layout as matmul.wgsl: the two
-// kernels share weight slabs, so prefill and decode stream the very same bytes.
+// Skinny C (+)= A · Wᵀ for M <= 8 rows of A (decode: one row per sequence). Same Params and
+// weight layout as matmul.wgsl (W one output per row, K contiguous), so prefill and decode read
+// the very same weight bytes. M is an override constant: the row loops unroll, and every weight
+// byte is read exactly once whatever M is.
 //
-// Each invocation owns one vec4 column of the slab and keeps all M rows' sums in registers
-// (M is an override constant, so the row loops unroll): every weight byte is read exactly once.
+//   gemv_rows:  one invocation per output, streaming its weight row along K (register tier:
+//               CPU drivers, where each SIMD lane then follows its own sequential stream);
+//   gemv_split: one workgroup per output, its invocations splitting K, the partial sums reduced
+//               in workgroup memory (GPUs without subgroup operations).
 
 struct Params {
     m: u32,
     k4: u32,
-    n4: u32,
+    n: u32,
     lda4: u32,
     a_off4: u32,
-    ldc4: u32,
-    c_off4: u32,
+    ldc: u32,
+    c_off: u32,
     accumulate: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> w: array<wvec4>;
-@group(0) @binding(3) var<storage, read_write> c: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> c: array<f32>;
 
-override WG: u32 = 64u;  // invocations per workgroup
-override M: u32 = 1u;    // rows of A, 1..=MAX_M; must equal p.m
+override WG: u32 = 64u;  // invocations per workgroup (a power of two, <= 256, for gemv_split)
+override M: u32 = 1u;    // rows of A, 1..=MAX_M; equals p.m
 
 const MAX_M: u32 = 8u;
 
+fn store(r: u32, n: u32, v: f32) {
+    let idx = r * p.ldc + p.c_off + n;
+    if (p.accumulate != 0u) {
+        c[idx] += v;
+    } else {
+        c[idx] = v;
+    }
+}
+
 @compute @workgroup_size(WG, 1, 1)
-fn gemv(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let col = gid.x;
-    if (col >= p.n4) {
+fn gemv_rows(
+    @builtin(global_invocation_id) gid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+) {
+    let n = gid.x + gid.y * groups.x * WG;
+    if (n >= p.n) {
         return;
     }
-    let n4 = p.n4;
+    let base = n * p.k4;
     var acc: array<vec4<f32>, MAX_M>;
     for (var kk = 0u; kk < p.k4; kk++) {
-        let w_row = 4u * kk * n4 + col;
-        let w0 = vec4<f32>(w[w_row]);
-        let w1 = vec4<f32>(w[w_row + n4]);
-        let w2 = vec4<f32>(w[w_row + 2u * n4]);
-        let w3 = vec4<f32>(w[w_row + 3u * n4]);
+        let wv = vec4<f32>(w[base + kk]);
         for (var r = 0u; r < M; r++) {
-            let av = a[p.a_off4 + r * p.lda4 + kk];
-            acc[r] = fma(vec4(av.x), w0, acc[r]);
-            acc[r] = fma(vec4(av.y), w1, acc[r]);
-            acc[r] = fma(vec4(av.z), w2, acc[r]);
-            acc[r] = fma(vec4(av.w), w3, acc[r]);
+            acc[r] = fma(a[p.a_off4 + r * p.lda4 + kk], wv, acc[r]);
         }
     }
     for (var r = 0u; r < M; r++) {
-        let idx = r * p.ldc4 + p.c_off4 + col;
-        var v = acc[r];
-        if (p.accumulate != 0u) {
-            v += c[idx];
+        store(r, n, dot(acc[r], vec4(1.0)));
+    }
+}
+
+var<workgroup> partial: array<f32, 256>;
+
+@compute @workgroup_size(WG, 1, 1)
+fn gemv_split(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) groups: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let n = wid.x + wid.y * groups.x;
+    // Uniform per workgroup, so the barriers below stay in uniform control flow.
+    if (n >= p.n) {
+        return;
+    }
+    let base = n * p.k4;
+    var acc: array<vec4<f32>, MAX_M>;
+    for (var kk = lid; kk < p.k4; kk += WG) {
+        let wv = vec4<f32>(w[base + kk]);
+        for (var r = 0u; r < M; r++) {
+            acc[r] = fma(a[p.a_off4 + r * p.lda4 + kk], wv, acc[r]);
         }
-        c[idx] = v;
+    }
+    for (var r = 0u; r < M; r++) {
+        partial[lid] = dot(acc[r], vec4(1.0));
+        workgroupBarrier();
+        for (var stride = WG / 2u; stride > 0u; stride /= 2u) {
+            if (lid < stride) {
+                partial[lid] += partial[lid + stride];
+            }
+            workgroupBarrier();
+        }
+        if (lid == 0u) {
+            store(r, n, partial[0]);
+        }
+        workgroupBarrier();
     }
 }

@@ -23,6 +23,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     /// Usage or input error: nothing was measured.
     pub const USAGE: u8 = 2;
+    /// Stopped by Ctrl-C or SIGTERM; the finished workloads are saved (128 + SIGINT).
+    pub const INTERRUPTED: u8 = 130;
 }
 
 /// The exit code for an error: 2 when any cause in its chain is an [`InputError`], else 1.

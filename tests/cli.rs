@@ -211,7 +211,7 @@ fn help_documents_exit_codes() {
         let out = tokbench(args);
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
-            text.contains("Exit codes") && text.contains("2  usage"),
+            text.contains("Exit codes") && text.contains("130  interrupted"),
             "{args:?}: {text}"
         );
     }

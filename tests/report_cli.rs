@@ -183,7 +183,7 @@ fn check_input_errors_exit_2_with_the_path_and_reason() {
         (d.join("truncated.json"), "truncated.json: not valid JSON"),
         (
             d.join("negative.json"),
-            "negative.json: workloads[0] (prefill-tiny-f32-b1-p128).stats.median_s = -1 is negative",
+            "negative.json: workloads[0].stats.median_s = -1.0 is negative",
         ),
         (other, "no workload in common"),
     ] {

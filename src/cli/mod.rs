@@ -7,6 +7,7 @@ mod compare;
 mod devices;
 mod execute;
 mod list_presets;
+mod signals;
 mod table;
 
 use std::path::PathBuf;
@@ -17,17 +18,20 @@ use clap::{Args, Parser, Subcommand};
 use crate::gpu::{AdapterSelector, BackendChoice};
 use crate::kernels::WeightDtype;
 use crate::model::{ModelShape, Phase, presets};
+use crate::power::{PowerOptions, PowerRequest};
 use crate::result::SamplePolicy;
+use crate::result::Scope;
 use crate::result::io::Destination;
-use crate::workload::Workload;
 use crate::workload::plan::{self, ModelRequest};
-use crate::workload::probe::{CopyProbeWorkload, FmaProbeWorkload};
 
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success
-  1  a regression or an invalid result was found, or the run failed
-  2  usage or input error (bad flag, bad file, a size the device cannot hold); nothing measured";
+  0    success
+  1    a regression or an invalid result was found, or the run failed (a GPU error, a hung or
+       lost device): the workloads finished before it are saved
+  2    usage or input error (bad flag, bad file, a size the device cannot hold); nothing measured
+  130  interrupted (Ctrl-C, SIGTERM): stopped after the workload in flight, the finished ones
+       saved with interrupted: true; a second Ctrl-C exits at once";
 
 /// GPU token-throughput benchmark: tokens/s, tokens/J and cost per token on any GPU.
 ///
@@ -172,6 +176,12 @@ struct CommonArgs {
     /// Stop warming up after this many seconds even if times have not settled.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
     max_warmup: f64,
+    /// Treat a GPU wait longer than this as a hung device: the workload fails with an error
+    /// naming it, the finished ones stay saved, exit code 1.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600.0, value_parser = parse_timeout)]
+    timeout_s: f64,
+    #[command(flatten)]
+    power: PowerArgs,
     /// Write the result to exactly this file (it must not exist).
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
@@ -187,6 +197,81 @@ struct CommonArgs {
         default_value = "results"
     )]
     results_dir: PathBuf,
+}
+
+/// How power is measured.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Power")]
+struct PowerArgs {
+    /// Power source: auto, nvml, hwmon, rapl, command, declared or none. auto takes the best
+    /// for the adapter (NVML for NVIDIA, hwmon for Intel/AMD GPUs), then RAPL, then --power-cmd
+    /// or --watts; naming a source that cannot work here is a usage error.
+    #[arg(long, value_name = "SOURCE")]
+    power_source: Option<PowerRequest>,
+    /// Declared power in watts (provenance "declared", not measured); implies
+    /// --power-source declared.
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    watts: Option<f64>,
+    /// A command printing the current power in watts (a wall meter, a PDU, `ipmitool dcmi power
+    /// reading` through a script), sampled; implies --power-source command.
+    #[arg(long, value_name = "CMD")]
+    power_cmd: Option<String>,
+    /// What --power-cmd or --watts covers: node-wall, gpu-board, gpu-package, cpu-package or
+    /// other.
+    #[arg(long, value_name = "SCOPE", default_value = "node-wall", value_parser = parse_scope)]
+    power_scope: Scope,
+    /// Samples per second of sampled sources.
+    #[arg(long, value_name = "HZ", default_value_t = 10.0)]
+    power_hz: f64,
+    /// Seconds of idle power measured before the workloads, with the same source (0 skips).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3.0)]
+    idle_s: f64,
+    /// Sample each workload for at least this many seconds, so slow power sources (NVML
+    /// averages over 1 s) give a trustworthy figure.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0.0)]
+    min_energy_s: f64,
+    /// Root of sysfs, where hwmon and RAPL are read (tests point it at fake trees).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TOKBENCH_SYSFS_ROOT",
+        default_value = "/sys"
+    )]
+    sysfs_root: PathBuf,
+    /// Path of the NVML library (default: the system's libnvidia-ml).
+    #[arg(long, value_name = "PATH")]
+    nvml_lib: Option<PathBuf>,
+}
+
+impl PowerArgs {
+    /// The power options; `--watts` and `--power-cmd` imply their source unless one is named.
+    fn options(&self) -> PowerOptions {
+        let requested = self.power_source.unwrap_or(if self.power_cmd.is_some() {
+            PowerRequest::Command
+        } else if self.watts.is_some() {
+            PowerRequest::Declared
+        } else {
+            PowerRequest::Auto
+        });
+        PowerOptions {
+            requested,
+            watts: self.watts,
+            command: self.power_cmd.clone(),
+            command_scope: self.power_scope,
+            sysfs_root: self.sysfs_root.clone(),
+            hz: self.power_hz,
+            idle_s: self.idle_s,
+            min_energy_s: self.min_energy_s,
+            nvml_library: self.nvml_lib.clone(),
+            command_timeout_s: None,
+        }
+    }
+}
+
+fn parse_scope(s: &str) -> Result<Scope, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
+        format!("{s:?} is not a scope: use node-wall, gpu-board, gpu-package, cpu-package or other")
+    })
 }
 
 impl CommonArgs {
@@ -232,6 +317,13 @@ fn parse_gib(s: &str) -> Result<f64, String> {
     }
 }
 
+fn parse_timeout(s: &str) -> Result<f64, String> {
+    match parse_seconds(s)? {
+        0.0 => Err("the timeout must be more than 0 seconds".into()),
+        v => Ok(v),
+    }
+}
+
 fn parse_seconds(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -266,7 +358,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 k: k as usize,
             };
             execute::run_workloads("kernel", &common, |_| {
-                Ok(execute::Planned {
+                Ok(crate::runner::Planned {
                     workloads: vec![Box::new(workload)],
                     ..Default::default()
                 })
@@ -276,11 +368,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let request = args.model_request()?;
             execute::run_workloads("run", &args.common, |ctx| {
                 let planned = plan::plan(ctx, &request)?;
-                let mut workloads: Vec<Box<dyn Workload>> =
-                    vec![Box::new(FmaProbeWorkload), Box::new(CopyProbeWorkload)];
-                workloads.extend(planned.workloads);
-                Ok(execute::Planned {
-                    workloads,
+                Ok(crate::runner::Planned {
+                    workloads: planned.with_probes(),
                     model: Some(planned.plan),
                     kernel_config: Some(planned.config),
                     notes: planned.notes,

@@ -18,7 +18,8 @@ pub(super) fn num(text: impl ToString) -> Cell {
 }
 
 /// One row per workload of a run. "per pass" is the median time of one execution: a whole
-/// prefill pass, or one decode step (which makes one token per sequence).
+/// prefill pass, or one decode step (which makes one token per sequence). Power is the average
+/// over the measured window, with where it came from.
 pub(super) fn workloads(doc: &RunResult) -> Table {
     let mut t = new(&[
         "workload",
@@ -29,24 +30,36 @@ pub(super) fn workloads(doc: &RunResult) -> Table {
         "GB/s",
         "% peak FLOP/s",
         "% peak GB/s",
-        "NMSE",
+        "W",
+        "tokens/J",
+        "power from",
         "valid",
     ]);
     let pct = |share: Option<f64>| share.map_or("-".to_string(), |s| format!("{:.1}%", s * 100.0));
+    let opt =
+        |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
     for w in &doc.workloads {
+        let p = &w.power;
+        let provenance = serde_json::to_value(p.provenance)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let from = match &p.source {
+            Some(source) => format!("{source} ({provenance})"),
+            None => provenance,
+        };
         t.add_row(vec![
             Cell::new(&w.id),
             num(format_duration(w.stats.median_s)),
             num(format!("{:.1}%", w.stats.cv * 100.0)),
-            num(w.tokens_per_s.map_or("-".into(), |x| format!("{x:.2}"))),
+            num(opt(w.tokens_per_s, 2)),
             num(format!("{:.2}", w.achieved_gflops)),
             num(format!("{:.2}", w.achieved_gbps)),
             num(pct(w.roofline.map(|r| r.compute_share))),
             num(pct(w.roofline.map(|r| r.bandwidth_share))),
-            num(w
-                .correctness
-                .nmse
-                .map_or("-".into(), |e| format!("{e:.1e}"))),
+            num(opt(p.avg_power_w, 1)),
+            num(opt(w.tokens_per_j, 4)),
+            Cell::new(from),
             Cell::new(if w.valid { "yes" } else { "NO" }),
         ]);
     }

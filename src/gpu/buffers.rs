@@ -5,29 +5,54 @@ use wgpu::util::DeviceExt as _;
 
 use super::GpuContext;
 
+/// The GPU did not finish within the watchdog timeout (`--timeout-s`). Its work cannot be
+/// cancelled: the process should exit without waiting for it.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error(
+    "the GPU did not finish within {timeout_s} s (watchdog, --timeout-s); the device may be hung"
+)]
+pub struct DeviceHung {
+    /// The timeout that passed.
+    pub timeout_s: f64,
+}
+
 impl GpuContext {
+    /// Fails, before asking the device, for a buffer larger than the adapter allows.
+    fn check_size(&self, label: &str, bytes: u64) -> anyhow::Result<()> {
+        let max = self.limits.max_buffer_size;
+        if bytes > max {
+            bail!(
+                "buffer {label:?} needs {bytes} bytes; this adapter allows at most {max} per buffer"
+            );
+        }
+        Ok(())
+    }
+
     /// A storage buffer holding `data`, also usable as a copy source (for readback).
-    pub fn storage_with(&self, label: &str, data: &[u8]) -> wgpu::Buffer {
-        self.device
+    pub fn storage_with(&self, label: &str, data: &[u8]) -> anyhow::Result<wgpu::Buffer> {
+        self.check_size(label, data.len() as u64)?;
+        Ok(self
+            .device
             .create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(label),
                 contents: data,
                 usage: wgpu::BufferUsages::STORAGE
                     | wgpu::BufferUsages::COPY_SRC
                     | wgpu::BufferUsages::COPY_DST,
-            })
+            }))
     }
 
     /// A zero-filled storage buffer of `bytes` bytes (rounded up to 4).
-    pub fn storage_zeroed(&self, label: &str, bytes: u64) -> wgpu::Buffer {
-        self.device.create_buffer(&wgpu::BufferDescriptor {
+    pub fn storage_zeroed(&self, label: &str, bytes: u64) -> anyhow::Result<wgpu::Buffer> {
+        self.check_size(label, bytes)?;
+        Ok(self.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(label),
             size: bytes.div_ceil(4) * 4,
             usage: wgpu::BufferUsages::STORAGE
                 | wgpu::BufferUsages::COPY_SRC
                 | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
-        })
+        }))
     }
 
     /// A uniform buffer holding `data`.
@@ -87,7 +112,8 @@ impl GpuContext {
         Ok(data)
     }
 
-    /// Blocks until every submitted command has finished, or the watchdog timeout passes.
+    /// Blocks until every submitted command has finished, or the watchdog timeout passes
+    /// ([`DeviceHung`]).
     pub fn wait_idle(&self) -> anyhow::Result<()> {
         self.device
             .poll(wgpu::PollType::Wait {
@@ -95,10 +121,9 @@ impl GpuContext {
                 timeout: self.wait_timeout,
             })
             .map_err(|e| match e {
-                wgpu::PollError::Timeout => anyhow::anyhow!(
-                    "the GPU did not finish within {:.0} s (watchdog); the device may be hung",
-                    self.wait_timeout.map_or(0.0, |d| d.as_secs_f64())
-                ),
+                wgpu::PollError::Timeout => anyhow::Error::new(DeviceHung {
+                    timeout_s: self.wait_timeout.map_or(0.0, |d| d.as_secs_f64()),
+                }),
                 other => anyhow::anyhow!("waiting for the GPU failed: {other}"),
             })?;
         self.take_device_error()

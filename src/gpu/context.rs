@@ -305,6 +305,30 @@ impl GpuContext {
         }
     }
 
+    /// The subgroup size, when the device has SUBGROUP and a single fixed size (subgroup
+    /// kernels size their grids by it).
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        (self.has(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == self.info.subgroup_max_size)
+            .then_some(self.info.subgroup_min_size)
+    }
+
+    /// The traits kernel choices depend on.
+    pub fn traits(&self) -> crate::kernels::AdapterTraits {
+        crate::kernels::AdapterTraits {
+            cpu: self.info.device_type == wgpu::DeviceType::Cpu,
+            subgroup_size: self.fixed_subgroup_size(),
+        }
+    }
+
+    /// A grid of `groups` workgroups for kernels that index linearly across x and y
+    /// (`wid.x + wid.y * groups.x`): wraps into y beyond the per-dimension limit. Kernels skip
+    /// the indices past their end.
+    pub fn grid_1d(&self, groups: u32) -> [u32; 3] {
+        let max = self.limits.max_compute_workgroups_per_dimension;
+        [groups.clamp(1, max), groups.div_ceil(max).max(1), 1]
+    }
+
     /// Whether the device has `feature` enabled.
     pub fn has(&self, feature: wgpu::Features) -> bool {
         self.features.contains(feature)

@@ -2,6 +2,8 @@
 //! Workloads build on [`GpuContext`]; `result/` and `report/` never import this module.
 
 mod buffers;
+
+pub use buffers::DeviceHung;
 mod context;
 mod dispatch;
 mod pipeline;

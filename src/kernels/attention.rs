@@ -338,11 +338,13 @@ mod gpu_tests {
             let k = random_values(cache, 62, 1.0);
             let v = random_values(cache, 63, 1.0);
             let (qkv_b, k_b, v_b) = (
-                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)),
-                ctx.storage_with("k", bytemuck::cast_slice(&k)),
-                ctx.storage_with("v", bytemuck::cast_slice(&v)),
+                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap(),
+                ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
+                ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
             );
-            let out_b = ctx.storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64);
+            let out_b = ctx
+                .storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64)
+                .unwrap();
             let kernel = PrefillAttention::new(ctx, h, 64).unwrap();
             ctx.execute(
                 &kernel
@@ -386,12 +388,16 @@ mod gpu_tests {
             let v = random_values(cache, 73, 1.0);
             let kernel = DecodeAttention::new(ctx, h, 64, split_len).unwrap();
             let (qkv_b, k_b, v_b) = (
-                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)),
-                ctx.storage_with("k", bytemuck::cast_slice(&k)),
-                ctx.storage_with("v", bytemuck::cast_slice(&v)),
+                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap(),
+                ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
+                ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
             );
-            let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(batch, kv_len));
-            let out_b = ctx.storage_zeroed("out", u64::from(batch * h.n_heads) * hd as u64 * 4);
+            let partials = ctx
+                .storage_zeroed("partials", kernel.partials_bytes(batch, kv_len))
+                .unwrap();
+            let out_b = ctx
+                .storage_zeroed("out", u64::from(batch * h.n_heads) * hd as u64 * 4)
+                .unwrap();
             let d = kernel
                 .dispatch(ctx, (batch, kv_len), &qkv_b, &k_b, &v_b, &partials, &out_b)
                 .unwrap();

@@ -68,8 +68,8 @@ mod gpu_tests {
         let kernel = Copy::new(ctx).unwrap();
         for n4 in [1u32, 255, 256, 1000, 70_001] {
             let src: Vec<f32> = (0..n4 * 4 + 8).map(|i| i as f32).collect();
-            let src_buf = ctx.storage_with("src", bytemuck::cast_slice(&src));
-            let dst_buf = ctx.storage_zeroed("dst", src.len() as u64 * 4);
+            let src_buf = ctx.storage_with("src", bytemuck::cast_slice(&src)).unwrap();
+            let dst_buf = ctx.storage_zeroed("dst", src.len() as u64 * 4).unwrap();
             ctx.execute(&kernel.dispatch(ctx, n4, &src_buf, &dst_buf).unwrap())
                 .unwrap();
             let dst = ctx.read_f32(&dst_buf, src.len()).unwrap();

@@ -86,7 +86,7 @@ mod gpu_tests {
         let ctx = test_context();
         let probe = FmaProbe::new(ctx, 100).unwrap();
         let n = 70;
-        let out = ctx.storage_zeroed("out", u64::from(n) * 16);
+        let out = ctx.storage_zeroed("out", u64::from(n) * 16).unwrap();
         ctx.execute(&probe.dispatch(ctx, n, &out).unwrap()).unwrap();
         let got = ctx.read_f32(&out, n as usize * 4).unwrap();
         let want: Vec<f64> = (0..n).flat_map(|i| probe.reference(i)).collect();

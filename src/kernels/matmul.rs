@@ -1,42 +1,45 @@
-//! `shaders/matmul.wgsl` and `shaders/gemv.wgsl`: activations (f32) times weights (f32 or f16).
+//! Products of activations (f32) and weights (f32 or f16): `shaders/matmul.wgsl` (register
+//! tier), `shaders/matmul_tiled.wgsl` (workgroup tier), `shaders/gemv.wgsl` and
+//! `shaders/gemv_subgroup.wgsl` (up to 8 rows).
 //!
-//! Both kernels read the same weight layout, so one set of weight buffers serves prefill (many
-//! rows: the register-tiled matmul) and decode (up to 8 rows: the GEMV, which reads each weight
-//! byte once). [`Matmul::dispatch`] picks between them by the number of rows.
+//! Weights are stored one output per row, K contiguous (W is N × K, "Wᵀ"): each GEMV lane or
+//! subgroup streams whole rows, and tile loads along K coalesce. Every kernel reads that one
+//! layout, so one set of weight buffers serves prefill (many rows) and decode (a few rows, every
+//! weight byte read once). [`Matmul::dispatch`] picks the kernel by the number of rows.
 
 use anyhow::ensure;
 
-pub use super::config::{MatmulConfig, TileConfig};
-use super::{GEMV, MATMUL, WeightDtype};
+pub use super::config::{GemvConfig, MatmulConfig, ProductTiles};
+use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_TILED, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 
-/// Rows up to which the GEMV kernel is used.
+/// Rows up to which the GEMV kernels are used.
 pub const GEMV_MAX_ROWS: u32 = 8;
 
-/// Uniform block shared by both shaders.
+/// Uniform block shared by every product shader.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
 struct Params {
     m: u32,
     k4: u32,
-    n4: u32,
+    n: u32,
     lda4: u32,
     a_off4: u32,
-    ldc4: u32,
-    c_off4: u32,
+    ldc: u32,
+    c_off: u32,
     accumulate: u32,
 }
 
-/// One product C[:, c_off4..c_off4 + n4] (+)= A · W, in vec4 units. A row r starts at
-/// `a_off4 + r * lda4`; C row r at `r * ldc4`. W is a dense slab of 4·k4 rows × n4 vec4s.
+/// One product C[:, c_off..c_off + n] (+)= A · Wᵀ. A row r starts at vec4 `a_off4 + r * lda4`;
+/// output j of row r is float `r * ldc + c_off + j` of C. W holds `n` rows of `k4` vec4s.
 #[derive(Debug, Clone, Copy)]
 pub struct Product<'a> {
     /// Rows of A (and of C written).
     pub m: u32,
     /// K / 4, padded.
     pub k4: u32,
-    /// Width of the weight slab in vec4s.
-    pub n4: u32,
+    /// Outputs: rows of the weight slab.
+    pub n: u32,
     /// Activations.
     pub a: &'a wgpu::Buffer,
     /// First vec4 of A's row 0.
@@ -47,34 +50,35 @@ pub struct Product<'a> {
     pub w: &'a wgpu::Buffer,
     /// Output.
     pub c: &'a wgpu::Buffer,
-    /// Column (in vec4s) of C where the slab's output starts.
-    pub c_off4: u32,
-    /// vec4s between C's rows.
-    pub ldc4: u32,
+    /// Column of C where the slab's outputs start.
+    pub c_off: u32,
+    /// Floats between C's rows.
+    pub ldc: u32,
     /// Add to C instead of overwriting it (the fused residual connection).
     pub accumulate: bool,
 }
 
 impl<'a> Product<'a> {
-    /// A plain C (m × n) = A (m × k) · W (k × n) over whole padded buffers.
+    /// A plain C (m × n, rows n apart) = A (m × k, rows padded to vec4s) · Wᵀ (W: n rows of k,
+    /// padded to vec4s).
     pub fn dense(
         a: &'a wgpu::Buffer,
         w: &'a wgpu::Buffer,
         c: &'a wgpu::Buffer,
         (m, n, k): (usize, usize, usize),
     ) -> Self {
-        let (k4, n4) = (k.div_ceil(4) as u32, n.div_ceil(4) as u32);
+        let k4 = k.div_ceil(4) as u32;
         Self {
             m: m as u32,
             k4,
-            n4,
+            n: n as u32,
             a,
             a_off4: 0,
             lda4: k4,
             w,
             c,
-            c_off4: 0,
-            ldc4: n4,
+            c_off: 0,
+            ldc: n as u32,
             accumulate: false,
         }
     }
@@ -82,7 +86,7 @@ impl<'a> Product<'a> {
 
 /// The product kernels for one weight type and configuration.
 pub struct Matmul {
-    tiled: wgpu::ComputePipeline,
+    tiles_pipeline: wgpu::ComputePipeline,
     config: MatmulConfig,
     dtype: WeightDtype,
 }
@@ -90,20 +94,50 @@ pub struct Matmul {
 impl Matmul {
     /// Builds the many-row pipeline (GEMV pipelines are built per row count on first use).
     pub fn new(ctx: &GpuContext, config: MatmulConfig, dtype: WeightDtype) -> anyhow::Result<Self> {
-        let t = config.tile;
-        ensure!(
-            (1..=8).contains(&t.tm) && (1..=4).contains(&t.tn),
-            "matmul tile {t:?} out of range (tm 1..=8, tn 1..=4)"
-        );
-        let constants = [
-            ("WG_X", f64::from(t.wg_x)),
-            ("WG_Y", f64::from(t.wg_y)),
-            ("TM", f64::from(t.tm)),
-            ("TN", f64::from(t.tn)),
-        ];
-        let tiled = ctx.pipeline(&MATMUL, dtype, "matmul", &constants)?;
+        let tiles_pipeline = match config.tiles {
+            ProductTiles::Register { wg_x, wg_y, tm, tn } => {
+                ensure!(
+                    (1..=8).contains(&tm) && (1..=4).contains(&tn),
+                    "register tile tm {tm} (1..=8), tn {tn} (1..=4)"
+                );
+                let constants = [
+                    ("WG_X", f64::from(wg_x)),
+                    ("WG_Y", f64::from(wg_y)),
+                    ("TM", f64::from(tm)),
+                    ("TN", f64::from(tn)),
+                ];
+                ctx.pipeline(&MATMUL, dtype, "matmul", &constants)?
+            }
+            ProductTiles::Workgroup { bm, bn, tm, tn } => {
+                let threads = (bm / tm.max(1)) * (bn / tn.max(1));
+                ensure!(
+                    (1..=4).contains(&tm)
+                        && (1..=4).contains(&tn)
+                        && bm.is_multiple_of(tm)
+                        && bn.is_multiple_of(tn)
+                        && bm <= 128
+                        && bn <= 128
+                        && threads <= ctx.limits.max_compute_invocations_per_workgroup
+                        && (bm.max(bn) * 4).div_ceil(threads) <= 8,
+                    "workgroup tile bm {bm} bn {bn} tm {tm} tn {tn} unsupported"
+                );
+                let constants = [
+                    ("BM", f64::from(bm)),
+                    ("BN", f64::from(bn)),
+                    ("TM", f64::from(tm)),
+                    ("TN", f64::from(tn)),
+                ];
+                ctx.pipeline(&MATMUL_TILED, dtype, "matmul_tiled", &constants)?
+            }
+        };
+        if let GemvConfig::Subgroup { .. } = config.gemv {
+            ensure!(
+                ctx.has(wgpu::Features::SUBGROUP),
+                "the subgroup GEMV needs an adapter with SUBGROUP"
+            );
+        }
         Ok(Self {
-            tiled,
+            tiles_pipeline,
             config,
             dtype,
         })
@@ -114,22 +148,17 @@ impl Matmul {
         self.config
     }
 
-    /// A launch of `product`, by the GEMV kernel for up to [`GEMV_MAX_ROWS`] rows, else the
-    /// tiled one. Fails if a buffer is too small for the product: the shaders may run without
-    /// bounds checks, so every access must be in bounds by construction.
+    /// A launch of `product`: a GEMV kernel for up to [`GEMV_MAX_ROWS`] rows, else the tiled
+    /// one. Fails if a buffer is too small for the product: the shaders may run without bounds
+    /// checks, so every access must be in bounds by construction.
     pub fn dispatch(&self, ctx: &GpuContext, pr: &Product<'_>) -> anyhow::Result<Dispatch> {
-        ensure!(
-            pr.m >= 1 && pr.k4 >= 1 && pr.n4 >= 1,
-            "empty product {pr:?}"
-        );
-        let vec4 = 16u64;
+        ensure!(pr.m >= 1 && pr.k4 >= 1 && pr.n >= 1, "empty product {pr:?}");
         let need_a =
             (u64::from(pr.a_off4) + u64::from(pr.m - 1) * u64::from(pr.lda4) + u64::from(pr.k4))
-                * vec4;
-        let need_w = 4 * u64::from(pr.k4) * u64::from(pr.n4) * 4 * self.dtype.bytes() as u64;
+                * 16;
+        let need_w = u64::from(pr.n) * u64::from(pr.k4) * 4 * self.dtype.bytes() as u64;
         let need_c =
-            (u64::from(pr.m - 1) * u64::from(pr.ldc4) + u64::from(pr.c_off4) + u64::from(pr.n4))
-                * vec4;
+            (u64::from(pr.m - 1) * u64::from(pr.ldc) + u64::from(pr.c_off) + u64::from(pr.n)) * 4;
         ensure!(
             pr.a.size() >= need_a && pr.w.size() >= need_w && pr.c.size() >= need_c,
             "product buffers too small: A {} < {need_a}, W {} < {need_w} or C {} < {need_c}",
@@ -140,27 +169,54 @@ impl Matmul {
         let params = Params {
             m: pr.m,
             k4: pr.k4,
-            n4: pr.n4,
+            n: pr.n,
             lda4: pr.lda4,
             a_off4: pr.a_off4,
-            ldc4: pr.ldc4,
-            c_off4: pr.c_off4,
+            ldc: pr.ldc,
+            c_off: pr.c_off,
             accumulate: u32::from(pr.accumulate),
         };
         let buffers = [(1, pr.a), (2, pr.w), (3, pr.c)];
         if pr.m <= GEMV_MAX_ROWS {
-            let wg = self.config.gemv_wg;
-            let constants = [("WG", f64::from(wg)), ("M", f64::from(pr.m))];
-            let pipeline = ctx.pipeline(&GEMV, self.dtype, "gemv", &constants)?;
-            ctx.dispatch(&pipeline, &params, &buffers, [pr.n4.div_ceil(wg), 1, 1])
+            let rows = f64::from(pr.m);
+            let (pipeline, groups) = match self.config.gemv {
+                GemvConfig::Rows { wg } => (
+                    ctx.pipeline(
+                        &GEMV,
+                        self.dtype,
+                        "gemv_rows",
+                        &[("WG", f64::from(wg)), ("M", rows)],
+                    )?,
+                    pr.n.div_ceil(wg),
+                ),
+                GemvConfig::Split { wg } => (
+                    ctx.pipeline(
+                        &GEMV,
+                        self.dtype,
+                        "gemv_split",
+                        &[("WG", f64::from(wg)), ("M", rows)],
+                    )?,
+                    pr.n,
+                ),
+                GemvConfig::Subgroup { wg, sg } => (
+                    ctx.pipeline(
+                        &GEMV_SUBGROUP,
+                        self.dtype,
+                        "gemv_subgroup",
+                        &[("WG", f64::from(wg)), ("SG", f64::from(sg)), ("M", rows)],
+                    )?,
+                    pr.n.div_ceil(wg / sg),
+                ),
+            };
+            ctx.dispatch(&pipeline, &params, &buffers, ctx.grid_1d(groups))
         } else {
-            let t = self.config.tile;
-            let groups = [
-                pr.n4.div_ceil(t.tn * t.wg_x),
-                pr.m.div_ceil(t.tm * t.wg_y),
-                1,
-            ];
-            ctx.dispatch(&self.tiled, &params, &buffers, groups)
+            let groups = match self.config.tiles {
+                ProductTiles::Register { wg_x, wg_y, tm, tn } => {
+                    [pr.n.div_ceil(tn * wg_x), pr.m.div_ceil(tm * wg_y), 1]
+                }
+                ProductTiles::Workgroup { bm, bn, .. } => [pr.n.div_ceil(bn), pr.m.div_ceil(bm), 1],
+            };
+            ctx.dispatch(&self.tiles_pipeline, &params, &buffers, groups)
         }
     }
 }
@@ -176,7 +232,8 @@ pub fn bytes(m: usize, n: usize, k: usize, w_bytes: usize) -> f64 {
     (4 * (m * k + m * n) + w_bytes * k * n) as f64
 }
 
-/// Rows `rows` of C = A · W in f64, from unpadded row-major A (· × k) and W (k × n).
+/// Rows `rows` of C = A · W in f64, from unpadded row-major A (· × k) and W (k × n, the
+/// logical layout: input rows, output columns).
 pub fn reference_rows(a: &[f32], w: &[f32], (n, k): (usize, usize), rows: &[usize]) -> Vec<f64> {
     let mut out = vec![0.0f64; rows.len() * n];
     for (dst, &row) in out.chunks_exact_mut(n).zip(rows) {
@@ -185,6 +242,17 @@ pub fn reference_rows(a: &[f32], w: &[f32], (n, k): (usize, usize), rows: &[usiz
             for (d, &wv) in dst.iter_mut().zip(&w[kk * n..(kk + 1) * n]) {
                 *d += av * f64::from(wv);
             }
+        }
+    }
+    out
+}
+
+/// W (k × n, row-major) as the kernels store it: n rows of k.
+pub fn transpose(w: &[f32], k: usize, n: usize) -> Vec<f32> {
+    let mut out = vec![0.0; k * n];
+    for (kk, row) in w.chunks_exact(n).enumerate() {
+        for (nn, &v) in row.iter().enumerate() {
+            out[nn * k + kk] = v;
         }
     }
     out
@@ -202,6 +270,7 @@ mod tests {
         let c = reference_rows(&a, &w, (3, 2), &[0, 1]);
         assert_eq!(c, vec![21.0, 24.0, 27.0, 47.0, 54.0, 61.0]);
         assert_eq!(reference_rows(&a, &w, (3, 2), &[1]), vec![47.0, 54.0, 61.0]);
+        assert_eq!(transpose(&w, 2, 3), vec![5.0, 8.0, 6.0, 9.0, 7.0, 10.0]);
     }
 
     #[test]
@@ -212,15 +281,38 @@ mod tests {
     }
 }
 
-/// Kernels against the f64 reference on the test device (lavapipe in CI).
+/// Kernels against the f64 reference on the test device (lavapipe in CI), every tier.
 #[cfg(test)]
 mod gpu_tests {
     use super::*;
     use crate::gpu::test_context;
-    use crate::kernels::layout::{pad_matrix, padded_cols, random_values, unpad_rows};
+    use crate::kernels::layout::{pad_matrix, random_values};
     use crate::kernels::verify::{NMSE_F16, NMSE_F32, compare};
 
-    /// Runs C = A · W on the GPU and checks it; returns C.
+    const REGISTER: ProductTiles = ProductTiles::Register {
+        wg_x: 64,
+        wg_y: 1,
+        tm: 8,
+        tn: 1,
+    };
+    const WORKGROUP: ProductTiles = ProductTiles::Workgroup {
+        bm: 64,
+        bn: 64,
+        tm: 4,
+        tn: 4,
+    };
+
+    /// Every GEMV kind this adapter can run.
+    fn gemv_kinds() -> Vec<GemvConfig> {
+        let ctx = test_context();
+        let mut kinds = vec![GemvConfig::Rows { wg: 64 }, GemvConfig::Split { wg: 64 }];
+        if let Some(sg) = ctx.fixed_subgroup_size() {
+            kinds.push(GemvConfig::Subgroup { wg: 4 * sg, sg });
+        }
+        kinds
+    }
+
+    /// Runs C = A · W on the GPU and checks it against f64.
     fn check(config: MatmulConfig, dtype: WeightDtype, (m, n, k): (usize, usize, usize)) {
         let ctx = test_context();
         let a = random_values(m * k, 11, 1.0);
@@ -228,15 +320,22 @@ mod gpu_tests {
             .into_iter()
             .map(|v| dtype.round(v))
             .collect();
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)));
-        let w_buf = ctx.storage_with("W", &dtype.encode(&pad_matrix(&w, k, n, padded_cols(k))));
-        let c_buf = ctx.storage_zeroed("C", (m * padded_cols(n) * 4) as u64);
+        let a_buf = ctx
+            .storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))
+            .unwrap();
+        let w_buf = ctx
+            .storage_with(
+                "W",
+                &dtype.encode(&pad_matrix(&transpose(&w, k, n), n, k, n)),
+            )
+            .unwrap();
+        let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64).unwrap();
         let kernel = Matmul::new(ctx, config, dtype).unwrap();
         let d = kernel
             .dispatch(ctx, &Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k)))
             .unwrap();
         ctx.execute(&d).unwrap();
-        let c = unpad_rows(&ctx.read_f32(&c_buf, m * padded_cols(n)).unwrap(), m, n);
+        let c = ctx.read_f32(&c_buf, m * n).unwrap();
         let reference = reference_rows(&a, &w, (n, k), &(0..m).collect::<Vec<_>>());
         let threshold = if dtype == WeightDtype::F16 {
             NMSE_F16
@@ -251,48 +350,77 @@ mod gpu_tests {
     }
 
     #[test]
-    fn matches_reference_including_shapes_that_divide_no_tile() {
-        // M = 1 and M = 100 cover both kernels (GEMV up to 8 rows, tiled above).
-        for shape in [
+    fn every_tier_matches_reference_including_shapes_that_divide_no_tile() {
+        let shapes = [
             (1, 64, 64),
             (64, 64, 64),
             (513, 257, 129),
             (1, 4096, 1),
             (100, 1, 100),
             (7, 33, 45),
-        ] {
-            check(MatmulConfig::DEFAULT, WeightDtype::F32, shape);
+            (9, 130, 67),
+        ];
+        for tiles in [REGISTER, WORKGROUP] {
+            for gemv in gemv_kinds() {
+                for shape in shapes {
+                    check(MatmulConfig { tiles, gemv }, WeightDtype::F32, shape);
+                }
+            }
         }
     }
 
     #[test]
     fn f16_weights_match_reference() {
         if !test_context().has(wgpu::Features::SHADER_F16) {
-            eprintln!("adapter has no SHADER_F16: f16 tier unreachable here");
+            eprintln!("adapter has no SHADER_F16: the f16 tier is unreachable here");
             return;
         }
-        for shape in [(3, 65, 130), (77, 31, 66)] {
-            check(MatmulConfig::DEFAULT, WeightDtype::F16, shape);
+        for tiles in [REGISTER, WORKGROUP] {
+            for gemv in gemv_kinds() {
+                for shape in [(3, 65, 130), (77, 31, 66)] {
+                    check(MatmulConfig { tiles, gemv }, WeightDtype::F16, shape);
+                }
+            }
         }
     }
 
     #[test]
     fn every_tile_configuration_is_correct() {
+        let gemv = GemvConfig::Rows { wg: 64 };
         for tm in [1, 3, 8] {
             for tn in [1, 2, 4] {
                 for (wg_x, wg_y) in [(8, 8), (16, 4), (64, 1)] {
-                    let tile = TileConfig { wg_x, wg_y, tm, tn };
-                    let config = MatmulConfig { tile, gemv_wg: 64 };
-                    check(config, WeightDtype::F32, (37, 45, 29));
+                    let tiles = ProductTiles::Register { wg_x, wg_y, tm, tn };
+                    check(MatmulConfig { tiles, gemv }, WeightDtype::F32, (37, 45, 29));
                 }
             }
         }
-        for gemv_wg in [1, 32, 256] {
+        for (bm, bn, tm, tn) in [
+            (64, 64, 4, 4),
+            (32, 64, 2, 4),
+            (128, 32, 4, 2),
+            (16, 16, 1, 1),
+            (32, 32, 4, 4),
+        ] {
+            let tiles = ProductTiles::Workgroup { bm, bn, tm, tn };
+            check(MatmulConfig { tiles, gemv }, WeightDtype::F32, (37, 45, 29));
+            check(
+                MatmulConfig { tiles, gemv },
+                WeightDtype::F32,
+                (130, 70, 90),
+            );
+        }
+        for gemv in [
+            GemvConfig::Rows { wg: 1 },
+            GemvConfig::Rows { wg: 256 },
+            GemvConfig::Split { wg: 1 },
+            GemvConfig::Split { wg: 256 },
+        ] {
             for m in 1..=GEMV_MAX_ROWS as usize {
                 check(
                     MatmulConfig {
-                        gemv_wg,
-                        ..MatmulConfig::DEFAULT
+                        tiles: REGISTER,
+                        gemv,
                     },
                     WeightDtype::F32,
                     (m, 45, 29),
@@ -312,47 +440,65 @@ mod gpu_tests {
             .flat_map(|r| a_full[r * a_stride + k..r * a_stride + 2 * k].to_vec())
             .collect();
         let w = random_values(k * n, 22, 1.0);
+        let wt = transpose(&w, k, n);
         let residual = random_values(m * n, 23, 1.0);
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&a_full));
-        let c_buf = ctx.storage_with("C", bytemuck::cast_slice(&residual));
-        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT, WeightDtype::F32).unwrap();
-        for rows in [m, 2] {
-            // Two slabs of 8 columns each, written side by side.
-            let mut dispatches = Vec::new();
-            let mut slabs = Vec::new();
-            for s in 0..2 {
-                let slab: Vec<f32> = (0..k)
-                    .flat_map(|r| w[r * n + 8 * s..r * n + 8 * s + 8].to_vec())
-                    .collect();
-                slabs.push(ctx.storage_with("W", bytemuck::cast_slice(&slab)));
+        let a_buf = ctx
+            .storage_with("A", bytemuck::cast_slice(&a_full))
+            .unwrap();
+        let c_buf = ctx
+            .storage_with("C", bytemuck::cast_slice(&residual))
+            .unwrap();
+        for tiles in [REGISTER, WORKGROUP] {
+            for gemv in gemv_kinds() {
+                let kernel =
+                    Matmul::new(ctx, MatmulConfig { tiles, gemv }, WeightDtype::F32).unwrap();
+                for rows in [m, 2] {
+                    // Two slabs of 8 outputs each, written side by side.
+                    let slabs: Vec<wgpu::Buffer> = (0..2)
+                        .map(|s| {
+                            ctx.storage_with(
+                                "W",
+                                bytemuck::cast_slice(&wt[s * 8 * k..(s + 1) * 8 * k]),
+                            )
+                            .unwrap()
+                        })
+                        .collect();
+                    ctx.queue
+                        .write_buffer(&c_buf, 0, bytemuck::cast_slice(&residual));
+                    let dispatches: Vec<Dispatch> = slabs
+                        .iter()
+                        .enumerate()
+                        .map(|(s, slab)| {
+                            let pr = Product {
+                                m: rows as u32,
+                                k4: 2,
+                                n: 8,
+                                a: &a_buf,
+                                a_off4: 2,
+                                lda4: (a_stride / 4) as u32,
+                                w: slab,
+                                c: &c_buf,
+                                c_off: 8 * s as u32,
+                                ldc: n as u32,
+                                accumulate: true,
+                            };
+                            kernel.dispatch(ctx, &pr).unwrap()
+                        })
+                        .collect();
+                    ctx.execute(&dispatches).unwrap();
+                    let c = ctx.read_f32(&c_buf, m * n).unwrap();
+                    let product = reference_rows(&a, &w, (n, k), &(0..rows).collect::<Vec<_>>());
+                    let mut expected: Vec<f64> = residual.iter().map(|&x| f64::from(x)).collect();
+                    for (e, p) in expected.iter_mut().zip(&product) {
+                        *e += p;
+                    }
+                    let result = compare(&c, &expected, NMSE_F32, "slabs".into());
+                    assert!(
+                        result.failure.is_none(),
+                        "{tiles:?} {gemv:?} rows {rows}: {result:?}"
+                    );
+                }
             }
-            ctx.queue
-                .write_buffer(&c_buf, 0, bytemuck::cast_slice(&residual));
-            for (s, slab) in slabs.iter().enumerate() {
-                let pr = Product {
-                    m: rows as u32,
-                    k4: 2,
-                    n4: 2,
-                    a: &a_buf,
-                    a_off4: 2,
-                    lda4: (a_stride / 4) as u32,
-                    w: slab,
-                    c: &c_buf,
-                    c_off4: 2 * s as u32,
-                    ldc4: 4,
-                    accumulate: true,
-                };
-                dispatches.push(kernel.dispatch(ctx, &pr).unwrap());
-            }
-            ctx.execute(&dispatches).unwrap();
-            let c = ctx.read_f32(&c_buf, m * n).unwrap();
-            let product = reference_rows(&a, &w, (n, k), &(0..rows).collect::<Vec<_>>());
-            let mut expected: Vec<f64> = residual.iter().map(|&x| f64::from(x)).collect();
-            for (e, p) in expected.iter_mut().zip(&product) {
-                *e += p;
-            }
-            let result = compare(&c, &expected, NMSE_F32, "slabs".into());
-            assert!(result.failure.is_none(), "rows {rows}: {result:?}");
         }
     }
 }

@@ -17,7 +17,7 @@ use std::borrow::Cow;
 
 use serde::{Deserialize, Serialize};
 
-pub use config::KernelConfig;
+pub use config::{AdapterTraits, KernelConfig};
 
 /// A WGSL source compiled into the binary.
 #[derive(Debug, Clone, Copy)]
@@ -60,8 +60,12 @@ macro_rules! shader {
 
 /// Register-tiled matrix multiply (prefill projections).
 pub const MATMUL: Shader = shader!("matmul", trusted: true, typed_weights: true);
+/// Workgroup-memory tiled matrix multiply (prefill projections on GPUs).
+pub const MATMUL_TILED: Shader = shader!("matmul_tiled", trusted: true, typed_weights: true);
 /// Skinny multiply for up to 8 rows (decode projections, the LM head).
 pub const GEMV: Shader = shader!("gemv", trusted: true, typed_weights: true);
+/// Skinny multiply reduced with subgroup operations (adapters with SUBGROUP).
+pub const GEMV_SUBGROUP: Shader = shader!("gemv_subgroup", trusted: true, typed_weights: true);
 /// RMSNorm.
 pub const RMSNORM: Shader = shader!("rmsnorm", trusted: true, typed_weights: false);
 /// Rotary embedding and KV-cache write.
@@ -82,7 +86,9 @@ pub const FMA_PROBE: Shader = shader!("fma_probe", trusted: true, typed_weights:
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
     MATMUL,
+    MATMUL_TILED,
     GEMV,
+    GEMV_SUBGROUP,
     RMSNORM,
     ROPE_CACHE,
     ATTENTION_PREFILL,

@@ -79,9 +79,8 @@ impl RmsNorm {
                 && y.size() >= u64::from(rows.rows * d4) * 16,
             "rmsnorm buffers too small for {rows:?}"
         );
-        // One workgroup per row; rows beyond one grid dimension wrap into y.
-        let max = ctx.limits.max_compute_workgroups_per_dimension;
-        let groups = [rows.rows.min(max), rows.rows.div_ceil(max), 1];
+        // One workgroup per row.
+        let groups = ctx.grid_1d(rows.rows);
         ctx.dispatch(
             &self.pipeline,
             &params,
@@ -122,18 +121,21 @@ mod gpu_tests {
                 // Input has `stride_rows` rows per normalised row; the last of each is used.
                 let x = random_values(rows * stride_rows * d, 31, 2.0);
                 let gamma = random_values(d, 32, 1.0);
-                let x_buf = ctx.storage_with(
-                    "x",
-                    bytemuck::cast_slice(&pad_matrix(
-                        &x,
-                        rows * stride_rows,
-                        d,
-                        rows * stride_rows,
-                    )),
-                );
-                let g_buf =
-                    ctx.storage_with("g", bytemuck::cast_slice(&pad_matrix(&gamma, 1, d, 1)));
-                let y_buf = ctx.storage_zeroed("y", (rows * dp * 4) as u64);
+                let x_buf = ctx
+                    .storage_with(
+                        "x",
+                        bytemuck::cast_slice(&pad_matrix(
+                            &x,
+                            rows * stride_rows,
+                            d,
+                            rows * stride_rows,
+                        )),
+                    )
+                    .unwrap();
+                let g_buf = ctx
+                    .storage_with("g", bytemuck::cast_slice(&pad_matrix(&gamma, 1, d, 1)))
+                    .unwrap();
+                let y_buf = ctx.storage_zeroed("y", (rows * dp * 4) as u64).unwrap();
                 let norm = RmsNorm::new(ctx, wg).unwrap();
                 let spec = NormRows {
                     rows: rows as u32,

@@ -181,14 +181,16 @@ mod gpu_tests {
             };
             let (hd, stride) = (g.head_dim as usize, g.qkv_stride() as usize);
             let qkv = random_values(g.tokens as usize * stride, 51, 1.0);
-            let qkv_buf = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv));
-            let rope_buf = ctx.storage_with(
-                "rope",
-                bytemuck::cast_slice(&table(g.cache_len as usize, hd)),
-            );
+            let qkv_buf = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
+            let rope_buf = ctx
+                .storage_with(
+                    "rope",
+                    bytemuck::cast_slice(&table(g.cache_len as usize, hd)),
+                )
+                .unwrap();
             let cache_bytes = g.cache_floats(batch) * 4;
-            let k_buf = ctx.storage_zeroed("k", cache_bytes);
-            let v_buf = ctx.storage_zeroed("v", cache_bytes);
+            let k_buf = ctx.storage_zeroed("k", cache_bytes).unwrap();
+            let v_buf = ctx.storage_zeroed("v", cache_bytes).unwrap();
             let d = kernel
                 .dispatch(ctx, g, &qkv_buf, &rope_buf, &k_buf, &v_buf)
                 .unwrap();

@@ -72,8 +72,8 @@ mod gpu_tests {
         let ctx = test_context();
         for (rows, f4) in [(1, 1), (3, 17), (9, 100)] {
             let gu = random_values(rows * 2 * f4 * 4, 41, 6.0);
-            let gu_buf = ctx.storage_with("gu", bytemuck::cast_slice(&gu));
-            let out_buf = ctx.storage_zeroed("out", (rows * f4 * 16) as u64);
+            let gu_buf = ctx.storage_with("gu", bytemuck::cast_slice(&gu)).unwrap();
+            let out_buf = ctx.storage_zeroed("out", (rows * f4 * 16) as u64).unwrap();
             let k = SwiGlu::new(ctx, 64).unwrap();
             ctx.execute(
                 &k.dispatch(ctx, rows as u32, f4 as u32, &gu_buf, &out_buf)

@@ -3,4 +3,4 @@
 pub mod sampler;
 pub mod stats;
 
-pub use sampler::{Measured, Window, measure};
+pub use sampler::{MeasureEnv, Measured, Window, measure};

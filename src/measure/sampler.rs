@@ -4,7 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::gpu::{GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
-use crate::result::SamplePolicy;
+use crate::power::PowerMeter;
+use crate::result::{PowerRecord, SamplePolicy};
 
 /// Consecutive warm-up iterations compared for the plateau test.
 const PLATEAU_WINDOW: usize = 3;
@@ -26,6 +27,8 @@ pub struct Measured {
     pub warmup_iterations: u32,
     /// Host time span of the sampling phase (what energy is integrated over).
     pub window: Window,
+    /// Power and energy over the window.
+    pub power: PowerRecord,
 }
 
 /// The host-clock span in which the timed executions ran.
@@ -44,15 +47,27 @@ impl Window {
     }
 }
 
+/// What measuring needs besides the work: how to sample, and the power meter whose window is
+/// the sampling phase.
+#[derive(Clone, Copy)]
+pub struct MeasureEnv<'a> {
+    /// Sample count, time floor, warm-up cap.
+    pub policy: SamplePolicy,
+    /// Power over the sampling window; `None` records power as unavailable.
+    pub power: Option<&'a PowerMeter>,
+}
+
 /// Measures `work`: warm-up until per-iteration times plateau (or the policy's warm-up time
-/// runs out), then samples. `on_progress(samples so far, total planned)` is called after every
-/// batch.
+/// runs out), then samples, for at least the policy's count and time, and at least as long as
+/// the power source needs for a trustworthy energy figure. `on_progress(samples so far, total
+/// planned)` is called after every batch.
 pub fn measure(
     ctx: &GpuContext,
     work: &dyn PassRecorder,
-    policy: &SamplePolicy,
+    env: &MeasureEnv<'_>,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<Measured> {
+    let policy = &env.policy;
     let warmup_start = Instant::now();
     let max_warmup = Duration::from_secs_f64(policy.max_warmup_s.max(0.0));
     let mut warmup: Vec<f64> = Vec::new();
@@ -74,19 +89,33 @@ pub fn measure(
         .min(MAX_SAMPLES);
     let batch = ((TARGET_BATCH_S / typical.max(1e-9)) as u32).clamp(1, MAX_RUNS_PER_BATCH);
 
+    let min_window = Duration::from_secs_f64(env.power.map_or(0.0, PowerMeter::min_window_s));
     let mut samples = Vec::with_capacity(planned);
+    let power_start = env.power.map(PowerMeter::begin);
     let start = Instant::now();
     while samples.len() < min_samples
-        || (samples.iter().sum::<f64>() < policy.min_time_s && samples.len() < MAX_SAMPLES)
+        || (samples.len() < MAX_SAMPLES
+            && (samples.iter().sum::<f64>() < policy.min_time_s || start.elapsed() < min_window))
     {
         samples.extend(ctx.time_runs(work, batch)?);
         on_progress(samples.len(), planned.max(samples.len()));
     }
     let end = Instant::now();
+    let window = Window { start, end };
+    let executions = samples.len() as u64;
+    let power = match (env.power, power_start) {
+        (Some(meter), Some(begun)) => meter.end(begun, executions),
+        _ => PowerRecord::unavailable(
+            "no power meter in this run",
+            window.duration_s(),
+            executions,
+        ),
+    };
     Ok(Measured {
         samples_s: samples,
         warmup_iterations: warmup.len() as u32,
-        window: Window { start, end },
+        window,
+        power,
     })
 }
 

@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::InputError;
 use crate::result::RunResult;
-use crate::result::io::parse;
+use crate::result::io::{DEFAULT_MAX_BYTES, parse};
 
 /// A result document and where it came from.
 #[derive(Debug, Clone)]
@@ -152,8 +152,30 @@ fn walk(dir: &Path, depth: usize, files: &mut Vec<PathBuf>, loaded: &mut Loaded)
     }
 }
 
+/// Largest JSON-lines file read: a fleet's results, each at most [`DEFAULT_MAX_BYTES`].
+const JSON_LINES_MAX_BYTES: u64 = 1 << 30;
+
 fn load_file(path: &Path, loaded: &mut Loaded) {
     let label = path.display().to_string();
+    let lines_by_name = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jsonl" | "ndjson"));
+    let max_bytes = if lines_by_name {
+        JSON_LINES_MAX_BYTES
+    } else {
+        DEFAULT_MAX_BYTES
+    };
+    let size = match std::fs::metadata(path) {
+        Ok(m) => m.len(),
+        Err(e) => return loaded.skip(label, format!("cannot read: {e}")),
+    };
+    if size > max_bytes {
+        return loaded.skip(
+            label,
+            format!("{size} bytes is larger than the {max_bytes}-byte limit for this file"),
+        );
+    }
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) => return loaded.skip(label, format!("cannot read: {e}")),
@@ -161,10 +183,6 @@ fn load_file(path: &Path, loaded: &mut Loaded) {
     if text.trim().is_empty() {
         return loaded.skip(label, "empty file");
     }
-    let lines_by_name = path
-        .extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jsonl" | "ndjson"));
     if !lines_by_name {
         match parse(&text) {
             Ok(doc) => return accept(label, doc, loaded),
@@ -200,6 +218,10 @@ fn load_lines(label: &str, text: &str, loaded: &mut Loaded) {
             continue;
         }
         let at = format!("{label}:{}", i + 1);
+        if line.len() as u64 > DEFAULT_MAX_BYTES {
+            loaded.skip(at, "line longer than a result document can be");
+            continue;
+        }
         if !line.starts_with('{') {
             // Log text around the documents (a table printed on stderr, a scheduler banner).
             other.push(i + 1);
@@ -233,7 +255,9 @@ fn accept(label: String, doc: RunResult, loaded: &mut Loaded) {
 }
 
 /// Refuses figures no measurement can produce: negative or non-finite durations, rates, energies
-/// and counts, and a workload without samples. The error names the field.
+/// and counts, zero durations and rates (a cost per token would divide by them), and a workload
+/// without samples. `parse` already refuses negative and non-finite numbers in files; this also
+/// holds documents built in memory to the same rules. The error names the field.
 pub fn check_figures(doc: &RunResult) -> Result<(), String> {
     if let Some(p) = &doc.probes {
         non_negative("probes.fma_gflops", p.fma_gflops)?;
@@ -425,6 +449,9 @@ mod tests {
         negative.workloads[0].stats.samples_s[1] = -0.5;
         let mut negative_rate = doc("n1");
         negative_rate.workloads[0].tokens_per_s = Some(-3.0);
+        // Zero passes the document's own checks, but no measurement takes no time.
+        let mut zero = doc("n1");
+        zero.workloads[0].stats.samples_s[0] = 0.0;
         let nan = good.replacen("\"median_s\": ", "\"median_s\": NaN, \"x\": ", 1);
         let cases = [
             (
@@ -446,12 +473,17 @@ mod tests {
             (
                 "negative.json",
                 serde_json::to_string(&negative).unwrap(),
-                "workloads[0] (prefill-tiny-f32-b1-p64).stats.samples_s[1] = -0.5 is negative",
+                "workloads[0].stats.samples_s[1] = -0.5 is negative",
             ),
             (
                 "rate.json",
                 serde_json::to_string(&negative_rate).unwrap(),
-                "workloads[0] (prefill-tiny-f32-b1-p64).tokens_per_s = -3 is negative",
+                "workloads[0].tokens_per_s = -3.0 is negative",
+            ),
+            (
+                "zero.json",
+                serde_json::to_string(&zero).unwrap(),
+                "workloads[0] (prefill-tiny-f32-b1-p64).stats.samples_s[0] = 0 must be positive",
             ),
             ("empty.json", String::new(), "empty file"),
         ];

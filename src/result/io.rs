@@ -112,7 +112,14 @@ impl ResultWriter {
 
 /// Writes `doc` to `path` only if no file is there; `Ok(None)` if one is.
 fn reserve(path: &Path, doc: &RunResult) -> anyhow::Result<Option<()>> {
-    let tmp = write_temp(&parent_dir(path), doc)?;
+    // Failing here means the destination is unusable (read-only, full): bad input, found
+    // before any measurement.
+    let tmp = write_temp(&parent_dir(path), doc).map_err(|e| {
+        InputError::new(format!(
+            "{}: cannot write the result here: {e:#}",
+            path.display()
+        ))
+    })?;
     match tmp.persist_noclobber(path) {
         Ok(_) => Ok(Some(())),
         Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => Ok(None),
@@ -181,15 +188,34 @@ fn compact_utc(rfc3339: &str) -> String {
     format!("{digits_and_t}Z")
 }
 
+/// Largest result file [`load`] reads: a real result is a few MiB at most (raw samples
+/// included); anything far larger is not one.
+pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
+
 /// Reads a result document, refusing anything that is not a tokbench result of this schema
-/// version. Every error names the file.
+/// version, or a file larger than [`DEFAULT_MAX_BYTES`]. Every error names the file.
 pub fn load(path: &Path) -> anyhow::Result<RunResult> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| InputError::new(format!("{}: cannot read: {e}", path.display())))?;
-    parse(&text).map_err(|e| InputError::new(format!("{}: {e}", path.display())).into())
+    load_limited(path, DEFAULT_MAX_BYTES)
 }
 
-/// Parses a result document from JSON text.
+/// [`load`] with a size limit in bytes.
+pub fn load_limited(path: &Path, max_bytes: u64) -> anyhow::Result<RunResult> {
+    let named =
+        |e: String| -> anyhow::Error { InputError::new(format!("{}: {e}", path.display())).into() };
+    let size = std::fs::metadata(path)
+        .map_err(|e| named(format!("cannot read: {e}")))?
+        .len();
+    if size > max_bytes {
+        return Err(named(format!(
+            "{size} bytes is larger than the {max_bytes}-byte limit for a result file"
+        )));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| named(format!("cannot read: {e}")))?;
+    parse(&text).map_err(named)
+}
+
+/// Parses a result document from JSON text and checks its figures. Never panics, whatever the
+/// input: deeply nested input stops at serde_json's recursion limit.
 pub fn parse(text: &str) -> Result<RunResult, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
@@ -202,7 +228,58 @@ pub fn parse(text: &str) -> Result<RunResult, String> {
         }
         None => return Err("not a tokbench result (no schema_version)".into()),
     }
-    serde_json::from_value(value).map_err(|e| format!("not a valid tokbench result: {e}"))
+    check_figures(&value, &mut String::new())?;
+    let doc: RunResult =
+        serde_json::from_value(value).map_err(|e| format!("not a valid tokbench result: {e}"))?;
+    if let Some(w) = doc.workloads.iter().find(|w| w.stats.samples_s.is_empty()) {
+        return Err(format!("workload {:?} has no samples", w.id));
+    }
+    Ok(doc)
+}
+
+/// Fields that may be negative: energy above idle can dip below zero in noise.
+const MAY_BE_NEGATIVE: &[&str] = &["dynamic_energy_j"];
+
+/// Every number must be finite, and non-negative unless listed in [`MAY_BE_NEGATIVE`]; the
+/// error names the field by its JSON path.
+fn check_figures(value: &serde_json::Value, path: &mut String) -> Result<(), String> {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) => {
+            let v = n.as_f64().unwrap_or(f64::NAN);
+            let key = path.rsplit('.').next().unwrap_or("");
+            let key = key.split('[').next().unwrap_or(key);
+            if !v.is_finite() {
+                return Err(format!("{path} = {n} is not a finite number"));
+            }
+            if v < 0.0 && !MAY_BE_NEGATIVE.contains(&key) {
+                return Err(format!("{path} = {n} is negative"));
+            }
+            Ok(())
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check_figures(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(map) => {
+            for (k, item) in map {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(k);
+                check_figures(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]
@@ -217,6 +294,112 @@ mod tests {
         );
         assert_eq!(slug("<script>"), "script");
         assert_eq!(slug("///"), "unknown");
+    }
+
+    #[test]
+    fn bad_figures_are_named_by_their_path() {
+        let doc = crate::result::fixtures::run_with_samples("n", &[1.0, 2.0]);
+        let mut v = serde_json::to_value(&doc).unwrap();
+        v["workloads"][0]["stats"]["samples_s"][1] = (-2.0).into();
+        let err = parse(&v.to_string()).unwrap_err();
+        assert!(
+            err.contains("workloads[0].stats.samples_s[1] = -2.0 is negative"),
+            "{err}"
+        );
+        let text = serde_json::to_string(&doc).unwrap().replacen(
+            "\"flops\":",
+            "\"flops\":1e999,\"x\":",
+            1,
+        );
+        assert!(parse(&text).is_err());
+        let mut v = serde_json::to_value(&doc).unwrap();
+        v["workloads"][0]["stats"]["samples_s"] = serde_json::json!([]);
+        assert!(parse(&v.to_string()).unwrap_err().contains("no samples"));
+    }
+
+    #[test]
+    fn deep_nesting_and_huge_files_are_refused_without_panicking() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert!(parse(&deep).unwrap_err().contains("not valid JSON"));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.json");
+        std::fs::write(&path, vec![b' '; 2048]).unwrap();
+        let err = load_limited(&path, 1024).unwrap_err().to_string();
+        assert!(err.contains("big.json") && err.contains("limit"), "{err}");
+    }
+
+    mod fuzz {
+        use proptest::prelude::*;
+
+        use super::super::parse;
+        use crate::result::fixtures::run_with_samples;
+
+        fn valid_text() -> String {
+            serde_json::to_string(&run_with_samples("fuzz", &[1e-3, 2e-3, 3e-3])).unwrap()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+            /// Arbitrary bytes never make the loader panic.
+            #[test]
+            fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let _ = parse(&String::from_utf8_lossy(&bytes));
+            }
+
+            /// A valid result cut short, or with bytes overwritten, never makes it panic.
+            #[test]
+            fn mutated_results(cut in 0usize..4096, at in 0usize..4096, byte in any::<u8>()) {
+                let text = valid_text();
+                let _ = parse(&text[..cut.min(text.len())]);
+                let mut bytes = text.into_bytes();
+                let i = at % bytes.len();
+                bytes[i] = byte;
+                let _ = parse(&String::from_utf8_lossy(&bytes));
+            }
+
+            /// Any field replaced with any JSON value either still parses (and then every figure
+            /// is finite and non-negative) or is refused with a reason.
+            #[test]
+            fn replaced_fields(pick in 0usize..10_000, replacement in prop_oneof![
+                Just(serde_json::json!(null)),
+                Just(serde_json::json!(-1)),
+                Just(serde_json::json!(1e308)),
+                Just(serde_json::json!("text")),
+                Just(serde_json::json!([])),
+                Just(serde_json::json!({})),
+                Just(serde_json::json!(true)),
+            ]) {
+                let mut v: serde_json::Value = serde_json::from_str(&valid_text()).unwrap();
+                let mut leaves = Vec::new();
+                collect_pointers(&v, String::new(), &mut leaves);
+                let target = &leaves[pick % leaves.len()];
+                *v.pointer_mut(target).unwrap() = replacement;
+                match parse(&v.to_string()) {
+                    Ok(doc) => prop_assert!(doc.workloads.iter().all(|w| w.stats.median_s >= 0.0 && w.flops >= 0.0)),
+                    Err(reason) => prop_assert!(!reason.is_empty()),
+                }
+            }
+        }
+
+        fn collect_pointers(v: &serde_json::Value, at: String, out: &mut Vec<String>) {
+            match v {
+                serde_json::Value::Object(m) => {
+                    for (k, x) in m {
+                        collect_pointers(x, format!("{at}/{k}"), out);
+                    }
+                }
+                serde_json::Value::Array(a) => {
+                    for (i, x) in a.iter().enumerate() {
+                        collect_pointers(x, format!("{at}/{i}"), out);
+                    }
+                }
+                _ => {}
+            }
+            if !at.is_empty() {
+                out.push(at);
+            }
+        }
     }
 
     #[test]

@@ -348,8 +348,9 @@ pub struct WorkloadResult {
     pub tokens_per_s: Option<f64>,
     /// Power and energy over the measured window.
     pub power: PowerRecord,
-    /// Tokens made in the window / joules in the window (= tokens/s per watt); null without a
-    /// power figure or for non-token workloads.
+    /// Tokens per joule = tokens_per_s / power.avg_power_w (tokens/s per watt: the median
+    /// throughput over the average power of the measured window); null without a power figure
+    /// or for non-token workloads.
     pub tokens_per_j: Option<f64>,
     /// Tokens per joule above idle power; null without idle power.
     pub tokens_per_j_dynamic: Option<f64>,

@@ -191,19 +191,19 @@ impl ForwardPass {
         let x0 = ctx.storage_with(
             "x0",
             bytemuck::cast_slice(&pad_matrix(&input_states(t, d), t, d, t)),
-        );
-        let hidden = ctx.storage_zeroed("h", f32s(t * dp));
-        let normed = ctx.storage_zeroed("a", f32s(t * dp));
-        let qkv = ctx.storage_zeroed("qkv", f32s(t * s.qkv_dim()));
-        let attn = ctx.storage_zeroed("attn", f32s(t * s.q_dim()));
-        let gate_up = ctx.storage_zeroed("gate-up", f32s(t * 2 * fp));
-        let act = ctx.storage_zeroed("swiglu", f32s(t * fp));
-        let final_rows = ctx.storage_zeroed("final", f32s(b * dp));
-        let logits = ctx.storage_zeroed("logits", f32s(b * vp));
+        )?;
+        let hidden = ctx.storage_zeroed("h", f32s(t * dp))?;
+        let normed = ctx.storage_zeroed("a", f32s(t * dp))?;
+        let qkv = ctx.storage_zeroed("qkv", f32s(t * s.qkv_dim()))?;
+        let attn = ctx.storage_zeroed("attn", f32s(t * s.q_dim()))?;
+        let gate_up = ctx.storage_zeroed("gate-up", f32s(t * 2 * fp))?;
+        let act = ctx.storage_zeroed("swiglu", f32s(t * fp))?;
+        let final_rows = ctx.storage_zeroed("final", f32s(b * dp))?;
+        let logits = ctx.storage_zeroed("logits", f32s(b * vp))?;
         let rope_table = ctx.storage_with(
             "rope",
             bytemuck::cast_slice(&rope::table(cache_len as usize, s.head_dim as usize)),
-        );
+        )?;
         let cache_dims = [
             b,
             s.n_kv_heads as usize,
@@ -220,8 +220,8 @@ impl ForwardPass {
             let k = initial_cache(l, false, cache_dims, filled);
             let v = initial_cache(l, true, cache_dims, filled);
             caches.push((
-                ctx.storage_with("k-cache", bytemuck::cast_slice(&k)),
-                ctx.storage_with("v-cache", bytemuck::cast_slice(&v)),
+                ctx.storage_with("k-cache", bytemuck::cast_slice(&k))?,
+                ctx.storage_with("v-cache", bytemuck::cast_slice(&v))?,
             ));
         }
         ctx.take_device_error()?;
@@ -261,7 +261,7 @@ impl ForwardPass {
             Phase::Decode => {
                 let kernel = DecodeAttention::new(ctx, heads, cfg.wg, cfg.decode_split_len)?;
                 let partials =
-                    ctx.storage_zeroed("partials", kernel.partials_bytes(pass.batch, cache_len));
+                    ctx.storage_zeroed("partials", kernel.partials_bytes(pass.batch, cache_len))?;
                 Attention::Decode(kernel, partials)
             }
         };
@@ -428,14 +428,14 @@ fn project(
             &Product {
                 m: rows as u32,
                 k4: w.k4,
-                n4: slab.n4,
+                n: slab.n,
                 a: input,
                 a_off4: 0,
                 lda4: lda4 as u32,
                 w: &slab.buffer,
                 c: out,
-                c_off4: slab.c_off4,
-                ldc4: w.n4,
+                c_off: slab.c_off,
+                ldc: w.n,
                 accumulate,
             },
         )?);

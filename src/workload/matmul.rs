@@ -4,12 +4,13 @@ use std::collections::BTreeMap;
 
 use crate::InputError;
 use crate::gpu::GpuContext;
-use crate::kernels::WeightDtype;
-use crate::kernels::layout::{pad_matrix, padded_cols, random_values, unpad_rows};
-use crate::kernels::matmul::{self, Matmul, MatmulConfig, Product};
+use crate::kernels::layout::{pad_matrix, random_values};
+use crate::kernels::matmul::{self, Matmul, Product};
 use crate::kernels::verify;
+use crate::kernels::{KernelConfig, WeightDtype};
 use crate::measure;
-use crate::result::{SamplePolicy, WorkloadResult};
+use crate::measure::MeasureEnv;
+use crate::result::WorkloadResult;
 
 use super::{Progress, Stage, Workload, kernel_result};
 use crate::model::Work;
@@ -89,26 +90,28 @@ impl Workload for MatmulWorkload {
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult> {
         self.check_fits(ctx)?;
         let (m, n, k) = (self.m, self.n, self.k);
         let a = random_values(m * k, 1, 1.0);
         let b = random_values(k * n, 2, 1.0);
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)));
-        let b_pad = pad_matrix(&b, k, n, padded_cols(k));
-        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_pad));
-        let c_buf = ctx.storage_zeroed("C", (m * padded_cols(n) * 4) as u64);
-        let kernel = Matmul::new(ctx, MatmulConfig::DEFAULT, WeightDtype::F32)?;
+        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))?;
+        // Stored as the model's weights are: one output per row, K contiguous.
+        let b_rows = pad_matrix(&matmul::transpose(&b, k, n), n, k, n);
+        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_rows))?;
+        let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64)?;
+        let config = KernelConfig::default_for(ctx.traits()).matmul;
+        let kernel = Matmul::new(ctx, config, WeightDtype::F32)?;
         let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
 
-        let measured = measure::measure(ctx, &dispatch, policy, &mut |d, p| {
+        let measured = measure::measure(ctx, &dispatch, env, &mut |d, p| {
             progress(Stage::Samples(d, p))
         })?;
         progress(Stage::Verifying);
 
-        let c = unpad_rows(&ctx.read_f32(&c_buf, m * padded_cols(n))?, m, n);
+        let c = ctx.read_f32(&c_buf, m * n)?;
         let rows = self.checked_rows();
         let reference = matmul::reference_rows(&a, &b, (n, k), &rows);
         let gpu: Vec<f32> = rows

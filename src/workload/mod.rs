@@ -13,9 +13,9 @@ pub mod weights;
 use std::collections::BTreeMap;
 
 use crate::gpu::GpuContext;
-use crate::measure::{Measured, stats};
+use crate::measure::{MeasureEnv, Measured, stats};
 use crate::model::Work;
-use crate::result::{Correctness, PowerRecord, SamplePolicy, WorkloadResult};
+use crate::result::{Correctness, WorkloadResult};
 
 /// What a workload is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +26,8 @@ pub enum Stage {
     Samples(usize, usize),
     /// Checking the output against the CPU reference.
     Verifying,
+    /// Measuring idle power before the first workload.
+    Idle,
 }
 
 /// Progress callback.
@@ -40,11 +42,12 @@ pub trait Workload {
     /// Called for every workload before any of them runs, so bad input costs no measurement.
     fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()>;
 
-    /// Sets up, measures and verifies the workload.
+    /// Sets up, measures (with `env`'s sampling policy and power meter) and verifies the
+    /// workload.
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult>;
 }
@@ -84,13 +87,29 @@ pub fn kernel_result(
         weights_shared_across_layers: None,
         tokens: None,
         tokens_per_s: None,
-        power: PowerRecord::unavailable(
-            "no power source configured",
-            measured.window.duration_s(),
-            measured.samples_s.len() as u64,
-        ),
+        power: measured.power.clone(),
         tokens_per_j: None,
         tokens_per_j_dynamic: None,
         j_per_token: None,
+    }
+}
+
+/// A shared workload is a workload (the benches time it with criterion and then run it).
+impl<W: Workload + ?Sized> Workload for std::rc::Rc<W> {
+    fn id(&self) -> String {
+        (**self).id()
+    }
+
+    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
+        (**self).check_fits(ctx)
+    }
+
+    fn run(
+        &self,
+        ctx: &GpuContext,
+        env: &MeasureEnv<'_>,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<WorkloadResult> {
+        (**self).run(ctx, env, progress)
     }
 }

@@ -4,7 +4,6 @@
 
 use std::rc::Rc;
 
-use super::Workload;
 use super::forward::activation_buffers;
 use super::synthetic::SyntheticModel;
 use super::token::{ModelSession, TokenWorkload};
@@ -36,6 +35,22 @@ pub struct ModelRequest {
     pub memory_bytes: Option<u64>,
 }
 
+impl ModelWorkloads {
+    /// The probes, then the model's workloads: what `tokbench run` measures.
+    pub fn with_probes(&self) -> Vec<Box<dyn super::Workload>> {
+        let mut all: Vec<Box<dyn super::Workload>> = vec![
+            Box::new(super::probe::FmaProbeWorkload),
+            Box::new(super::probe::CopyProbeWorkload),
+        ];
+        all.extend(
+            self.workloads
+                .iter()
+                .map(|w| Box::new(Rc::clone(w)) as Box<dyn super::Workload>),
+        );
+        all
+    }
+}
+
 /// The validated outcome: the plan to record, and the workloads.
 pub struct ModelWorkloads {
     /// For the result document.
@@ -43,7 +58,7 @@ pub struct ModelWorkloads {
     /// Kernel choices.
     pub config: KernelConfig,
     /// One per phase and size.
-    pub workloads: Vec<Box<dyn Workload>>,
+    pub workloads: Vec<Rc<TokenWorkload>>,
     /// Lines to tell the user (the preset chosen, weights shared, ...).
     pub notes: Vec<String>,
 }
@@ -62,7 +77,7 @@ pub fn memory_budget(ctx: &GpuContext, user: Option<u64>) -> Option<u64> {
 
 /// The preset `tokbench run` uses when none is given: a small one on CPU adapters (a default
 /// run ends in a couple of minutes on lavapipe), Llama 3 8B's shape on a GPU that holds it.
-fn default_preset(
+pub fn default_preset(
     ctx: &GpuContext,
     budget: Option<u64>,
     dtype: WeightDtype,
@@ -113,7 +128,7 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
     };
     shape.validate()?;
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
-    let config = KernelConfig::default_for(ctx.info.device_type == wgpu::DeviceType::Cpu);
+    let config = KernelConfig::default_for(ctx.traits());
     let mut passes = Vec::new();
     for phase in &req.phases {
         match phase {
@@ -172,13 +187,13 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
     }
 
     let session = ModelSession::new(preset.clone(), model, layers_run, config);
-    let workloads: Vec<Box<dyn Workload>> = passes
+    let workloads = passes
         .iter()
         .map(|&pass| {
-            Box::new(TokenWorkload {
+            Rc::new(TokenWorkload {
                 session: Rc::clone(&session),
                 pass,
-            }) as Box<dyn Workload>
+            })
         })
         .collect();
     let plan = ModelPlan {

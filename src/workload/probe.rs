@@ -8,8 +8,9 @@ use crate::gpu::GpuContext;
 use crate::kernels::copy::Copy;
 use crate::kernels::fma_probe::FmaProbe;
 use crate::kernels::verify::{self, compare};
+use crate::measure::MeasureEnv;
 use crate::model::Work;
-use crate::result::{SamplePolicy, WorkloadResult};
+use crate::result::WorkloadResult;
 
 /// Peak arithmetic: independent FMA chains, no memory traffic to speak of.
 pub struct FmaProbeWorkload;
@@ -37,14 +38,14 @@ impl Workload for FmaProbeWorkload {
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult> {
         let (invocations, iterations) = Self::size(ctx);
         let probe = FmaProbe::new(ctx, iterations)?;
-        let out = ctx.storage_zeroed("fma-out", u64::from(invocations) * 16);
+        let out = ctx.storage_zeroed("fma-out", u64::from(invocations) * 16)?;
         let launch = probe.dispatch(ctx, invocations, &out)?;
-        let measured = crate::measure::measure(ctx, &launch, policy, &mut |d, p| {
+        let measured = crate::measure::measure(ctx, &launch, env, &mut |d, p| {
             progress(Stage::Samples(d, p))
         })?;
         progress(Stage::Verifying);
@@ -108,16 +109,16 @@ impl Workload for CopyProbeWorkload {
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult> {
         let bytes = Self::bytes(ctx);
         let n = (bytes / 4) as usize;
         let src: Vec<f32> = (0..n).map(|i| (i % 65_521) as f32).collect();
-        let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src));
-        let dst_buf = ctx.storage_zeroed("copy-dst", bytes);
+        let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src))?;
+        let dst_buf = ctx.storage_zeroed("copy-dst", bytes)?;
         let launch = Copy::new(ctx)?.dispatch(ctx, (bytes / 16) as u32, &src_buf, &dst_buf)?;
-        let measured = crate::measure::measure(ctx, &launch, policy, &mut |d, p| {
+        let measured = crate::measure::measure(ctx, &launch, env, &mut |d, p| {
             progress(Stage::Samples(d, p))
         })?;
         progress(Stage::Verifying);

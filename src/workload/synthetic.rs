@@ -82,11 +82,12 @@ impl WeightMatrix {
         0.0
     }
 
-    /// Columns [c4_start, c4_end) (in vec4s) of the padded matrix with rows padded to a
-    /// multiple of 4, row-major: one weight slab as the kernels read it. Filled on all cores.
-    pub fn slab(&self, c4_start: usize, c4_end: usize) -> Vec<f32> {
-        let rows = padded_cols(self.k);
-        let width = 4 * (c4_end - c4_start);
+    /// Outputs [n_start, n_end) (padded columns) as the kernels store them: one row per
+    /// output, K values padded with zeros to a multiple of 4. One weight slab; filled on all
+    /// cores.
+    pub fn slab(&self, n_start: usize, n_end: usize) -> Vec<f32> {
+        let width = padded_cols(self.k);
+        let rows = n_end - n_start;
         let mut out = vec![0.0f32; rows * width];
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
         let rows_per = rows.div_ceil(threads).max(1);
@@ -94,9 +95,9 @@ impl WeightMatrix {
             for (chunk_index, chunk) in out.chunks_mut(rows_per * width).enumerate() {
                 scope.spawn(move || {
                     for (i, row) in chunk.chunks_exact_mut(width).enumerate() {
-                        let r = chunk_index * rows_per + i;
-                        for (j, v) in row.iter_mut().enumerate() {
-                            *v = self.value(r, 4 * c4_start + j);
+                        let n = n_start + chunk_index * rows_per + i;
+                        for (k, v) in row[..self.k].iter_mut().enumerate() {
+                            *v = self.value(k, n);
                         }
                     }
                 });
@@ -220,22 +221,21 @@ mod tests {
     fn slabs_tile_the_padded_matrix() {
         let m = tiny(WeightDtype::F32).matrix(0, Matrix::GateUp);
         assert_eq!((m.k, m.n(), m.padded_n()), (96, 500, 504));
-        let whole = m.slab(0, 126);
-        let left = m.slab(0, 50);
-        let right = m.slab(50, 126);
-        for r in 0..96 {
-            assert_eq!(
-                &whole[r * 504..r * 504 + 200],
-                &left[r * 200..(r + 1) * 200]
-            );
-            assert_eq!(
-                &whole[r * 504 + 200..(r + 1) * 504],
-                &right[r * 304..(r + 1) * 304]
-            );
-            // Gate is 250 wide, padded to 252: columns 250, 251 are zero; up starts at 252.
-            assert_eq!(&whole[r * 504 + 250..r * 504 + 252], &[0.0, 0.0]);
-            assert_ne!(whole[r * 504 + 252], 0.0);
-        }
+        let whole = m.slab(0, 504);
+        let top = m.slab(0, 200);
+        let bottom = m.slab(200, 504);
+        assert_eq!(whole.len(), 504 * 96);
+        assert_eq!(&whole[..200 * 96], &top[..]);
+        assert_eq!(&whole[200 * 96..], &bottom[..]);
+        // Output n is row n: W(k, n) at [n * 96 + k].
+        assert_eq!(whole[7 * 96 + 5], m.value(5, 7));
+        // Gate is 250 wide, padded to 252: outputs 250, 251 are zero rows; up starts at 252.
+        assert!(whole[250 * 96..252 * 96].iter().all(|&v| v == 0.0));
+        assert_ne!(whole[252 * 96], 0.0);
+        // K = 250 of the down projection pads each row to 252 with zeros.
+        let down = tiny(WeightDtype::F32).matrix(0, Matrix::Down).slab(0, 2);
+        assert_eq!(down.len(), 2 * 252);
+        assert_eq!(&down[250..252], &[0.0, 0.0]);
     }
 
     #[test]

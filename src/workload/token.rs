@@ -17,8 +17,9 @@ use super::{Progress, Stage, Workload, kernel_result};
 use crate::gpu::GpuContext;
 use crate::kernels::KernelConfig;
 use crate::kernels::verify::{self, combine, compare};
+use crate::measure::MeasureEnv;
 use crate::model::{ModelShape, Pass, Phase, accounting};
-use crate::result::{Correctness, SamplePolicy, WorkloadResult};
+use crate::result::{Correctness, WorkloadResult};
 
 /// Shapes whose reference pass needs at most this many multiply-adds, and this many weights,
 /// are checked in full on the real run.
@@ -144,14 +145,14 @@ impl Workload for TokenWorkload {
     fn run(
         &self,
         ctx: &GpuContext,
-        policy: &SamplePolicy,
+        env: &MeasureEnv<'_>,
         progress: Progress<'_>,
     ) -> anyhow::Result<WorkloadResult> {
         let s = &self.session;
         let loaded = s.loaded(ctx, progress)?;
         let (weights, kernels) = (&loaded.0, &loaded.1);
         let forward = ForwardPass::build(ctx, kernels, weights, self.pass)?;
-        let measured = crate::measure::measure(ctx, &forward, policy, &mut |d, p| {
+        let measured = crate::measure::measure(ctx, &forward, env, &mut |d, p| {
             progress(Stage::Samples(d, p))
         })?;
         progress(Stage::Verifying);
@@ -192,11 +193,24 @@ impl Workload for TokenWorkload {
         r.weights_shared_across_layers = Some(weights.model.shared_layers);
         r.tokens = Some(tokens);
         r.tokens_per_s = Some(tokens as f64 / r.stats.median_s);
+        // tokens/J = tokens/s per watt: the median throughput over the window's average power
+        // (exactly tokens/s ÷ W for declared power).
+        let energy = crate::power::token_energy(r.tokens_per_s, &r.power);
+        r.tokens_per_j = energy.tokens_per_j;
+        r.tokens_per_j_dynamic = energy.tokens_per_j_dynamic;
+        r.j_per_token = energy.j_per_token;
         Ok(r)
     }
 }
 
 impl TokenWorkload {
+    /// Uploads the model (once per session) and records this workload's forward pass: what
+    /// one execution is, for timing it elsewhere (criterion).
+    pub fn forward_pass(&self, ctx: &GpuContext) -> anyhow::Result<ForwardPass> {
+        let loaded = self.session.loaded(ctx, &mut |_| {})?;
+        ForwardPass::build(ctx, &loaded.1, &loaded.0, self.pass)
+    }
+
     fn threshold(&self) -> f64 {
         match self.session.model.dtype {
             crate::kernels::WeightDtype::F32 => verify::NMSE_F32_MODEL,
@@ -410,7 +424,7 @@ mod gpu_tests {
             dtype,
             shared_layers: false,
         };
-        let config = KernelConfig::default_for(ctx.info.device_type == wgpu::DeviceType::Cpu);
+        let config = KernelConfig::default_for(ctx.traits());
         TokenWorkload {
             session: ModelSession::new("tiny".into(), model, 2, config),
             pass,

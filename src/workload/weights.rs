@@ -5,15 +5,15 @@ use super::synthetic::{Matrix, Norm, SyntheticModel, WeightMatrix};
 use crate::gpu::GpuContext;
 use crate::kernels::layout::padded_cols;
 
-/// One column slab of a weight matrix.
+/// A slab of a weight matrix: a range of its outputs, one row of K each.
 #[derive(Debug)]
 pub struct Slab {
-    /// Dense (4·k4 rows × n4 vec4s).
+    /// `n` rows of `k4` vec4s.
     pub buffer: wgpu::Buffer,
-    /// First output column (in vec4s) of the slab.
-    pub c_off4: u32,
-    /// Width in vec4s.
-    pub n4: u32,
+    /// First output of the slab.
+    pub c_off: u32,
+    /// Outputs in the slab.
+    pub n: u32,
 }
 
 /// A weight matrix on the device.
@@ -21,9 +21,9 @@ pub struct Slab {
 pub struct GpuMatrix {
     /// K / 4, padded.
     pub k4: u32,
-    /// Padded width / 4.
-    pub n4: u32,
-    /// Slabs side by side, covering all n4 columns.
+    /// Outputs, padded to a multiple of 4 (the row width of the activations it writes).
+    pub n: u32,
+    /// Slabs covering outputs 0..n in order.
     pub slabs: Vec<Slab>,
 }
 
@@ -59,28 +59,19 @@ pub struct GpuWeights {
     pub lm_head: GpuMatrix,
 }
 
-/// Column ranges (in vec4s) of the slabs of a k × padded_n matrix with `elem_bytes` elements,
-/// each at most `max_bytes`. Slabs are as equal as possible, and multiples of 64 vec4s where the
-/// matrix is split at all, so each keeps whole tiles.
-pub fn slab_ranges(
-    k: usize,
-    padded_n: usize,
-    elem_bytes: usize,
-    max_bytes: u64,
-) -> Vec<(usize, usize)> {
-    let n4 = padded_n / 4;
-    let col4_bytes = (padded_cols(k) * 4 * elem_bytes) as u64;
-    let max_cols4 = (max_bytes / col4_bytes).max(1) as usize;
-    if n4 <= max_cols4 {
-        return vec![(0, n4)];
+/// Output ranges of the slabs of a matrix with `n` outputs of `k` inputs (`elem_bytes` each),
+/// each slab at most `max_bytes`. Slabs are as equal as possible, and multiples of 64 outputs
+/// where the matrix is split at all, so each keeps whole tiles.
+pub fn slab_ranges(k: usize, n: usize, elem_bytes: usize, max_bytes: u64) -> Vec<(usize, usize)> {
+    let row_bytes = (padded_cols(k) * elem_bytes) as u64;
+    let max_rows = (max_bytes / row_bytes).max(1) as usize;
+    if n <= max_rows {
+        return vec![(0, n)];
     }
-    let align = if max_cols4 >= 64 { 64 } else { 1 };
-    let count = n4.div_ceil(max_cols4 / align * align);
-    let per = n4.div_ceil(count).div_ceil(align) * align;
-    (0..n4)
-        .step_by(per)
-        .map(|s| (s, (s + per).min(n4)))
-        .collect()
+    let align = if max_rows >= 64 { 64 } else { 1 };
+    let count = n.div_ceil(max_rows / align * align);
+    let per = n.div_ceil(count).div_ceil(align) * align;
+    (0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect()
 }
 
 /// Bytes of one layer's weights, as uploaded (padding included).
@@ -120,9 +111,9 @@ impl GpuWeights {
             for (s, e) in ranges {
                 let data = m.dtype.encode(&m.slab(s, e));
                 slabs.push(Slab {
-                    buffer: ctx.storage_with(label, &data),
-                    c_off4: s as u32,
-                    n4: (e - s) as u32,
+                    buffer: ctx.storage_with(label, &data)?,
+                    c_off: s as u32,
+                    n: (e - s) as u32,
                 });
                 done += data.len() as u64;
                 progress(done, total);
@@ -130,7 +121,7 @@ impl GpuWeights {
             ctx.take_device_error()?;
             Ok(GpuMatrix {
                 k4: (padded_cols(m.k) / 4) as u32,
-                n4: (m.padded_n() / 4) as u32,
+                n: m.padded_n() as u32,
                 slabs,
             })
         };
@@ -141,8 +132,8 @@ impl GpuWeights {
                 o: matrix(model.matrix(l, Matrix::O), "w-o")?,
                 gate_up: matrix(model.matrix(l, Matrix::GateUp), "w-gate-up")?,
                 down: matrix(model.matrix(l, Matrix::Down), "w-down")?,
-                attn_norm: norm_buffer(ctx, &model, l, Norm::Attn),
-                ffn_norm: norm_buffer(ctx, &model, l, Norm::Ffn),
+                attn_norm: norm_buffer(ctx, &model, l, Norm::Attn)?,
+                ffn_norm: norm_buffer(ctx, &model, l, Norm::Ffn)?,
             });
         }
         let lm_head = matrix(model.matrix(0, Matrix::LmHead), "w-lm-head")?;
@@ -150,7 +141,7 @@ impl GpuWeights {
             model,
             layers_run,
             layers,
-            final_norm: norm_buffer(ctx, &model, 0, Norm::Final),
+            final_norm: norm_buffer(ctx, &model, 0, Norm::Final)?,
             lm_head,
         })
     }
@@ -161,7 +152,12 @@ impl GpuWeights {
     }
 }
 
-fn norm_buffer(ctx: &GpuContext, model: &SyntheticModel, layer: usize, n: Norm) -> wgpu::Buffer {
+fn norm_buffer(
+    ctx: &GpuContext,
+    model: &SyntheticModel,
+    layer: usize,
+    n: Norm,
+) -> anyhow::Result<wgpu::Buffer> {
     let d = model.shape.d_model as usize;
     let mut gamma = model.norm(layer, n);
     gamma.resize(padded_cols(d), 0.0);
@@ -174,24 +170,25 @@ mod tests {
 
     #[test]
     fn slabs_fit_the_binding_and_cover_every_column() {
-        // llama3-8b's gate|up in f32: 4096 × 28672 = 448 MiB, lavapipe binds 128 MiB.
+        // llama3-8b's gate|up in f32: 28672 outputs of 4096 = 448 MiB, lavapipe binds 128 MiB.
         let max = 128 << 20;
         let ranges = slab_ranges(4096, 28672, 4, max);
         assert_eq!(ranges.first().unwrap().0, 0);
-        assert_eq!(ranges.last().unwrap().1, 28672 / 4);
+        assert_eq!(ranges.last().unwrap().1, 28672);
         for w in ranges.windows(2) {
             assert_eq!(w[0].1, w[1].0, "contiguous");
+            assert_eq!(w[0].0 % 64, 0, "whole tiles");
         }
         for &(s, e) in &ranges {
-            assert!((4096 * 4 * 4 * (e - s)) as u64 <= max);
+            assert!((4096 * 4 * (e - s)) as u64 <= max);
         }
         assert_eq!(ranges.len(), 4);
         assert_eq!(
             slab_ranges(96, 504, 4, max),
-            vec![(0, 126)],
+            vec![(0, 504)],
             "small matrices stay whole"
         );
-        // A single column wider than the limit still gets one column per slab.
-        assert_eq!(slab_ranges(1000, 8, 4, 100).len(), 2);
+        // A single row larger than the limit still gets one row per slab.
+        assert_eq!(slab_ranges(1000, 2, 4, 100).len(), 2);
     }
 }

@@ -1,0 +1,87 @@
+//! Shared by the benches: one lazily opened device, GPU-timed iterations for criterion, and the
+//! environment knobs (`TOKBENCH_PRESET`, `TOKBENCH_ADAPTER`, `TOKBENCH_OUT`, `CI` /
+//! `TOKBENCH_QUICK`).
+
+#![allow(dead_code)] // each bench uses part of this module
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokbench::gpu::{AdapterSelector, GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
+use tokbench::model::presets::{self, Preset};
+
+/// The device every bench uses, opened on first use: `TOKBENCH_ADAPTER` picks it, as
+/// `--adapter` does for the CLI.
+pub fn ctx() -> &'static GpuContext {
+    static CTX: OnceLock<GpuContext> = OnceLock::new();
+    CTX.get_or_init(|| {
+        let selector = AdapterSelector {
+            adapter: std::env::var("TOKBENCH_ADAPTER")
+                .ok()
+                .filter(|s| !s.is_empty()),
+            backend: None,
+        };
+        GpuContext::open(&selector).unwrap_or_else(|e| {
+            eprintln!("tokbench bench: {e:#}");
+            std::process::exit(2)
+        })
+    })
+}
+
+/// True under CI (`CI` set to anything but "false"/"0") or with `TOKBENCH_QUICK=1`: smaller
+/// sizes and fewer samples, so a whole `cargo bench` ends in minutes on lavapipe.
+pub fn quick() -> bool {
+    let on = |k: &str| std::env::var(k).is_ok_and(|v| !v.is_empty() && v != "0" && v != "false");
+    on("CI") || on("TOKBENCH_QUICK")
+}
+
+/// The preset to bench: `TOKBENCH_PRESET`, else the one `tokbench run` picks for this device.
+pub fn preset() -> &'static Preset {
+    match std::env::var("TOKBENCH_PRESET") {
+        Ok(name) if !name.is_empty() => presets::find(&name).unwrap_or_else(|e| {
+            eprintln!("tokbench bench: TOKBENCH_PRESET: {e}");
+            std::process::exit(2)
+        }),
+        _ => tokbench::workload::plan::default_preset(
+            ctx(),
+            tokbench::workload::plan::memory_budget(ctx(), None),
+            tokbench::kernels::WeightDtype::F32,
+        ),
+    }
+}
+
+/// Prompt length and decode depth for the benches.
+pub fn sizes() -> (u32, u32) {
+    if quick() { (64, 128) } else { (512, 512) }
+}
+
+/// Criterion settings: GPU workloads take long per iteration, so few samples.
+pub fn criterion() -> criterion::Criterion {
+    let c = criterion::Criterion::default()
+        .sample_size(10)
+        .configure_from_args();
+    if quick() {
+        c.warm_up_time(Duration::from_millis(500))
+            .measurement_time(Duration::from_secs(2))
+    } else {
+        c.warm_up_time(Duration::from_secs(2))
+            .measurement_time(Duration::from_secs(10))
+    }
+}
+
+/// Total GPU time of `iters` executions (timestamp queries where the adapter has them), as
+/// criterion's `iter_custom` wants it.
+pub fn gpu_time(work: &dyn PassRecorder, iters: u64) -> Duration {
+    let mut total = 0.0;
+    let mut left = iters;
+    while left > 0 {
+        let batch = left.min(u64::from(MAX_RUNS_PER_BATCH)) as u32;
+        total += ctx()
+            .time_runs(work, batch)
+            .expect("timed run")
+            .iter()
+            .sum::<f64>();
+        left -= u64::from(batch);
+    }
+    Duration::from_secs_f64(total)
+}

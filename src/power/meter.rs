@@ -1,0 +1,1281 @@
+//! [`PowerMeter`]: chooses the source, measures idle power, and turns measured windows into
+//! [`PowerRecord`]s.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::command::CommandSource;
+use super::declared::DeclaredSource;
+use super::hwmon::HwmonSource;
+use super::integrate::{counter_delta_j, integrate_window};
+use super::nvml::{self, NvmlApi, RealNvml};
+use super::rapl::RaplSource;
+use super::sampler::{Sample, Sampler};
+use super::source::{CounterSnapshot, PowerSource, ReadingValue};
+use super::{AdapterIdentity, PowerOptions, PowerRequest, VENDOR_AMD, VENDOR_INTEL, VENDOR_NVIDIA};
+use crate::InputError;
+use crate::result::{PowerAttempt, PowerRecord, PowerSetup, Provenance};
+
+/// Cross-check and counter differing by more than this share of the counter get a warning.
+const CROSS_CHECK_TOLERANCE: f64 = 0.10;
+/// Below this share of the window covered by good samples, a sampled figure is not given.
+const MIN_COVERAGE: f64 = 0.5;
+/// Below this coverage a sampled figure carries a warning.
+const WARN_COVERAGE: f64 = 0.9;
+/// A sampled window should hold at least this many sampling periods.
+const MIN_PERIODS_PER_WINDOW: f64 = 2.0;
+
+/// Loads NVML: the real library, or a scripted one in tests.
+pub(crate) type NvmlLoader<'a> = &'a dyn Fn(Option<&Path>) -> Result<Arc<dyn NvmlApi>, String>;
+
+/// The power source of a run, its sampler threads, and its idle power.
+///
+/// Open it once before any workload (a source asked for explicitly that cannot work fails
+/// then, as an input error), measure idle power, then bracket each workload's measured window
+/// with [`begin`](Self::begin) and [`end`](Self::end). Windows are measured one after another,
+/// never overlapping; a window runs from `begin` to `end`, so call them right before the first
+/// timed submit and right after the last completion.
+///
+/// ```
+/// use tokbench::power::{AdapterIdentity, PowerMeter, PowerOptions, PowerRequest, token_energy};
+///
+/// let opts = PowerOptions {
+///     requested: PowerRequest::Declared,
+///     watts: Some(65.0),
+///     ..PowerOptions::default()
+/// };
+/// let adapter = AdapterIdentity { name: "llvmpipe".into(), cpu_adapter: true, ..Default::default() };
+/// let mut meter = PowerMeter::open(&opts, &adapter)?; // before any workload
+/// meter.measure_idle()?; // nothing to measure for declared power
+/// let start = meter.begin();
+/// // ... the workload's timed executions ...
+/// let record = meter.end(start, 10);
+/// assert_eq!(record.avg_power_w, Some(65.0));
+/// assert_eq!(token_energy(Some(1300.0), &record).tokens_per_j, Some(20.0));
+/// # Ok::<(), anyhow::Error>(())
+/// ```
+pub struct PowerMeter {
+    requested: PowerRequest,
+    tried: Vec<PowerAttempt>,
+    active: Option<Active>,
+    /// Why there is no source, for every record when there is none.
+    no_source_reason: String,
+    hz: f64,
+    idle_s: f64,
+    min_energy_s: f64,
+    idle_power_w: Option<f64>,
+    idle_measured_s: f64,
+    idle_note: Option<String>,
+}
+
+/// The source in use.
+struct Active {
+    source: Arc<dyn PowerSource>,
+    /// Present for sampled sources.
+    sampler: Option<Sampler>,
+    /// Sampled power beside a counter (NVML).
+    cross_check: Option<(Arc<dyn PowerSource>, Sampler)>,
+    /// Warnings that hold for every figure (an ambiguous device match, RAPL for a GPU).
+    notes: Vec<String>,
+}
+
+/// The start of a measured window, from [`PowerMeter::begin`].
+#[derive(Debug, Clone)]
+pub struct WindowStart {
+    at: Instant,
+    /// Counter sources: the counters at the start, or why they could not be read.
+    counter: Option<Result<CounterSnapshot, String>>,
+}
+
+impl WindowStart {
+    /// When the window started (monotonic clock).
+    pub fn at(&self) -> Instant {
+        self.at
+    }
+}
+
+/// A source that could be used, as found by [`PowerMeter::open`].
+struct Found {
+    source: Arc<dyn PowerSource>,
+    cross_check: Option<Arc<dyn PowerSource>>,
+    notes: Vec<String>,
+}
+
+impl PowerMeter {
+    /// Validates `opts` and opens the source they ask for, for `adapter`.
+    ///
+    /// Fails with an [`InputError`] (exit code 2, before any work) for bad options or when a
+    /// source asked for explicitly cannot work. Under `auto`, unusable sources are skipped and
+    /// recorded; finding none is not an error (every record is then `unavailable`).
+    pub fn open(opts: &PowerOptions, adapter: &AdapterIdentity) -> anyhow::Result<Self> {
+        Self::open_with(opts, adapter, &|library| {
+            RealNvml::load(library).map(|n| Arc::new(n) as Arc<dyn NvmlApi>)
+        })
+    }
+
+    /// [`open`](Self::open) with NVML loaded by `load_nvml`.
+    pub(crate) fn open_with(
+        opts: &PowerOptions,
+        adapter: &AdapterIdentity,
+        load_nvml: NvmlLoader<'_>,
+    ) -> anyhow::Result<Self> {
+        opts.validate()?;
+        let mut meter = Self {
+            requested: opts.requested,
+            tried: Vec::new(),
+            active: None,
+            no_source_reason: String::new(),
+            hz: opts.hz,
+            idle_s: opts.idle_s,
+            min_energy_s: opts.min_energy_s,
+            idle_power_w: None,
+            idle_measured_s: 0.0,
+            idle_note: None,
+        };
+        let auto = opts.requested == PowerRequest::Auto;
+        let order: Vec<PowerRequest> = match opts.requested {
+            PowerRequest::None => {
+                meter.no_source_reason = "power measurement is off (--power-source none)".into();
+                return Ok(meter);
+            }
+            PowerRequest::Auto => vec![
+                PowerRequest::Nvml,
+                PowerRequest::Hwmon,
+                PowerRequest::Rapl,
+                PowerRequest::Command,
+                PowerRequest::Declared,
+            ],
+            explicit => vec![explicit],
+        };
+
+        let mut found: Option<Found> = None;
+        for kind in order {
+            if let Some(f) = &found {
+                // Say why a source the user gave was not used.
+                let given = match kind {
+                    PowerRequest::Command => opts.command.is_some(),
+                    PowerRequest::Declared => opts.watts.is_some(),
+                    _ => false,
+                };
+                if given {
+                    meter.tried.push(PowerAttempt {
+                        source: kind.to_string(),
+                        used: false,
+                        detail: format!(
+                            "not used: auto found {} first; pass --power-source {kind} to use it",
+                            f.source.name()
+                        ),
+                    });
+                }
+                continue;
+            }
+            match find(kind, opts, adapter, auto, load_nvml) {
+                Ok(f) => {
+                    let mut detail = f.source.describe();
+                    for note in &f.notes {
+                        detail += &format!("; {note}");
+                    }
+                    meter.tried.push(PowerAttempt {
+                        source: kind.to_string(),
+                        used: true,
+                        detail,
+                    });
+                    found = Some(f);
+                }
+                Err(why) if auto => meter.tried.push(PowerAttempt {
+                    source: kind.to_string(),
+                    used: false,
+                    detail: why,
+                }),
+                Err(why) => {
+                    return Err(InputError::new(format!("--power-source {kind}: {why}")).into());
+                }
+            }
+        }
+
+        match found {
+            Some(f) => meter.active = Some(start(f, opts.hz)?),
+            None => {
+                let why: Vec<String> = meter
+                    .tried
+                    .iter()
+                    .map(|a| format!("{}: {}", a.source, a.detail))
+                    .collect();
+                meter.no_source_reason = format!(
+                    "no power source available ({}); give --watts W or --power-cmd 'CMD'",
+                    why.join("; ")
+                );
+            }
+        }
+        Ok(meter)
+    }
+
+    /// Measures idle power for `idle_s` seconds (at least the source's minimum window) with
+    /// the source in use, before any workload. Does nothing for `idle_s` 0, declared power, or
+    /// no source. A failed measurement leaves idle power unknown, with a warning on every
+    /// record; it is not an error.
+    pub fn measure_idle(&mut self) -> anyhow::Result<()> {
+        let measurable = self
+            .active
+            .as_ref()
+            .is_some_and(|a| a.source.provenance() != Provenance::Declared);
+        if self.idle_s <= 0.0 || !measurable {
+            return Ok(());
+        }
+        let duration_s = self.idle_s.max(self.min_window_s());
+        let start = self.begin();
+        std::thread::sleep(Duration::from_secs_f64(duration_s));
+        let record = self.end(start, 0);
+        match record.avg_power_w {
+            Some(w) => {
+                self.idle_power_w = Some(w);
+                self.idle_measured_s = record.window_s;
+            }
+            None => {
+                self.idle_note = Some(format!(
+                    "idle power unknown: {}",
+                    record.reason.as_deref().unwrap_or("no figure")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The run's power arrangement, for the result document.
+    pub fn setup(&self) -> PowerSetup {
+        if self.requested == PowerRequest::None {
+            return PowerSetup::none("none", "--power-source none");
+        }
+        let active = self.active.as_ref();
+        PowerSetup {
+            requested: self.requested.to_string(),
+            source: active.map(|a| a.source.name().to_string()),
+            scope: active.map(|a| a.source.scope()),
+            tried: self.tried.clone(),
+            idle_power_w: self.idle_power_w,
+            idle_s: self.idle_measured_s,
+            cross_check_source: active
+                .and_then(|a| a.cross_check.as_ref())
+                .map(|(s, _)| format!("{}-sampled", s.name())),
+        }
+    }
+
+    /// Idle power measured by [`measure_idle`](Self::measure_idle), in watts.
+    pub fn idle_power_w(&self) -> Option<f64> {
+        self.idle_power_w
+    }
+
+    /// The shortest measured window, in seconds, that gives a trustworthy figure with this
+    /// source (NVML: 1 s; sampled sources: two sampling periods), and at least
+    /// `--min-energy-s`. The measurement loop should stretch windows to it.
+    pub fn min_window_s(&self) -> f64 {
+        let source_s = self.active.as_ref().map_or(0.0, |a| {
+            let sampled = a.source.provenance() == Provenance::MeasuredSampled;
+            let periods = if sampled {
+                MIN_PERIODS_PER_WINDOW / self.hz
+            } else {
+                0.0
+            };
+            a.source.min_window_s().max(periods)
+        });
+        source_s.max(self.min_energy_s)
+    }
+
+    /// Marks the start of a measured window: reads a counter source now.
+    pub fn begin(&self) -> WindowStart {
+        let Some(a) = &self.active else {
+            return WindowStart {
+                at: Instant::now(),
+                counter: None,
+            };
+        };
+        for sampler in a.sampler.iter().chain(a.cross_check.iter().map(|(_, s)| s)) {
+            sampler.forget_before(Instant::now());
+        }
+        if a.source.provenance() == Provenance::MeasuredCounter {
+            let (at, counter) = read_counter(a.source.as_ref());
+            WindowStart {
+                at,
+                counter: Some(counter),
+            }
+        } else {
+            WindowStart {
+                at: Instant::now(),
+                counter: None,
+            }
+        }
+    }
+
+    /// Ends the window begun by `start`, in which the workload ran `executions` times, and
+    /// gives its power record. Never fails: a source that fails now gives an `unavailable`
+    /// record with a warning, and the next window tries again.
+    pub fn end(&self, start: WindowStart, executions: u64) -> PowerRecord {
+        let Some(a) = &self.active else {
+            let window_s = start.at.elapsed().as_secs_f64();
+            return PowerRecord::unavailable(self.no_source_reason.clone(), window_s, executions);
+        };
+        let mut record = match a.source.provenance() {
+            Provenance::MeasuredCounter => self.end_counter(a, &start, executions),
+            Provenance::MeasuredSampled => self.end_sampled(a, &start, Instant::now(), executions),
+            Provenance::Declared => self.end_declared(a, &start, executions),
+            Provenance::Unavailable => {
+                let window_s = start.at.elapsed().as_secs_f64();
+                PowerRecord::unavailable("the source gives no figures", window_s, executions)
+            }
+        };
+        if record.provenance != Provenance::Unavailable {
+            let min_s = self.min_window_s();
+            if record.window_s < min_s {
+                record.warnings.push(format!(
+                    "the window ({:.3} s) is shorter than the {min_s:.1} s this source needs; \
+                     the figure is rough",
+                    record.window_s
+                ));
+            }
+        }
+        record.warnings.extend(a.notes.iter().cloned());
+        record.warnings.extend(self.idle_note.iter().cloned());
+        record
+    }
+
+    fn end_declared(&self, a: &Active, start: &WindowStart, executions: u64) -> PowerRecord {
+        let window_s = start.at.elapsed().as_secs_f64();
+        let watts = match a.source.read().map(|r| r.value) {
+            Ok(ReadingValue::Power { watts }) => watts,
+            _ => return self.failed(a, "declared power unreadable", window_s, executions),
+        };
+        PowerRecord {
+            source: Some(a.source.name().into()),
+            scope: Some(a.source.scope()),
+            provenance: Provenance::Declared,
+            method: Some("declared-constant".into()),
+            reason: None,
+            energy_j: Some(watts * window_s),
+            // Exactly W, so tokens/J is exactly tokens/s ÷ W.
+            avg_power_w: Some(watts),
+            idle_power_w: None,
+            dynamic_energy_j: None,
+            window_s,
+            executions,
+            samples: None,
+            coverage: None,
+            max_gap_s: None,
+            cross_check_power_w: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn end_counter(&self, a: &Active, start: &WindowStart, executions: u64) -> PowerRecord {
+        let (end_at, end_counter) = read_counter(a.source.as_ref());
+        let window_s = (end_at - start.at).as_secs_f64();
+        let begin = match &start.counter {
+            Some(Ok(c)) => c,
+            Some(Err(e)) => {
+                let why = format!("energy counter unreadable at the window's start: {e}");
+                return self.failed(a, &why, window_s, executions);
+            }
+            None => {
+                return self.failed(
+                    a,
+                    "the window was begun without a source",
+                    window_s,
+                    executions,
+                );
+            }
+        };
+        let end = match end_counter {
+            Ok(c) => c,
+            Err(e) => {
+                let why = format!("energy counter unreadable at the window's end: {e}");
+                return self.failed(a, &why, window_s, executions);
+            }
+        };
+        let energy_j = match counter_delta_j(begin, &end) {
+            Ok(j) => j,
+            Err(fault) => return self.failed(a, &fault.to_string(), window_s, executions),
+        };
+        if energy_j <= 0.0 {
+            let why = format!(
+                "the energy counter did not advance over the {window_s:.3} s window (it updates \
+                 less often than that)"
+            );
+            return self.failed(a, &why, window_s, executions);
+        }
+        let mut record = self.measured(
+            a,
+            Provenance::MeasuredCounter,
+            "counter-delta",
+            energy_j,
+            window_s,
+            executions,
+        );
+        if let Some((cc, sampler)) = &a.cross_check {
+            let ws = sampler.window(start.at, end_at);
+            let figure = integrate_window(&ws.trace, 0.0, window_s)
+                .filter(|i| i.coverage >= MIN_COVERAGE && i.energy_j > 0.0);
+            if let Some(i) = figure {
+                let cc_w = i.energy_j / window_s;
+                let counter_w = energy_j / window_s;
+                record.cross_check_power_w = Some(cc_w);
+                let off = (cc_w - counter_w) / counter_w;
+                if off.abs() > CROSS_CHECK_TOLERANCE {
+                    record.warnings.push(format!(
+                        "cross-check: {} sampled power averaged {cc_w:.1} W, {:+.0}% from the \
+                         counter's {counter_w:.1} W",
+                        cc.name(),
+                        off * 100.0
+                    ));
+                }
+            }
+        }
+        record
+    }
+
+    fn end_sampled(
+        &self,
+        a: &Active,
+        start: &WindowStart,
+        end_at: Instant,
+        executions: u64,
+    ) -> PowerRecord {
+        let window_s = (end_at - start.at).as_secs_f64();
+        let Some(sampler) = &a.sampler else {
+            return self.failed(a, "no sampler for a sampled source", window_s, executions);
+        };
+        let ws = sampler.window(start.at, end_at);
+        let failed = ws.failures.len();
+        let first_failure = ws.failures.first().cloned().unwrap_or_default();
+        let Some(integral) = integrate_window(&ws.trace, 0.0, window_s) else {
+            let why = if failed > 0 {
+                format!("every power reading in the window failed: {first_failure}")
+            } else {
+                "no power reading in or around the window".to_string()
+            };
+            return self.failed(a, &why, window_s, executions);
+        };
+        if failed > ws.attempted - failed || integral.coverage < MIN_COVERAGE {
+            let why = format!(
+                "{failed} of {} power readings in the window failed, good readings cover {:.0}% \
+                 of it{}",
+                ws.attempted,
+                integral.coverage * 100.0,
+                if failed > 0 {
+                    format!(" (first failure: {first_failure})")
+                } else {
+                    String::new()
+                }
+            );
+            return self.failed(a, &why, window_s, executions);
+        }
+        if integral.energy_j <= 0.0 {
+            return self.failed(
+                a,
+                "the source read 0 W throughout the window",
+                window_s,
+                executions,
+            );
+        }
+        let mut record = self.measured(
+            a,
+            Provenance::MeasuredSampled,
+            "trapezoid",
+            integral.energy_j,
+            window_s,
+            executions,
+        );
+        record.samples = Some(integral.samples);
+        record.coverage = Some(integral.coverage);
+        record.max_gap_s = Some(integral.max_gap_s);
+        if failed > 0 {
+            record.warnings.push(format!(
+                "{failed} of {} power readings in the window failed: {first_failure}",
+                ws.attempted
+            ));
+        }
+        if integral.coverage < WARN_COVERAGE {
+            record.warnings.push(format!(
+                "power samples cover only {:.0}% of the window",
+                integral.coverage * 100.0
+            ));
+        }
+        record
+    }
+
+    /// A measured figure, with idle and dynamic energy where idle power is known.
+    fn measured(
+        &self,
+        a: &Active,
+        provenance: Provenance,
+        method: &str,
+        energy_j: f64,
+        window_s: f64,
+        executions: u64,
+    ) -> PowerRecord {
+        PowerRecord {
+            source: Some(a.source.name().into()),
+            scope: Some(a.source.scope()),
+            provenance,
+            method: Some(method.into()),
+            reason: None,
+            energy_j: Some(energy_j),
+            avg_power_w: Some(energy_j / window_s),
+            idle_power_w: self.idle_power_w,
+            dynamic_energy_j: self.idle_power_w.map(|idle| energy_j - idle * window_s),
+            window_s,
+            executions,
+            samples: None,
+            coverage: None,
+            max_gap_s: None,
+            cross_check_power_w: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The record of a window the source failed in: unavailable, saying why.
+    fn failed(&self, a: &Active, why: &str, window_s: f64, executions: u64) -> PowerRecord {
+        let mut r = PowerRecord::unavailable(why, window_s, executions);
+        r.source = Some(a.source.name().into());
+        r.warnings.push(format!(
+            "{} gave no figure for this window: {why}",
+            a.source.name()
+        ));
+        r
+    }
+}
+
+/// Reads a counter source, time-stamped at the middle of the read.
+fn read_counter(source: &dyn PowerSource) -> (Instant, Result<CounterSnapshot, String>) {
+    let t0 = Instant::now();
+    let counter = source
+        .read()
+        .and_then(|r| r.counter())
+        .map_err(|e| format!("{e:#}"));
+    let t1 = Instant::now();
+    (t0 + (t1 - t0) / 2, counter)
+}
+
+/// Tries one source; `Err` says why it cannot be used.
+fn find(
+    kind: PowerRequest,
+    opts: &PowerOptions,
+    adapter: &AdapterIdentity,
+    auto: bool,
+    load_nvml: NvmlLoader<'_>,
+) -> Result<Found, String> {
+    let plain = |source: Arc<dyn PowerSource>, notes: Vec<String>| Found {
+        source,
+        cross_check: None,
+        notes,
+    };
+    let found = match kind {
+        PowerRequest::Nvml => {
+            if auto && adapter.vendor_id != VENDOR_NVIDIA {
+                return Err(format!(
+                    "the adapter {} is not an NVIDIA GPU",
+                    adapter.describe()
+                ));
+            }
+            let api = load_nvml(opts.nvml_library.as_deref())?;
+            let choice = nvml::open(api, adapter)?;
+            Found {
+                source: choice.primary,
+                cross_check: choice.cross_check,
+                notes: choice.notes,
+            }
+        }
+        PowerRequest::Hwmon => {
+            if auto && adapter.cpu_adapter {
+                return Err(format!(
+                    "the adapter {} is a CPU device",
+                    adapter.describe()
+                ));
+            }
+            if auto && ![VENDOR_INTEL, VENDOR_AMD].contains(&adapter.vendor_id) {
+                return Err(format!(
+                    "the adapter {} is not an Intel or AMD GPU",
+                    adapter.describe()
+                ));
+            }
+            let (source, notes) = HwmonSource::open(&opts.sysfs_root, adapter)?;
+            plain(Arc::new(source), notes)
+        }
+        PowerRequest::Rapl => {
+            let source = RaplSource::open(&opts.sysfs_root)?;
+            let notes = if adapter.cpu_adapter {
+                Vec::new()
+            } else {
+                vec![
+                    "rapl measures the CPU package(s): that includes an integrated GPU, not a \
+                     discrete one"
+                        .to_string(),
+                ]
+            };
+            plain(Arc::new(source), notes)
+        }
+        PowerRequest::Command => {
+            let Some(cmd) = &opts.command else {
+                return Err("no --power-cmd given".into());
+            };
+            let source =
+                CommandSource::new(cmd.clone(), opts.command_scope, opts.command_timeout());
+            plain(Arc::new(source), Vec::new())
+        }
+        PowerRequest::Declared => {
+            let Some(watts) = opts.watts else {
+                return Err("no --watts given".into());
+            };
+            plain(
+                Arc::new(DeclaredSource::new(watts, opts.command_scope)),
+                Vec::new(),
+            )
+        }
+        PowerRequest::Auto | PowerRequest::None => {
+            return Err(format!("{kind} is not a source"));
+        }
+    };
+    // One read now, so a source that cannot work is found before any workload.
+    found.source.read().map_err(|e| format!("{e:#}"))?;
+    Ok(found)
+}
+
+/// Starts the sampler threads a source needs.
+fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
+    let sampler = if found.source.provenance() == Provenance::MeasuredSampled {
+        // The read that proved the source works is its first sample.
+        let t0 = Instant::now();
+        let watts = found
+            .source
+            .read()
+            .and_then(|r| r.watts())
+            .map_err(|e| format!("{e:#}"));
+        let first = Sample {
+            at: t0 + t0.elapsed() / 2,
+            watts,
+        };
+        Some(Sampler::start(found.source.clone(), hz, Some(first))?)
+    } else {
+        None
+    };
+    let cross_check = match found.cross_check {
+        Some(cc) => Some((cc.clone(), Sampler::start(cc, hz, None)?)),
+        None => None,
+    };
+    Ok(Active {
+        source: found.source,
+        sampler,
+        cross_check,
+        notes: found.notes,
+    })
+}
+
+/// Tokens per joule and its companions for one window.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct TokenEnergy {
+    /// Tokens per joule: tokens/s per watt.
+    pub tokens_per_j: Option<f64>,
+    /// Tokens per joule of energy above idle.
+    pub tokens_per_j_dynamic: Option<f64>,
+    /// Joules per token: 1 / tokens_per_j.
+    pub j_per_token: Option<f64>,
+}
+
+/// Tokens per joule from a throughput and a window's power record: `tokens_per_s /
+/// avg_power_w`, which is tokens in the window / joules in the window when `tokens_per_s` is
+/// the window's own throughput (tokens × executions / window_s). With declared power W it is
+/// exactly `tokens_per_s / W`. Every figure is `None` without power (or without tokens); the
+/// dynamic one also without idle power, or when the window drew no more than idle.
+pub fn token_energy(tokens_per_s: Option<f64>, power: &PowerRecord) -> TokenEnergy {
+    let (Some(tps), Some(avg_w)) = (tokens_per_s, power.avg_power_w) else {
+        return TokenEnergy::default();
+    };
+    if !(tps.is_finite() && avg_w.is_finite() && avg_w > 0.0) {
+        return TokenEnergy::default();
+    }
+    let tokens_per_j = tps / avg_w;
+    let above_idle_w = power.idle_power_w.map(|idle| avg_w - idle);
+    TokenEnergy {
+        tokens_per_j: Some(tokens_per_j),
+        tokens_per_j_dynamic: above_idle_w.filter(|&w| w > 0.0).map(|w| tps / w),
+        j_per_token: (tokens_per_j > 0.0).then(|| 1.0 / tokens_per_j),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::power::hwmon::tests::{fake_hwmon, gpu};
+    use crate::power::nvml::fake::{Energy, FakeDevice, FakeNvml};
+    use crate::power::rapl::tests::{fake_rapl, set_energy};
+    use crate::result::Scope;
+    use std::collections::VecDeque;
+    use std::fs;
+
+    fn lavapipe() -> AdapterIdentity {
+        AdapterIdentity {
+            name: "llvmpipe (LLVM 15.0.6, 256 bits)".into(),
+            vendor_id: 0x10005,
+            device_id: 0,
+            cpu_adapter: true,
+            pci_bus_id: None,
+        }
+    }
+
+    fn h100() -> AdapterIdentity {
+        AdapterIdentity {
+            name: "NVIDIA H100 80GB HBM3".into(),
+            vendor_id: VENDOR_NVIDIA,
+            device_id: 0x2330,
+            cpu_adapter: false,
+            pci_bus_id: Some("0000:01:00.0".into()),
+        }
+    }
+
+    /// Options over an empty fake sysfs tree, sampling fast so tests stay short.
+    fn opts(root: &Path, requested: PowerRequest) -> PowerOptions {
+        PowerOptions {
+            requested,
+            sysfs_root: root.to_path_buf(),
+            hz: 50.0,
+            idle_s: 0.0,
+            nvml_library: Some("/nonexistent/libnvidia-ml.so.1".into()),
+            ..PowerOptions::default()
+        }
+    }
+
+    fn no_nvml(_: Option<&Path>) -> Result<Arc<dyn NvmlApi>, String> {
+        Err("no NVML in this test".into())
+    }
+
+    fn is_input_error(e: &anyhow::Error) -> bool {
+        e.chain().any(|c| c.is::<InputError>())
+    }
+
+    fn window(meter: &PowerMeter, ms: u64) -> PowerRecord {
+        let start = meter.begin();
+        std::thread::sleep(Duration::from_millis(ms));
+        meter.end(start, 7)
+    }
+
+    fn close(a: f64, b: f64, rel: f64) -> bool {
+        (a - b).abs() <= rel * b.abs()
+    }
+
+    #[test]
+    fn declared_watts_give_w_times_window_and_tokens_per_s_over_w() {
+        let root = tempfile::tempdir().unwrap();
+        let o = PowerOptions {
+            watts: Some(65.0),
+            ..opts(root.path(), PowerRequest::Declared)
+        };
+        let mut meter = PowerMeter::open(&o, &lavapipe()).unwrap();
+        meter.measure_idle().unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.source.as_deref(), Some("declared"));
+        assert_eq!(setup.idle_power_w, None);
+        let r = window(&meter, 20);
+        assert_eq!(r.provenance, Provenance::Declared);
+        assert_eq!(r.method.as_deref(), Some("declared-constant"));
+        assert_eq!(r.energy_j, Some(65.0 * r.window_s));
+        assert_eq!(r.avg_power_w, Some(65.0));
+        assert_eq!((r.idle_power_w, r.dynamic_energy_j), (None, None));
+        assert_eq!(r.executions, 7);
+        for tps in [1.0, 123.456, 98765.4321] {
+            let te = token_energy(Some(tps), &r);
+            assert_eq!(te.tokens_per_j, Some(tps / 65.0));
+            assert_eq!(te.j_per_token, Some(1.0 / (tps / 65.0)));
+            assert_eq!(te.tokens_per_j_dynamic, None);
+        }
+        // Tokens in the window over joules in the window: the same, to rounding.
+        let tokens = 1000.0;
+        let te = token_energy(Some(tokens / r.window_s), &r);
+        assert!(close(
+            te.tokens_per_j.unwrap(),
+            tokens / r.energy_j.unwrap(),
+            1e-12
+        ));
+    }
+
+    #[test]
+    fn none_gives_unavailable_records_with_null_numbers() {
+        let root = tempfile::tempdir().unwrap();
+        let meter = PowerMeter::open(&opts(root.path(), PowerRequest::None), &lavapipe()).unwrap();
+        assert_eq!(
+            meter.setup(),
+            PowerSetup::none("none", "--power-source none")
+        );
+        let r = window(&meter, 1);
+        assert_eq!(r.provenance, Provenance::Unavailable);
+        assert!(r.reason.unwrap().contains("--power-source none"));
+        assert_eq!((r.energy_j, r.avg_power_w, r.scope), (None, None, None));
+        assert_eq!(
+            token_energy(Some(100.0), &window(&meter, 1)),
+            TokenEnergy::default()
+        );
+    }
+
+    #[test]
+    fn bad_options_fail_as_input_errors_before_anything_opens() {
+        let root = tempfile::tempdir().unwrap();
+        for watts in [0.0, -65.0, f64::NAN] {
+            let o = PowerOptions {
+                watts: Some(watts),
+                ..opts(root.path(), PowerRequest::Auto)
+            };
+            let err = PowerMeter::open(&o, &lavapipe()).err().unwrap();
+            assert!(is_input_error(&err), "{err:#}");
+            assert_eq!(crate::exit_code_for(&err), std::process::ExitCode::from(2));
+        }
+    }
+
+    #[test]
+    fn rapl_counts_energy_across_a_wrap_and_several_packages() {
+        let root = tempfile::tempdir().unwrap();
+        let range = 262_143_328_850;
+        fake_rapl(
+            root.path(),
+            &[(range - 1_000_000, range), (5_000_000, range)],
+        );
+        let meter = PowerMeter::open(&opts(root.path(), PowerRequest::Rapl), &lavapipe()).unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.source.as_deref(), Some("rapl"));
+        assert_eq!(setup.scope, Some(Scope::CpuPackage));
+        let start = meter.begin();
+        std::thread::sleep(Duration::from_millis(10));
+        set_energy(root.path(), 0, 2_000_000); // wrapped: 3 J
+        set_energy(root.path(), 1, 6_500_000); // 1.5 J
+        let r = meter.end(start, 3);
+        assert_eq!(r.provenance, Provenance::MeasuredCounter);
+        assert_eq!(r.method.as_deref(), Some("counter-delta"));
+        assert!(close(r.energy_j.unwrap(), 4.5, 1e-12), "{r:?}");
+        assert!(close(r.avg_power_w.unwrap(), 4.5 / r.window_s, 1e-12));
+        assert_eq!(r.samples, None);
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn a_counter_that_vanishes_mid_run_degrades_that_window_only() {
+        let root = tempfile::tempdir().unwrap();
+        fake_rapl(root.path(), &[(1_000_000, 1 << 40)]);
+        let meter = PowerMeter::open(&opts(root.path(), PowerRequest::Rapl), &lavapipe()).unwrap();
+        let energy = root.path().join("class/powercap/intel-rapl:0/energy_uj");
+        let start = meter.begin();
+        fs::remove_file(&energy).unwrap();
+        let r = meter.end(start, 1);
+        assert_eq!(r.provenance, Provenance::Unavailable);
+        assert_eq!(r.energy_j, None);
+        assert!(r.reason.as_deref().unwrap().contains("energy_uj"), "{r:?}");
+        assert!(
+            r.warnings.iter().any(|w| w.contains("rapl gave no figure")),
+            "{r:?}"
+        );
+        // The next window tries again.
+        set_energy(root.path(), 0, 1_000_000);
+        let start = meter.begin();
+        set_energy(root.path(), 0, 3_000_000);
+        let r = meter.end(start, 1);
+        assert!(close(r.energy_j.unwrap(), 2.0, 1e-12), "{r:?}");
+        // A counter that does not move gives no figure rather than 0 W.
+        let r = window(&meter, 1);
+        assert_eq!(r.provenance, Provenance::Unavailable);
+        assert!(r.reason.unwrap().contains("did not advance"));
+    }
+
+    #[test]
+    fn explicit_sources_that_cannot_work_are_input_errors() {
+        let root = tempfile::tempdir().unwrap();
+        for req in [PowerRequest::Rapl, PowerRequest::Hwmon] {
+            let err = PowerMeter::open_with(&opts(root.path(), req), &gpu(VENDOR_AMD, 1), &no_nvml)
+                .err()
+                .unwrap();
+            assert!(is_input_error(&err), "{err:#}");
+            assert!(
+                err.to_string()
+                    .starts_with(&format!("--power-source {req}:")),
+                "{err}"
+            );
+        }
+        // An unreadable RAPL counter.
+        fake_rapl(root.path(), &[(1, 100)]);
+        let energy = root.path().join("class/powercap/intel-rapl:0/energy_uj");
+        fs::remove_file(&energy).unwrap();
+        fs::create_dir(&energy).unwrap();
+        let err = PowerMeter::open(&opts(root.path(), PowerRequest::Rapl), &lavapipe())
+            .err()
+            .unwrap();
+        assert!(
+            is_input_error(&err) && err.to_string().contains("energy_uj"),
+            "{err}"
+        );
+        // NVML asked for, and missing.
+        let err = PowerMeter::open(&opts(root.path(), PowerRequest::Nvml), &h100())
+            .err()
+            .unwrap();
+        assert!(
+            is_input_error(&err) && err.to_string().contains("cannot load"),
+            "{err}"
+        );
+        // A command that fails, prints garbage or hangs.
+        for cmd in ["exit 1", "echo garbage", "sleep 30"] {
+            let o = PowerOptions {
+                command: Some(cmd.into()),
+                command_timeout_s: Some(0.2),
+                ..opts(root.path(), PowerRequest::Command)
+            };
+            let t0 = Instant::now();
+            let err = PowerMeter::open(&o, &lavapipe()).err().unwrap();
+            assert!(is_input_error(&err), "{cmd}: {err:#}");
+            assert!(t0.elapsed() < Duration::from_secs(2), "{cmd}");
+        }
+    }
+
+    #[test]
+    fn auto_on_a_cpu_adapter_records_every_source_and_uses_rapl() {
+        let root = tempfile::tempdir().unwrap();
+        fake_rapl(root.path(), &[(1, 1 << 40)]);
+        let o = PowerOptions {
+            watts: Some(65.0),
+            ..opts(root.path(), PowerRequest::Auto)
+        };
+        let meter = PowerMeter::open_with(&o, &lavapipe(), &no_nvml).unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.requested, "auto");
+        assert_eq!(setup.source.as_deref(), Some("rapl"));
+        let tried: Vec<(&str, bool)> = setup
+            .tried
+            .iter()
+            .map(|a| (a.source.as_str(), a.used))
+            .collect();
+        assert_eq!(
+            tried,
+            [
+                ("nvml", false),
+                ("hwmon", false),
+                ("rapl", true),
+                ("declared", false)
+            ]
+        );
+        assert!(setup.tried[0].detail.contains("not an NVIDIA GPU"));
+        assert!(setup.tried[1].detail.contains("CPU device"));
+        assert!(setup.tried[2].detail.contains("package-0"));
+        assert!(setup.tried[3].detail.contains("--power-source declared"));
+    }
+
+    #[test]
+    fn auto_with_nothing_measurable_falls_back_to_declared_or_unavailable() {
+        let root = tempfile::tempdir().unwrap();
+        let o = PowerOptions {
+            watts: Some(65.0),
+            ..opts(root.path(), PowerRequest::Auto)
+        };
+        let meter = PowerMeter::open_with(&o, &lavapipe(), &no_nvml).unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.source.as_deref(), Some("declared"));
+        let names: Vec<&str> = setup.tried.iter().map(|a| a.source.as_str()).collect();
+        assert_eq!(names, ["nvml", "hwmon", "rapl", "command", "declared"]);
+        assert!(setup.tried[2].detail.contains("class/powercap"));
+        assert!(setup.tried[3].detail.contains("no --power-cmd"));
+
+        let meter =
+            PowerMeter::open_with(&opts(root.path(), PowerRequest::Auto), &h100(), &no_nvml)
+                .unwrap();
+        let setup = meter.setup();
+        assert_eq!((setup.source, setup.scope), (None, None));
+        assert!(setup.tried.iter().all(|a| !a.used));
+        assert!(setup.tried[0].detail.contains("no NVML in this test"));
+        assert!(setup.tried[1].detail.contains("not an Intel or AMD GPU"));
+        let r = window(&meter, 1);
+        assert_eq!(r.provenance, Provenance::Unavailable);
+        let reason = r.reason.unwrap();
+        assert!(
+            reason.contains("no power source available") && reason.contains("--watts"),
+            "{reason}"
+        );
+        assert_eq!(r.energy_j, None);
+    }
+
+    #[test]
+    fn auto_on_a_gpu_prefers_its_hwmon_and_rapl_on_a_gpu_says_what_it_measures() {
+        let root = tempfile::tempdir().unwrap();
+        fake_rapl(root.path(), &[(1, 1 << 40)]);
+        let adapter = gpu(VENDOR_INTEL, 0x56a0);
+        let meter =
+            PowerMeter::open_with(&opts(root.path(), PowerRequest::Auto), &adapter, &no_nvml)
+                .unwrap();
+        assert_eq!(meter.setup().source.as_deref(), Some("rapl"));
+        let start = meter.begin();
+        set_energy(root.path(), 0, 1_000_001);
+        let r = meter.end(start, 1);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("not a discrete one")),
+            "{r:?}"
+        );
+
+        let hw = fake_hwmon(
+            root.path(),
+            2,
+            "i915",
+            Some((VENDOR_INTEL, 0x56a0)),
+            &[("energy1_input", "1000000\n")],
+        );
+        let meter =
+            PowerMeter::open_with(&opts(root.path(), PowerRequest::Auto), &adapter, &no_nvml)
+                .unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.source.as_deref(), Some("hwmon"));
+        assert_eq!(setup.scope, Some(Scope::GpuPackage));
+        let start = meter.begin();
+        fs::write(hw.join("energy1_input"), "3500000\n").unwrap();
+        let r = meter.end(start, 1);
+        assert_eq!(r.provenance, Provenance::MeasuredCounter);
+        assert!(close(r.energy_j.unwrap(), 2.5, 1e-12));
+    }
+
+    #[test]
+    fn amdgpu_power_is_sampled_and_integrated() {
+        let root = tempfile::tempdir().unwrap();
+        fake_hwmon(
+            root.path(),
+            0,
+            "amdgpu",
+            Some((VENDOR_AMD, 0x73bf)),
+            &[("power1_average", "153000000\n")],
+        );
+        let meter = PowerMeter::open_with(
+            &opts(root.path(), PowerRequest::Hwmon),
+            &gpu(VENDOR_AMD, 0x73bf),
+            &no_nvml,
+        )
+        .unwrap();
+        assert_eq!(meter.min_window_s(), 1.0);
+        let r = window(&meter, 150);
+        assert_eq!(r.provenance, Provenance::MeasuredSampled);
+        assert_eq!(r.method.as_deref(), Some("trapezoid"));
+        assert!(close(r.avg_power_w.unwrap(), 153.0, 1e-9), "{r:?}");
+        assert!(r.samples.unwrap() >= 2, "{r:?}");
+        assert_eq!(r.coverage, Some(1.0));
+        assert!(r.max_gap_s.unwrap() < 0.5, "{r:?}");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("shorter than the 1.0 s")),
+            "{r:?}"
+        );
+    }
+
+    fn nvml_meter(device: FakeDevice) -> PowerMeter {
+        let api = FakeNvml::new(vec![device]);
+        let root = tempfile::tempdir().unwrap();
+        let load = move |_: Option<&Path>| Ok(api.clone() as Arc<dyn NvmlApi>);
+        PowerMeter::open_with(&opts(root.path(), PowerRequest::Auto), &h100(), &load).unwrap()
+    }
+
+    #[test]
+    fn nvml_counter_with_an_agreeing_cross_check() {
+        let meter = nvml_meter(FakeDevice::new(
+            Energy::Rising {
+                watts: 300.0,
+                base_mj: 5_000_000,
+            },
+            Some(300.0),
+        ));
+        let setup = meter.setup();
+        assert_eq!(setup.source.as_deref(), Some("nvml"));
+        assert_eq!(setup.scope, Some(Scope::GpuBoard));
+        assert_eq!(setup.cross_check_source.as_deref(), Some("nvml-sampled"));
+        assert_eq!(meter.min_window_s(), 1.0);
+        let r = window(&meter, 300);
+        assert_eq!(r.provenance, Provenance::MeasuredCounter);
+        assert!(close(r.avg_power_w.unwrap(), 300.0, 0.02), "{r:?}");
+        assert!(close(r.cross_check_power_w.unwrap(), 300.0, 1e-9), "{r:?}");
+        assert!(
+            !r.warnings.iter().any(|w| w.contains("cross-check")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn nvml_cross_check_disagreeing_by_more_than_ten_percent_warns() {
+        let meter = nvml_meter(FakeDevice::new(
+            Energy::Rising {
+                watts: 300.0,
+                base_mj: 0,
+            },
+            Some(200.0),
+        ));
+        let r = window(&meter, 300);
+        assert!(close(r.cross_check_power_w.unwrap(), 200.0, 1e-9), "{r:?}");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("cross-check") && w.contains("-33%")),
+            "{r:?}"
+        );
+    }
+
+    #[test]
+    fn nvml_counter_going_backwards_invalidates_that_window_only() {
+        // Reads: NVML's check, the open probe, then begin/end of each window.
+        let script = VecDeque::from([1_000, 1_000, 9_000_000, 2_000, 3_000, 8_000]);
+        let meter = nvml_meter(FakeDevice::new(Energy::Script(script), None));
+        assert_eq!(meter.setup().cross_check_source, None);
+        let r = window(&meter, 1);
+        assert_eq!(r.provenance, Provenance::Unavailable);
+        assert_eq!(r.source.as_deref(), Some("nvml"));
+        assert!(r.reason.as_deref().unwrap().contains("backwards"), "{r:?}");
+        assert!(r.warnings.iter().any(|w| w.contains("backwards")), "{r:?}");
+        let r = window(&meter, 1);
+        assert!(close(r.energy_j.unwrap(), 5.0, 1e-12), "{r:?}");
+    }
+
+    #[test]
+    fn nvml_without_a_counter_samples_power() {
+        let meter = nvml_meter(FakeDevice::new(Energy::NotSupported, Some(70.0)));
+        assert_eq!(meter.setup().cross_check_source, None);
+        let r = window(&meter, 100);
+        assert_eq!(r.provenance, Provenance::MeasuredSampled);
+        assert!(close(r.avg_power_w.unwrap(), 70.0, 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn nvml_with_nothing_supported_is_skipped_under_auto() {
+        let meter = nvml_meter(FakeDevice::new(Energy::NotSupported, None));
+        let setup = meter.setup();
+        assert_eq!(setup.source, None);
+        assert!(setup.tried[0].detail.contains("not supported"), "{setup:?}");
+    }
+
+    #[test]
+    fn the_real_nvml_with_a_missing_library_is_unavailable_without_a_panic() {
+        let root = tempfile::tempdir().unwrap();
+        let meter = PowerMeter::open(&opts(root.path(), PowerRequest::Auto), &h100()).unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.source, None);
+        assert!(
+            setup.tried[0]
+                .detail
+                .contains("cannot load the NVML library"),
+            "{setup:?}"
+        );
+        let r = window(&meter, 1);
+        assert_eq!(r.provenance, Provenance::Unavailable);
+        assert!(
+            r.reason
+                .unwrap()
+                .contains("nvml: cannot load the NVML library")
+        );
+    }
+
+    #[test]
+    fn a_command_is_sampled_and_idle_power_gives_dynamic_energy() {
+        let root = tempfile::tempdir().unwrap();
+        let watts = root.path().join("watts");
+        fs::write(&watts, "50\n").unwrap();
+        let o = PowerOptions {
+            command: Some(format!("cat '{}'", watts.display())),
+            idle_s: 0.2,
+            ..opts(root.path(), PowerRequest::Command)
+        };
+        let mut meter = PowerMeter::open(&o, &lavapipe()).unwrap();
+        meter.measure_idle().unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.source.as_deref(), Some("command"));
+        assert_eq!(setup.scope, Some(Scope::NodeWall));
+        assert!(close(setup.idle_power_w.unwrap(), 50.0, 1e-9), "{setup:?}");
+        assert!(setup.idle_s >= 0.2);
+
+        fs::write(&watts, "80\n").unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        let r = window(&meter, 200);
+        assert_eq!(r.provenance, Provenance::MeasuredSampled);
+        assert_eq!(r.scope, Some(Scope::NodeWall));
+        assert!(close(r.avg_power_w.unwrap(), 80.0, 1e-9), "{r:?}");
+        assert_eq!(r.idle_power_w, setup.idle_power_w);
+        assert!(
+            close(r.dynamic_energy_j.unwrap(), 30.0 * r.window_s, 1e-9),
+            "{r:?}"
+        );
+        let te = token_energy(Some(800.0), &r);
+        assert!(close(te.tokens_per_j.unwrap(), 10.0, 1e-9));
+        assert!(close(te.tokens_per_j_dynamic.unwrap(), 800.0 / 30.0, 1e-9));
+
+        // The command starts failing: that window is unavailable, and later ones recover.
+        fs::remove_file(&watts).unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        let r = window(&meter, 200);
+        assert_eq!(r.provenance, Provenance::Unavailable, "{r:?}");
+        assert!(r.reason.as_deref().unwrap().contains("failed"), "{r:?}");
+        assert!(
+            r.warnings
+                .iter()
+                .any(|w| w.contains("command gave no figure")),
+            "{r:?}"
+        );
+        fs::write(&watts, "90\n").unwrap();
+        std::thread::sleep(Duration::from_millis(250));
+        let r = window(&meter, 200);
+        assert!(close(r.avg_power_w.unwrap(), 90.0, 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn under_auto_a_broken_command_is_skipped() {
+        let root = tempfile::tempdir().unwrap();
+        let o = PowerOptions {
+            command: Some("echo garbage".into()),
+            ..opts(root.path(), PowerRequest::Auto)
+        };
+        let meter = PowerMeter::open_with(&o, &lavapipe(), &no_nvml).unwrap();
+        let setup = meter.setup();
+        assert_eq!(setup.source, None);
+        assert!(setup.tried[3].detail.contains("no number"), "{setup:?}");
+    }
+
+    #[test]
+    fn failed_idle_measurement_leaves_idle_unknown_with_a_warning() {
+        let root = tempfile::tempdir().unwrap();
+        fake_rapl(root.path(), &[(1, 1 << 40)]);
+        let o = PowerOptions {
+            idle_s: 0.05,
+            ..opts(root.path(), PowerRequest::Rapl)
+        };
+        let mut meter = PowerMeter::open(&o, &lavapipe()).unwrap();
+        // The fake counter does not move while idle.
+        meter.measure_idle().unwrap();
+        assert_eq!(meter.idle_power_w(), None);
+        let start = meter.begin();
+        set_energy(root.path(), 0, 2_000_001);
+        let r = meter.end(start, 1);
+        assert!(r.energy_j.is_some());
+        assert_eq!(r.dynamic_energy_j, None);
+        assert!(
+            r.warnings.iter().any(|w| w.contains("idle power unknown")),
+            "{r:?}"
+        );
+    }
+
+    /// Not a check of this machine's hardware: opening the real sources must never panic, and
+    /// prints what it found (run with --nocapture to see it).
+    #[test]
+    fn real_sources_on_this_machine() {
+        for adapter in [lavapipe(), h100()] {
+            let o = PowerOptions {
+                hz: 20.0,
+                idle_s: 0.0,
+                ..PowerOptions::default()
+            };
+            match PowerMeter::open(&o, &adapter) {
+                Ok(meter) => {
+                    let r = window(&meter, 100);
+                    println!(
+                        "{}: {}\n{}",
+                        adapter.name,
+                        serde_json::to_string_pretty(&meter.setup()).unwrap(),
+                        serde_json::to_string_pretty(&r).unwrap()
+                    );
+                    assert!(r.energy_j.is_none_or(|e| e > 0.0));
+                }
+                Err(e) => panic!("auto must not fail: {e:#}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,214 @@
+//! A run: workloads measured in order on one device, the result document rewritten after each
+//! one. The `tokbench` CLI and `cargo bench` both run through here, so their results mean the
+//! same thing.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+
+use crate::gpu::GpuContext;
+use crate::kernels::KernelConfig;
+use crate::measure::MeasureEnv;
+use crate::power::PowerMeter;
+use crate::result::io::{Destination, ResultWriter};
+use crate::result::{
+    ModelPlan, PlanRecord, PowerSetup, Probes, Roofline, RunResult, SCHEMA_VERSION, SamplePolicy,
+    ToolInfo, WorkloadResult,
+};
+use crate::workload::{Stage, Workload};
+
+/// What a command wants run, decided once the device is open.
+#[derive(Default)]
+pub struct Planned {
+    /// In order.
+    pub workloads: Vec<Box<dyn Workload>>,
+    /// The model plan, for the result.
+    pub model: Option<ModelPlan>,
+    /// Kernel choices, for the result.
+    pub kernel_config: Option<KernelConfig>,
+    /// Lines for the user before the run starts.
+    pub notes: Vec<String>,
+}
+
+/// How to run.
+#[derive(Debug, Clone)]
+pub struct RunSpec {
+    /// The subcommand recorded in the plan ("run", "kernel", "bench").
+    pub command: String,
+    /// Sampling policy for every workload.
+    pub policy: SamplePolicy,
+    /// Where the result goes.
+    pub destination: Destination,
+    /// Set (by a signal handler) to stop after the workload in flight.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+/// Hears about a run as it goes, for progress display.
+pub trait Observer {
+    /// The result file is reserved and the run is about to start.
+    fn begin(&mut self, _doc: &RunResult, _path: &Path, _notes: &[String]) {}
+    /// Workload `index` (from 0) of `total` starts.
+    fn workload(&mut self, _index: usize, _total: usize, _id: &str) {}
+    /// The current workload moved on.
+    fn stage(&mut self, _stage: Stage) {}
+    /// The current workload finished and is on disk.
+    fn finished(&mut self, _result: &WorkloadResult) {}
+}
+
+/// An observer that shows nothing.
+pub struct Quiet;
+impl Observer for Quiet {}
+
+/// What a run left behind.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The result file.
+    pub path: PathBuf,
+    /// Its contents.
+    pub document: RunResult,
+    /// True when the run was stopped before every workload ran.
+    pub interrupted: bool,
+}
+
+/// Checks every workload fits the device (before anything is written), reserves the result
+/// file, then measures the workloads in order; each finished workload is on disk before the
+/// next starts. A workload that fails ends the run with an error naming it; the ones before it
+/// stay in the file.
+pub fn run(
+    ctx: &GpuContext,
+    planned: Planned,
+    spec: &RunSpec,
+    mut power: Option<&mut PowerMeter>,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<Outcome> {
+    for w in &planned.workloads {
+        w.check_fits(ctx)?;
+    }
+    let doc = RunResult {
+        schema_version: SCHEMA_VERSION,
+        tool: tool_info(),
+        started_at: now_utc(),
+        finished_at: None,
+        interrupted: false,
+        node: crate::node::fingerprint(),
+        adapter: ctx.adapter_record(),
+        timing_method: ctx.timing_method,
+        plan: PlanRecord {
+            command: spec.command.clone(),
+            sampling: spec.policy,
+            model: planned.model,
+        },
+        kernel_config: planned.kernel_config,
+        probes: None,
+        power: PowerSetup::none("none", "no power meter in this run"),
+        workloads: Vec::new(),
+    };
+    let mut writer = ResultWriter::create(&spec.destination, doc)?;
+    observer.begin(writer.document(), writer.path(), &planned.notes);
+    if let Some(meter) = power.as_deref_mut() {
+        // Idle power, with the same source, before any workload heats the device.
+        observer.stage(Stage::Idle);
+        meter.measure_idle()?;
+        let setup = meter.setup();
+        writer.update(|doc| doc.power = setup)?;
+    }
+    let env = MeasureEnv {
+        policy: spec.policy,
+        power: power.as_deref(),
+    };
+
+    let total = planned.workloads.len();
+    let mut peaks = PeakTracker::default();
+    let stopped = || spec.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+    let mut interrupted = false;
+    for (i, workload) in planned.workloads.iter().enumerate() {
+        if stopped() {
+            interrupted = true;
+            break;
+        }
+        observer.workload(i, total, &workload.id());
+        let outcome = workload.run(ctx, &env, &mut |stage| observer.stage(stage));
+        let mut result = outcome.with_context(|| {
+            format!(
+                "workload {} failed; the {} finished before it are saved in {}",
+                workload.id(),
+                writer.document().workloads.len(),
+                writer.path().display()
+            )
+        })?;
+        peaks.observe(&mut result);
+        let probes = peaks.probes();
+        writer.push(result)?;
+        writer.update(|doc| {
+            doc.probes = probes;
+            // A fallback at upload time (memory the planner could not see) shares weights.
+            let shared = doc
+                .workloads
+                .iter()
+                .any(|w| w.weights_shared_across_layers == Some(true));
+            if let Some(model) = doc.plan.model.as_mut() {
+                model.weights_shared_across_layers |= shared;
+            }
+        })?;
+        observer.finished(writer.document().workloads.last().expect("just pushed"));
+    }
+    writer.update(|doc| {
+        doc.finished_at = Some(now_utc());
+        doc.interrupted = interrupted;
+    })?;
+    Ok(Outcome {
+        path: writer.path().to_path_buf(),
+        document: writer.document().clone(),
+        interrupted,
+    })
+}
+
+/// Collects the probes' peaks as they finish and sets later workloads against them.
+#[derive(Default)]
+struct PeakTracker {
+    fma_gflops: Option<f64>,
+    copy_gbps: Option<f64>,
+}
+
+impl PeakTracker {
+    fn observe(&mut self, result: &mut WorkloadResult) {
+        match result.kind.as_str() {
+            "probe-fma" if result.valid => self.fma_gflops = Some(result.achieved_gflops),
+            "probe-copy" if result.valid => self.copy_gbps = Some(result.achieved_gbps),
+            _ => {
+                if let Some(p) = self.probes() {
+                    result.roofline = Some(Roofline::new(
+                        result.achieved_gflops,
+                        result.achieved_gbps,
+                        p,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn probes(&self) -> Option<Probes> {
+        Some(Probes {
+            fma_gflops: self.fma_gflops?,
+            copy_gbps: self.copy_gbps?,
+        })
+    }
+}
+
+/// This program, for the result document.
+pub fn tool_info() -> ToolInfo {
+    ToolInfo {
+        name: "tokbench".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        git_sha: option_env!("TOKBENCH_GIT_SHA")
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+    }
+}
+
+/// The current time, RFC 3339 in UTC with milliseconds.
+pub fn now_utc() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

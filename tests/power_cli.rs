@@ -1,0 +1,191 @@
+//! Power through the whole program: declared watts, a meter command, a fake RAPL tree, no
+//! source at all, and bad power options.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokbench::result::io::load;
+use tokbench::result::{Provenance, RunResult, Scope};
+
+/// `run --preset tiny` (decode only, quick) with `extra` flags and `sysfs` as the sysfs root.
+fn run_tiny(extra: &[&str], sysfs: &Path) -> (Output, Option<RunResult>) {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("r.json");
+    let mut args = vec![
+        "run",
+        "--preset",
+        "tiny",
+        "--phase",
+        "decode",
+        "--depth",
+        "16",
+        "--samples",
+        "3",
+        "--min-time",
+        "0.3",
+        "--max-warmup",
+        "0",
+        "--idle-s",
+        "0",
+        "--out",
+        out_path.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let out = Command::new(env!("CARGO_BIN_EXE_tokbench"))
+        .args(&args)
+        .env("TOKBENCH_SYSFS_ROOT", sysfs)
+        .env_remove("TOKBENCH_ADAPTER")
+        .output()
+        .unwrap();
+    let doc = out_path.exists().then(|| load(&out_path).unwrap());
+    (out, doc)
+}
+
+fn decode(doc: &RunResult) -> &tokbench::result::WorkloadResult {
+    doc.workloads.iter().find(|w| w.kind == "decode").unwrap()
+}
+
+#[test]
+fn declared_watts_give_tokens_per_joule_of_tokens_per_second_over_watts() {
+    let sysfs = tempfile::tempdir().unwrap();
+    let (out, doc) = run_tiny(&["--watts", "65"], sysfs.path());
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = doc.unwrap();
+    let w = decode(&doc);
+    assert_eq!(w.power.provenance, Provenance::Declared);
+    assert_eq!(w.power.scope, Some(Scope::NodeWall));
+    assert_eq!(w.tokens_per_j.unwrap(), w.tokens_per_s.unwrap() / 65.0);
+    assert_eq!(w.power.energy_j.unwrap(), 65.0 * w.power.window_s);
+    assert_eq!(doc.power.source.as_deref(), Some("declared"));
+}
+
+#[test]
+fn without_any_source_power_is_unavailable_with_a_reason_never_zero() {
+    let sysfs = tempfile::tempdir().unwrap(); // empty: no hwmon, no RAPL
+    let (out, doc) = run_tiny(
+        &["--nvml-lib", "/nonexistent/libnvidia-ml.so.1"],
+        sysfs.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc = doc.unwrap();
+    let w = decode(&doc);
+    assert_eq!(w.power.provenance, Provenance::Unavailable);
+    assert!(!w.power.reason.as_deref().unwrap_or("").is_empty());
+    assert_eq!(
+        (w.power.energy_j, w.power.avg_power_w, w.tokens_per_j),
+        (None, None, None)
+    );
+    assert!(doc.power.tried.len() >= 2, "{:?}", doc.power.tried);
+    let json = serde_json::to_value(w).unwrap();
+    assert!(json["power"]["energy_j"].is_null() && json["tokens_per_j"].is_null());
+}
+
+#[test]
+fn a_meter_command_is_sampled_and_integrated() {
+    let sysfs = tempfile::tempdir().unwrap();
+    let (out, doc) = run_tiny(
+        &["--power-cmd", "echo 42.5", "--power-hz", "20"],
+        sysfs.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = decode(doc.as_ref().unwrap()).clone();
+    assert_eq!(w.power.provenance, Provenance::MeasuredSampled);
+    assert_eq!(w.power.scope, Some(Scope::NodeWall));
+    assert!(
+        (w.power.avg_power_w.unwrap() - 42.5).abs() < 1e-6,
+        "{:?}",
+        w.power
+    );
+    assert!(w.power.samples.unwrap() >= 2);
+}
+
+#[test]
+fn rapl_energy_counter_from_a_fake_tree() {
+    let sysfs = tempfile::tempdir().unwrap();
+    let zone = sysfs.path().join("class/powercap/intel-rapl:0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("name"), "package-0\n").unwrap();
+    std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
+    std::fs::write(zone.join("energy_uj"), "1000\n").unwrap();
+    // A package drawing 20 W: +2 J every 100 ms, written atomically.
+    let stop = Arc::new(AtomicBool::new(false));
+    let ticker = {
+        let (zone, stop) = (zone.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut uj: u64 = 1000;
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(100));
+                uj += 2_000_000;
+                std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+                std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+            }
+        })
+    };
+    let (out, doc) = run_tiny(
+        &["--power-source", "rapl", "--min-energy-s", "1"],
+        sysfs.path(),
+    );
+    stop.store(true, Ordering::SeqCst);
+    ticker.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = decode(doc.as_ref().unwrap()).clone();
+    assert_eq!(w.power.provenance, Provenance::MeasuredCounter);
+    assert_eq!(w.power.scope, Some(Scope::CpuPackage));
+    assert!(w.power.window_s >= 1.0, "stretched to --min-energy-s");
+    // The counter steps every 100 ms, so a 1 s window sees 18-22 W.
+    let watts = w.power.avg_power_w.unwrap();
+    assert!((15.0..25.0).contains(&watts), "{watts} W");
+}
+
+#[test]
+fn bad_power_options_are_usage_errors_before_any_work() {
+    let sysfs = tempfile::tempdir().unwrap();
+    for (args, needle) in [
+        (vec!["--watts", "0"], "--watts"),
+        (vec!["--watts", "-65"], "--watts"),
+        (vec!["--watts", "NaN"], "--watts"),
+        (vec!["--power-source", "rapl"], "rapl"),
+        (
+            vec![
+                "--power-source",
+                "nvml",
+                "--nvml-lib",
+                "/nonexistent/libnvidia-ml.so",
+            ],
+            "nvml",
+        ),
+        (vec!["--power-source", "solar"], "solar"),
+        (vec!["--power-cmd", "exit 3"], "exit"),
+        (vec!["--power-cmd", "echo lots"], "lots"),
+        (vec!["--power-scope", "moon"], "moon"),
+    ] {
+        let (out, doc) = run_tiny(&args, sysfs.path());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(doc.is_none(), "{args:?}: wrote a result");
+    }
+}
