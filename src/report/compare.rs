@@ -529,18 +529,15 @@ fn entry_notes(
     cost: Option<&Cost>,
 ) -> Vec<String> {
     let mut notes = Vec::new();
-    if no_value {
-        notes.push(match metric {
-            Metric::TokensPerJ => format!(
-                "no tokens/J: {}",
-                w.power.reason.as_deref().unwrap_or("no power figure")
-            ),
-            _ => format!(
-                "no cost: {}",
-                cost.and_then(|c| c.missing.as_deref())
-                    .unwrap_or("no prices")
-            ),
-        });
+    if no_value && metric == Metric::TokensPerJ {
+        notes.push(format!(
+            "no tokens/J: {}",
+            w.power.reason.as_deref().unwrap_or("no power figure")
+        ));
+    }
+    // Whatever the ranking, a missing total says why.
+    if let Some(missing) = cost.and_then(|c| c.missing.as_deref()) {
+        notes.push(format!("no total cost: {missing}"));
     }
     if w.weights_shared_across_layers == Some(true) {
         notes.push("weights shared across layers (did not fit)".into());
@@ -755,7 +752,7 @@ mod tests {
         assert!((w.entries[1].relative_to_best.unwrap() - 2.0).abs() < 0.05);
         assert_eq!(
             w.entries[2].notes,
-            ["no cost: no hardware price for this node or adapter"]
+            ["no total cost: no hardware price for this node or adapter"]
         );
     }
 

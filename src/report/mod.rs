@@ -2,8 +2,8 @@
 //! model) and `tokbench check` (a CI regression gate), and the formats they are written in.
 //!
 //! No wgpu here, and nothing that touches a device: reports run and are tested without a GPU.
-//! Data flows one way: [`load`] reads documents (naming everything it skips), [`compare`] and
-//! [`check`] turn them into report values, [`export`] renders those.
+//! Data flows one way: [`load`] reads documents (naming everything it skips), [`mod@compare`] and
+//! [`mod@check`] turn them into report values, [`export`] renders those.
 
 pub mod check;
 pub mod compare;
