@@ -167,6 +167,8 @@ pub struct CurrentFigures {
 pub struct CheckReport {
     /// Always "tokbench-check".
     pub report: &'static str,
+    /// Layout version of this JSON; bumped only when a field is renamed or changes meaning.
+    pub version: u32,
     /// True when there is no regression and no invalid current result (exit code 0).
     pub passed: bool,
     /// What was gated on.
@@ -331,6 +333,7 @@ pub fn check(
     let (regressions, improvements) = (count(Verdict::Regression), count(Verdict::Improvement));
     Ok(CheckReport {
         report: "tokbench-check",
+        version: 1,
         passed: regressions == 0 && invalid_current.is_empty(),
         metric: options.metric,
         threshold: options.threshold,

@@ -72,6 +72,8 @@ pub struct CompareOptions {
 pub struct CompareReport {
     /// Always "tokbench-compare".
     pub report: &'static str,
+    /// Layout version of this JSON; bumped only when a field is renamed or changes meaning.
+    pub version: u32,
     /// The metric asked for with `--metric`; null for the default.
     pub metric_requested: Option<Metric>,
     /// The prices used; null without a cost model.
@@ -260,6 +262,7 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         .collect();
     Ok(CompareReport {
         report: "tokbench-compare",
+        version: 1,
         metric_requested: options.metric,
         prices: options.prices.clone(),
         results: loaded.results.len(),
