@@ -14,6 +14,7 @@ use tokbench::power::{AdapterIdentity, PowerMeter, PowerOptions};
 use tokbench::result::SamplePolicy;
 use tokbench::result::io::Destination;
 use tokbench::runner::{self, Planned, RunSpec};
+use tokbench::tune::{TuneCache, Tuning};
 use tokbench::workload::Workload;
 use tokbench::workload::plan::{self, ModelRequest};
 
@@ -32,11 +33,13 @@ fn main() {
         dtype: WeightDtype::F32,
         layers: None,
         memory_bytes: None,
+        tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),
     };
-    let planned = plan::plan(ctx, &request).unwrap_or_else(|e| {
-        eprintln!("tokbench bench: {e:#}");
-        std::process::exit(2)
-    });
+    let planned = plan::plan(ctx, &request, &mut |m| eprintln!("tokbench bench: {m}"))
+        .unwrap_or_else(|e| {
+            eprintln!("tokbench bench: {e:#}");
+            std::process::exit(2)
+        });
     for note in &planned.notes {
         eprintln!("tokbench bench: {note}");
     }
@@ -82,6 +85,7 @@ fn main() {
         workloads,
         model: Some(planned.plan),
         kernel_config: Some(planned.config),
+        kernel_config_source: Some(planned.config_source),
         notes: Vec::new(),
     };
     // Power as `tokbench run` measures it by default: the best source for this adapter.

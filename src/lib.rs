@@ -16,6 +16,7 @@ pub mod power;
 pub mod report;
 pub mod result;
 pub mod runner;
+pub mod tune;
 pub mod workload;
 
 pub use error::{InputError, exit, exit_code_for};

@@ -28,6 +28,8 @@ pub struct Planned {
     pub model: Option<ModelPlan>,
     /// Kernel choices, for the result.
     pub kernel_config: Option<KernelConfig>,
+    /// Where they came from, for the result.
+    pub kernel_config_source: Option<String>,
     /// Lines for the user before the run starts.
     pub notes: Vec<String>,
 }
@@ -101,6 +103,7 @@ pub fn run(
             model: planned.model,
         },
         kernel_config: planned.kernel_config,
+        kernel_config_source: planned.kernel_config_source,
         probes: None,
         power: PowerSetup::none("none", "no power meter in this run"),
         workloads: Vec::new(),

@@ -10,6 +10,7 @@ fn tokbench(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tokbench"))
         .args(args)
         .env_remove("TOKBENCH_ADAPTER")
+        .env("TOKBENCH_TUNE_CACHE", test_tune_cache())
         .env_remove("TOKBENCH_RESULTS_DIR")
         .output()
         .expect("run tokbench")
@@ -373,5 +374,93 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
     assert!(
         stderr(&out).contains("matmul-f32-m5-n6-k7"),
         "table on stderr"
+    );
+}
+
+/// A tuning cache private to this test process, so tests never touch the user's.
+fn test_tune_cache() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
+}
+
+#[test]
+fn tune_caches_a_winner_that_run_then_uses() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("tune.json");
+    let cache_arg = cache.to_str().unwrap();
+    let out = tokbench(&[
+        "tune",
+        "--quick",
+        "--preset",
+        "tiny",
+        "--tune-cache",
+        cache_arg,
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stdout.contains("product") && stdout.contains("winner") && stdout.contains("saved to"),
+        "{stdout}"
+    );
+    let cached: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let (key, entry) = cached.as_object().unwrap().iter().next().unwrap();
+    assert!(key.contains("tokbench"), "{key}");
+
+    let result = dir.path().join("r.json");
+    let mut args = vec![
+        "run",
+        "--preset",
+        "tiny",
+        "--phase",
+        "decode",
+        "--depth",
+        "4",
+        "--idle-s",
+        "0",
+        "--tune-cache",
+        cache_arg,
+        "--out",
+        result.to_str().unwrap(),
+    ];
+    args.extend(QUICK);
+    let out = tokbench(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = load(&result).unwrap();
+    assert!(
+        doc.kernel_config_source
+            .as_deref()
+            .unwrap()
+            .contains("tuning cache"),
+        "{:?}",
+        doc.kernel_config_source
+    );
+    assert_eq!(
+        serde_json::to_value(doc.kernel_config.unwrap()).unwrap(),
+        entry["config"]
+    );
+
+    let untuned = dir.path().join("u.json");
+    let mut args = vec![
+        "run",
+        "--preset",
+        "tiny",
+        "--phase",
+        "decode",
+        "--depth",
+        "4",
+        "--idle-s",
+        "0",
+        "--no-tune",
+        "--out",
+        untuned.to_str().unwrap(),
+    ];
+    args.extend(QUICK);
+    assert_eq!(tokbench(&args).status.code(), Some(0));
+    assert!(
+        load(&untuned)
+            .unwrap()
+            .kernel_config_source
+            .unwrap()
+            .contains("defaults")
     );
 }

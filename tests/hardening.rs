@@ -12,6 +12,7 @@ fn spawn(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_tokbench"))
         .args(args)
         .env_remove("TOKBENCH_ADAPTER")
+        .env("TOKBENCH_TUNE_CACHE", test_tune_cache())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -176,4 +177,9 @@ fn a_full_or_read_only_results_directory_is_refused_before_any_work() {
             "{what}: measured before failing: {stderr}"
         );
     }
+}
+
+/// A tuning cache private to this test process, so tests never touch the user's.
+fn test_tune_cache() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
 }

@@ -38,6 +38,7 @@ fn run_tiny(extra: &[&str], sysfs: &Path) -> (Output, Option<RunResult>) {
         .args(&args)
         .env("TOKBENCH_SYSFS_ROOT", sysfs)
         .env_remove("TOKBENCH_ADAPTER")
+        .env("TOKBENCH_TUNE_CACHE", test_tune_cache())
         .output()
         .unwrap();
     let doc = out_path.exists().then(|| load(&out_path).unwrap());
@@ -188,4 +189,9 @@ fn bad_power_options_are_usage_errors_before_any_work() {
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(doc.is_none(), "{args:?}: wrote a result");
     }
+}
+
+/// A tuning cache private to this test process, so tests never touch the user's.
+fn test_tune_cache() -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
 }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::CommonArgs;
 use super::table;
 use crate::exit;
-use crate::gpu::GpuContext;
+use crate::gpu::{GpuContext, ShaderChecks};
 use crate::power::{AdapterIdentity, PowerMeter};
 use crate::result::{RunResult, WorkloadResult};
 use crate::runner::{self, Observer, Planned, RunSpec};
@@ -24,6 +24,9 @@ pub(super) fn run_workloads(
 ) -> anyhow::Result<ExitCode> {
     let mut ctx = GpuContext::open(&common.selector())?;
     ctx.wait_timeout = Some(Duration::from_secs_f64(common.timeout_s));
+    if common.checked_shaders {
+        ctx.shader_checks = ShaderChecks::Checked;
+    }
     // Never dropped: dropping a device waits for its work, which on a hung GPU never ends. The
     // process exits right after the run anyway.
     let ctx: &GpuContext = Box::leak(Box::new(ctx));

@@ -9,6 +9,7 @@ mod execute;
 mod list_presets;
 mod signals;
 mod table;
+mod tune;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +23,7 @@ use crate::power::{PowerOptions, PowerRequest};
 use crate::result::SamplePolicy;
 use crate::result::Scope;
 use crate::result::io::Destination;
+use crate::tune::{TuneCache, Tuning};
 use crate::workload::plan::{self, ModelRequest};
 
 const EXIT_CODES: &str = "\
@@ -64,6 +66,35 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Gate CI on regressions: compare a current result with a baseline, workload by workload.
     Check(check::CheckArgs),
+    /// Tune the kernels for this device and a model shape: check and time every candidate
+    /// configuration, print them, and cache the winner for later runs.
+    Tune(TuneArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct TuneArgs {
+    /// Model shape preset; by default the one `run` picks for this device.
+    #[arg(long, env = "TOKBENCH_PRESET", conflicts_with = "model")]
+    preset: Option<String>,
+    /// A custom shape, as for `run --model`.
+    #[arg(long, value_name = "SHAPE")]
+    model: Option<String>,
+    /// Weight element type.
+    #[arg(long, default_value = "f32")]
+    dtype: WeightDtype,
+    /// Try only a few candidates on small shapes (what `run` does without a cache entry).
+    #[arg(long)]
+    quick: bool,
+    /// Adapter to use: an index from `tokbench devices`, or part of its name.
+    #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME")]
+    adapter: Option<String>,
+    /// Only consider adapters of this backend: vulkan, metal, dx12 or gl.
+    #[arg(long, value_name = "BACKEND")]
+    backend: Option<BackendChoice>,
+    /// The tuning cache to write (default: ~/.cache/tokbench/tune.json).
+    #[arg(long, value_name = "PATH", env = "TOKBENCH_TUNE_CACHE")]
+    tune_cache: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +185,10 @@ struct RunArgs {
     /// Device memory to plan for, in GiB (wgpu cannot report a GPU's memory).
     #[arg(long, value_name = "GIB", value_parser = parse_gib)]
     device_memory_gib: Option<f64>,
+    /// Use the tier's default kernel configuration instead of a tuned one (by default the
+    /// tuning cache, or a quick tune saved there).
+    #[arg(long)]
+    no_tune: bool,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -182,6 +217,13 @@ struct CommonArgs {
     timeout_s: f64,
     #[command(flatten)]
     power: PowerArgs,
+    /// The tuning cache (default: ~/.cache/tokbench/tune.json).
+    #[arg(long, value_name = "PATH", env = "TOKBENCH_TUNE_CACHE")]
+    tune_cache: Option<PathBuf>,
+    /// Keep wgpu's runtime bounds checks (and zeroed workgroup memory) in every shader; by
+    /// default kernels whose geometry keeps every access in bounds run without them.
+    #[arg(long)]
+    checked_shaders: bool,
     /// Write the result to exactly this file (it must not exist).
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
@@ -275,6 +317,13 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 }
 
 impl CommonArgs {
+    fn tuning(&self) -> Tuning {
+        match self.tune_cache.clone().or_else(TuneCache::default_path) {
+            Some(path) => Tuning::Cached(path),
+            None => Tuning::Uncached,
+        }
+    }
+
     fn selector(&self) -> AdapterSelector {
         AdapterSelector {
             adapter: self.adapter.clone(),
@@ -342,6 +391,36 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Presets(args) => list_presets::run(args.json),
         Command::Compare(args) => compare::run(args),
         Command::Check(args) => check::run(args),
+        Command::Tune(a) => {
+            let selector = AdapterSelector {
+                adapter: a.adapter.clone(),
+                backend: a.backend,
+            };
+            let model = match (&a.preset, &a.model) {
+                (_, Some(text)) => ("custom".to_string(), ModelShape::parse_inline(text)?),
+                (Some(name), None) => {
+                    let p = presets::find(name)?;
+                    (p.name.to_string(), p.shape)
+                }
+                (None, None) => {
+                    let ctx = crate::gpu::GpuContext::open(&selector)?;
+                    let p = plan::default_preset(&ctx, plan::memory_budget(&ctx, None), a.dtype);
+                    (p.name.to_string(), p.shape)
+                }
+            };
+            let effort = if a.quick {
+                crate::tune::Effort::Quick
+            } else {
+                crate::tune::Effort::Full
+            };
+            tune::run(
+                &selector,
+                model,
+                a.dtype,
+                effort,
+                a.tune_cache.clone().or_else(TuneCache::default_path),
+            )
+        }
         Command::Accounting(a) => {
             let p = presets::find(&a.preset)?;
             let pass = crate::model::Pass {
@@ -367,11 +446,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Run(args) => {
             let request = args.model_request()?;
             execute::run_workloads("run", &args.common, |ctx| {
-                let planned = plan::plan(ctx, &request)?;
+                let planned = plan::plan(ctx, &request, &mut |m| eprintln!("tokbench: {m}"))?;
                 Ok(crate::runner::Planned {
                     workloads: planned.with_probes(),
                     model: Some(planned.plan),
                     kernel_config: Some(planned.config),
+                    kernel_config_source: Some(planned.config_source),
                     notes: planned.notes,
                 })
             })
@@ -415,6 +495,11 @@ impl RunArgs {
             memory_bytes: self
                 .device_memory_gib
                 .map(|g| (g * f64::from(1u32 << 30)) as u64),
+            tuning: if self.no_tune {
+                Tuning::Defaults
+            } else {
+                self.common.tuning()
+            },
         })
     }
 }

@@ -28,8 +28,9 @@ pub struct AdapterTraits {
 }
 
 impl KernelConfig {
-    /// Defaults by tier: on CPU adapters the register tier (no workgroup memory, one lane per
-    /// norm row); on GPUs workgroup-memory tiles and subgroup (or workgroup) reductions.
+    /// Defaults by tier (the CPU ones measured on lavapipe with `tokbench tune`): on CPU
+    /// adapters the register tier (no workgroup memory; a norm row per SIMD-wide workgroup); on
+    /// GPUs workgroup-memory tiles and subgroup (or workgroup) reductions.
     pub fn default_for(adapter: AdapterTraits) -> Self {
         if adapter.cpu {
             Self {
@@ -37,12 +38,12 @@ impl KernelConfig {
                     tiles: ProductTiles::Register {
                         wg_x: 64,
                         wg_y: 1,
-                        tm: 8,
-                        tn: 1,
+                        tm: 4,
+                        tn: 8,
                     },
                     gemv: GemvConfig::Rows { wg: 64 },
                 },
-                norm_wg: 1,
+                norm_wg: 8,
                 wg: 64,
                 decode_split_len: 64,
             }
@@ -93,7 +94,7 @@ pub enum ProductTiles {
         wg_y: u32,
         /// Rows per invocation (1..=8).
         tm: u32,
-        /// Outputs per invocation (1..=4).
+        /// Outputs per invocation (1..=8).
         tn: u32,
     },
     /// `shaders/matmul_tiled.wgsl`: workgroup-memory tiles, for GPUs.

@@ -97,8 +97,8 @@ impl Matmul {
         let tiles_pipeline = match config.tiles {
             ProductTiles::Register { wg_x, wg_y, tm, tn } => {
                 ensure!(
-                    (1..=8).contains(&tm) && (1..=4).contains(&tn),
-                    "register tile tm {tm} (1..=8), tn {tn} (1..=4)"
+                    (1..=8).contains(&tm) && (1..=8).contains(&tn),
+                    "register tile tm {tm} (1..=8), tn {tn} (1..=8)"
                 );
                 let constants = [
                     ("WG_X", f64::from(wg_x)),

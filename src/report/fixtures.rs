@@ -63,6 +63,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
             }),
         },
         kernel_config: None,
+        kernel_config_source: None,
         probes: Some(Probes {
             fma_gflops: 1000.0,
             copy_gbps: 100.0,

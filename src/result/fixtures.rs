@@ -52,6 +52,7 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
             model: None,
         },
         kernel_config: None,
+        kernel_config_source: None,
         probes: Some(Probes {
             fma_gflops: 100.0,
             copy_gbps: 10.0,

@@ -42,6 +42,9 @@ pub struct RunResult {
     pub plan: PlanRecord,
     /// Kernel choices the workloads ran with; null for a run that builds none.
     pub kernel_config: Option<KernelConfig>,
+    /// Where `kernel_config` came from: tier defaults, the tuning cache (with its path), or a
+    /// quick tune at the start of this run.
+    pub kernel_config_source: Option<String>,
     /// The device's measured peaks (the probe workloads' figures); null until both probes ran.
     pub probes: Option<Probes>,
     /// How power was measured in this run: the source chosen, what else was tried, idle power.

@@ -13,6 +13,7 @@ use crate::gpu::GpuContext;
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, presets};
 use crate::result::ModelPlan;
+use crate::tune::Tuning;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct ModelRequest {
     pub layers: Option<u32>,
     /// Device memory to plan for, overriding what tokbench can find out.
     pub memory_bytes: Option<u64>,
+    /// Where the kernel configuration comes from.
+    pub tuning: Tuning,
 }
 
 impl ModelWorkloads {
@@ -57,6 +60,8 @@ pub struct ModelWorkloads {
     pub plan: ModelPlan,
     /// Kernel choices.
     pub config: KernelConfig,
+    /// Where they came from (tier defaults, the tuning cache, a quick tune).
+    pub config_source: String,
     /// One per phase and size.
     pub workloads: Vec<Rc<TokenWorkload>>,
     /// Lines to tell the user (the preset chosen, weights shared, ...).
@@ -104,8 +109,13 @@ pub fn default_preset(
         )
 }
 
-/// Validates `req` against the device and builds its workloads.
-pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloads> {
+/// Validates `req` against the device, chooses the kernels (tuning them when the cache has
+/// nothing; messages go to `say`) and builds its workloads.
+pub fn plan(
+    ctx: &GpuContext,
+    req: &ModelRequest,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<ModelWorkloads> {
     let mut notes = Vec::new();
     if req.dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
         return Err(InputError::new(format!(
@@ -128,7 +138,8 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
     };
     shape.validate()?;
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
-    let config = KernelConfig::default_for(ctx.traits());
+    // Validated with the tier defaults first, so bad input costs no tuning.
+    let defaults = KernelConfig::default_for(ctx.traits());
     let mut passes = Vec::new();
     for phase in &req.phases {
         match phase {
@@ -145,7 +156,7 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
         }
     }
     for &pass in &passes {
-        super::forward::check_bindings(ctx, &shape, pass, config.decode_split_len)?;
+        super::forward::check_bindings(ctx, &shape, pass, defaults.decode_split_len)?;
     }
 
     let mut model = SyntheticModel {
@@ -156,7 +167,7 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
     let activations = passes
         .iter()
         .map(|&p| {
-            activation_buffers(&shape, layers_run, p, config.decode_split_len)
+            activation_buffers(&shape, layers_run, p, defaults.decode_split_len)
                 .iter()
                 .map(|b| b.bytes * b.count)
                 .sum::<u64>()
@@ -186,6 +197,10 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
         }
     }
 
+    let (config, config_source) = crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, say)?;
+    for &pass in &passes {
+        super::forward::check_bindings(ctx, &shape, pass, config.decode_split_len)?;
+    }
     let session = ModelSession::new(preset.clone(), model, layers_run, config);
     let workloads = passes
         .iter()
@@ -210,6 +225,7 @@ pub fn plan(ctx: &GpuContext, req: &ModelRequest) -> anyhow::Result<ModelWorkloa
     Ok(ModelWorkloads {
         plan,
         config,
+        config_source,
         workloads,
         notes,
     })

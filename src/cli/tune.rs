@@ -1,0 +1,86 @@
+//! `tokbench tune`: try every candidate kernel configuration on this device for a model shape,
+//! print what each achieved, and store the winner in the tuning cache for later runs.
+
+use std::process::ExitCode;
+
+use comfy_table::Cell;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::table;
+use crate::exit;
+use crate::gpu::{AdapterSelector, GpuContext};
+use crate::kernels::WeightDtype;
+use crate::model::ModelShape;
+use crate::tune::{Effort, TuneCache, TuneKey, cache::CacheEntry};
+
+/// Tunes and prints; saves the winner when a cache path is known.
+pub(super) fn run(
+    selector: &AdapterSelector,
+    (name, shape): (String, ModelShape),
+    dtype: WeightDtype,
+    effort: Effort,
+    cache_path: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let ctx = GpuContext::open(selector)?;
+    if dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
+        return Err(crate::InputError::new(format!(
+            "--dtype f16: adapter {:?} has no SHADER_F16",
+            ctx.info.name
+        ))
+        .into());
+    }
+    eprintln!(
+        "tokbench tune: {} on {} ({:?} effort)",
+        name, ctx.info.name, effort
+    );
+    let bar = ProgressBar::new(0).with_style(
+        ProgressStyle::with_template("[{bar:30}] {pos}/{len} candidates {elapsed}")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    let tuned = crate::tune::tune(&ctx, &shape, dtype, effort, &mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+
+    let mut t = table::new(&["kernel", "candidate", "median", "rate", "outcome"]);
+    for trial in &tuned.trials {
+        let unit = if trial.kernel == "norm" {
+            "GB/s"
+        } else {
+            "GFLOP/s"
+        };
+        t.add_row(vec![
+            Cell::new(&trial.kernel),
+            Cell::new(&trial.candidate),
+            table::num(trial.median_s.map_or("-".into(), table::format_duration)),
+            table::num(trial.rate.map_or("-".into(), |r| format!("{r:.2} {unit}"))),
+            Cell::new(trial.rejected.as_deref().unwrap_or("ok")),
+        ]);
+    }
+    println!("{t}");
+    println!("winner: {}", serde_json::to_string(&tuned.config)?);
+    match cache_path {
+        Some(path) => {
+            let (mut cache, warning) = TuneCache::open(&path);
+            if let Some(w) = warning {
+                eprintln!("tokbench tune: {w}");
+            }
+            cache.insert(
+                &TuneKey::new(&ctx, &shape, dtype),
+                CacheEntry {
+                    config: tuned.config,
+                    effort,
+                    tuned_at: crate::runner::now_utc(),
+                },
+            );
+            cache.save()?;
+            println!("saved to {}", path.display());
+        }
+        None => eprintln!(
+            "tokbench tune: no cache location (set TOKBENCH_TUNE_CACHE or HOME); not saved"
+        ),
+    }
+    Ok(ExitCode::from(exit::OK))
+}

@@ -1,0 +1,290 @@
+//! Checking and timing one candidate: first its output on a small shape that divides no tile
+//! against the f64 reference (a wrong candidate is rejected, never timed), then the median GPU
+//! time of its launch on the model's own shapes.
+
+use super::{Effort, Trial};
+use crate::gpu::{Dispatch, GpuContext, PassRecorder};
+use crate::kernels::WeightDtype;
+use crate::kernels::attention::{self, DecodeAttention, Heads};
+use crate::kernels::layout::{pad_matrix, padded_cols, random_values};
+use crate::kernels::matmul::{self, GemvConfig, Matmul, MatmulConfig, Product, ProductTiles};
+use crate::kernels::rmsnorm::{self, NormRows, RmsNorm};
+use crate::kernels::verify::{self, compare};
+use crate::model::ModelShape;
+
+/// Timed launches per candidate (after one untimed).
+const RUNS: u32 = 3;
+
+/// Buffers shaped like the model's, allocated once for every candidate.
+pub struct Bench<'a> {
+    ctx: &'a GpuContext,
+    dtype: WeightDtype,
+    shape: ModelShape,
+    /// Rows of the many-row product.
+    rows: usize,
+    /// K and N of the products timed (the gate|up projection, N capped).
+    k: usize,
+    n: usize,
+    a: wgpu::Buffer,
+    w: wgpu::Buffer,
+    c: wgpu::Buffer,
+    depth: u32,
+}
+
+impl<'a> Bench<'a> {
+    /// Allocates the timing buffers for `shape`.
+    pub fn new(
+        ctx: &'a GpuContext,
+        shape: &ModelShape,
+        dtype: WeightDtype,
+        effort: Effort,
+    ) -> anyhow::Result<Self> {
+        let (rows, n_cap, depth) = match effort {
+            Effort::Quick => (64, 2048, 256),
+            Effort::Full => (128, 8192, 512),
+        };
+        let k = shape.d_model as usize;
+        let n = ((2 * shape.d_ff) as usize).min(n_cap);
+        let kp = padded_cols(k);
+        Ok(Self {
+            ctx,
+            dtype,
+            shape: *shape,
+            rows,
+            k,
+            n,
+            a: ctx.storage_with(
+                "tune-a",
+                bytemuck::cast_slice(&random_values(rows * kp, 1, 1.0)),
+            )?,
+            w: ctx.storage_with("tune-w", &dtype.encode(&random_values(n * kp, 2, 0.05)))?,
+            c: ctx.storage_zeroed("tune-c", (rows * n * 4) as u64)?,
+            depth,
+        })
+    }
+
+    /// A many-row product candidate: checked at 37 × 45 × 29, timed at rows × n × k.
+    pub fn product(&self, tiles: ProductTiles, gemv: GemvConfig) -> Trial {
+        let config = MatmulConfig { tiles, gemv };
+        let work = matmul::flops(self.rows, self.n, self.k);
+        self.trial("product", &tiles, work, || {
+            let kernel = Matmul::new(self.ctx, config, self.dtype)?;
+            check_product(self.ctx, &kernel, self.dtype, (37, 45, 29))?;
+            let d = kernel.dispatch(
+                self.ctx,
+                &Product::dense(&self.a, &self.w, &self.c, (self.rows, self.n, self.k)),
+            )?;
+            Ok(vec![d])
+        })
+    }
+
+    /// A few-row product candidate: checked for every row count 1..=8 at 45 × 29, timed at one
+    /// row (decode) × n × k.
+    pub fn gemv(&self, tiles: ProductTiles, gemv: GemvConfig) -> Trial {
+        let config = MatmulConfig { tiles, gemv };
+        let work = matmul::flops(1, self.n, self.k);
+        self.trial("gemv", &gemv, work, || {
+            let kernel = Matmul::new(self.ctx, config, self.dtype)?;
+            for m in 1..=matmul::GEMV_MAX_ROWS as usize {
+                check_product(self.ctx, &kernel, self.dtype, (m, 45, 29))?;
+            }
+            let d = kernel.dispatch(
+                self.ctx,
+                &Product::dense(&self.a, &self.w, &self.c, (1, self.n, self.k)),
+            )?;
+            Ok(vec![d])
+        })
+    }
+
+    /// A decode-attention split length: checked on a small cache, timed on one sequence of
+    /// the model's heads at the tuning depth.
+    pub fn decode_attention(&self, wg: u32, split_len: u32) -> Trial {
+        let s = &self.shape;
+        let kv_len = self.depth + 1;
+        let work = attention::flops(f64::from(kv_len), s.n_heads as usize, s.head_dim as usize);
+        self.trial("decode-attention", &split_len, work, || {
+            let heads = Heads {
+                n_heads: s.n_heads,
+                n_kv_heads: s.n_kv_heads,
+                head_dim: s.head_dim,
+                cache_len: kv_len,
+            };
+            let kernel = DecodeAttention::new(self.ctx, heads, wg, split_len)?;
+            check_decode_attention(self.ctx, wg, split_len)?;
+            let ctx = self.ctx;
+            let cache = (s.n_kv_heads * kv_len * s.head_dim) as usize;
+            let qkv = ctx.storage_with(
+                "q",
+                bytemuck::cast_slice(&random_values(s.qkv_dim(), 3, 1.0)),
+            )?;
+            let k = ctx.storage_with("k", bytemuck::cast_slice(&random_values(cache, 4, 1.0)))?;
+            let v = ctx.storage_with("v", bytemuck::cast_slice(&random_values(cache, 5, 1.0)))?;
+            let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(1, kv_len))?;
+            let out = ctx.storage_zeroed("o", (s.q_dim() * 4) as u64)?;
+            Ok(kernel
+                .dispatch(ctx, (1, kv_len), &qkv, &k, &v, &partials, &out)?
+                .to_vec())
+        })
+    }
+
+    /// An RMSNorm workgroup size: checked against the reference, timed on `rows` rows of the
+    /// model's width.
+    pub fn norm(&self, wg: u32) -> Trial {
+        let d = self.shape.d_model as usize;
+        let bytes = (2 * self.rows * d * 4) as f64;
+        self.trial("norm", &wg, bytes, || {
+            let ctx = self.ctx;
+            let kernel = RmsNorm::new(ctx, wg)?;
+            let dp = padded_cols(d);
+            let x = random_values(self.rows * d, 6, 1.0);
+            let gamma = random_values(d, 7, 1.0);
+            let x_buf = ctx.storage_with(
+                "x",
+                bytemuck::cast_slice(&pad_matrix(&x, self.rows, d, self.rows)),
+            )?;
+            let g_buf =
+                ctx.storage_with("g", bytemuck::cast_slice(&pad_matrix(&gamma, 1, d, 1)))?;
+            let y_buf = ctx.storage_zeroed("y", (self.rows * dp * 4) as u64)?;
+            let rows = NormRows {
+                rows: self.rows as u32,
+                d: d as u32,
+                in_off4: 0,
+                in_stride4: (dp / 4) as u32,
+            };
+            let launch = kernel.dispatch(ctx, rows, &x_buf, &g_buf, &y_buf)?;
+            ctx.execute(&launch)?;
+            let y = ctx.read_f32(&y_buf, dp)?;
+            let want = rmsnorm::reference(
+                &x[..d].iter().map(|&v| f64::from(v)).collect::<Vec<_>>(),
+                &gamma,
+            );
+            ensure_correct(compare(&y[..d], &want, verify::NMSE_F32, "norm".into()))?;
+            Ok(vec![launch])
+        })
+    }
+
+    /// Builds a candidate's launches with `build` (which also checks it), then times them.
+    /// `work` is FLOPs (or bytes for norms) of one launch, for the rate.
+    fn trial<T: serde::Serialize>(
+        &self,
+        kernel: &str,
+        candidate: &T,
+        work: f64,
+        build: impl FnOnce() -> anyhow::Result<Vec<Dispatch>>,
+    ) -> Trial {
+        let candidate = serde_json::to_string(candidate).unwrap_or_default();
+        let timed = build().and_then(|launches| {
+            let work_ref: &dyn PassRecorder = &launches;
+            self.ctx.time_runs(work_ref, 1)?;
+            let mut t = self.ctx.time_runs(work_ref, RUNS)?;
+            t.sort_by(f64::total_cmp);
+            Ok(t[t.len() / 2])
+        });
+        match timed {
+            Ok(median_s) => Trial {
+                kernel: kernel.into(),
+                candidate,
+                median_s: Some(median_s),
+                rate: Some(work / median_s / 1e9),
+                rejected: None,
+            },
+            Err(e) => Trial {
+                kernel: kernel.into(),
+                candidate,
+                median_s: None,
+                rate: None,
+                rejected: Some(format!("{e:#}")),
+            },
+        }
+    }
+}
+
+fn ensure_correct(c: crate::result::Correctness) -> anyhow::Result<()> {
+    match c.failure {
+        None => Ok(()),
+        Some(why) => anyhow::bail!("wrong output: {why}"),
+    }
+}
+
+/// One product on a small shape against the f64 reference.
+fn check_product(
+    ctx: &GpuContext,
+    kernel: &Matmul,
+    dtype: WeightDtype,
+    (m, n, k): (usize, usize, usize),
+) -> anyhow::Result<()> {
+    let a = random_values(m * k, 8, 1.0);
+    let w: Vec<f32> = random_values(k * n, 9, 1.0)
+        .into_iter()
+        .map(|v| dtype.round(v))
+        .collect();
+    let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))?;
+    let w_buf = ctx.storage_with(
+        "W",
+        &dtype.encode(&pad_matrix(&matmul::transpose(&w, k, n), n, k, n)),
+    )?;
+    let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64)?;
+    ctx.execute(&kernel.dispatch(ctx, &Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k)))?)?;
+    let c = ctx.read_f32(&c_buf, m * n)?;
+    let want = matmul::reference_rows(&a, &w, (n, k), &(0..m).collect::<Vec<_>>());
+    let threshold = if dtype == WeightDtype::F16 {
+        verify::NMSE_F16
+    } else {
+        verify::NMSE_F32
+    };
+    ensure_correct(compare(&c, &want, threshold, "product".into()))
+}
+
+/// Decode attention on a small cache (2 query heads per KV head, 77 keys) against f64.
+fn check_decode_attention(ctx: &GpuContext, wg: u32, split_len: u32) -> anyhow::Result<()> {
+    let heads = Heads {
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 16,
+        cache_len: 80,
+    };
+    let kv_len = 77u32;
+    let hd = 16usize;
+    let stride = 8 * hd;
+    let cache = 2 * 80 * hd;
+    let qkv = random_values(stride, 10, 1.0);
+    let k = random_values(cache, 11, 1.0);
+    let v = random_values(cache, 12, 1.0);
+    let kernel = DecodeAttention::new(ctx, heads, wg, split_len)?;
+    let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(1, kv_len))?;
+    let out = ctx.storage_zeroed("o", (4 * hd * 4) as u64)?;
+    let (q_b, k_b, v_b) = (
+        ctx.storage_with("q", bytemuck::cast_slice(&qkv))?,
+        ctx.storage_with("k", bytemuck::cast_slice(&k))?,
+        ctx.storage_with("v", bytemuck::cast_slice(&v))?,
+    );
+    ctx.execute(
+        &kernel
+            .dispatch(ctx, (1, kv_len), &q_b, &k_b, &v_b, &partials, &out)?
+            .to_vec(),
+    )?;
+    let got = ctx.read_f32(&out, 4 * hd)?;
+    let to64 = |s: &[f32]| s.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let mut want = Vec::new();
+    for h in 0..4 {
+        let kv = h / 2;
+        let q = to64(&qkv[h * hd..(h + 1) * hd]);
+        let keys: Vec<Vec<f64>> = (0..kv_len as usize)
+            .map(|j| to64(&k[(kv * 80 + j) * hd..][..hd]))
+            .collect();
+        let vals: Vec<Vec<f64>> = (0..kv_len as usize)
+            .map(|j| to64(&v[(kv * 80 + j) * hd..][..hd]))
+            .collect();
+        want.extend(attention::reference(
+            &q,
+            &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+            &vals.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        ));
+    }
+    ensure_correct(compare(
+        &got,
+        &want,
+        verify::NMSE_F32,
+        "decode attention".into(),
+    ))
+}

@@ -1,0 +1,173 @@
+//! The candidate configurations for each kernel, by tier; the tier defaults always come first,
+//! so tuning never ends worse than the defaults.
+
+use super::Effort;
+use crate::gpu::GpuContext;
+use crate::kernels::KernelConfig;
+use crate::kernels::matmul::{GemvConfig, ProductTiles};
+
+/// Candidates for each kernel.
+#[derive(Debug, Clone)]
+pub struct Lists {
+    /// Many-row product tiles.
+    pub products: Vec<ProductTiles>,
+    /// Few-row (GEMV) kernels.
+    pub gemvs: Vec<GemvConfig>,
+    /// Keys per split of decode attention.
+    pub splits: Vec<u32>,
+    /// RMSNorm workgroup sizes.
+    pub norms: Vec<u32>,
+}
+
+/// Every candidate for this device at this effort.
+pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
+    let quick = effort == Effort::Quick;
+    let cpu = ctx.traits().cpu;
+    let max_threads = ctx.limits.max_compute_invocations_per_workgroup;
+    let mut products = vec![defaults.matmul.tiles];
+    if cpu {
+        // Register tier: lanes are SIMD lanes; rows per lane trade registers for reuse of each
+        // weight load.
+        let shapes: &[(u32, u32, u32)] = if quick {
+            &[(64, 4, 4), (64, 8, 4), (64, 4, 8), (64, 2, 4)]
+        } else {
+            &[
+                (64, 8, 1),
+                (64, 4, 2),
+                (64, 2, 4),
+                (64, 4, 1),
+                (64, 2, 2),
+                (64, 8, 2),
+                (64, 4, 4),
+                (64, 1, 4),
+                (64, 8, 4),
+                (64, 4, 8),
+                (64, 2, 8),
+                (32, 4, 4),
+                (16, 4, 4),
+                (128, 4, 4),
+            ]
+        };
+        products.extend(shapes.iter().map(|&(wg_x, tm, tn)| ProductTiles::Register {
+            wg_x,
+            wg_y: 1,
+            tm,
+            tn,
+        }));
+    } else {
+        let shapes: &[(u32, u32, u32, u32)] = if quick {
+            &[
+                (64, 64, 4, 4),
+                (128, 64, 4, 4),
+                (64, 128, 4, 4),
+                (32, 32, 2, 2),
+            ]
+        } else {
+            &[
+                (64, 64, 4, 4),
+                (128, 64, 4, 4),
+                (64, 128, 4, 4),
+                (128, 128, 4, 4),
+                (32, 32, 2, 2),
+                (64, 32, 4, 2),
+                (32, 64, 2, 4),
+                (128, 32, 4, 2),
+                (32, 128, 2, 4),
+                (64, 64, 2, 2),
+            ]
+        };
+        products.extend(
+            shapes
+                .iter()
+                .filter(|&&(bm, bn, tm, tn)| (bm / tm) * (bn / tn) <= max_threads)
+                .map(|&(bm, bn, tm, tn)| ProductTiles::Workgroup { bm, bn, tm, tn }),
+        );
+    }
+    dedup(&mut products);
+
+    let mut gemvs = vec![defaults.matmul.gemv];
+    if let Some(sg) = ctx.fixed_subgroup_size() {
+        let multiples: &[u32] = if quick { &[1, 4] } else { &[1, 2, 4, 8] };
+        gemvs.extend(
+            multiples
+                .iter()
+                .filter(|&&m| sg * m <= max_threads)
+                .map(|&m| GemvConfig::Subgroup { wg: sg * m, sg }),
+        );
+    }
+    if cpu {
+        let sizes: &[u32] = if quick {
+            &[16, 64]
+        } else {
+            &[8, 16, 32, 64, 128]
+        };
+        gemvs.extend(sizes.iter().map(|&wg| GemvConfig::Rows { wg }));
+    } else {
+        let sizes: &[u32] = if quick { &[128] } else { &[64, 128, 256] };
+        gemvs.extend(sizes.iter().map(|&wg| GemvConfig::Split { wg }));
+    }
+    dedup(&mut gemvs);
+
+    let mut splits = vec![defaults.decode_split_len];
+    splits.extend_from_slice(if quick {
+        &[32, 64, 128]
+    } else {
+        &[16, 32, 64, 128, 256]
+    });
+    dedup(&mut splits);
+
+    let mut norms = vec![defaults.norm_wg];
+    norms.extend_from_slice(match (cpu, quick) {
+        (true, true) => &[1, 8][..],
+        (true, false) => &[1, 8, 64],
+        (false, true) => &[64, 256],
+        (false, false) => &[32, 64, 128, 256],
+    });
+    norms.retain(|&wg| wg <= max_threads.min(256));
+    dedup(&mut norms);
+    Lists {
+        products,
+        gemvs,
+        splits,
+        norms,
+    }
+}
+
+/// Drops repeats, keeping the first of each (the defaults stay first).
+fn dedup<T: PartialEq + Clone>(list: &mut Vec<T>) {
+    let mut seen: Vec<T> = Vec::new();
+    list.retain(|x| {
+        if seen.contains(x) {
+            false
+        } else {
+            seen.push(x.clone());
+            true
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_context;
+
+    #[test]
+    fn defaults_come_first_and_nothing_repeats() {
+        let ctx = test_context();
+        let defaults = KernelConfig::default_for(ctx.traits());
+        for effort in [Effort::Quick, Effort::Full] {
+            let l = all(ctx, defaults, effort);
+            assert_eq!(l.products[0], defaults.matmul.tiles);
+            assert_eq!(l.gemvs[0], defaults.matmul.gemv);
+            assert_eq!(l.splits[0], defaults.decode_split_len);
+            assert_eq!(l.norms[0], defaults.norm_wg);
+            for (i, p) in l.products.iter().enumerate() {
+                assert!(!l.products[..i].contains(p));
+            }
+            assert!(l.products.len() >= 4 && l.gemvs.len() >= 2);
+        }
+        let quick = all(ctx, defaults, Effort::Quick);
+        let full = all(ctx, defaults, Effort::Full);
+        assert!(quick.products.len() < full.products.len());
+    }
+}

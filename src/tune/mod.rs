@@ -1,0 +1,187 @@
+//! Autotuning: every candidate kernel configuration is first checked against the CPU reference,
+//! then timed with GPU timestamps on the model's own shapes; the fastest correct one wins and is
+//! cached per adapter, driver, weight type and shape class, so later runs start from it.
+//!
+//! One concept per file: [`candidates`] (what is tried), [`bench`] (checking and timing one
+//! candidate), [`cache`] (the key and the file).
+
+pub mod bench;
+pub mod cache;
+pub mod candidates;
+
+use serde::{Deserialize, Serialize};
+
+use crate::gpu::GpuContext;
+use crate::kernels::{KernelConfig, WeightDtype};
+use crate::model::ModelShape;
+
+pub use cache::{TuneCache, TuneKey};
+
+/// How hard to tune.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effort {
+    /// A handful of candidates on small shapes: what `run` does when the cache has nothing.
+    Quick,
+    /// Every candidate, on larger shapes: `tokbench tune`.
+    Full,
+}
+
+/// One candidate's outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Trial {
+    /// Which kernel: "product", "gemv", "decode-attention" or "norm".
+    pub kernel: String,
+    /// The candidate, as JSON.
+    pub candidate: String,
+    /// Median time of one launch, in seconds; null when the candidate was rejected.
+    pub median_s: Option<f64>,
+    /// Throughput: GFLOP/s for products and attention, GB/s for norms.
+    pub rate: Option<f64>,
+    /// Why it was rejected (wrong output, or the device refused it); null when it ran.
+    pub rejected: Option<String>,
+}
+
+/// The outcome of tuning: the winning configuration and every trial.
+#[derive(Debug, Clone)]
+pub struct Tuned {
+    /// Fastest correct choice for each kernel.
+    pub config: KernelConfig,
+    /// Every candidate tried, in order.
+    pub trials: Vec<Trial>,
+}
+
+/// Tunes every kernel choice for `shape` with `dtype` weights on this device, starting from the
+/// tier defaults; each kernel is tuned with the others at their defaults (they do not interact).
+/// `progress(done, total)` is called after every candidate.
+pub fn tune(
+    ctx: &GpuContext,
+    shape: &ModelShape,
+    dtype: WeightDtype,
+    effort: Effort,
+    progress: &mut dyn FnMut(usize, usize),
+) -> anyhow::Result<Tuned> {
+    let defaults = KernelConfig::default_for(ctx.traits());
+    let lists = candidates::all(ctx, defaults, effort);
+    let total = lists.products.len() + lists.gemvs.len() + lists.splits.len() + lists.norms.len();
+    let mut done = 0;
+    let mut trials = Vec::new();
+    let mut tick = |trials: &mut Vec<Trial>, trial: Trial| {
+        trials.push(trial);
+        done += 1;
+        progress(done, total);
+    };
+    let bench = bench::Bench::new(ctx, shape, dtype, effort)?;
+
+    let mut config = defaults;
+    let mut best = f64::INFINITY;
+    for tiles in lists.products {
+        let trial = bench.product(tiles, defaults.matmul.gemv);
+        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+            best = t;
+            config.matmul.tiles = tiles;
+        }
+        tick(&mut trials, trial);
+    }
+    let mut best = f64::INFINITY;
+    for gemv in lists.gemvs {
+        let trial = bench.gemv(defaults.matmul.tiles, gemv);
+        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+            best = t;
+            config.matmul.gemv = gemv;
+        }
+        tick(&mut trials, trial);
+    }
+    let mut best = f64::INFINITY;
+    for split in lists.splits {
+        let trial = bench.decode_attention(defaults.wg, split);
+        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+            best = t;
+            config.decode_split_len = split;
+        }
+        tick(&mut trials, trial);
+    }
+    let mut best = f64::INFINITY;
+    for wg in lists.norms {
+        let trial = bench.norm(wg);
+        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+            best = t;
+            config.norm_wg = wg;
+        }
+        tick(&mut trials, trial);
+    }
+    Ok(Tuned { config, trials })
+}
+
+/// Where a run's kernel configuration comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tuning {
+    /// The tier defaults, untuned (`--no-tune`).
+    Defaults,
+    /// The cache at this path, or a quick tune stored there when it has no entry.
+    Cached(std::path::PathBuf),
+    /// No cache location is known (no HOME): tune quickly, keep nothing.
+    Uncached,
+}
+
+/// The kernel configuration for `shape` and `dtype` on this device, and a line saying where it
+/// came from (recorded in results). Tuning messages go to `say`.
+pub fn choose(
+    ctx: &GpuContext,
+    shape: &ModelShape,
+    dtype: WeightDtype,
+    tuning: &Tuning,
+    say: &mut dyn FnMut(String),
+) -> anyhow::Result<(KernelConfig, String)> {
+    let quick = |say: &mut dyn FnMut(String)| -> anyhow::Result<KernelConfig> {
+        say("tuning kernels for this device (quick; `tokbench tune` tries more)".into());
+        let mut last = 0;
+        let tuned = tune(ctx, shape, dtype, Effort::Quick, &mut |done, total| {
+            if done * 4 / total > last {
+                last = done * 4 / total;
+                say(format!("tuning: {done}/{total} candidates"));
+            }
+        })?;
+        Ok(tuned.config)
+    };
+    match tuning {
+        Tuning::Defaults => Ok((
+            KernelConfig::default_for(ctx.traits()),
+            "tier defaults (--no-tune)".into(),
+        )),
+        Tuning::Uncached => Ok((quick(say)?, "quick tune (no cache location)".into())),
+        Tuning::Cached(path) => {
+            let key = TuneKey::new(ctx, shape, dtype);
+            let (mut cache, warning) = TuneCache::open(path);
+            if let Some(w) = warning {
+                say(w);
+            }
+            if let Some(hit) = cache.get(&key) {
+                let source = format!(
+                    "tuning cache {} ({:?} tune, {})",
+                    path.display(),
+                    hit.effort,
+                    hit.tuned_at
+                );
+                return Ok((hit.config, source));
+            }
+            let config = quick(say)?;
+            cache.insert(
+                &key,
+                cache::CacheEntry {
+                    config,
+                    effort: Effort::Quick,
+                    tuned_at: crate::runner::now_utc(),
+                },
+            );
+            let source = match cache.save() {
+                Ok(()) => format!("quick tune now, saved to {}", path.display()),
+                Err(e) => {
+                    say(format!("cannot save the tuning cache: {e:#}"));
+                    "quick tune now (not saved)".into()
+                }
+            };
+            Ok((config, source))
+        }
+    }
+}
