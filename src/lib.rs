@@ -2,7 +2,7 @@
 //!
 //! Data flows one way: [`cli`] builds a validated plan, [`gpu`] opens the device,
 //! [`workload`]s run [`kernels`] through [`measure`], and the outcome is a [`result::RunResult`]
-//! written after every workload. `result` (and later `report`) never touch wgpu.
+//! written after every workload. `result` and [`report`] never touch wgpu.
 //! [`power`] turns each measured window into energy, with where the figure came from.
 
 pub mod cli;
@@ -13,6 +13,7 @@ pub mod measure;
 pub mod model;
 pub mod node;
 pub mod power;
+pub mod report;
 pub mod result;
 pub mod runner;
 pub mod tune;

@@ -2,6 +2,8 @@
 //! and handed to the command modules. `main.rs` only maps the outcome to an exit code.
 
 mod accounting;
+mod check;
+mod compare;
 mod devices;
 mod execute;
 mod list_presets;
@@ -59,6 +61,11 @@ enum Command {
     Presets(PresetsArgs),
     /// Show the FLOPs and bytes of one pass, op by op and per token, as results count them.
     Accounting(AccountingArgs),
+    /// Compare results across nodes: rank them per workload by tokens/s, tokens/J or cost per
+    /// million tokens, with each hardware group's spread and slow nodes.
+    Compare(compare::CompareArgs),
+    /// Gate CI on regressions: compare a current result with a baseline, workload by workload.
+    Check(check::CheckArgs),
     /// Tune the kernels for this device and a model shape: check and time every candidate
     /// configuration, print them, and cache the winner for later runs.
     Tune(TuneArgs),
@@ -382,6 +389,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Devices(args) => devices::run(args.json, args.backend),
         Command::Presets(args) => list_presets::run(args.json),
+        Command::Compare(args) => compare::run(args),
+        Command::Check(args) => check::run(args),
         Command::Tune(a) => {
             let selector = AdapterSelector {
                 adapter: a.adapter.clone(),

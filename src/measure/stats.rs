@@ -1,5 +1,5 @@
 //! Statistics over duration samples: summaries, a distribution-free confidence interval of the
-//! median, and a bootstrap interval of the relative change between two sample sets (used by
+//! median, and a bootstrap interval of the ratio of two sample sets' medians (used by
 //! `tokbench check`). Pure functions, no GPU.
 
 use crate::result::Stats;
@@ -50,6 +50,55 @@ pub fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     quantile_sorted(&sorted, 0.5)
+}
+
+/// A bootstrap confidence interval of the ratio of two medians.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RatioInterval {
+    /// median(current) / median(baseline) of the samples themselves.
+    pub point: f64,
+    /// Lower end of the interval.
+    pub low: f64,
+    /// Upper end of the interval.
+    pub high: f64,
+}
+
+/// The `level` (for example 0.95) bootstrap interval of median(`current`) / median(`baseline`):
+/// both sample sets are resampled with replacement `resamples` times, and the interval is the
+/// percentiles of the resampled ratios. Seeded, so the same inputs always give the same interval.
+/// Both slices must be non-empty.
+pub fn bootstrap_median_ratio(
+    baseline: &[f64],
+    current: &[f64],
+    resamples: usize,
+    level: f64,
+    seed: u64,
+) -> RatioInterval {
+    assert!(!baseline.is_empty() && !current.is_empty() && resamples > 0);
+    let mut rng = SplitMix64::new(seed);
+    let mut resampled_median = |from: &[f64], buf: &mut Vec<f64>| {
+        buf.clear();
+        buf.extend((0..from.len()).map(|_| from[rng.below(from.len())]));
+        buf.sort_by(f64::total_cmp);
+        quantile_sorted(buf, 0.5)
+    };
+    let (mut a, mut b) = (
+        Vec::with_capacity(baseline.len()),
+        Vec::with_capacity(current.len()),
+    );
+    let mut ratios: Vec<f64> = (0..resamples)
+        .map(|_| {
+            let base = resampled_median(baseline, &mut a);
+            resampled_median(current, &mut b) / base
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let tail = (1.0 - level) / 2.0;
+    RatioInterval {
+        point: median(current) / median(baseline),
+        low: quantile_sorted(&ratios, tail),
+        high: quantile_sorted(&ratios, 1.0 - tail),
+    }
 }
 
 /// 95% confidence interval of the median from order statistics (binomial, normal
@@ -159,6 +208,23 @@ mod tests {
             (0.25, 0.25, 0.25)
         );
         assert_eq!(s.stddev_s, 0.0);
+    }
+
+    #[test]
+    fn bootstrap_interval_brackets_a_known_ratio_and_is_reproducible() {
+        let mut rng = SplitMix64::new(3);
+        let base: Vec<f64> = (0..50).map(|_| 1.0 + 0.01 * rng.next_f64()).collect();
+        let slower: Vec<f64> = base.iter().map(|x| x * 1.2).collect();
+        let r = bootstrap_median_ratio(&base, &slower, 2000, 0.95, 9);
+        assert!((r.point - 1.2).abs() < 1e-12);
+        assert!(
+            r.low <= 1.2 && 1.2 <= r.high && r.high - r.low < 0.02,
+            "{r:?}"
+        );
+        assert_eq!(r, bootstrap_median_ratio(&base, &slower, 2000, 0.95, 9));
+        let noisy: Vec<f64> = (0..10).map(|_| 0.2 + 1.6 * rng.next_f64()).collect();
+        let r = bootstrap_median_ratio(&base, &noisy, 2000, 0.95, 9);
+        assert!(r.high - r.low > 0.3, "{r:?}");
     }
 
     #[test]

@@ -1,0 +1,307 @@
+//! HTML: one self-contained file (inline CSS, inline SVG charts drawn with plotters, no script,
+//! nothing fetched). Every string from a result file is escaped, and a Content-Security-Policy
+//! forbids scripts in case anything ever slips through.
+
+use std::fmt::Write as _;
+
+use anyhow::anyhow;
+use plotters::prelude::*;
+
+use super::{clean, cost_headers, num, opt_num, pct, prices_line};
+use crate::report::compare::{CompareReport, Entry, WorkloadComparison};
+
+/// `text` safe as HTML text or attribute value.
+pub(crate) fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in clean(text).chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            _ => out.push(ch),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "\
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#222}\
+table{border-collapse:collapse;margin:.5rem 0 1rem}\
+th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\
+td.n{text-align:right;font-variant-numeric:tabular-nums}\
+tr.slow td{background:#fde8e8}\
+.note{background:#fff6d6;padding:.25rem .5rem}\
+.charts{display:flex;flex-wrap:wrap;gap:1rem}\
+section{border-top:1px solid #ddd;margin-top:1.5rem}";
+
+/// The comparison as an HTML page.
+pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
+    let mut h = String::new();
+    h.push_str(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>tokbench compare</title>\n",
+    );
+    let _ = writeln!(
+        h,
+        "<style>{STYLE}</style>\n</head>\n<body>\n<h1>tokbench compare</h1>"
+    );
+    let _ = writeln!(
+        h,
+        "<p>{} result(s), {} workload(s), {} skipped.</p>",
+        r.results,
+        r.workloads.len(),
+        r.skipped.len()
+    );
+    if let Some(line) = prices_line(r) {
+        let _ = writeln!(h, "<p>{}</p>", esc(&line));
+    }
+    for w in &r.workloads {
+        workload(&mut h, r, w)?;
+    }
+    if !r.probes.is_empty() {
+        h.push_str("<section>\n<h2>Measured peaks (probes)</h2>\n<table>\n");
+        h.push_str(
+            "<tr><th>node</th><th>adapter</th><th>FMA GFLOP/s</th><th>copy GB/s</th></tr>\n",
+        );
+        for p in &r.probes {
+            let _ = writeln!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
+                esc(&p.node),
+                esc(&p.adapter),
+                num(p.fma_gflops),
+                num(p.copy_gbps)
+            );
+        }
+        h.push_str("</table>\n</section>\n");
+    }
+    if !r.skipped.is_empty() {
+        h.push_str("<section>\n<h2>Skipped</h2>\n<ul>\n");
+        for s in &r.skipped {
+            let _ = writeln!(h, "<li>{}: {}</li>", esc(&s.source), esc(&s.reason));
+        }
+        h.push_str("</ul>\n</section>\n");
+    }
+    h.push_str("</body>\n</html>\n");
+    Ok(h)
+}
+
+fn workload(h: &mut String, r: &CompareReport, w: &WorkloadComparison) -> anyhow::Result<()> {
+    let _ = writeln!(
+        h,
+        "<section>\n<h2>{}</h2>\n<p>{}.",
+        esc(&w.workload.id),
+        esc(&w.workload.describe())
+    );
+    if w.ranked {
+        let direction = if w.metric.higher_is_better() {
+            "higher"
+        } else {
+            "lower"
+        };
+        let _ = write!(
+            h,
+            " Ranked by <b>{}</b> ({direction} is better).",
+            w.metric.label()
+        );
+    }
+    h.push_str("</p>\n");
+    if let Some(note) = &w.note {
+        let _ = writeln!(h, "<p class=\"note\">{}</p>", esc(note));
+    }
+
+    h.push_str("<div class=\"charts\">\n");
+    let tps: Vec<(&Entry, f64)> = w.entries.iter().map(|e| (e, e.tokens_per_s)).collect();
+    h.push_str(&bar_chart(
+        "tokens/s per node",
+        &tps,
+        RGBColor(70, 110, 180),
+    )?);
+    let tpj: Vec<(&Entry, f64)> = w
+        .entries
+        .iter()
+        .filter_map(|e| e.tokens_per_j.map(|v| (e, v)))
+        .collect();
+    if !tpj.is_empty() {
+        let title = if w.tokens_per_j_comparable {
+            "tokens/J per node"
+        } else {
+            "tokens/J per node (not comparable)"
+        };
+        h.push_str(&bar_chart(title, &tpj, RGBColor(60, 150, 90))?);
+    }
+    h.push_str("</div>\n<table>\n<tr>");
+    let tpj_header = if w.tokens_per_j_comparable {
+        "tokens/J"
+    } else {
+        "tokens/J (not comparable)"
+    };
+    let mut headers: Vec<String> = ["rank", "node", "adapter", "tokens/s", tpj_header]
+        .map(String::from)
+        .into();
+    let costs = cost_headers(r);
+    if let Some(c) = &costs {
+        headers.extend(c.iter().cloned());
+    }
+    headers.extend(["of best".into(), "notes".into()]);
+    for head in &headers {
+        let _ = write!(h, "<th>{}</th>", esc(head));
+    }
+    h.push_str("</tr>\n");
+    for e in &w.entries {
+        let _ = write!(h, "<tr{}>", if e.slow { " class=\"slow\"" } else { "" });
+        let mut cells = vec![
+            (true, e.rank.map_or("-".into(), |r| r.to_string())),
+            (false, esc(&e.node)),
+            (false, esc(&e.hardware.adapter)),
+            (true, num(e.tokens_per_s)),
+            (true, opt_num(e.tokens_per_j)),
+        ];
+        if costs.is_some() {
+            let c = e.cost.clone().unwrap_or_default();
+            cells.extend([
+                (true, opt_num(c.energy_per_mtok)),
+                (true, opt_num(c.hardware_per_mtok)),
+                (true, opt_num(c.total_per_mtok)),
+            ]);
+        }
+        cells.push((true, e.relative_to_best.map_or("-".into(), pct)));
+        let mut notes: Vec<String> = Vec::new();
+        if e.slow {
+            notes.push("<b>slow node</b>".into());
+        }
+        notes.extend(e.notes.iter().map(|n| esc(n)));
+        cells.push((false, notes.join("; ")));
+        for (numeric, text) in cells {
+            let _ = write!(
+                h,
+                "<td{}>{text}</td>",
+                if numeric { " class=\"n\"" } else { "" }
+            );
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
+    if !w.excluded.is_empty() {
+        h.push_str("<p>Left out:</p>\n<ul>\n");
+        for x in &w.excluded {
+            let _ = writeln!(
+                h,
+                "<li>{} ({}): {}</li>",
+                esc(&x.node),
+                esc(&x.source),
+                esc(&x.reason)
+            );
+        }
+        h.push_str("</ul>\n");
+    }
+    if !w.has_fleet() {
+        h.push_str("</section>\n");
+        return Ok(());
+    }
+    let _ = writeln!(
+        h,
+        "<p>Fleet ({} by hardware group):</p>\n<table>\n<tr><th>hardware group</th><th>nodes</th>\
+         <th>median</th><th>p10</th><th>p90</th><th>spread</th><th>slow nodes</th></tr>",
+        w.fleet_metric.label()
+    );
+    for g in &w.fleet {
+        let slow: Vec<String> = g.slow_nodes.iter().map(|n| esc(n)).collect();
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            esc(&g.hardware.label()),
+            g.stats.nodes,
+            num(g.stats.median),
+            num(g.stats.p10),
+            num(g.stats.p90),
+            pct(g.stats.spread),
+            slow.join(", ")
+        );
+    }
+    h.push_str("</table>\n</section>\n");
+    Ok(())
+}
+
+/// An axis figure without trailing zeros: "2", "0.5", "20000".
+fn axis_num(x: f64) -> String {
+    let text = num(x);
+    if text.contains('.') && !text.contains('e') {
+        text.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        text
+    }
+}
+
+/// Longest node label drawn in a chart; the tables carry the full names.
+const LABEL_CHARS: usize = 28;
+
+/// A horizontal bar per node, best first at the top; slow nodes in red. Plotters' SVG backend
+/// escapes the labels it writes.
+fn bar_chart(title: &str, bars: &[(&Entry, f64)], color: RGBColor) -> anyhow::Result<String> {
+    let n = bars.len();
+    let labels: Vec<String> = bars
+        .iter()
+        .rev()
+        .map(|(e, _)| {
+            let label = clean(&e.node);
+            if label.chars().count() > LABEL_CHARS {
+                label.chars().take(LABEL_CHARS - 1).collect::<String>() + "…"
+            } else {
+                label
+            }
+        })
+        .collect();
+    let max = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max);
+    let x_max = if max > 0.0 { max * 1.1 } else { 1.0 };
+    let height = 70 + 26 * n as u32;
+    let mut svg = String::new();
+    {
+        let chart_err = |e: &dyn std::fmt::Display| anyhow!("drawing the chart {title:?}: {e}");
+        let root = SVGBackend::with_string(&mut svg, (560, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| chart_err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(28)
+            .y_label_area_size(190)
+            // An integer range is inclusive here: 0..n-1 gives n segments.
+            .build_cartesian_2d(0.0..x_max, (0..n.saturating_sub(1)).into_segmented())
+            .map_err(|e| chart_err(&e))?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .max_light_lines(1)
+            .y_labels(n)
+            .y_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .x_labels(5)
+            .x_label_formatter(&|x| axis_num(*x))
+            .draw()
+            .map_err(|e| chart_err(&e))?;
+        let slow_color = RGBColor(200, 60, 60);
+        chart
+            .draw_series(bars.iter().rev().enumerate().map(|(i, (e, v))| {
+                let fill = if e.slow { slow_color } else { color };
+                let mut bar = Rectangle::new(
+                    [
+                        (0.0, SegmentValue::Exact(i)),
+                        (*v, SegmentValue::Exact(i + 1)),
+                    ],
+                    fill.filled(),
+                );
+                bar.set_margin(3, 3, 0, 0);
+                bar
+            }))
+            .map_err(|e| chart_err(&e))?;
+        root.present().map_err(|e| chart_err(&e))?;
+    }
+    Ok(svg + "\n")
+}

@@ -1,0 +1,330 @@
+//! Rendering reports: one file per format, chosen through [`CompareFormat`] and [`CheckFormat`].
+//!
+//! Every string that comes from a result file (host names, adapter names, paths, ids) is
+//! untrusted: control characters are escaped in text formats, Markdown and HTML metacharacters
+//! in theirs, and spreadsheet formulas are defused in CSV.
+
+mod bmf;
+mod csv;
+mod html;
+mod json;
+mod markdown;
+mod table;
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+
+use super::check::CheckReport;
+use super::compare::CompareReport;
+use crate::InputError;
+
+/// Formats of `tokbench compare`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompareFormat {
+    /// Terminal tables.
+    Table,
+    /// Markdown (GitHub-flavoured tables).
+    Md,
+    /// One row per node and workload.
+    Csv,
+    /// The whole report as one JSON document.
+    Json,
+    /// One self-contained HTML file with SVG charts.
+    Html,
+}
+
+/// Formats of `tokbench check`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CheckFormat {
+    /// Terminal tables.
+    Table,
+    /// Markdown, for a CI step summary.
+    Md,
+    /// The whole verdict as one JSON document.
+    Json,
+    /// Bencher Metric Format: the current result's figures, for `bencher run --adapter json`.
+    Bmf,
+}
+
+impl CompareFormat {
+    /// The report in this format.
+    pub fn render(self, report: &CompareReport) -> anyhow::Result<String> {
+        Ok(match self {
+            Self::Table => table::compare(report),
+            Self::Md => markdown::compare(report),
+            Self::Csv => csv::compare(report),
+            Self::Json => json::render(report)?,
+            Self::Html => html::compare(report)?,
+        })
+    }
+}
+
+impl CheckFormat {
+    /// The verdict in this format.
+    pub fn render(self, report: &CheckReport) -> anyhow::Result<String> {
+        Ok(match self {
+            Self::Table => table::check(report),
+            Self::Md => markdown::check(report),
+            Self::Json => json::render(report)?,
+            Self::Bmf => bmf::check(report)?,
+        })
+    }
+}
+
+/// Writes `text` to `out` (replacing it atomically), or to stdout without one.
+pub fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    let Some(path) = out else {
+        let mut stdout = std::io::stdout().lock();
+        return stdout
+            .write_all(text.as_bytes())
+            .and_then(|()| stdout.flush())
+            .context("writing to stdout");
+    };
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let cannot =
+        |e: std::io::Error| InputError::new(format!("--out {}: cannot write: {e}", path.display()));
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tokbench-report-")
+        .tempfile_in(dir)
+        .map_err(cannot)?;
+    tmp.write_all(text.as_bytes()).map_err(cannot)?;
+    tmp.persist(path).map_err(|e| cannot(e.error))?;
+    Ok(())
+}
+
+/// A figure with about four significant digits: "12346", "123.5", "1.235", "0.01235", "1.235e-4".
+pub(crate) fn num(x: f64) -> String {
+    let a = x.abs();
+    if a == 0.0 {
+        "0".into()
+    } else if a >= 1000.0 {
+        format!("{x:.0}")
+    } else if a >= 100.0 {
+        format!("{x:.1}")
+    } else if a >= 10.0 {
+        format!("{x:.2}")
+    } else if a >= 1.0 {
+        format!("{x:.3}")
+    } else if a >= 0.01 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.3e}")
+    }
+}
+
+/// An optional figure, "-" when absent.
+pub(crate) fn opt_num(x: Option<f64>) -> String {
+    x.map_or_else(|| "-".into(), num)
+}
+
+/// A signed relative change: "+12.3%".
+pub(crate) fn signed_pct(x: f64) -> String {
+    format!("{:+.1}%", x * 100.0)
+}
+
+/// A share: "83.2%".
+pub(crate) fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// `text` with control characters (terminal escapes, new lines) shown escaped.
+pub(crate) fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in text.chars() {
+        if ch.is_control() {
+            out.extend(ch.escape_default());
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Seconds as a short duration: "812 µs", "12.30 ms", "1.52 s".
+pub(crate) fn duration(s: f64) -> String {
+    if s < 1e-3 {
+        format!("{:.1} µs", s * 1e6)
+    } else if s < 1.0 {
+        format!("{:.2} ms", s * 1e3)
+    } else {
+        format!("{s:.2} s")
+    }
+}
+
+/// "prices: 0.3 EUR/kWh; hardware prices for 2 nodes and 1 adapter" — the cost model in words.
+pub(crate) fn prices_line(report: &CompareReport) -> Option<String> {
+    let p = report.prices.as_ref()?;
+    let currency = report.currency();
+    let unit = if currency.is_empty() {
+        String::new()
+    } else {
+        format!(" {currency}")
+    };
+    let mut parts = Vec::new();
+    if let Some(kwh) = p.price_kwh {
+        parts.push(format!("energy {kwh}{unit}/kWh"));
+    }
+    if p.prices_hardware() {
+        parts.push(format!(
+            "hardware prices for {} node(s) and {} adapter(s) (purchases spread over their \
+             lifetime, busy around the clock)",
+            p.nodes.len(),
+            p.adapters.len()
+        ));
+    }
+    Some(format!("cost model: {}", parts.join("; ")))
+}
+
+/// Column headers of the cost columns, with the currency.
+pub(crate) fn cost_headers(report: &CompareReport) -> Option<[String; 3]> {
+    report.prices.as_ref()?;
+    let c = report.currency();
+    let unit = if c.is_empty() {
+        String::new()
+    } else {
+        format!(" ({c})")
+    };
+    Some([
+        format!("energy/Mtok{unit}"),
+        format!("hardware/Mtok{unit}"),
+        format!("cost/Mtok{unit}"),
+    ])
+}
+
+/// How the rule of `check` reads in one sentence.
+pub(crate) fn check_rule(report: &CheckReport) -> String {
+    use super::check::CheckMetric;
+    match report.metric {
+        CheckMetric::TokensPerS => format!(
+            "time per execution; regression when the whole 95% bootstrap interval of the change \
+             ({} resamples of the raw samples) lies above +{:.1}%",
+            report.resamples,
+            report.threshold * 100.0
+        ),
+        CheckMetric::TokensPerJ => format!(
+            "tokens/J point values; regression when they fall by more than {:.1}%",
+            report.threshold * 100.0
+        ),
+    }
+}
+
+/// "PASS: no regression" or "FAIL: 2 regressions, 1 invalid result".
+pub(crate) fn check_headline(report: &CheckReport) -> String {
+    let mut problems = Vec::new();
+    if report.regressions > 0 {
+        problems.push(format!(
+            "{} regression{}",
+            report.regressions,
+            if report.regressions == 1 { "" } else { "s" }
+        ));
+    }
+    if !report.invalid_current.is_empty() {
+        problems.push(format!(
+            "{} invalid current result(s)",
+            report.invalid_current.len()
+        ));
+    }
+    let improvements = if report.improvements > 0 {
+        format!(", {} improvement(s)", report.improvements)
+    } else {
+        String::new()
+    };
+    if problems.is_empty() {
+        format!("PASS: no regression{improvements}")
+    } else {
+        format!("FAIL: {}{improvements}", problems.join(", "))
+    }
+}
+
+/// The change of one checked workload: "+20.1% [+18.9%, +21.3%]", or "-" when not compared.
+pub(crate) fn change_text(w: &super::check::WorkloadCheck) -> (String, String) {
+    match (w.change, w.change_low, w.change_high) {
+        (Some(c), Some(lo), Some(hi)) if !w.point_values => (
+            signed_pct(c),
+            format!("[{}, {}]", signed_pct(lo), signed_pct(hi)),
+        ),
+        (Some(c), _, _) => (signed_pct(c), "(point values)".into()),
+        _ => ("-".into(), "-".into()),
+    }
+}
+
+/// The baseline and current figures of one checked workload, as shown in tables.
+pub(crate) fn check_figures(w: &super::check::WorkloadCheck, unit: &str) -> (String, String) {
+    match (w.baseline_value, w.current_value) {
+        (Some(b), Some(c)) => (format!("{} {unit}", num(b)), format!("{} {unit}", num(c))),
+        _ => (duration(w.baseline_median_s), duration(w.current_median_s)),
+    }
+}
+
+/// The lines under a check's table (raw text: each format escapes it).
+pub(crate) fn check_lists(r: &CheckReport) -> Vec<String> {
+    let mut out = Vec::new();
+    for (label, items) in [
+        ("hardware differs (allowed)", &r.hardware_differences),
+        ("invalid in the current result", &r.invalid_current),
+        ("only in the baseline (not run now)", &r.only_in_baseline),
+        ("only in the current result", &r.only_in_current),
+    ] {
+        if !items.is_empty() {
+            out.push(format!("{label}: {}", items.join(", ")));
+        }
+    }
+    out.extend(r.notes.iter().map(|n| format!("note: {n}")));
+    out
+}
+
+#[cfg(test)]
+mod snapshots;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_about_four_digits() {
+        let got: Vec<String> = [
+            123_456.7,
+            123.456,
+            12.3456,
+            1.23456,
+            0.0123456,
+            0.000_123_456,
+            0.0,
+        ]
+        .iter()
+        .map(|x| num(*x))
+        .collect();
+        assert_eq!(
+            got,
+            [
+                "123457", "123.5", "12.35", "1.235", "0.0123", "1.235e-4", "0"
+            ]
+        );
+        assert_eq!(signed_pct(0.2012), "+20.1%");
+        assert_eq!(signed_pct(-0.05), "-5.0%");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(clean("a\u{1b}[31mb\nc"), "a\\u{1b}[31mb\\nc");
+    }
+
+    #[test]
+    fn output_files_are_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("report.md");
+        write_output(Some(&path), "first").unwrap();
+        write_output(Some(&path), "second").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "second");
+        let err = write_output(Some(&dir.path().join("no/such/dir/r.md")), "x").unwrap_err();
+        assert!(
+            crate::exit_code_for(&err) == std::process::ExitCode::from(2),
+            "{err:#}"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Hand-made result documents for the report's tests, unit and integration alike: built from the
+//! result types, never captured from one machine. Public (and hidden from the docs) so that
+//! `tests/` can write them to files and run the binary on them.
+
+use std::collections::BTreeMap;
+
+use crate::measure::stats::{SplitMix64, summarize};
+use crate::model::presets;
+use crate::result::*;
+
+/// A finished run on `hostname` with adapter `adapter`, the `tiny` model plan, probes, and no
+/// workloads yet; push workloads onto `workloads`.
+pub fn node(hostname: &str, adapter: &str) -> RunResult {
+    let tiny = presets::find("tiny").expect("tiny preset").shape;
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        tool: ToolInfo {
+            name: "tokbench".into(),
+            version: "0.1.0".into(),
+            git_sha: Some("0123456789abcdef".into()),
+        },
+        started_at: "2026-11-21T10:00:00.000Z".into(),
+        finished_at: Some("2026-11-21T10:01:00.000Z".into()),
+        interrupted: false,
+        node: NodeInfo {
+            hostname: hostname.into(),
+            os: "Linux (Debian GNU/Linux 12)".into(),
+            kernel: "6.1.0".into(),
+            cpu_brand: "Example CPU".into(),
+            cpu_cores: 16,
+            memory_bytes: 64 << 30,
+            placement: None,
+        },
+        adapter: AdapterInfo {
+            name: adapter.into(),
+            vendor_id: 0x10de,
+            device_id: 0x2330,
+            driver: "example".into(),
+            driver_info: "1.0".into(),
+            backend: "vulkan".into(),
+            device_type: "discrete-gpu".into(),
+            features: vec!["TIMESTAMP_QUERY".into()],
+            limits: BTreeMap::from([("max_buffer_size".into(), 1 << 30)]),
+        },
+        timing_method: TimingMethod::GpuTimestamps,
+        plan: PlanRecord {
+            command: "run".into(),
+            sampling: SamplePolicy {
+                min_samples: 10,
+                min_time_s: 1.0,
+                max_warmup_s: 5.0,
+            },
+            model: Some(ModelPlan {
+                preset: "tiny".into(),
+                model: tiny,
+                dtype: "f32".into(),
+                layers_run: tiny.n_layers,
+                weights_shared_across_layers: false,
+                phases: vec!["prefill".into(), "decode".into()],
+                batch: 1,
+                prompt_len: 512,
+                depths: vec![512],
+            }),
+        },
+        kernel_config: None,
+        kernel_config_source: None,
+        probes: Some(Probes {
+            fma_gflops: 1000.0,
+            copy_gbps: 100.0,
+        }),
+        power: PowerSetup::none("none", "--power-source none"),
+        workloads: Vec::new(),
+    }
+}
+
+/// `node` with `workloads`.
+pub fn run(hostname: &str, adapter: &str, workloads: Vec<WorkloadResult>) -> RunResult {
+    let mut doc = node(hostname, adapter);
+    doc.workloads = workloads;
+    doc
+}
+
+/// A valid prefill of one `prompt_len`-token prompt of `tiny`, timed at `samples_s`; no power.
+pub fn prefill(prompt_len: u32, samples_s: &[f64]) -> WorkloadResult {
+    token_workload("prefill", prompt_len, samples_s)
+}
+
+/// A valid decode step of one sequence of `tiny` at KV depth `depth`, timed at `samples_s`; no
+/// power.
+pub fn decode(depth: u32, samples_s: &[f64]) -> WorkloadResult {
+    token_workload("decode", depth, samples_s)
+}
+
+fn token_workload(phase: &str, len: u32, samples_s: &[f64]) -> WorkloadResult {
+    let tiny = presets::find("tiny").expect("tiny preset").shape;
+    let stats = summarize(samples_s, 3);
+    let tokens: u64 = if phase == "prefill" { len.into() } else { 1 };
+    let (size, prompt_len, depth) = if phase == "prefill" {
+        (format!("p{len}"), Some(len), None)
+    } else {
+        (format!("d{len}"), None, Some(len))
+    };
+    // Round figures: reports never recompute them.
+    let flops = 1e6 * tokens as f64;
+    let bytes = 4e5 * tokens as f64;
+    let window_s: f64 = samples_s.iter().sum();
+    WorkloadResult {
+        id: format!("{phase}-tiny-f32-b1-{size}"),
+        kind: phase.into(),
+        shape: BTreeMap::new(),
+        dtype: "f32".into(),
+        valid: true,
+        correctness: Correctness {
+            nmse: Some(1e-12),
+            max_abs_err: Some(1e-6),
+            reference: "cpu-f64 forward of the whole model: logits".into(),
+            nmse_threshold: 1e-5,
+            failure: None,
+        },
+        achieved_gflops: flops / stats.median_s / 1e9,
+        achieved_gbps: bytes / stats.median_s / 1e9,
+        roofline: None,
+        phase: Some(phase.into()),
+        preset: Some("tiny".into()),
+        model: Some(tiny),
+        batch: Some(1),
+        prompt_len,
+        depth,
+        layers_run: Some(tiny.n_layers),
+        weights_shared_across_layers: Some(false),
+        tokens: Some(tokens),
+        tokens_per_s: Some(tokens as f64 / stats.median_s),
+        power: PowerRecord::unavailable("--power-source none", window_s, samples_s.len() as u64),
+        tokens_per_j: None,
+        tokens_per_j_dynamic: None,
+        j_per_token: None,
+        flops,
+        bytes,
+        stats,
+    }
+}
+
+/// A valid probe workload ("probe-fma" or "probe-copy") timed at `samples_s`: no tokens.
+pub fn probe(kind: &str, samples_s: &[f64]) -> WorkloadResult {
+    let mut w = token_workload("prefill", 1, samples_s);
+    w.id = kind.into();
+    w.kind = kind.into();
+    w.correctness.reference = "exact".into();
+    w.phase = None;
+    w.preset = None;
+    w.model = None;
+    w.batch = None;
+    w.prompt_len = None;
+    w.layers_run = None;
+    w.weights_shared_across_layers = None;
+    w.tokens = None;
+    w.tokens_per_s = None;
+    w
+}
+
+/// `w` with a measured power figure of `avg_power_w` over its window, and tokens/J from it.
+pub fn with_power(
+    mut w: WorkloadResult,
+    scope: Scope,
+    provenance: Provenance,
+    avg_power_w: f64,
+) -> WorkloadResult {
+    let window_s = w.power.window_s;
+    let executions = w.power.executions;
+    let energy_j = avg_power_w * window_s;
+    w.power = PowerRecord {
+        source: Some("rapl".into()),
+        scope: Some(scope),
+        provenance,
+        method: Some("counter-delta".into()),
+        reason: None,
+        energy_j: Some(energy_j),
+        avg_power_w: Some(avg_power_w),
+        idle_power_w: None,
+        dynamic_energy_j: None,
+        window_s,
+        executions,
+        samples: None,
+        coverage: None,
+        max_gap_s: None,
+        cross_check_power_w: None,
+        warnings: Vec::new(),
+    };
+    let tokens = w.tokens.unwrap_or(0) as f64 * executions as f64;
+    let tokens_per_j = tokens / energy_j;
+    w.tokens_per_j = Some(tokens_per_j);
+    w.j_per_token = Some(1.0 / tokens_per_j);
+    w
+}
+
+/// `n` samples spread evenly at random within ±`rel_spread` of `median_s` (seeded, so the same
+/// on every machine).
+pub fn jittered(median_s: f64, rel_spread: f64, n: usize, seed: u64) -> Vec<f64> {
+    let mut rng = SplitMix64::new(seed);
+    (0..n)
+        .map(|_| median_s * (1.0 + rel_spread * (2.0 * rng.next_f64() - 1.0)))
+        .collect()
+}

@@ -1,0 +1,441 @@
+//! `tokbench compare` and `tokbench check` end to end: exit codes, messages and outputs over
+//! result files written from hand-made documents. No GPU involved.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use tokbench::report::fixtures::{self, decode, jittered, prefill, with_power};
+use tokbench::result::{Provenance, RunResult, Scope};
+
+fn tokbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tokbench"))
+        .args(args)
+        .output()
+        .expect("run tokbench")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it is wrong, and that nothing panicked.
+fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        stderr(out)
+    );
+    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
+}
+
+fn write(dir: &Path, name: &str, doc: &RunResult) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, serde_json::to_string_pretty(doc).unwrap()).unwrap();
+    path
+}
+
+fn arg(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// One prefill and one decode on `host`, timed around `prefill_s` and `decode_s` with samples
+/// within ±`spread`.
+fn run(host: &str, prefill_s: f64, decode_s: f64, spread: f64, seed: u64) -> RunResult {
+    fixtures::run(
+        host,
+        "GPU A",
+        vec![
+            prefill(128, &jittered(prefill_s, spread, 20, seed)),
+            decode(128, &jittered(decode_s, spread, 20, seed + 1)),
+        ],
+    )
+}
+
+fn check(dir: &Path, baseline: &RunResult, current: &RunResult, extra: &[&str]) -> Output {
+    let b = write(dir, "baseline.json", baseline);
+    let c = write(dir, "current.json", current);
+    let mut args = vec!["check", "--baseline", arg(&b), "--current", arg(&c)];
+    args.extend(extra);
+    tokbench(&args)
+}
+
+#[test]
+fn check_calls_a_tight_20_percent_slowdown_a_regression() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(
+        dir.path(),
+        &run("ci", 0.010, 0.001, 0.01, 1),
+        &run("ci", 0.012, 0.001, 0.01, 3),
+        &[],
+    );
+    assert_code(&out, 1);
+    let text = stdout(&out);
+    assert!(text.contains("FAIL: 1 regression"), "{text}");
+    assert!(text.contains("prefill-tiny-f32-b1-p128"), "{text}");
+}
+
+#[test]
+fn check_passes_one_percent_noise_either_way() {
+    let dir = tempfile::tempdir().unwrap();
+    for (p, d) in [(0.0101, 0.00099), (0.0099, 0.00101)] {
+        let out = check(
+            dir.path(),
+            &run("ci", 0.010, 0.001, 0.01, 1),
+            &run("ci", p, d, 0.01, 3),
+            &[],
+        );
+        assert_code(&out, 0);
+        assert!(
+            stdout(&out).contains("PASS: no regression"),
+            "{}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn check_passes_a_20_percent_slowdown_hidden_in_wild_noise() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = fixtures::run(
+        "ci",
+        "GPU A",
+        vec![prefill(128, &jittered(0.010, 0.8, 10, 1))],
+    );
+    let current = fixtures::run(
+        "ci",
+        "GPU A",
+        vec![prefill(128, &jittered(0.012, 0.8, 10, 2))],
+    );
+    let out = check(dir.path(), &base, &current, &["--format", "json"]);
+    assert_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(report["workloads"][0]["verdict"], "noise");
+    assert!(report["workloads"][0]["change_low"].as_f64().unwrap() < 0.05);
+}
+
+#[test]
+fn check_fails_an_invalid_current_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut current = run("ci", 0.010, 0.001, 0.01, 3);
+    current.workloads[1].valid = false;
+    let out = check(
+        dir.path(),
+        &run("ci", 0.010, 0.001, 0.01, 1),
+        &current,
+        &["--format", "md"],
+    );
+    assert_code(&out, 1);
+    assert!(
+        stdout(&out).contains("## tokbench check: FAIL: 1 invalid current result(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains("tokbench check: FAIL"),
+        "verdict in the log too"
+    );
+}
+
+#[test]
+fn check_refuses_other_hardware_unless_allowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut current = run("ci", 0.012, 0.001, 0.01, 3);
+    current.node.cpu_brand = "Other CPU".into();
+    let base = run("ci", 0.010, 0.001, 0.01, 1);
+    let out = check(dir.path(), &base, &current, &[]);
+    assert_code(&out, 2);
+    assert!(
+        stderr(&out).contains("node.cpu_brand: \"Example CPU\" (baseline) vs \"Other CPU\""),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty());
+    let out = check(dir.path(), &base, &current, &["--allow-different-hardware"]);
+    assert_code(&out, 1);
+    assert!(
+        stdout(&out).contains("hardware differs (allowed)"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn check_input_errors_exit_2_with_the_path_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let good = write(d, "good.json", &run("ci", 0.010, 0.001, 0.01, 1));
+    std::fs::write(d.join("truncated.json"), "{\"schema_version\": 1, \"tool\"").unwrap();
+    let mut negative = run("ci", 0.010, 0.001, 0.01, 1);
+    negative.workloads[0].stats.median_s = -1.0;
+    write(d, "negative.json", &negative);
+    let mut other = run("ci", 0.010, 0.001, 0.01, 1);
+    other.workloads = vec![decode(4096, &jittered(0.004, 0.01, 20, 5))];
+    let other = write(d, "other.json", &other);
+    for (baseline, needle) in [
+        (d.join("missing.json"), "missing.json: cannot read"),
+        (d.join("truncated.json"), "truncated.json: not valid JSON"),
+        (
+            d.join("negative.json"),
+            "negative.json: workloads[0].stats.median_s = -1.0 is negative",
+        ),
+        (other, "no workload in common"),
+    ] {
+        let out = tokbench(&[
+            "check",
+            "--baseline",
+            arg(&baseline),
+            "--current",
+            arg(&good),
+        ]);
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
+    }
+    let out = tokbench(&[
+        "check",
+        "--baseline",
+        arg(&good),
+        "--current",
+        arg(&good),
+        "--threshold",
+        "lots",
+    ]);
+    assert_code(&out, 2);
+}
+
+#[test]
+fn check_writes_bencher_metric_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("bmf.json");
+    let out = check(
+        dir.path(),
+        &run("ci", 0.010, 0.001, 0.01, 1),
+        &run("ci", 0.010, 0.001, 0.01, 3),
+        &["--format", "bmf", "--out", out_path.to_str().unwrap()],
+    );
+    assert_code(&out, 0);
+    let bmf: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    let tps = bmf["prefill-tiny-f32-b1-p128"]["tokens-per-s"]["value"]
+        .as_f64()
+        .unwrap();
+    assert!((tps - 12_800.0).abs() < 300.0, "{tps}");
+    assert!(
+        bmf["decode-tiny-f32-b1-d128"]["latency"]["value"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+/// A fleet directory: four alike nodes, one slow, one invalid, plus junk.
+fn fleet(dir: &Path) {
+    for (i, s) in [0.0100, 0.0101, 0.0099, 0.0100].iter().enumerate() {
+        write(
+            dir,
+            &format!("fleet/n{i}/r.json"),
+            &run(&format!("node-{i}"), *s, 0.001, 0.01, i as u64),
+        );
+    }
+    write(
+        dir,
+        "fleet/slow/r.json",
+        &run("node-slow", 0.014, 0.0014, 0.01, 9),
+    );
+    std::fs::write(dir.join("fleet/broken.json"), "{ not json").unwrap();
+    std::fs::write(dir.join("fleet/notes.txt"), "ignored: not a .json file").unwrap();
+}
+
+#[test]
+fn compare_ranks_a_fleet_and_lists_what_it_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path());
+    let out = tokbench(&["compare", arg(&dir.path().join("fleet"))]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("5 result(s), 2 workload(s), 1 skipped"),
+        "{text}"
+    );
+    assert!(text.contains("SLOW NODE"), "{text}");
+    assert!(text.contains("broken.json: not valid JSON"), "{text}");
+    assert!(!text.contains("notes.txt"), "{text}");
+
+    let out = tokbench(&[
+        "compare",
+        arg(&dir.path().join("fleet")),
+        "--format",
+        "json",
+    ]);
+    assert_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let entries = report["workloads"][0]["entries"].as_array().unwrap();
+    assert_eq!(entries.last().unwrap()["node"], "node-slow");
+    assert_eq!(entries.last().unwrap()["slow"], true);
+    assert_eq!(report["workloads"][0]["metric"], "tokens_per_s");
+    assert!(
+        stderr(&out).contains("skipped ") && stderr(&out).contains("broken.json"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn compare_reads_json_lines_and_costs_from_a_toml_prices_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let powered = |host: &str, s: f64, watts: f64| {
+        let w = with_power(
+            prefill(128, &jittered(s, 0.01, 20, 4)),
+            Scope::GpuBoard,
+            Provenance::MeasuredCounter,
+            watts,
+        );
+        serde_json::to_string(&fixtures::run(host, "GPU A", vec![w])).unwrap()
+    };
+    let lines = format!(
+        "{}\nsome log line\n{}\n",
+        powered("a", 0.010, 300.0),
+        powered("b", 0.012, 200.0)
+    );
+    std::fs::write(d.join("fleet.jsonl"), lines).unwrap();
+    std::fs::write(
+        d.join("prices.toml"),
+        "currency = \"USD\"\n[adapters.\"GPU A\"]\nrental_per_hour = 3.0\n",
+    )
+    .unwrap();
+    let out = tokbench(&[
+        "compare",
+        arg(&d.join("fleet.jsonl")),
+        "--price-kwh",
+        "0.25",
+        "--prices",
+        arg(&d.join("prices.toml")),
+        "--metric",
+        "cost_per_mtok",
+        "--format",
+        "csv",
+    ]);
+    assert_code(&out, 0);
+    let csv = stdout(&out);
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let col = |name: &str| header.iter().position(|h| *h == name).unwrap();
+    let rows: Vec<Vec<&str>> = csv
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').collect())
+        .collect();
+    assert_eq!(rows.len(), 2, "{csv}");
+    // "a" is faster, so its rental share per token is lower, and that dominates.
+    assert_eq!((rows[0][col("node")], rows[0][col("rank")]), ("a", "1"));
+    let cost: f64 = rows[0][col("cost_per_mtok")].parse().unwrap();
+    let energy: f64 = rows[0][col("energy_cost_per_mtok")].parse().unwrap();
+    let hardware: f64 = rows[0][col("hardware_cost_per_mtok")].parse().unwrap();
+    assert!((cost - energy - hardware).abs() < 1e-12 && energy > 0.0 && hardware > 0.0);
+    assert!(
+        stderr(&out).contains("fleet.jsonl: 1 line(s) that are not JSON documents ignored"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn compare_writes_a_self_contained_html_file() {
+    let dir = tempfile::tempdir().unwrap();
+    fleet(dir.path());
+    let mut evil = run("<script>alert(1)</script>", 0.01, 0.001, 0.01, 5);
+    evil.adapter.name = "GPU A".into();
+    write(dir.path(), "fleet/evil.json", &evil);
+    let html = dir.path().join("report.html");
+    let out = tokbench(&[
+        "compare",
+        arg(&dir.path().join("fleet")),
+        "--format",
+        "html",
+        "--out",
+        arg(&html),
+    ]);
+    assert_code(&out, 0);
+    let text = std::fs::read_to_string(&html).unwrap();
+    assert!(text.starts_with("<!DOCTYPE html>") && text.contains("<svg"));
+    assert!(!text.contains("<script"), "unescaped host name");
+    assert!(text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+    for fetch in [" src=", "<link", "url("] {
+        assert!(
+            !text.contains(fetch),
+            "self-contained: nothing fetched ({fetch})"
+        );
+    }
+}
+
+#[test]
+fn compare_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    // Nothing readable: 2, each input named.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    let out = tokbench(&[
+        "compare",
+        arg(&d.join("empty")),
+        arg(&d.join("missing.json")),
+    ]);
+    assert_code(&out, 2);
+    let err = stderr(&out);
+    assert!(
+        err.contains("empty: directory holds no .json")
+            && err.contains("missing.json: cannot read"),
+        "{err}"
+    );
+    // Kernel results only: nothing with tokens to rank.
+    let kernel_only = write(d, "kernel.json", &fixtures::node("k", "GPU A"));
+    assert_code(&tokbench(&["compare", arg(&kernel_only)]), 2);
+    // An invalid result among valid ones: compared, left out, exit 1.
+    let mut bad = run("bad", 0.01, 0.001, 0.01, 1);
+    bad.workloads[0].valid = false;
+    write(d, "mixed/bad.json", &bad);
+    write(d, "mixed/good.json", &run("good", 0.01, 0.001, 0.01, 2));
+    let out = tokbench(&["compare", arg(&d.join("mixed"))]);
+    assert_code(&out, 1);
+    assert!(stdout(&out).contains("bad (") && stdout(&out).contains("invalid"));
+    // Usage errors.
+    let good = d.join("mixed/good.json");
+    assert_code(
+        &tokbench(&["compare", arg(&good), "--metric", "cost_per_mtok"]),
+        2,
+    );
+    assert_code(&tokbench(&["compare", arg(&good), "--metric", "speed"]), 2);
+    assert_code(&tokbench(&["compare", arg(&good), "--price-kwh", "-1"]), 2);
+    std::fs::write(
+        d.join("prices.json"),
+        r#"{"nodes": {"x": {"hardware_price": 5}}}"#,
+    )
+    .unwrap();
+    let out = tokbench(&[
+        "compare",
+        arg(&good),
+        "--prices",
+        arg(&d.join("prices.json")),
+    ]);
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("prices.json"), "{}", stderr(&out));
+    assert_code(&tokbench(&["compare"]), 2);
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    for sub in ["compare", "check"] {
+        let out = tokbench(&[sub, "--help"]);
+        assert_code(&out, 0);
+        let text = stdout(&out);
+        assert!(
+            text.contains("Exit codes") && text.contains("2  usage"),
+            "{sub}: {text}"
+        );
+    }
+}
