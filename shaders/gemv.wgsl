@@ -3,8 +3,9 @@
 // the very same weight bytes. M is an override constant: the row loops unroll, and every weight
 // byte is read exactly once whatever M is.
 //
-//   gemv_rows:  one invocation per output, streaming its weight row along K (register tier:
-//               CPU drivers, where each SIMD lane then follows its own sequential stream);
+//   gemv_rows:  one invocation per TN outputs, streaming their weight rows along K (register
+//               tier: CPU drivers, where each SIMD lane then follows its own sequential
+//               streams, and one load of A serves TN of them);
 //   gemv_split: one workgroup per output, its invocations splitting K, the partial sums reduced
 //               in workgroup memory (GPUs without subgroup operations).
 
@@ -26,8 +27,10 @@ struct Params {
 
 override WG: u32 = 64u;  // invocations per workgroup (a power of two, <= 256, for gemv_split)
 override M: u32 = 1u;    // rows of A, 1..=MAX_M; equals p.m
+override TN: u32 = 1u;   // outputs per invocation of gemv_rows, 1..=MAX_TN
 
 const MAX_M: u32 = 8u;
+const MAX_TN: u32 = 4u;
 
 fn store(r: u32, n: u32, v: f32) {
     let idx = r * p.ldc + p.c_off + n;
@@ -43,20 +46,34 @@ fn gemv_rows(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
-    let n = gid.x + gid.y * groups.x * WG;
-    if (n >= p.n) {
+    let n0 = (gid.x + gid.y * groups.x * WG) * TN;
+    if (n0 >= p.n) {
         return;
     }
-    let base = n * p.k4;
-    var acc: array<vec4<f32>, MAX_M>;
+    // TN weight rows per invocation share each load of A (the same for every lane).
+    var base: array<u32, MAX_TN>;
+    for (var j = 0u; j < TN; j++) {
+        base[j] = min(n0 + j, p.n - 1u) * p.k4;
+    }
+    var acc: array<vec4<f32>, 32>;  // MAX_M * MAX_TN
+    var av: array<vec4<f32>, MAX_M>;
     for (var kk = 0u; kk < p.k4; kk++) {
-        let wv = vec4<f32>(w[base + kk]);
         for (var r = 0u; r < M; r++) {
-            acc[r] = fma(a[p.a_off4 + r * p.lda4 + kk], wv, acc[r]);
+            av[r] = a[p.a_off4 + r * p.lda4 + kk];
+        }
+        for (var j = 0u; j < TN; j++) {
+            let wv = vec4<f32>(w[base[j] + kk]);
+            for (var r = 0u; r < M; r++) {
+                acc[r * MAX_TN + j] = fma(av[r], wv, acc[r * MAX_TN + j]);
+            }
         }
     }
-    for (var r = 0u; r < M; r++) {
-        store(r, n, dot(acc[r], vec4(1.0)));
+    for (var j = 0u; j < TN; j++) {
+        if (n0 + j < p.n) {
+            for (var r = 0u; r < M; r++) {
+                store(r, n0 + j, dot(acc[r * MAX_TN + j], vec4(1.0)));
+            }
+        }
     }
 }
 

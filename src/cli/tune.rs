@@ -44,7 +44,7 @@ pub(super) fn run(
     })?;
     bar.finish_and_clear();
 
-    let mut t = table::new(&["kernel", "candidate", "median", "rate", "outcome"]);
+    let mut t = table::new(&["kernel", "candidate", "best time", "rate", "outcome"]);
     for trial in &tuned.trials {
         let unit = if trial.kernel == "norm" {
             "GB/s"
@@ -54,7 +54,7 @@ pub(super) fn run(
         t.add_row(vec![
             Cell::new(&trial.kernel),
             Cell::new(&trial.candidate),
-            table::num(trial.median_s.map_or("-".into(), table::format_duration)),
+            table::num(trial.best_s.map_or("-".into(), table::format_duration)),
             table::num(trial.rate.map_or("-".into(), |r| format!("{r:.2} {unit}"))),
             Cell::new(trial.rejected.as_deref().unwrap_or("ok")),
         ]);

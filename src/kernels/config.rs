@@ -38,10 +38,10 @@ impl KernelConfig {
                     tiles: ProductTiles::Register {
                         wg_x: 64,
                         wg_y: 1,
-                        tm: 4,
-                        tn: 8,
+                        tm: 8,
+                        tn: 4,
                     },
-                    gemv: GemvConfig::Rows { wg: 64 },
+                    gemv: GemvConfig::Rows { wg: 16, tn: 2 },
                 },
                 norm_wg: 8,
                 wg: 64,
@@ -114,10 +114,12 @@ pub enum ProductTiles {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
 pub enum GemvConfig {
-    /// One invocation per output (CPU adapters).
+    /// One invocation per `tn` outputs (CPU adapters).
     Rows {
         /// Invocations per workgroup.
         wg: u32,
+        /// Outputs per invocation (1..=4).
+        tn: u32,
     },
     /// One workgroup per output, reduced in workgroup memory.
     Split {

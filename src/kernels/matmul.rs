@@ -180,15 +180,14 @@ impl Matmul {
         if pr.m <= GEMV_MAX_ROWS {
             let rows = f64::from(pr.m);
             let (pipeline, groups) = match self.config.gemv {
-                GemvConfig::Rows { wg } => (
-                    ctx.pipeline(
-                        &GEMV,
-                        self.dtype,
-                        "gemv_rows",
-                        &[("WG", f64::from(wg)), ("M", rows)],
-                    )?,
-                    pr.n.div_ceil(wg),
-                ),
+                GemvConfig::Rows { wg, tn } => {
+                    ensure!((1..=4).contains(&tn), "gemv rows tn {tn} (1..=4)");
+                    let constants = [("WG", f64::from(wg)), ("M", rows), ("TN", f64::from(tn))];
+                    (
+                        ctx.pipeline(&GEMV, self.dtype, "gemv_rows", &constants)?,
+                        pr.n.div_ceil(wg * tn),
+                    )
+                }
                 GemvConfig::Split { wg } => (
                     ctx.pipeline(
                         &GEMV,
@@ -305,7 +304,11 @@ mod gpu_tests {
     /// Every GEMV kind this adapter can run.
     fn gemv_kinds() -> Vec<GemvConfig> {
         let ctx = test_context();
-        let mut kinds = vec![GemvConfig::Rows { wg: 64 }, GemvConfig::Split { wg: 64 }];
+        let mut kinds = vec![
+            GemvConfig::Rows { wg: 64, tn: 1 },
+            GemvConfig::Rows { wg: 16, tn: 3 },
+            GemvConfig::Split { wg: 64 },
+        ];
         if let Some(sg) = ctx.fixed_subgroup_size() {
             kinds.push(GemvConfig::Subgroup { wg: 4 * sg, sg });
         }
@@ -386,7 +389,7 @@ mod gpu_tests {
 
     #[test]
     fn every_tile_configuration_is_correct() {
-        let gemv = GemvConfig::Rows { wg: 64 };
+        let gemv = GemvConfig::Rows { wg: 64, tn: 2 };
         for tm in [1, 3, 8] {
             for tn in [1, 2, 4] {
                 for (wg_x, wg_y) in [(8, 8), (16, 4), (64, 1)] {
@@ -411,8 +414,9 @@ mod gpu_tests {
             );
         }
         for gemv in [
-            GemvConfig::Rows { wg: 1 },
-            GemvConfig::Rows { wg: 256 },
+            GemvConfig::Rows { wg: 1, tn: 1 },
+            GemvConfig::Rows { wg: 8, tn: 4 },
+            GemvConfig::Rows { wg: 256, tn: 2 },
             GemvConfig::Split { wg: 1 },
             GemvConfig::Split { wg: 256 },
         ] {

@@ -96,12 +96,20 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
         );
     }
     if cpu {
-        let sizes: &[u32] = if quick {
-            &[16, 64]
+        let sizes: &[(u32, u32)] = if quick {
+            &[(64, 1), (64, 2), (64, 4)]
         } else {
-            &[8, 16, 32, 64, 128]
+            &[
+                (16, 1),
+                (64, 1),
+                (16, 2),
+                (64, 2),
+                (128, 2),
+                (16, 4),
+                (64, 4),
+            ]
         };
-        gemvs.extend(sizes.iter().map(|&wg| GemvConfig::Rows { wg }));
+        gemvs.extend(sizes.iter().map(|&(wg, tn)| GemvConfig::Rows { wg, tn }));
     } else {
         let sizes: &[u32] = if quick { &[128] } else { &[64, 128, 256] };
         gemvs.extend(sizes.iter().map(|&wg| GemvConfig::Split { wg }));

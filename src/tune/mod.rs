@@ -2,7 +2,7 @@
 //! then timed with GPU timestamps on the model's own shapes; the fastest correct one wins and is
 //! cached per adapter, driver, weight type and shape class, so later runs start from it.
 //!
-//! One concept per file: [`candidates`] (what is tried), [`bench`] (checking and timing one
+//! One concept per file: [`candidates`] (what is tried), [`bench`](mod@bench) (checking and timing one
 //! candidate), [`cache`] (the key and the file).
 
 pub mod bench;
@@ -34,8 +34,8 @@ pub struct Trial {
     pub kernel: String,
     /// The candidate, as JSON.
     pub candidate: String,
-    /// Median time of one launch, in seconds; null when the candidate was rejected.
-    pub median_s: Option<f64>,
+    /// Fastest of the timed launches, in seconds; null when the candidate was rejected.
+    pub best_s: Option<f64>,
     /// Throughput: GFLOP/s for products and attention, GB/s for norms.
     pub rate: Option<f64>,
     /// Why it was rejected (wrong output, or the device refused it); null when it ran.
@@ -77,7 +77,7 @@ pub fn tune(
     let mut best = f64::INFINITY;
     for tiles in lists.products {
         let trial = bench.product(tiles, defaults.matmul.gemv);
-        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+        if let Some(t) = trial.best_s.filter(|&t| t < best) {
             best = t;
             config.matmul.tiles = tiles;
         }
@@ -86,7 +86,7 @@ pub fn tune(
     let mut best = f64::INFINITY;
     for gemv in lists.gemvs {
         let trial = bench.gemv(defaults.matmul.tiles, gemv);
-        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+        if let Some(t) = trial.best_s.filter(|&t| t < best) {
             best = t;
             config.matmul.gemv = gemv;
         }
@@ -95,7 +95,7 @@ pub fn tune(
     let mut best = f64::INFINITY;
     for split in lists.splits {
         let trial = bench.decode_attention(defaults.wg, split);
-        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+        if let Some(t) = trial.best_s.filter(|&t| t < best) {
             best = t;
             config.decode_split_len = split;
         }
@@ -104,7 +104,7 @@ pub fn tune(
     let mut best = f64::INFINITY;
     for wg in lists.norms {
         let trial = bench.norm(wg);
-        if let Some(t) = trial.median_s.filter(|&t| t < best) {
+        if let Some(t) = trial.best_s.filter(|&t| t < best) {
             best = t;
             config.norm_wg = wg;
         }
