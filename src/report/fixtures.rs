@@ -8,70 +8,7 @@ use crate::measure::stats::{SplitMix64, summarize};
 use crate::model::presets;
 use crate::result::*;
 
-/// A finished run on `hostname` with adapter `adapter`, the `tiny` model plan, probes, and no
-/// workloads yet; push workloads onto `workloads`.
-pub fn node(hostname: &str, adapter: &str) -> RunResult {
-    let tiny = presets::find("tiny").expect("tiny preset").shape;
-    RunResult {
-        schema_version: SCHEMA_VERSION,
-        tool: ToolInfo {
-            name: "tokbench".into(),
-            version: "0.1.0".into(),
-            git_sha: Some("0123456789abcdef".into()),
-        },
-        started_at: "2026-11-21T10:00:00.000Z".into(),
-        finished_at: Some("2026-11-21T10:01:00.000Z".into()),
-        interrupted: false,
-        node: NodeInfo {
-            hostname: hostname.into(),
-            os: "Linux (Debian GNU/Linux 12)".into(),
-            kernel: "6.1.0".into(),
-            cpu_brand: "Example CPU".into(),
-            cpu_cores: 16,
-            memory_bytes: 64 << 30,
-            placement: None,
-        },
-        adapter: AdapterInfo {
-            name: adapter.into(),
-            vendor_id: 0x10de,
-            device_id: 0x2330,
-            driver: "example".into(),
-            driver_info: "1.0".into(),
-            backend: "vulkan".into(),
-            device_type: "discrete-gpu".into(),
-            features: vec!["TIMESTAMP_QUERY".into()],
-            limits: BTreeMap::from([("max_buffer_size".into(), 1 << 30)]),
-        },
-        timing_method: TimingMethod::GpuTimestamps,
-        plan: PlanRecord {
-            command: "run".into(),
-            sampling: SamplePolicy {
-                min_samples: 10,
-                min_time_s: 1.0,
-                max_warmup_s: 5.0,
-            },
-            model: Some(ModelPlan {
-                preset: "tiny".into(),
-                model: tiny,
-                dtype: "f32".into(),
-                layers_run: tiny.n_layers,
-                weights_shared_across_layers: false,
-                phases: vec!["prefill".into(), "decode".into()],
-                batch: 1,
-                prompt_len: 512,
-                depths: vec![512],
-            }),
-        },
-        kernel_config: None,
-        kernel_config_source: None,
-        probes: Some(Probes {
-            fma_gflops: 1000.0,
-            copy_gbps: 100.0,
-        }),
-        power: PowerSetup::none("none", "--power-source none"),
-        workloads: Vec::new(),
-    }
-}
+pub use crate::result::fixtures::node;
 
 /// `node` with `workloads`.
 pub fn run(hostname: &str, adapter: &str, workloads: Vec<WorkloadResult>) -> RunResult {

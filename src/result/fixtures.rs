@@ -1,16 +1,17 @@
-//! Hand-made result documents for tests of the result code and of reports: built from the
-//! types, never captured from one machine.
+//! Hand-made result documents for tests of the result code and of reports, unit and
+//! integration alike: built from the types, never captured from one machine. Public (and hidden
+//! from the docs) so that `tests/` can write them to files and run the binary on them.
 
 use std::collections::BTreeMap;
 
 use super::*;
 use crate::measure::stats::summarize;
+use crate::model::presets;
 
-/// A run with one valid matmul workload whose samples are `samples_s`.
-pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
-    let stats = summarize(samples_s, 4);
-    let flops = 2.0 * 64.0 * 64.0 * 64.0;
-    let bytes = 4.0 * 3.0 * 64.0 * 64.0;
+/// A finished run on `hostname` with adapter `adapter`, the `tiny` model plan, probes, and no
+/// workloads yet; push workloads onto `workloads`.
+pub fn node(hostname: &str, adapter: &str) -> RunResult {
+    let tiny = presets::find("tiny").expect("tiny preset").shape;
     RunResult {
         schema_version: SCHEMA_VERSION,
         tool: ToolInfo {
@@ -26,12 +27,12 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
             os: "Linux (Debian GNU/Linux 12)".into(),
             kernel: "6.1.0".into(),
             cpu_brand: "Example CPU".into(),
-            cpu_cores: 2,
-            memory_bytes: 24 << 30,
+            cpu_cores: 16,
+            memory_bytes: 64 << 30,
             placement: None,
         },
         adapter: AdapterInfo {
-            name: "Example GPU".into(),
+            name: adapter.into(),
             vendor_id: 0x10de,
             device_id: 0x2330,
             driver: "example".into(),
@@ -43,54 +44,74 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
         },
         timing_method: TimingMethod::GpuTimestamps,
         plan: PlanRecord {
-            command: "kernel".into(),
+            command: "run".into(),
             sampling: SamplePolicy {
                 min_samples: 10,
                 min_time_s: 1.0,
                 max_warmup_s: 5.0,
             },
-            model: None,
+            model: Some(ModelPlan {
+                preset: "tiny".into(),
+                model: tiny,
+                dtype: "f32".into(),
+                layers_run: tiny.n_layers,
+                weights_shared_across_layers: false,
+                phases: vec!["prefill".into(), "decode".into()],
+                batch: 1,
+                prompt_len: 512,
+                depths: vec![512],
+            }),
         },
         kernel_config: None,
         kernel_config_source: None,
         probes: Some(Probes {
-            fma_gflops: 100.0,
-            copy_gbps: 10.0,
+            fma_gflops: 1000.0,
+            copy_gbps: 100.0,
         }),
         power: PowerSetup::none("none", "--power-source none"),
-        workloads: vec![WorkloadResult {
-            id: "matmul-f32-m64-n64-k64".into(),
-            kind: "matmul".into(),
-            shape: BTreeMap::from([("m".into(), 64), ("n".into(), 64), ("k".into(), 64)]),
-            dtype: "f32".into(),
-            valid: true,
-            correctness: Correctness {
-                nmse: Some(1e-14),
-                max_abs_err: Some(1e-6),
-                reference: "cpu-f64, all 4096 outputs".into(),
-                nmse_threshold: 1e-6,
-                failure: None,
-            },
-            achieved_gflops: flops / stats.median_s / 1e9,
-            achieved_gbps: bytes / stats.median_s / 1e9,
-            roofline: None,
-            phase: None,
-            preset: None,
-            model: None,
-            batch: None,
-            prompt_len: None,
-            depth: None,
-            layers_run: None,
-            weights_shared_across_layers: None,
-            tokens: None,
-            tokens_per_s: None,
-            power: PowerRecord::unavailable("--power-source none", 1.0, samples_s.len() as u64),
-            tokens_per_j: None,
-            tokens_per_j_dynamic: None,
-            j_per_token: None,
-            flops,
-            bytes,
-            stats,
-        }],
+        workloads: Vec::new(),
     }
+}
+
+/// A run with one valid matmul workload whose samples are `samples_s`.
+pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
+    let stats = summarize(samples_s, 4);
+    let flops = 2.0 * 64.0 * 64.0 * 64.0;
+    let bytes = 4.0 * 3.0 * 64.0 * 64.0;
+    let mut doc = node(hostname, "Example GPU");
+    doc.workloads = vec![WorkloadResult {
+        id: "matmul-f32-m64-n64-k64".into(),
+        kind: "matmul".into(),
+        shape: BTreeMap::from([("m".into(), 64), ("n".into(), 64), ("k".into(), 64)]),
+        dtype: "f32".into(),
+        valid: true,
+        correctness: Correctness {
+            nmse: Some(1e-14),
+            max_abs_err: Some(1e-6),
+            reference: "cpu-f64, all 4096 outputs".into(),
+            nmse_threshold: 1e-6,
+            failure: None,
+        },
+        achieved_gflops: flops / stats.median_s / 1e9,
+        achieved_gbps: bytes / stats.median_s / 1e9,
+        roofline: None,
+        phase: None,
+        preset: None,
+        model: None,
+        batch: None,
+        prompt_len: None,
+        depth: None,
+        layers_run: None,
+        weights_shared_across_layers: None,
+        tokens: None,
+        tokens_per_s: None,
+        power: PowerRecord::unavailable("--power-source none", 1.0, samples_s.len() as u64),
+        tokens_per_j: None,
+        tokens_per_j_dynamic: None,
+        j_per_token: None,
+        flops,
+        bytes,
+        stats,
+    }];
+    doc
 }
