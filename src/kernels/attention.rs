@@ -261,6 +261,39 @@ pub fn reference(q: &[f64], keys: &[&[f64]], values: &[&[f64]]) -> Vec<f64> {
     out
 }
 
+/// [`reference`] for query head `head` of row `q_row` of `qkv` (rows of q|k|v heads), over
+/// keys 0..n_keys of sequence `b` in the caches as the kernels lay them out
+/// ([batch, kv_head, cache_len, head_dim]), in f64.
+#[allow(clippy::too_many_arguments)]
+pub fn reference_from_cache(
+    h: &Heads,
+    qkv: &[f32],
+    q_row: usize,
+    b: usize,
+    head: usize,
+    n_keys: usize,
+    k: &[f32],
+    v: &[f32],
+) -> Vec<f64> {
+    let hd = h.head_dim as usize;
+    let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
+    let to64 = |s: &[f32]| s.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
+    let q = to64(&qkv[q_row * stride + head * hd..][..hd]);
+    let kv = head / (h.n_heads / h.n_kv_heads) as usize;
+    let base = (b * h.n_kv_heads as usize + kv) * h.cache_len as usize * hd;
+    let keys: Vec<Vec<f64>> = (0..n_keys)
+        .map(|j| to64(&k[base + j * hd..][..hd]))
+        .collect();
+    let values: Vec<Vec<f64>> = (0..n_keys)
+        .map(|j| to64(&v[base + j * hd..][..hd]))
+        .collect();
+    reference(
+        &q,
+        &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        &values.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+    )
+}
+
 /// FLOPs of attention over `pairs` (query, key) pairs per head, for `heads` query heads:
 /// 2·head_dim for q·k and the same for p·v, per pair. Masked pairs are not counted.
 pub fn flops(pairs: f64, heads: usize, head_dim: usize) -> f64 {
@@ -286,40 +319,6 @@ mod gpu_tests {
             head_dim,
             cache_len,
         }
-    }
-
-    /// Reference output for query row `q_row` of sequence `b`, head `h`, over keys 0..n_keys.
-    #[allow(clippy::too_many_arguments)]
-    fn expected(
-        h: &Heads,
-        qkv: &[f32],
-        q_row: usize,
-        b: usize,
-        head: usize,
-        n_keys: usize,
-        k: &[f32],
-        v: &[f32],
-    ) -> Vec<f64> {
-        let hd = h.head_dim as usize;
-        let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
-        let q: Vec<f64> = qkv[q_row * stride + head * hd..][..hd]
-            .iter()
-            .map(|&x| f64::from(x))
-            .collect();
-        let kv = head / (h.n_heads / h.n_kv_heads) as usize;
-        let base = (b * h.n_kv_heads as usize + kv) * h.cache_len as usize * hd;
-        let to64 = |s: &[f32]| s.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-        let keys: Vec<Vec<f64>> = (0..n_keys)
-            .map(|j| to64(&k[base + j * hd..][..hd]))
-            .collect();
-        let values: Vec<Vec<f64>> = (0..n_keys)
-            .map(|j| to64(&v[base + j * hd..][..hd]))
-            .collect();
-        reference(
-            &q,
-            &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-            &values.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-        )
     }
 
     #[test]
@@ -359,8 +358,9 @@ mod gpu_tests {
             let want: Vec<f64> = (0..tokens)
                 .flat_map(|t| {
                     let (b, i) = (t / seq_len as usize, t % seq_len as usize);
-                    (0..h.n_heads as usize)
-                        .flat_map(move |head| expected(&h, qkv, t, b, head, i + 1, k, v))
+                    (0..h.n_heads as usize).flat_map(move |head| {
+                        reference_from_cache(&h, qkv, t, b, head, i + 1, k, v)
+                    })
                 })
                 .collect();
             let c = compare(&got, &want, NMSE_F32, "prefill attention".into());
@@ -408,8 +408,9 @@ mod gpu_tests {
             let (qkv, k, v) = (&qkv, &k, &v);
             let want: Vec<f64> = (0..batch as usize)
                 .flat_map(|b| {
-                    (0..h.n_heads as usize)
-                        .flat_map(move |head| expected(&h, qkv, b, b, head, kv_len as usize, k, v))
+                    (0..h.n_heads as usize).flat_map(move |head| {
+                        reference_from_cache(&h, qkv, b, b, head, kv_len as usize, k, v)
+                    })
                 })
                 .collect();
             let c = compare(&got, &want, NMSE_F32, "decode attention".into());

@@ -5,7 +5,7 @@
 use super::{Effort, Trial};
 use crate::gpu::{Dispatch, GpuContext, PassRecorder};
 use crate::kernels::WeightDtype;
-use crate::kernels::attention::{self, DecodeAttention, Heads};
+use crate::kernels::attention::{self, DecodeAttention, Heads, PrefillAttention};
 use crate::kernels::layout::{pad_matrix, padded_cols, random_values};
 use crate::kernels::matmul::{self, GemvConfig, Matmul, MatmulConfig, Product, ProductTiles};
 use crate::kernels::rmsnorm::{self, NormRows, RmsNorm};
@@ -94,6 +94,38 @@ impl<'a> Bench<'a> {
                 &Product::dense(&self.a, &self.w, &self.c, (1, self.n, self.k)),
             )?;
             Ok(vec![d])
+        })
+    }
+
+    /// An attention workgroup size: prefill attention checked on a small prompt, timed on one
+    /// prompt of the model's heads at the tuning depth.
+    pub fn prefill_attention(&self, wg: u32) -> Trial {
+        let s = &self.shape;
+        let p = self.depth;
+        let work = attention::flops(
+            attention::causal_pairs(p as usize),
+            s.n_heads as usize,
+            s.head_dim as usize,
+        );
+        self.trial("prefill-attention", &wg, work, || {
+            check_prefill_attention(self.ctx, wg)?;
+            let heads = Heads {
+                n_heads: s.n_heads,
+                n_kv_heads: s.n_kv_heads,
+                head_dim: s.head_dim,
+                cache_len: p,
+            };
+            let kernel = PrefillAttention::new(self.ctx, heads, wg)?;
+            let ctx = self.ctx;
+            let cache = (s.n_kv_heads * p * s.head_dim) as usize;
+            let qkv = ctx.storage_with(
+                "qkv",
+                bytemuck::cast_slice(&random_values(p as usize * s.qkv_dim(), 13, 1.0)),
+            )?;
+            let k = ctx.storage_with("k", bytemuck::cast_slice(&random_values(cache, 14, 1.0)))?;
+            let v = ctx.storage_with("v", bytemuck::cast_slice(&random_values(cache, 15, 1.0)))?;
+            let out = ctx.storage_zeroed("o", (p as usize * s.q_dim() * 4) as u64)?;
+            Ok(vec![kernel.dispatch(ctx, (1, p), &qkv, &k, &v, &out)?])
         })
     }
 
@@ -264,27 +296,52 @@ fn check_decode_attention(ctx: &GpuContext, wg: u32, split_len: u32) -> anyhow::
             .to_vec(),
     )?;
     let got = ctx.read_f32(&out, 4 * hd)?;
-    let to64 = |s: &[f32]| s.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
-    let mut want = Vec::new();
-    for h in 0..4 {
-        let kv = h / 2;
-        let q = to64(&qkv[h * hd..(h + 1) * hd]);
-        let keys: Vec<Vec<f64>> = (0..kv_len as usize)
-            .map(|j| to64(&k[(kv * 80 + j) * hd..][..hd]))
-            .collect();
-        let vals: Vec<Vec<f64>> = (0..kv_len as usize)
-            .map(|j| to64(&v[(kv * 80 + j) * hd..][..hd]))
-            .collect();
-        want.extend(attention::reference(
-            &q,
-            &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-            &vals.iter().map(Vec::as_slice).collect::<Vec<_>>(),
-        ));
-    }
+    let want: Vec<f64> = (0..4)
+        .flat_map(|head| {
+            attention::reference_from_cache(&heads, &qkv, 0, 0, head, kv_len as usize, &k, &v)
+        })
+        .collect();
     ensure_correct(compare(
         &got,
         &want,
         verify::NMSE_F32,
         "decode attention".into(),
+    ))
+}
+
+/// Prefill attention on a 19-token prompt (2 query heads per KV head) against f64.
+fn check_prefill_attention(ctx: &GpuContext, wg: u32) -> anyhow::Result<()> {
+    let (p, hd) = (19usize, 16usize);
+    let heads = Heads {
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: hd as u32,
+        cache_len: p as u32,
+    };
+    let stride = 8 * hd;
+    let cache = 2 * p * hd;
+    let qkv = random_values(p * stride, 16, 1.0);
+    let k = random_values(cache, 17, 1.0);
+    let v = random_values(cache, 18, 1.0);
+    let kernel = PrefillAttention::new(ctx, heads, wg)?;
+    let out = ctx.storage_zeroed("o", (p * 4 * hd * 4) as u64)?;
+    let (q_b, k_b, v_b) = (
+        ctx.storage_with("q", bytemuck::cast_slice(&qkv))?,
+        ctx.storage_with("k", bytemuck::cast_slice(&k))?,
+        ctx.storage_with("v", bytemuck::cast_slice(&v))?,
+    );
+    ctx.execute(&kernel.dispatch(ctx, (1, p as u32), &q_b, &k_b, &v_b, &out)?)?;
+    let got = ctx.read_f32(&out, p * 4 * hd)?;
+    let want: Vec<f64> = (0..p)
+        .flat_map(|t| (0..4).map(move |head| (t, head)))
+        .flat_map(|(t, head)| {
+            attention::reference_from_cache(&heads, &qkv, t, 0, head, t + 1, &k, &v)
+        })
+        .collect();
+    ensure_correct(compare(
+        &got,
+        &want,
+        verify::NMSE_F32,
+        "prefill attention".into(),
     ))
 }

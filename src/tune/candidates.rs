@@ -13,6 +13,8 @@ pub struct Lists {
     pub products: Vec<ProductTiles>,
     /// Few-row (GEMV) kernels.
     pub gemvs: Vec<GemvConfig>,
+    /// Workgroup sizes of attention (and RoPE, SwiGLU).
+    pub attention_wgs: Vec<u32>,
     /// Keys per split of decode attention.
     pub splits: Vec<u32>,
     /// RMSNorm workgroup sizes.
@@ -116,6 +118,15 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
     }
     dedup(&mut gemvs);
 
+    let mut attention_wgs = vec![defaults.wg];
+    attention_wgs.extend_from_slice(if quick {
+        &[16, 64]
+    } else {
+        &[8, 16, 32, 64, 128]
+    });
+    attention_wgs.retain(|&wg| wg <= max_threads);
+    dedup(&mut attention_wgs);
+
     let mut splits = vec![defaults.decode_split_len];
     splits.extend_from_slice(if quick {
         &[32, 64, 128]
@@ -136,6 +147,7 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
     Lists {
         products,
         gemvs,
+        attention_wgs,
         splits,
         norms,
     }

@@ -63,54 +63,52 @@ pub fn tune(
 ) -> anyhow::Result<Tuned> {
     let defaults = KernelConfig::default_for(ctx.traits());
     let lists = candidates::all(ctx, defaults, effort);
-    let total = lists.products.len() + lists.gemvs.len() + lists.splits.len() + lists.norms.len();
-    let mut done = 0;
-    let mut trials = Vec::new();
-    let mut tick = |trials: &mut Vec<Trial>, trial: Trial| {
-        trials.push(trial);
-        done += 1;
-        progress(done, total);
-    };
+    let total = lists.products.len()
+        + lists.gemvs.len()
+        + lists.attention_wgs.len()
+        + lists.splits.len()
+        + lists.norms.len();
     let bench = bench::Bench::new(ctx, shape, dtype, effort)?;
-
+    let mut run = Runner {
+        trials: Vec::new(),
+        total,
+        progress,
+    };
     let mut config = defaults;
-    let mut best = f64::INFINITY;
-    for tiles in lists.products {
-        let trial = bench.product(tiles, defaults.matmul.gemv);
-        if let Some(t) = trial.best_s.filter(|&t| t < best) {
-            best = t;
-            config.matmul.tiles = tiles;
+    config.matmul.tiles = run.fastest(lists.products, |t| bench.product(t, defaults.matmul.gemv));
+    config.matmul.gemv = run.fastest(lists.gemvs, |g| bench.gemv(defaults.matmul.tiles, g));
+    config.wg = run.fastest(lists.attention_wgs, |wg| bench.prefill_attention(wg));
+    config.decode_split_len = run.fastest(lists.splits, |split| {
+        bench.decode_attention(defaults.wg, split)
+    });
+    config.norm_wg = run.fastest(lists.norms, |wg| bench.norm(wg));
+    Ok(Tuned {
+        config,
+        trials: run.trials,
+    })
+}
+
+/// Runs trials, keeps them all, reports progress.
+struct Runner<'p> {
+    trials: Vec<Trial>,
+    total: usize,
+    progress: &'p mut dyn FnMut(usize, usize),
+}
+
+impl Runner<'_> {
+    /// The candidate whose trial is fastest; the first (the default) when none ran.
+    fn fastest<T: Copy>(&mut self, candidates: Vec<T>, trial: impl Fn(T) -> Trial) -> T {
+        let mut best = (f64::INFINITY, candidates[0]);
+        for c in candidates {
+            let t = trial(c);
+            if let Some(s) = t.best_s.filter(|&s| s < best.0) {
+                best = (s, c);
+            }
+            self.trials.push(t);
+            (self.progress)(self.trials.len(), self.total);
         }
-        tick(&mut trials, trial);
+        best.1
     }
-    let mut best = f64::INFINITY;
-    for gemv in lists.gemvs {
-        let trial = bench.gemv(defaults.matmul.tiles, gemv);
-        if let Some(t) = trial.best_s.filter(|&t| t < best) {
-            best = t;
-            config.matmul.gemv = gemv;
-        }
-        tick(&mut trials, trial);
-    }
-    let mut best = f64::INFINITY;
-    for split in lists.splits {
-        let trial = bench.decode_attention(defaults.wg, split);
-        if let Some(t) = trial.best_s.filter(|&t| t < best) {
-            best = t;
-            config.decode_split_len = split;
-        }
-        tick(&mut trials, trial);
-    }
-    let mut best = f64::INFINITY;
-    for wg in lists.norms {
-        let trial = bench.norm(wg);
-        if let Some(t) = trial.best_s.filter(|&t| t < best) {
-            best = t;
-            config.norm_wg = wg;
-        }
-        tick(&mut trials, trial);
-    }
-    Ok(Tuned { config, trials })
 }
 
 /// Where a run's kernel configuration comes from.
