@@ -464,3 +464,21 @@ fn tune_caches_a_winner_that_run_then_uses() {
             .contains("defaults")
     );
 }
+
+#[test]
+fn no_adapter_at_all_says_how_to_get_a_software_one() {
+    // No Metal on Linux: the same path as a machine with no adapter.
+    let out = tokbench(&[
+        "kernel",
+        "matmul",
+        "--m",
+        "4",
+        "--n",
+        "4",
+        "--k",
+        "4",
+        "--backend",
+        "metal",
+    ]);
+    assert_usage_error(&out, "mesa-vulkan-drivers");
+}
