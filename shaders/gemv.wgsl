@@ -9,21 +9,7 @@
 //   gemv_split: one workgroup per output, its invocations splitting K, the partial sums reduced
 //               in workgroup memory (GPUs without subgroup operations).
 
-struct Params {
-    m: u32,
-    k4: u32,
-    n: u32,
-    lda4: u32,
-    a_off4: u32,
-    ldc: u32,
-    c_off: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<wvec4>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Params and the bindings p, a, w, c: shaders/common/product_bindings.wgsl, prepended.
 
 override WG: u32 = 64u;  // invocations per workgroup (a power of two, <= 256, for gemv_split)
 override M: u32 = 1u;    // rows of A, 1..=MAX_M; equals p.m

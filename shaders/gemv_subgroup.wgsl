@@ -3,21 +3,7 @@
 // without workgroup memory or barriers. Same Params and layout as gemv.wgsl; used where the
 // adapter has SUBGROUP and a fixed subgroup size, which the host passes as SG.
 
-struct Params {
-    m: u32,
-    k4: u32,
-    n: u32,
-    lda4: u32,
-    a_off4: u32,
-    ldc: u32,
-    c_off: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<wvec4>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Params and the bindings p, a, w, c: shaders/common/product_bindings.wgsl, prepended.
 
 override WG: u32 = 64u;  // invocations per workgroup, a multiple of SG
 override SG: u32 = 32u;  // the adapter's subgroup size

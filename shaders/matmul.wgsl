@@ -15,21 +15,7 @@
 // C (the residual connection, fused). Rows past M and outputs past N are clamped for loads and
 // skipped on store, so every access stays in bounds for any M, N, K.
 
-struct Params {
-    m: u32,
-    k4: u32,
-    n: u32,
-    lda4: u32,
-    a_off4: u32,
-    ldc: u32,
-    c_off: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<wvec4>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Params and the bindings p, a, w, c: shaders/common/product_bindings.wgsl, prepended.
 
 override WG_X: u32 = 64u;  // invocations along N
 override WG_Y: u32 = 1u;   // invocations along M (1 keeps A's rows uniform per workgroup)

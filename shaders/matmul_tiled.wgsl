@@ -8,21 +8,7 @@
 // banks, and the loads of the next step are issued before this step's arithmetic (prefetch into
 // registers). Loads past M, N or K read zeros or clamp; stores past M or N are skipped.
 
-struct Params {
-    m: u32,
-    k4: u32,
-    n: u32,
-    lda4: u32,
-    a_off4: u32,
-    ldc: u32,
-    c_off: u32,
-    accumulate: u32,
-}
-
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> w: array<wvec4>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
+// Params and the bindings p, a, w, c: shaders/common/product_bindings.wgsl, prepended.
 
 override TM: u32 = 4u;   // rows per invocation (<= 4)
 override TN: u32 = 4u;   // outputs per invocation (<= 4)

@@ -32,7 +32,7 @@ impl GpuContext {
         } else {
             ShaderChecks::Checked
         };
-        let dtype = shader.typed_weights.then_some(dtype);
+        let dtype = shader.product.then_some(dtype);
         let key = format!("{}:{dtype:?}:{entry}:{constants:?}:{checks:?}", shader.name);
         if let Some(p) = self.pipelines.lock().expect("pipeline cache").get(&key) {
             return Ok(p.clone());

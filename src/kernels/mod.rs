@@ -31,57 +31,65 @@ pub struct Shader {
     /// True when the dispatch geometry keeps every access in bounds, so the module may be built
     /// without runtime checks (see [`crate::gpu::ShaderChecks`]).
     pub trusted: bool,
-    /// True when the source uses the `wvec4` weight type, defined by a [`WeightDtype`] prelude.
-    pub typed_weights: bool,
+    /// True for a product kernel: it reads weights of the `wvec4` type (a [`WeightDtype`]
+    /// prelude defines it) through the bindings of `shaders/common/product_bindings.wgsl`, and
+    /// both are prepended to its source.
+    pub product: bool,
 }
 
 impl Shader {
-    /// The full WGSL text, with the weight-type prelude where the shader needs one.
+    /// The full WGSL text, with the weight-type prelude and the product bindings where the
+    /// shader is a product kernel.
     pub fn source_for(&self, dtype: WeightDtype) -> Cow<'static, str> {
-        if self.typed_weights {
-            Cow::Owned(format!("{}{}", dtype.prelude(), self.source))
+        if self.product {
+            Cow::Owned(format!(
+                "{}{PRODUCT_BINDINGS}{}",
+                dtype.prelude(),
+                self.source
+            ))
         } else {
             Cow::Borrowed(self.source)
         }
     }
 }
 
+/// Uniforms and bindings every product kernel shares.
+const PRODUCT_BINDINGS: &str = include_str!("../../shaders/common/product_bindings.wgsl");
+
 macro_rules! shader {
-    ($name:literal, trusted: $trusted:expr, typed_weights: $typed:expr) => {
+    ($name:literal, trusted: $trusted:expr, product: $product:expr) => {
         Shader {
             name: $name,
             path: concat!("shaders/", $name, ".wgsl"),
             source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
             trusted: $trusted,
-            typed_weights: $typed,
+            product: $product,
         }
     };
 }
 
 /// Register-tiled matrix multiply (prefill projections).
-pub const MATMUL: Shader = shader!("matmul", trusted: true, typed_weights: true);
+pub const MATMUL: Shader = shader!("matmul", trusted: true, product: true);
 /// Workgroup-memory tiled matrix multiply (prefill projections on GPUs).
-pub const MATMUL_TILED: Shader = shader!("matmul_tiled", trusted: true, typed_weights: true);
+pub const MATMUL_TILED: Shader = shader!("matmul_tiled", trusted: true, product: true);
 /// Skinny multiply for up to 8 rows (decode projections, the LM head).
-pub const GEMV: Shader = shader!("gemv", trusted: true, typed_weights: true);
+pub const GEMV: Shader = shader!("gemv", trusted: true, product: true);
 /// Skinny multiply reduced with subgroup operations (adapters with SUBGROUP).
-pub const GEMV_SUBGROUP: Shader = shader!("gemv_subgroup", trusted: true, typed_weights: true);
+pub const GEMV_SUBGROUP: Shader = shader!("gemv_subgroup", trusted: true, product: true);
 /// RMSNorm.
-pub const RMSNORM: Shader = shader!("rmsnorm", trusted: true, typed_weights: false);
+pub const RMSNORM: Shader = shader!("rmsnorm", trusted: true, product: false);
 /// Rotary embedding and KV-cache write.
-pub const ROPE_CACHE: Shader = shader!("rope_cache", trusted: true, typed_weights: false);
+pub const ROPE_CACHE: Shader = shader!("rope_cache", trusted: true, product: false);
 /// Causal flash-style attention for prefill.
-pub const ATTENTION_PREFILL: Shader =
-    shader!("attention_prefill", trusted: true, typed_weights: false);
+pub const ATTENTION_PREFILL: Shader = shader!("attention_prefill", trusted: true, product: false);
 /// Split-KV attention for decode, with its reduce pass.
-pub const ATTENTION_DECODE: Shader =
-    shader!("attention_decode", trusted: true, typed_weights: false);
+pub const ATTENTION_DECODE: Shader = shader!("attention_decode", trusted: true, product: false);
 /// SwiGLU activation.
-pub const SWIGLU: Shader = shader!("swiglu", trusted: true, typed_weights: false);
+pub const SWIGLU: Shader = shader!("swiglu", trusted: true, product: false);
 /// Buffer copy (bandwidth probe, residual reset).
-pub const COPY: Shader = shader!("copy", trusted: true, typed_weights: false);
+pub const COPY: Shader = shader!("copy", trusted: true, product: false);
 /// FMA-chain arithmetic probe.
-pub const FMA_PROBE: Shader = shader!("fma_probe", trusted: true, typed_weights: false);
+pub const FMA_PROBE: Shader = shader!("fma_probe", trusted: true, product: false);
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
