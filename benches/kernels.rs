@@ -25,7 +25,11 @@ fn bench_kernels() {
 
     // Products: the FFN gate|up projection, prefill-like (prompt rows) and decode-like (1 row),
     // with the weights stored as the model stores them (one output per row).
-    let (k, n) = (shape.d_model as usize, 2 * shape.d_ff as usize);
+    // One weight slab of the gate|up projection: capped at what one binding holds, as the model
+    // splits it.
+    let k = shape.d_model as usize;
+    let n = (2 * shape.d_ff as usize)
+        .min((ctx.max_binding_bytes() / (padded_cols(k) as u64 * 4)) as usize / 64 * 64);
     let kernel = Matmul::new(ctx, config.matmul, WeightDtype::F32).expect("pipeline");
     let w = ctx
         .storage_with(

@@ -1,17 +1,23 @@
-//! tokbench's products at the shapes of the kernel-speed reference figures: llama.cpp's Vulkan
-//! backend (`test-backend-ops perf -o MUL_MAT -b Vulkan0`) on this machine type's lavapipe, as
-//! given in the kernel-speed issue and measured by the procedure in `shared/PEERS.md`. Prints
-//! each tokbench figure beside the reference, the ratio, and the GEMV's share of tokbench's own
-//! copy-probe bandwidth. ggml's MUL_MAT(m, n, k) is tokbench's rows = n, outputs = m, K = k.
+//! tokbench's kernels at the shapes of the kernel-speed reference figures, beside two sets of
+//! figures for llama.cpp's Vulkan backend on lavapipe (`test-backend-ops perf`, the procedure
+//! in `shared/PEERS.md`):
 //!
-//! `cargo bench --bench versus` (about a minute on lavapipe). The reference figures are
-//! lavapipe's; on another device the ratios compare unlike with unlike, and are printed only for
-//! a CPU adapter.
+//! - "issue": the figures the kernel-speed issue gives (its goals are ratios to these);
+//! - "ggml": ggml-org/ggml d99724f (0.21.0, the same Vulkan backend), measured on this
+//!   project's machine on 2026-11-22 with both cores free.
+//!
+//! ggml's MUL_MAT(m, n, k) is tokbench's rows = n, outputs = m, K = k. FLASH_ATTN_EXT's figure is
+//! converted to causal pairs only (tokbench counts no masked pair). Also prints the GEMV's share
+//! of tokbench's own copy-probe bandwidth (goal 80%).
+//!
+//! `cargo bench --bench versus` (about two minutes on lavapipe). The reference figures are
+//! lavapipe's; on another device the ratios compare unlike with unlike and are not printed.
 
 mod common;
 
 use criterion::Throughput;
-use tokbench::gpu::PassRecorder;
+use tokbench::gpu::{Dispatch, PassRecorder};
+use tokbench::kernels::attention::{self, Heads, PrefillAttention};
 use tokbench::kernels::copy::Copy;
 use tokbench::kernels::layout::random_values;
 use tokbench::kernels::matmul::{self, Matmul, Product};
@@ -19,52 +25,61 @@ use tokbench::kernels::{KernelConfig, WeightDtype};
 
 use common::{ctx, gpu_time};
 
-/// One reference shape and llama.cpp's figure for it.
-struct Case {
-    label: &'static str,
-    /// Rows of activations (ggml's n).
-    rows: usize,
-    /// Outputs (ggml's m).
-    outputs: usize,
-    k: usize,
-    dtype: WeightDtype,
-    /// llama.cpp's figure, in `unit`.
-    reference: f64,
-    unit: &'static str,
-    /// The ratio the kernel-speed issue asks for.
-    goal: f64,
+/// What is timed.
+enum Shape {
+    /// rows × outputs × K product with weights of this type.
+    Product(usize, usize, usize, WeightDtype),
+    /// Causal prefill attention of one prompt: (prompt, query heads, KV heads, head_dim).
+    Attention(u32, u32, u32, u32),
 }
 
-const CASES: [Case; 3] = [
+/// One reference case.
+struct Case {
+    label: &'static str,
+    shape: Shape,
+    /// "GFLOP/s" or "GB/s" (weight bytes streamed).
+    unit: &'static str,
+    /// The issue's llama.cpp figure, when it gives one.
+    issue: Option<f64>,
+    /// The ratio to `issue` the issue asks for.
+    goal: Option<f64>,
+    /// ggml d99724f's figure measured here.
+    ggml: f64,
+}
+
+const CASES: [Case; 4] = [
     Case {
         label: "MUL_MAT f32 m=4096 n=512 k=4096",
-        rows: 512,
-        outputs: 4096,
-        k: 4096,
-        dtype: WeightDtype::F32,
-        reference: 1.43,
+        shape: Shape::Product(512, 4096, 4096, WeightDtype::F32),
         unit: "GFLOP/s",
-        goal: 3.0,
+        issue: Some(1.43),
+        goal: Some(3.0),
+        ggml: 9.41,
     },
     Case {
         label: "MUL_MAT f16×f32 m=4096 n=512 k=4096",
-        rows: 512,
-        outputs: 4096,
-        k: 4096,
-        dtype: WeightDtype::F16,
-        reference: 1.21,
+        shape: Shape::Product(512, 4096, 4096, WeightDtype::F16),
         unit: "GFLOP/s",
-        goal: 3.0,
+        issue: Some(1.21),
+        goal: Some(3.0),
+        ggml: 6.34,
     },
     Case {
         label: "MUL_MAT f32 m=4096 n=1 k=4096 (GEMV)",
-        rows: 1,
-        outputs: 4096,
-        k: 4096,
-        dtype: WeightDtype::F32,
-        reference: 0.46,
+        shape: Shape::Product(1, 4096, 4096, WeightDtype::F32),
         unit: "GB/s",
-        goal: 10.0,
+        issue: Some(0.46),
+        goal: Some(10.0),
+        ggml: 2.67,
+    },
+    Case {
+        label: "FLASH_ATTN f32 hd128 32/8 heads p512",
+        shape: Shape::Attention(512, 32, 8, 128),
+        unit: "GFLOP/s",
+        issue: None,
+        goal: None,
+        // 0.862 GFLOP/s as ggml counts (masked pairs too) with a causal mask, × 513/1024.
+        ggml: 0.432,
     },
 ];
 
@@ -76,47 +91,86 @@ fn median_s(work: &dyn PassRecorder, runs: u32) -> f64 {
     t[t.len() / 2]
 }
 
+/// The launch of a case, its FLOPs and its bytes.
+fn setup(shape: &Shape, config: KernelConfig) -> (Dispatch, f64, f64) {
+    let ctx = ctx();
+    match *shape {
+        Shape::Product(m, n, k, dtype) => {
+            let kernel = Matmul::new(ctx, config.matmul, dtype).expect("pipeline");
+            let a = ctx
+                .storage_with("a", bytemuck::cast_slice(&random_values(m * k, 1, 1.0)))
+                .expect("buffer");
+            let w = ctx
+                .storage_with("w", &dtype.encode(&random_values(n * k, 2, 0.05)))
+                .expect("buffer");
+            let out = ctx.storage_zeroed("c", (m * n * 4) as u64).expect("buffer");
+            let d = kernel
+                .dispatch(ctx, &Product::dense(&a, &w, &out, (m, n, k)))
+                .expect("dispatch");
+            (
+                d,
+                matmul::flops(m, n, k),
+                matmul::bytes(m, n, k, dtype.bytes()),
+            )
+        }
+        Shape::Attention(p, n_heads, n_kv_heads, head_dim) => {
+            let heads = Heads {
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                cache_len: p,
+            };
+            let kernel = PrefillAttention::new(ctx, heads, config.wg).expect("pipeline");
+            let qkv_len = (p * (n_heads + 2 * n_kv_heads) * head_dim) as usize;
+            let cache = (n_kv_heads * p * head_dim) as usize;
+            let qkv = ctx
+                .storage_with("qkv", bytemuck::cast_slice(&random_values(qkv_len, 3, 1.0)))
+                .expect("buffer");
+            let kc = ctx
+                .storage_with("k", bytemuck::cast_slice(&random_values(cache, 4, 1.0)))
+                .expect("buffer");
+            let vc = ctx
+                .storage_with("v", bytemuck::cast_slice(&random_values(cache, 5, 1.0)))
+                .expect("buffer");
+            let out = ctx
+                .storage_zeroed("o", u64::from(p * n_heads * head_dim) * 4)
+                .expect("buffer");
+            let d = kernel
+                .dispatch(ctx, (1, p), &qkv, &kc, &vc, &out)
+                .expect("dispatch");
+            let flops = attention::flops(
+                attention::causal_pairs(p as usize),
+                n_heads as usize,
+                head_dim as usize,
+            );
+            (d, flops, 0.0)
+        }
+    }
+}
+
 fn main() {
     let ctx = ctx();
     let config = KernelConfig::default_for(ctx.traits());
     let mut c = common::criterion();
     let mut group = c.benchmark_group("versus-llama.cpp");
     let mut rows = Vec::new();
-    for Case {
-        label,
-        rows: m,
-        outputs: n,
-        k,
-        dtype,
-        reference,
-        unit,
-        goal,
-    } in CASES
-    {
-        if dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
-            eprintln!("{label}: skipped, adapter has no SHADER_F16");
+    for case in &CASES {
+        if let Shape::Product(.., WeightDtype::F16) = case.shape
+            && !ctx.has(wgpu::Features::SHADER_F16)
+        {
+            eprintln!("{}: skipped, adapter has no SHADER_F16", case.label);
             continue;
         }
-        let kernel = Matmul::new(ctx, config.matmul, dtype).expect("pipeline");
-        let a = ctx
-            .storage_with("a", bytemuck::cast_slice(&random_values(m * k, 1, 1.0)))
-            .expect("buffer");
-        let w = ctx
-            .storage_with("w", &dtype.encode(&random_values(n * k, 2, 0.05)))
-            .expect("buffer");
-        let out = ctx.storage_zeroed("c", (m * n * 4) as u64).expect("buffer");
-        let d = kernel
-            .dispatch(ctx, &Product::dense(&a, &w, &out, (m, n, k)))
-            .expect("dispatch");
-        group.throughput(Throughput::Elements(matmul::flops(m, n, k) as u64));
-        group.bench_function(label, |b| b.iter_custom(|iters| gpu_time(&d, iters)));
+        let (d, flops, bytes) = setup(&case.shape, config);
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(case.label, |b| b.iter_custom(|iters| gpu_time(&d, iters)));
         let t = median_s(&d, 5);
-        let figure = if unit == "GB/s" {
-            matmul::bytes(m, n, k, dtype.bytes()) / t / 1e9
+        let figure = if case.unit == "GB/s" {
+            bytes / t / 1e9
         } else {
-            matmul::flops(m, n, k) / t / 1e9
+            flops / t / 1e9
         };
-        rows.push((label, figure, reference, unit, goal));
+        rows.push((case, figure));
     }
     group.finish();
     c.final_summary();
@@ -129,30 +183,43 @@ fn main() {
         .expect("copy");
     let copy_gbps = 2.0 * bytes as f64 / median_s(&copy, 9) / 1e9;
 
+    let cpu = ctx.traits().cpu;
     println!(
-        "\ntokbench vs llama.cpp Vulkan on {} (reference figures: the kernel-speed issue, lavapipe)",
+        "\ntokbench vs llama.cpp's Vulkan backend on {}",
         ctx.info.name
     );
     println!(
-        "{:<40} {:>12} {:>12} {:>8} {:>6}",
-        "case", "tokbench", "llama.cpp", "ratio", "goal"
+        "{:<38} {:>15} | {:>8} {:>7} {:>5} | {:>9} {:>7}",
+        "case", "tokbench", "issue", "ratio", "goal", "ggml", "ratio"
     );
-    let cpu = ctx.traits().cpu;
-    for (label, figure, reference, unit, goal) in rows {
-        let ratio = if cpu {
-            format!("{:.1}×", figure / reference)
+    let ratio = |x: f64, r: f64| {
+        if cpu {
+            format!("{:.1}×", x / r)
         } else {
             "-".into()
-        };
+        }
+    };
+    for (case, figure) in rows {
+        let (issue, issue_ratio) = case.issue.map_or(("-".into(), "-".into()), |r| {
+            (format!("{r:.2}"), ratio(figure, r))
+        });
+        let goal = case.goal.map_or("-".into(), |g| format!("{g:.0}×"));
         println!(
-            "{label:<40} {figure:>7.2} {unit:<4} {reference:>7.2} {unit:<4} {ratio:>8} {goal:>5.0}×"
+            "{:<38} {figure:>7.2} {:<7} | {issue:>8} {issue_ratio:>7} {goal:>5} | {:>9.2} {:>7}",
+            case.label,
+            case.unit,
+            case.ggml,
+            ratio(figure, case.ggml)
         );
-        if unit == "GB/s" {
+        if case.unit == "GB/s" {
             println!(
-                "{:<40} {:>7.1}% of the copy probe ({copy_gbps:.2} GB/s); goal 80%",
+                "{:<38} {:>6.1}% of the copy probe ({copy_gbps:.2} GB/s); goal 80%",
                 "  GEMV bandwidth",
                 100.0 * figure / copy_gbps
             );
         }
     }
+    println!(
+        "issue: the kernel-speed issue's figures; ggml: ggml d99724f measured on this machine, 2026-11-22"
+    );
 }
