@@ -230,3 +230,46 @@ pub fn plan(
         notes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::test_context;
+
+    fn request(memory_gib: f64) -> ModelRequest {
+        let p = presets::find("qwen2.5-0.5b-shape").unwrap();
+        ModelRequest {
+            model: Some((p.name.into(), p.shape)),
+            phases: vec![Phase::Prefill, Phase::Decode],
+            batch: 1,
+            prompt_len: 64,
+            depths: vec![64],
+            dtype: WeightDtype::F32,
+            layers: None,
+            memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
+            tuning: Tuning::Defaults,
+        }
+    }
+
+    /// qwen2.5-0.5b in f32: about 1.9 GiB of weights for 24 layers, 0.6 GiB for one layer and
+    /// the head.
+    #[test]
+    fn weights_are_shared_only_when_they_do_not_fit_and_too_little_memory_is_refused() {
+        let ctx = test_context();
+        let roomy = plan(ctx, &request(8.0), &mut |_| {}).unwrap();
+        assert!(!roomy.plan.weights_shared_across_layers);
+        let tight = plan(ctx, &request(1.0), &mut |_| {}).unwrap();
+        assert!(tight.plan.weights_shared_across_layers);
+        assert!(
+            tight
+                .notes
+                .iter()
+                .any(|n| n.contains("every layer reads the same weights"))
+        );
+        let err = plan(ctx, &request(0.2), &mut |_| {})
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("even with weights shared"), "{err}");
+    }
+}
