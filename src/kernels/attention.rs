@@ -261,7 +261,7 @@ pub fn reference(q: &[f64], keys: &[&[f64]], values: &[&[f64]]) -> Vec<f64> {
     out
 }
 
-/// [`reference`] for query head `head` of row `q_row` of `qkv` (rows of q|k|v heads), over
+/// [`reference()`] for query head `head` of row `q_row` of `qkv` (rows of q|k|v heads), over
 /// keys 0..n_keys of sequence `b` in the caches as the kernels lay them out
 /// ([batch, kv_head, cache_len, head_dim]), in f64.
 #[allow(clippy::too_many_arguments)]
