@@ -37,8 +37,8 @@ pub(super) fn run_workloads(
         destination: common.destination(),
         stop: Some(super::signals::stop_flag()),
     };
+    // `open` validates the options: a bad value is a usage error before any work.
     let options = common.power.options();
-    options.validate()?;
     let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&ctx.info))?;
     let outcome = runner::run(
         ctx,

@@ -349,6 +349,17 @@ impl CommonArgs {
     }
 }
 
+/// `items` without repeats, in first-seen order (`--depth 128,512,128` runs two depths).
+fn first_of_each<T: PartialEq + Copy>(items: &[T]) -> Vec<T> {
+    let mut out = Vec::with_capacity(items.len());
+    for &x in items {
+        if !out.contains(&x) {
+            out.push(x);
+        }
+    }
+    out
+}
+
 fn parse_phase(s: &str) -> Result<Phase, String> {
     match s.trim() {
         "prefill" => Ok(Phase::Prefill),
@@ -396,17 +407,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 adapter: a.adapter.clone(),
                 backend: a.backend,
             };
+            // No preset: `tune::run` picks the one `run` would, once the device is open.
             let model = match (&a.preset, &a.model) {
-                (_, Some(text)) => ("custom".to_string(), ModelShape::parse_inline(text)?),
+                (_, Some(text)) => Some(("custom".to_string(), ModelShape::parse_inline(text)?)),
                 (Some(name), None) => {
                     let p = presets::find(name)?;
-                    (p.name.to_string(), p.shape)
+                    Some((p.name.to_string(), p.shape))
                 }
-                (None, None) => {
-                    let ctx = crate::gpu::GpuContext::open(&selector)?;
-                    let p = plan::default_preset(&ctx, plan::memory_budget(&ctx, None), a.dtype);
-                    (p.name.to_string(), p.shape)
-                }
+                (None, None) => None,
             };
             let effort = if a.quick {
                 crate::tune::Effort::Quick
@@ -472,24 +480,12 @@ impl RunArgs {
         } else {
             None
         };
-        let mut phases: Vec<Phase> = Vec::new();
-        for p in &self.phase {
-            if !phases.contains(p) {
-                phases.push(*p);
-            }
-        }
-        let mut depths: Vec<u32> = Vec::new();
-        for d in &self.depth {
-            if !depths.contains(d) {
-                depths.push(*d);
-            }
-        }
         Ok(ModelRequest {
             model,
-            phases,
+            phases: first_of_each(&self.phase),
             batch: self.batch,
             prompt_len: self.prompt_len,
-            depths,
+            depths: first_of_each(&self.depth),
             dtype: self.dtype,
             layers: self.layers,
             memory_bytes: self

@@ -12,16 +12,21 @@ use crate::gpu::{AdapterSelector, GpuContext};
 use crate::kernels::WeightDtype;
 use crate::model::ModelShape;
 use crate::tune::{Effort, TuneCache, TuneKey, cache::CacheEntry};
+use crate::workload::plan;
 
 /// Tunes and prints; saves the winner when a cache path is known.
 pub(super) fn run(
     selector: &AdapterSelector,
-    (name, shape): (String, ModelShape),
+    model: Option<(String, ModelShape)>,
     dtype: WeightDtype,
     effort: Effort,
     cache_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let ctx = GpuContext::open(selector)?;
+    let (name, shape) = model.unwrap_or_else(|| {
+        let p = plan::default_preset(&ctx, plan::memory_budget(&ctx, None), dtype);
+        (p.name.to_string(), p.shape)
+    });
     if dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
         return Err(crate::InputError::new(format!(
             "--dtype f16: adapter {:?} has no SHADER_F16",
