@@ -6,12 +6,13 @@ mod common;
 
 use criterion::Throughput;
 use tokbench::gpu::Dispatch;
-use tokbench::kernels::attention::{self, DecodeAttention, Heads, PrefillAttention};
+use tokbench::kernels::attention::{DecodeAttention, Heads, PrefillAttention};
 use tokbench::kernels::copy::Copy;
 use tokbench::kernels::fma_probe::FmaProbe;
 use tokbench::kernels::layout::{padded_cols, random_values};
-use tokbench::kernels::matmul::{self, Matmul, Product};
+use tokbench::kernels::matmul::{Matmul, Product};
 use tokbench::kernels::{KernelConfig, WeightDtype};
+use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
 
@@ -49,7 +50,7 @@ fn bench_kernels() {
             .dispatch(ctx, &Product::dense(&a, &w, &out, (m, n, k)))
             .expect("dispatch");
         let name = if m == 1 { "gemv" } else { "matmul" };
-        group.throughput(Throughput::Elements(matmul::flops(m, n, k) as u64));
+        group.throughput(Throughput::Elements(flops::product_flops(m, n, k) as u64));
         group.bench_function(format!("{name}-m{m}-n{n}-k{k}"), |b| {
             b.iter_custom(|iters| gpu_time(&d, iters))
         });
@@ -90,8 +91,8 @@ fn bench_kernels() {
         let d = PrefillAttention::new(ctx, heads, config.wg)
             .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, &out))
             .expect("prefill attention");
-        group.throughput(Throughput::Elements(attention::flops(
-            attention::causal_pairs(prompt as usize),
+        group.throughput(Throughput::Elements(flops::attention_flops(
+            flops::causal_pairs(prompt as usize),
             shape.n_heads as usize,
             hd,
         ) as u64));
@@ -131,7 +132,7 @@ fn bench_kernels() {
             .dispatch(ctx, (1, len), &qkv, &kc, &vc, &partials, &out)
             .expect("dispatch")
             .to_vec();
-        group.throughput(Throughput::Elements(attention::flops(
+        group.throughput(Throughput::Elements(flops::attention_flops(
             f64::from(len),
             shape.n_heads as usize,
             hd,

@@ -17,11 +17,12 @@ mod common;
 
 use criterion::Throughput;
 use tokbench::gpu::{Dispatch, PassRecorder};
-use tokbench::kernels::attention::{self, Heads, PrefillAttention};
+use tokbench::kernels::attention::{Heads, PrefillAttention};
 use tokbench::kernels::copy::Copy;
 use tokbench::kernels::layout::random_values;
-use tokbench::kernels::matmul::{self, Matmul, Product};
+use tokbench::kernels::matmul::{Matmul, Product};
 use tokbench::kernels::{KernelConfig, WeightDtype};
+use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
 
@@ -109,8 +110,8 @@ fn setup(shape: &Shape, config: KernelConfig) -> (Dispatch, f64, f64) {
                 .expect("dispatch");
             (
                 d,
-                matmul::flops(m, n, k),
-                matmul::bytes(m, n, k, dtype.bytes()),
+                flops::product_flops(m, n, k),
+                flops::product_bytes(m, n, k, dtype.bytes()),
             )
         }
         Shape::Attention(p, n_heads, n_kv_heads, head_dim) => {
@@ -138,8 +139,8 @@ fn setup(shape: &Shape, config: KernelConfig) -> (Dispatch, f64, f64) {
             let d = kernel
                 .dispatch(ctx, (1, p), &qkv, &kc, &vc, &out)
                 .expect("dispatch");
-            let flops = attention::flops(
-                attention::causal_pairs(p as usize),
+            let flops = flops::attention_flops(
+                flops::causal_pairs(p as usize),
                 n_heads as usize,
                 head_dim as usize,
             );

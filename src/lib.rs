@@ -6,17 +6,16 @@
 //! [`power`] turns each measured window into energy, with where the figure came from.
 
 pub mod cli;
-mod error;
 pub mod gpu;
 pub mod kernels;
 pub mod measure;
-pub mod model;
 pub mod node;
 pub mod power;
-pub mod report;
-pub mod result;
 pub mod runner;
 pub mod tune;
 pub mod workload;
 
-pub use error::{InputError, exit, exit_code_for};
+// The GPU-free layers, re-exported so `tokbench::model`, `tokbench::result` and
+// `tokbench::report` name the same items as `tokbench_core::…`.
+pub use tokbench_core::{InputError, exit, exit_code_for};
+pub use tokbench_core::{dtype, kernel_config, model, report, result, stats};

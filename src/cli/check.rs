@@ -32,10 +32,10 @@ pub(super) struct CheckArgs {
     threshold: f64,
     /// What to gate on: tokens_per_s (time per execution, from the raw samples) or tokens_per_j
     /// (point values: energy has no per-sample figures).
-    #[arg(long, default_value = "tokens_per_s")]
+    #[arg(long, default_value = "tokens_per_s", value_parser = super::choices::<CheckMetric>())]
     metric: CheckMetric,
     /// Output format (md suits a CI step summary; bmf is Bencher's metric format).
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_parser = super::choices::<CheckFormat>(), default_value = "table")]
     format: CheckFormat,
     /// Write the output to this file (replaced if it exists) instead of stdout.
     #[arg(long, value_name = "PATH")]

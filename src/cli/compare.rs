@@ -25,7 +25,7 @@ pub(super) struct CompareArgs {
     paths: Vec<PathBuf>,
     /// Rank by this [default: tokens_per_j where every result of a workload has a comparable
     /// figure, else tokens_per_s].
-    #[arg(long)]
+    #[arg(long, value_parser = super::choices::<Metric>())]
     metric: Option<Metric>,
     /// Energy price per kWh, in any currency: adds an energy cost per million tokens.
     #[arg(long, value_name = "PRICE")]
@@ -35,7 +35,7 @@ pub(super) struct CompareArgs {
     #[arg(long, value_name = "FILE")]
     prices: Option<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value = "table")]
+    #[arg(long, value_parser = super::choices::<CompareFormat>(), default_value = "table")]
     format: CompareFormat,
     /// Write the report to this file (replaced if it exists) instead of stdout.
     #[arg(long, value_name = "PATH")]

@@ -310,6 +310,31 @@ impl PowerArgs {
     }
 }
 
+/// A clap parser for one of the core's enums: names and aliases from strum, each with its doc
+/// comment as help (the core knows no clap, so the choices are built here).
+fn choices<T>() -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: strum::IntoEnumIterator
+        + strum::EnumMessage
+        + std::str::FromStr
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let values = T::iter().map(|v| {
+        let names = v.get_serializations();
+        clap::builder::PossibleValue::new(names[0])
+            .aliases(names[1..].iter().copied())
+            .help(v.get_documentation().unwrap_or_default())
+    });
+    use clap::builder::TypedValueParser as _;
+    clap::builder::PossibleValuesParser::new(values).map(|name| {
+        name.parse::<T>()
+            .unwrap_or_else(|_| unreachable!("{name} is one of the listed names"))
+    })
+}
+
 fn parse_scope(s: &str) -> Result<Scope, String> {
     serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
         format!("{s:?} is not a scope: use node-wall, gpu-board, gpu-package, cpu-package or other")

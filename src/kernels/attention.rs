@@ -294,17 +294,6 @@ pub fn reference_from_cache(
     )
 }
 
-/// FLOPs of attention over `pairs` (query, key) pairs per head, for `heads` query heads:
-/// 2·head_dim for q·k and the same for p·v, per pair. Masked pairs are not counted.
-pub fn flops(pairs: f64, heads: usize, head_dim: usize) -> f64 {
-    4.0 * pairs * heads as f64 * head_dim as f64
-}
-
-/// Causal (query, key) pairs of a prompt of `p` tokens: p(p+1)/2.
-pub fn causal_pairs(p: usize) -> f64 {
-    (p as f64) * (p as f64 + 1.0) / 2.0
-}
-
 #[cfg(test)]
 mod gpu_tests {
     use super::*;

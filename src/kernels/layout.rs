@@ -1,7 +1,7 @@
 //! Host-side data layout shared by the kernels: row-major matrices whose rows are padded with
 //! zeros to whole vec4s, and seeded synthetic data.
 
-use crate::measure::stats::SplitMix64;
+use crate::stats::SplitMix64;
 
 /// `cols` rounded up to a multiple of 4: the row stride, in elements, of a padded matrix.
 pub fn padded_cols(cols: usize) -> usize {

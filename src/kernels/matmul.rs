@@ -9,9 +9,9 @@
 
 use anyhow::ensure;
 
-pub use super::config::{GemvConfig, MatmulConfig, ProductTiles};
 use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_TILED, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
+pub use tokbench_core::kernel_config::{GemvConfig, MatmulConfig, ProductTiles};
 
 /// Rows up to which the GEMV kernels are used.
 pub const GEMV_MAX_ROWS: u32 = 8;
@@ -220,17 +220,6 @@ impl Matmul {
     }
 }
 
-/// FLOPs of one m × n × k product: one multiply and one add per term.
-pub fn flops(m: usize, n: usize, k: usize) -> f64 {
-    2.0 * m as f64 * n as f64 * k as f64
-}
-
-/// Bytes one product must move at least: read A (f32) and W (`w_bytes` per element) once,
-/// write C once.
-pub fn bytes(m: usize, n: usize, k: usize, w_bytes: usize) -> f64 {
-    (4 * (m * k + m * n) + w_bytes * k * n) as f64
-}
-
 /// Rows `rows` of C = A · W in f64, from unpadded row-major A (· × k) and W (k × n, the
 /// logical layout: input rows, output columns).
 pub fn reference_rows(a: &[f32], w: &[f32], (n, k): (usize, usize), rows: &[usize]) -> Vec<f64> {
@@ -270,13 +259,6 @@ mod tests {
         assert_eq!(c, vec![21.0, 24.0, 27.0, 47.0, 54.0, 61.0]);
         assert_eq!(reference_rows(&a, &w, (3, 2), &[1]), vec![47.0, 54.0, 61.0]);
         assert_eq!(transpose(&w, 2, 3), vec![5.0, 8.0, 6.0, 9.0, 7.0, 10.0]);
-    }
-
-    #[test]
-    fn flop_and_byte_counts() {
-        assert_eq!(flops(2, 3, 4), 48.0);
-        assert_eq!(bytes(2, 3, 4, 4), 4.0 * (8 + 12 + 6) as f64);
-        assert_eq!(bytes(2, 3, 4, 2), (4 * (8 + 6) + 2 * 12) as f64);
     }
 }
 

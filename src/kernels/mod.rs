@@ -3,7 +3,6 @@
 //! appear.
 
 pub mod attention;
-mod config;
 pub mod copy;
 pub mod fma_probe;
 pub mod layout;
@@ -15,9 +14,8 @@ pub mod verify;
 
 use std::borrow::Cow;
 
-use serde::{Deserialize, Serialize};
-
-pub use config::{AdapterTraits, KernelConfig};
+pub use tokbench_core::dtype::WeightDtype;
+pub use tokbench_core::kernel_config::{AdapterTraits, KernelConfig};
 
 /// A WGSL source compiled into the binary.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +42,7 @@ impl Shader {
         if self.product {
             Cow::Owned(format!(
                 "{}{PRODUCT_BINDINGS}{}",
-                dtype.prelude(),
+                weight_prelude(dtype),
                 self.source
             ))
         } else {
@@ -106,73 +104,11 @@ pub const ALL: &[Shader] = &[
     FMA_PROBE,
 ];
 
-/// Element type of the weights. Activations, norms and the KV cache stay f32; products
-/// accumulate in f32 either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WeightDtype {
-    /// 32-bit float.
-    F32,
-    /// 16-bit float (needs the adapter's SHADER_F16).
-    F16,
-}
-
-impl WeightDtype {
-    /// WGSL lines that define `wvec4` for this type.
-    fn prelude(self) -> &'static str {
-        match self {
-            Self::F32 => "alias wvec4 = vec4<f32>;\n",
-            Self::F16 => "enable f16;\nalias wvec4 = vec4<f16>;\n",
-        }
-    }
-
-    /// Bytes per element.
-    pub fn bytes(self) -> usize {
-        match self {
-            Self::F32 => 4,
-            Self::F16 => 2,
-        }
-    }
-
-    /// "f32" or "f16".
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::F16 => "f16",
-        }
-    }
-
-    /// Converts f32 values to this type's bytes.
-    pub fn encode(self, values: &[f32]) -> Vec<u8> {
-        match self {
-            Self::F32 => bytemuck::cast_slice(values).to_vec(),
-            Self::F16 => {
-                let halves: Vec<half::f16> =
-                    values.iter().map(|&v| half::f16::from_f32(v)).collect();
-                bytemuck::cast_slice(&halves).to_vec()
-            }
-        }
-    }
-
-    /// The value the GPU sees for `v` (f16 rounding), for CPU references.
-    pub fn round(self, v: f32) -> f32 {
-        match self {
-            Self::F32 => v,
-            Self::F16 => half::f16::from_f32(v).to_f32(),
-        }
-    }
-}
-
-impl std::str::FromStr for WeightDtype {
-    type Err = crate::InputError;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" => Ok(Self::F32),
-            "f16" => Ok(Self::F16),
-            _ => Err(crate::InputError::new(format!(
-                "--dtype {s:?}: use f32 or f16"
-            ))),
-        }
+/// WGSL lines that define `wvec4` for the weight type.
+fn weight_prelude(dtype: WeightDtype) -> &'static str {
+    match dtype {
+        WeightDtype::F32 => "alias wvec4 = vec4<f32>;\n",
+        WeightDtype::F16 => "enable f16;\nalias wvec4 = vec4<f16>;\n",
     }
 }
 
@@ -213,17 +149,5 @@ mod tests {
                 );
             }
         }
-    }
-
-    #[test]
-    fn f16_encoding_rounds_like_the_gpu() {
-        let bytes = WeightDtype::F16.encode(&[1.0, 0.1]);
-        assert_eq!(bytes.len(), 4);
-        assert_eq!(
-            WeightDtype::F16.round(0.1),
-            half::f16::from_f32(0.1).to_f32()
-        );
-        assert_ne!(WeightDtype::F16.round(0.1), 0.1);
-        assert_eq!(WeightDtype::F32.round(0.1), 0.1);
     }
 }

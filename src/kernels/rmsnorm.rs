@@ -100,11 +100,6 @@ pub fn reference(x: &[f64], gamma: &[f32]) -> Vec<f64> {
         .collect()
 }
 
-/// FLOPs of normalising `rows` rows of width `d`: square-add, then scale and gamma per element.
-pub fn flops(rows: usize, d: usize) -> f64 {
-    4.0 * rows as f64 * d as f64
-}
-
 #[cfg(test)]
 mod gpu_tests {
     use super::*;

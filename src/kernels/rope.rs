@@ -151,11 +151,6 @@ pub fn reference_rotate(x: &mut [f64], pos: usize) {
     }
 }
 
-/// FLOPs of rotating one head of width `head_dim` (4 per pair).
-pub fn flops_per_head(head_dim: usize) -> f64 {
-    2.0 * head_dim as f64
-}
-
 #[cfg(test)]
 mod gpu_tests {
     use super::*;

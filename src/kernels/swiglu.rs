@@ -57,9 +57,6 @@ pub fn reference(g: f64, u: f64) -> f64 {
     g / (1.0 + (-g).exp()) * u
 }
 
-/// FLOPs per output element (exp counted as one).
-pub const FLOPS_PER_ELEMENT: f64 = 5.0;
-
 #[cfg(test)]
 mod gpu_tests {
     use super::*;

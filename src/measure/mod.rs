@@ -1,6 +1,5 @@
-//! Measurement: warm-up, sampling and statistics.
+//! Measurement: warm-up and sampling (statistics live in the core's `stats`).
 
 pub mod sampler;
-pub mod stats;
 
 pub use sampler::{MeasureEnv, Measured, Window, measure};

@@ -80,8 +80,7 @@ pub fn measure(
             break;
         }
     }
-    let typical =
-        crate::measure::stats::median(&warmup[warmup.len().saturating_sub(PLATEAU_WINDOW)..]);
+    let typical = crate::stats::median(&warmup[warmup.len().saturating_sub(PLATEAU_WINDOW)..]);
     let min_samples = policy.min_samples.max(1) as usize;
     // Enough samples for the time floor, estimated from the warm-up.
     let planned = min_samples
@@ -122,7 +121,7 @@ pub fn measure(
 /// True when the median of the last window of times is within the tolerance of the median of
 /// the window before it.
 fn plateaued(times: &[f64]) -> bool {
-    use crate::measure::stats::median;
+    use crate::stats::median;
     if times.len() < 2 * PLATEAU_WINDOW {
         return false;
     }

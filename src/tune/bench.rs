@@ -10,7 +10,7 @@ use crate::kernels::layout::{pad_matrix, padded_cols, random_values};
 use crate::kernels::matmul::{self, GemvConfig, Matmul, MatmulConfig, Product, ProductTiles};
 use crate::kernels::rmsnorm::{self, NormRows, RmsNorm};
 use crate::kernels::verify::{self, compare};
-use crate::model::ModelShape;
+use crate::model::{ModelShape, flops};
 
 /// Timed launches per candidate (after one untimed). The fastest counts: on a shared machine
 /// noise only ever adds time, so the minimum is the steadiest estimate of what a kernel can do.
@@ -67,7 +67,7 @@ impl<'a> Bench<'a> {
     /// A many-row product candidate: checked at 37 × 45 × 29, timed at rows × n × k.
     pub fn product(&self, tiles: ProductTiles, gemv: GemvConfig) -> Trial {
         let config = MatmulConfig { tiles, gemv };
-        let work = matmul::flops(self.rows, self.n, self.k);
+        let work = flops::product_flops(self.rows, self.n, self.k);
         self.trial("product", &tiles, work, || {
             let kernel = Matmul::new(self.ctx, config, self.dtype)?;
             check_product(self.ctx, &kernel, self.dtype, (37, 45, 29))?;
@@ -83,7 +83,7 @@ impl<'a> Bench<'a> {
     /// row (decode) × n × k.
     pub fn gemv(&self, tiles: ProductTiles, gemv: GemvConfig) -> Trial {
         let config = MatmulConfig { tiles, gemv };
-        let work = matmul::flops(1, self.n, self.k);
+        let work = flops::product_flops(1, self.n, self.k);
         self.trial("gemv", &gemv, work, || {
             let kernel = Matmul::new(self.ctx, config, self.dtype)?;
             for m in 1..=matmul::GEMV_MAX_ROWS as usize {
@@ -102,8 +102,8 @@ impl<'a> Bench<'a> {
     pub fn prefill_attention(&self, wg: u32) -> Trial {
         let s = &self.shape;
         let p = self.depth;
-        let work = attention::flops(
-            attention::causal_pairs(p as usize),
+        let work = flops::attention_flops(
+            flops::causal_pairs(p as usize),
             s.n_heads as usize,
             s.head_dim as usize,
         );
@@ -134,7 +134,8 @@ impl<'a> Bench<'a> {
     pub fn decode_attention(&self, wg: u32, split_len: u32) -> Trial {
         let s = &self.shape;
         let kv_len = self.depth + 1;
-        let work = attention::flops(f64::from(kv_len), s.n_heads as usize, s.head_dim as usize);
+        let work =
+            flops::attention_flops(f64::from(kv_len), s.n_heads as usize, s.head_dim as usize);
         self.trial("decode-attention", &split_len, work, || {
             let heads = Heads {
                 n_heads: s.n_heads,

@@ -13,7 +13,7 @@ use crate::measure::MeasureEnv;
 use crate::result::WorkloadResult;
 
 use super::{Progress, Stage, Workload, kernel_result};
-use crate::model::Work;
+use crate::model::{Work, flops};
 
 /// Products up to this many multiply-adds are checked in full; larger ones on sampled rows.
 const FULL_CHECK_MACS: f64 = 3e8;
@@ -142,8 +142,8 @@ impl Workload for MatmulWorkload {
             correctness,
             &measured,
             Work {
-                flops: matmul::flops(m, n, k),
-                bytes: matmul::bytes(m, n, k, 4),
+                flops: flops::product_flops(m, n, k),
+                bytes: flops::product_bytes(m, n, k, 4),
             },
         ))
     }

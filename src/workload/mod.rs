@@ -13,9 +13,10 @@ pub mod weights;
 use std::collections::BTreeMap;
 
 use crate::gpu::GpuContext;
-use crate::measure::{MeasureEnv, Measured, stats};
+use crate::measure::{MeasureEnv, Measured};
 use crate::model::Work;
 use crate::result::{Correctness, WorkloadResult};
+use crate::stats;
 
 /// What a workload is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! No GPU here.
 
 pub mod accounting;
+pub mod flops;
 pub mod presets;
 mod shape;
 

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 
-use crate::measure::stats::{median, quantile_sorted};
+use crate::stats::{median, quantile_sorted};
 
 /// Median absolute deviations beyond which a node is an outlier.
 pub const MADS: f64 = 3.0;

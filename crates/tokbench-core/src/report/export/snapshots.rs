@@ -13,9 +13,16 @@ use crate::report::load::{Loaded, Skipped, Source};
 use crate::result::{Provenance, RunResult, Scope};
 
 fn assert_snapshot(name: &str, actual: &str) {
-    let path = format!("{}/tests/snapshots/{name}", env!("CARGO_MANIFEST_DIR"));
+    let path = format!(
+        "{}/../../tests/snapshots/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     if std::env::var_os("TOKBENCH_BLESS").is_some() {
-        std::fs::create_dir_all(format!("{}/tests/snapshots", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        std::fs::create_dir_all(format!(
+            "{}/../../tests/snapshots",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
         std::fs::write(&path, actual).unwrap();
     }
     let expected = std::fs::read_to_string(&path).unwrap_or_default();

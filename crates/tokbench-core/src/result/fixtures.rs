@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::measure::stats::summarize;
 use crate::model::presets;
+use crate::stats::summarize;
 
 /// A finished run on `hostname` with adapter `adapter`, the `tiny` model plan, probes, and no
 /// workloads yet; push workloads onto `workloads`.

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::measure::stats::{SplitMix64, summarize};
 use crate::model::presets;
 use crate::result::*;
+use crate::stats::{SplitMix64, summarize};
 
 pub use crate::result::fixtures::node;
 

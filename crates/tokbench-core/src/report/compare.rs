@@ -18,17 +18,28 @@ use crate::InputError;
 use crate::result::{Provenance, RunResult, Scope, TimingMethod, WorkloadResult};
 
 /// What nodes are ranked by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumMessage,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Metric {
     /// Tokens per second (higher is better).
-    #[value(name = "tokens_per_s", alias = "tokens-per-s")]
+    #[strum(serialize = "tokens_per_s", serialize = "tokens-per-s")]
     TokensPerS,
     /// Tokens per joule (higher is better); needs power figures.
-    #[value(name = "tokens_per_j", alias = "tokens-per-j")]
+    #[strum(serialize = "tokens_per_j", serialize = "tokens-per-j")]
     TokensPerJ,
     /// Cost per million tokens (lower is better); needs prices.
-    #[value(name = "cost_per_mtok", alias = "cost-per-mtok")]
+    #[strum(serialize = "cost_per_mtok", serialize = "cost-per-mtok")]
     CostPerMtok,
 }
 

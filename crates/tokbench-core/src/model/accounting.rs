@@ -11,7 +11,8 @@ use std::ops::AddAssign;
 use serde::{Deserialize, Serialize};
 
 use super::ModelShape;
-use crate::kernels::{WeightDtype, attention, matmul, rmsnorm, rope, swiglu};
+use super::flops;
+use crate::dtype::WeightDtype;
 
 /// Work of one execution.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -109,11 +110,11 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
     let f32b = 4.0;
     let act = |rows: usize, cols: usize| rows as f64 * cols as f64 * f32b;
     let product = |m: usize, n: usize, k: usize| Work {
-        flops: matmul::flops(m, n, k),
-        bytes: matmul::bytes(m, n, k, wb),
+        flops: flops::product_flops(m, n, k),
+        bytes: flops::product_bytes(m, n, k, wb),
     };
     let norm = |rows: usize| Work {
-        flops: rmsnorm::flops(rows, d),
+        flops: flops::rmsnorm_flops(rows, d),
         bytes: 2.0 * act(rows, d) + act(1, d),
     };
     // Residual add fused into a product: read the old value, add.
@@ -127,14 +128,14 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
         Phase::Prefill => {
             let p = pass.len as usize;
             Work {
-                flops: attention::flops(b as f64 * attention::causal_pairs(p), heads, hd),
+                flops: flops::attention_flops(b as f64 * flops::causal_pairs(p), heads, hd),
                 bytes: act(t, q) + act(b * p, 2 * kv) + act(t, q),
             }
         }
         Phase::Decode => {
             let keys = pass.len as usize + 1;
             Work {
-                flops: attention::flops((b * keys) as f64, heads, hd),
+                flops: flops::attention_flops((b * keys) as f64, heads, hd),
                 bytes: act(b, q) + act(b * keys, 2 * kv) + act(b, q),
             }
         }
@@ -161,7 +162,7 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
             Work {
                 flops: t as f64
                     * (heads + shape.n_kv_heads as usize) as f64
-                    * rope::flops_per_head(hd),
+                    * flops::rope_flops_per_head(hd),
                 bytes: act(t, q + 2 * kv) + act(t, q + 2 * kv),
             },
         ),
@@ -172,7 +173,7 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
         layer(
             "swiglu",
             Work {
-                flops: swiglu::FLOPS_PER_ELEMENT * (t * f) as f64,
+                flops: flops::SWIGLU_FLOPS_PER_ELEMENT * (t * f) as f64,
                 bytes: act(t, 2 * f) + act(t, f),
             },
         ),

@@ -23,8 +23,8 @@ use serde::Serialize;
 use super::identity::{Fingerprint, WorkloadKey, node_label};
 use super::load::Source;
 use crate::InputError;
-use crate::measure::stats::bootstrap_median_ratio;
 use crate::result::{RunResult, WorkloadResult};
+use crate::stats::bootstrap_median_ratio;
 
 /// Bootstrap resamples per workload.
 pub const RESAMPLES: usize = 10_000;
@@ -36,14 +36,25 @@ pub const MIN_SAMPLES: usize = 5;
 const SEED: u64 = 0x746f_6b62_656e_6368;
 
 /// What `check` gates on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumMessage,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum CheckMetric {
     /// Time per execution from the raw samples (tokens/s for token workloads).
-    #[value(name = "tokens_per_s", alias = "tokens-per-s")]
+    #[strum(serialize = "tokens_per_s", serialize = "tokens-per-s")]
     TokensPerS,
     /// Tokens per joule, point values (no samples exist for energy).
-    #[value(name = "tokens_per_j", alias = "tokens-per-j")]
+    #[strum(serialize = "tokens_per_j", serialize = "tokens-per-j")]
     TokensPerJ,
 }
 

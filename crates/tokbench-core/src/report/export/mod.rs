@@ -21,7 +21,18 @@ use super::compare::CompareReport;
 use crate::InputError;
 
 /// Formats of `tokbench compare`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum CompareFormat {
     /// Terminal tables.
     Table,
@@ -36,7 +47,18 @@ pub enum CompareFormat {
 }
 
 /// Formats of `tokbench check`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    strum::EnumString,
+    strum::IntoStaticStr,
+    strum::EnumIter,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum CheckFormat {
     /// Terminal tables.
     Table,
@@ -133,7 +155,7 @@ pub(crate) fn pct(x: f64) -> String {
 }
 
 /// `text` with control characters (terminal escapes, new lines) shown escaped.
-pub(crate) fn clean(text: &str) -> String {
+pub fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for ch in text.chars() {
         if ch.is_control() {
@@ -214,7 +236,7 @@ pub(crate) fn check_rule(report: &CheckReport) -> String {
 }
 
 /// "PASS: no regression" or "FAIL: 2 regressions, 1 invalid result".
-pub(crate) fn check_headline(report: &CheckReport) -> String {
+pub fn check_headline(report: &CheckReport) -> String {
     let mut problems = Vec::new();
     if report.regressions > 0 {
         problems.push(format!(

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kernels::KernelConfig;
+use crate::kernel_config::KernelConfig;
 use crate::model::ModelShape;
 
 /// Version of this document layout. Bumped only when a field is renamed or its meaning changes.
@@ -484,7 +484,10 @@ mod tests {
     use crate::result::fixtures::run_with_samples;
     use crate::result::io::parse;
 
-    const SCHEMA_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/schema/result-v1.schema.json");
+    const SCHEMA_PATH: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schema/result-v1.schema.json"
+    );
 
     #[test]
     fn documents_round_trip_through_json() {
