@@ -12,7 +12,7 @@ pub fn fingerprint() -> NodeInfo {
     );
     let unknown = || "unknown".to_string();
     NodeInfo {
-        hostname: System::host_name().unwrap_or_else(unknown),
+        hostname: hostname(),
         os: System::long_os_version().unwrap_or_else(unknown),
         kernel: System::kernel_version().unwrap_or_else(unknown),
         cpu_brand: sys
@@ -24,6 +24,11 @@ pub fn fingerprint() -> NodeInfo {
         memory_bytes: sys.total_memory(),
         placement: placement(|k| std::env::var(k).ok()),
     }
+}
+
+/// This machine's host name ("unknown" when the OS does not say).
+pub fn hostname() -> String {
+    sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
 }
 
 /// The scheduler slot this process runs in, from its environment: Slurm's own variables, or,

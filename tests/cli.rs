@@ -1,34 +1,12 @@
 //! The `tokbench` binary end to end: exit codes, messages, and the files it writes (or not).
 //! Measuring commands run on whatever adapter the machine has (lavapipe in CI).
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{QUICK, assert_usage_error, stderr, tokbench};
 use tokbench::result::io::load;
-
-fn tokbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokbench"))
-        .args(args)
-        .env_remove("TOKBENCH_ADAPTER")
-        .env("TOKBENCH_TUNE_CACHE", test_tune_cache())
-        .env_remove("TOKBENCH_RESULTS_DIR")
-        .output()
-        .expect("run tokbench")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts exit code 2 with an error that mentions `needle`, and no panic.
-fn assert_usage_error(out: &Output, needle: &str) {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-}
-
-const QUICK: [&str; 6] = ["--samples", "3", "--min-time", "0", "--max-warmup", "0"];
 
 #[test]
 fn kernel_matmul_writes_a_valid_result() {
@@ -351,7 +329,7 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
         dir.path().to_str().unwrap(),
     ];
     args.extend(QUICK);
-    let out = Command::new(env!("CARGO_BIN_EXE_tokbench"))
+    let out = common::command()
         .args(&args)
         .env("SLURM_JOB_ID", "77")
         .env("SLURMD_NODENAME", "n3")
@@ -375,11 +353,6 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
         stderr(&out).contains("matmul-f32-m5-n6-k7"),
         "table on stderr"
     );
-}
-
-/// A tuning cache private to this test process, so tests never touch the user's.
-fn test_tune_cache() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
 }
 
 #[test]
@@ -481,4 +454,39 @@ fn no_adapter_at_all_says_how_to_get_a_software_one() {
         "metal",
     ]);
     assert_usage_error(&out, "mesa-vulkan-drivers");
+}
+
+#[test]
+fn bad_power_options_are_refused_before_any_device_is_opened() {
+    // No adapter can be opened here (no Metal on Linux): had tokbench opened the device (or
+    // tuned) first, it would report that instead of the flag.
+    let cache = tempfile::tempdir().unwrap();
+    let cache_path = cache.path().join("tune.json");
+    let out = common::command()
+        .args([
+            "run",
+            "--preset",
+            "tiny",
+            "--power-hz",
+            "0",
+            "--backend",
+            "metal",
+        ])
+        .env("TOKBENCH_TUNE_CACHE", &cache_path)
+        .output()
+        .unwrap();
+    assert_usage_error(&out, "--power-hz 0");
+    assert!(!cache_path.exists(), "no tune cache may be written");
+    let existing = cache.path().join("exists.json");
+    std::fs::write(&existing, "{}").unwrap();
+    let out = tokbench(&[
+        "run",
+        "--preset",
+        "tiny",
+        "--backend",
+        "metal",
+        "--out",
+        existing.to_str().unwrap(),
+    ]);
+    assert_usage_error(&out, "already exists");
 }

@@ -15,6 +15,10 @@ use crate::result::{RunResult, WorkloadResult};
 use crate::runner::{self, Observer, Planned, RunSpec};
 use crate::workload::Stage;
 
+/// Bytes written to the results directory before a run starts, to find a full disk early:
+/// about what a result with a few workloads takes.
+const PREFLIGHT_BYTES: usize = 64 << 10;
+
 /// Opens the device, plans with `plan`, runs, and prints the table. Exit 1 when a workload
 /// failed its correctness check.
 pub(super) fn run_workloads(
@@ -22,6 +26,13 @@ pub(super) fn run_workloads(
     common: &CommonArgs,
     plan: impl FnOnce(&GpuContext) -> anyhow::Result<Planned>,
 ) -> anyhow::Result<ExitCode> {
+    // Everything that needs no device is checked first, so bad input costs no device, no tune
+    // and no measurement.
+    let options = common.power.options();
+    options.validate()?;
+    common
+        .destination()
+        .preflight(&crate::node::hostname(), PREFLIGHT_BYTES)?;
     let mut ctx = GpuContext::open(&common.selector())?;
     ctx.wait_timeout = Some(Duration::from_secs_f64(common.timeout_s));
     if common.checked_shaders {
@@ -37,8 +48,6 @@ pub(super) fn run_workloads(
         destination: common.destination(),
         stop: Some(super::signals::stop_flag()),
     };
-    // `open` validates the options: a bad value is a usage error before any work.
-    let options = common.power.options();
     let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&ctx.info))?;
     let outcome = runner::run(
         ctx,

@@ -25,6 +25,45 @@ pub enum Destination {
     Exact(PathBuf),
 }
 
+impl Destination {
+    /// Checks, before any device is opened, that a result can be written here: an exact path
+    /// must not exist, and the directory must be creatable and take a file of `probe_bytes`.
+    /// [`ResultWriter::create`] still reserves the file itself; this only moves the failure of
+    /// an unusable destination (read-only, full, existing) ahead of any work.
+    pub fn preflight(&self, hostname: &str, probe_bytes: usize) -> anyhow::Result<()> {
+        let dir = match self {
+            Self::Exact(path) => {
+                if path.exists() {
+                    return Err(InputError::new(format!(
+                        "--out {}: file already exists; tokbench never overwrites a result, \
+                         so choose another path or remove it",
+                        path.display()
+                    ))
+                    .into());
+                }
+                parent_dir(path)
+            }
+            Self::Generated { results_dir } => results_dir.join(slug(hostname)),
+        };
+        ensure_dir(&dir)?;
+        let mut probe = tempfile::Builder::new()
+            .prefix(".tokbench-")
+            .suffix(".tmp")
+            .tempfile_in(&dir)
+            .map_err(|e| InputError::new(format!("{}: cannot write here: {e}", dir.display())))?;
+        probe
+            .write_all(&vec![b' '; probe_bytes])
+            .and_then(|()| probe.as_file().sync_all())
+            .map_err(|e| {
+                InputError::new(format!(
+                    "{}: cannot write the result here: {e}",
+                    dir.display()
+                ))
+            })?;
+        Ok(())
+    }
+}
+
 /// Owns a run's result file while the run goes on.
 #[derive(Debug)]
 pub struct ResultWriter {

@@ -1,0 +1,59 @@
+//! Helpers shared by the integration tests: the binary with a clean environment, output
+//! accessors and the usual assertions. Each test binary uses only some of them.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+/// Sampling flags that keep a measured workload short.
+pub const QUICK: [&str; 6] = ["--samples", "3", "--min-time", "0", "--max-warmup", "0"];
+
+/// The `tokbench` binary with the environment tests must not inherit from the user removed,
+/// and a tuning cache private to this test process.
+pub fn command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_tokbench"));
+    cmd.env_remove("TOKBENCH_ADAPTER")
+        .env_remove("TOKBENCH_RESULTS_DIR")
+        .env_remove("TOKBENCH_PRESET")
+        .env("TOKBENCH_TUNE_CACHE", test_tune_cache());
+    cmd
+}
+
+/// Runs `tokbench args` to completion.
+pub fn tokbench(args: &[&str]) -> Output {
+    command().args(args).output().expect("run tokbench")
+}
+
+/// A tuning cache private to this test process, so tests never touch the user's.
+pub fn test_tune_cache() -> PathBuf {
+    std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
+}
+
+/// Standard output as text.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Asserts the exit code, showing both streams when it differs.
+pub fn assert_code(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {}",
+        stdout(out),
+        stderr(out)
+    );
+}
+
+/// Asserts exit code 2 with an error that mentions `needle`, and no panic.
+pub fn assert_usage_error(out: &Output, needle: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
