@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use criterion::Throughput;
+use tokbench::gpu::Device;
 use tokbench::kernels::WeightDtype;
 use tokbench::model::Phase;
 use tokbench::power::{AdapterIdentity, PowerMeter, PowerOptions};
@@ -35,11 +36,13 @@ fn main() {
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),
     };
-    let planned = plan::plan(ctx, &request, &mut |m| eprintln!("tokbench bench: {m}"))
-        .unwrap_or_else(|e| {
-            eprintln!("tokbench bench: {e:#}");
-            std::process::exit(2)
-        });
+    let planned = plan::plan(Device::Gpu(ctx), &request, &mut |m| {
+        eprintln!("tokbench bench: {m}")
+    })
+    .unwrap_or_else(|e| {
+        eprintln!("tokbench bench: {e:#}");
+        std::process::exit(2)
+    });
     for note in &planned.notes {
         eprintln!("tokbench bench: {note}");
     }
@@ -74,7 +77,7 @@ fn main() {
             results_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"),
         },
     };
-    let workloads = planned.with_probes();
+    let workloads = planned.with_probes(&ctx.facts());
     let spec = RunSpec {
         command: "bench".into(),
         policy,
@@ -94,7 +97,13 @@ fn main() {
         &AdapterIdentity::from_wgpu(&ctx.info),
     )
     .ok();
-    match runner::run(ctx, run, &spec, meter.as_mut(), &mut runner::Quiet) {
+    match runner::run(
+        Device::Gpu(ctx),
+        run,
+        &spec,
+        meter.as_mut(),
+        &mut runner::Quiet,
+    ) {
         Ok(outcome) => {
             let invalid = outcome
                 .document

@@ -8,16 +8,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
-use crate::gpu::GpuContext;
+use crate::gpu::Device;
 use crate::kernels::KernelConfig;
-use crate::measure::MeasureEnv;
+use crate::measure::{MeasureEnv, Measured, MockTimer, measure};
+use crate::model::Phase;
 use crate::power::PowerMeter;
+use crate::result::Correctness;
 use crate::result::io::{Destination, ResultWriter};
 use crate::result::{
     ModelPlan, PlanRecord, PowerSetup, Probes, Roofline, RunResult, SCHEMA_VERSION, SamplePolicy,
     ToolInfo, WorkloadResult,
 };
-use crate::workload::{Stage, Workload};
+use crate::stats;
+use crate::workload::{Description, Stage, Workload};
 
 /// What a command wants run, decided once the device is open.
 #[derive(Default)]
@@ -79,14 +82,15 @@ pub struct Outcome {
 /// next starts. A workload that fails ends the run with an error naming it; the ones before it
 /// stay in the file.
 pub fn run(
-    ctx: &GpuContext,
+    device: Device<'_>,
     planned: Planned,
     spec: &RunSpec,
     mut power: Option<&mut PowerMeter>,
     observer: &mut dyn Observer,
 ) -> anyhow::Result<Outcome> {
+    let facts = device.facts();
     for w in &planned.workloads {
-        w.check_fits(ctx)?;
+        w.check_fits(&facts)?;
     }
     let doc = RunResult {
         schema_version: SCHEMA_VERSION,
@@ -95,8 +99,8 @@ pub fn run(
         finished_at: None,
         interrupted: false,
         node: crate::node::fingerprint(),
-        adapter: ctx.adapter_record(),
-        timing_method: ctx.timing_method,
+        adapter: facts.adapter_record(),
+        timing_method: facts.timing_method,
         plan: PlanRecord {
             command: spec.command.clone(),
             sampling: spec.policy,
@@ -131,12 +135,19 @@ pub fn run(
             interrupted = true;
             break;
         }
-        observer.workload(i, total, &workload.id());
-        let outcome = workload.run(ctx, &env, &mut |stage| observer.stage(stage));
+        let description = workload.describe();
+        observer.workload(i, total, &description.id);
+        let outcome = measure_one(
+            device,
+            workload.as_ref(),
+            description.clone(),
+            &env,
+            observer,
+        );
         let mut result = outcome.with_context(|| {
             format!(
                 "workload {} failed; the {} finished before it are saved in {}",
-                workload.id(),
+                description.id,
                 writer.document().workloads.len(),
                 writer.path().display()
             )
@@ -166,6 +177,80 @@ pub fn run(
         document: writer.document().clone(),
         interrupted,
     })
+}
+
+/// Prepares `workload` on the device, times it through the device's [`Timer`], checks it and
+/// assembles its result. On the mock device nothing is prepared, run or checked.
+fn measure_one(
+    device: Device<'_>,
+    workload: &dyn Workload,
+    planned: Description,
+    env: &MeasureEnv<'_>,
+    observer: &mut dyn Observer,
+) -> anyhow::Result<WorkloadResult> {
+    let (description, measured, correctness) = match device {
+        Device::Gpu(ctx) => {
+            let prepared = workload.prepare(ctx, &mut |stage| observer.stage(stage))?;
+            let timer = ctx.timer(prepared.execution());
+            let measured = measure(&*timer, env, &mut |d, p| {
+                observer.stage(Stage::Samples(d, p))
+            })?;
+            observer.stage(Stage::Verifying);
+            let correctness = prepared.verify(ctx)?;
+            (prepared.describe(planned), measured, correctness)
+        }
+        Device::Mock(mock) => {
+            let timer = MockTimer::for_work(planned.work, mock);
+            let measured = measure(&timer, env, &mut |d, p| {
+                observer.stage(Stage::Samples(d, p))
+            })?;
+            (
+                planned,
+                measured,
+                Correctness::not_checked("mock device: nothing ran"),
+            )
+        }
+    };
+    Ok(assemble(description, correctness, &measured))
+}
+
+/// A workload's result from what it is, what the check found, and what was measured.
+pub fn assemble(d: Description, correctness: Correctness, measured: &Measured) -> WorkloadResult {
+    let stats = stats::summarize(&measured.samples_s, measured.warmup_iterations);
+    let median = stats.median_s;
+    let tokens = d.tokens.as_ref().map(|t| t.pass.tokens());
+    let tokens_per_s = tokens.map(|t| t as f64 / median);
+    let energy = crate::power::token_energy(tokens_per_s, &measured.power);
+    let token = d.tokens.as_ref();
+    let len_of = |phase| token.filter(|t| t.pass.phase == phase).map(|t| t.pass.len);
+    WorkloadResult {
+        id: d.id,
+        kind: d.kind,
+        shape: d.shape,
+        dtype: d.dtype,
+        valid: correctness.failure.is_none(),
+        correctness,
+        achieved_gflops: d.work.flops / median / 1e9,
+        achieved_gbps: d.work.bytes / median / 1e9,
+        flops: d.work.flops,
+        bytes: d.work.bytes,
+        stats,
+        roofline: None,
+        phase: token.map(|t| t.pass.phase.name().into()),
+        preset: token.map(|t| t.preset.clone()),
+        model: token.map(|t| t.model),
+        batch: token.map(|t| t.pass.batch),
+        prompt_len: len_of(Phase::Prefill),
+        depth: len_of(Phase::Decode),
+        layers_run: token.map(|t| t.layers_run),
+        weights_shared_across_layers: token.map(|t| t.weights_shared_across_layers),
+        tokens,
+        tokens_per_s,
+        power: measured.power.clone(),
+        tokens_per_j: energy.tokens_per_j,
+        tokens_per_j_dynamic: energy.tokens_per_j_dynamic,
+        j_per_token: energy.j_per_token,
+    }
 }
 
 /// Collects the probes' peaks as they finish and sets later workloads against them.

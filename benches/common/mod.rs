@@ -43,8 +43,8 @@ pub fn preset() -> &'static Preset {
             std::process::exit(2)
         }),
         _ => tokbench::workload::plan::default_preset(
-            ctx(),
-            tokbench::workload::plan::memory_budget(ctx(), None),
+            &ctx().facts(),
+            tokbench::workload::plan::memory_budget(&ctx().facts(), None),
             tokbench::kernels::WeightDtype::F32,
         ),
     }

@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::CommonArgs;
 use super::table;
 use crate::exit;
-use crate::gpu::{GpuContext, ShaderChecks};
+use crate::gpu::{Device, GpuContext, MockDevice, ShaderChecks};
 use crate::power::{AdapterIdentity, PowerMeter};
 use crate::result::{RunResult, WorkloadResult};
 use crate::runner::{self, Observer, Planned, RunSpec};
@@ -24,7 +24,7 @@ const PREFLIGHT_BYTES: usize = 64 << 10;
 pub(super) fn run_workloads(
     command: &str,
     common: &CommonArgs,
-    plan: impl FnOnce(&GpuContext) -> anyhow::Result<Planned>,
+    plan: impl FnOnce(Device<'_>) -> anyhow::Result<Planned>,
 ) -> anyhow::Result<ExitCode> {
     // Everything that needs no device is checked first, so bad input costs no device, no tune
     // and no measurement.
@@ -33,24 +33,33 @@ pub(super) fn run_workloads(
     common
         .destination()
         .preflight(&crate::node::hostname(), PREFLIGHT_BYTES)?;
-    let mut ctx = GpuContext::open(&common.selector())?;
-    ctx.wait_timeout = Some(Duration::from_secs_f64(common.timeout_s));
-    if common.checked_shaders {
-        ctx.shader_checks = ShaderChecks::Checked;
-    }
-    // Never dropped: dropping a device waits for its work, which on a hung GPU never ends. The
-    // process exits right after the run anyway.
-    let ctx: &GpuContext = Box::leak(Box::new(ctx));
-    let planned = plan(ctx)?;
+    let timeout = Duration::from_secs_f64(common.timeout_s);
+    let mock = common
+        .mock_device
+        .map(|mode| MockDevice::new(mode, timeout));
+    let device = match &mock {
+        Some(mock) => Device::Mock(mock),
+        None => {
+            let mut ctx = GpuContext::open(&common.selector())?;
+            ctx.wait_timeout = Some(timeout);
+            if common.checked_shaders {
+                ctx.shader_checks = ShaderChecks::Checked;
+            }
+            // Never dropped: dropping a device waits for its work, which on a hung GPU never
+            // ends. The process exits right after the run anyway.
+            Device::Gpu(Box::leak(Box::new(ctx)))
+        }
+    };
+    let planned = plan(device)?;
     let spec = RunSpec {
         command: command.into(),
         policy: common.policy(),
         destination: common.destination(),
         stop: Some(super::signals::stop_flag()),
     };
-    let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&ctx.info))?;
+    let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&device.facts().info))?;
     let outcome = runner::run(
-        ctx,
+        device,
         planned,
         &spec,
         Some(&mut meter),

@@ -224,6 +224,10 @@ struct CommonArgs {
     /// default kernels whose geometry keeps every access in bounds run without them.
     #[arg(long)]
     checked_shaders: bool,
+    /// Run on the mock device instead of a GPU (tokbench's own tests): instant, sleep or hang.
+    /// Nothing runs; results say `timing_method: mock`.
+    #[arg(long, hide = true, env = "TOKBENCH_MOCK_DEVICE", value_name = "MODE")]
+    mock_device: Option<crate::gpu::MockMode>,
     /// Write the result to exactly this file (it must not exist).
     #[arg(long, value_name = "PATH")]
     out: Option<PathBuf>,
@@ -478,10 +482,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             let request = args.model_request()?;
-            execute::run_workloads("run", &args.common, |ctx| {
-                let planned = plan::plan(ctx, &request, &mut |m| eprintln!("tokbench: {m}"))?;
+            execute::run_workloads("run", &args.common, |device| {
+                let planned = plan::plan(device, &request, &mut |m| eprintln!("tokbench: {m}"))?;
                 Ok(crate::runner::Planned {
-                    workloads: planned.with_probes(),
+                    workloads: planned.with_probes(&device.facts()),
                     model: Some(planned.plan),
                     kernel_config: Some(planned.config),
                     kernel_config_source: Some(planned.config_source),

@@ -24,7 +24,8 @@ pub(super) fn run(
 ) -> anyhow::Result<ExitCode> {
     let ctx = GpuContext::open(selector)?;
     let (name, shape) = model.unwrap_or_else(|| {
-        let p = plan::default_preset(&ctx, plan::memory_budget(&ctx, None), dtype);
+        let facts = ctx.facts();
+        let p = plan::default_preset(&facts, plan::memory_budget(&facts, None), dtype);
         (p.name.to_string(), p.shape)
     });
     if dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {

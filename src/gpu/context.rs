@@ -308,20 +308,25 @@ impl GpuContext {
         }
     }
 
+    /// What planning needs of this device, as plain data.
+    pub fn facts(&self) -> DeviceFacts {
+        DeviceFacts {
+            info: self.info.clone(),
+            features: self.features,
+            limits: self.limits.clone(),
+            timing_method: self.timing_method,
+        }
+    }
+
     /// The subgroup size, when the device has SUBGROUP and a single fixed size (subgroup
     /// kernels size their grids by it).
     pub fn fixed_subgroup_size(&self) -> Option<u32> {
-        (self.has(wgpu::Features::SUBGROUP)
-            && self.info.subgroup_min_size == self.info.subgroup_max_size)
-            .then_some(self.info.subgroup_min_size)
+        self.facts().fixed_subgroup_size()
     }
 
     /// The traits kernel choices depend on.
     pub fn traits(&self) -> crate::kernels::AdapterTraits {
-        crate::kernels::AdapterTraits {
-            cpu: self.info.device_type == wgpu::DeviceType::Cpu,
-            subgroup_size: self.fixed_subgroup_size(),
-        }
+        self.facts().traits()
     }
 
     /// A grid of `groups` workgroups for kernels that index linearly across x and y
@@ -335,6 +340,57 @@ impl GpuContext {
     /// Whether the device has `feature` enabled.
     pub fn has(&self, feature: wgpu::Features) -> bool {
         self.features.contains(feature)
+    }
+
+    /// Largest buffer one binding can cover: the smaller of the binding and buffer limits.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.facts().max_binding_bytes()
+    }
+
+    /// The adapter as recorded in a result document.
+    pub fn adapter_record(&self) -> AdapterInfo {
+        adapter_record(&self.info, self.features, &self.limits)
+    }
+}
+
+/// What planning, fit checks and results need to know of a device, as plain data: a
+/// [`GpuContext`] has them, and so does the mock device, which opens nothing.
+#[derive(Debug, Clone)]
+pub struct DeviceFacts {
+    /// wgpu's description of the adapter.
+    pub info: wgpu::AdapterInfo,
+    /// Features enabled on the device.
+    pub features: wgpu::Features,
+    /// The device's limits.
+    pub limits: wgpu::Limits,
+    /// How durations are measured on it.
+    pub timing_method: TimingMethod,
+}
+
+impl DeviceFacts {
+    /// A CPU adapter (lavapipe, or the mock device).
+    pub fn is_cpu(&self) -> bool {
+        self.info.device_type == wgpu::DeviceType::Cpu
+    }
+
+    /// Whether the device has `feature` enabled.
+    pub fn has(&self, feature: wgpu::Features) -> bool {
+        self.features.contains(feature)
+    }
+
+    /// The subgroup size, when the device has SUBGROUP and a single fixed size.
+    pub fn fixed_subgroup_size(&self) -> Option<u32> {
+        (self.has(wgpu::Features::SUBGROUP)
+            && self.info.subgroup_min_size == self.info.subgroup_max_size)
+            .then_some(self.info.subgroup_min_size)
+    }
+
+    /// The traits kernel choices depend on.
+    pub fn traits(&self) -> crate::kernels::AdapterTraits {
+        crate::kernels::AdapterTraits {
+            cpu: self.is_cpu(),
+            subgroup_size: self.fixed_subgroup_size(),
+        }
     }
 
     /// Largest buffer one binding can cover: the smaller of the binding and buffer limits.

@@ -6,16 +6,18 @@ mod buffers;
 pub use buffers::DeviceHung;
 mod context;
 mod dispatch;
+mod mock;
 mod pipeline;
 mod timer;
 
 pub use context::{
-    AdapterSelector, BackendChoice, DeviceError, DeviceErrorKind, GpuContext, USEFUL_FEATURES,
-    adapter_record, enumerate_adapters, select_adapter,
+    AdapterSelector, BackendChoice, DeviceError, DeviceErrorKind, DeviceFacts, GpuContext,
+    USEFUL_FEATURES, adapter_record, enumerate_adapters, select_adapter,
 };
 pub use dispatch::Dispatch;
+pub use mock::{Device, MOCK_ADAPTER_NAME, MockDevice, MockMode};
 pub use pipeline::ShaderChecks;
-pub use timer::{MAX_RUNS_PER_BATCH, PassRecorder};
+pub use timer::{MAX_RUNS_PER_BATCH, PassRecorder, Timer, TimestampTimer, WallClockTimer};
 
 /// One device shared by all unit tests of the crate (opening a device per test is slow on
 /// lavapipe). Chooses the adapter as `tokbench` does, honouring `TOKBENCH_ADAPTER`. A machine

@@ -1,5 +1,6 @@
 //! Timing of recorded GPU work: timestamp queries where the adapter has them, otherwise the host
-//! clock around submit and wait. Readback of results is never inside a timed region.
+//! clock around submit and wait. Readback of results is never inside a timed region. The
+//! sampler times through the [`Timer`] trait, so a mock can stand in for the GPU.
 
 use std::time::Instant;
 
@@ -12,6 +13,15 @@ use crate::result::TimingMethod;
 pub trait PassRecorder {
     /// Records the dispatches of one execution.
     fn record(&self, pass: &mut wgpu::ComputePass<'_>);
+}
+
+/// Times executions of one prepared piece of work.
+pub trait Timer {
+    /// How the durations are measured (recorded in the result).
+    fn method(&self) -> TimingMethod;
+
+    /// Executes the work `runs` times and returns each execution's duration in seconds.
+    fn time_runs(&self, runs: u32) -> anyhow::Result<Vec<f64>>;
 }
 
 /// Most executions timed per submission; bounds the query set and the readback buffer.
@@ -50,18 +60,62 @@ impl TimestampQueries {
     }
 }
 
+/// Times an execution with timestamp queries around each compute pass.
+pub struct TimestampTimer<'a> {
+    ctx: &'a GpuContext,
+    work: &'a dyn PassRecorder,
+}
+
+/// Times an execution with the host clock around submit and wait (adapters without
+/// timestamps); includes submission overhead.
+pub struct WallClockTimer<'a> {
+    ctx: &'a GpuContext,
+    work: &'a dyn PassRecorder,
+}
+
+impl Timer for TimestampTimer<'_> {
+    fn method(&self) -> TimingMethod {
+        TimingMethod::GpuTimestamps
+    }
+    fn time_runs(&self, runs: u32) -> anyhow::Result<Vec<f64>> {
+        check_runs(runs)?;
+        self.ctx.time_with_timestamps(self.work, runs)
+    }
+}
+
+impl Timer for WallClockTimer<'_> {
+    fn method(&self) -> TimingMethod {
+        TimingMethod::WallClock
+    }
+    fn time_runs(&self, runs: u32) -> anyhow::Result<Vec<f64>> {
+        check_runs(runs)?;
+        (0..runs)
+            .map(|_| self.ctx.time_wall_clock(self.work))
+            .collect()
+    }
+}
+
+fn check_runs(runs: u32) -> anyhow::Result<()> {
+    ensure!(
+        (1..=MAX_RUNS_PER_BATCH).contains(&runs),
+        "time_runs: {runs} runs (1..={MAX_RUNS_PER_BATCH})"
+    );
+    Ok(())
+}
+
 impl GpuContext {
+    /// The timer of this context's timing method for `work`.
+    pub fn timer<'a>(&'a self, work: &'a dyn PassRecorder) -> Box<dyn Timer + 'a> {
+        match self.timing_method {
+            TimingMethod::WallClock => Box::new(WallClockTimer { ctx: self, work }),
+            _ => Box::new(TimestampTimer { ctx: self, work }),
+        }
+    }
+
     /// Executes `work` `runs` times (at most [`MAX_RUNS_PER_BATCH`]) and returns the duration of
     /// each execution in seconds, measured with this context's timing method.
     pub fn time_runs(&self, work: &dyn PassRecorder, runs: u32) -> anyhow::Result<Vec<f64>> {
-        ensure!(
-            (1..=MAX_RUNS_PER_BATCH).contains(&runs),
-            "time_runs: {runs} runs (1..={MAX_RUNS_PER_BATCH})"
-        );
-        match self.timing_method {
-            TimingMethod::GpuTimestamps => self.time_with_timestamps(work, runs),
-            TimingMethod::WallClock => (0..runs).map(|_| self.time_wall_clock(work)).collect(),
-        }
+        self.timer(work).time_runs(runs)
     }
 
     /// Executes `work` once without timing it (warm-up, filling caches before a decode step).

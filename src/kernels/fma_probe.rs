@@ -54,7 +54,13 @@ impl FmaProbe {
 
     /// FLOPs of one launch of `invocations` invocations (an FMA counts two).
     pub fn flops(&self, invocations: u32) -> f64 {
-        f64::from(invocations) * f64::from(self.iterations) * f64::from(CHAINS) * 4.0 * 2.0
+        Self::flops_of(self.iterations, invocations)
+    }
+
+    /// FLOPs of `invocations` chains of `iterations` steps: each step is one vec4 FMA (8
+    /// FLOPs) on each of the chains.
+    pub fn flops_of(iterations: u32, invocations: u32) -> f64 {
+        f64::from(invocations) * f64::from(iterations) * f64::from(CHAINS) * 4.0 * 2.0
     }
 
     /// The output of invocation `i`, in f64.

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::gpu::{GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
+use crate::gpu::{MAX_RUNS_PER_BATCH, Timer};
 use crate::power::PowerMeter;
 use crate::result::{PowerRecord, SamplePolicy};
 
@@ -57,13 +57,12 @@ pub struct MeasureEnv<'a> {
     pub power: Option<&'a PowerMeter>,
 }
 
-/// Measures `work`: warm-up until per-iteration times plateau (or the policy's warm-up time
+/// Measures what `timer` runs: warm-up until per-iteration times plateau (or the policy's warm-up time
 /// runs out), then samples, for at least the policy's count and time, and at least as long as
 /// the power source needs for a trustworthy energy figure. `on_progress(samples so far, total
 /// planned)` is called after every batch.
 pub fn measure(
-    ctx: &GpuContext,
-    work: &dyn PassRecorder,
+    timer: &dyn Timer,
     env: &MeasureEnv<'_>,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<Measured> {
@@ -72,7 +71,7 @@ pub fn measure(
     let max_warmup = Duration::from_secs_f64(policy.max_warmup_s.max(0.0));
     let mut warmup: Vec<f64> = Vec::new();
     loop {
-        warmup.extend(ctx.time_runs(work, 1)?);
+        warmup.extend(timer.time_runs(1)?);
         if plateaued(&warmup)
             || warmup.len() >= MAX_WARMUP_ITERATIONS
             || warmup_start.elapsed() >= max_warmup
@@ -96,7 +95,7 @@ pub fn measure(
         || (samples.len() < MAX_SAMPLES
             && (samples.iter().sum::<f64>() < policy.min_time_s || start.elapsed() < min_window))
     {
-        samples.extend(ctx.time_runs(work, batch)?);
+        samples.extend(timer.time_runs(batch)?);
         on_progress(samples.len(), planned.max(samples.len()));
     }
     let end = Instant::now();

@@ -22,7 +22,7 @@
 use super::synthetic::{SyntheticModel, initial_cache, input_states};
 use super::weights::{GpuMatrix, GpuWeights};
 use crate::InputError;
-use crate::gpu::{Dispatch, GpuContext, PassRecorder};
+use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::kernels::attention::{DecodeAttention, Heads, PrefillAttention};
 use crate::kernels::copy::Copy;
 use crate::kernels::layout::{pad_matrix, padded_cols, unpad_rows};
@@ -115,7 +115,7 @@ pub fn activation_buffers(
 /// Checks that every buffer of a pass fits one binding and the grid limits; the error names the
 /// flag to change.
 pub fn check_bindings(
-    ctx: &GpuContext,
+    device: &DeviceFacts,
     shape: &ModelShape,
     pass: Pass,
     split_len: u32,
@@ -125,7 +125,7 @@ pub fn check_bindings(
         Phase::Decode => "--batch or --depth",
     };
     let tokens = pass.rows();
-    let max_rows = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    let max_rows = device.limits.max_compute_workgroups_per_dimension as usize;
     if tokens > max_rows {
         return Err(InputError::new(format!(
             "{} batch {} length {}: {tokens} rows exceed this adapter's {max_rows} workgroups per dimension; reduce {what}",
@@ -134,7 +134,7 @@ pub fn check_bindings(
             pass.len
         )));
     }
-    let limit = ctx.max_binding_bytes();
+    let limit = device.max_binding_bytes();
     for need in activation_buffers(shape, 1, pass, split_len) {
         if need.bytes > limit {
             return Err(InputError::new(format!(

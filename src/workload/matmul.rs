@@ -2,18 +2,15 @@
 
 use std::collections::BTreeMap;
 
+use super::{Description, Prepared, Progress, Workload};
 use crate::InputError;
-use crate::gpu::GpuContext;
+use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::kernels::layout::{pad_matrix, random_values};
 use crate::kernels::matmul::{self, Matmul, Product};
 use crate::kernels::verify;
 use crate::kernels::{KernelConfig, WeightDtype};
-use crate::measure;
-use crate::measure::MeasureEnv;
-use crate::result::WorkloadResult;
-
-use super::{Progress, Stage, Workload, kernel_result};
 use crate::model::{Work, flops};
+use crate::result::Correctness;
 
 /// Products up to this many multiply-adds are checked in full; larger ones on sampled rows.
 const FULL_CHECK_MACS: f64 = 3e8;
@@ -57,11 +54,26 @@ impl MatmulWorkload {
 }
 
 impl Workload for MatmulWorkload {
-    fn id(&self) -> String {
-        format!("matmul-f32-m{}-n{}-k{}", self.m, self.n, self.k)
+    fn describe(&self) -> Description {
+        let (m, n, k) = (self.m, self.n, self.k);
+        Description {
+            id: format!("matmul-f32-m{m}-n{n}-k{k}"),
+            kind: "matmul".into(),
+            shape: BTreeMap::from([
+                ("m".to_string(), m as u64),
+                ("n".to_string(), n as u64),
+                ("k".to_string(), k as u64),
+            ]),
+            dtype: "f32".into(),
+            work: Work {
+                flops: flops::product_flops(m, n, k),
+                bytes: flops::product_bytes(m, n, k, 4),
+            },
+            tokens: None,
+        }
     }
 
-    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
+    fn check_fits(&self, device: &DeviceFacts) -> anyhow::Result<()> {
         if self.m == 0 || self.n == 0 || self.k == 0 {
             return Err(InputError::new(format!(
                 "matmul {}×{}×{}: every dimension must be at least 1",
@@ -69,7 +81,7 @@ impl Workload for MatmulWorkload {
             ))
             .into());
         }
-        let limit = ctx.max_binding_bytes();
+        let limit = device.max_binding_bytes();
         for (name, bytes) in self.buffer_bytes() {
             if bytes > u128::from(limit) {
                 return Err(InputError::new(format!(
@@ -87,13 +99,12 @@ impl Workload for MatmulWorkload {
         Ok(())
     }
 
-    fn run(
-        &self,
-        ctx: &GpuContext,
-        env: &MeasureEnv<'_>,
-        progress: Progress<'_>,
-    ) -> anyhow::Result<WorkloadResult> {
-        self.check_fits(ctx)?;
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
+        _progress: Progress<'_>,
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        self.check_fits(&ctx.facts())?;
         let (m, n, k) = (self.m, self.n, self.k);
         let a = random_values(m * k, 1, 1.0);
         let b = random_values(k * n, 2, 1.0);
@@ -105,15 +116,35 @@ impl Workload for MatmulWorkload {
         let config = KernelConfig::default_for(ctx.traits()).matmul;
         let kernel = Matmul::new(ctx, config, WeightDtype::F32)?;
         let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
+        Ok(Box::new(PreparedMatmul {
+            workload: *self,
+            a,
+            b,
+            c_buf,
+            dispatch,
+        }))
+    }
+}
 
-        let measured = measure::measure(ctx, &dispatch, env, &mut |d, p| {
-            progress(Stage::Samples(d, p))
-        })?;
-        progress(Stage::Verifying);
+/// A product on the device, with its inputs kept for the check.
+struct PreparedMatmul {
+    workload: MatmulWorkload,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    c_buf: wgpu::Buffer,
+    dispatch: Dispatch,
+}
 
-        let c = ctx.read_f32(&c_buf, m * n)?;
-        let rows = self.checked_rows();
-        let reference = matmul::reference_rows(&a, &b, (n, k), &rows);
+impl Prepared for PreparedMatmul {
+    fn execution(&self) -> &dyn PassRecorder {
+        &self.dispatch
+    }
+
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
+        let MatmulWorkload { m, n, k } = self.workload;
+        let c = ctx.read_f32(&self.c_buf, m * n)?;
+        let rows = self.workload.checked_rows();
+        let reference = matmul::reference_rows(&self.a, &self.b, (n, k), &rows);
         let gpu: Vec<f32> = rows
             .iter()
             .flat_map(|&r| &c[r * n..(r + 1) * n])
@@ -128,24 +159,7 @@ impl Workload for MatmulWorkload {
                 gpu.len()
             )
         };
-        let correctness = verify::compare(&gpu, &reference, verify::NMSE_F32, what);
-        let shape = BTreeMap::from([
-            ("m".to_string(), m as u64),
-            ("n".to_string(), n as u64),
-            ("k".to_string(), k as u64),
-        ]);
-        Ok(kernel_result(
-            self.id(),
-            "matmul",
-            shape,
-            "f32",
-            correctness,
-            &measured,
-            Work {
-                flops: flops::product_flops(m, n, k),
-                bytes: flops::product_bytes(m, n, k, 4),
-            },
-        ))
+        Ok(verify::compare(&gpu, &reference, verify::NMSE_F32, what))
     }
 }
 

@@ -1,5 +1,6 @@
-//! Workloads: set up buffers for one measurable piece of work, measure it, check it against a
-//! CPU reference, and describe it as a [`WorkloadResult`].
+//! Workloads: each describes one measurable piece of work (without a device), sets it up on a
+//! device, and checks its output against a CPU reference. The runner measures them and writes
+//! the results ([`crate::runner`]).
 
 pub mod forward;
 pub mod matmul;
@@ -12,11 +13,9 @@ pub mod weights;
 
 use std::collections::BTreeMap;
 
-use crate::gpu::GpuContext;
-use crate::measure::{MeasureEnv, Measured};
-use crate::model::Work;
-use crate::result::{Correctness, WorkloadResult};
-use crate::stats;
+use crate::gpu::{DeviceFacts, GpuContext, PassRecorder};
+use crate::model::{ModelShape, Pass, Work};
+use crate::result::Correctness;
 
 /// What a workload is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,83 +33,92 @@ pub enum Stage {
 /// Progress callback.
 pub type Progress<'a> = &'a mut dyn FnMut(Stage);
 
-/// One measurable piece of work.
-pub trait Workload {
+/// What one execution of a workload is, known without a device: the result's identity and
+/// the work it counts. The runner turns it, the measured samples and the check into a
+/// [`WorkloadResult`].
+#[derive(Debug, Clone)]
+pub struct Description {
     /// Stable identifier, the same on every node for the same definition.
-    fn id(&self) -> String;
+    pub id: String,
+    /// `probe-fma`, `probe-copy`, `matmul`, `prefill` or `decode`.
+    pub kind: String,
+    /// Named sizes.
+    pub shape: BTreeMap<String, u64>,
+    /// Weight element type.
+    pub dtype: String,
+    /// FLOPs and bytes of one execution.
+    pub work: Work,
+    /// For prefill and decode: the model pass.
+    pub tokens: Option<TokenDescription>,
+}
+
+/// The model side of a prefill or decode workload.
+#[derive(Debug, Clone)]
+pub struct TokenDescription {
+    /// Prefill or decode, with batch and length.
+    pub pass: Pass,
+    /// Preset name, or "custom".
+    pub preset: String,
+    /// The model's shape.
+    pub model: ModelShape,
+    /// Layers one pass runs through.
+    pub layers_run: u32,
+    /// True when every layer reads the same weights.
+    pub weights_shared_across_layers: bool,
+}
+
+/// One measurable piece of work: it describes itself without a device, and prepares on one.
+pub trait Workload {
+    /// What one execution is.
+    fn describe(&self) -> Description;
+
+    /// Stable identifier, the same on every node for the same definition.
+    fn id(&self) -> String {
+        self.describe().id
+    }
 
     /// Fails with an [`crate::InputError`] if the device cannot hold or run the workload.
     /// Called for every workload before any of them runs, so bad input costs no measurement.
-    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()>;
+    fn check_fits(&self, device: &DeviceFacts) -> anyhow::Result<()>;
 
-    /// Sets up, measures (with `env`'s sampling policy and power meter) and verifies the
-    /// workload.
-    fn run(
-        &self,
-        ctx: &GpuContext,
-        env: &MeasureEnv<'_>,
+    /// Sets up buffers and records one execution, ready to be timed.
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
         progress: Progress<'_>,
-    ) -> anyhow::Result<WorkloadResult>;
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>>;
 }
 
-/// Assembles the result of a kernel-style workload from its parts.
-pub fn kernel_result(
-    id: String,
-    kind: &str,
-    shape: BTreeMap<String, u64>,
-    dtype: &str,
-    correctness: Correctness,
-    measured: &Measured,
-    work: Work,
-) -> WorkloadResult {
-    let stats = stats::summarize(&measured.samples_s, measured.warmup_iterations);
-    let median = stats.median_s;
-    WorkloadResult {
-        id,
-        kind: kind.into(),
-        shape,
-        dtype: dtype.into(),
-        valid: correctness.failure.is_none(),
-        correctness,
-        achieved_gflops: work.flops / median / 1e9,
-        achieved_gbps: work.bytes / median / 1e9,
-        flops: work.flops,
-        bytes: work.bytes,
-        stats,
-        roofline: None,
-        phase: None,
-        preset: None,
-        model: None,
-        batch: None,
-        prompt_len: None,
-        depth: None,
-        layers_run: None,
-        weights_shared_across_layers: None,
-        tokens: None,
-        tokens_per_s: None,
-        power: measured.power.clone(),
-        tokens_per_j: None,
-        tokens_per_j_dynamic: None,
-        j_per_token: None,
+/// A workload set up on a device: what the runner times, and how to check what it computed.
+pub trait Prepared {
+    /// One execution, recordable any number of times.
+    fn execution(&self) -> &dyn PassRecorder;
+
+    /// Checks the output of the executions against the CPU reference.
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness>;
+
+    /// The description, amended by what set-up found out (weights shared after an
+    /// out-of-memory fallback).
+    fn describe(&self, planned: Description) -> Description {
+        planned
     }
 }
 
 /// A shared workload is a workload (the benches time it with criterion and then run it).
 impl<W: Workload + ?Sized> Workload for std::rc::Rc<W> {
-    fn id(&self) -> String {
-        (**self).id()
+    fn describe(&self) -> Description {
+        (**self).describe()
     }
 
-    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
-        (**self).check_fits(ctx)
+    fn check_fits(&self, device: &DeviceFacts) -> anyhow::Result<()> {
+        (**self).check_fits(device)
     }
 
-    fn run(
-        &self,
-        ctx: &GpuContext,
-        env: &MeasureEnv<'_>,
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
         progress: Progress<'_>,
-    ) -> anyhow::Result<WorkloadResult> {
-        (**self).run(ctx, env, progress)
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        (**self).prepare(ctx, progress)
     }
 }

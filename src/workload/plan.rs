@@ -9,7 +9,7 @@ use super::synthetic::SyntheticModel;
 use super::token::{ModelSession, TokenWorkload};
 use super::weights::{head_bytes, layer_bytes};
 use crate::InputError;
-use crate::gpu::GpuContext;
+use crate::gpu::{Device, DeviceFacts};
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, presets};
 use crate::result::ModelPlan;
@@ -39,11 +39,12 @@ pub struct ModelRequest {
 }
 
 impl ModelWorkloads {
-    /// The probes, then the model's workloads: what `tokbench run` measures.
-    pub fn with_probes(&self) -> Vec<Box<dyn super::Workload>> {
+    /// The probes, sized for `device`, then the model's workloads: what `tokbench run`
+    /// measures.
+    pub fn with_probes(&self, device: &DeviceFacts) -> Vec<Box<dyn super::Workload>> {
         let mut all: Vec<Box<dyn super::Workload>> = vec![
-            Box::new(super::probe::FmaProbeWorkload),
-            Box::new(super::probe::CopyProbeWorkload),
+            Box::new(super::probe::FmaProbeWorkload::for_device(device)),
+            Box::new(super::probe::CopyProbeWorkload::for_device(device)),
         ];
         all.extend(
             self.workloads
@@ -70,9 +71,9 @@ pub struct ModelWorkloads {
 
 /// Memory to plan for: what the user said, else for CPU adapters (lavapipe allocates host
 /// memory) three quarters of the host's available memory, else unknown.
-pub fn memory_budget(ctx: &GpuContext, user: Option<u64>) -> Option<u64> {
+pub fn memory_budget(device: &DeviceFacts, user: Option<u64>) -> Option<u64> {
     user.or_else(|| {
-        (ctx.info.device_type == wgpu::DeviceType::Cpu).then(|| {
+        device.is_cpu().then(|| {
             let mut sys = sysinfo::System::new();
             sys.refresh_memory();
             sys.available_memory() / 4 * 3
@@ -83,11 +84,11 @@ pub fn memory_budget(ctx: &GpuContext, user: Option<u64>) -> Option<u64> {
 /// The preset `tokbench run` uses when none is given: a small one on CPU adapters (a default
 /// run ends in a couple of minutes on lavapipe), Llama 3 8B's shape on a GPU that holds it.
 pub fn default_preset(
-    ctx: &GpuContext,
+    device: &DeviceFacts,
     budget: Option<u64>,
     dtype: WeightDtype,
 ) -> &'static presets::Preset {
-    if ctx.info.device_type == wgpu::DeviceType::Cpu {
+    if device.is_cpu() {
         return presets::find("smollm2-135m-shape").expect("preset exists");
     }
     let fits = |name: &str| {
@@ -109,26 +110,28 @@ pub fn default_preset(
         )
 }
 
-/// Validates `req` against the device, chooses the kernels (tuning them when the cache has
-/// nothing; messages go to `say`) and builds its workloads.
+/// Validates `req` against the device, chooses the kernels (tuning them on the GPU when the
+/// cache has nothing; messages go to `say`; the mock device keeps the tier defaults) and
+/// builds its workloads.
 pub fn plan(
-    ctx: &GpuContext,
+    device: Device<'_>,
     req: &ModelRequest,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<ModelWorkloads> {
+    let facts = device.facts();
     let mut notes = Vec::new();
-    if req.dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
+    if req.dtype == WeightDtype::F16 && !facts.has(wgpu::Features::SHADER_F16) {
         return Err(InputError::new(format!(
             "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32",
-            ctx.info.name
+            facts.info.name
         ))
         .into());
     }
-    let budget = memory_budget(ctx, req.memory_bytes);
+    let budget = memory_budget(&facts, req.memory_bytes);
     let (preset, shape) = match &req.model {
         Some((name, shape)) => (name.clone(), *shape),
         None => {
-            let p = default_preset(ctx, budget, req.dtype);
+            let p = default_preset(&facts, budget, req.dtype);
             notes.push(format!(
                 "no --preset given: using {} ({}) for this device",
                 p.name, p.description
@@ -139,7 +142,7 @@ pub fn plan(
     shape.validate()?;
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
     // Validated with the tier defaults first, so bad input costs no tuning.
-    let defaults = KernelConfig::default_for(ctx.traits());
+    let defaults = KernelConfig::default_for(facts.traits());
     let mut passes = Vec::new();
     for phase in &req.phases {
         match phase {
@@ -156,7 +159,7 @@ pub fn plan(
         }
     }
     for &pass in &passes {
-        super::forward::check_bindings(ctx, &shape, pass, defaults.decode_split_len)?;
+        super::forward::check_bindings(&facts, &shape, pass, defaults.decode_split_len)?;
     }
 
     let mut model = SyntheticModel {
@@ -197,9 +200,15 @@ pub fn plan(
         }
     }
 
-    let (config, config_source) = crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, say)?;
+    let (config, config_source) = match device.gpu() {
+        Some(ctx) => crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, say)?,
+        None => (
+            defaults,
+            "tier defaults (mock device: nothing to tune)".into(),
+        ),
+    };
     for &pass in &passes {
-        super::forward::check_bindings(ctx, &shape, pass, config.decode_split_len)?;
+        super::forward::check_bindings(&facts, &shape, pass, config.decode_split_len)?;
     }
     let session = ModelSession::new(preset.clone(), model, layers_run, config);
     let workloads = passes
@@ -234,7 +243,7 @@ pub fn plan(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gpu::test_context;
+    use crate::gpu::{MockDevice, MockMode};
 
     fn request(memory_gib: f64) -> ModelRequest {
         let p = presets::find("qwen2.5-0.5b-shape").unwrap();
@@ -255,7 +264,9 @@ mod tests {
     /// the head.
     #[test]
     fn weights_are_shared_only_when_they_do_not_fit_and_too_little_memory_is_refused() {
-        let ctx = test_context();
+        // Planning needs no GPU: the mock device's facts will do.
+        let mock = MockDevice::new(MockMode::Instant, std::time::Duration::ZERO);
+        let ctx = Device::Mock(&mock);
         let roomy = plan(ctx, &request(8.0), &mut |_| {}).unwrap();
         assert!(!roomy.plan.weights_shared_across_layers);
         let tight = plan(ctx, &request(1.0), &mut |_| {}).unwrap();

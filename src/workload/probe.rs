@@ -3,141 +3,173 @@
 
 use std::collections::BTreeMap;
 
-use super::{Progress, Stage, Workload, kernel_result};
-use crate::gpu::GpuContext;
+use super::{Description, Prepared, Progress, Workload};
+use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::kernels::copy::Copy;
 use crate::kernels::fma_probe::FmaProbe;
 use crate::kernels::verify::{self, compare};
-use crate::measure::MeasureEnv;
 use crate::model::Work;
-use crate::result::WorkloadResult;
+use crate::result::Correctness;
 
 /// Peak arithmetic: independent FMA chains, no memory traffic to speak of.
-pub struct FmaProbeWorkload;
+pub struct FmaProbeWorkload {
+    /// Invocations launched.
+    pub invocations: u32,
+    /// FMA iterations of each chain.
+    pub iterations: u32,
+}
 
 impl FmaProbeWorkload {
-    /// Invocations and chain length: enough to fill a big GPU, short enough for lavapipe.
-    fn size(ctx: &GpuContext) -> (u32, u32) {
-        if ctx.info.device_type == wgpu::DeviceType::Cpu {
-            (8192, 1024)
-        } else {
-            (1 << 20, 1024)
+    /// Sized for `device`: enough invocations to fill a big GPU, few enough for lavapipe.
+    pub fn for_device(device: &DeviceFacts) -> Self {
+        Self {
+            invocations: if device.is_cpu() { 8192 } else { 1 << 20 },
+            iterations: 1024,
         }
     }
 }
 
 impl Workload for FmaProbeWorkload {
-    fn id(&self) -> String {
-        "probe-fma".into()
+    fn describe(&self) -> Description {
+        Description {
+            id: "probe-fma".into(),
+            kind: "probe-fma".into(),
+            shape: BTreeMap::from([
+                ("invocations".to_string(), u64::from(self.invocations)),
+                ("iterations".to_string(), u64::from(self.iterations)),
+            ]),
+            dtype: "f32".into(),
+            work: Work {
+                flops: FmaProbe::flops_of(self.iterations, self.invocations),
+                bytes: f64::from(self.invocations) * 16.0,
+            },
+            tokens: None,
+        }
     }
 
-    fn check_fits(&self, _ctx: &GpuContext) -> anyhow::Result<()> {
+    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
         Ok(())
     }
 
-    fn run(
-        &self,
-        ctx: &GpuContext,
-        env: &MeasureEnv<'_>,
-        progress: Progress<'_>,
-    ) -> anyhow::Result<WorkloadResult> {
-        let (invocations, iterations) = Self::size(ctx);
-        let probe = FmaProbe::new(ctx, iterations)?;
-        let out = ctx.storage_zeroed("fma-out", u64::from(invocations) * 16)?;
-        let launch = probe.dispatch(ctx, invocations, &out)?;
-        let measured = crate::measure::measure(ctx, &launch, env, &mut |d, p| {
-            progress(Stage::Samples(d, p))
-        })?;
-        progress(Stage::Verifying);
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
+        _progress: Progress<'_>,
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        let probe = FmaProbe::new(ctx, self.iterations)?;
+        let out = ctx.storage_zeroed("fma-out", u64::from(self.invocations) * 16)?;
+        let launch = probe.dispatch(ctx, self.invocations, &out)?;
+        Ok(Box::new(PreparedFma {
+            invocations: self.invocations,
+            probe,
+            out,
+            launch,
+        }))
+    }
+}
+
+struct PreparedFma {
+    invocations: u32,
+    probe: FmaProbe,
+    out: wgpu::Buffer,
+    launch: Dispatch,
+}
+
+impl Prepared for PreparedFma {
+    fn execution(&self) -> &dyn PassRecorder {
+        &self.launch
+    }
+
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
         // Invocations repeat with period 16; check one period and the last one.
-        let got = ctx.read_f32(&out, invocations as usize * 4)?;
-        let checked: Vec<u32> = (0..16).chain([invocations - 1]).collect();
+        let got = ctx.read_f32(&self.out, self.invocations as usize * 4)?;
+        let checked: Vec<u32> = (0..16).chain([self.invocations - 1]).collect();
         let gpu: Vec<f32> = checked
             .iter()
             .flat_map(|&i| got[4 * i as usize..4 * i as usize + 4].to_vec())
             .collect();
-        let want: Vec<f64> = checked.iter().flat_map(|&i| probe.reference(i)).collect();
-        let correctness = compare(
+        let want: Vec<f64> = checked
+            .iter()
+            .flat_map(|&i| self.probe.reference(i))
+            .collect();
+        Ok(compare(
             &gpu,
             &want,
             verify::NMSE_F32,
             format!("cpu-f64, {} invocations", checked.len()),
-        );
-        let shape = BTreeMap::from([
-            ("invocations".to_string(), u64::from(invocations)),
-            ("iterations".to_string(), u64::from(iterations)),
-        ]);
-        let work = Work {
-            flops: probe.flops(invocations),
-            bytes: f64::from(invocations) * 16.0,
-        };
-        Ok(kernel_result(
-            self.id(),
-            "probe-fma",
-            shape,
-            "f32",
-            correctness,
-            &measured,
-            work,
         ))
     }
 }
 
 /// Peak bandwidth: a buffer copy as large as one binding allows (up to 1 GiB).
-pub struct CopyProbeWorkload;
+pub struct CopyProbeWorkload {
+    /// Bytes copied (read once, written once).
+    pub bytes: u64,
+}
 
 impl CopyProbeWorkload {
-    fn bytes(ctx: &GpuContext) -> u64 {
-        let cap = if ctx.info.device_type == wgpu::DeviceType::Cpu {
-            256 << 20
-        } else {
-            1 << 30
-        };
-        ctx.max_binding_bytes().min(cap) / 16 * 16
+    /// Sized for `device`: as large as one binding allows, at most 256 MiB on CPU adapters and
+    /// 1 GiB elsewhere.
+    pub fn for_device(device: &DeviceFacts) -> Self {
+        let cap = if device.is_cpu() { 256 << 20 } else { 1 << 30 };
+        Self {
+            bytes: device.max_binding_bytes().min(cap) / 16 * 16,
+        }
     }
 }
 
 impl Workload for CopyProbeWorkload {
-    fn id(&self) -> String {
-        "probe-copy".into()
+    fn describe(&self) -> Description {
+        Description {
+            id: "probe-copy".into(),
+            kind: "probe-copy".into(),
+            shape: BTreeMap::from([("bytes".to_string(), self.bytes)]),
+            dtype: "f32".into(),
+            work: Work {
+                flops: 0.0,
+                bytes: 2.0 * self.bytes as f64,
+            },
+            tokens: None,
+        }
     }
 
-    fn check_fits(&self, _ctx: &GpuContext) -> anyhow::Result<()> {
+    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
         Ok(())
     }
 
-    fn run(
-        &self,
-        ctx: &GpuContext,
-        env: &MeasureEnv<'_>,
-        progress: Progress<'_>,
-    ) -> anyhow::Result<WorkloadResult> {
-        let bytes = Self::bytes(ctx);
-        let n = (bytes / 4) as usize;
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
+        _progress: Progress<'_>,
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        let n = (self.bytes / 4) as usize;
         let src: Vec<f32> = (0..n).map(|i| (i % 65_521) as f32).collect();
         let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src))?;
-        let dst_buf = ctx.storage_zeroed("copy-dst", bytes)?;
-        let launch = Copy::new(ctx)?.dispatch(ctx, (bytes / 16) as u32, &src_buf, &dst_buf)?;
-        let measured = crate::measure::measure(ctx, &launch, env, &mut |d, p| {
-            progress(Stage::Samples(d, p))
-        })?;
-        progress(Stage::Verifying);
-        let got = ctx.read_f32(&dst_buf, n)?;
-        let want: Vec<f64> = src.iter().map(|&x| f64::from(x)).collect();
-        let correctness = compare(&got, &want, 0.0, format!("exact, all {n} values"));
-        let shape = BTreeMap::from([("bytes".to_string(), bytes)]);
-        let work = Work {
-            flops: 0.0,
-            bytes: 2.0 * bytes as f64,
-        };
-        Ok(kernel_result(
-            self.id(),
-            "probe-copy",
-            shape,
-            "f32",
-            correctness,
-            &measured,
-            work,
-        ))
+        let dst_buf = ctx.storage_zeroed("copy-dst", self.bytes)?;
+        let launch = Copy::new(ctx)?.dispatch(ctx, (self.bytes / 16) as u32, &src_buf, &dst_buf)?;
+        Ok(Box::new(PreparedCopy {
+            src,
+            dst_buf,
+            launch,
+        }))
+    }
+}
+
+struct PreparedCopy {
+    src: Vec<f32>,
+    dst_buf: wgpu::Buffer,
+    launch: Dispatch,
+}
+
+impl Prepared for PreparedCopy {
+    fn execution(&self) -> &dyn PassRecorder {
+        &self.launch
+    }
+
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
+        let n = self.src.len();
+        let got = ctx.read_f32(&self.dst_buf, n)?;
+        let want: Vec<f64> = self.src.iter().map(|&x| f64::from(x)).collect();
+        Ok(compare(&got, &want, 0.0, format!("exact, all {n} values")))
     }
 }

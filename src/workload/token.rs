@@ -13,13 +13,12 @@ use super::forward::{ForwardPass, Kernels};
 use super::reference::{self, lm_head_columns};
 use super::synthetic::SyntheticModel;
 use super::weights::GpuWeights;
-use super::{Progress, Stage, Workload, kernel_result};
-use crate::gpu::GpuContext;
+use super::{Description, Prepared, Progress, Stage, TokenDescription, Workload};
+use crate::gpu::{DeviceFacts, GpuContext, PassRecorder};
 use crate::kernels::KernelConfig;
 use crate::kernels::verify::{self, combine, compare};
-use crate::measure::MeasureEnv;
 use crate::model::{ModelShape, Pass, Phase, accounting};
-use crate::result::{Correctness, WorkloadResult};
+use crate::result::Correctness;
 
 /// Shapes whose reference pass needs at most this many multiply-adds, and this many weights,
 /// are checked in full on the real run.
@@ -112,7 +111,7 @@ pub struct TokenWorkload {
 }
 
 impl Workload for TokenWorkload {
-    fn id(&self) -> String {
+    fn describe(&self) -> Description {
         let s = &self.session;
         let size = match self.pass.phase {
             Phase::Prefill => format!("p{}", self.pass.len),
@@ -123,43 +122,13 @@ impl Workload for TokenWorkload {
         } else {
             String::new()
         };
-        format!(
+        let id = format!(
             "{}-{}-{}-b{}-{size}{layers}",
             self.pass.phase.name(),
             s.preset,
             s.model.dtype.name(),
             self.pass.batch
-        )
-    }
-
-    fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
-        super::forward::check_bindings(
-            ctx,
-            &self.session.model.shape,
-            self.pass,
-            self.session.config.decode_split_len,
-        )?;
-        Ok(())
-    }
-
-    fn run(
-        &self,
-        ctx: &GpuContext,
-        env: &MeasureEnv<'_>,
-        progress: Progress<'_>,
-    ) -> anyhow::Result<WorkloadResult> {
-        let s = &self.session;
-        let loaded = s.loaded(ctx, progress)?;
-        let (weights, kernels) = (&loaded.0, &loaded.1);
-        let forward = ForwardPass::build(ctx, kernels, weights, self.pass)?;
-        let measured = crate::measure::measure(ctx, &forward, env, &mut |d, p| {
-            progress(Stage::Samples(d, p))
-        })?;
-        progress(Stage::Verifying);
-        let correctness = self.verify(ctx, kernels, &forward)?;
-        drop(forward);
-
-        let work = accounting::total(&s.model.shape, s.layers_run, s.model.dtype, self.pass);
+        );
         let shape = std::collections::BTreeMap::from([
             ("batch".to_string(), u64::from(self.pass.batch)),
             (
@@ -171,35 +140,69 @@ impl Workload for TokenWorkload {
                 u64::from(self.pass.len),
             ),
         ]);
-        let mut r = kernel_result(
-            self.id(),
-            self.pass.phase.name(),
+        Description {
+            id,
+            kind: self.pass.phase.name().into(),
             shape,
-            s.model.dtype.name(),
-            correctness,
-            &measured,
-            work,
-        );
-        let tokens = self.pass.tokens();
-        r.phase = Some(self.pass.phase.name().into());
-        r.preset = Some(s.preset.clone());
-        r.model = Some(s.model.shape);
-        r.batch = Some(self.pass.batch);
-        match self.pass.phase {
-            Phase::Prefill => r.prompt_len = Some(self.pass.len),
-            Phase::Decode => r.depth = Some(self.pass.len),
+            dtype: s.model.dtype.name().into(),
+            work: accounting::total(&s.model.shape, s.layers_run, s.model.dtype, self.pass),
+            tokens: Some(TokenDescription {
+                pass: self.pass,
+                preset: s.preset.clone(),
+                model: s.model.shape,
+                layers_run: s.layers_run,
+                weights_shared_across_layers: s.model.shared_layers,
+            }),
         }
-        r.layers_run = Some(s.layers_run);
-        r.weights_shared_across_layers = Some(weights.model.shared_layers);
-        r.tokens = Some(tokens);
-        r.tokens_per_s = Some(tokens as f64 / r.stats.median_s);
-        // tokens/J = tokens/s per watt: the median throughput over the window's average power
-        // (exactly tokens/s ÷ W for declared power).
-        let energy = crate::power::token_energy(r.tokens_per_s, &r.power);
-        r.tokens_per_j = energy.tokens_per_j;
-        r.tokens_per_j_dynamic = energy.tokens_per_j_dynamic;
-        r.j_per_token = energy.j_per_token;
-        Ok(r)
+    }
+
+    fn check_fits(&self, device: &DeviceFacts) -> anyhow::Result<()> {
+        super::forward::check_bindings(
+            device,
+            &self.session.model.shape,
+            self.pass,
+            self.session.config.decode_split_len,
+        )?;
+        Ok(())
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        let loaded = self.session.loaded(ctx, progress)?;
+        let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, self.pass)?;
+        Ok(Box::new(PreparedPass {
+            workload: self,
+            loaded,
+            forward,
+        }))
+    }
+}
+
+/// A forward pass on the device, with the weights and kernels it runs with.
+struct PreparedPass<'a> {
+    workload: &'a TokenWorkload,
+    loaded: Rc<(GpuWeights, Kernels)>,
+    forward: ForwardPass,
+}
+
+impl Prepared for PreparedPass<'_> {
+    fn execution(&self) -> &dyn PassRecorder {
+        &self.forward
+    }
+
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
+        self.workload.verify(ctx, &self.loaded.1, &self.forward)
+    }
+
+    fn describe(&self, mut planned: Description) -> Description {
+        // An out-of-memory fallback at upload time shares the weights.
+        if let Some(t) = planned.tokens.as_mut() {
+            t.weights_shared_across_layers = self.loaded.0.model.shared_layers;
+        }
+        planned
     }
 }
 

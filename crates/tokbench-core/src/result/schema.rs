@@ -239,6 +239,9 @@ pub enum TimingMethod {
     GpuTimestamps,
     /// Host monotonic clock around submit and wait-for-idle; includes submission overhead.
     WallClock,
+    /// The hidden mock device of tokbench's own tests: nothing ran, every duration is derived
+    /// from the workload's FLOPs and bytes at fixed mock peaks. Never a measurement.
+    Mock,
 }
 
 /// The validated plan a run followed.
@@ -445,6 +448,20 @@ pub struct Correctness {
     pub nmse_threshold: f64,
     /// Why the check failed; null when it passed.
     pub failure: Option<String>,
+}
+
+impl Correctness {
+    /// A workload whose output was not checked because nothing computed it (the mock device):
+    /// no figures, and `reference` says why.
+    pub fn not_checked(why: &str) -> Self {
+        Self {
+            nmse: None,
+            max_abs_err: None,
+            reference: format!("none ({why})"),
+            nmse_threshold: 0.0,
+            failure: None,
+        }
+    }
 }
 
 /// Summary statistics of duration samples, in seconds.
