@@ -410,3 +410,46 @@ mod gpu_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn prefill_params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::ATTENTION_PREFILL,
+            "Params",
+            crate::kernels::host_layout!(PrefillParams {
+                tokens,
+                seq_len,
+                n_heads,
+                n_kv_heads,
+                qkv_stride4,
+                cache_len,
+                scale,
+                _pad
+            }),
+        );
+    }
+
+    #[test]
+    fn decode_params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::ATTENTION_DECODE,
+            "Params",
+            crate::kernels::host_layout!(DecodeParams {
+                n_heads,
+                n_kv_heads,
+                q_stride4,
+                cache_len,
+                kv_len,
+                split_len,
+                n_splits,
+                batch,
+                scale,
+                _pad
+            }),
+        );
+    }
+}

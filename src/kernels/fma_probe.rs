@@ -101,3 +101,17 @@ mod gpu_tests {
         assert_eq!(probe.flops(2), 2.0 * 100.0 * 8.0 * 8.0);
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::FMA_PROBE,
+            "Params",
+            crate::kernels::host_layout!(Params { invocations }),
+        );
+    }
+}

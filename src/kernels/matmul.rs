@@ -488,3 +488,26 @@ mod gpu_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::MATMUL,
+            "Params",
+            crate::kernels::host_layout!(Params {
+                m,
+                k4,
+                n,
+                lda4,
+                a_off4,
+                ldc,
+                c_off,
+                accumulate
+            }),
+        );
+    }
+}

@@ -112,6 +112,76 @@ fn weight_prelude(dtype: WeightDtype) -> &'static str {
     }
 }
 
+/// Asserts that the WGSL struct `name` of `shader` has the layout of its Rust twin: the same
+/// size, and the same fields in the same order at the same offsets (padding fields, whose names
+/// start with `_`, may be spelled differently). Build `host` with [`host_layout!`].
+#[cfg(test)]
+pub(crate) fn assert_uniform_layout(shader: &Shader, name: &str, host: HostLayout) {
+    use wgpu::naga;
+    let source = shader.source_for(WeightDtype::F32);
+    let module = naga::front::wgsl::parse_str(&source).expect("shaders parse");
+    let (members, span) = module
+        .types
+        .iter()
+        .find_map(|(_, ty)| match &ty.inner {
+            naga::TypeInner::Struct { members, span } if ty.name.as_deref() == Some(name) => {
+                Some((members.clone(), *span))
+            }
+            _ => None,
+        })
+        .unwrap_or_else(|| panic!("{}: no struct {name}", shader.path));
+    assert_eq!(
+        span as usize, host.size,
+        "{}: struct {name} is {span} bytes in WGSL, {} in Rust",
+        shader.path, host.size
+    );
+    let named = |fields: Vec<(String, usize)>| -> Vec<(String, usize)> {
+        fields
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with('_'))
+            .collect()
+    };
+    let wgsl = named(
+        members
+            .iter()
+            .map(|m| (m.name.clone().unwrap_or_default(), m.offset as usize))
+            .collect(),
+    );
+    let rust = named(
+        host.fields
+            .iter()
+            .map(|(n, o)| ((*n).to_string(), *o))
+            .collect(),
+    );
+    assert_eq!(
+        wgsl, rust,
+        "{}: struct {name} fields (name, offset)",
+        shader.path
+    );
+}
+
+/// A uniform struct as Rust lays it out: its size and each field's offset, in order.
+#[cfg(test)]
+pub(crate) struct HostLayout {
+    /// `size_of` the struct.
+    pub size: usize,
+    /// Field names and `offset_of` each.
+    pub fields: Vec<(&'static str, usize)>,
+}
+
+/// The [`HostLayout`] of a Rust struct: `host_layout!(Params { a, b, c })`.
+#[cfg(test)]
+macro_rules! host_layout {
+    ($t:ty { $($field:ident),* $(,)? }) => {
+        $crate::kernels::HostLayout {
+            size: std::mem::size_of::<$t>(),
+            fields: vec![$((stringify!($field), std::mem::offset_of!($t, $field))),*],
+        }
+    };
+}
+#[cfg(test)]
+pub(crate) use host_layout;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +219,21 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_uniform_layout_that_differs_is_caught() {
+        #[repr(C)]
+        struct Swapped {
+            n4: u32,
+            extra: u32,
+        }
+        let result = std::panic::catch_unwind(|| {
+            assert_uniform_layout(&COPY, "Params", host_layout!(Swapped { n4, extra }))
+        });
+        assert!(
+            result.is_err(),
+            "a struct of another size must fail the check"
+        );
     }
 }

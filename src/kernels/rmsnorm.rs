@@ -154,3 +154,26 @@ mod gpu_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::RMSNORM,
+            "Params",
+            crate::kernels::host_layout!(Params {
+                rows,
+                d,
+                d4,
+                in_off4,
+                in_stride4,
+                out_stride4,
+                eps,
+                _pad
+            }),
+        );
+    }
+}

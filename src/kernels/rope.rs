@@ -239,3 +239,26 @@ mod gpu_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::ROPE_CACHE,
+            "Params",
+            crate::kernels::host_layout!(Params {
+                tokens,
+                seq_len,
+                pos_base,
+                n_heads,
+                n_kv_heads,
+                head_dim,
+                qkv_stride,
+                cache_len
+            }),
+        );
+    }
+}

@@ -93,3 +93,17 @@ mod gpu_tests {
         }
     }
 }
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::SWIGLU,
+            "Params",
+            crate::kernels::host_layout!(Params { rows, f4 }),
+        );
+    }
+}
