@@ -52,7 +52,9 @@ pub(crate) type NvmlLoader<'a> = &'a dyn Fn(Option<&Path>) -> Result<Arc<dyn Nvm
 /// // ... the workload's timed executions ...
 /// let record = meter.end(start, 10);
 /// assert_eq!(record.avg_power_w, Some(65.0));
-/// assert_eq!(token_energy(Some(1300.0), &record).tokens_per_j, Some(20.0));
+/// // 13 tokens per execution, 10 executions: 130 tokens over the window's joules.
+/// let tokens_per_j = token_energy(Some(13), &record).tokens_per_j.unwrap();
+/// assert!((tokens_per_j * record.energy_j.unwrap() - 130.0).abs() < 1e-9);
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub struct PowerMeter {
@@ -358,6 +360,7 @@ impl PowerMeter {
             dynamic_energy_j: None,
             window_s,
             executions,
+            duty_cycle: None,
             samples: None,
             coverage: None,
             max_gap_s: None,
@@ -524,6 +527,7 @@ impl PowerMeter {
             dynamic_energy_j: self.idle_power_w.map(|idle| energy_j - idle * window_s),
             window_s,
             executions,
+            duty_cycle: None,
             samples: None,
             coverage: None,
             max_gap_s: None,
@@ -672,32 +676,51 @@ fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
 /// Tokens per joule and its companions for one window.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct TokenEnergy {
-    /// Tokens per joule: tokens/s per watt.
+    /// Tokens executed in the window ÷ joules of the window.
     pub tokens_per_j: Option<f64>,
-    /// Tokens per joule of energy above idle.
+    /// Tokens executed in the window ÷ joules above idle.
     pub tokens_per_j_dynamic: Option<f64>,
     /// Joules per token: 1 / tokens_per_j.
     pub j_per_token: Option<f64>,
 }
 
-/// Tokens per joule from a throughput and a window's power record: `tokens_per_s /
-/// avg_power_w`, which is tokens in the window / joules in the window when `tokens_per_s` is
-/// the window's own throughput (tokens × executions / window_s). With declared power W it is
-/// exactly `tokens_per_s / W`. Every figure is `None` without power (or without tokens); the
+/// Tokens per joule of a window: the tokens executed in it (`tokens` per execution ×
+/// `power.executions`) ÷ its energy (`power.energy_j`), and the dynamic twin ÷
+/// `power.dynamic_energy_j`. One definition for every source: with declared power W it is
+/// tokens ÷ (W × window_s). Every figure is `None` without energy (or without tokens); the
 /// dynamic one also without idle power, or when the window drew no more than idle.
-pub fn token_energy(tokens_per_s: Option<f64>, power: &PowerRecord) -> TokenEnergy {
-    let (Some(tps), Some(avg_w)) = (tokens_per_s, power.avg_power_w) else {
-        return TokenEnergy::default();
+pub fn token_energy(tokens: Option<u64>, power: &PowerRecord) -> TokenEnergy {
+    let window_tokens = tokens.map(|t| t as f64 * power.executions as f64);
+    let per_j = |energy_j: Option<f64>| match (window_tokens, energy_j) {
+        (Some(t), Some(j)) if t > 0.0 && j.is_finite() && j > 0.0 => Some(t / j),
+        _ => None,
     };
-    if !(tps.is_finite() && avg_w.is_finite() && avg_w > 0.0) {
-        return TokenEnergy::default();
-    }
-    let tokens_per_j = tps / avg_w;
-    let above_idle_w = power.idle_power_w.map(|idle| avg_w - idle);
+    let tokens_per_j = per_j(power.energy_j);
     TokenEnergy {
-        tokens_per_j: Some(tokens_per_j),
-        tokens_per_j_dynamic: above_idle_w.filter(|&w| w > 0.0).map(|w| tps / w),
-        j_per_token: (tokens_per_j > 0.0).then(|| 1.0 / tokens_per_j),
+        tokens_per_j,
+        tokens_per_j_dynamic: per_j(power.dynamic_energy_j),
+        j_per_token: tokens_per_j.map(|t| 1.0 / t),
+    }
+}
+
+/// Below this duty cycle a record warns that the window held idle time.
+const WARN_DUTY_CYCLE: f64 = 0.9;
+
+/// Records the window's duty cycle: `timed_s` (the summed GPU-timed seconds of its executions)
+/// ÷ `window_s`, with a warning below 0.9 where the record has an energy figure (that energy
+/// then includes the device idling between executions).
+pub fn record_duty_cycle(record: &mut PowerRecord, timed_s: f64) {
+    if !(record.window_s > 0.0 && timed_s.is_finite() && timed_s >= 0.0) {
+        return;
+    }
+    let duty = timed_s / record.window_s;
+    record.duty_cycle = Some(duty);
+    if duty < WARN_DUTY_CYCLE && record.energy_j.is_some() {
+        record.warnings.push(format!(
+            "the GPU ran timed work for {:.0}% of the energy window (duty cycle {duty:.2}); the \
+             rest is host encoding, submission and readback, whose energy lowers tokens/J",
+            duty * 100.0
+        ));
     }
 }
 
@@ -780,20 +803,38 @@ mod tests {
         assert_eq!(r.avg_power_w, Some(65.0));
         assert_eq!((r.idle_power_w, r.dynamic_energy_j), (None, None));
         assert_eq!(r.executions, 7);
-        for tps in [1.0, 123.456, 98765.4321] {
-            let te = token_energy(Some(tps), &r);
-            assert_eq!(te.tokens_per_j, Some(tps / 65.0));
-            assert_eq!(te.j_per_token, Some(1.0 / (tps / 65.0)));
+        // Tokens in the window (per execution × 7 executions) over joules in the window.
+        for tokens in [1, 123, 98765] {
+            let te = token_energy(Some(tokens), &r);
+            let in_window = (tokens * 7) as f64;
+            assert_eq!(te.tokens_per_j, Some(in_window / (65.0 * r.window_s)));
+            assert_eq!(te.j_per_token, Some(1.0 / te.tokens_per_j.unwrap()));
             assert_eq!(te.tokens_per_j_dynamic, None);
         }
-        // Tokens in the window over joules in the window: the same, to rounding.
-        let tokens = 1000.0;
-        let te = token_energy(Some(tokens / r.window_s), &r);
-        assert!(close(
-            te.tokens_per_j.unwrap(),
-            tokens / r.energy_j.unwrap(),
-            1e-12
-        ));
+        assert_eq!(token_energy(None, &r), TokenEnergy::default());
+        assert_eq!(token_energy(Some(0), &r), TokenEnergy::default());
+    }
+
+    #[test]
+    fn the_duty_cycle_is_timed_seconds_over_the_window_and_warns_below_ninety_percent() {
+        let mut r = PowerRecord::unavailable("none", 2.0, 10);
+        record_duty_cycle(&mut r, 1.0);
+        assert_eq!(r.duty_cycle, Some(0.5));
+        assert!(r.warnings.is_empty(), "no energy, nothing to warn about");
+        r.energy_j = Some(100.0);
+        record_duty_cycle(&mut r, 1.9);
+        assert_eq!(r.duty_cycle, Some(0.95));
+        assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+        record_duty_cycle(&mut r, 1.7);
+        assert_eq!(r.duty_cycle, Some(0.85));
+        assert!(
+            r.warnings.len() == 1 && r.warnings[0].contains("duty cycle 0.85"),
+            "{:?}",
+            r.warnings
+        );
+        let mut empty = PowerRecord::unavailable("none", 0.0, 0);
+        record_duty_cycle(&mut empty, 0.0);
+        assert_eq!(empty.duty_cycle, None);
     }
 
     #[test]
@@ -809,7 +850,7 @@ mod tests {
         assert!(r.reason.unwrap().contains("--power-source none"));
         assert_eq!((r.energy_j, r.avg_power_w, r.scope), (None, None, None));
         assert_eq!(
-            token_energy(Some(100.0), &window(&meter, 1)),
+            token_energy(Some(100), &window(&meter, 1)),
             TokenEnergy::default()
         );
     }
@@ -1195,9 +1236,19 @@ mod tests {
             close(r.dynamic_energy_j.unwrap(), 30.0 * r.window_s, 1e-9),
             "{r:?}"
         );
-        let te = token_energy(Some(800.0), &r);
-        assert!(close(te.tokens_per_j.unwrap(), 10.0, 1e-9));
-        assert!(close(te.tokens_per_j_dynamic.unwrap(), 800.0 / 30.0, 1e-9));
+        // 800 tokens per execution, 7 executions: 80 W gross, 30 W above idle.
+        let te = token_energy(Some(800), &r);
+        let tokens = 800.0 * 7.0;
+        assert!(close(
+            te.tokens_per_j.unwrap(),
+            tokens / (80.0 * r.window_s),
+            1e-9
+        ));
+        assert!(close(
+            te.tokens_per_j_dynamic.unwrap(),
+            tokens / (30.0 * r.window_s),
+            1e-9
+        ));
 
         // The command starts failing: that window is unavailable, and later ones recover.
         fs::remove_file(&watts).unwrap();

@@ -28,7 +28,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use meter::{PowerMeter, TokenEnergy, WindowStart, token_energy};
+pub use meter::{PowerMeter, TokenEnergy, WindowStart, record_duty_cycle, token_energy};
 pub use source::{CounterSnapshot, PowerSource, Reading, ReadingValue, ZoneCount};
 
 use crate::InputError;

@@ -193,9 +193,8 @@ impl Workload for TokenWorkload {
         r.weights_shared_across_layers = Some(weights.model.shared_layers);
         r.tokens = Some(tokens);
         r.tokens_per_s = Some(tokens as f64 / r.stats.median_s);
-        // tokens/J = tokens/s per watt: the median throughput over the window's average power
-        // (exactly tokens/s ÷ W for declared power).
-        let energy = crate::power::token_energy(r.tokens_per_s, &r.power);
+        // tokens/J = tokens executed in the energy window ÷ that window's joules.
+        let energy = crate::power::token_energy(r.tokens, &r.power);
         r.tokens_per_j = energy.tokens_per_j;
         r.tokens_per_j_dynamic = energy.tokens_per_j_dynamic;
         r.j_per_token = energy.j_per_token;

@@ -195,6 +195,11 @@ pub struct PowerRecord {
     pub window_s: f64,
     /// Executions of the workload inside the window.
     pub executions: u64,
+    /// Share of the window the GPU spent on the timed executions: their summed GPU-timed
+    /// seconds ÷ window_s. Below 1 the window also holds host work (encoding, submission,
+    /// readback) while the device idled, whose energy is counted too; below 0.9 the record
+    /// carries a warning. Null for windows without timed work (idle measurement).
+    pub duty_cycle: Option<f64>,
     /// Power samples taken in the window (sampled sources); null for counters and declared.
     pub samples: Option<u64>,
     /// Share of the window between the first and last sample (sampled sources).
@@ -351,13 +356,15 @@ pub struct WorkloadResult {
     pub tokens_per_s: Option<f64>,
     /// Power and energy over the measured window.
     pub power: PowerRecord,
-    /// Tokens per joule = tokens_per_s / power.avg_power_w (tokens/s per watt: the median
-    /// throughput over the average power of the measured window); null without a power figure
-    /// or for non-token workloads.
+    /// Tokens per joule: the tokens executed in the energy window over the joules of that
+    /// window, tokens × power.executions ÷ power.energy_j (so tokens_per_j × energy_j is the
+    /// window's token count; idle time inside the window, see power.duty_cycle, costs energy
+    /// and lowers it); null without a power figure or for non-token workloads.
     pub tokens_per_j: Option<f64>,
-    /// Tokens per joule above idle power; null without idle power.
+    /// Tokens per joule above idle power: tokens × power.executions ÷ power.dynamic_energy_j;
+    /// null without idle power or when the window drew no more than idle.
     pub tokens_per_j_dynamic: Option<f64>,
-    /// Joules per token: 1 / tokens_per_j.
+    /// Joules per token: power.energy_j ÷ (tokens × power.executions), 1 / tokens_per_j.
     pub j_per_token: Option<f64>,
 }
 
@@ -376,6 +383,7 @@ impl PowerRecord {
             dynamic_energy_j: None,
             window_s,
             executions,
+            duty_cycle: None,
             samples: None,
             coverage: None,
             max_gap_s: None,
