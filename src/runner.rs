@@ -220,7 +220,8 @@ pub fn assemble(d: Description, correctness: Correctness, measured: &Measured) -
     let median = stats.median_s;
     let tokens = d.tokens.as_ref().map(|t| t.pass.tokens());
     let tokens_per_s = tokens.map(|t| t as f64 / median);
-    let energy = crate::power::token_energy(tokens_per_s, &measured.power);
+    // tokens/J = tokens executed in the energy window ÷ that window's joules.
+    let energy = crate::power::token_energy(tokens, &measured.power);
     let token = d.tokens.as_ref();
     let len_of = |phase| token.filter(|t| t.pass.phase == phase).map(|t| t.pass.len);
     WorkloadResult {

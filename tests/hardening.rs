@@ -85,8 +85,8 @@ fn ctrl_c_stops_after_the_workload_in_flight_and_keeps_the_finished_ones() {
     assert!(doc.interrupted);
     assert!(doc.finished_at.is_some());
     // The first workload was done when the signal came; the second (a second long) was in
-    // flight and finished; none after it started.
-    assert_eq!(doc.workloads.len(), 2, "{stderr}");
+    // flight and finished, unless the signal came before it started; none after it started.
+    assert!((1..=2).contains(&doc.workloads.len()), "{stderr}");
     assert!(stderr.contains("interrupted"), "{stderr}");
 }
 

@@ -49,8 +49,40 @@ fn decode(doc: &RunResult) -> &tokbench::result::WorkloadResult {
     doc.workloads.iter().find(|w| w.kind == "decode").unwrap()
 }
 
+/// tokens/J is the tokens executed in the energy window over that window's joules, whatever
+/// the source: `tokens_per_j × energy_j` is tokens × executions (within 1%), and the window's
+/// duty cycle is recorded beside it.
+fn assert_tokens_per_j_counts_the_windows_tokens(w: &tokbench::result::WorkloadResult) {
+    let window_tokens = (w.tokens.unwrap() * w.power.executions) as f64;
+    assert!(window_tokens > 0.0, "{w:?}");
+    let per_j = w.tokens_per_j.expect("tokens_per_j");
+    let energy_j = w.power.energy_j.expect("energy_j");
+    let off = (per_j * energy_j - window_tokens).abs() / window_tokens;
+    assert!(
+        off <= 0.01,
+        "tokens_per_j {per_j} × energy_j {energy_j} = {} vs {window_tokens} tokens",
+        per_j * energy_j
+    );
+    let j_per_token = w.j_per_token.expect("j_per_token");
+    assert!((j_per_token * per_j - 1.0).abs() < 1e-9, "{w:?}");
+    let duty = w.power.duty_cycle.expect("duty_cycle");
+    assert!(duty > 0.0 && duty <= 1.0 + 1e-9, "duty cycle {duty}");
+    let summed_s: f64 = w.stats.samples_s.iter().sum();
+    assert!(
+        (duty - summed_s / w.power.window_s).abs() < 1e-9,
+        "duty {duty} vs {summed_s} s timed in {} s",
+        w.power.window_s
+    );
+    assert_eq!(
+        w.power.warnings.iter().any(|m| m.contains("duty cycle")),
+        duty < 0.9,
+        "{:?}",
+        w.power.warnings
+    );
+}
+
 #[test]
-fn declared_watts_give_tokens_per_joule_of_tokens_per_second_over_watts() {
+fn declared_watts_give_tokens_per_joule_of_window_tokens_over_watts_times_window() {
     let sysfs = tempfile::tempdir().unwrap();
     let (out, doc) = run_tiny(&["--watts", "65"], sysfs.path());
     assert_eq!(
@@ -63,8 +95,13 @@ fn declared_watts_give_tokens_per_joule_of_tokens_per_second_over_watts() {
     let w = decode(&doc);
     assert_eq!(w.power.provenance, Provenance::Declared);
     assert_eq!(w.power.scope, Some(Scope::NodeWall));
-    assert_eq!(w.tokens_per_j.unwrap(), w.tokens_per_s.unwrap() / 65.0);
     assert_eq!(w.power.energy_j.unwrap(), 65.0 * w.power.window_s);
+    let window_tokens = (w.tokens.unwrap() * w.power.executions) as f64;
+    assert_eq!(
+        w.tokens_per_j.unwrap(),
+        window_tokens / (65.0 * w.power.window_s)
+    );
+    assert_tokens_per_j_counts_the_windows_tokens(w);
     assert_eq!(doc.power.source.as_deref(), Some("declared"));
 }
 
@@ -116,6 +153,7 @@ fn a_meter_command_is_sampled_and_integrated() {
         w.power
     );
     assert!(w.power.samples.unwrap() >= 2);
+    assert_tokens_per_j_counts_the_windows_tokens(&w);
 }
 
 #[test]
@@ -159,6 +197,7 @@ fn rapl_energy_counter_from_a_fake_tree() {
     // The counter steps every 100 ms, so a 1 s window sees 18-22 W.
     let watts = w.power.avg_power_w.unwrap();
     assert!((15.0..25.0).contains(&watts), "{watts} W");
+    assert_tokens_per_j_counts_the_windows_tokens(&w);
 }
 
 #[test]

@@ -101,7 +101,7 @@ pub fn measure(
     let end = Instant::now();
     let window = Window { start, end };
     let executions = samples.len() as u64;
-    let power = match (env.power, power_start) {
+    let mut power = match (env.power, power_start) {
         (Some(meter), Some(begun)) => meter.end(begun, executions),
         _ => PowerRecord::unavailable(
             "no power meter in this run",
@@ -109,6 +109,7 @@ pub fn measure(
             executions,
         ),
     };
+    crate::power::record_duty_cycle(&mut power, samples.iter().sum());
     Ok(Measured {
         samples_s: samples,
         warmup_iterations: warmup.len() as u32,

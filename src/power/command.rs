@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::source::{PowerSource, Reading, ReadingValue};
-use crate::result::{Provenance, Scope};
+use super::source::{GaugeSource, SourceInfo};
+use crate::result::Scope;
 
 /// A command whose output is the power now, in watts.
 #[derive(Debug, Clone)]
@@ -45,17 +45,13 @@ impl CommandSource {
     }
 }
 
-impl PowerSource for CommandSource {
+impl SourceInfo for CommandSource {
     fn name(&self) -> &'static str {
         "command"
     }
 
     fn scope(&self) -> Scope {
         self.scope
-    }
-
-    fn provenance(&self) -> Provenance {
-        Provenance::MeasuredSampled
     }
 
     fn describe(&self) -> String {
@@ -65,15 +61,11 @@ impl PowerSource for CommandSource {
             self.timeout.as_secs_f64()
         )
     }
+}
 
-    fn read(&self) -> anyhow::Result<Reading> {
-        Ok(Reading {
-            scope: self.scope,
-            provenance: Provenance::MeasuredSampled,
-            value: ReadingValue::Power {
-                watts: self.sample_w()?,
-            },
-        })
+impl GaugeSource for CommandSource {
+    fn read_watts(&self) -> anyhow::Result<f64> {
+        self.sample_w()
     }
 
     fn max_read_s(&self) -> f64 {
@@ -243,9 +235,8 @@ mod tests {
     fn a_command_printing_watts_is_read() {
         let s = source("echo 123.4", 5000);
         assert_eq!(s.sample_w().unwrap(), 123.4);
-        let r = s.read().unwrap();
-        assert_eq!(r.scope, Scope::NodeWall);
-        assert_eq!(r.provenance, Provenance::MeasuredSampled);
+        assert_eq!(s.read_watts().unwrap(), 123.4);
+        assert_eq!(s.scope(), Scope::NodeWall);
     }
 
     #[test]

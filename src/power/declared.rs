@@ -1,8 +1,8 @@
 //! `--watts W`: a constant power the user declares. Not a measurement: its provenance is
 //! `declared`, and a window's energy is W × window exactly.
 
-use super::source::{PowerSource, Reading, ReadingValue};
-use crate::result::{Provenance, Scope};
+use super::source::SourceInfo;
+use crate::result::Scope;
 
 /// Constant declared power.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -30,7 +30,7 @@ impl DeclaredSource {
     }
 }
 
-impl PowerSource for DeclaredSource {
+impl SourceInfo for DeclaredSource {
     fn name(&self) -> &'static str {
         "declared"
     }
@@ -41,20 +41,8 @@ impl PowerSource for DeclaredSource {
         self.scope
     }
 
-    fn provenance(&self) -> Provenance {
-        Provenance::Declared
-    }
-
     fn describe(&self) -> String {
         format!("declared constant {} W (--watts)", self.watts)
-    }
-
-    fn read(&self) -> anyhow::Result<Reading> {
-        Ok(Reading {
-            scope: self.scope,
-            provenance: Provenance::Declared,
-            value: ReadingValue::Power { watts: self.watts },
-        })
     }
 }
 
@@ -67,7 +55,7 @@ mod tests {
         let d = DeclaredSource::new(65.0, Scope::NodeWall);
         assert_eq!(d.scope(), Scope::NodeWall);
         assert_eq!(d.energy_j(2.5), 162.5);
-        assert_eq!(d.read().unwrap().watts().unwrap(), 65.0);
-        assert_eq!(d.provenance(), Provenance::Declared);
+        assert_eq!(d.watts(), 65.0);
+        assert_eq!(d.name(), "declared");
     }
 }

@@ -3,11 +3,12 @@
 //! matched to the adapter by the PCI vendor and device ids of its `device` directory.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::source::{CounterSnapshot, PowerSource, Reading, ReadingValue, ZoneCount};
+use super::source::{CounterSnapshot, CounterSource, GaugeSource, Source, SourceInfo, ZoneCount};
 use super::sysfs;
 use super::{AdapterIdentity, PciAddress, VENDOR_AMD, VENDOR_INTEL};
-use crate::result::{Provenance, Scope};
+use crate::result::Scope;
 
 /// Which attribute a hwmon source reads, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +34,8 @@ impl HwmonFile {
     }
 }
 
-/// A GPU's hwmon energy counter or power reading.
+/// One attribute of a GPU's hwmon: an energy counter or a power reading, as the [`Source`]
+/// [`open`](Self::open) gives.
 #[derive(Debug, Clone)]
 pub struct HwmonSource {
     path: PathBuf,
@@ -80,10 +82,10 @@ fn drivers_of(vendor: u32) -> &'static [&'static str] {
 }
 
 impl HwmonSource {
-    /// Finds the hwmon of `adapter` under `<root>/class/hwmon` and reads it once. `Ok` carries
-    /// notes that qualify every figure (a match by vendor only, several matches); `Err` says
-    /// why hwmon cannot be used.
-    pub fn open(root: &Path, adapter: &AdapterIdentity) -> Result<(Self, Vec<String>), String> {
+    /// Finds the hwmon of `adapter` under `<root>/class/hwmon` and reads it once: an energy
+    /// counter (i915, xe) or a power gauge (amdgpu). `Ok` carries notes that qualify every
+    /// figure (a match by vendor only, several matches); `Err` says why hwmon cannot be used.
+    pub fn open(root: &Path, adapter: &AdapterIdentity) -> Result<(Source, Vec<String>), String> {
         let base = root.join("class/hwmon");
         let entries = std::fs::read_dir(&base)
             .map_err(|e| format!("no hwmon: cannot list {} ({e})", base.display()))?;
@@ -161,8 +163,8 @@ impl HwmonSource {
                 file,
                 label: chosen.label(),
             };
-            match source.read() {
-                Ok(_) => return Ok((source, notes)),
+            match source.read_raw() {
+                Ok(_) => return Ok((source.into_source(), notes)),
                 Err(e) => failures.push(format!("{e:#}")),
             }
         }
@@ -190,7 +192,39 @@ fn inspect(dir: &Path) -> Candidate {
     }
 }
 
-impl PowerSource for HwmonSource {
+impl HwmonSource {
+    /// The attribute's raw value (µJ or µW).
+    fn read_raw(&self) -> anyhow::Result<u64> {
+        sysfs::read_u64(&self.path).map_err(|e| {
+            if e.permission_denied() {
+                anyhow::anyhow!("{e}: readable by root only here; run as root or use --watts")
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    fn into_source(self) -> Source {
+        match self.file {
+            HwmonFile::Energy => Source::Counter(Arc::new(HwmonEnergy(self))),
+            HwmonFile::PowerAverage | HwmonFile::PowerInput => {
+                Source::Gauge(Arc::new(HwmonPower(self)))
+            }
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.label, self.file.file_name())
+    }
+}
+
+/// `energy1_input`, a `measured-counter` source of the GPU package.
+struct HwmonEnergy(HwmonSource);
+
+/// `power1_average` or `power1_input`, a `measured-sampled` source of the GPU package.
+struct HwmonPower(HwmonSource);
+
+impl SourceInfo for HwmonEnergy {
     fn name(&self) -> &'static str {
         "hwmon"
     }
@@ -199,49 +233,46 @@ impl PowerSource for HwmonSource {
         Scope::GpuPackage
     }
 
-    fn provenance(&self) -> Provenance {
-        match self.file {
-            HwmonFile::Energy => Provenance::MeasuredCounter,
-            HwmonFile::PowerAverage | HwmonFile::PowerInput => Provenance::MeasuredSampled,
-        }
+    fn describe(&self) -> String {
+        self.0.describe()
+    }
+}
+
+impl CounterSource for HwmonEnergy {
+    fn read_counter(&self) -> anyhow::Result<CounterSnapshot> {
+        // The driver keeps a 64-bit software total: it does not wrap, so going back is a reset.
+        Ok(CounterSnapshot {
+            unit_j: 1e-6,
+            zones: vec![ZoneCount {
+                raw: self.0.read_raw()?,
+                wrap_at: None,
+            }],
+        })
+    }
+}
+
+impl SourceInfo for HwmonPower {
+    fn name(&self) -> &'static str {
+        "hwmon"
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::GpuPackage
     }
 
     fn describe(&self) -> String {
-        format!("{} {}", self.label, self.file.file_name())
+        self.0.describe()
     }
 
-    fn read(&self) -> anyhow::Result<Reading> {
-        let raw = sysfs::read_u64(&self.path).map_err(|e| {
-            if e.permission_denied() {
-                anyhow::anyhow!("{e}: readable by root only here; run as root or use --watts")
-            } else {
-                e.into()
-            }
-        })?;
-        let value = match self.file {
-            // The driver keeps a 64-bit software total: it does not wrap, so going back is a
-            // reset.
-            HwmonFile::Energy => ReadingValue::Energy(CounterSnapshot {
-                unit_j: 1e-6,
-                zones: vec![ZoneCount { raw, wrap_at: None }],
-            }),
-            HwmonFile::PowerAverage | HwmonFile::PowerInput => ReadingValue::Power {
-                watts: raw as f64 * 1e-6,
-            },
-        };
-        Ok(Reading {
-            scope: Scope::GpuPackage,
-            provenance: self.provenance(),
-            value,
-        })
-    }
-
+    /// Firmware averages refreshed in steps: a shorter window sees too few of them.
     fn min_window_s(&self) -> f64 {
-        match self.file {
-            HwmonFile::Energy => 0.0,
-            // Firmware averages refreshed in steps: a shorter window sees too few of them.
-            HwmonFile::PowerAverage | HwmonFile::PowerInput => 1.0,
-        }
+        1.0
+    }
+}
+
+impl GaugeSource for HwmonPower {
+    fn read_watts(&self) -> anyhow::Result<f64> {
+        Ok(self.0.read_raw()? as f64 * 1e-6)
     }
 }
 
@@ -249,7 +280,22 @@ impl PowerSource for HwmonSource {
 pub(crate) mod tests {
     use super::*;
     use crate::power::integrate::counter_delta_j;
+    use crate::result::Provenance;
     use std::fs;
+
+    fn counter(s: &Source) -> Arc<dyn CounterSource> {
+        match s {
+            Source::Counter(c) => c.clone(),
+            _ => panic!("not a counter"),
+        }
+    }
+
+    fn gauge(s: &Source) -> Arc<dyn GaugeSource> {
+        match s {
+            Source::Gauge(g) => g.clone(),
+            _ => panic!("not a gauge"),
+        }
+    }
 
     /// A hwmon directory `hwmon{n}` named `driver` for PCI `vendor:device`, with `files`
     /// (name, contents).
@@ -303,15 +349,19 @@ pub(crate) mod tests {
         let (s, notes) = HwmonSource::open(root.path(), &gpu(VENDOR_INTEL, 0x56a0)).unwrap();
         assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(s.provenance(), Provenance::MeasuredCounter);
-        assert_eq!(s.scope(), Scope::GpuPackage);
-        assert!(s.describe().contains("hwmon3 (i915"), "{}", s.describe());
-        let a = s.read().unwrap().counter().unwrap();
+        assert_eq!(s.info().scope(), Scope::GpuPackage);
+        assert!(
+            s.info().describe().contains("hwmon3 (i915"),
+            "{}",
+            s.info().describe()
+        );
+        let a = counter(&s).read_counter().unwrap();
         fs::write(dir.join("energy1_input"), "7500000\n").unwrap();
-        let b = s.read().unwrap().counter().unwrap();
+        let b = counter(&s).read_counter().unwrap();
         assert!((counter_delta_j(&a, &b).unwrap() - 2.5).abs() < 1e-12);
         // A reload resets the total: backwards is a fault, not a wrap.
         fs::write(dir.join("energy1_input"), "10\n").unwrap();
-        let c = s.read().unwrap().counter().unwrap();
+        let c = counter(&s).read_counter().unwrap();
         assert!(counter_delta_j(&b, &c).is_err());
     }
 
@@ -327,9 +377,13 @@ pub(crate) mod tests {
         );
         let (s, _) = HwmonSource::open(root.path(), &gpu(VENDOR_AMD, 0x73bf)).unwrap();
         assert_eq!(s.provenance(), Provenance::MeasuredSampled);
-        assert!(s.describe().ends_with("power1_average"), "{}", s.describe());
-        assert!((s.read().unwrap().watts().unwrap() - 153.0).abs() < 1e-9);
-        assert_eq!(s.min_window_s(), 1.0);
+        assert!(
+            s.info().describe().ends_with("power1_average"),
+            "{}",
+            s.info().describe()
+        );
+        assert!((gauge(&s).read_watts().unwrap() - 153.0).abs() < 1e-9);
+        assert_eq!(s.info().min_window_s(), 1.0);
     }
 
     #[test]
@@ -345,8 +399,12 @@ pub(crate) mod tests {
         // Listed but unreadable (the driver returns an error on such parts).
         fs::create_dir(dir.join("power1_average")).unwrap();
         let (s, _) = HwmonSource::open(root.path(), &gpu(VENDOR_AMD, 0x744c)).unwrap();
-        assert!(s.describe().ends_with("power1_input"), "{}", s.describe());
-        assert!((s.read().unwrap().watts().unwrap() - 48.0).abs() < 1e-9);
+        assert!(
+            s.info().describe().ends_with("power1_input"),
+            "{}",
+            s.info().describe()
+        );
+        assert!((gauge(&s).read_watts().unwrap() - 48.0).abs() < 1e-9);
     }
 
     #[test]
@@ -372,7 +430,7 @@ pub(crate) mod tests {
             "{err}"
         );
         let (s, _) = HwmonSource::open(root.path(), &gpu(VENDOR_AMD, 0x73bf)).unwrap();
-        assert!(s.describe().starts_with("hwmon0"));
+        assert!(s.info().describe().starts_with("hwmon0"));
     }
 
     #[test]
@@ -398,11 +456,15 @@ pub(crate) mod tests {
         let mut adapter = gpu(VENDOR_AMD, 0x73bf);
         adapter.pci_bus_id = Some("0000:83:00.0".into());
         let (s, notes) = HwmonSource::open(root.path(), &adapter).unwrap();
-        assert!(s.describe().contains("hwmon1"), "{}", s.describe());
+        assert!(
+            s.info().describe().contains("hwmon1"),
+            "{}",
+            s.info().describe()
+        );
         assert!(notes.is_empty(), "{notes:?}");
         adapter.pci_bus_id = None;
         let (s, notes) = HwmonSource::open(root.path(), &adapter).unwrap();
-        assert!(s.describe().contains("hwmon0"));
+        assert!(s.info().describe().contains("hwmon0"));
         assert!(notes[0].contains("2 hwmons match"), "{notes:?}");
     }
 

@@ -1,33 +1,19 @@
-//! [`PowerMeter`]: chooses the source, measures idle power, and turns measured windows into
-//! [`PowerRecord`]s.
+//! [`PowerMeter`]: opens the source [`selection`](super::selection) chooses, measures idle
+//! power, and turns measured windows into [`PowerRecord`]s ([`window`](super::window)).
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::command::CommandSource;
-use super::declared::DeclaredSource;
-use super::hwmon::HwmonSource;
-use super::integrate::{counter_delta_j, integrate_window};
-use super::nvml::{self, NvmlApi, RealNvml};
-use super::rapl::RaplSource;
+use super::nvml::{NvmlApi, RealNvml};
 use super::sampler::{Sample, Sampler};
-use super::source::{CounterSnapshot, PowerSource, ReadingValue};
-use super::{AdapterIdentity, PowerOptions, PowerRequest, VENDOR_AMD, VENDOR_INTEL, VENDOR_NVIDIA};
-use crate::InputError;
-use crate::result::{PowerAttempt, PowerRecord, PowerSetup, Provenance};
+use super::selection::{self, Found, NvmlLoader};
+use super::source::Source;
+use super::window::{self, Active, Metering, WindowStart};
+use super::{AdapterIdentity, PowerOptions, PowerRequest};
+use crate::result::{PowerAttempt, PowerRecord, PowerSetup};
 
-/// Cross-check and counter differing by more than this share of the counter get a warning.
-const CROSS_CHECK_TOLERANCE: f64 = 0.10;
-/// Below this share of the window covered by good samples, a sampled figure is not given.
-const MIN_COVERAGE: f64 = 0.5;
-/// Below this coverage a sampled figure carries a warning.
-const WARN_COVERAGE: f64 = 0.9;
 /// A sampled window should hold at least this many sampling periods.
 const MIN_PERIODS_PER_WINDOW: f64 = 2.0;
-
-/// Loads NVML: the real library, or a scripted one in tests.
-pub(crate) type NvmlLoader<'a> = &'a dyn Fn(Option<&Path>) -> Result<Arc<dyn NvmlApi>, String>;
 
 /// The power source of a run, its sampler threads, and its idle power.
 ///
@@ -52,7 +38,9 @@ pub(crate) type NvmlLoader<'a> = &'a dyn Fn(Option<&Path>) -> Result<Arc<dyn Nvm
 /// // ... the workload's timed executions ...
 /// let record = meter.end(start, 10);
 /// assert_eq!(record.avg_power_w, Some(65.0));
-/// assert_eq!(token_energy(Some(1300.0), &record).tokens_per_j, Some(20.0));
+/// // 13 tokens per execution, 10 executions: 130 tokens over the window's joules.
+/// let tokens_per_j = token_energy(Some(13), &record).tokens_per_j.unwrap();
+/// assert!((tokens_per_j * record.energy_j.unwrap() - 130.0).abs() < 1e-9);
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub struct PowerMeter {
@@ -69,45 +57,13 @@ pub struct PowerMeter {
     idle_note: Option<String>,
 }
 
-/// The source in use.
-struct Active {
-    source: Arc<dyn PowerSource>,
-    /// Present for sampled sources.
-    sampler: Option<Sampler>,
-    /// Sampled power beside a counter (NVML).
-    cross_check: Option<(Arc<dyn PowerSource>, Sampler)>,
-    /// Warnings that hold for every figure (an ambiguous device match, RAPL for a GPU).
-    notes: Vec<String>,
-}
-
-/// The start of a measured window, from [`PowerMeter::begin`].
-#[derive(Debug, Clone)]
-pub struct WindowStart {
-    at: Instant,
-    /// Counter sources: the counters at the start, or why they could not be read.
-    counter: Option<Result<CounterSnapshot, String>>,
-}
-
-impl WindowStart {
-    /// When the window started (monotonic clock).
-    pub fn at(&self) -> Instant {
-        self.at
-    }
-}
-
-/// A source that could be used, as found by [`PowerMeter::open`].
-struct Found {
-    source: Arc<dyn PowerSource>,
-    cross_check: Option<Arc<dyn PowerSource>>,
-    notes: Vec<String>,
-}
-
 impl PowerMeter {
     /// Validates `opts` and opens the source they ask for, for `adapter`.
     ///
-    /// Fails with an [`InputError`] (exit code 2, before any work) for bad options or when a
-    /// source asked for explicitly cannot work. Under `auto`, unusable sources are skipped and
-    /// recorded; finding none is not an error (every record is then `unavailable`).
+    /// Fails with an [`InputError`](crate::InputError) (exit code 2, before any work) for bad
+    /// options or when a source asked for explicitly cannot work. Under `auto`, unusable
+    /// sources are skipped and recorded; finding none is not an error (every record is then
+    /// `unavailable`).
     pub fn open(opts: &PowerOptions, adapter: &AdapterIdentity) -> anyhow::Result<Self> {
         Self::open_with(opts, adapter, &|library| {
             RealNvml::load(library).map(|n| Arc::new(n) as Arc<dyn NvmlApi>)
@@ -121,94 +77,20 @@ impl PowerMeter {
         load_nvml: NvmlLoader<'_>,
     ) -> anyhow::Result<Self> {
         opts.validate()?;
-        let mut meter = Self {
+        let selection = selection::select(opts, adapter, load_nvml)?;
+        let active = selection.found.map(|f| start(f, opts.hz)).transpose()?;
+        Ok(Self {
             requested: opts.requested,
-            tried: Vec::new(),
-            active: None,
-            no_source_reason: String::new(),
+            tried: selection.tried,
+            active,
+            no_source_reason: selection.no_source_reason,
             hz: opts.hz,
             idle_s: opts.idle_s,
             min_energy_s: opts.min_energy_s,
             idle_power_w: None,
             idle_measured_s: 0.0,
             idle_note: None,
-        };
-        let auto = opts.requested == PowerRequest::Auto;
-        let order: Vec<PowerRequest> = match opts.requested {
-            PowerRequest::None => {
-                meter.no_source_reason = "power measurement is off (--power-source none)".into();
-                return Ok(meter);
-            }
-            PowerRequest::Auto => vec![
-                PowerRequest::Nvml,
-                PowerRequest::Hwmon,
-                PowerRequest::Rapl,
-                PowerRequest::Command,
-                PowerRequest::Declared,
-            ],
-            explicit => vec![explicit],
-        };
-
-        let mut found: Option<Found> = None;
-        for kind in order {
-            if let Some(f) = &found {
-                // Say why a source the user gave was not used.
-                let given = match kind {
-                    PowerRequest::Command => opts.command.is_some(),
-                    PowerRequest::Declared => opts.watts.is_some(),
-                    _ => false,
-                };
-                if given {
-                    meter.tried.push(PowerAttempt {
-                        source: kind.to_string(),
-                        used: false,
-                        detail: format!(
-                            "not used: auto found {} first; pass --power-source {kind} to use it",
-                            f.source.name()
-                        ),
-                    });
-                }
-                continue;
-            }
-            match find(kind, opts, adapter, auto, load_nvml) {
-                Ok(f) => {
-                    let mut detail = f.source.describe();
-                    for note in &f.notes {
-                        detail += &format!("; {note}");
-                    }
-                    meter.tried.push(PowerAttempt {
-                        source: kind.to_string(),
-                        used: true,
-                        detail,
-                    });
-                    found = Some(f);
-                }
-                Err(why) if auto => meter.tried.push(PowerAttempt {
-                    source: kind.to_string(),
-                    used: false,
-                    detail: why,
-                }),
-                Err(why) => {
-                    return Err(InputError::new(format!("--power-source {kind}: {why}")).into());
-                }
-            }
-        }
-
-        match found {
-            Some(f) => meter.active = Some(start(f, opts.hz)?),
-            None => {
-                let why: Vec<String> = meter
-                    .tried
-                    .iter()
-                    .map(|a| format!("{}: {}", a.source, a.detail))
-                    .collect();
-                meter.no_source_reason = format!(
-                    "no power source available ({}); give --watts W or --power-cmd 'CMD'",
-                    why.join("; ")
-                );
-            }
-        }
-        Ok(meter)
+        })
     }
 
     /// Measures idle power for `idle_s` seconds (at least the source's minimum window) with
@@ -219,7 +101,7 @@ impl PowerMeter {
         let measurable = self
             .active
             .as_ref()
-            .is_some_and(|a| a.source.provenance() != Provenance::Declared);
+            .is_some_and(|a| !matches!(a.metering, Metering::Declared(_)));
         if self.idle_s <= 0.0 || !measurable {
             return Ok(());
         }
@@ -248,16 +130,21 @@ impl PowerMeter {
             return PowerSetup::none("none", "--power-source none");
         }
         let active = self.active.as_ref();
+        let cross_check = active.and_then(|a| match &a.metering {
+            Metering::Counter {
+                cross_check: Some((cc, _)),
+                ..
+            } => Some(format!("{}-sampled", cc.name())),
+            _ => None,
+        });
         PowerSetup {
             requested: self.requested.to_string(),
-            source: active.map(|a| a.source.name().to_string()),
-            scope: active.map(|a| a.source.scope()),
+            source: active.map(|a| a.info().name().to_string()),
+            scope: active.map(|a| a.info().scope()),
             tried: self.tried.clone(),
             idle_power_w: self.idle_power_w,
             idle_s: self.idle_measured_s,
-            cross_check_source: active
-                .and_then(|a| a.cross_check.as_ref())
-                .map(|(s, _)| format!("{}-sampled", s.name())),
+            cross_check_source: cross_check,
         }
     }
 
@@ -271,40 +158,18 @@ impl PowerMeter {
     /// `--min-energy-s`. The measurement loop should stretch windows to it.
     pub fn min_window_s(&self) -> f64 {
         let source_s = self.active.as_ref().map_or(0.0, |a| {
-            let sampled = a.source.provenance() == Provenance::MeasuredSampled;
-            let periods = if sampled {
-                MIN_PERIODS_PER_WINDOW / self.hz
-            } else {
-                0.0
+            let periods = match a.metering {
+                Metering::Gauge { .. } => MIN_PERIODS_PER_WINDOW / self.hz,
+                Metering::Counter { .. } | Metering::Declared(_) => 0.0,
             };
-            a.source.min_window_s().max(periods)
+            a.info().min_window_s().max(periods)
         });
         source_s.max(self.min_energy_s)
     }
 
     /// Marks the start of a measured window: reads a counter source now.
     pub fn begin(&self) -> WindowStart {
-        let Some(a) = &self.active else {
-            return WindowStart {
-                at: Instant::now(),
-                counter: None,
-            };
-        };
-        for sampler in a.sampler.iter().chain(a.cross_check.iter().map(|(_, s)| s)) {
-            sampler.forget_before(Instant::now());
-        }
-        if a.source.provenance() == Provenance::MeasuredCounter {
-            let (at, counter) = read_counter(a.source.as_ref());
-            WindowStart {
-                at,
-                counter: Some(counter),
-            }
-        } else {
-            WindowStart {
-                at: Instant::now(),
-                counter: None,
-            }
-        }
+        window::begin(self.active.as_ref())
     }
 
     /// Ends the window begun by `start`, in which the workload ran `executions` times, and
@@ -312,19 +177,11 @@ impl PowerMeter {
     /// record with a warning, and the next window tries again.
     pub fn end(&self, start: WindowStart, executions: u64) -> PowerRecord {
         let Some(a) = &self.active else {
-            let window_s = start.at.elapsed().as_secs_f64();
+            let window_s = start.at().elapsed().as_secs_f64();
             return PowerRecord::unavailable(self.no_source_reason.clone(), window_s, executions);
         };
-        let mut record = match a.source.provenance() {
-            Provenance::MeasuredCounter => self.end_counter(a, &start, executions),
-            Provenance::MeasuredSampled => self.end_sampled(a, &start, Instant::now(), executions),
-            Provenance::Declared => self.end_declared(a, &start, executions),
-            Provenance::Unavailable => {
-                let window_s = start.at.elapsed().as_secs_f64();
-                PowerRecord::unavailable("the source gives no figures", window_s, executions)
-            }
-        };
-        if record.provenance != Provenance::Unavailable {
+        let mut record = window::end(a, &start, executions, self.idle_power_w);
+        if record.energy_j.is_some() {
             let min_s = self.min_window_s();
             if record.window_s < min_s {
                 record.warnings.push(format!(
@@ -338,378 +195,54 @@ impl PowerMeter {
         record.warnings.extend(self.idle_note.iter().cloned());
         record
     }
-
-    fn end_declared(&self, a: &Active, start: &WindowStart, executions: u64) -> PowerRecord {
-        let window_s = start.at.elapsed().as_secs_f64();
-        let watts = match a.source.read().map(|r| r.value) {
-            Ok(ReadingValue::Power { watts }) => watts,
-            _ => return self.failed(a, "declared power unreadable", window_s, executions),
-        };
-        PowerRecord {
-            source: Some(a.source.name().into()),
-            scope: Some(a.source.scope()),
-            provenance: Provenance::Declared,
-            method: Some("declared-constant".into()),
-            reason: None,
-            energy_j: Some(watts * window_s),
-            // Exactly W, so tokens/J is exactly tokens/s ÷ W.
-            avg_power_w: Some(watts),
-            idle_power_w: None,
-            dynamic_energy_j: None,
-            window_s,
-            executions,
-            samples: None,
-            coverage: None,
-            max_gap_s: None,
-            cross_check_power_w: None,
-            warnings: Vec::new(),
-        }
-    }
-
-    fn end_counter(&self, a: &Active, start: &WindowStart, executions: u64) -> PowerRecord {
-        let (end_at, end_counter) = read_counter(a.source.as_ref());
-        let window_s = (end_at - start.at).as_secs_f64();
-        let begin = match &start.counter {
-            Some(Ok(c)) => c,
-            Some(Err(e)) => {
-                let why = format!("energy counter unreadable at the window's start: {e}");
-                return self.failed(a, &why, window_s, executions);
-            }
-            None => {
-                return self.failed(
-                    a,
-                    "the window was begun without a source",
-                    window_s,
-                    executions,
-                );
-            }
-        };
-        let end = match end_counter {
-            Ok(c) => c,
-            Err(e) => {
-                let why = format!("energy counter unreadable at the window's end: {e}");
-                return self.failed(a, &why, window_s, executions);
-            }
-        };
-        let energy_j = match counter_delta_j(begin, &end) {
-            Ok(j) => j,
-            Err(fault) => return self.failed(a, &fault.to_string(), window_s, executions),
-        };
-        if energy_j <= 0.0 {
-            let why = format!(
-                "the energy counter did not advance over the {window_s:.3} s window (it updates \
-                 less often than that)"
-            );
-            return self.failed(a, &why, window_s, executions);
-        }
-        let mut record = self.measured(
-            a,
-            Provenance::MeasuredCounter,
-            "counter-delta",
-            energy_j,
-            window_s,
-            executions,
-        );
-        if let Some((cc, sampler)) = &a.cross_check {
-            let ws = sampler.window(start.at, end_at);
-            let figure = integrate_window(&ws.trace, 0.0, window_s)
-                .filter(|i| i.coverage >= MIN_COVERAGE && i.energy_j > 0.0);
-            if let Some(i) = figure {
-                let cc_w = i.energy_j / window_s;
-                let counter_w = energy_j / window_s;
-                record.cross_check_power_w = Some(cc_w);
-                let off = (cc_w - counter_w) / counter_w;
-                if off.abs() > CROSS_CHECK_TOLERANCE {
-                    record.warnings.push(format!(
-                        "cross-check: {} sampled power averaged {cc_w:.1} W, {:+.0}% from the \
-                         counter's {counter_w:.1} W",
-                        cc.name(),
-                        off * 100.0
-                    ));
-                }
-            }
-        }
-        record
-    }
-
-    fn end_sampled(
-        &self,
-        a: &Active,
-        start: &WindowStart,
-        end_at: Instant,
-        executions: u64,
-    ) -> PowerRecord {
-        let window_s = (end_at - start.at).as_secs_f64();
-        let Some(sampler) = &a.sampler else {
-            return self.failed(a, "no sampler for a sampled source", window_s, executions);
-        };
-        let ws = sampler.window(start.at, end_at);
-        let failed = ws.failures.len();
-        let first_failure = ws.failures.first().cloned().unwrap_or_default();
-        let Some(integral) = integrate_window(&ws.trace, 0.0, window_s) else {
-            let why = if failed > 0 {
-                format!("every power reading in the window failed: {first_failure}")
-            } else {
-                "no power reading in or around the window".to_string()
-            };
-            return self.failed(a, &why, window_s, executions);
-        };
-        if failed > ws.attempted - failed || integral.coverage < MIN_COVERAGE {
-            let why = format!(
-                "{failed} of {} power readings in the window failed, good readings cover {:.0}% \
-                 of it{}",
-                ws.attempted,
-                integral.coverage * 100.0,
-                if failed > 0 {
-                    format!(" (first failure: {first_failure})")
-                } else {
-                    String::new()
-                }
-            );
-            return self.failed(a, &why, window_s, executions);
-        }
-        if integral.energy_j <= 0.0 {
-            return self.failed(
-                a,
-                "the source read 0 W throughout the window",
-                window_s,
-                executions,
-            );
-        }
-        let mut record = self.measured(
-            a,
-            Provenance::MeasuredSampled,
-            "trapezoid",
-            integral.energy_j,
-            window_s,
-            executions,
-        );
-        record.samples = Some(integral.samples);
-        record.coverage = Some(integral.coverage);
-        record.max_gap_s = Some(integral.max_gap_s);
-        if failed > 0 {
-            record.warnings.push(format!(
-                "{failed} of {} power readings in the window failed: {first_failure}",
-                ws.attempted
-            ));
-        }
-        if integral.coverage < WARN_COVERAGE {
-            record.warnings.push(format!(
-                "power samples cover only {:.0}% of the window",
-                integral.coverage * 100.0
-            ));
-        }
-        record
-    }
-
-    /// A measured figure, with idle and dynamic energy where idle power is known.
-    fn measured(
-        &self,
-        a: &Active,
-        provenance: Provenance,
-        method: &str,
-        energy_j: f64,
-        window_s: f64,
-        executions: u64,
-    ) -> PowerRecord {
-        PowerRecord {
-            source: Some(a.source.name().into()),
-            scope: Some(a.source.scope()),
-            provenance,
-            method: Some(method.into()),
-            reason: None,
-            energy_j: Some(energy_j),
-            avg_power_w: Some(energy_j / window_s),
-            idle_power_w: self.idle_power_w,
-            dynamic_energy_j: self.idle_power_w.map(|idle| energy_j - idle * window_s),
-            window_s,
-            executions,
-            samples: None,
-            coverage: None,
-            max_gap_s: None,
-            cross_check_power_w: None,
-            warnings: Vec::new(),
-        }
-    }
-
-    /// The record of a window the source failed in: unavailable, saying why.
-    fn failed(&self, a: &Active, why: &str, window_s: f64, executions: u64) -> PowerRecord {
-        let mut r = PowerRecord::unavailable(why, window_s, executions);
-        r.source = Some(a.source.name().into());
-        r.warnings.push(format!(
-            "{} gave no figure for this window: {why}",
-            a.source.name()
-        ));
-        r
-    }
 }
 
-/// Reads a counter source, time-stamped at the middle of the read.
-fn read_counter(source: &dyn PowerSource) -> (Instant, Result<CounterSnapshot, String>) {
-    let t0 = Instant::now();
-    let counter = source
-        .read()
-        .and_then(|r| r.counter())
-        .map_err(|e| format!("{e:#}"));
-    let t1 = Instant::now();
-    (t0 + (t1 - t0) / 2, counter)
-}
-
-/// Tries one source; `Err` says why it cannot be used.
-fn find(
-    kind: PowerRequest,
-    opts: &PowerOptions,
-    adapter: &AdapterIdentity,
-    auto: bool,
-    load_nvml: NvmlLoader<'_>,
-) -> Result<Found, String> {
-    let plain = |source: Arc<dyn PowerSource>, notes: Vec<String>| Found {
-        source,
-        cross_check: None,
-        notes,
-    };
-    let found = match kind {
-        PowerRequest::Nvml => {
-            if auto && adapter.vendor_id != VENDOR_NVIDIA {
-                return Err(format!(
-                    "the adapter {} is not an NVIDIA GPU",
-                    adapter.describe()
-                ));
-            }
-            let api = load_nvml(opts.nvml_library.as_deref())?;
-            let choice = nvml::open(api, adapter)?;
-            Found {
-                source: choice.primary,
-                cross_check: choice.cross_check,
-                notes: choice.notes,
-            }
-        }
-        PowerRequest::Hwmon => {
-            if auto && adapter.cpu_adapter {
-                return Err(format!(
-                    "the adapter {} is a CPU device",
-                    adapter.describe()
-                ));
-            }
-            if auto && ![VENDOR_INTEL, VENDOR_AMD].contains(&adapter.vendor_id) {
-                return Err(format!(
-                    "the adapter {} is not an Intel or AMD GPU",
-                    adapter.describe()
-                ));
-            }
-            let (source, notes) = HwmonSource::open(&opts.sysfs_root, adapter)?;
-            plain(Arc::new(source), notes)
-        }
-        PowerRequest::Rapl => {
-            let source = RaplSource::open(&opts.sysfs_root)?;
-            let notes = if adapter.cpu_adapter {
-                Vec::new()
-            } else {
-                vec![
-                    "rapl measures the CPU package(s): that includes an integrated GPU, not a \
-                     discrete one"
-                        .to_string(),
-                ]
-            };
-            plain(Arc::new(source), notes)
-        }
-        PowerRequest::Command => {
-            let Some(cmd) = &opts.command else {
-                return Err("no --power-cmd given".into());
-            };
-            let source =
-                CommandSource::new(cmd.clone(), opts.command_scope, opts.command_timeout());
-            plain(Arc::new(source), Vec::new())
-        }
-        PowerRequest::Declared => {
-            let Some(watts) = opts.watts else {
-                return Err("no --watts given".into());
-            };
-            plain(
-                Arc::new(DeclaredSource::new(watts, opts.command_scope)),
-                Vec::new(),
-            )
-        }
-        PowerRequest::Auto | PowerRequest::None => {
-            return Err(format!("{kind} is not a source"));
-        }
-    };
-    // One read now, so a source that cannot work is found before any workload.
-    found.source.read().map_err(|e| format!("{e:#}"))?;
-    Ok(found)
-}
-
-/// Starts the sampler threads a source needs.
+/// Starts the threads the found source's kind needs: a sampler for a gauge, and for a
+/// counter's cross-check.
 fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
-    let sampler = if found.source.provenance() == Provenance::MeasuredSampled {
-        // The read that proved the source works is its first sample.
-        let t0 = Instant::now();
-        let watts = found
-            .source
-            .read()
-            .and_then(|r| r.watts())
-            .map_err(|e| format!("{e:#}"));
-        let first = Sample {
-            at: t0 + t0.elapsed() / 2,
-            watts,
-        };
-        Some(Sampler::start(found.source.clone(), hz, Some(first))?)
-    } else {
-        None
-    };
-    let cross_check = match found.cross_check {
-        Some(cc) => Some((cc.clone(), Sampler::start(cc, hz, None)?)),
-        None => None,
+    let metering = match found.source {
+        Source::Gauge(source) => {
+            // The read that proved the source works is its first sample.
+            let t0 = Instant::now();
+            let watts = source.read_watts().map_err(|e| format!("{e:#}"));
+            let first = Sample {
+                at: t0 + t0.elapsed() / 2,
+                watts,
+            };
+            let sampler = Sampler::start(source.clone(), hz, Some(first))?;
+            Metering::Gauge { source, sampler }
+        }
+        Source::Counter(source) => {
+            let cross_check = match found.cross_check {
+                Some(cc) => Some((cc.clone(), Sampler::start(cc, hz, None)?)),
+                None => None,
+            };
+            Metering::Counter {
+                source,
+                cross_check,
+            }
+        }
+        Source::Declared(d) => Metering::Declared(d),
     };
     Ok(Active {
-        source: found.source,
-        sampler,
-        cross_check,
+        metering,
         notes: found.notes,
     })
-}
-
-/// Tokens per joule and its companions for one window.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct TokenEnergy {
-    /// Tokens per joule: tokens/s per watt.
-    pub tokens_per_j: Option<f64>,
-    /// Tokens per joule of energy above idle.
-    pub tokens_per_j_dynamic: Option<f64>,
-    /// Joules per token: 1 / tokens_per_j.
-    pub j_per_token: Option<f64>,
-}
-
-/// Tokens per joule from a throughput and a window's power record: `tokens_per_s /
-/// avg_power_w`, which is tokens in the window / joules in the window when `tokens_per_s` is
-/// the window's own throughput (tokens × executions / window_s). With declared power W it is
-/// exactly `tokens_per_s / W`. Every figure is `None` without power (or without tokens); the
-/// dynamic one also without idle power, or when the window drew no more than idle.
-pub fn token_energy(tokens_per_s: Option<f64>, power: &PowerRecord) -> TokenEnergy {
-    let (Some(tps), Some(avg_w)) = (tokens_per_s, power.avg_power_w) else {
-        return TokenEnergy::default();
-    };
-    if !(tps.is_finite() && avg_w.is_finite() && avg_w > 0.0) {
-        return TokenEnergy::default();
-    }
-    let tokens_per_j = tps / avg_w;
-    let above_idle_w = power.idle_power_w.map(|idle| avg_w - idle);
-    TokenEnergy {
-        tokens_per_j: Some(tokens_per_j),
-        tokens_per_j_dynamic: above_idle_w.filter(|&w| w > 0.0).map(|w| tps / w),
-        j_per_token: (tokens_per_j > 0.0).then(|| 1.0 / tokens_per_j),
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::InputError;
     use crate::power::hwmon::tests::{fake_hwmon, gpu};
     use crate::power::nvml::fake::{Energy, FakeDevice, FakeNvml};
     use crate::power::rapl::tests::{fake_rapl, set_energy};
+    use crate::power::{TokenEnergy, VENDOR_AMD, VENDOR_INTEL, VENDOR_NVIDIA, token_energy};
+    use crate::result::Provenance;
     use crate::result::Scope;
     use std::collections::VecDeque;
     use std::fs;
+    use std::path::Path;
 
     fn lavapipe() -> AdapterIdentity {
         AdapterIdentity {
@@ -780,20 +313,16 @@ mod tests {
         assert_eq!(r.avg_power_w, Some(65.0));
         assert_eq!((r.idle_power_w, r.dynamic_energy_j), (None, None));
         assert_eq!(r.executions, 7);
-        for tps in [1.0, 123.456, 98765.4321] {
-            let te = token_energy(Some(tps), &r);
-            assert_eq!(te.tokens_per_j, Some(tps / 65.0));
-            assert_eq!(te.j_per_token, Some(1.0 / (tps / 65.0)));
+        // Tokens in the window (per execution × 7 executions) over joules in the window.
+        for tokens in [1, 123, 98765] {
+            let te = token_energy(Some(tokens), &r);
+            let in_window = (tokens * 7) as f64;
+            assert_eq!(te.tokens_per_j, Some(in_window / (65.0 * r.window_s)));
+            assert_eq!(te.j_per_token, Some(1.0 / te.tokens_per_j.unwrap()));
             assert_eq!(te.tokens_per_j_dynamic, None);
         }
-        // Tokens in the window over joules in the window: the same, to rounding.
-        let tokens = 1000.0;
-        let te = token_energy(Some(tokens / r.window_s), &r);
-        assert!(close(
-            te.tokens_per_j.unwrap(),
-            tokens / r.energy_j.unwrap(),
-            1e-12
-        ));
+        assert_eq!(token_energy(None, &r), TokenEnergy::default());
+        assert_eq!(token_energy(Some(0), &r), TokenEnergy::default());
     }
 
     #[test]
@@ -809,7 +338,7 @@ mod tests {
         assert!(r.reason.unwrap().contains("--power-source none"));
         assert_eq!((r.energy_j, r.avg_power_w, r.scope), (None, None, None));
         assert_eq!(
-            token_energy(Some(100.0), &window(&meter, 1)),
+            token_energy(Some(100), &window(&meter, 1)),
             TokenEnergy::default()
         );
     }
@@ -1195,9 +724,19 @@ mod tests {
             close(r.dynamic_energy_j.unwrap(), 30.0 * r.window_s, 1e-9),
             "{r:?}"
         );
-        let te = token_energy(Some(800.0), &r);
-        assert!(close(te.tokens_per_j.unwrap(), 10.0, 1e-9));
-        assert!(close(te.tokens_per_j_dynamic.unwrap(), 800.0 / 30.0, 1e-9));
+        // 800 tokens per execution, 7 executions: 80 W gross, 30 W above idle.
+        let te = token_energy(Some(800), &r);
+        let tokens = 800.0 * 7.0;
+        assert!(close(
+            te.tokens_per_j.unwrap(),
+            tokens / (80.0 * r.window_s),
+            1e-9
+        ));
+        assert!(close(
+            te.tokens_per_j_dynamic.unwrap(),
+            tokens / (30.0 * r.window_s),
+            1e-9
+        ));
 
         // The command starts failing: that window is unavailable, and later ones recover.
         fs::remove_file(&watts).unwrap();

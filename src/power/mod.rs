@@ -1,14 +1,16 @@
 //! Power and energy: where a watt figure comes from, and the energy over a measured window.
 //!
 //! Sources, best first: NVML ([`nvml`]), Linux hwmon ([`hwmon`]), RAPL powercap ([`rapl`]), a
-//! user command printing watts ([`command`]), declared watts ([`declared`]). Each implements
-//! [`PowerSource`], and every [`Reading`] says its [`Scope`] and [`Provenance`]. Counter sources
-//! give energy as a counter delta; sampled sources are read on their own thread ([`sampler`]) and
-//! integrated with the trapezoid rule ([`integrate`]).
+//! user command printing watts ([`command`]), declared watts ([`declared`]). Each is one of three
+//! kinds ([`Source`]): an energy counter ([`CounterSource`], `measured-counter`: energy as the
+//! counter's advance), a power gauge ([`GaugeSource`], `measured-sampled`: read on its own thread
+//! by a [`sampler`] and integrated with the trapezoid rule, [`integrate`]), or declared watts.
+//! Every source says its [`Scope`]; the kind fixes the [`Provenance`].
 //!
-//! [`PowerMeter`] picks the source (`--power-source`), measures idle power, and turns a measured
-//! window into a [`PowerRecord`]. It never fails once open: a source that stops working gives an
-//! `unavailable` record with a warning, and the run goes on.
+//! [`PowerMeter`] opens the source chosen by `selection` (`--power-source`), measures idle
+//! power, and turns each measured window into a [`PowerRecord`] (`window`). It never fails once
+//! open: a source that stops working gives an `unavailable` record with a warning, and the run
+//! goes on.
 //!
 //! Every sysfs reader takes a root directory ([`PowerOptions::sysfs_root`]) so tests build fake
 //! trees; NVML sits behind [`nvml::NvmlApi`] so tests script it.
@@ -21,15 +23,18 @@ mod meter;
 pub mod nvml;
 pub mod rapl;
 pub mod sampler;
+mod selection;
 mod source;
 mod sysfs;
+mod window;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-pub use meter::{PowerMeter, TokenEnergy, WindowStart, token_energy};
-pub use source::{CounterSnapshot, PowerSource, Reading, ReadingValue, ZoneCount};
+pub use meter::PowerMeter;
+pub use source::{CounterSnapshot, CounterSource, GaugeSource, Source, SourceInfo, ZoneCount};
+pub use window::{TokenEnergy, WindowStart, record_duty_cycle, token_energy};
 
 use crate::InputError;
 pub use crate::result::{PowerAttempt, PowerRecord, PowerSetup, Provenance, Scope};

@@ -8,9 +8,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use super::source::{CounterSnapshot, PowerSource, Reading, ReadingValue, ZoneCount};
+use super::source::{CounterSnapshot, CounterSource, GaugeSource, Source, SourceInfo, ZoneCount};
 use super::{AdapterIdentity, PciAddress, VENDOR_NVIDIA};
-use crate::result::{Provenance, Scope};
+use crate::result::Scope;
 
 /// Why an NVML call gave no value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -126,9 +126,9 @@ impl NvmlApi for RealNvml {
 /// qualify every figure.
 pub struct NvmlChoice {
     /// The energy counter, or sampled power where there is no counter.
-    pub primary: Arc<dyn PowerSource>,
+    pub primary: Source,
     /// Sampled power beside a counter.
-    pub cross_check: Option<Arc<dyn PowerSource>>,
+    pub cross_check: Option<Arc<dyn GaugeSource>>,
     /// For example, an ambiguous match of the adapter to an NVML device.
     pub notes: Vec<String>,
 }
@@ -149,12 +149,12 @@ pub fn open(api: Arc<dyn NvmlApi>, adapter: &AdapterIdentity) -> Result<NvmlChoi
     let power = api.power_mw(index);
     match (energy, power) {
         (Ok(_), Ok(_)) => Ok(NvmlChoice {
-            primary: Arc::new(NvmlEnergy(device.clone())),
+            primary: Source::Counter(Arc::new(NvmlEnergy(device.clone()))),
             cross_check: Some(Arc::new(NvmlPower(device))),
             notes,
         }),
         (Ok(_), Err(_)) => Ok(NvmlChoice {
-            primary: Arc::new(NvmlEnergy(device)),
+            primary: Source::Counter(Arc::new(NvmlEnergy(device))),
             cross_check: None,
             notes,
         }),
@@ -165,7 +165,7 @@ pub fn open(api: Arc<dyn NvmlApi>, adapter: &AdapterIdentity) -> Result<NvmlChoi
                 ));
             }
             Ok(NvmlChoice {
-                primary: Arc::new(NvmlPower(device)),
+                primary: Source::Gauge(Arc::new(NvmlPower(device))),
                 cross_check: None,
                 notes,
             })
@@ -289,7 +289,7 @@ struct NvmlEnergy(NvmlDevice);
 /// NVML's power usage (mW), a `measured-sampled` source of the whole board.
 struct NvmlPower(NvmlDevice);
 
-impl PowerSource for NvmlEnergy {
+impl SourceInfo for NvmlEnergy {
     fn name(&self) -> &'static str {
         "nvml"
     }
@@ -298,29 +298,8 @@ impl PowerSource for NvmlEnergy {
         Scope::GpuBoard
     }
 
-    fn provenance(&self) -> Provenance {
-        Provenance::MeasuredCounter
-    }
-
     fn describe(&self) -> String {
         format!("{}: total energy counter", self.0.label)
-    }
-
-    fn read(&self) -> anyhow::Result<Reading> {
-        let raw = self
-            .0
-            .api
-            .total_energy_mj(self.0.index)
-            .map_err(|e| anyhow::anyhow!("NVML energy counter: {e}"))?;
-        Ok(Reading {
-            scope: Scope::GpuBoard,
-            provenance: Provenance::MeasuredCounter,
-            value: ReadingValue::Energy(CounterSnapshot {
-                unit_j: 1e-3,
-                // Counts from the driver's load; it restarts from 0 on a reload, never wraps.
-                zones: vec![ZoneCount { raw, wrap_at: None }],
-            }),
-        })
     }
 
     /// The counter advances in steps of the driver's own power samples; a window of a second
@@ -330,7 +309,22 @@ impl PowerSource for NvmlEnergy {
     }
 }
 
-impl PowerSource for NvmlPower {
+impl CounterSource for NvmlEnergy {
+    fn read_counter(&self) -> anyhow::Result<CounterSnapshot> {
+        let raw = self
+            .0
+            .api
+            .total_energy_mj(self.0.index)
+            .map_err(|e| anyhow::anyhow!("NVML energy counter: {e}"))?;
+        Ok(CounterSnapshot {
+            unit_j: 1e-3,
+            // Counts from the driver's load; it restarts from 0 on a reload, never wraps.
+            zones: vec![ZoneCount { raw, wrap_at: None }],
+        })
+    }
+}
+
+impl SourceInfo for NvmlPower {
     fn name(&self) -> &'static str {
         "nvml"
     }
@@ -339,32 +333,24 @@ impl PowerSource for NvmlPower {
         Scope::GpuBoard
     }
 
-    fn provenance(&self) -> Provenance {
-        Provenance::MeasuredSampled
-    }
-
     fn describe(&self) -> String {
         format!("{}: power usage, sampled", self.0.label)
-    }
-
-    fn read(&self) -> anyhow::Result<Reading> {
-        let mw = self
-            .0
-            .api
-            .power_mw(self.0.index)
-            .map_err(|e| anyhow::anyhow!("NVML power usage: {e}"))?;
-        Ok(Reading {
-            scope: Scope::GpuBoard,
-            provenance: Provenance::MeasuredSampled,
-            value: ReadingValue::Power {
-                watts: f64::from(mw) * 1e-3,
-            },
-        })
     }
 
     /// Power usage is a 1-second average on recent GPUs.
     fn min_window_s(&self) -> f64 {
         1.0
+    }
+}
+
+impl GaugeSource for NvmlPower {
+    fn read_watts(&self) -> anyhow::Result<f64> {
+        let mw = self
+            .0
+            .api
+            .power_mw(self.0.index)
+            .map_err(|e| anyhow::anyhow!("NVML power usage: {e}"))?;
+        Ok(f64::from(mw) * 1e-3)
     }
 }
 
@@ -479,6 +465,7 @@ pub(crate) mod fake {
 mod tests {
     use super::fake::*;
     use super::*;
+    use crate::result::Provenance;
 
     pub(crate) fn h100(bus: Option<&str>) -> AdapterIdentity {
         AdapterIdentity {
@@ -502,15 +489,14 @@ mod tests {
         let api = FakeNvml::new(vec![FakeDevice::new(rising(300.0), Some(300.0))]);
         let c = open(api, &h100(Some("0000:01:00.0"))).unwrap();
         assert_eq!(c.primary.provenance(), Provenance::MeasuredCounter);
-        assert_eq!(c.primary.scope(), Scope::GpuBoard);
+        assert_eq!(c.primary.info().scope(), Scope::GpuBoard);
         assert!(
-            c.primary.describe().contains("NVML device 0"),
+            c.primary.info().describe().contains("NVML device 0"),
             "{}",
-            c.primary.describe()
+            c.primary.info().describe()
         );
         let cc = c.cross_check.unwrap();
-        assert_eq!(cc.provenance(), Provenance::MeasuredSampled);
-        assert!((cc.read().unwrap().watts().unwrap() - 300.0).abs() < 1e-9);
+        assert!((cc.read_watts().unwrap() - 300.0).abs() < 1e-9);
         assert!(c.notes.is_empty());
     }
 
@@ -521,7 +507,7 @@ mod tests {
         assert_eq!(c.primary.provenance(), Provenance::MeasuredSampled);
         assert!(c.cross_check.is_none());
         assert!(c.notes.is_empty(), "NotSupported is normal before Volta");
-        assert_eq!(c.primary.min_window_s(), 1.0);
+        assert_eq!(c.primary.info().min_window_s(), 1.0);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use super::source::{CounterSnapshot, PowerSource, Reading, ReadingValue, ZoneCount};
+use super::source::{CounterSnapshot, CounterSource, SourceInfo, ZoneCount};
 use super::sysfs::{self, ReadError};
-use crate::result::{Provenance, Scope};
+use crate::result::Scope;
 
 /// What to tell a user whose kernel keeps `energy_uj` from non-root users (since the
 /// PLATYPUS side channel, CVE-2020-8694).
@@ -119,17 +119,13 @@ fn describe(e: &ReadError) -> String {
     }
 }
 
-impl PowerSource for RaplSource {
+impl SourceInfo for RaplSource {
     fn name(&self) -> &'static str {
         "rapl"
     }
 
     fn scope(&self) -> Scope {
         Scope::CpuPackage
-    }
-
-    fn provenance(&self) -> Provenance {
-        Provenance::MeasuredCounter
     }
 
     fn describe(&self) -> String {
@@ -140,13 +136,11 @@ impl PowerSource for RaplSource {
             .collect();
         format!("RAPL energy_uj of {}", names.join(" + "))
     }
+}
 
-    fn read(&self) -> anyhow::Result<Reading> {
-        Ok(Reading {
-            scope: Scope::CpuPackage,
-            provenance: Provenance::MeasuredCounter,
-            value: ReadingValue::Energy(self.read_counters()?),
-        })
+impl CounterSource for RaplSource {
+    fn read_counter(&self) -> anyhow::Result<CounterSnapshot> {
+        Ok(self.read_counters()?)
     }
 }
 
@@ -183,7 +177,7 @@ pub(crate) mod tests {
     }
 
     fn counter(s: &RaplSource) -> CounterSnapshot {
-        s.read().unwrap().counter().unwrap()
+        s.read_counter().unwrap()
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Reads a sampled power source on its own thread at a fixed rate, time-stamping every
+//! Reads a power gauge on its own thread at a fixed rate, time-stamping every
 //! reading with the monotonic clock, and hands out the samples that span a window.
 
 use std::collections::VecDeque;
@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use super::integrate::TracePoint;
-use super::source::PowerSource;
+use super::source::GaugeSource;
 
 /// The buffer never holds more samples than this (hours at 10 Hz); the oldest go first.
 const MAX_BUFFERED: usize = 1_000_000;
@@ -64,7 +64,7 @@ impl Sampler {
     /// Starts sampling `source` at `hz`, taking `first` (a reading just made, if any) as the
     /// first sample.
     pub fn start(
-        source: Arc<dyn PowerSource>,
+        source: Arc<dyn GaugeSource>,
         hz: f64,
         first: Option<Sample>,
     ) -> anyhow::Result<Self> {
@@ -172,7 +172,7 @@ impl Drop for Sampler {
 }
 
 /// The sampler thread: read, record, sleep until the next tick or until told to stop.
-fn run(source: &dyn PowerSource, period: Duration, shared: &Shared) {
+fn run(source: &dyn GaugeSource, period: Duration, shared: &Shared) {
     let mut next = Instant::now();
     loop {
         if shared.lock().stop {
@@ -180,8 +180,7 @@ fn run(source: &dyn PowerSource, period: Duration, shared: &Shared) {
         }
         let t0 = Instant::now();
         let watts = source
-            .read()
-            .and_then(|r| r.watts())
+            .read_watts()
             .and_then(|w| {
                 anyhow::ensure!(w.is_finite() && w >= 0.0, "{w} W is not a power");
                 Ok(w)
@@ -217,8 +216,8 @@ fn run(source: &dyn PowerSource, period: Duration, shared: &Shared) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::power::source::{Reading, ReadingValue};
-    use crate::result::{Provenance, Scope};
+    use crate::power::source::SourceInfo;
+    use crate::result::Scope;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// 100 W, failing on every read from the `fail_from`th on.
@@ -227,27 +226,23 @@ mod tests {
         fail_from: u32,
     }
 
-    impl PowerSource for Steady {
+    impl SourceInfo for Steady {
         fn name(&self) -> &'static str {
             "steady"
         }
         fn scope(&self) -> Scope {
             Scope::Other
         }
-        fn provenance(&self) -> Provenance {
-            Provenance::MeasuredSampled
-        }
         fn describe(&self) -> String {
             "100 W".into()
         }
-        fn read(&self) -> anyhow::Result<Reading> {
+    }
+
+    impl GaugeSource for Steady {
+        fn read_watts(&self) -> anyhow::Result<f64> {
             let n = self.reads.fetch_add(1, Ordering::SeqCst);
             anyhow::ensure!(n < self.fail_from, "gone");
-            Ok(Reading {
-                scope: Scope::Other,
-                provenance: Provenance::MeasuredSampled,
-                value: ReadingValue::Power { watts: 100.0 },
-            })
+            Ok(100.0)
         }
     }
 

@@ -1,79 +1,101 @@
-//! The one trait every power source implements, and what a reading looks like.
+//! The three kinds of power source, as types: an energy counter ([`CounterSource`]), a power
+//! gauge sampled on its own thread ([`GaugeSource`]), and declared watts
+//! ([`DeclaredSource`](super::declared::DeclaredSource)). [`Source`] holds one of them, so the
+//! meter's handling follows from the kind: a gauge always gets a sampler, a counter never needs
+//! one, and declared power is never read as a measurement.
 
+use std::sync::Arc;
+
+use super::declared::DeclaredSource;
 use crate::result::{Provenance, Scope};
 
-/// A power or energy source: NVML, hwmon, RAPL, a command, declared watts.
+/// What every source says about itself.
 ///
-/// Sources are shared with the sampler thread, hence `Send + Sync` and `&self` reads.
-pub trait PowerSource: Send + Sync {
+/// Sources are shared with sampler threads, hence `Send + Sync` and `&self` reads.
+pub trait SourceInfo: Send + Sync {
     /// Short name written to results: "nvml", "hwmon", "rapl", "command", "declared".
     fn name(&self) -> &'static str;
 
     /// What the source's figures cover.
     fn scope(&self) -> Scope;
 
-    /// How the source measures: `MeasuredCounter` sources are read at the window's edges,
-    /// `MeasuredSampled` ones on the sampler thread, `Declared` ones never change.
-    fn provenance(&self) -> Provenance;
-
     /// What exactly is read, for the record of sources tried (device, file, command).
     fn describe(&self) -> String;
-
-    /// Reads the source once: an energy counter or a power figure, with scope and provenance.
-    fn read(&self) -> anyhow::Result<Reading>;
 
     /// Shortest window that gives a trustworthy figure, in seconds (a power reading that is
     /// itself a 1-second average needs at least that).
     fn min_window_s(&self) -> f64 {
         0.0
     }
+}
 
-    /// Longest one [`read`](Self::read) may block, in seconds (a command's time limit).
+/// An energy counter (`measured-counter`): a window's energy is the counter's advance over it.
+pub trait CounterSource: SourceInfo {
+    /// Reads the counters now.
+    fn read_counter(&self) -> anyhow::Result<CounterSnapshot>;
+}
+
+/// A power gauge (`measured-sampled`): power now, sampled on its own thread and integrated.
+pub trait GaugeSource: SourceInfo {
+    /// Reads the power now, in watts.
+    fn read_watts(&self) -> anyhow::Result<f64>;
+
+    /// Longest one [`read_watts`](Self::read_watts) may block, in seconds (a command's time
+    /// limit).
     fn max_read_s(&self) -> f64 {
         1.0
     }
 }
 
-/// One reading of a source.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reading {
-    /// What the figure covers.
-    pub scope: Scope,
-    /// Where it came from.
-    pub provenance: Provenance,
-    /// The figure.
-    pub value: ReadingValue,
+/// A power source of one of the three kinds.
+#[derive(Clone)]
+pub enum Source {
+    /// An energy counter, read at the window's edges (and in between, see
+    /// [`CounterSource`]).
+    Counter(Arc<dyn CounterSource>),
+    /// A power gauge, sampled on its own thread.
+    Gauge(Arc<dyn GaugeSource>),
+    /// Watts the user declared.
+    Declared(DeclaredSource),
 }
 
-/// The figure of a reading.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ReadingValue {
-    /// Energy counters, read now.
-    Energy(CounterSnapshot),
-    /// Power now, in watts.
-    Power {
-        /// Watts.
-        watts: f64,
-    },
-}
-
-impl Reading {
-    /// The watts of a power reading; an error for a counter.
-    pub fn watts(&self) -> anyhow::Result<f64> {
-        match &self.value {
-            ReadingValue::Power { watts } => Ok(*watts),
-            ReadingValue::Energy(_) => anyhow::bail!("expected a power reading, got a counter"),
+impl Source {
+    /// Where this source's figures come from.
+    pub fn provenance(&self) -> Provenance {
+        match self {
+            Self::Counter(_) => Provenance::MeasuredCounter,
+            Self::Gauge(_) => Provenance::MeasuredSampled,
+            Self::Declared(_) => Provenance::Declared,
         }
     }
 
-    /// The counters of an energy reading; an error for a power figure.
-    pub fn counter(self) -> anyhow::Result<CounterSnapshot> {
-        match self.value {
-            ReadingValue::Energy(c) => Ok(c),
-            ReadingValue::Power { .. } => {
-                anyhow::bail!("expected an energy counter, got a power reading")
-            }
+    /// Name, scope and description, whatever the kind.
+    pub fn info(&self) -> &dyn SourceInfo {
+        match self {
+            Self::Counter(c) => c.as_ref(),
+            Self::Gauge(g) => g.as_ref(),
+            Self::Declared(d) => d,
         }
+    }
+
+    /// Reads the source once, so one that cannot work is found before any workload.
+    pub fn probe(&self) -> anyhow::Result<()> {
+        match self {
+            Self::Counter(c) => c.read_counter().map(drop),
+            Self::Gauge(g) => g.read_watts().map(drop),
+            Self::Declared(_) => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} source {}",
+            self.provenance(),
+            self.info().describe()
+        )
     }
 }
 

@@ -117,6 +117,7 @@ pub fn with_power(
         dynamic_energy_j: None,
         window_s,
         executions,
+        duty_cycle: None,
         samples: None,
         coverage: None,
         max_gap_s: None,

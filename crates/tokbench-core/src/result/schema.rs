@@ -195,6 +195,11 @@ pub struct PowerRecord {
     pub window_s: f64,
     /// Executions of the workload inside the window.
     pub executions: u64,
+    /// Share of the window the GPU spent on the timed executions: their summed GPU-timed
+    /// seconds ÷ window_s. Below 1 the window also holds host work (encoding, submission,
+    /// readback) while the device idled, whose energy is counted too; below 0.9 the record
+    /// carries a warning. Null for windows without timed work (idle measurement).
+    pub duty_cycle: Option<f64>,
     /// Power samples taken in the window (sampled sources); null for counters and declared.
     pub samples: Option<u64>,
     /// Share of the window between the first and last sample (sampled sources).
@@ -354,17 +359,97 @@ pub struct WorkloadResult {
     pub tokens_per_s: Option<f64>,
     /// Power and energy over the measured window.
     pub power: PowerRecord,
-    /// Tokens per joule = tokens_per_s / power.avg_power_w (tokens/s per watt: the median
-    /// throughput over the average power of the measured window); null without a power figure
-    /// or for non-token workloads.
+    /// Tokens per joule: the tokens executed in the energy window over the joules of that
+    /// window, tokens × power.executions ÷ power.energy_j (so tokens_per_j × energy_j is the
+    /// window's token count; idle time inside the window, see power.duty_cycle, costs energy
+    /// and lowers it); null without a power figure or for non-token workloads.
     pub tokens_per_j: Option<f64>,
-    /// Tokens per joule above idle power; null without idle power.
+    /// Tokens per joule above idle power: tokens × power.executions ÷ power.dynamic_energy_j;
+    /// null without idle power or when the window drew no more than idle.
     pub tokens_per_j_dynamic: Option<f64>,
-    /// Joules per token: 1 / tokens_per_j.
+    /// Joules per token: power.energy_j ÷ (tokens × power.executions), 1 / tokens_per_j.
     pub j_per_token: Option<f64>,
 }
 
+/// How well a sampled power figure's samples cover its window (the sampled fields of a
+/// [`PowerRecord`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SampleCoverage {
+    /// Samples taken in the window, edges included.
+    pub samples: u64,
+    /// Share of the window between the first and last sample, 0 to 1.
+    pub coverage: f64,
+    /// Longest time without a sample, in seconds.
+    pub max_gap_s: f64,
+}
+
 impl PowerRecord {
+    /// Declared power of `source` covering `scope`: `watts` × the window exactly, with
+    /// `avg_power_w` exactly `watts`. Declared figures have no idle or dynamic energy.
+    pub fn declared(
+        source: &str,
+        scope: Scope,
+        watts: f64,
+        window_s: f64,
+        executions: u64,
+    ) -> Self {
+        Self {
+            source: Some(source.into()),
+            scope: Some(scope),
+            provenance: Provenance::Declared,
+            method: Some("declared-constant".into()),
+            reason: None,
+            energy_j: Some(watts * window_s),
+            avg_power_w: Some(watts),
+            ..Self::unavailable("", window_s, executions)
+        }
+    }
+
+    /// An energy counter's advance over the window, `energy_j`, with dynamic energy where
+    /// `idle_power_w` is known.
+    pub fn counter(
+        source: &str,
+        scope: Scope,
+        energy_j: f64,
+        idle_power_w: Option<f64>,
+        window_s: f64,
+        executions: u64,
+    ) -> Self {
+        Self {
+            source: Some(source.into()),
+            scope: Some(scope),
+            provenance: Provenance::MeasuredCounter,
+            method: Some("counter-delta".into()),
+            reason: None,
+            energy_j: Some(energy_j),
+            avg_power_w: Some(energy_j / window_s),
+            idle_power_w,
+            dynamic_energy_j: idle_power_w.map(|idle| energy_j - idle * window_s),
+            ..Self::unavailable("", window_s, executions)
+        }
+    }
+
+    /// Sampled power integrated over the window (trapezoid rule) to `energy_j`, with how well
+    /// the samples cover it, and dynamic energy where `idle_power_w` is known.
+    pub fn sampled(
+        source: &str,
+        scope: Scope,
+        energy_j: f64,
+        idle_power_w: Option<f64>,
+        window_s: f64,
+        executions: u64,
+        sampling: SampleCoverage,
+    ) -> Self {
+        Self {
+            provenance: Provenance::MeasuredSampled,
+            method: Some("trapezoid".into()),
+            samples: Some(sampling.samples),
+            coverage: Some(sampling.coverage),
+            max_gap_s: Some(sampling.max_gap_s),
+            ..Self::counter(source, scope, energy_j, idle_power_w, window_s, executions)
+        }
+    }
+
     /// No figure, for `reason`; every number null.
     pub fn unavailable(reason: impl Into<String>, window_s: f64, executions: u64) -> Self {
         Self {
@@ -379,6 +464,7 @@ impl PowerRecord {
             dynamic_energy_j: None,
             window_s,
             executions,
+            duty_cycle: None,
             samples: None,
             coverage: None,
             max_gap_s: None,
@@ -511,6 +597,39 @@ mod tests {
         let doc = run_with_samples("node-a", &[1e-3, 1.1e-3, 0.9e-3]);
         let text = serde_json::to_string_pretty(&doc).unwrap();
         assert_eq!(parse(&text).unwrap(), doc);
+    }
+
+    #[test]
+    fn power_record_constructors_fill_what_their_kind_measures() {
+        let d = PowerRecord::declared("declared", Scope::NodeWall, 65.0, 2.0, 3);
+        assert_eq!((d.energy_j, d.avg_power_w), (Some(130.0), Some(65.0)));
+        assert_eq!(d.provenance, Provenance::Declared);
+        assert_eq!(
+            (d.idle_power_w, d.dynamic_energy_j, d.reason),
+            (None, None, None)
+        );
+        let c = PowerRecord::counter("rapl", Scope::CpuPackage, 100.0, Some(10.0), 4.0, 5);
+        assert_eq!(c.method.as_deref(), Some("counter-delta"));
+        assert_eq!(
+            (c.avg_power_w, c.dynamic_energy_j),
+            (Some(25.0), Some(60.0))
+        );
+        assert_eq!((c.samples, c.executions, c.window_s), (None, 5, 4.0));
+        let coverage = SampleCoverage {
+            samples: 40,
+            coverage: 1.0,
+            max_gap_s: 0.1,
+        };
+        let s = PowerRecord::sampled("command", Scope::NodeWall, 100.0, None, 4.0, 5, coverage);
+        assert_eq!(s.provenance, Provenance::MeasuredSampled);
+        assert_eq!(s.method.as_deref(), Some("trapezoid"));
+        assert_eq!(
+            (s.samples, s.max_gap_s, s.dynamic_energy_j),
+            (Some(40), Some(0.1), None)
+        );
+        let u = PowerRecord::unavailable("no source", 4.0, 5);
+        assert_eq!((u.energy_j, u.source, u.scope), (None, None, None));
+        assert_eq!(u.reason.as_deref(), Some("no source"));
     }
 
     #[test]
