@@ -6,6 +6,7 @@
 
 mod bmf;
 mod csv;
+mod grid;
 mod html;
 mod json;
 mod markdown;
@@ -19,6 +20,7 @@ use anyhow::Context as _;
 use super::check::CheckReport;
 use super::compare::CompareReport;
 use crate::InputError;
+use crate::units::{duration, num, signed_pct};
 
 /// Formats of `tokbench compare`.
 #[derive(
@@ -76,7 +78,7 @@ impl CompareFormat {
         Ok(match self {
             Self::Table => table::compare(report),
             Self::Md => markdown::compare(report),
-            Self::Csv => csv::compare(report),
+            Self::Csv => csv::compare(report)?,
             Self::Json => json::render(report)?,
             Self::Html => html::compare(report)?,
         })
@@ -119,41 +121,6 @@ pub fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A figure with about four significant digits: "12346", "123.5", "1.235", "0.01235", "1.235e-4".
-pub(crate) fn num(x: f64) -> String {
-    let a = x.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1000.0 {
-        format!("{x:.0}")
-    } else if a >= 100.0 {
-        format!("{x:.1}")
-    } else if a >= 10.0 {
-        format!("{x:.2}")
-    } else if a >= 1.0 {
-        format!("{x:.3}")
-    } else if a >= 0.01 {
-        format!("{x:.4}")
-    } else {
-        format!("{x:.3e}")
-    }
-}
-
-/// An optional figure, "-" when absent.
-pub(crate) fn opt_num(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".into(), num)
-}
-
-/// A signed relative change: "+12.3%".
-pub(crate) fn signed_pct(x: f64) -> String {
-    format!("{:+.1}%", x * 100.0)
-}
-
-/// A share: "83.2%".
-pub(crate) fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
-}
-
 /// `text` with control characters (terminal escapes, new lines) shown escaped.
 pub fn clean(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -165,17 +132,6 @@ pub fn clean(text: &str) -> String {
         }
     }
     out
-}
-
-/// Seconds as a short duration: "812 µs", "12.30 ms", "1.52 s".
-pub(crate) fn duration(s: f64) -> String {
-    if s < 1e-3 {
-        format!("{:.1} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
 }
 
 /// "prices: 0.3 EUR/kWh; hardware prices for 2 nodes and 1 adapter" — the cost model in words.
@@ -306,30 +262,6 @@ mod snapshots;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_keep_about_four_digits() {
-        let got: Vec<String> = [
-            123_456.7,
-            123.456,
-            12.3456,
-            1.23456,
-            0.0123456,
-            0.000_123_456,
-            0.0,
-        ]
-        .iter()
-        .map(|x| num(*x))
-        .collect();
-        assert_eq!(
-            got,
-            [
-                "123457", "123.5", "12.35", "1.235", "0.0123", "1.235e-4", "0"
-            ]
-        );
-        assert_eq!(signed_pct(0.2012), "+20.1%");
-        assert_eq!(signed_pct(-0.05), "-5.0%");
-    }
 
     #[test]
     fn control_characters_are_shown_escaped() {
