@@ -97,7 +97,8 @@ impl CheckFormat {
     }
 }
 
-/// Writes `text` to `out` (replacing it atomically), or to stdout without one.
+/// Writes `text` to `out` (replacing it atomically, as results are written), or to stdout
+/// without one.
 pub fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     let Some(path) = out else {
         let mut stdout = std::io::stdout().lock();
@@ -106,19 +107,8 @@ pub fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
             .and_then(|()| stdout.flush())
             .context("writing to stdout");
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let cannot =
-        |e: std::io::Error| InputError::new(format!("--out {}: cannot write: {e}", path.display()));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tokbench-report-")
-        .tempfile_in(dir)
-        .map_err(cannot)?;
-    tmp.write_all(text.as_bytes()).map_err(cannot)?;
-    tmp.persist(path).map_err(|e| cannot(e.error))?;
-    Ok(())
+    crate::result::io::replace_atomically(path, text.as_bytes())
+        .map_err(|e| InputError::new(format!("--out {}: cannot write: {e}", path.display())).into())
 }
 
 /// `text` with control characters (terminal escapes, new lines) shown escaped.
