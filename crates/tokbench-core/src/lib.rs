@@ -2,7 +2,7 @@
 //!
 //! Model shapes and their FLOP/byte accounting ([`model`]), weight formats ([`dtype`]), kernel
 //! choices as data ([`kernel_config`]), the result document and its io ([`result`]),
-//! statistics ([`stats`]), and the reports over results ([`report`]: compare, check, cost,
+//! statistics ([`stats`]), units and how figures read ([`units`]), and the reports over results ([`report`]: compare, check, cost,
 //! exporters). Cargo enforces the layer rule: this crate depends on neither wgpu nor clap, so
 //! reports and CI tooling build and test without a GPU, and the `tokbench` crate (device,
 //! kernels, workloads, power, CLI) depends on this one, never the other way.
@@ -14,5 +14,6 @@ pub mod model;
 pub mod report;
 pub mod result;
 pub mod stats;
+pub mod units;
 
 pub use error::{InputError, exit, exit_code_for};

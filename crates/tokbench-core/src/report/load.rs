@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::InputError;
 use crate::result::RunResult;
-use crate::result::io::{DEFAULT_MAX_BYTES, parse};
+use crate::result::io::{DEFAULT_MAX_BYTES, parse, read_limited};
 
 /// A result document and where it came from.
 #[derive(Debug, Clone)]
@@ -166,19 +166,9 @@ fn load_file(path: &Path, loaded: &mut Loaded) {
     } else {
         DEFAULT_MAX_BYTES
     };
-    let size = match std::fs::metadata(path) {
-        Ok(m) => m.len(),
-        Err(e) => return loaded.skip(label, format!("cannot read: {e}")),
-    };
-    if size > max_bytes {
-        return loaded.skip(
-            label,
-            format!("{size} bytes is larger than the {max_bytes}-byte limit for this file"),
-        );
-    }
-    let text = match std::fs::read_to_string(path) {
+    let text = match read_limited(path, max_bytes) {
         Ok(text) => text,
-        Err(e) => return loaded.skip(label, format!("cannot read: {e}")),
+        Err(e) => return loaded.skip(label, e),
     };
     if text.trim().is_empty() {
         return loaded.skip(label, "empty file");
@@ -247,119 +237,9 @@ fn load_lines(label: &str, text: &str, loaded: &mut Loaded) {
     }
 }
 
+/// A parsed document: [`parse`] has held it to [`crate::result::validate`]'s rules.
 fn accept(label: String, doc: RunResult, loaded: &mut Loaded) {
-    match check_figures(&doc) {
-        Ok(()) => loaded.results.push(Source { label, doc }),
-        Err(e) => loaded.skip(label, e),
-    }
-}
-
-/// Refuses figures no measurement can produce: negative or non-finite durations, rates, energies
-/// and counts, zero durations and rates (a cost per token would divide by them), and a workload
-/// without samples. `parse` already refuses negative and non-finite numbers in files; this also
-/// holds documents built in memory to the same rules. The error names the field.
-pub fn check_figures(doc: &RunResult) -> Result<(), String> {
-    if let Some(p) = &doc.probes {
-        non_negative("probes.fma_gflops", p.fma_gflops)?;
-        non_negative("probes.copy_gbps", p.copy_gbps)?;
-    }
-    non_negative("power.idle_s", doc.power.idle_s)?;
-    optional(non_negative, "power.idle_power_w", doc.power.idle_power_w)?;
-    for (i, w) in doc.workloads.iter().enumerate() {
-        let field = |name: &str| format!("workloads[{i}] ({}).{name}", w.id);
-        let s = &w.stats;
-        for (name, v) in [
-            ("median_s", s.median_s),
-            ("mean_s", s.mean_s),
-            ("stddev_s", s.stddev_s),
-            ("min_s", s.min_s),
-            ("max_s", s.max_s),
-            ("p10_s", s.p10_s),
-            ("p90_s", s.p90_s),
-            ("cv", s.cv),
-            ("ci95_low_s", s.ci95_low_s),
-            ("ci95_high_s", s.ci95_high_s),
-        ] {
-            non_negative(&field(&format!("stats.{name}")), v)?;
-        }
-        if s.samples_s.is_empty() {
-            return Err(format!("{}: no samples", field("stats.samples_s")));
-        }
-        for (j, v) in s.samples_s.iter().enumerate() {
-            positive(&field(&format!("stats.samples_s[{j}]")), *v)?;
-        }
-        for (name, v) in [
-            ("flops", w.flops),
-            ("bytes", w.bytes),
-            ("achieved_gflops", w.achieved_gflops),
-            ("achieved_gbps", w.achieved_gbps),
-            ("power.window_s", w.power.window_s),
-        ] {
-            non_negative(&field(name), v)?;
-        }
-        if let Some(r) = &w.roofline {
-            non_negative(&field("roofline.compute_share"), r.compute_share)?;
-            non_negative(&field("roofline.bandwidth_share"), r.bandwidth_share)?;
-        }
-        for (name, v) in [
-            ("tokens_per_s", w.tokens_per_s),
-            ("tokens_per_j", w.tokens_per_j),
-            ("j_per_token", w.j_per_token),
-        ] {
-            optional(positive, &field(name), v)?;
-        }
-        for (name, v) in [
-            ("power.energy_j", w.power.energy_j),
-            ("power.avg_power_w", w.power.avg_power_w),
-            ("power.idle_power_w", w.power.idle_power_w),
-            ("correctness.nmse", w.correctness.nmse),
-            ("correctness.max_abs_err", w.correctness.max_abs_err),
-        ] {
-            optional(non_negative, &field(name), v)?;
-        }
-        // Energy above idle may dip below zero within measurement noise; only finiteness holds.
-        for (name, v) in [
-            ("power.dynamic_energy_j", w.power.dynamic_energy_j),
-            ("tokens_per_j_dynamic", w.tokens_per_j_dynamic),
-        ] {
-            optional(finite, &field(name), v)?;
-        }
-    }
-    Ok(())
-}
-
-fn finite(field: &str, v: f64) -> Result<(), String> {
-    if v.is_finite() {
-        Ok(())
-    } else {
-        Err(format!("{field} = {v} is not a finite number"))
-    }
-}
-
-fn non_negative(field: &str, v: f64) -> Result<(), String> {
-    finite(field, v)?;
-    if v < 0.0 {
-        Err(format!("{field} = {v} is negative"))
-    } else {
-        Ok(())
-    }
-}
-
-fn positive(field: &str, v: f64) -> Result<(), String> {
-    non_negative(field, v)?;
-    if v == 0.0 {
-        Err(format!("{field} = 0 must be positive"))
-    } else {
-        Ok(())
-    }
-}
-
-fn optional(
-    check: fn(&str, f64) -> Result<(), String>,
-    field: &str,
-    v: Option<f64>,
-) -> Result<(), String> {
-    v.map_or(Ok(()), |v| check(field, v))
+    loaded.results.push(Source { label, doc });
 }
 
 #[cfg(test)]
@@ -483,7 +363,7 @@ mod tests {
             (
                 "zero.json",
                 serde_json::to_string(&zero).unwrap(),
-                "workloads[0] (prefill-tiny-f32-b1-p64).stats.samples_s[0] = 0 must be positive",
+                "workloads[0].stats.samples_s[0] = 0 must be positive (workload prefill-tiny-f32-b1-p64)",
             ),
             ("empty.json", String::new(), "empty file"),
         ];

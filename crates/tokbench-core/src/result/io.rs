@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::{RunResult, SCHEMA_VERSION, WorkloadResult};
+use super::{RunResult, SCHEMA_VERSION, WorkloadResult, validate};
 use crate::InputError;
 
 /// Where a run's result goes.
@@ -142,21 +142,49 @@ impl ResultWriter {
     }
 
     fn rewrite(&self) -> anyhow::Result<()> {
-        let tmp = write_temp(&parent_dir(&self.path), &self.doc)?;
-        tmp.persist(&self.path)
-            .with_context(|| format!("replacing {}", self.path.display()))?;
-        Ok(())
+        replace_atomically(&self.path, &document_bytes(&self.doc)?)
+            .with_context(|| format!("replacing {}", self.path.display()))
     }
+}
+
+/// The document as written: pretty JSON and a final new line.
+fn document_bytes(doc: &RunResult) -> anyhow::Result<Vec<u8>> {
+    let mut json = serde_json::to_vec_pretty(doc).context("serialising the result")?;
+    json.push(b'\n');
+    Ok(json)
+}
+
+/// Replaces `path` with `bytes` atomically: written to a temporary file beside it, flushed to
+/// disk, then renamed over it, so a reader sees the old file or the new one, never half of
+/// one. Results and reports (`--out`) are written through here.
+pub fn replace_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    temp_with(&parent_dir(path), bytes)?
+        .persist(path)
+        .map(|_| ())
+        .map_err(|e| e.error)
+}
+
+/// A temporary file in `dir` holding `bytes`, flushed to disk.
+fn temp_with(dir: &Path, bytes: &[u8]) -> std::io::Result<tempfile::NamedTempFile> {
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".tokbench-")
+        .suffix(".tmp")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    Ok(tmp)
 }
 
 /// Writes `doc` to `path` only if no file is there; `Ok(None)` if one is.
 fn reserve(path: &Path, doc: &RunResult) -> anyhow::Result<Option<()>> {
     // Failing here means the destination is unusable (read-only, full): bad input, found
     // before any measurement.
-    let tmp = write_temp(&parent_dir(path), doc).map_err(|e| {
+    let dir = parent_dir(path);
+    let tmp = temp_with(&dir, &document_bytes(doc)?).map_err(|e| {
         InputError::new(format!(
-            "{}: cannot write the result here: {e:#}",
-            path.display()
+            "{}: cannot write the result here ({}): {e}",
+            path.display(),
+            dir.display()
         ))
     })?;
     match tmp.persist_noclobber(path) {
@@ -166,20 +194,6 @@ fn reserve(path: &Path, doc: &RunResult) -> anyhow::Result<Option<()>> {
             Err(InputError::new(format!("{}: cannot write: {}", path.display(), e.error)).into())
         }
     }
-}
-
-fn write_temp(dir: &Path, doc: &RunResult) -> anyhow::Result<tempfile::NamedTempFile> {
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tokbench-")
-        .suffix(".tmp")
-        .tempfile_in(dir)
-        .map_err(|e| InputError::new(format!("{}: cannot write here: {e}", dir.display())))?;
-    let json = serde_json::to_vec_pretty(doc).context("serialising the result")?;
-    tmp.write_all(&json)
-        .and_then(|()| tmp.write_all(b"\n"))
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("writing a result in {}", dir.display()))?;
-    Ok(tmp)
 }
 
 fn parent_dir(path: &Path) -> PathBuf {
@@ -241,20 +255,26 @@ pub fn load(path: &Path) -> anyhow::Result<RunResult> {
 pub fn load_limited(path: &Path, max_bytes: u64) -> anyhow::Result<RunResult> {
     let named =
         |e: String| -> anyhow::Error { InputError::new(format!("{}: {e}", path.display())).into() };
-    let size = std::fs::metadata(path)
-        .map_err(|e| named(format!("cannot read: {e}")))?
-        .len();
-    if size > max_bytes {
-        return Err(named(format!(
-            "{size} bytes is larger than the {max_bytes}-byte limit for a result file"
-        )));
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| named(format!("cannot read: {e}")))?;
+    let text = read_limited(path, max_bytes).map_err(named)?;
     parse(&text).map_err(named)
 }
 
-/// Parses a result document from JSON text and checks its figures. Never panics, whatever the
-/// input: deeply nested input stops at serde_json's recursion limit.
+/// The text of `path`, refused when larger than `max_bytes` (checked before reading, so a huge
+/// file costs nothing). The error is the reason alone; callers name the file their own way.
+pub fn read_limited(path: &Path, max_bytes: u64) -> Result<String, String> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))?
+        .len();
+    if size > max_bytes {
+        return Err(format!(
+            "{size} bytes is larger than the {max_bytes}-byte limit for this file"
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))
+}
+
+/// Parses a result document from JSON text and checks its figures ([`validate::check`]). Never
+/// panics, whatever the input: deeply nested input stops at serde_json's recursion limit.
 pub fn parse(text: &str) -> Result<RunResult, String> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("not valid JSON: {e}"))?;
@@ -267,58 +287,10 @@ pub fn parse(text: &str) -> Result<RunResult, String> {
         }
         None => return Err("not a tokbench result (no schema_version)".into()),
     }
-    check_figures(&value, &mut String::new())?;
     let doc: RunResult =
         serde_json::from_value(value).map_err(|e| format!("not a valid tokbench result: {e}"))?;
-    if let Some(w) = doc.workloads.iter().find(|w| w.stats.samples_s.is_empty()) {
-        return Err(format!("workload {:?} has no samples", w.id));
-    }
+    validate::check(&doc)?;
     Ok(doc)
-}
-
-/// Fields that may be negative: energy above idle can dip below zero in noise.
-const MAY_BE_NEGATIVE: &[&str] = &["dynamic_energy_j"];
-
-/// Every number must be finite, and non-negative unless listed in [`MAY_BE_NEGATIVE`]; the
-/// error names the field by its JSON path.
-fn check_figures(value: &serde_json::Value, path: &mut String) -> Result<(), String> {
-    use serde_json::Value;
-    match value {
-        Value::Number(n) => {
-            let v = n.as_f64().unwrap_or(f64::NAN);
-            let key = path.rsplit('.').next().unwrap_or("");
-            let key = key.split('[').next().unwrap_or(key);
-            if !v.is_finite() {
-                return Err(format!("{path} = {n} is not a finite number"));
-            }
-            if v < 0.0 && !MAY_BE_NEGATIVE.contains(&key) {
-                return Err(format!("{path} = {n} is negative"));
-            }
-            Ok(())
-        }
-        Value::Array(items) => {
-            for (i, item) in items.iter().enumerate() {
-                let len = path.len();
-                path.push_str(&format!("[{i}]"));
-                check_figures(item, path)?;
-                path.truncate(len);
-            }
-            Ok(())
-        }
-        Value::Object(map) => {
-            for (k, item) in map {
-                let len = path.len();
-                if !path.is_empty() {
-                    path.push('.');
-                }
-                path.push_str(k);
-                check_figures(item, path)?;
-                path.truncate(len);
-            }
-            Ok(())
-        }
-        _ => Ok(()),
-    }
 }
 
 #[cfg(test)]

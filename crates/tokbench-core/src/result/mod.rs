@@ -1,9 +1,11 @@
-//! The result document: its types ([`schema`]) and how it is written and read ([`io`]).
+//! The result document: its types ([`schema`]), how it is written and read ([`io`]), and the
+//! one set of rules every loaded document is held to ([`validate`]).
 //! No wgpu here: reports and CI tooling use this module without a GPU.
 
 #[doc(hidden)]
 pub mod fixtures;
 pub mod io;
 pub mod schema;
+pub mod validate;
 
 pub use schema::*;

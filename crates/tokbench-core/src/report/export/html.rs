@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use anyhow::anyhow;
 use plotters::prelude::*;
 
-use super::{clean, cost_headers, num, opt_num, pct, prices_line};
+use super::grid::{self, Align, Grid, Span};
+use super::{clean, prices_line};
 use crate::report::compare::{CompareReport, Entry, WorkloadComparison};
+use crate::units::num;
 
 /// `text` safe as HTML text or attribute value.
 pub(crate) fn esc(text: &str) -> String {
@@ -24,6 +26,38 @@ pub(crate) fn esc(text: &str) -> String {
         }
     }
     out
+}
+
+/// The grid as an HTML table: text escaped, strong spans and alerts in bold, numbers in
+/// right-aligned cells, flagged rows marked for the style sheet.
+fn render(h: &mut String, g: &Grid) {
+    h.push_str("<table>\n<tr>");
+    for head in &g.headers {
+        let _ = write!(h, "<th>{}</th>", esc(head));
+    }
+    h.push_str("</tr>\n");
+    for row in &g.rows {
+        let _ = write!(
+            h,
+            "<tr{}>",
+            if row.flagged { " class=\"slow\"" } else { "" }
+        );
+        for (cell, align) in row.cells.iter().zip(&g.align) {
+            let text = cell.join(|span| match span {
+                Span::Text(s) => esc(s),
+                Span::Figure(s) => s.clone(),
+                Span::Strong(s) => format!("<b>{}</b>", esc(s)),
+                Span::Alert(s) => format!("<b>{s}</b>"),
+            });
+            let class = match align {
+                Align::Right => " class=\"n\"",
+                Align::Left => "",
+            };
+            let _ = write!(h, "<td{class}>{text}</td>");
+        }
+        h.push_str("</tr>\n");
+    }
+    h.push_str("</table>\n");
 }
 
 const STYLE: &str = "\
@@ -62,22 +96,10 @@ pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
     for w in &r.workloads {
         workload(&mut h, r, w)?;
     }
-    if !r.probes.is_empty() {
-        h.push_str("<section>\n<h2>Measured peaks (probes)</h2>\n<table>\n");
-        h.push_str(
-            "<tr><th>node</th><th>adapter</th><th>FMA GFLOP/s</th><th>copy GB/s</th></tr>\n",
-        );
-        for p in &r.probes {
-            let _ = writeln!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td></tr>",
-                esc(&p.node),
-                esc(&p.adapter),
-                num(p.fma_gflops),
-                num(p.copy_gbps)
-            );
-        }
-        h.push_str("</table>\n</section>\n");
+    if let Some(g) = grid::probes(r) {
+        h.push_str("<section>\n<h2>Measured peaks (probes)</h2>\n");
+        render(&mut h, &g);
+        h.push_str("</section>\n");
     }
     if !r.skipped.is_empty() {
         h.push_str("<section>\n<h2>Skipped</h2>\n<ul>\n");
@@ -134,58 +156,8 @@ fn workload(h: &mut String, r: &CompareReport, w: &WorkloadComparison) -> anyhow
         };
         h.push_str(&bar_chart(title, &tpj, RGBColor(60, 150, 90))?);
     }
-    h.push_str("</div>\n<table>\n<tr>");
-    let tpj_header = if w.tokens_per_j_comparable {
-        "tokens/J"
-    } else {
-        "tokens/J (not comparable)"
-    };
-    let mut headers: Vec<String> = ["rank", "node", "adapter", "tokens/s", tpj_header]
-        .map(String::from)
-        .into();
-    let costs = cost_headers(r);
-    if let Some(c) = &costs {
-        headers.extend(c.iter().cloned());
-    }
-    headers.extend(["of best".into(), "notes".into()]);
-    for head in &headers {
-        let _ = write!(h, "<th>{}</th>", esc(head));
-    }
-    h.push_str("</tr>\n");
-    for e in &w.entries {
-        let _ = write!(h, "<tr{}>", if e.slow { " class=\"slow\"" } else { "" });
-        let mut cells = vec![
-            (true, e.rank.map_or("-".into(), |r| r.to_string())),
-            (false, esc(&e.node)),
-            (false, esc(&e.hardware.adapter)),
-            (true, num(e.tokens_per_s)),
-            (true, opt_num(e.tokens_per_j)),
-        ];
-        if costs.is_some() {
-            let c = e.cost.clone().unwrap_or_default();
-            cells.extend([
-                (true, opt_num(c.energy_per_mtok)),
-                (true, opt_num(c.hardware_per_mtok)),
-                (true, opt_num(c.total_per_mtok)),
-            ]);
-        }
-        cells.push((true, e.relative_to_best.map_or("-".into(), pct)));
-        let mut notes: Vec<String> = Vec::new();
-        if e.slow {
-            notes.push("<b>slow node</b>".into());
-        }
-        notes.extend(e.notes.iter().map(|n| esc(n)));
-        cells.push((false, notes.join("; ")));
-        for (numeric, text) in cells {
-            let _ = write!(
-                h,
-                "<td{}>{text}</td>",
-                if numeric { " class=\"n\"" } else { "" }
-            );
-        }
-        h.push_str("</tr>\n");
-    }
-    h.push_str("</table>\n");
+    h.push_str("</div>\n");
+    render(h, &grid::ranking(r, w));
     if !w.excluded.is_empty() {
         h.push_str("<p>Left out:</p>\n<ul>\n");
         for x in &w.excluded {
@@ -199,32 +171,15 @@ fn workload(h: &mut String, r: &CompareReport, w: &WorkloadComparison) -> anyhow
         }
         h.push_str("</ul>\n");
     }
-    if !w.has_fleet() {
-        h.push_str("</section>\n");
-        return Ok(());
-    }
-    let _ = writeln!(
-        h,
-        "<p>Fleet ({} by hardware group):</p>\n<table>\n<tr><th>hardware group</th><th>nodes</th>\
-         <th>median</th><th>p10</th><th>p90</th><th>spread</th><th>slow nodes</th></tr>",
-        w.fleet_metric.label()
-    );
-    for g in &w.fleet {
-        let slow: Vec<String> = g.slow_nodes.iter().map(|n| esc(n)).collect();
+    if let Some(g) = grid::fleet(w) {
         let _ = writeln!(
             h,
-            "<tr><td>{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-            esc(&g.hardware.label()),
-            g.stats.nodes,
-            num(g.stats.median),
-            num(g.stats.p10),
-            num(g.stats.p90),
-            pct(g.stats.spread),
-            slow.join(", ")
+            "<p>Fleet ({} by hardware group):</p>",
+            w.fleet_metric.label()
         );
+        render(h, &g);
     }
-    h.push_str("</table>\n</section>\n");
+    h.push_str("</section>\n");
     Ok(())
 }
 

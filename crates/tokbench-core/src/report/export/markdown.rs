@@ -2,11 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::{
-    change_text, check_figures, check_headline, check_lists, check_rule, clean, cost_headers, num,
-    opt_num, pct, prices_line,
-};
-use crate::report::check::{CheckMetric, CheckReport, Verdict};
+use super::grid::{self, Align, Grid, Span};
+use super::{check_headline, check_lists, check_rule, clean, prices_line};
+use crate::report::check::CheckReport;
 use crate::report::compare::{CompareReport, WorkloadComparison};
 
 /// `text` safe inside Markdown and its table cells: HTML metacharacters as entities, Markdown
@@ -32,12 +30,35 @@ fn row(cells: &[String]) -> String {
     format!("| {} |\n", cells.join(" | "))
 }
 
-/// A header row and its rule; columns for which `right` holds are right-aligned (numbers).
-fn header(cells: &[String], right: impl Fn(usize) -> bool) -> String {
-    let rule: Vec<&str> = (0..cells.len())
-        .map(|i| if right(i) { "---:" } else { "---" })
+/// The grid as a GitHub-flavoured table: text escaped, strong spans and alerts in bold,
+/// numeric columns right-aligned.
+fn render(g: &Grid) -> String {
+    let headers: Vec<String> = g.headers.iter().map(|h| md(h)).collect();
+    let rule: Vec<String> = g
+        .align
+        .iter()
+        .map(|a| match a {
+            Align::Right => "---:".into(),
+            Align::Left => "---".into(),
+        })
         .collect();
-    format!("{}| {} |\n", row(cells), rule.join(" | "))
+    let mut out = row(&headers) + &row(&rule);
+    for r in &g.rows {
+        let cells: Vec<String> = r
+            .cells
+            .iter()
+            .map(|cell| {
+                cell.join(|span| match span {
+                    Span::Text(s) => md(s),
+                    Span::Figure(s) => s.clone(),
+                    Span::Strong(s) => format!("**{}**", md(s)),
+                    Span::Alert(s) => format!("**{s}**"),
+                })
+            })
+            .collect();
+        out.push_str(&row(&cells));
+    }
+    out
 }
 
 /// The comparison in Markdown.
@@ -58,20 +79,9 @@ pub(super) fn compare(r: &CompareReport) -> String {
         out.push('\n');
         workload(&mut out, r, w);
     }
-    if !r.probes.is_empty() {
+    if let Some(g) = grid::probes(r) {
         let _ = writeln!(out, "\n### Measured peaks (probes)\n");
-        out.push_str(&header(
-            &["node", "adapter", "FMA GFLOP/s", "copy GB/s"].map(String::from),
-            |i| i >= 2,
-        ));
-        for p in &r.probes {
-            out.push_str(&row(&[
-                md(&p.node),
-                md(&p.adapter),
-                num(p.fma_gflops),
-                num(p.copy_gbps),
-            ]));
-        }
+        out.push_str(&render(&g));
     }
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "\n### Skipped\n");
@@ -102,46 +112,7 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
         let _ = writeln!(out, "\n> {}", md(note));
     }
     out.push('\n');
-    let tpj = if w.tokens_per_j_comparable {
-        "tokens/J"
-    } else {
-        "tokens/J (not comparable)"
-    };
-    let mut cells: Vec<String> = ["rank", "node", "adapter", "tokens/s", tpj]
-        .map(String::from)
-        .into();
-    let costs = cost_headers(r);
-    if let Some(c) = &costs {
-        cells.extend(c.iter().map(|h| md(h)));
-    }
-    cells.extend(["of best".into(), "notes".into()]);
-    let notes_col = cells.len() - 1;
-    out.push_str(&header(&cells, |i| i == 0 || (3..notes_col).contains(&i)));
-    for e in &w.entries {
-        let mut cells = vec![
-            e.rank.map_or("-".into(), |r| r.to_string()),
-            md(&e.node),
-            md(&e.hardware.adapter),
-            num(e.tokens_per_s),
-            opt_num(e.tokens_per_j),
-        ];
-        if costs.is_some() {
-            let c = e.cost.clone().unwrap_or_default();
-            cells.extend([
-                opt_num(c.energy_per_mtok),
-                opt_num(c.hardware_per_mtok),
-                opt_num(c.total_per_mtok),
-            ]);
-        }
-        cells.push(e.relative_to_best.map_or("-".into(), pct));
-        let mut notes: Vec<String> = Vec::new();
-        if e.slow {
-            notes.push("**slow node**".into());
-        }
-        notes.extend(e.notes.iter().map(|n| md(n)));
-        cells.push(notes.join("; "));
-        out.push_str(&row(&cells));
-    }
+    out.push_str(&render(&grid::ranking(r, w)));
     if !w.excluded.is_empty() {
         let _ = writeln!(out, "\nLeft out:\n");
         for e in &w.excluded {
@@ -154,38 +125,13 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
             );
         }
     }
-    if !w.has_fleet() {
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "\nFleet ({} by hardware group):\n",
-        md(w.fleet_metric.label())
-    );
-    out.push_str(&header(
-        &[
-            "hardware group",
-            "nodes",
-            "median",
-            "p10",
-            "p90",
-            "spread",
-            "slow nodes",
-        ]
-        .map(String::from),
-        |i| (1..6).contains(&i),
-    ));
-    for g in &w.fleet {
-        let slow: Vec<String> = g.slow_nodes.iter().map(|n| md(n)).collect();
-        out.push_str(&row(&[
-            md(&g.hardware.label()),
-            g.stats.nodes.to_string(),
-            num(g.stats.median),
-            num(g.stats.p10),
-            num(g.stats.p90),
-            pct(g.stats.spread),
-            slow.join(", "),
-        ]));
+    if let Some(g) = grid::fleet(w) {
+        let _ = writeln!(
+            out,
+            "\nFleet ({} by hardware group):\n",
+            md(w.fleet_metric.label())
+        );
+        out.push_str(&render(&g));
     }
 }
 
@@ -209,42 +155,7 @@ pub(super) fn check(r: &CheckReport) -> String {
         );
     }
     out.push('\n');
-    let (unit, change) = match r.metric {
-        CheckMetric::TokensPerS => ("tok/s", "time change"),
-        CheckMetric::TokensPerJ => ("tok/J", "tokens/J change"),
-    };
-    out.push_str(&header(
-        &[
-            "workload",
-            "baseline",
-            "current",
-            change,
-            "95% interval",
-            "verdict",
-            "note",
-        ]
-        .map(String::from),
-        |i| (1..5).contains(&i),
-    ));
-    for w in &r.workloads {
-        let (b, c) = check_figures(w, unit);
-        let (ch, interval) = change_text(w);
-        let verdict = match w.verdict {
-            Verdict::Regression | Verdict::Invalid if w.gated => {
-                format!("**{}**", w.verdict_text())
-            }
-            _ => w.verdict_text(),
-        };
-        out.push_str(&row(&[
-            md(&w.id),
-            b,
-            c,
-            ch,
-            interval,
-            verdict,
-            w.note.as_deref().map(md).unwrap_or_default(),
-        ]));
-    }
+    out.push_str(&render(&grid::check(r)));
     let lists = check_lists(r);
     if !lists.is_empty() {
         out.push('\n');

@@ -6,6 +6,7 @@
 
 mod bmf;
 mod csv;
+mod grid;
 mod html;
 mod json;
 mod markdown;
@@ -19,6 +20,7 @@ use anyhow::Context as _;
 use super::check::CheckReport;
 use super::compare::CompareReport;
 use crate::InputError;
+use crate::units::{duration, num, signed_pct};
 
 /// Formats of `tokbench compare`.
 #[derive(
@@ -76,7 +78,7 @@ impl CompareFormat {
         Ok(match self {
             Self::Table => table::compare(report),
             Self::Md => markdown::compare(report),
-            Self::Csv => csv::compare(report),
+            Self::Csv => csv::compare(report)?,
             Self::Json => json::render(report)?,
             Self::Html => html::compare(report)?,
         })
@@ -95,7 +97,8 @@ impl CheckFormat {
     }
 }
 
-/// Writes `text` to `out` (replacing it atomically), or to stdout without one.
+/// Writes `text` to `out` (replacing it atomically, as results are written), or to stdout
+/// without one.
 pub fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     let Some(path) = out else {
         let mut stdout = std::io::stdout().lock();
@@ -104,54 +107,8 @@ pub fn write_output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
             .and_then(|()| stdout.flush())
             .context("writing to stdout");
     };
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let cannot =
-        |e: std::io::Error| InputError::new(format!("--out {}: cannot write: {e}", path.display()));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".tokbench-report-")
-        .tempfile_in(dir)
-        .map_err(cannot)?;
-    tmp.write_all(text.as_bytes()).map_err(cannot)?;
-    tmp.persist(path).map_err(|e| cannot(e.error))?;
-    Ok(())
-}
-
-/// A figure with about four significant digits: "12346", "123.5", "1.235", "0.01235", "1.235e-4".
-pub(crate) fn num(x: f64) -> String {
-    let a = x.abs();
-    if a == 0.0 {
-        "0".into()
-    } else if a >= 1000.0 {
-        format!("{x:.0}")
-    } else if a >= 100.0 {
-        format!("{x:.1}")
-    } else if a >= 10.0 {
-        format!("{x:.2}")
-    } else if a >= 1.0 {
-        format!("{x:.3}")
-    } else if a >= 0.01 {
-        format!("{x:.4}")
-    } else {
-        format!("{x:.3e}")
-    }
-}
-
-/// An optional figure, "-" when absent.
-pub(crate) fn opt_num(x: Option<f64>) -> String {
-    x.map_or_else(|| "-".into(), num)
-}
-
-/// A signed relative change: "+12.3%".
-pub(crate) fn signed_pct(x: f64) -> String {
-    format!("{:+.1}%", x * 100.0)
-}
-
-/// A share: "83.2%".
-pub(crate) fn pct(x: f64) -> String {
-    format!("{:.1}%", x * 100.0)
+    crate::result::io::replace_atomically(path, text.as_bytes())
+        .map_err(|e| InputError::new(format!("--out {}: cannot write: {e}", path.display())).into())
 }
 
 /// `text` with control characters (terminal escapes, new lines) shown escaped.
@@ -165,17 +122,6 @@ pub fn clean(text: &str) -> String {
         }
     }
     out
-}
-
-/// Seconds as a short duration: "812 µs", "12.30 ms", "1.52 s".
-pub(crate) fn duration(s: f64) -> String {
-    if s < 1e-3 {
-        format!("{:.1} µs", s * 1e6)
-    } else if s < 1.0 {
-        format!("{:.2} ms", s * 1e3)
-    } else {
-        format!("{s:.2} s")
-    }
 }
 
 /// "prices: 0.3 EUR/kWh; hardware prices for 2 nodes and 1 adapter" — the cost model in words.
@@ -306,30 +252,6 @@ mod snapshots;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn numbers_keep_about_four_digits() {
-        let got: Vec<String> = [
-            123_456.7,
-            123.456,
-            12.3456,
-            1.23456,
-            0.0123456,
-            0.000_123_456,
-            0.0,
-        ]
-        .iter()
-        .map(|x| num(*x))
-        .collect();
-        assert_eq!(
-            got,
-            [
-                "123457", "123.5", "12.35", "1.235", "0.0123", "1.235e-4", "0"
-            ]
-        );
-        assert_eq!(signed_pct(0.2012), "+20.1%");
-        assert_eq!(signed_pct(-0.05), "-5.0%");
-    }
 
     #[test]
     fn control_characters_are_shown_escaped() {

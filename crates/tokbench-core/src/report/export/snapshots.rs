@@ -1,6 +1,7 @@
-//! Snapshot tests of every format, over hand-made results. The expected files live in
-//! `tests/snapshots/`; after an intended change, regenerate them with
-//! `TOKBENCH_BLESS=1 cargo test --release snapshots` and review the diff.
+//! Snapshot tests of every format, over hand-made results, through `insta`. The snapshots live
+//! in `tests/snapshots/*.snap` at the repository root; after an intended change, regenerate them
+//! with `INSTA_UPDATE=always cargo test --release -p tokbench-core snapshots` (or review them
+//! with `cargo insta review`) and read the diff before committing.
 
 use std::collections::BTreeMap;
 
@@ -12,34 +13,16 @@ use crate::report::fixtures::{self, decode, jittered, prefill, with_power};
 use crate::report::load::{Loaded, Skipped, Source};
 use crate::result::{Provenance, RunResult, Scope};
 
+/// `actual` against `tests/snapshots/{name}.snap`.
 fn assert_snapshot(name: &str, actual: &str) {
-    let path = format!(
-        "{}/../../tests/snapshots/{name}",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    if std::env::var_os("TOKBENCH_BLESS").is_some() {
-        std::fs::create_dir_all(format!(
-            "{}/../../tests/snapshots",
-            env!("CARGO_MANIFEST_DIR")
-        ))
-        .unwrap();
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path).unwrap_or_default();
-    if expected != actual {
-        let first = expected
-            .lines()
-            .zip(actual.lines())
-            .position(|(a, b)| a != b)
-            .unwrap_or_else(|| expected.lines().count().min(actual.lines().count()));
-        panic!(
-            "{name} differs from tests/snapshots/{name} at line {}:\n  expected: {:?}\n  actual:   {:?}\n\
-             review and bless with TOKBENCH_BLESS=1 cargo test --release snapshots",
-            first + 1,
-            expected.lines().nth(first),
-            actual.lines().nth(first)
-        );
-    }
+    let mut settings = insta::Settings::clone_current();
+    settings.set_snapshot_path(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/snapshots"
+    ));
+    settings.set_prepend_module_to_snapshot(false);
+    settings.set_omit_expression(true);
+    settings.bind(|| insta::assert_snapshot!(name, actual));
 }
 
 fn source(doc: RunResult) -> Source {

@@ -2,24 +2,33 @@
 
 use std::fmt::Write as _;
 
-use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
+use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 
-use super::{
-    change_text, check_figures, check_headline, check_lists, check_rule, clean, cost_headers, num,
-    opt_num, pct, prices_line,
-};
-use crate::report::check::{CheckMetric, CheckReport};
+use super::grid::{self, Align, Grid, Span};
+use super::{check_headline, check_lists, check_rule, clean, prices_line};
+use crate::report::check::CheckReport;
 use crate::report::compare::{CompareReport, WorkloadComparison};
 
-fn new(header: &[String]) -> Table {
+/// The grid as a terminal table: text with control characters escaped, alerts in upper case.
+fn render(g: &Grid) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(header.iter().map(Cell::new));
+    t.set_header(g.headers.iter().map(comfy_table::Cell::new));
+    for row in &g.rows {
+        t.add_row(row.cells.iter().zip(&g.align).map(|(cell, align)| {
+            let text = cell.join(|span| match span {
+                Span::Text(s) | Span::Strong(s) => clean(s),
+                Span::Figure(s) => s.clone(),
+                Span::Alert(s) => s.to_uppercase(),
+            });
+            let cell = comfy_table::Cell::new(text);
+            match align {
+                Align::Right => cell.set_alignment(CellAlignment::Right),
+                Align::Left => cell,
+            }
+        }));
+    }
     t
-}
-
-fn right(text: impl ToString) -> Cell {
-    Cell::new(text.to_string()).set_alignment(CellAlignment::Right)
 }
 
 /// The comparison as tables, one block per workload.
@@ -39,17 +48,8 @@ pub(super) fn compare(r: &CompareReport) -> String {
         out.push('\n');
         workload(&mut out, r, w);
     }
-    if !r.probes.is_empty() {
-        let mut t = new(&["node", "adapter", "FMA GFLOP/s", "copy GB/s"].map(String::from));
-        for p in &r.probes {
-            t.add_row(vec![
-                Cell::new(clean(&p.node)),
-                Cell::new(clean(&p.adapter)),
-                right(num(p.fma_gflops)),
-                right(num(p.copy_gbps)),
-            ]);
-        }
-        let _ = writeln!(out, "\nmeasured peaks (probes)\n{t}");
+    if let Some(g) = grid::probes(r) {
+        let _ = writeln!(out, "\nmeasured peaks (probes)\n{}", render(&g));
     }
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "\nskipped:");
@@ -78,50 +78,7 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
     if let Some(note) = &w.note {
         let _ = writeln!(out, "note: {}", clean(note));
     }
-    let tpj = if w.tokens_per_j_comparable {
-        "tokens/J".to_string()
-    } else {
-        "tokens/J (not comparable)".to_string()
-    };
-    let mut header: Vec<String> = vec![
-        "rank".into(),
-        "node".into(),
-        "adapter".into(),
-        "tokens/s".into(),
-        tpj,
-    ];
-    let costs = cost_headers(r);
-    if let Some(c) = &costs {
-        header.extend(c.iter().cloned());
-    }
-    header.extend(["of best".to_string(), "notes".to_string()]);
-    let mut t = new(&header);
-    for e in &w.entries {
-        let mut row = vec![
-            right(e.rank.map_or("-".into(), |r| r.to_string())),
-            Cell::new(clean(&e.node)),
-            Cell::new(clean(&e.hardware.adapter)),
-            right(num(e.tokens_per_s)),
-            right(opt_num(e.tokens_per_j)),
-        ];
-        if costs.is_some() {
-            let c = e.cost.clone().unwrap_or_default();
-            row.extend([
-                right(opt_num(c.energy_per_mtok)),
-                right(opt_num(c.hardware_per_mtok)),
-                right(opt_num(c.total_per_mtok)),
-            ]);
-        }
-        let mut notes: Vec<String> = Vec::new();
-        if e.slow {
-            notes.push("SLOW NODE".into());
-        }
-        notes.extend(e.notes.iter().map(|n| clean(n)));
-        row.push(right(e.relative_to_best.map_or("-".into(), pct)));
-        row.push(Cell::new(notes.join("; ")));
-        t.add_row(row);
-    }
-    let _ = writeln!(out, "{t}");
+    let _ = writeln!(out, "{}", render(&grid::ranking(r, w)));
     if !w.excluded.is_empty() {
         let _ = writeln!(out, "left out:");
         for e in &w.excluded {
@@ -134,41 +91,14 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
             );
         }
     }
-    if !w.has_fleet() {
-        return;
+    if let Some(g) = grid::fleet(w) {
+        let _ = writeln!(
+            out,
+            "fleet ({} by hardware group)\n{}",
+            w.fleet_metric.label(),
+            render(&g)
+        );
     }
-    let mut t = new(&[
-        "hardware group",
-        "nodes",
-        "median",
-        "p10",
-        "p90",
-        "spread",
-        "slow nodes",
-    ]
-    .map(String::from));
-    for g in &w.fleet {
-        t.add_row(vec![
-            Cell::new(clean(&g.hardware.label())),
-            right(g.stats.nodes),
-            right(num(g.stats.median)),
-            right(num(g.stats.p10)),
-            right(num(g.stats.p90)),
-            right(pct(g.stats.spread)),
-            Cell::new(
-                g.slow_nodes
-                    .iter()
-                    .map(|n| clean(n))
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            ),
-        ]);
-    }
-    let _ = writeln!(
-        out,
-        "fleet ({} by hardware group)\n{t}",
-        w.fleet_metric.label()
-    );
 }
 
 /// The verdict as a table.
@@ -186,34 +116,7 @@ pub(super) fn check(r: &CheckReport) -> String {
             clean(&side.started_at)
         );
     }
-    let (unit, change) = match r.metric {
-        CheckMetric::TokensPerS => ("tok/s", "time change"),
-        CheckMetric::TokensPerJ => ("tok/J", "tokens/J change"),
-    };
-    let mut t = new(&[
-        "workload",
-        "baseline",
-        "current",
-        change,
-        "95% interval",
-        "verdict",
-        "note",
-    ]
-    .map(String::from));
-    for w in &r.workloads {
-        let (b, c) = check_figures(w, unit);
-        let (ch, interval) = change_text(w);
-        t.add_row(vec![
-            Cell::new(clean(&w.id)),
-            right(b),
-            right(c),
-            right(ch),
-            right(interval),
-            Cell::new(w.verdict_text()),
-            Cell::new(w.note.as_deref().map(clean).unwrap_or_default()),
-        ]);
-    }
-    let _ = writeln!(out, "{t}");
+    let _ = writeln!(out, "{}", render(&grid::check(r)));
     for line in check_lists(r) {
         let _ = writeln!(out, "{}", clean(&line));
     }
