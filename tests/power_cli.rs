@@ -201,6 +201,52 @@ fn rapl_energy_counter_from_a_fake_tree() {
 }
 
 #[test]
+fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
+    // energy_uj follows 65 W of wall time exactly and wraps at 50 J: every 0.77 s.
+    let sysfs = tempfile::tempdir().unwrap();
+    let zone = sysfs.path().join("class/powercap/intel-rapl:0");
+    std::fs::create_dir_all(&zone).unwrap();
+    std::fs::write(zone.join("name"), "package-0\n").unwrap();
+    std::fs::write(zone.join("max_energy_range_uj"), "50000000\n").unwrap();
+    std::fs::write(zone.join("energy_uj"), "0\n").unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (zone, stop) = (zone.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !stop.load(Ordering::SeqCst) {
+                let uj = (65e6 * t0.elapsed().as_secs_f64()) as u64 % 50_000_000;
+                std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+                std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let (out, doc) = run_tiny(
+        &["--power-source", "rapl", "--min-energy-s", "2"],
+        sysfs.path(),
+    );
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = decode(doc.as_ref().unwrap()).clone();
+    assert_eq!(w.power.provenance, Provenance::MeasuredCounter);
+    assert!(w.power.window_s >= 2.0, "{:?}", w.power);
+    let watts = w.power.avg_power_w.unwrap();
+    println!(
+        "fake RAPL at 65 W wrapping at 50 J: {watts:.2} W over {:.2} s",
+        w.power.window_s
+    );
+    assert!((watts - 65.0).abs() <= 6.5, "{watts} W");
+    assert_tokens_per_j_counts_the_windows_tokens(&w);
+}
+
+#[test]
 fn bad_power_options_are_usage_errors_before_any_work() {
     let sysfs = tempfile::tempdir().unwrap();
     for (args, needle) in [

@@ -5,10 +5,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::counter::DEFAULT_MAX_POWER_W;
 use super::source::{CounterSnapshot, CounterSource, GaugeSource, Source, SourceInfo, ZoneCount};
 use super::sysfs;
 use super::{AdapterIdentity, PciAddress, VENDOR_AMD, VENDOR_INTEL};
 use crate::result::Scope;
+
+/// Range of the hardware energy counter behind i915/xe `energy1_input`, at the finest unit
+/// assumed (2^32 counts of 2^-16 J), in joules.
+const HWMON_HARDWARE_RANGE_J: f64 = 65_536.0;
 
 /// Which attribute a hwmon source reads, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +253,13 @@ impl CounterSource for HwmonEnergy {
                 wrap_at: None,
             }],
         })
+    }
+
+    /// The driver widens a 32-bit hardware counter into its total on each read, so it must be
+    /// read before the hardware counter wraps twice. Its unit is not in sysfs; at the finest
+    /// one in use (2^-16 J, a 65.5 kJ range) and the default largest power that is 33 s.
+    fn wrap_period_s(&self) -> Option<f64> {
+        Some(HWMON_HARDWARE_RANGE_J / DEFAULT_MAX_POWER_W)
     }
 }
 

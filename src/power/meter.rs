@@ -4,8 +4,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::counter::CounterWatch;
 use super::nvml::{NvmlApi, RealNvml};
-use super::sampler::{Sample, Sampler};
+use super::sampler::{Sampler, read_sample};
 use super::selection::{self, Found, NvmlLoader};
 use super::source::Source;
 use super::window::{self, Active, Metering, WindowStart};
@@ -202,13 +203,8 @@ impl PowerMeter {
 fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
     let metering = match found.source {
         Source::Gauge(source) => {
-            // The read that proved the source works is its first sample.
-            let t0 = Instant::now();
-            let watts = source.read_watts().map_err(|e| format!("{e:#}"));
-            let first = Sample {
-                at: t0 + t0.elapsed() / 2,
-                watts,
-            };
+            // A read now is the first sample, so the first window can start at once.
+            let first = read_sample(source.as_ref());
             let sampler = Sampler::start(source.clone(), hz, Some(first))?;
             Metering::Gauge { source, sampler }
         }
@@ -218,6 +214,7 @@ fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
                 None => None,
             };
             Metering::Counter {
+                watch: CounterWatch::start(source.clone())?,
                 source,
                 cross_check,
             }
@@ -380,6 +377,56 @@ mod tests {
         assert!(close(r.avg_power_w.unwrap(), 4.5 / r.window_s, 1e-12));
         assert_eq!(r.samples, None);
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
+    }
+
+    /// A powercap tree whose `energy_uj` follows `watts` of wall time, wrapping at `range_uj`,
+    /// rewritten every millisecond until the flag is set.
+    fn wall_rapl(
+        root: &Path,
+        watts: f64,
+        range_uj: u64,
+    ) -> (
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    ) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        fake_rapl(root, &[(0, range_uj)]);
+        let zone = root.join("class/powercap/intel-rapl:0");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let t0 = Instant::now();
+        let writer = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                let uj = (watts * 1e6 * t0.elapsed().as_secs_f64()) as u64 % range_uj;
+                fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+                fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        (stop, writer)
+    }
+
+    #[test]
+    fn a_rapl_counter_wrapping_several_times_in_a_window_reads_its_power() {
+        // 65 W against a 50 J range: a wrap every 0.77 s, 2.1 wraps in the window. Read at its
+        // ends only this gave 20 W (issue 17).
+        for max_power_uw in [None, Some(130_000_000u64)] {
+            let root = tempfile::tempdir().unwrap();
+            let (stop, writer) = wall_rapl(root.path(), 65.0, 50_000_000);
+            if let Some(uw) = max_power_uw {
+                let zone = root.path().join("class/powercap/intel-rapl:0");
+                fs::write(zone.join("constraint_0_max_power_uw"), format!("{uw}\n")).unwrap();
+                fs::write(zone.join("constraint_1_max_power_uw"), "0\n").unwrap();
+            }
+            let meter =
+                PowerMeter::open(&opts(root.path(), PowerRequest::Rapl), &lavapipe()).unwrap();
+            let r = window(&meter, 1600);
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            writer.join().unwrap();
+            assert_eq!(r.provenance, Provenance::MeasuredCounter, "{r:?}");
+            let watts = r.avg_power_w.unwrap();
+            assert!((watts - 65.0).abs() <= 6.5, "{max_power_uw:?}: {watts} W");
+        }
     }
 
     #[test]

@@ -322,6 +322,11 @@ impl CounterSource for NvmlEnergy {
             zones: vec![ZoneCount { raw, wrap_at: None }],
         })
     }
+
+    /// A 64-bit count of millijoules: it never wraps, so the window's edges suffice.
+    fn wrap_period_s(&self) -> Option<f64> {
+        None
+    }
 }
 
 impl SourceInfo for NvmlPower {
