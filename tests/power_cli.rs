@@ -129,6 +129,9 @@ fn without_any_source_power_is_unavailable_with_a_reason_never_zero() {
     assert!(doc.power.tried.len() >= 2, "{:?}", doc.power.tried);
     let json = serde_json::to_value(w).unwrap();
     assert!(json["power"]["energy_j"].is_null() && json["tokens_per_j"].is_null());
+    // lavapipe is a CPU device: no GPU telemetry, and it says so with null, not 0.
+    assert!(json["power"]["telemetry"].is_null(), "{}", json["power"]);
+    assert_eq!(doc.power.telemetry_source, None);
 }
 
 #[test]

@@ -2,13 +2,14 @@
 //! power, and turns measured windows into [`PowerRecord`]s ([`window`](super::window)).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::counter::CounterWatch;
 use super::nvml::{NvmlApi, RealNvml};
 use super::sampler::{Sampler, read_sample};
 use super::selection::{self, Found, NvmlLoader};
 use super::source::Source;
+use super::telemetry::{self, TelemetryWatch};
 use super::window::{self, Active, Metering, WindowStart};
 use super::{AdapterIdentity, PowerOptions, PowerRequest};
 use crate::result::{PowerAttempt, PowerRecord, PowerSetup};
@@ -56,6 +57,8 @@ pub struct PowerMeter {
     idle_power_w: Option<f64>,
     idle_measured_s: f64,
     idle_note: Option<String>,
+    /// Clocks, temperature and throttling, where the platform has them.
+    telemetry: Option<TelemetryWatch>,
 }
 
 impl PowerMeter {
@@ -80,9 +83,24 @@ impl PowerMeter {
         opts.validate()?;
         let selection = selection::select(opts, adapter, load_nvml)?;
         let active = selection.found.map(|f| start(f, opts.hz)).transpose()?;
+        let mut tried = selection.tried;
+        if let Some(Metering::Counter { watch, .. }) = active.as_ref().map(|a| &a.metering)
+            && let (Some(period), Some(used)) =
+                (watch.poll_period(), tried.iter_mut().find(|t| t.used))
+        {
+            used.detail += &format!(
+                "; read every {:.3} s, at least four times per wrap period",
+                period.as_secs_f64()
+            );
+        }
+        // Telemetry is a bonus: a platform without it gives null figures, not an error.
+        let telemetry = match telemetry::open(opts, adapter, load_nvml) {
+            Ok(source) => Some(TelemetryWatch::start(source, opts.hz)?),
+            Err(_) => None,
+        };
         Ok(Self {
             requested: opts.requested,
-            tried: selection.tried,
+            tried,
             active,
             no_source_reason: selection.no_source_reason,
             hz: opts.hz,
@@ -91,6 +109,7 @@ impl PowerMeter {
             idle_power_w: None,
             idle_measured_s: 0.0,
             idle_note: None,
+            telemetry,
         })
     }
 
@@ -127,8 +146,12 @@ impl PowerMeter {
 
     /// The run's power arrangement, for the result document.
     pub fn setup(&self) -> PowerSetup {
+        let telemetry_source = self.telemetry.as_ref().map(TelemetryWatch::describe);
         if self.requested == PowerRequest::None {
-            return PowerSetup::none("none", "--power-source none");
+            return PowerSetup {
+                telemetry_source,
+                ..PowerSetup::none("none", "--power-source none")
+            };
         }
         let active = self.active.as_ref();
         let cross_check = active.and_then(|a| match &a.metering {
@@ -146,6 +169,7 @@ impl PowerMeter {
             idle_power_w: self.idle_power_w,
             idle_s: self.idle_measured_s,
             cross_check_source: cross_check,
+            telemetry_source,
         }
     }
 
@@ -170,6 +194,9 @@ impl PowerMeter {
 
     /// Marks the start of a measured window: reads a counter source now.
     pub fn begin(&self) -> WindowStart {
+        if let Some(t) = &self.telemetry {
+            t.begin();
+        }
         window::begin(self.active.as_ref())
     }
 
@@ -177,6 +204,12 @@ impl PowerMeter {
     /// gives its power record. Never fails: a source that fails now gives an `unavailable`
     /// record with a warning, and the next window tries again.
     pub fn end(&self, start: WindowStart, executions: u64) -> PowerRecord {
+        let mut record = self.end_power(start, executions);
+        record.telemetry = self.telemetry.as_ref().map(TelemetryWatch::end);
+        record
+    }
+
+    fn end_power(&self, start: WindowStart, executions: u64) -> PowerRecord {
         let Some(a) = &self.active else {
             let window_s = start.at().elapsed().as_secs_f64();
             return PowerRecord::unavailable(self.no_source_reason.clone(), window_s, executions);
@@ -240,6 +273,7 @@ mod tests {
     use std::collections::VecDeque;
     use std::fs;
     use std::path::Path;
+    use std::time::Instant;
 
     fn lavapipe() -> AdapterIdentity {
         AdapterIdentity {
@@ -534,6 +568,12 @@ mod tests {
         assert!(setup.tried[0].detail.contains("not an NVIDIA GPU"));
         assert!(setup.tried[1].detail.contains("CPU device"));
         assert!(setup.tried[2].detail.contains("package-0"));
+        // 1 TiB µJ at the 2 kW bound wraps after 550 s: read at the 1 s cap.
+        assert!(
+            setup.tried[2].detail.contains("read every 1.000 s"),
+            "{}",
+            setup.tried[2].detail
+        );
         assert!(setup.tried[3].detail.contains("--power-source declared"));
     }
 
@@ -668,6 +708,114 @@ mod tests {
             !r.warnings.iter().any(|w| w.contains("cross-check")),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn nvml_telemetry_gives_clocks_temperature_throttling_limit_and_pstate_per_window() {
+        use crate::power::nvml::fake::FakeTelemetry;
+        let mut device = FakeDevice::new(
+            Energy::Rising {
+                watts: 300.0,
+                base_mj: 0,
+            },
+            Some(300.0),
+        );
+        device.telemetry = Some(FakeTelemetry {
+            sm_clocks_mhz: std::sync::Mutex::new(VecDeque::from([1980, 1755, 1410])),
+            memory_clock_mhz: 2619,
+            temperature_c: 71,
+            throttle_reasons: 0x4,
+            power_limit_mw: 700_000,
+            pstate: 0,
+        });
+        let meter = nvml_meter(device);
+        let setup = meter.setup();
+        let source = setup.telemetry_source.unwrap();
+        assert!(source.starts_with("nvml: NVML device 0"), "{source}");
+        let t = window(&meter, 100).telemetry.unwrap();
+        assert_eq!(t.source, "nvml");
+        assert!(t.samples >= 2, "{t:?}");
+        let sm = t.sm_clock_mhz.unwrap();
+        assert!(sm.min == 1410.0 && sm.max <= 1980.0, "{sm:?}");
+        let one = |f: Option<crate::result::MinMeanMax>| {
+            let f = f.unwrap();
+            assert!(f.min == f.max && f.mean == f.min, "{f:?}");
+            f.mean
+        };
+        assert_eq!(one(t.memory_clock_mhz), 2619.0);
+        assert_eq!(one(t.temperature_c), 71.0);
+        assert_eq!(one(t.power_limit_w), 700.0);
+        assert_eq!(one(t.pstate), 0.0);
+        assert_eq!(t.throttle_reasons.unwrap(), ["sw-power-cap"]);
+        assert_eq!(t.throttled_share, Some(1.0));
+
+        // A device without telemetry: null, never 0.
+        let meter = nvml_meter(FakeDevice::new(Energy::NotSupported, Some(70.0)));
+        assert_eq!(meter.setup().telemetry_source, None);
+        assert_eq!(window(&meter, 1).telemetry, None);
+    }
+
+    #[test]
+    fn amdgpu_hwmon_telemetry_gives_clocks_temperature_and_power_cap() {
+        let root = tempfile::tempdir().unwrap();
+        let hw = fake_hwmon(
+            root.path(),
+            0,
+            "amdgpu",
+            Some((VENDOR_AMD, 0x73bf)),
+            &[
+                ("power1_average", "153000000\n"),
+                ("freq1_input", "2500000000\n"),
+                ("freq2_input", "1000000000\n"),
+                ("temp1_input", "65000\n"),
+                ("power1_cap", "300000000\n"),
+            ],
+        );
+        let meter = PowerMeter::open_with(
+            &opts(root.path(), PowerRequest::Auto),
+            &gpu(VENDOR_AMD, 0x73bf),
+            &no_nvml,
+        )
+        .unwrap();
+        let source = meter.setup().telemetry_source.unwrap();
+        assert!(source.starts_with("hwmon: hwmon0 (amdgpu"), "{source}");
+        let start = meter.begin();
+        std::thread::sleep(Duration::from_millis(100));
+        fs::write(hw.join("freq1_input"), "2000000000\n").unwrap();
+        fs::write(hw.join("temp1_input"), "75000\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = meter.end(start, 1).telemetry.unwrap();
+        assert_eq!(t.source, "hwmon");
+        let sm = t.sm_clock_mhz.unwrap();
+        assert_eq!((sm.min, sm.max), (2000.0, 2500.0));
+        assert!(sm.mean > 2000.0 && sm.mean < 2500.0, "{sm:?}");
+        let temp = t.temperature_c.unwrap();
+        assert_eq!((temp.min, temp.max), (65.0, 75.0));
+        assert_eq!(t.memory_clock_mhz.unwrap().mean, 1000.0);
+        assert_eq!(t.power_limit_w.unwrap().mean, 300.0);
+        assert_eq!(
+            (t.pstate, t.throttle_reasons, t.throttled_share),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_cpu_adapter_has_no_telemetry() {
+        let root = tempfile::tempdir().unwrap();
+        fake_hwmon(
+            root.path(),
+            0,
+            "amdgpu",
+            Some((VENDOR_AMD, 0x73bf)),
+            &[("temp1_input", "65000\n")],
+        );
+        let o = PowerOptions {
+            watts: Some(65.0),
+            ..opts(root.path(), PowerRequest::Declared)
+        };
+        let meter = PowerMeter::open_with(&o, &lavapipe(), &no_nvml).unwrap();
+        assert_eq!(meter.setup().telemetry_source, None);
+        assert_eq!(window(&meter, 1).telemetry, None);
     }
 
     #[test]

@@ -27,6 +27,7 @@ pub mod sampler;
 mod selection;
 mod source;
 mod sysfs;
+pub mod telemetry;
 mod window;
 
 use std::fmt;
