@@ -157,6 +157,9 @@ fn a_meter_command_is_sampled_and_integrated() {
     );
     assert!(w.power.samples.unwrap() >= 2);
     assert_tokens_per_j_counts_the_windows_tokens(&w);
+    // Without --sustain-s there is no drift record.
+    assert_eq!(w.power.sustain, None);
+    assert_eq!(doc.unwrap().plan.sampling.sustain_s, None);
 }
 
 #[test]
@@ -221,12 +224,19 @@ fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
                 let uj = (65e6 * t0.elapsed().as_secs_f64()) as u64 % 50_000_000;
                 std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
                 std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(Duration::from_millis(5));
             }
         })
     };
     let (out, doc) = run_tiny(
-        &["--power-source", "rapl", "--min-energy-s", "2"],
+        &[
+            "--power-source",
+            "rapl",
+            "--min-energy-s",
+            "2",
+            "--sustain-s",
+            "2",
+        ],
         sysfs.path(),
     );
     stop.store(true, Ordering::SeqCst);
@@ -247,6 +257,23 @@ fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
     );
     assert!((watts - 65.0).abs() <= 6.5, "{watts} W");
     assert_tokens_per_j_counts_the_windows_tokens(&w);
+    // --sustain-s: the first and last tenth of the window each drew the same 65 W (within
+    // 20%: a tenth is 0.2 s, and the fake's writer lags by a few ms on a busy machine).
+    assert_eq!(doc.as_ref().unwrap().plan.sampling.sustain_s, Some(2.0));
+    let sustain = w.power.sustain.unwrap();
+    assert_eq!(sustain.sustain_s, 2.0);
+    for tenth_w in [sustain.first_tenth_power_w, sustain.last_tenth_power_w] {
+        let tenth_w = tenth_w.unwrap();
+        assert!((tenth_w - 65.0).abs() <= 13.0, "{sustain:?}");
+    }
+    assert!(sustain.power_drift.unwrap().abs() < 0.4, "{sustain:?}");
+    assert!(sustain.throughput_drift.is_finite(), "{sustain:?}");
+    let tenth = (w.stats.samples_s.len() / 10).max(1);
+    assert!(
+        sustain.first_tenth_median_s >= w.stats.min_s
+            && sustain.last_tenth_median_s <= w.stats.max_s,
+        "{sustain:?} over {tenth} samples"
+    );
 }
 
 #[test]

@@ -4,6 +4,7 @@
 //! running total, so a window's energy is the sum of the deltas of every read in it, however
 //! many times the counter wrapped.
 
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -21,6 +22,8 @@ pub const DEFAULT_MAX_POWER_W: f64 = 2000.0;
 const MAX_POLL: Duration = Duration::from_secs(1);
 /// And at most this often.
 const MIN_POLL: Duration = Duration::from_millis(1);
+/// The history of reads never holds more than this; the oldest go first.
+const MAX_HISTORY: usize = 1_000_000;
 
 /// A counter source and the running total of its reads.
 pub(crate) struct CounterWatch {
@@ -40,6 +43,8 @@ struct Odometer {
     faults: u64,
     /// What the latest fault was.
     last_fault: Option<String>,
+    /// Every read since the current window began: when, the total then, the faults then.
+    history: VecDeque<(Instant, f64, u64)>,
 }
 
 /// The running total at one read.
@@ -68,6 +73,7 @@ impl CounterWatch {
             total_j: 0.0,
             faults: 0,
             last_fault: None,
+            history: VecDeque::new(),
         }));
         let poller = match period {
             Some(p) => {
@@ -88,6 +94,37 @@ impl CounterWatch {
     /// Reads the counter now and gives the running total.
     pub(crate) fn read(&self) -> OdometerReading {
         lock(&self.odometer).read()
+    }
+
+    /// Drops the reads older than the last one at or before `t`: windows are measured one
+    /// after another, so earlier ones are done with.
+    pub(crate) fn forget_before(&self, t: Instant) {
+        let mut o = lock(&self.odometer);
+        let keep_from = o.history.iter().rposition(|h| h.0 <= t).unwrap_or(0);
+        o.history.drain(..keep_from);
+    }
+
+    /// Energy between `from` and `to`, in joules, interpolated between the reads around
+    /// each; `None` when the reads do not span them or a read between failed.
+    pub(crate) fn energy_between(&self, from: Instant, to: Instant) -> Option<f64> {
+        let o = lock(&self.odometer);
+        // The total at `t`, between the last read at or before it and the first at or after.
+        let at = |t: Instant| -> Option<(f64, u64)> {
+            let before = o.history.iter().rev().find(|h| h.0 <= t)?;
+            let after = o.history.iter().find(|h| h.0 >= t)?;
+            if before.2 != after.2 {
+                return None;
+            }
+            let span = (after.0 - before.0).as_secs_f64();
+            let share = if span > 0.0 {
+                (t - before.0).as_secs_f64() / span
+            } else {
+                0.0
+            };
+            Some((before.1 + (after.1 - before.1) * share, before.2))
+        };
+        let ((start_j, start_faults), (end_j, end_faults)) = (at(from)?, at(to)?);
+        (start_faults == end_faults && to > from).then_some(end_j - start_j)
     }
 
     /// How often the thread reads the counter; `None` when it never wraps (no thread).
@@ -129,6 +166,10 @@ impl Odometer {
                 Some(e)
             }
         };
+        if self.history.len() >= MAX_HISTORY {
+            self.history.pop_front();
+        }
+        self.history.push_back((at, self.total_j, self.faults));
         OdometerReading {
             at,
             total_j: self.total_j,
@@ -213,5 +254,19 @@ mod tests {
         let watts = (b.total_j - a.total_j) / (b.at - a.at).as_secs_f64();
         assert!((watts - 65.0).abs() < 6.5, "{watts} W");
         assert_eq!((a.faults, b.faults), (0, 0));
+        // Any stretch in between, interpolated between the reads around its ends.
+        let (from, to) = (
+            a.at + Duration::from_millis(100),
+            a.at + Duration::from_millis(300),
+        );
+        let j = watch.energy_between(from, to).unwrap();
+        assert!((j / 0.2 - 65.0).abs() < 6.5, "{} W", j / 0.2);
+        assert_eq!(watch.energy_between(to, from), None);
+        assert_eq!(
+            watch.energy_between(a.at, b.at + Duration::from_secs(5)),
+            None
+        );
+        watch.forget_before(b.at);
+        assert_eq!(watch.energy_between(from, to), None);
     }
 }

@@ -2,7 +2,7 @@
 //! power, and turns measured windows into [`PowerRecord`]s ([`window`](super::window)).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::counter::CounterWatch;
 use super::nvml::{NvmlApi, RealNvml};
@@ -209,6 +209,12 @@ impl PowerMeter {
         record
     }
 
+    /// Average power between `from` and `to` inside the latest window, in watts (for the
+    /// drift of a sustained window); `None` without a measured source or a good figure.
+    pub fn average_power_w(&self, from: Instant, to: Instant) -> Option<f64> {
+        window::average_power_w(self.active.as_ref()?, from, to)
+    }
+
     fn end_power(&self, start: WindowStart, executions: u64) -> PowerRecord {
         let Some(a) = &self.active else {
             let window_s = start.at().elapsed().as_secs_f64();
@@ -273,7 +279,6 @@ mod tests {
     use std::collections::VecDeque;
     use std::fs;
     use std::path::Path;
-    use std::time::Instant;
 
     fn lavapipe() -> AdapterIdentity {
         AdapterIdentity {
@@ -414,7 +419,7 @@ mod tests {
     }
 
     /// A powercap tree whose `energy_uj` follows `watts` of wall time, wrapping at `range_uj`,
-    /// rewritten every millisecond until the flag is set.
+    /// rewritten every 5 ms until the flag is set.
     fn wall_rapl(
         root: &Path,
         watts: f64,
@@ -434,7 +439,7 @@ mod tests {
                 let uj = (watts * 1e6 * t0.elapsed().as_secs_f64()) as u64 % range_uj;
                 fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
                 fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
-                std::thread::sleep(Duration::from_millis(1));
+                std::thread::sleep(Duration::from_millis(5));
             }
         });
         (stop, writer)
@@ -949,6 +954,44 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         let r = window(&meter, 200);
         assert!(close(r.avg_power_w.unwrap(), 90.0, 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn average_power_over_part_of_a_window_follows_a_gauge_and_not_declared_power() {
+        let root = tempfile::tempdir().unwrap();
+        let watts = root.path().join("watts");
+        fs::write(&watts, "50\n").unwrap();
+        let o = PowerOptions {
+            command: Some(format!("cat '{}'", watts.display())),
+            ..opts(root.path(), PowerRequest::Command)
+        };
+        let meter = PowerMeter::open(&o, &lavapipe()).unwrap();
+        let start = meter.begin();
+        std::thread::sleep(Duration::from_millis(300));
+        fs::write(&watts, "80\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let end = Instant::now();
+        let r = meter.end(start.clone(), 1);
+        assert!(r.energy_j.is_some(), "{r:?}");
+        let tenth = Duration::from_millis(60);
+        let first = meter
+            .average_power_w(start.at(), start.at() + tenth)
+            .unwrap();
+        let last = meter.average_power_w(end - tenth, end).unwrap();
+        assert!(
+            close(first, 50.0, 1e-9) && close(last, 80.0, 1e-9),
+            "{first} {last}"
+        );
+        assert_eq!(meter.average_power_w(end, start.at()), None);
+
+        let declared = PowerOptions {
+            watts: Some(65.0),
+            ..opts(root.path(), PowerRequest::Declared)
+        };
+        let meter = PowerMeter::open(&declared, &lavapipe()).unwrap();
+        let start = meter.begin();
+        let _ = meter.end(start.clone(), 1);
+        assert_eq!(meter.average_power_w(start.at(), Instant::now()), None);
     }
 
     #[test]

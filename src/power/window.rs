@@ -99,6 +99,7 @@ pub(super) fn begin(active: Option<&Active>) -> WindowStart {
     }
     match &a.metering {
         Metering::Counter { watch, .. } => {
+            watch.forget_before(Instant::now());
             let counter = watch.read();
             WindowStart {
                 at: counter.at,
@@ -289,6 +290,27 @@ fn end_sampled(
         ));
     }
     record
+}
+
+/// Average power between `from` and `to` (inside the latest window), in watts: the counter's
+/// advance or the integrated samples over that stretch; `None` for declared power and where
+/// the source has no good figure for it.
+pub(super) fn average_power_w(a: &Active, from: Instant, to: Instant) -> Option<f64> {
+    let span_s = to.checked_duration_since(from)?.as_secs_f64();
+    if span_s <= 0.0 {
+        return None;
+    }
+    let energy_j = match &a.metering {
+        Metering::Counter { watch, .. } => watch.energy_between(from, to)?,
+        Metering::Gauge { sampler, .. } => {
+            let ws = sampler.window(from, to);
+            integrate_window(&ws.trace, 0.0, span_s)
+                .filter(|i| i.coverage >= MIN_COVERAGE)?
+                .energy_j
+        }
+        Metering::Declared(_) => return None,
+    };
+    (energy_j > 0.0).then(|| energy_j / span_s)
 }
 
 /// The record of a window `source` failed in: unavailable, saying why.

@@ -238,7 +238,7 @@ pub fn parse(text: &str) -> Result<RunResult, String> {
 }
 
 /// Fields that may be negative: energy above idle can dip below zero in noise.
-const MAY_BE_NEGATIVE: &[&str] = &["dynamic_energy_j"];
+const MAY_BE_NEGATIVE: &[&str] = &["dynamic_energy_j", "throughput_drift", "power_drift"];
 
 /// Every number must be finite, and non-negative unless listed in [`MAY_BE_NEGATIVE`]; the
 /// error names the field by its JSON path.

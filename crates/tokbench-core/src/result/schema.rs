@@ -215,8 +215,35 @@ pub struct PowerRecord {
     /// The device's clocks, temperature and throttling over the same window; null where the
     /// platform has no telemetry.
     pub telemetry: Option<Telemetry>,
+    /// Drift over a sustained window (`--sustain-s`): throughput and power of its first tenth
+    /// against its last; null when not asked for.
+    pub sustain: Option<Sustain>,
     /// Anything that makes the figure less trustworthy.
     pub warnings: Vec<String>,
+}
+
+/// How a workload held up over a sustained window (`--sustain-s`): its first tenth against its
+/// last, so a device that throttles after a while shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sustain {
+    /// The wall time asked for, in seconds; the window is at least this long.
+    pub sustain_s: f64,
+    /// Median execution time of the first tenth of the samples, in seconds.
+    pub first_tenth_median_s: f64,
+    /// Median execution time of the last tenth of the samples, in seconds.
+    pub last_tenth_median_s: f64,
+    /// Relative change of throughput from the first tenth to the last:
+    /// first_tenth_median_s ÷ last_tenth_median_s − 1 (−0.2: the end ran 20% slower).
+    pub throughput_drift: f64,
+    /// Average power over the first tenth of the window, in watts; null without a measured
+    /// source (declared power does not drift).
+    pub first_tenth_power_w: Option<f64>,
+    /// Average power over the last tenth of the window, in watts; null as above.
+    pub last_tenth_power_w: Option<f64>,
+    /// Relative change of power from the first tenth to the last: last ÷ first − 1; null when
+    /// either is.
+    pub power_drift: Option<f64>,
 }
 
 /// Device telemetry over a measured window, read on the power sampler's schedule (and at the
@@ -366,6 +393,10 @@ pub struct SamplePolicy {
     pub min_time_s: f64,
     /// Warm-up stops once per-iteration times plateau, or after this many seconds.
     pub max_warmup_s: f64,
+    /// And keep sampling for at least this many seconds of wall time (`--sustain-s`), recording
+    /// the drift between the window's first and last tenth (`power.sustain`); null when not
+    /// asked for.
+    pub sustain_s: Option<f64>,
 }
 
 /// One measured workload: a kernel at a shape, or (later) a prefill or decode phase.
@@ -531,6 +562,7 @@ impl PowerRecord {
             max_gap_s: None,
             cross_check_power_w: None,
             telemetry: None,
+            sustain: None,
             warnings: Vec::new(),
         }
     }
