@@ -16,7 +16,7 @@
 //! trees; NVML sits behind [`nvml::NvmlApi`] so tests script it.
 
 pub mod command;
-mod counter;
+pub mod counter;
 pub mod declared;
 pub mod hwmon;
 pub mod integrate;
