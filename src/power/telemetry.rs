@@ -17,6 +17,9 @@ use crate::result::{MinMeanMax, Telemetry};
 
 /// The buffer never holds more readings than this; the oldest go first.
 const MAX_BUFFERED: usize = 100_000;
+/// Telemetry is read at the power sampling rate, but at most this many times a second: clocks
+/// and temperatures move slower than that, and each NVML reading is six calls.
+pub const MAX_HZ: f64 = 10.0;
 
 /// A source of device telemetry. Shared with its thread, hence `Send + Sync`.
 pub trait TelemetrySource: Send + Sync {
@@ -82,8 +85,9 @@ pub(crate) struct TelemetryWatch {
 }
 
 impl TelemetryWatch {
-    /// Reads `source` `hz` times a second.
+    /// Reads `source` `hz` times a second, at most [`MAX_HZ`].
     pub(crate) fn start(source: Arc<dyn TelemetrySource>, hz: f64) -> anyhow::Result<Self> {
+        let hz = hz.min(MAX_HZ);
         let readings = Arc::new(Mutex::new(VecDeque::new()));
         let (s, r) = (source.clone(), readings.clone());
         let thread = Periodic::spawn(
@@ -227,9 +231,9 @@ mod tests {
         }
         let watch = TelemetryWatch::start(Arc::new(Ramp(Mutex::new(0.0))), 200.0).unwrap();
         assert_eq!(watch.describe(), "ramp: a clock that rises 1 MHz a read");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(250));
         watch.begin();
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(250));
         let t = watch.end();
         assert!(t.samples >= 3, "{t:?}");
         let sm = t.sm_clock_mhz.unwrap();
