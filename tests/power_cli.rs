@@ -165,31 +165,15 @@ fn a_meter_command_is_sampled_and_integrated() {
 #[test]
 fn rapl_energy_counter_from_a_fake_tree() {
     let sysfs = tempfile::tempdir().unwrap();
-    let zone = sysfs.path().join("class/powercap/intel-rapl:0");
-    std::fs::create_dir_all(&zone).unwrap();
-    std::fs::write(zone.join("name"), "package-0\n").unwrap();
-    std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
-    std::fs::write(zone.join("energy_uj"), "1000\n").unwrap();
     // A package drawing 20 W: +2 J every 100 ms, written atomically.
-    let stop = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (zone, stop) = (zone.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut uj: u64 = 1000;
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-                uj += 2_000_000;
-                std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
-                std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
-            }
-        })
-    };
+    let rapl = FakeRapl::start(sysfs.path(), 262_143_328_850, |t| {
+        1000 + 2_000_000 * (t.as_millis() / 100) as u64
+    });
     let (out, doc) = run_tiny(
         &["--power-source", "rapl", "--min-energy-s", "1"],
         sysfs.path(),
     );
-    stop.store(true, Ordering::SeqCst);
-    ticker.join().unwrap();
+    drop(rapl);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -210,24 +194,9 @@ fn rapl_energy_counter_from_a_fake_tree() {
 fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
     // energy_uj follows 65 W of wall time exactly and wraps at 50 J: every 0.77 s.
     let sysfs = tempfile::tempdir().unwrap();
-    let zone = sysfs.path().join("class/powercap/intel-rapl:0");
-    std::fs::create_dir_all(&zone).unwrap();
-    std::fs::write(zone.join("name"), "package-0\n").unwrap();
-    std::fs::write(zone.join("max_energy_range_uj"), "50000000\n").unwrap();
-    std::fs::write(zone.join("energy_uj"), "0\n").unwrap();
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = {
-        let (zone, stop) = (zone.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let t0 = std::time::Instant::now();
-            while !stop.load(Ordering::SeqCst) {
-                let uj = (65e6 * t0.elapsed().as_secs_f64()) as u64 % 50_000_000;
-                std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
-                std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let rapl = FakeRapl::start(sysfs.path(), 50_000_000, |t| {
+        (65e6 * t.as_secs_f64()) as u64 % 50_000_000
+    });
     let (out, doc) = run_tiny(
         &[
             "--power-source",
@@ -239,8 +208,7 @@ fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
         ],
         sysfs.path(),
     );
-    stop.store(true, Ordering::SeqCst);
-    writer.join().unwrap();
+    drop(rapl);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -303,6 +271,54 @@ fn bad_power_options_are_usage_errors_before_any_work() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(doc.is_none(), "{args:?}: wrote a result");
+    }
+}
+
+/// A fake powercap package `intel-rapl:0` under a sysfs root, wrapping at its range, whose
+/// `energy_uj` a thread rewrites (atomically) every 5 ms to a function of the time since it
+/// started, until it is dropped.
+struct FakeRapl {
+    stop: Arc<AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeRapl {
+    fn start(
+        sysfs: &Path,
+        range_uj: u64,
+        energy_uj: impl Fn(Duration) -> u64 + Send + 'static,
+    ) -> Self {
+        let zone = sysfs.join("class/powercap/intel-rapl:0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("name"), "package-0\n").unwrap();
+        std::fs::write(zone.join("max_energy_range_uj"), format!("{range_uj}\n")).unwrap();
+        let write = move |uj: u64| {
+            std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+            std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+        };
+        write(energy_uj(Duration::ZERO));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !flag.load(Ordering::SeqCst) {
+                write(energy_uj(t0.elapsed()));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Self {
+            stop,
+            writer: Some(writer),
+        }
+    }
+}
+
+impl Drop for FakeRapl {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(w) = self.writer.take() {
+            w.join().unwrap();
+        }
     }
 }
 

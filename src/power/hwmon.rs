@@ -292,9 +292,9 @@ impl HwmonSource {
 
     fn into_source(self) -> Source {
         match self.file {
-            HwmonFile::Energy => Source::Counter(Arc::new(HwmonEnergy(self))),
+            HwmonFile::Energy => Source::Counter(Arc::new(HwmonAttr::<true>(self))),
             HwmonFile::PowerAverage | HwmonFile::PowerInput => {
-                Source::Gauge(Arc::new(HwmonPower(self)))
+                Source::Gauge(Arc::new(HwmonAttr::<false>(self)))
             }
         }
     }
@@ -304,13 +304,17 @@ impl HwmonSource {
     }
 }
 
-/// `energy1_input`, a `measured-counter` source of the GPU package.
-struct HwmonEnergy(HwmonSource);
+/// One hwmon attribute as a source of its kind: `HwmonAttr<true>` is `energy1_input`, a
+/// `measured-counter` source; `HwmonAttr<false>` is `power1_average` or `power1_input`, a
+/// `measured-sampled` one. Both cover the GPU package.
+struct HwmonAttr<const ENERGY: bool>(HwmonSource);
 
-/// `power1_average` or `power1_input`, a `measured-sampled` source of the GPU package.
-struct HwmonPower(HwmonSource);
+/// `energy1_input`.
+type HwmonEnergy = HwmonAttr<true>;
+/// `power1_average` or `power1_input`.
+type HwmonPower = HwmonAttr<false>;
 
-impl SourceInfo for HwmonEnergy {
+impl<const ENERGY: bool> SourceInfo for HwmonAttr<ENERGY> {
     fn name(&self) -> &'static str {
         "hwmon"
     }
@@ -321,6 +325,11 @@ impl SourceInfo for HwmonEnergy {
 
     fn describe(&self) -> String {
         self.0.describe()
+    }
+
+    /// Power: firmware averages refreshed in steps, so a shorter window sees too few of them.
+    fn min_window_s(&self) -> f64 {
+        if ENERGY { 0.0 } else { 1.0 }
     }
 }
 
@@ -341,25 +350,6 @@ impl CounterSource for HwmonEnergy {
     /// one in use (2^-16 J, a 65.5 kJ range) and the default largest power that is 33 s.
     fn wrap_period_s(&self) -> Option<f64> {
         Some(HWMON_HARDWARE_RANGE_J / DEFAULT_MAX_POWER_W)
-    }
-}
-
-impl SourceInfo for HwmonPower {
-    fn name(&self) -> &'static str {
-        "hwmon"
-    }
-
-    fn scope(&self) -> Scope {
-        Scope::GpuPackage
-    }
-
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-
-    /// Firmware averages refreshed in steps: a shorter window sees too few of them.
-    fn min_window_s(&self) -> f64 {
-        1.0
     }
 }
 
