@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::cost::{Cost, PriceBook};
+use super::cost::{Cost, CostTerms, PriceBook};
 use super::fleet::FleetStats;
 use super::identity::{HardwareGroup, WorkloadKey, node_label};
 use super::load::{Loaded, Skipped, Source};
@@ -89,6 +89,9 @@ pub struct CompareReport {
     pub metric_requested: Option<Metric>,
     /// The prices used; null without a cost model.
     pub prices: Option<PriceBook>,
+    /// What the prices come to (energy price paid, run hours, PUE or provisioned power,
+    /// carbon intensity); null without a cost model.
+    pub cost_terms: Option<CostTerms>,
     /// Result documents read.
     pub results: usize,
     /// One entry per prefill or decode workload definition, prefill first.
@@ -276,6 +279,7 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         version: 1,
         metric_requested: options.metric,
         prices: options.prices.clone(),
+        cost_terms: options.prices.as_ref().map(PriceBook::terms),
         results: loaded.results.len(),
         workloads,
         probes,
@@ -362,10 +366,11 @@ fn compare_workload(
     } else {
         Metric::TokensPerS
     });
+    // Energy from measured power needs comparable tokens/J; provisioned power does not.
     let energy_priced = options
         .prices
         .as_ref()
-        .is_some_and(PriceBook::prices_energy);
+        .is_some_and(|p| p.prices_energy() && p.energy_needs_power());
     let not_comparable = (!tpj_comparable).then(|| {
         let list: Vec<String> = classes
             .iter()
@@ -742,11 +747,7 @@ mod tests {
             rented("b", "GPU B", 0.01),
             rented("c", "GPU C", 0.01),
         ];
-        let price = |per_hour| HardwarePrice {
-            hardware_price: None,
-            lifetime_years: None,
-            rental_per_hour: Some(per_hour),
-        };
+        let price = HardwarePrice::rented;
         let prices = PriceBook {
             adapters: BTreeMap::from([("GPU A".into(), price(1.0)), ("GPU B".into(), price(4.0))]),
             ..Default::default()

@@ -124,9 +124,11 @@ pub fn clean(text: &str) -> String {
     out
 }
 
-/// "prices: 0.3 EUR/kWh; hardware prices for 2 nodes and 1 adapter" — the cost model in words.
+/// "cost model: energy 0.3 EUR/kWh; facility power: measured power × PUE 1; hardware ..." —
+/// the cost model in words, saying which power every cost used.
 pub(crate) fn prices_line(report: &CompareReport) -> Option<String> {
     let p = report.prices.as_ref()?;
+    let terms = report.cost_terms.as_ref()?;
     let currency = report.currency();
     let unit = if currency.is_empty() {
         String::new()
@@ -134,34 +136,84 @@ pub(crate) fn prices_line(report: &CompareReport) -> Option<String> {
         format!(" {currency}")
     };
     let mut parts = Vec::new();
-    if let Some(kwh) = p.price_kwh {
-        parts.push(format!("energy {kwh}{unit}/kWh"));
+    if let Some(kwh) = terms.energy_price_paid_kwh {
+        if p.time_of_use.is_empty() {
+            parts.push(format!("energy {kwh}{unit}/kWh"));
+        } else {
+            parts.push(format!(
+                "energy {}{unit}/kWh paid (time-of-use prices over the run hours)",
+                num(kwh)
+            ));
+        }
+    }
+    if p.prices_energy() || p.prices_carbon() {
+        parts.push(format!("facility power: {}", terms.energy_basis.describe()));
+    }
+    let partial_day = terms.run_hours_per_day < crate::units::HOURS_PER_DAY;
+    if partial_day {
+        let ranges: Vec<String> = terms
+            .run_hours
+            .iter()
+            .map(|[a, b]| format!("{a}-{b}"))
+            .collect();
+        parts.push(format!(
+            "run hours {} ({} h a day)",
+            ranges.join(","),
+            terms.run_hours_per_day
+        ));
     }
     if p.prices_hardware() {
+        let busy = if partial_day {
+            format!(
+                "paid around the clock, busy {} h a day",
+                terms.run_hours_per_day
+            )
+        } else {
+            "busy around the clock".to_string()
+        };
+        let tier = p
+            .default_tier
+            .as_ref()
+            .map(|t| format!(", tier {t} for the other nodes"))
+            .unwrap_or_default();
         parts.push(format!(
-            "hardware prices for {} node(s) and {} adapter(s) (purchases spread over their \
-             lifetime, busy around the clock)",
+            "hardware prices for {} node(s) and {} adapter(s){tier} (purchases spread over \
+             their lifetime, {busy})",
             p.nodes.len(),
             p.adapters.len()
+        ));
+    }
+    if let (Some(c), Some(g)) = (&p.carbon, terms.carbon_g_per_kwh) {
+        parts.push(format!(
+            "carbon {} gCO2e/kWh ({} green supply at {} g, grid at {} g)",
+            num(g),
+            crate::units::pct(c.green_share),
+            c.green_g_per_kwh,
+            c.grid_g_per_kwh
         ));
     }
     Some(format!("cost model: {}", parts.join("; ")))
 }
 
-/// Column headers of the cost columns, with the currency.
-pub(crate) fn cost_headers(report: &CompareReport) -> Option<[String; 3]> {
-    report.prices.as_ref()?;
+/// Column headers of the cost columns, with the currency; the carbon column with a carbon
+/// intensity. `None` without a cost model.
+pub(crate) fn cost_headers(report: &CompareReport) -> Option<Vec<String>> {
+    let prices = report.prices.as_ref()?;
     let c = report.currency();
     let unit = if c.is_empty() {
         String::new()
     } else {
         format!(" ({c})")
     };
-    Some([
+    let mut headers = vec![
         format!("energy/Mtok{unit}"),
         format!("hardware/Mtok{unit}"),
         format!("cost/Mtok{unit}"),
-    ])
+    ];
+    if prices.prices_carbon() {
+        headers.push("gCO2e/Mtok".into());
+    }
+    Some(headers)
 }
 
 /// How the rule of `check` reads in one sentence.
