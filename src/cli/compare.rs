@@ -87,7 +87,7 @@ pub(super) fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         prices,
     };
     let report = compare(&loaded, &options)?;
-    let text = args.format.render(&report)?;
+    let text = args.format.render_for(&report, args.out.as_deref())?;
     write_output(args.out.as_deref(), &text)?;
     // Table and Markdown on stdout list skipped files themselves; elsewhere, say so on stderr.
     let listed =

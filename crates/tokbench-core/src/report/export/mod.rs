@@ -5,8 +5,9 @@
 //! in theirs, and spreadsheet formulas are defused in CSV.
 
 mod bmf;
+mod card;
 mod csv;
-mod grid;
+pub(crate) mod grid;
 mod html;
 mod json;
 mod markdown;
@@ -17,6 +18,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use super::card::cards;
 use super::check::CheckReport;
 use super::compare::CompareReport;
 use crate::InputError;
@@ -46,6 +48,9 @@ pub enum CompareFormat {
     Json,
     /// One self-contained HTML file with SVG charts.
     Html,
+    /// A node card per result: JSON (schema/card-v1.schema.json), or an HTML page with its
+    /// charts when --out ends in .html.
+    Card,
 }
 
 /// Formats of `tokbench check`.
@@ -81,8 +86,27 @@ impl CompareFormat {
             Self::Csv => csv::compare(report)?,
             Self::Json => json::render(report)?,
             Self::Html => html::compare(report)?,
+            Self::Card => card::json(&cards(report, &now()))?,
         })
     }
+
+    /// The report in this format for `out`: like [`Self::render`], except that a card for a
+    /// path ending in `.html` or `.htm` is the HTML page.
+    pub fn render_for(self, report: &CompareReport, out: Option<&Path>) -> anyhow::Result<String> {
+        let html = out
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "html" | "htm"));
+        match self {
+            Self::Card if html => card::html(&cards(report, &now())),
+            _ => self.render(report),
+        }
+    }
+}
+
+/// Now, as cards date their estimates: RFC 3339, UTC, whole seconds.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl CheckFormat {

@@ -106,6 +106,15 @@ fn compare_in_every_format() {
 }
 
 #[test]
+fn card_in_both_formats() {
+    let (loaded, options) = fleet();
+    let report = compare(&loaded, &options).unwrap();
+    let cards = crate::report::card::cards(&report, "2026-12-01T12:00:00Z");
+    assert_snapshot("card.json", &super::card::json(&cards).unwrap());
+    assert_snapshot("card.html", &super::card::html(&cards).unwrap());
+}
+
+#[test]
 fn compare_without_prices_has_no_cost_columns() {
     let (loaded, _) = fleet();
     let report = compare(&loaded, &CompareOptions::default()).unwrap();
