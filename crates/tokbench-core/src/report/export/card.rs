@@ -19,12 +19,13 @@ pub(super) fn json(doc: &CardDocument) -> anyhow::Result<String> {
 
 const CARD_STYLE: &str = "\
 .card{border:1px solid #bbb;border-radius:.5rem;padding:0 1rem 1rem;margin:1.5rem 0}\
+.card table{font-size:.85em}\
 .facts{display:grid;grid-template-columns:max-content 1fr;gap:.15rem 1rem;margin:.5rem 0 1rem}\
 .facts dt{color:#555}.facts dd{margin:0;font-family:ui-monospace,monospace;overflow-wrap:anywhere}\
 .p{display:inline-block;min-width:1.1em;margin-left:.3em;padding:0 .25em;border-radius:.2em;\
 font-size:.75em;text-align:center;color:#fff;vertical-align:middle}\
 .p.measured{background:#2f7d4a}.p.declared{background:#b7791f}.p.estimated{background:#6b6bb3}\
-.legend{color:#555;font-size:.9em}";
+.legend{color:#555;font-size:.9em}td.s{white-space:nowrap}";
 
 /// A figure's cell: the value with a badge saying where it came from, and how and when in the
 /// tooltip.
@@ -222,7 +223,7 @@ fn node_card(h: &mut String, c: &NodeCard, currency: &str) -> anyhow::Result<()>
         };
         let _ = write!(
             h,
-            "<tr><td>{phase}</td><td>{}</td><td>{}</td><td>{}</td>",
+            "<tr><td>{phase}</td><td>{}</td><td>{}</td><td class=\"s\">{}</td>",
             esc(w.model_shape.as_deref().unwrap_or("-")),
             esc(&w.dtype),
             esc(&size(w))

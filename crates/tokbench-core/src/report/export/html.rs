@@ -245,9 +245,11 @@ pub(crate) fn stacked_chart(
         .iter()
         .map(|(_, v, _)| v.iter().sum::<f64>())
         .fold(0.0, f64::max);
-    let x_max = if max > 0.0 { max * 1.1 } else { 1.0 };
     let legend = parts.iter().any(|(name, _)| !name.is_empty());
-    let height = 70 + 26 * n as u32 + if legend { 24 } else { 0 };
+    // Room on the right for the legend, so no bar runs under it.
+    let headroom = if legend { 1.45 } else { 1.1 };
+    let x_max = if max > 0.0 { max * headroom } else { 1.0 };
+    let height = 70 + 26 * n.max(2) as u32 + if legend { 24 } else { 0 };
     let mut svg = String::new();
     {
         let chart_err = |e: &dyn std::fmt::Display| anyhow!("drawing the chart {title:?}: {e}");
@@ -259,10 +261,13 @@ pub(crate) fn stacked_chart(
             .x_label_area_size(28)
             .y_label_area_size(190)
             // An integer range is inclusive here: 0..n-1 gives n segments.
-            .build_cartesian_2d(0.0..x_max, (0..n.saturating_sub(1)).into_segmented())
+            // One bar still needs a range that is not empty: 0..1, its segment and one above.
+            .build_cartesian_2d(0.0..x_max, (0..n.saturating_sub(1).max(1)).into_segmented())
             .map_err(|e| chart_err(&e))?;
         chart
             .configure_mesh()
+            // A fixed size: plotters' default scales with the chart, unreadable on short ones.
+            .label_style(("sans-serif", 12))
             .disable_y_mesh()
             .max_light_lines(1)
             .y_labels(n)
@@ -307,7 +312,7 @@ pub(crate) fn stacked_chart(
         if legend {
             chart
                 .configure_series_labels()
-                .position(SeriesLabelPosition::LowerRight)
+                .position(SeriesLabelPosition::UpperRight)
                 .background_style(WHITE.mix(0.8))
                 .border_style(BLACK.mix(0.3))
                 .draw()
