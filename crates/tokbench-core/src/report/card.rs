@@ -262,7 +262,7 @@ fn card_workload(
     let terms = report.cost_terms.as_ref();
     // Energy per token is measured only when it is measured power at a PUE of 1.
     let kwh_provenance = match (terms.map(|t| t.energy_basis), power) {
-        (Some(EnergyBasis::MeasuredTimesPue { pue }), Some((prov, _))) if pue == 1.0 => prov,
+        (Some(EnergyBasis::MeasuredTimesPue { pue: 1.0 }), Some((prov, _))) => prov,
         _ => FigureProvenance::Estimated,
     };
     let basis = terms.map_or_else(String::new, |t| t.energy_basis.describe());
