@@ -11,7 +11,7 @@ mod timer;
 
 pub use context::{
     AdapterSelector, BackendChoice, DeviceError, DeviceErrorKind, GpuContext, USEFUL_FEATURES,
-    adapter_record, enumerate_adapters, select_adapter,
+    adapter_record, coop_name, enumerate_adapters, select_adapter,
 };
 pub use dispatch::Dispatch;
 pub use pipeline::ShaderChecks;

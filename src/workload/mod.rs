@@ -92,6 +92,7 @@ pub fn kernel_result(
         tokens_per_j: None,
         tokens_per_j_dynamic: None,
         j_per_token: None,
+        math: None,
     }
 }
 
