@@ -34,6 +34,7 @@ fn main() {
         layers: None,
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),
+        math: Default::default(),
     };
     let planned = plan::plan(ctx, &request, &mut |m| eprintln!("tokbench bench: {m}"))
         .unwrap_or_else(|e| {

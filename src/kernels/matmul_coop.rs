@@ -326,7 +326,9 @@ mod gpu_tests {
             .map(|v| f16.round(v))
             .collect();
         let wt = transpose(&w, k, n);
-        let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&a_full)).unwrap();
+        let a_buf = ctx
+            .storage_with("A", bytemuck::cast_slice(&a_full))
+            .unwrap();
         let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64).unwrap();
         let tiles = default_tiles(&support);
         let kernel = Matmul::new(ctx, MatmulConfig { tiles, gemv: GEMV }, f16).unwrap();
@@ -408,7 +410,11 @@ mod tests {
         assert_eq!(groups(tiles, 1, 1), [1, 1, 1]);
         assert_eq!(groups(tiles, 33, 17), [2, 2, 1]);
         assert_eq!(storage_bytes(16), 24576);
-        assert!(dtype_reason(WeightDtype::F32).unwrap().contains("--dtype f16"));
+        assert!(
+            dtype_reason(WeightDtype::F32)
+                .unwrap()
+                .contains("--dtype f16")
+        );
         assert!(dtype_reason(WeightDtype::F16).is_none());
     }
 }

@@ -154,7 +154,10 @@ mod gpu_tests {
             let n_sg: Vec<u32> = bytemuck::pod_collect_to_vec(
                 &ctx.read_bytes(&counts, u64::from(groups) * 4).unwrap(),
             );
-            assert!(n_sg.iter().all(|&n| n >= 1 && n <= probe.max_subgroups()), "{n_sg:?}");
+            assert!(
+                n_sg.iter().all(|&n| n >= 1 && n <= probe.max_subgroups()),
+                "{n_sg:?}"
+            );
             let d2 = (size * size) as usize;
             let got = ctx
                 .read_f32(&out, (groups * probe.max_subgroups()) as usize * d2)
@@ -163,11 +166,19 @@ mod gpu_tests {
             for (g, &n) in n_sg.iter().enumerate() {
                 for s in 0..n as usize {
                     let slot = g * probe.max_subgroups() as usize + s;
-                    let c = compare(&got[slot * d2..(slot + 1) * d2], &want, NMSE_F32, "m".into());
+                    let c = compare(
+                        &got[slot * d2..(slot + 1) * d2],
+                        &want,
+                        NMSE_F32,
+                        "m".into(),
+                    );
                     assert!(c.failure.is_none(), "size {size} slot {slot}: {c:?}");
                 }
             }
-            assert_eq!(probe.flops(2), 2.0 * 4.0 * 50.0 * 2.0 * f64::from(size).powi(3));
+            assert_eq!(
+                probe.flops(2),
+                2.0 * 4.0 * 50.0 * 2.0 * f64::from(size).powi(3)
+            );
         }
     }
 }

@@ -1,16 +1,19 @@
-//! The matmul kernel as a workload: C = A · B at one shape, f32.
+//! The matmul kernel as a workload: C = A · B at one shape, B in f32 or f16, on one math tier.
 
 use std::collections::BTreeMap;
 
 use crate::InputError;
 use crate::gpu::GpuContext;
 use crate::kernels::layout::{pad_matrix, random_values};
-use crate::kernels::matmul::{self, Matmul, Product};
+use crate::kernels::matmul::{self, Matmul, MatmulConfig, Product, ProductTiles};
+use crate::kernels::matmul_coop;
 use crate::kernels::verify;
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::measure;
 use crate::measure::MeasureEnv;
-use crate::result::WorkloadResult;
+use crate::result::{MathRecord, WorkloadResult};
+use crate::tune::{MathChoice, math};
+use tokbench_core::kernel_config::{Math, MathRequest};
 
 use super::{Progress, Stage, Workload, kernel_result};
 use crate::model::{Work, flops};
@@ -21,7 +24,7 @@ const FULL_CHECK_MACS: f64 = 3e8;
 const SAMPLED_ROWS: usize = 64;
 
 /// C (m × n) = A (m × k) · B (k × n).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MatmulWorkload {
     /// Rows of A and C.
     pub m: usize,
@@ -29,17 +32,100 @@ pub struct MatmulWorkload {
     pub n: usize,
     /// Columns of A, rows of B.
     pub k: usize,
+    /// Element type of B (A and C are f32).
+    pub dtype: WeightDtype,
+    /// The many-row kernel's tiles; cooperative ones run for any m (not only above the GEMV's
+    /// rows).
+    pub tiles: ProductTiles,
+    /// The math record the result carries.
+    pub math: MathRecord,
 }
 
 impl MatmulWorkload {
+    /// An f32 product on the SIMT tier defaults.
+    pub fn simt_f32(ctx: &GpuContext, (m, n, k): (usize, usize, usize)) -> Self {
+        let tiles = KernelConfig::default_for(ctx.traits()).matmul.tiles;
+        Self {
+            m,
+            n,
+            k,
+            dtype: WeightDtype::F32,
+            tiles,
+            math: math::record(Math::SimtF32, MathRequest::Simt, "--math simt".into()),
+        }
+    }
+
+    /// The workloads `tokbench kernel matmul` measures for `request`: the SIMT kernel; with
+    /// cooperative matrices the cooperative kernel too (the SIMT one of the same dtype beside
+    /// it, so the two compare in one run). `--math coopmat` where the tier cannot run, or f16
+    /// without SHADER_F16, is an input error.
+    pub fn for_math(
+        ctx: &GpuContext,
+        (m, n, k): (usize, usize, usize),
+        dtype: WeightDtype,
+        request: MathRequest,
+    ) -> anyhow::Result<Vec<Self>> {
+        if dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
+            return Err(InputError::new(format!(
+                "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32",
+                ctx.info.name
+            ))
+            .into());
+        }
+        let choice = MathChoice::new(ctx, dtype, request)?;
+        let simt_tiles = KernelConfig::default_for(ctx.traits()).matmul.tiles;
+        let simt = |reason: String| Self {
+            m,
+            n,
+            k,
+            dtype,
+            tiles: simt_tiles,
+            math: math::record(simt_tiles.math(dtype), request, reason),
+        };
+        Ok(match &choice.coop {
+            None => {
+                let why = choice.coop_unavailable.clone().unwrap_or_default();
+                vec![simt(match request {
+                    MathRequest::Auto => format!("auto: SIMT because {why}"),
+                    _ => why,
+                })]
+            }
+            Some(support) => {
+                let tiles = matmul_coop::default_tiles(support);
+                let coop = Self {
+                    tiles,
+                    math: math::record(
+                        Math::CoopmatF16,
+                        request,
+                        format!(
+                            "--math {}: the cooperative-matrix kernel, measured beside the SIMT \
+                             one of the same dtype",
+                            request.name()
+                        ),
+                    ),
+                    ..simt(String::new())
+                };
+                let baseline = simt(format!(
+                    "--math {}: the SIMT baseline of the cooperative-matrix kernel",
+                    request.name()
+                ));
+                vec![coop, baseline]
+            }
+        })
+    }
+
     fn buffer_bytes(&self) -> [(&'static str, u128); 3] {
         let (m, n, k) = (self.m as u128, self.n as u128, self.k as u128);
         let pad = |x: u128| x.div_ceil(4) * 4;
         [
             ("A", m * pad(k) * 4),
-            ("B", pad(k) * pad(n) * 4),
+            ("B", pad(k) * pad(n) * self.dtype.bytes() as u128),
             ("C", m * pad(n) * 4),
         ]
+    }
+
+    fn is_coop(&self) -> bool {
+        matches!(self.tiles, ProductTiles::Coop { .. })
     }
 
     /// Rows of C checked against the reference: all of them for small products.
@@ -58,7 +144,14 @@ impl MatmulWorkload {
 
 impl Workload for MatmulWorkload {
     fn id(&self) -> String {
-        format!("matmul-f32-m{}-n{}-k{}", self.m, self.n, self.k)
+        let tier = if self.is_coop() { "-coopmat" } else { "" };
+        format!(
+            "matmul-{}{tier}-m{}-n{}-k{}",
+            self.dtype.name(),
+            self.m,
+            self.n,
+            self.k
+        )
     }
 
     fn check_fits(&self, ctx: &GpuContext) -> anyhow::Result<()> {
@@ -97,14 +190,23 @@ impl Workload for MatmulWorkload {
         let (m, n, k) = (self.m, self.n, self.k);
         let a = random_values(m * k, 1, 1.0);
         let b = random_values(k * n, 2, 1.0);
+        let b: Vec<f32> = b.into_iter().map(|v| self.dtype.round(v)).collect();
         let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))?;
         // Stored as the model's weights are: one output per row, K contiguous.
         let b_rows = pad_matrix(&matmul::transpose(&b, k, n), n, k, n);
-        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_rows))?;
+        let b_buf = ctx.storage_with("B", &self.dtype.encode(&b_rows))?;
         let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64)?;
-        let config = KernelConfig::default_for(ctx.traits()).matmul;
-        let kernel = Matmul::new(ctx, config, WeightDtype::F32)?;
-        let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
+        let config = MatmulConfig {
+            tiles: self.tiles,
+            gemv: KernelConfig::default_for(ctx.traits()).matmul.gemv,
+        };
+        let kernel = Matmul::new(ctx, config, self.dtype)?;
+        let product = Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k));
+        let dispatch = if self.is_coop() {
+            kernel.dispatch_tiles(ctx, &product)?
+        } else {
+            kernel.dispatch(ctx, &product)?
+        };
 
         let measured = measure::measure(ctx, &dispatch, env, &mut |d, p| {
             progress(Stage::Samples(d, p))
@@ -128,24 +230,30 @@ impl Workload for MatmulWorkload {
                 gpu.len()
             )
         };
-        let correctness = verify::compare(&gpu, &reference, verify::NMSE_F32, what);
+        let threshold = match self.dtype {
+            WeightDtype::F32 => verify::NMSE_F32,
+            WeightDtype::F16 => verify::NMSE_F16,
+        };
+        let correctness = verify::compare(&gpu, &reference, threshold, what);
         let shape = BTreeMap::from([
             ("m".to_string(), m as u64),
             ("n".to_string(), n as u64),
             ("k".to_string(), k as u64),
         ]);
-        Ok(kernel_result(
+        let mut result = kernel_result(
             self.id(),
             "matmul",
             shape,
-            "f32",
+            self.dtype.name(),
             correctness,
             &measured,
             Work {
                 flops: flops::product_flops(m, n, k),
-                bytes: flops::product_bytes(m, n, k, 4),
+                bytes: flops::product_bytes(m, n, k, self.dtype.bytes()),
             },
-        ))
+        );
+        result.math = Some(self.math.clone());
+        Ok(result)
     }
 }
 
@@ -153,27 +261,39 @@ impl Workload for MatmulWorkload {
 mod tests {
     use super::*;
 
+    use crate::gpu::test_context;
+
     #[test]
     fn large_products_check_sampled_rows_including_ends() {
-        let w = MatmulWorkload {
-            m: 4096,
-            n: 4096,
-            k: 4096,
-        };
+        let w = MatmulWorkload::simt_f32(test_context(), (4096, 4096, 4096));
         let rows = w.checked_rows();
         assert_eq!(rows.len(), SAMPLED_ROWS);
         assert_eq!((rows[0], *rows.last().unwrap()), (0, 4095));
-        let small = MatmulWorkload {
-            m: 100,
-            n: 1,
-            k: 100,
-        };
+        let small = MatmulWorkload::simt_f32(test_context(), (100, 1, 100));
         assert_eq!(small.checked_rows().len(), 100);
     }
 
     #[test]
-    fn ids_name_the_shape() {
-        let w = MatmulWorkload { m: 1, n: 2, k: 3 };
+    fn ids_name_the_shape_dtype_and_tier() {
+        let ctx = test_context();
+        let w = MatmulWorkload::simt_f32(ctx, (1, 2, 3));
         assert_eq!(w.id(), "matmul-f32-m1-n2-k3");
+        let simt =
+            MatmulWorkload::for_math(ctx, (1, 2, 3), WeightDtype::F16, MathRequest::Simt).unwrap();
+        assert_eq!(simt.len(), 1);
+        assert_eq!(simt[0].id(), "matmul-f16-m1-n2-k3");
+        assert_eq!(simt[0].math.tier, Math::SimtF16);
+        let auto =
+            MatmulWorkload::for_math(ctx, (1, 2, 3), WeightDtype::F16, MathRequest::Auto).unwrap();
+        if auto.len() == 2 {
+            assert_eq!(auto[0].id(), "matmul-f16-coopmat-m1-n2-k3");
+            assert_eq!(auto[0].math.tier, Math::CoopmatF16);
+        } else {
+            assert!(
+                auto[0].math.reason.starts_with("auto: SIMT because"),
+                "{:?}",
+                auto[0].math
+            );
+        }
     }
 }

@@ -13,7 +13,8 @@ use crate::gpu::GpuContext;
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, presets};
 use crate::result::ModelPlan;
-use crate::tune::Tuning;
+use crate::tune::{MathChoice, Tuning};
+use tokbench_core::kernel_config::MathRequest;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct ModelRequest {
     pub memory_bytes: Option<u64>,
     /// Where the kernel configuration comes from.
     pub tuning: Tuning,
+    /// Which math tiers the products may use (`--math`).
+    pub math: MathRequest,
 }
 
 impl ModelWorkloads {
@@ -45,6 +48,9 @@ impl ModelWorkloads {
             Box::new(super::probe::FmaProbeWorkload),
             Box::new(super::probe::CopyProbeWorkload),
         ];
+        if let Some(size) = self.matrix_probe {
+            all.push(Box::new(super::probe::MatrixProbeWorkload { size }));
+        }
         all.extend(
             self.workloads
                 .iter()
@@ -66,6 +72,8 @@ pub struct ModelWorkloads {
     pub workloads: Vec<Rc<TokenWorkload>>,
     /// Lines to tell the user (the preset chosen, weights shared, ...).
     pub notes: Vec<String>,
+    /// The matrix size of the cooperative-matrix probe, where the products may use that tier.
+    pub matrix_probe: Option<u32>,
 }
 
 /// Memory to plan for: what the user said, else for CPU adapters (lavapipe allocates host
@@ -123,6 +131,11 @@ pub fn plan(
             ctx.info.name
         ))
         .into());
+    }
+    // Before any tuning: `--math coopmat` where the tier cannot run is an input error.
+    let math = MathChoice::new(ctx, req.dtype, req.math)?;
+    if let (MathRequest::Auto, Some(why)) = (req.math, &math.coop_unavailable) {
+        notes.push(format!("--math auto: SIMT products, because {why}"));
     }
     let budget = memory_budget(ctx, req.memory_bytes);
     let (preset, shape) = match &req.model {
@@ -197,11 +210,19 @@ pub fn plan(
         }
     }
 
-    let (config, config_source) = crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, say)?;
+    let (config, config_source) =
+        crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, &math, say)?;
     for &pass in &passes {
         super::forward::check_bindings(ctx, &shape, pass, config.decode_split_len)?;
     }
-    let session = ModelSession::new(preset.clone(), model, layers_run, config);
+    let matrix_probe = math.coop.as_ref().map(|s| s.sizes[0]);
+    let session = ModelSession::new(
+        preset.clone(),
+        model,
+        layers_run,
+        config,
+        (math, config_source.clone()),
+    );
     let workloads = passes
         .iter()
         .map(|&pass| {
@@ -228,6 +249,7 @@ pub fn plan(
         config_source,
         workloads,
         notes,
+        matrix_probe,
     })
 }
 
@@ -248,6 +270,7 @@ mod tests {
             layers: None,
             memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
             tuning: Tuning::Defaults,
+            math: MathRequest::Auto,
         }
     }
 

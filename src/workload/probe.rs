@@ -1,12 +1,16 @@
-//! The two probes every `tokbench run` starts with: the device's peak arithmetic (an FMA chain)
-//! and peak bandwidth (a copy). Every other workload's roofline shares are against these.
+//! The probes every `tokbench run` starts with: the device's peak arithmetic (an FMA chain),
+//! peak bandwidth (a copy) and, where the adapter has cooperative matrices, their peak (a chain
+//! of matrix multiply-accumulates). Every other workload's roofline shares are against these:
+//! its compute share against the peak of the math it used.
 
 use std::collections::BTreeMap;
 
 use super::{Progress, Stage, Workload, kernel_result};
 use crate::gpu::GpuContext;
+use crate::kernels::WeightDtype;
 use crate::kernels::copy::Copy;
 use crate::kernels::fma_probe::FmaProbe;
+use crate::kernels::matrix_probe::MatrixProbe;
 use crate::kernels::verify::{self, compare};
 use crate::measure::MeasureEnv;
 use crate::model::Work;
@@ -135,6 +139,103 @@ impl Workload for CopyProbeWorkload {
             "probe-copy",
             shape,
             "f32",
+            correctness,
+            &measured,
+            work,
+        ))
+    }
+}
+
+/// Peak cooperative-matrix arithmetic: chains of D × D multiply-accumulates (f16 inputs, f32
+/// accumulate) per subgroup, the yardstick of `coopmat-f16` workloads.
+pub struct MatrixProbeWorkload {
+    /// Side of the matrices: the largest size the adapter lists for f16 → f32.
+    pub size: u32,
+}
+
+impl MatrixProbeWorkload {
+    /// Workgroups (one subgroup each) and chain length: enough to fill a big GPU, short enough
+    /// for lavapipe, which emulates the matrices.
+    fn size(ctx: &GpuContext) -> (u32, u32) {
+        if ctx.info.device_type == wgpu::DeviceType::Cpu {
+            (64, 256)
+        } else {
+            (1 << 15, 1024)
+        }
+    }
+}
+
+impl Workload for MatrixProbeWorkload {
+    fn id(&self) -> String {
+        "probe-matrix".into()
+    }
+
+    fn check_fits(&self, _ctx: &GpuContext) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn run(
+        &self,
+        ctx: &GpuContext,
+        env: &MeasureEnv<'_>,
+        progress: Progress<'_>,
+    ) -> anyhow::Result<WorkloadResult> {
+        let (groups, iterations) = Self::size(ctx);
+        let probe = MatrixProbe::new(ctx, self.size, iterations)?;
+        let (a, b) = probe.inputs();
+        let ab: Vec<f32> = a.into_iter().chain(b).collect();
+        let ab_buf = ctx.storage_with("matrix-ab", &WeightDtype::F16.encode(&ab))?;
+        let out = ctx.storage_zeroed("matrix-out", probe.out_bytes(groups))?;
+        let counts = ctx.storage_zeroed("matrix-counts", u64::from(groups) * 4)?;
+        let launch = probe.dispatch(ctx, groups, &ab_buf, &out, &counts)?;
+        let measured = crate::measure::measure(ctx, &launch, env, &mut |d, p| {
+            progress(Stage::Samples(d, p))
+        })?;
+        progress(Stage::Verifying);
+        // The work done depends on how many subgroups the driver made: each workgroup says.
+        let per_group: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&ctx.read_bytes(&counts, u64::from(groups) * 4)?);
+        let subgroups: u64 = per_group.iter().map(|&n| u64::from(n)).sum();
+        let d2 = (self.size * self.size) as usize;
+        let slots = probe.max_subgroups() as usize;
+        let got = ctx.read_f32(&out, groups as usize * slots * d2)?;
+        let want = probe.reference();
+        // Every subgroup of the first and last workgroups.
+        let mut gpu = Vec::new();
+        let mut reference = Vec::new();
+        for g in [0, groups as usize - 1] {
+            for s in 0..(per_group[g] as usize).min(slots) {
+                let slot = g * slots + s;
+                gpu.extend_from_slice(&got[slot * d2..(slot + 1) * d2]);
+                reference.extend_from_slice(&want);
+            }
+        }
+        let mut correctness = compare(
+            &gpu,
+            &reference,
+            verify::NMSE_F32,
+            format!("cpu-f64, {} subgroups' matrices", gpu.len() / d2),
+        );
+        if per_group.iter().any(|&n| n == 0 || n as usize > slots) {
+            correctness.failure = Some(format!(
+                "a workgroup reported a subgroup count outside 1..={slots}: {per_group:?}"
+            ));
+        }
+        let shape = BTreeMap::from([
+            ("size".to_string(), u64::from(self.size)),
+            ("workgroups".to_string(), u64::from(groups)),
+            ("subgroups".to_string(), subgroups),
+            ("iterations".to_string(), u64::from(iterations)),
+        ]);
+        let work = Work {
+            flops: probe.flops(subgroups),
+            bytes: (subgroups * d2 as u64 * 4) as f64,
+        };
+        Ok(kernel_result(
+            self.id(),
+            "probe-matrix",
+            shape,
+            "f16",
             correctness,
             &measured,
             work,

@@ -20,6 +20,7 @@ use crate::kernels::verify::{self, combine, compare};
 use crate::measure::MeasureEnv;
 use crate::model::{ModelShape, Pass, Phase, accounting};
 use crate::result::{Correctness, WorkloadResult};
+use crate::tune::MathChoice;
 
 /// Shapes whose reference pass needs at most this many multiply-adds, and this many weights,
 /// are checked in full on the real run.
@@ -46,6 +47,9 @@ pub struct ModelSession {
     pub layers_run: u32,
     /// Kernel choices.
     pub config: KernelConfig,
+    /// The math tiers open to the run, and where `config` came from (for each result's math
+    /// record).
+    pub math: (MathChoice, String),
     loaded: RefCell<Option<Rc<(GpuWeights, Kernels)>>>,
 }
 
@@ -56,12 +60,14 @@ impl ModelSession {
         model: SyntheticModel,
         layers_run: u32,
         config: KernelConfig,
+        math: (MathChoice, String),
     ) -> Rc<Self> {
         Rc::new(Self {
             preset,
             model,
             layers_run,
             config,
+            math,
             loaded: RefCell::new(None),
         })
     }
@@ -199,6 +205,14 @@ impl Workload for TokenWorkload {
         r.tokens_per_j = energy.tokens_per_j;
         r.tokens_per_j_dynamic = energy.tokens_per_j_dynamic;
         r.j_per_token = energy.j_per_token;
+        let (math, source) = &s.math;
+        r.math = Some(math.record(
+            s.config.matmul.tiles,
+            s.model.dtype,
+            self.pass.rows(),
+            self.pass.batch as usize,
+            source,
+        ));
         Ok(r)
     }
 }
@@ -425,8 +439,10 @@ mod gpu_tests {
             shared_layers: false,
         };
         let config = KernelConfig::default_for(ctx.traits());
+        let math =
+            MathChoice::new(ctx, dtype, tokbench_core::kernel_config::MathRequest::Simt).unwrap();
         TokenWorkload {
-            session: ModelSession::new("tiny".into(), model, 2, config),
+            session: ModelSession::new("tiny".into(), model, 2, config, (math, "test".into())),
             pass,
         }
     }

@@ -457,11 +457,21 @@ pub struct Roofline {
 impl Roofline {
     /// The shares of `achieved` (GFLOP/s, GB/s) in `peaks`, against the FMA peak.
     pub fn new(achieved_gflops: f64, achieved_gbps: f64, peaks: Probes) -> Self {
-        Self::against(achieved_gflops, achieved_gbps, peaks.fma_gflops, peaks.copy_gbps)
+        Self::against(
+            achieved_gflops,
+            achieved_gbps,
+            peaks.fma_gflops,
+            peaks.copy_gbps,
+        )
     }
 
     /// The shares of `achieved` (GFLOP/s, GB/s) in the given peaks.
-    pub fn against(achieved_gflops: f64, achieved_gbps: f64, peak_gflops: f64, peak_gbps: f64) -> Self {
+    pub fn against(
+        achieved_gflops: f64,
+        achieved_gbps: f64,
+        peak_gflops: f64,
+        peak_gbps: f64,
+    ) -> Self {
         Self {
             peak_gflops,
             peak_gbps,
