@@ -3,6 +3,7 @@
 //! appear.
 
 pub mod attention;
+pub mod attention_coop;
 pub mod copy;
 pub mod fma_probe;
 pub mod layout;
@@ -131,6 +132,12 @@ pub const MATMUL_COOP8: Shader = shader!("matmul_coop8", "matmul_coop", trusted:
 /// Cooperative-matrix product on 16 × 16 matrices (NVIDIA, AMD).
 pub const MATMUL_COOP16: Shader = shader!("matmul_coop16", "matmul_coop", trusted: true,
     product: true, prelude: coop_prelude!("16"));
+/// Prefill attention on 8 × 8 cooperative matrices.
+pub const ATTENTION_PREFILL_COOP8: Shader = shader!("attention_prefill_coop8",
+    "attention_prefill_coop", trusted: true, product: false, prelude: coop_prelude!("8"));
+/// Prefill attention on 16 × 16 cooperative matrices.
+pub const ATTENTION_PREFILL_COOP16: Shader = shader!("attention_prefill_coop16",
+    "attention_prefill_coop", trusted: true, product: false, prelude: coop_prelude!("16"));
 /// Cooperative multiply-accumulate chain probe on 8 × 8 matrices.
 pub const MATRIX_PROBE8: Shader = shader!("matrix_probe8", "matrix_probe", trusted: true,
     product: false, prelude: coop_prelude!("8"));
@@ -155,6 +162,8 @@ pub const ALL: &[Shader] = &[
     MATMUL_COOP16,
     MATRIX_PROBE8,
     MATRIX_PROBE16,
+    ATTENTION_PREFILL_COOP8,
+    ATTENTION_PREFILL_COOP16,
 ];
 
 /// WGSL lines that define `wvec4` for the weight type: the directive it needs, and the alias.

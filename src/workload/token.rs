@@ -206,13 +206,36 @@ impl Workload for TokenWorkload {
         r.tokens_per_j_dynamic = energy.tokens_per_j_dynamic;
         r.j_per_token = energy.j_per_token;
         let (math, source) = &s.math;
-        r.math = Some(math.record(
+        let mut record = math.record(
             s.config.matmul.tiles,
             s.model.dtype,
             self.pass.rows(),
             self.pass.batch as usize,
             source,
-        ));
+        );
+        if self.pass.phase == Phase::Prefill && record.tier.is_coop() {
+            let shape = &s.model.shape;
+            let heads = crate::kernels::attention::Heads {
+                n_heads: shape.n_heads,
+                n_kv_heads: shape.n_kv_heads,
+                head_dim: shape.head_dim,
+                cache_len: self.pass.cache_len(),
+            };
+            // The same decision ForwardPass::build made.
+            record
+                .reason
+                .push_str(&match crate::kernels::attention_coop::for_tiles(
+                    ctx,
+                    s.config.matmul.tiles,
+                    &heads,
+                ) {
+                    Ok((_, size)) => format!(
+                        "; prefill attention (q·kᵀ, p·V) on {size}x{size} cooperative matrices"
+                    ),
+                    Err(why) => format!("; prefill attention on SIMT: {why}"),
+                });
+        }
+        r.math = Some(record);
         Ok(r)
     }
 }
