@@ -6,7 +6,7 @@
 #
 # Usage (as root): scripts/lavapipe-coop.sh [--build-only]
 #   LVP26_ROOT   where the chroot lives (default /var/tmp/lvp26; reused when it exists)
-# See ../shared/LAVAPIPE-COOP.md-style notes in the README ("Math tiers").
+# The README's "Math tiers" section says what it checks and why.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -21,6 +21,10 @@ fi
 # 1. The chroot, once (about 50 s and 430 MB): trixie with mesa-vulkan-drivers 26.1 from
 #    trixie-backports, from the archive this machine already uses.
 if [ ! -x "$root/usr/bin/vulkaninfo" ]; then
+  if [ -e "$root" ]; then
+    echo "lavapipe-coop: $root exists but is not the chroot this script builds; remove it or set LVP26_ROOT" >&2
+    exit 2
+  fi
   command -v mmdebstrap >/dev/null || {
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq && apt-get install -y -qq mmdebstrap >/dev/null
@@ -36,21 +40,30 @@ if [ ! -x "$root/usr/bin/vulkaninfo" ]; then
 fi
 [ "${1:-}" = --build-only ] && exit 0
 
-# 2. The binaries: the release tokbench and the unit-test binary of the root crate.
+# 2. The binaries: the release tokbench, the root crate's unit tests, and the CLI tests (which
+#    run the tokbench binary at its build path, so it is copied there too).
+command -v python3 >/dev/null || {
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq python3 >/dev/null
+}
 cargo build --release --quiet
-lib_test=$(cargo test --release --lib --no-run --message-format=json 2>/dev/null |
+tests=$(cargo test --release --lib --test cli --no-run --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "tokbench" and m["profile"]["test"]:
-        print(m["executable"])')
-[ -n "$lib_test" ] || { echo "lavapipe-coop: no unit-test binary found" >&2; exit 1; }
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
+        print(m["target"]["name"], m["executable"])')
+lib_test=$(awk '$1 == "tokbench" {print $2}' <<<"$tests")
+cli_test=$(awk '$1 == "cli" {print $2}' <<<"$tests")
+[ -n "$lib_test" ] && [ -n "$cli_test" ] || { echo "lavapipe-coop: test binaries not found" >&2; exit 1; }
 
-# Everything the tests read from the checkout (the shaders, by CARGO_MANIFEST_DIR) is copied to
-# the same path inside the chroot; the binaries go to /opt/t.
-mkdir -p "$root/opt/t" "$root$repo"
+# Everything the tests read from the checkout (the shaders, by CARGO_MANIFEST_DIR; the binary, by
+# CARGO_BIN_EXE_tokbench) is copied to the same path inside the chroot; the rest goes to /opt/t.
+mkdir -p "$root/opt/t" "$root$repo/target/release"
 cp target/release/tokbench "$root/opt/t/tokbench"
+cp target/release/tokbench "$root$repo/target/release/tokbench"
 cp "$lib_test" "$root/opt/t/unit-tests"
+cp "$cli_test" "$root/opt/t/cli-tests"
 rm -rf "$root$repo/shaders" && cp -r shaders "$root$repo/shaders"
 
 # sysinfo reads /proc/meminfo to plan memory: without /proc every model is refused.
@@ -60,9 +73,10 @@ mountpoint -q "$root/proc" || mount -t proc proc "$root/proc"
 
 in_chroot() { chroot "$root" /usr/bin/env XDG_RUNTIME_DIR=/tmp HOME=/tmp "$@"; }
 
-echo "lavapipe-coop: $(in_chroot /opt/t/tokbench devices | grep -m1 -i llvmpipe || true)"
+in_chroot /opt/t/tokbench devices
 # 3. The cooperative-matrix tests: here they must run, never skip.
 in_chroot env TOKBENCH_REQUIRE_COOP=1 /opt/t/unit-tests coop --test-threads 1
+in_chroot /opt/t/cli-tests math_ --test-threads 1
 
 # 4. A model run on the tier: valid, every prefill product workload on coopmat-f16.
 rm -f "$root/tmp/coop-run.json"
@@ -75,8 +89,12 @@ bad = [w["id"] for w in doc["workloads"] if not w["valid"]]
 assert not bad, f"invalid workloads: {bad}"
 prefill = [w for w in doc["workloads"] if w.get("phase") == "prefill"]
 assert prefill, "no prefill workload"
+matrix = (doc["probes"] or {}).get("matrix_gflops")
+assert matrix, "no matrix probe peak"
 for w in prefill:
     assert w["math"]["tier"] == "coopmat-f16", (w["id"], w["math"])
+    # Compared with the matrix peak, not the FMA one.
+    assert w["math"]["peak_gflops"] == matrix == w["roofline"]["peak_gflops"], w["math"]
 print("lavapipe-coop: run valid;", ", ".join(f'{w["id"]}: {w["math"]["tier"]}' for w in doc["workloads"] if w.get("math")))
 PY
 echo "lavapipe-coop: passed in $(($(date +%s) - started)) s"
