@@ -95,6 +95,17 @@ pub struct Matmul {
 impl Matmul {
     /// Builds the many-row pipeline (GEMV pipelines are built per row count on first use).
     pub fn new(ctx: &GpuContext, config: MatmulConfig, dtype: WeightDtype) -> anyhow::Result<Self> {
+        Self::with_coop_support(ctx, config, dtype, None)
+    }
+
+    /// [`Self::new`], with the cooperative-matrix support to build against given instead of the
+    /// adapter's own (tests use it to try a size the driver runs but does not list).
+    pub(crate) fn with_coop_support(
+        ctx: &GpuContext,
+        config: MatmulConfig,
+        dtype: WeightDtype,
+        coop: Option<&super::matmul_coop::CoopSupport>,
+    ) -> anyhow::Result<Self> {
         let tiles_pipeline = match config.tiles {
             ProductTiles::Register { wg_x, wg_y, tm, tn } => {
                 ensure!(
@@ -131,8 +142,16 @@ impl Matmul {
                 ctx.pipeline(&MATMUL_TILED, dtype, "matmul_tiled", &constants)?
             }
             ProductTiles::Coop { .. } => {
+                let own;
+                let support = match coop {
+                    Some(s) => s,
+                    None => {
+                        own = super::matmul_coop::support(ctx).map_err(anyhow::Error::msg)?;
+                        &own
+                    }
+                };
                 let (shader, constants) =
-                    super::matmul_coop::pipeline_constants(ctx, config.tiles, dtype)?;
+                    super::matmul_coop::pipeline_constants(ctx, config.tiles, dtype, support)?;
                 ctx.pipeline(shader, dtype, "matmul_coop", &constants)?
             }
         };

@@ -143,11 +143,13 @@ fn ensure_fits(ctx: &GpuContext, size: u32, sg: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks `tiles` can run here with `dtype` weights; returns the shader and its constants.
+/// Checks `tiles` can run with `dtype` weights on an adapter with `support`; returns the shader
+/// and its constants.
 pub(super) fn pipeline_constants(
     ctx: &GpuContext,
     tiles: ProductTiles,
     dtype: WeightDtype,
+    support: &CoopSupport,
 ) -> anyhow::Result<(&'static Shader, [(&'static str, f64); 3])> {
     let ProductTiles::Coop {
         size,
@@ -161,7 +163,6 @@ pub(super) fn pipeline_constants(
     if let Some(why) = dtype_reason(dtype) {
         anyhow::bail!(why);
     }
-    let support = support(ctx).map_err(anyhow::Error::msg)?;
     ensure!(
         support.sizes.contains(&size),
         "cooperative matrix size {size}: this adapter lists {:?}",
@@ -238,6 +239,16 @@ mod gpu_tests {
     /// C = A · W through the cooperative tiles, A and W rounded to f16 as the kernel sees them,
     /// against f64; `m` ≤ 8 goes through the tiles too (called directly, not via the GEMV).
     fn check(tiles: ProductTiles, (m, n, k): (usize, usize, usize), accumulate: bool) {
+        check_with(None, tiles, (m, n, k), accumulate);
+    }
+
+    /// [`check`] against the given cooperative support instead of the adapter's.
+    fn check_with(
+        coop: Option<&CoopSupport>,
+        tiles: ProductTiles,
+        (m, n, k): (usize, usize, usize),
+        accumulate: bool,
+    ) {
         let ctx = test_context();
         let f16 = WeightDtype::F16;
         let a: Vec<f32> = random_values(m * k, 31, 1.0)
@@ -258,7 +269,8 @@ mod gpu_tests {
         let c_buf = ctx
             .storage_with("C", bytemuck::cast_slice(&residual))
             .unwrap();
-        let kernel = Matmul::new(ctx, MatmulConfig { tiles, gemv: GEMV }, f16).unwrap();
+        let kernel =
+            Matmul::with_coop_support(ctx, MatmulConfig { tiles, gemv: GEMV }, f16, coop).unwrap();
         let mut pr = Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k));
         pr.accumulate = accumulate;
         ctx.execute(&kernel.dispatch_tiles(ctx, &pr).unwrap())
@@ -301,6 +313,47 @@ mod gpu_tests {
                 check(tiles, shape, false);
             }
             check(tiles, (37, 45, 29), true);
+        }
+    }
+
+    /// The 16 × 16 variant where the adapter lists it; where it does not (Mesa 26's lavapipe lists
+    /// 8 × 8 only), with `TOKBENCH_TRY_UNLISTED_COOP` set, on 16 × 16 matrices anyway: Vulkan
+    /// leaves an unlisted size undefined, so a pass there is evidence for the shader, not a
+    /// promise of the driver (scripts/lavapipe-coop.sh sets it; runs never use unlisted sizes).
+    #[test]
+    fn coop_16x16_variant_matches_reference() {
+        let Some(support) = support_or_skip("coop_16x16_variant") else {
+            return;
+        };
+        let forged;
+        let coop = if support.sizes.contains(&16) {
+            None
+        } else if std::env::var_os("TOKBENCH_TRY_UNLISTED_COOP").is_some() {
+            forged = CoopSupport {
+                sizes: vec![16],
+                ..support.clone()
+            };
+            Some(&forged)
+        } else {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED coop_16x16_variant: the adapter lists no 16x16 f16->f32 cooperative \
+                 matrix (TOKBENCH_TRY_UNLISTED_COOP=1 tries it anyway)"
+            );
+            return;
+        };
+        for (sg_m, sg_n) in [(2, 2), (1, 2), (2, 1), (1, 1)] {
+            let tiles = ProductTiles::Coop {
+                size: 16,
+                sg_m,
+                sg_n,
+                sg: support.sg,
+            };
+            for shape in [(1, 37, 29), (65, 67, 130), (130, 70, 9)] {
+                check_with(coop, tiles, shape, false);
+            }
+            check_with(coop, tiles, (37, 45, 29), true);
         }
     }
 
