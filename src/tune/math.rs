@@ -80,13 +80,7 @@ impl MathChoice {
         lm_head_rows: usize,
         source: &str,
     ) -> MathRecord {
-        let simt = ProductTiles::Register {
-            wg_x: 1,
-            wg_y: 1,
-            tm: 1,
-            tn: 1,
-        }
-        .math(dtype);
+        let simt = Math::simt(dtype);
         let many_rows = rows > GEMV_MAX_ROWS as usize;
         let tier = if many_rows { tiles.math(dtype) } else { simt };
         let mut reason = match (self.requested, &self.coop_unavailable) {

@@ -125,10 +125,9 @@ pub enum ProductTiles {
 impl ProductTiles {
     /// The math the many-row product does with weights of `dtype`.
     pub fn math(&self, dtype: crate::dtype::WeightDtype) -> Math {
-        match (self, dtype) {
-            (Self::Coop { .. }, _) => Math::CoopmatF16,
-            (_, crate::dtype::WeightDtype::F32) => Math::SimtF32,
-            (_, crate::dtype::WeightDtype::F16) => Math::SimtF16,
+        match self {
+            Self::Coop { .. } => Math::CoopmatF16,
+            _ => Math::simt(dtype),
         }
     }
 }
@@ -148,6 +147,14 @@ pub enum Math {
 }
 
 impl Math {
+    /// The SIMT tier for weights of `dtype`.
+    pub fn simt(dtype: crate::dtype::WeightDtype) -> Self {
+        match dtype {
+            crate::dtype::WeightDtype::F32 => Self::SimtF32,
+            crate::dtype::WeightDtype::F16 => Self::SimtF16,
+        }
+    }
+
     /// "simt-f32", "simt-f16" or "coopmat-f16".
     pub fn name(self) -> &'static str {
         match self {
