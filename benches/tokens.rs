@@ -35,6 +35,7 @@ fn main() {
         layers: None,
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),
+        math: Default::default(),
     };
     let planned = plan::plan(Device::Gpu(ctx), &request, &mut |m| {
         eprintln!("tokbench bench: {m}")

@@ -251,6 +251,7 @@ pub fn assemble(d: Description, correctness: Correctness, measured: &Measured) -
         tokens_per_j: energy.tokens_per_j,
         tokens_per_j_dynamic: energy.tokens_per_j_dynamic,
         j_per_token: energy.j_per_token,
+        math: d.math,
     }
 }
 
@@ -259,6 +260,7 @@ pub fn assemble(d: Description, correctness: Correctness, measured: &Measured) -
 struct PeakTracker {
     fma_gflops: Option<f64>,
     copy_gbps: Option<f64>,
+    matrix_gflops: Option<f64>,
 }
 
 impl PeakTracker {
@@ -266,12 +268,24 @@ impl PeakTracker {
         match result.kind.as_str() {
             "probe-fma" if result.valid => self.fma_gflops = Some(result.achieved_gflops),
             "probe-copy" if result.valid => self.copy_gbps = Some(result.achieved_gbps),
+            "probe-matrix" if result.valid => self.matrix_gflops = Some(result.achieved_gflops),
             _ => {
-                if let Some(p) = self.probes() {
-                    result.roofline = Some(Roofline::new(
+                // Compute shares are against the peak of the math the workload used.
+                let coop = result.math.as_ref().is_some_and(|m| m.tier.is_coop());
+                let peak = if coop {
+                    self.matrix_gflops
+                } else {
+                    self.fma_gflops
+                };
+                if let Some(math) = result.math.as_mut() {
+                    math.peak_gflops = peak;
+                }
+                if let (Some(peak), Some(gbps)) = (peak, self.copy_gbps) {
+                    result.roofline = Some(Roofline::against(
                         result.achieved_gflops,
                         result.achieved_gbps,
-                        p,
+                        peak,
+                        gbps,
                     ));
                 }
             }
@@ -282,6 +296,7 @@ impl PeakTracker {
         Some(Probes {
             fma_gflops: self.fma_gflops?,
             copy_gbps: self.copy_gbps?,
+            matrix_gflops: self.matrix_gflops,
         })
     }
 }

@@ -490,3 +490,88 @@ fn bad_power_options_are_refused_before_any_device_is_opened() {
     ]);
     assert_usage_error(&out, "already exists");
 }
+
+/// `--math`: coopmat where the tier cannot run is a usage error naming what is missing (f32
+/// weights anywhere; the feature on adapters without it, such as Debian 12's lavapipe), and auto
+/// falls back to SIMT saying why.
+#[test]
+fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = ["kernel", "matmul", "--m", "9", "--n", "8", "--k", "8"];
+    let with = |extra: &[&str]| -> Vec<String> {
+        small
+            .iter()
+            .chain(extra)
+            .chain(QUICK.iter())
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let run = |args: Vec<String>| tokbench(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_usage_error(&run(with(&["--math", "coopmat"])), "use --dtype f16");
+    assert_usage_error(&run(with(&["--math", "tensor"])), "auto, simt or coopmat");
+
+    let out_path = dir.path().join("auto.json");
+    let out = run(with(&[
+        "--dtype",
+        "f16",
+        "--math",
+        "coopmat",
+        "--out",
+        out_path.to_str().unwrap(),
+    ]));
+    if out.status.code() == Some(2) {
+        let err = stderr(&out);
+        assert!(
+            err.contains("--math coopmat: adapter") && err.contains("use --math auto"),
+            "{err}"
+        );
+        assert!(!out_path.exists(), "nothing is written on a usage error");
+        // A model run is refused the same way, before anything is measured.
+        let tiny = tokbench(&[
+            "run",
+            "--preset",
+            "tiny",
+            "--dtype",
+            "f16",
+            "--math",
+            "coopmat",
+            "--out",
+            out_path.to_str().unwrap(),
+        ]);
+        assert_usage_error(&tiny, "--math coopmat: adapter");
+        assert!(!out_path.exists());
+
+        let auto = run(with(&[
+            "--dtype",
+            "f16",
+            "--out",
+            out_path.to_str().unwrap(),
+        ]));
+        assert_eq!(auto.status.code(), Some(0), "{}", stderr(&auto));
+        assert!(
+            stderr(&auto).contains("--math auto: SIMT because"),
+            "{}",
+            stderr(&auto)
+        );
+        let doc = load(&out_path).unwrap();
+        let math = doc.workloads[0].math.as_ref().expect("math recorded");
+        assert_eq!(math.tier.name(), "simt-f16");
+        assert!(
+            math.reason.starts_with("auto: SIMT because"),
+            "{}",
+            math.reason
+        );
+    } else {
+        // An adapter with the tier: both kernels measured, the ratio printed.
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let doc = load(&out_path).unwrap();
+        let tiers: Vec<&str> = doc
+            .workloads
+            .iter()
+            .map(|w| w.math.as_ref().unwrap().tier.name())
+            .collect();
+        assert_eq!(tiers, ["coopmat-f16", "simt-f16"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("GFLOP/s vs simt-f16"), "{stdout}");
+    }
+}

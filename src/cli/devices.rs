@@ -25,7 +25,20 @@ pub(super) fn run(json: bool, backend: Option<BackendChoice>) -> anyhow::Result<
         .enumerate()
         .map(|(index, a)| Listed {
             index,
-            adapter: adapter_record(&a.get_info(), a.features(), &a.limits()),
+            adapter: adapter_record(
+                &a.get_info(),
+                a.features(),
+                &a.limits(),
+                // What the adapter lists; a device opened on it enables the feature when present.
+                &if a
+                    .features()
+                    .contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
+                {
+                    a.cooperative_matrix_properties()
+                } else {
+                    Vec::new()
+                },
+            ),
         })
         .collect();
     if json {
@@ -44,6 +57,7 @@ pub(super) fn run(json: bool, backend: Option<BackendChoice>) -> anyhow::Result<
             "vendor:device",
             "driver",
             "features",
+            "cooperative matrices",
             "max binding",
         ]);
         for l in &listed {
@@ -56,6 +70,11 @@ pub(super) fn run(json: bool, backend: Option<BackendChoice>) -> anyhow::Result<
                 Cell::new(format!("{:04x}:{:04x}", a.vendor_id, a.device_id)),
                 Cell::new(format!("{} {}", a.driver, a.driver_info).trim().to_string()),
                 Cell::new(a.features.join(" ")),
+                Cell::new(if a.cooperative_matrices.is_empty() {
+                    "none (SIMT only)".to_string()
+                } else {
+                    a.cooperative_matrices.join(", ")
+                }),
                 table::num(format!(
                     "{} MiB",
                     a.limits["max_storage_buffer_binding_size"] >> 20

@@ -69,10 +69,16 @@ pub(super) fn run_workloads(
     if common.jsonl {
         // stdout carries only the document; people read the table on stderr.
         eprintln!("{}", table::workloads(doc));
+        for line in table::math_ratios(doc) {
+            eprintln!("{line}");
+        }
         eprintln!("result: {}", outcome.path.display());
         println!("{}", serde_json::to_string(doc)?);
     } else {
         println!("{}", table::workloads(doc));
+        for line in table::math_ratios(doc) {
+            println!("{line}");
+        }
         println!("result: {}", outcome.path.display());
     }
     let invalid: Vec<&str> = doc

@@ -25,6 +25,7 @@ use crate::result::Scope;
 use crate::result::io::Destination;
 use crate::tune::{TuneCache, Tuning};
 use crate::workload::plan::{self, ModelRequest};
+use tokbench_core::kernel_config::MathRequest;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -86,6 +87,11 @@ struct TuneArgs {
     /// Try only a few candidates on small shapes (what `run` does without a cache entry).
     #[arg(long)]
     quick: bool,
+    /// Math tier of the products: auto (the fastest correct candidate across tiers, checked
+    /// then timed), simt (scalar/vector FMA) or coopmat (cooperative matrices, tensor cores:
+    /// f16 weights; refused, exit 2, on adapters without them).
+    #[arg(long, default_value = "auto", value_name = "auto|simt|coopmat")]
+    math: MathRequest,
     /// Adapter to use: an index from `tokbench devices`, or part of its name.
     #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME")]
     adapter: Option<String>,
@@ -135,7 +141,9 @@ struct DevicesArgs {
 
 #[derive(Debug, Subcommand)]
 enum KernelCommand {
-    /// f32 matrix multiply C (m × n) = A (m × k) · B (k × n).
+    /// Matrix multiply C (m × n) = A (m × k, f32) · B (k × n, --dtype). With cooperative
+    /// matrices (--math coopmat, or auto where the adapter has them) the SIMT kernel of the same
+    /// dtype is measured too, and the ratio printed.
     #[command(after_help = EXIT_CODES)]
     Matmul {
         /// Rows of A and C.
@@ -147,6 +155,9 @@ enum KernelCommand {
         /// Columns of A, rows of B.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         k: u32,
+        /// Element type of B: f32, or f16 (adapters with SHADER_F16); accumulation is f32.
+        #[arg(long, default_value = "f32")]
+        dtype: WeightDtype,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -196,6 +207,11 @@ struct RunArgs {
 /// Flags shared by every command that measures.
 #[derive(Debug, Args)]
 struct CommonArgs {
+    /// Math tier of the products: auto (the fastest correct candidate across tiers, checked
+    /// then timed), simt (scalar/vector FMA) or coopmat (cooperative matrices, tensor cores:
+    /// f16 weights; refused, exit 2, on adapters without them).
+    #[arg(long, default_value = "auto", value_name = "auto|simt|coopmat")]
+    math: MathRequest,
     /// Adapter to use: an index from `tokbench devices`, or part of its name.
     #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME")]
     adapter: Option<String>,
@@ -458,7 +474,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tune::run(
                 &selector,
                 model,
-                a.dtype,
+                (a.dtype, a.math),
                 effort,
                 a.tune_cache.clone().or_else(TuneCache::default_path),
             )
@@ -472,15 +488,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             accounting::run(p.name, p.shape, a.dtype, pass)
         }
-        Command::Kernel(KernelCommand::Matmul { m, n, k, common }) => {
-            let workload = crate::workload::matmul::MatmulWorkload {
-                m: m as usize,
-                n: n as usize,
-                k: k as usize,
-            };
-            execute::run_workloads("kernel", &common, |_| {
+        Command::Kernel(KernelCommand::Matmul {
+            m,
+            n,
+            k,
+            dtype,
+            common,
+        }) => {
+            let math = common.math;
+            execute::run_workloads("kernel", &common, |device| {
+                let workloads = crate::workload::matmul::MatmulWorkload::for_math(
+                    device,
+                    (m as usize, n as usize, k as usize),
+                    dtype,
+                    math,
+                )?;
+                // auto without cooperative matrices says why it measured SIMT only.
+                let notes = workloads
+                    .iter()
+                    .map(|w| &w.math.reason)
+                    .filter(|r| r.starts_with("auto: SIMT"))
+                    .map(|r| format!("--math {r}"))
+                    .collect();
                 Ok(crate::runner::Planned {
-                    workloads: vec![Box::new(workload)],
+                    workloads: workloads
+                        .into_iter()
+                        .map(|w| Box::new(w) as Box<dyn crate::workload::Workload>)
+                        .collect(),
+                    notes,
                     ..Default::default()
                 })
             })
@@ -530,6 +565,7 @@ impl RunArgs {
             } else {
                 self.common.tuning()
             },
+            math: self.common.math,
         })
     }
 }

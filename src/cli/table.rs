@@ -23,6 +23,7 @@ pub(super) fn num(text: impl ToString) -> Cell {
 pub(super) fn workloads(doc: &RunResult) -> Table {
     let mut t = new(&[
         "workload",
+        "math",
         "per pass",
         "CV",
         "tokens/s",
@@ -50,6 +51,7 @@ pub(super) fn workloads(doc: &RunResult) -> Table {
         };
         t.add_row(vec![
             Cell::new(&w.id),
+            Cell::new(w.math.as_ref().map_or("-", |m| m.tier.name())),
             num(format_duration(w.stats.median_s)),
             num(format!("{:.1}%", w.stats.cv * 100.0)),
             num(opt(w.tokens_per_s, 2)),
@@ -75,4 +77,36 @@ pub(super) fn format_duration(s: f64) -> String {
     } else {
         format!("{s:.2} s")
     }
+}
+
+/// One line per cooperative-matrix product workload that has a SIMT workload of the same shape
+/// and dtype in the run: both GFLOP/s and their ratio.
+pub(super) fn math_ratios(doc: &RunResult) -> Vec<String> {
+    let tier = |w: &crate::result::WorkloadResult| w.math.as_ref().map(|m| m.tier);
+    doc.workloads
+        .iter()
+        .filter(|w| tier(w).is_some_and(|t| t.is_coop()))
+        .filter_map(|coop| {
+            let simt = doc.workloads.iter().find(|w| {
+                w.kind == coop.kind
+                    && w.shape == coop.shape
+                    && w.dtype == coop.dtype
+                    && tier(w).is_some_and(|t| !t.is_coop())
+            })?;
+            Some(format!(
+                "{}: {} {:.2} GFLOP/s vs {} {:.2} GFLOP/s: {:.2}x{}",
+                coop.id,
+                tier(coop)?.name(),
+                coop.achieved_gflops,
+                tier(simt)?.name(),
+                simt.achieved_gflops,
+                coop.achieved_gflops / simt.achieved_gflops,
+                if coop.valid && simt.valid {
+                    ""
+                } else {
+                    " (a result is invalid)"
+                }
+            ))
+        })
+        .collect()
 }

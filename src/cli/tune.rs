@@ -11,14 +11,15 @@ use crate::exit;
 use crate::gpu::{AdapterSelector, GpuContext};
 use crate::kernels::WeightDtype;
 use crate::model::ModelShape;
-use crate::tune::{Effort, TuneCache, TuneKey, cache::CacheEntry};
+use crate::tune::{Effort, MathChoice, TuneCache, TuneKey, cache::CacheEntry};
 use crate::workload::plan;
+use tokbench_core::kernel_config::MathRequest;
 
 /// Tunes and prints; saves the winner when a cache path is known.
 pub(super) fn run(
     selector: &AdapterSelector,
     model: Option<(String, ModelShape)>,
-    dtype: WeightDtype,
+    (dtype, math): (WeightDtype, MathRequest),
     effort: Effort,
     cache_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
@@ -35,16 +36,23 @@ pub(super) fn run(
         ))
         .into());
     }
+    let choice = MathChoice::new(&ctx, dtype, math)?;
     eprintln!(
-        "tokbench tune: {} on {} ({:?} effort)",
-        name, ctx.info.name, effort
+        "tokbench tune: {} on {} ({:?} effort, --math {})",
+        name,
+        ctx.info.name,
+        effort,
+        math.name()
     );
+    if let (MathRequest::Auto, Some(why)) = (math, &choice.coop_unavailable) {
+        eprintln!("tokbench tune: --math auto: SIMT candidates only, because {why}");
+    }
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("[{bar:30}] {pos}/{len} candidates {elapsed}")
             .expect("static template")
             .progress_chars("=> "),
     );
-    let tuned = crate::tune::tune(&ctx, &shape, dtype, effort, &mut |done, total| {
+    let tuned = crate::tune::tune(&ctx, &shape, dtype, effort, &choice, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -66,7 +74,11 @@ pub(super) fn run(
         ]);
     }
     println!("{t}");
-    println!("winner: {}", serde_json::to_string(&tuned.config)?);
+    println!(
+        "winner: {} (products: {})",
+        serde_json::to_string(&tuned.config)?,
+        tuned.config.matmul.tiles.math(dtype).name()
+    );
     match cache_path {
         Some(path) => {
             let (mut cache, warning) = TuneCache::open(&path);
@@ -74,7 +86,7 @@ pub(super) fn run(
                 eprintln!("tokbench tune: {w}");
             }
             cache.insert(
-                &TuneKey::new(&ctx, &shape, dtype),
+                &TuneKey::new(&ctx, &shape, dtype, math),
                 CacheEntry {
                     config: tuned.config,
                     effort,

@@ -193,10 +193,15 @@ pub struct DeviceError {
 }
 
 /// Features tokbench uses when the adapter has them.
-pub const USEFUL_FEATURES: [(wgpu::Features, &str); 3] = [
+pub const USEFUL_FEATURES: [(wgpu::Features, &str); 4] = [
     (wgpu::Features::TIMESTAMP_QUERY, "TIMESTAMP_QUERY"),
     (wgpu::Features::SHADER_F16, "SHADER_F16"),
     (wgpu::Features::SUBGROUP, "SUBGROUP"),
+    // Tensor cores (Vulkan VK_KHR_cooperative_matrix, Metal simdgroup matrices).
+    (
+        wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+        "EXPERIMENTAL_COOPERATIVE_MATRIX",
+    ),
 ];
 
 /// An open device on the chosen adapter, with what tokbench needs to know about it.
@@ -247,6 +252,10 @@ impl GpuContext {
             label: Some("tokbench"),
             required_features: features,
             required_limits: limits.clone(),
+            // SAFETY: the only experimental feature requested is EXPERIMENTAL_COOPERATIVE_MATRIX,
+            // used by the cooperative-matrix shaders only, whose outputs are checked against the
+            // CPU reference before any figure counts.
+            experimental_features: unsafe { wgpu::ExperimentalFeatures::enabled() },
             ..Default::default()
         }))
         .with_context(|| format!("opening a device on adapter {:?}", info.name))?;
@@ -315,6 +324,7 @@ impl GpuContext {
             features: self.features,
             limits: self.limits.clone(),
             timing_method: self.timing_method,
+            cooperative: self.cooperative_matrix_properties(),
         }
     }
 
@@ -322,6 +332,16 @@ impl GpuContext {
     /// kernels size their grids by it).
     pub fn fixed_subgroup_size(&self) -> Option<u32> {
         self.facts().fixed_subgroup_size()
+    }
+
+    /// The cooperative-matrix configurations wgpu accepts on this device; empty without
+    /// EXPERIMENTAL_COOPERATIVE_MATRIX.
+    pub fn cooperative_matrix_properties(&self) -> Vec<wgpu::CooperativeMatrixProperties> {
+        if self.has(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+            self.adapter.cooperative_matrix_properties()
+        } else {
+            Vec::new()
+        }
     }
 
     /// The traits kernel choices depend on.
@@ -349,7 +369,7 @@ impl GpuContext {
 
     /// The adapter as recorded in a result document.
     pub fn adapter_record(&self) -> AdapterInfo {
-        adapter_record(&self.info, self.features, &self.limits)
+        self.facts().adapter_record()
     }
 }
 
@@ -365,6 +385,8 @@ pub struct DeviceFacts {
     pub limits: wgpu::Limits,
     /// How durations are measured on it.
     pub timing_method: TimingMethod,
+    /// The cooperative-matrix configurations wgpu accepts on it (empty without the feature).
+    pub cooperative: Vec<wgpu::CooperativeMatrixProperties>,
 }
 
 impl DeviceFacts {
@@ -402,7 +424,7 @@ impl DeviceFacts {
 
     /// The adapter as recorded in a result document.
     pub fn adapter_record(&self) -> AdapterInfo {
-        adapter_record(&self.info, self.features, &self.limits)
+        adapter_record(&self.info, self.features, &self.limits, &self.cooperative)
     }
 }
 
@@ -411,6 +433,7 @@ pub fn adapter_record(
     info: &wgpu::AdapterInfo,
     features: wgpu::Features,
     limits: &wgpu::Limits,
+    cooperative: &[wgpu::CooperativeMatrixProperties],
 ) -> AdapterInfo {
     AdapterInfo {
         name: info.name.clone(),
@@ -426,7 +449,31 @@ pub fn adapter_record(
             .map(|(_, name)| name.to_string())
             .collect(),
         limits: key_limits(limits),
+        cooperative_matrices: cooperative.iter().map(coop_name).collect(),
     }
+}
+
+/// "8x8x8 f16->f32": M×N×K, input and accumulator types.
+pub fn coop_name(p: &wgpu::CooperativeMatrixProperties) -> String {
+    let ty = |t: wgpu::CooperativeScalarType| match t {
+        wgpu::CooperativeScalarType::F32 => "f32",
+        wgpu::CooperativeScalarType::F16 => "f16",
+        wgpu::CooperativeScalarType::I32 => "i32",
+        wgpu::CooperativeScalarType::U32 => "u32",
+    };
+    format!(
+        "{}x{}x{} {}->{}{}",
+        p.m_size,
+        p.n_size,
+        p.k_size,
+        ty(p.ab_type),
+        ty(p.cr_type),
+        if p.saturating_accumulation {
+            " (saturating)"
+        } else {
+            ""
+        }
+    )
 }
 
 fn backend_name(b: wgpu::Backend) -> &'static str {

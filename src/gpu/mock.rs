@@ -70,6 +70,7 @@ impl MockDevice {
                 features: wgpu::Features::SHADER_F16,
                 limits: wgpu::Limits::default(),
                 timing_method: TimingMethod::Mock,
+                cooperative: Vec::new(),
             },
         }
     }

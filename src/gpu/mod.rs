@@ -12,7 +12,7 @@ mod timer;
 
 pub use context::{
     AdapterSelector, BackendChoice, DeviceError, DeviceErrorKind, DeviceFacts, GpuContext,
-    USEFUL_FEATURES, adapter_record, enumerate_adapters, select_adapter,
+    USEFUL_FEATURES, adapter_record, coop_name, enumerate_adapters, select_adapter,
 };
 pub use dispatch::Dispatch;
 pub use mock::{Device, MOCK_ADAPTER_NAME, MockDevice, MockMode};

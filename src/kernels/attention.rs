@@ -18,19 +18,19 @@ pub struct Heads {
 }
 
 impl Heads {
-    fn hd4(&self) -> u32 {
+    pub(crate) fn hd4(&self) -> u32 {
         self.head_dim / 4
     }
 
-    fn qkv_stride4(&self) -> u32 {
+    pub(crate) fn qkv_stride4(&self) -> u32 {
         (self.n_heads + 2 * self.n_kv_heads) * self.hd4()
     }
 
-    fn scale(&self) -> f32 {
+    pub(crate) fn scale(&self) -> f32 {
         (1.0 / f64::from(self.head_dim).sqrt()) as f32
     }
 
-    fn check(&self) -> anyhow::Result<()> {
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.head_dim.is_multiple_of(4)
                 && self.head_dim <= 256
@@ -42,9 +42,10 @@ impl Heads {
     }
 }
 
+/// Uniforms of both prefill attention shaders.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct PrefillParams {
+pub(crate) struct PrefillParams {
     tokens: u32,
     seq_len: u32,
     n_heads: u32,
@@ -68,6 +69,42 @@ struct DecodeParams {
     batch: u32,
     scale: f32,
     _pad: [u32; 3],
+}
+
+/// The uniforms of a prefill attention launch for `batch` prompts of `seq_len` tokens, after
+/// checking every buffer is large enough (the shaders may run without bounds checks).
+pub(crate) fn prefill_params(
+    h: &Heads,
+    (batch, seq_len): (u32, u32),
+    qkv: &wgpu::Buffer,
+    k_cache: &wgpu::Buffer,
+    v_cache: &wgpu::Buffer,
+    out: &wgpu::Buffer,
+) -> anyhow::Result<PrefillParams> {
+    let tokens = batch * seq_len;
+    let cache_bytes = u64::from(batch)
+        * u64::from(h.n_kv_heads)
+        * u64::from(h.cache_len)
+        * u64::from(h.head_dim)
+        * 4;
+    anyhow::ensure!(
+        seq_len <= h.cache_len
+            && qkv.size() >= u64::from(tokens) * u64::from(h.qkv_stride4()) * 16
+            && k_cache.size() >= cache_bytes
+            && v_cache.size() >= cache_bytes
+            && out.size() >= u64::from(tokens) * u64::from(h.n_heads * h.head_dim) * 4,
+        "prefill attention buffers too small"
+    );
+    Ok(PrefillParams {
+        tokens,
+        seq_len,
+        n_heads: h.n_heads,
+        n_kv_heads: h.n_kv_heads,
+        qkv_stride4: h.qkv_stride4(),
+        cache_len: h.cache_len,
+        scale: h.scale(),
+        _pad: 0,
+    })
 }
 
 /// Causal attention of a whole prompt (prefill).
@@ -107,30 +144,8 @@ impl PrefillAttention {
         out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
         let h = self.heads;
-        let tokens = batch * seq_len;
-        let cache_bytes = u64::from(batch)
-            * u64::from(h.n_kv_heads)
-            * u64::from(h.cache_len)
-            * u64::from(h.head_dim)
-            * 4;
-        anyhow::ensure!(
-            seq_len <= h.cache_len
-                && qkv.size() >= u64::from(tokens) * u64::from(h.qkv_stride4()) * 16
-                && k_cache.size() >= cache_bytes
-                && v_cache.size() >= cache_bytes
-                && out.size() >= u64::from(tokens) * u64::from(h.n_heads * h.head_dim) * 4,
-            "prefill attention buffers too small"
-        );
-        let params = PrefillParams {
-            tokens,
-            seq_len,
-            n_heads: h.n_heads,
-            n_kv_heads: h.n_kv_heads,
-            qkv_stride4: h.qkv_stride4(),
-            cache_len: h.cache_len,
-            scale: h.scale(),
-            _pad: 0,
-        };
+        let params = prefill_params(&h, (batch, seq_len), qkv, k_cache, v_cache, out)?;
+        let tokens = params.tokens;
         ctx.dispatch(
             &self.pipeline,
             &params,

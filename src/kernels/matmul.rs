@@ -1,6 +1,7 @@
 //! Products of activations (f32) and weights (f32 or f16): `shaders/matmul.wgsl` (register
 //! tier), `shaders/matmul_tiled.wgsl` (workgroup tier), `shaders/gemv.wgsl` and
-//! `shaders/gemv_subgroup.wgsl` (up to 8 rows).
+//! `shaders/gemv_subgroup.wgsl` (up to 8 rows), and the cooperative-matrix tier
+//! `shaders/matmul_coop.wgsl` (see [`super::matmul_coop`]).
 //!
 //! Weights are stored one output per row, K contiguous (W is N × K, "Wᵀ"): each GEMV lane or
 //! subgroup streams whole rows, and tile loads along K coalesce. Every kernel reads that one
@@ -94,6 +95,17 @@ pub struct Matmul {
 impl Matmul {
     /// Builds the many-row pipeline (GEMV pipelines are built per row count on first use).
     pub fn new(ctx: &GpuContext, config: MatmulConfig, dtype: WeightDtype) -> anyhow::Result<Self> {
+        Self::with_coop_support(ctx, config, dtype, None)
+    }
+
+    /// [`Self::new`], with the cooperative-matrix support to build against given instead of the
+    /// adapter's own (tests use it to try a size the driver runs but does not list).
+    pub(crate) fn with_coop_support(
+        ctx: &GpuContext,
+        config: MatmulConfig,
+        dtype: WeightDtype,
+        coop: Option<&super::matmul_coop::CoopSupport>,
+    ) -> anyhow::Result<Self> {
         let tiles_pipeline = match config.tiles {
             ProductTiles::Register { wg_x, wg_y, tm, tn } => {
                 ensure!(
@@ -129,6 +141,19 @@ impl Matmul {
                 ];
                 ctx.pipeline(&MATMUL_TILED, dtype, "matmul_tiled", &constants)?
             }
+            ProductTiles::Coop { .. } => {
+                let own;
+                let support = match coop {
+                    Some(s) => s,
+                    None => {
+                        own = super::matmul_coop::support(ctx).map_err(anyhow::Error::msg)?;
+                        &own
+                    }
+                };
+                let (shader, constants) =
+                    super::matmul_coop::pipeline_constants(ctx, config.tiles, dtype, support)?;
+                ctx.pipeline(shader, dtype, "matmul_coop", &constants)?
+            }
         };
         if let GemvConfig::Subgroup { .. } = config.gemv {
             ensure!(
@@ -152,6 +177,69 @@ impl Matmul {
     /// one. Fails if a buffer is too small for the product: the shaders may run without bounds
     /// checks, so every access must be in bounds by construction.
     pub fn dispatch(&self, ctx: &GpuContext, pr: &Product<'_>) -> anyhow::Result<Dispatch> {
+        let params = self.checked_params(pr)?;
+        if pr.m > GEMV_MAX_ROWS {
+            return self.tiles_launch(ctx, pr, &params);
+        }
+        let buffers = [(1, pr.a), (2, pr.w), (3, pr.c)];
+        let rows = f64::from(pr.m);
+        let (pipeline, groups) = match self.config.gemv {
+            GemvConfig::Rows { wg, tn } => {
+                ensure!((1..=4).contains(&tn), "gemv rows tn {tn} (1..=4)");
+                let constants = [("WG", f64::from(wg)), ("M", rows), ("TN", f64::from(tn))];
+                (
+                    ctx.pipeline(&GEMV, self.dtype, "gemv_rows", &constants)?,
+                    pr.n.div_ceil(wg * tn),
+                )
+            }
+            GemvConfig::Split { wg } => (
+                ctx.pipeline(
+                    &GEMV,
+                    self.dtype,
+                    "gemv_split",
+                    &[("WG", f64::from(wg)), ("M", rows)],
+                )?,
+                pr.n,
+            ),
+            GemvConfig::Subgroup { wg, sg } => (
+                ctx.pipeline(
+                    &GEMV_SUBGROUP,
+                    self.dtype,
+                    "gemv_subgroup",
+                    &[("WG", f64::from(wg)), ("SG", f64::from(sg)), ("M", rows)],
+                )?,
+                pr.n.div_ceil(wg / sg),
+            ),
+        };
+        ctx.dispatch(&pipeline, &params, &buffers, ctx.grid_1d(groups))
+    }
+
+    /// A launch of the many-row kernel whatever the number of rows (tests check M = 1 through
+    /// it; [`Self::dispatch`] sends so few rows to a GEMV).
+    pub fn dispatch_tiles(&self, ctx: &GpuContext, pr: &Product<'_>) -> anyhow::Result<Dispatch> {
+        let params = self.checked_params(pr)?;
+        self.tiles_launch(ctx, pr, &params)
+    }
+
+    fn tiles_launch(
+        &self,
+        ctx: &GpuContext,
+        pr: &Product<'_>,
+        params: &Params,
+    ) -> anyhow::Result<Dispatch> {
+        let groups = match self.config.tiles {
+            ProductTiles::Register { wg_x, wg_y, tm, tn } => {
+                [pr.n.div_ceil(tn * wg_x), pr.m.div_ceil(tm * wg_y), 1]
+            }
+            ProductTiles::Workgroup { bm, bn, .. } => [pr.n.div_ceil(bn), pr.m.div_ceil(bm), 1],
+            ProductTiles::Coop { .. } => super::matmul_coop::groups(self.config.tiles, pr.m, pr.n),
+        };
+        let buffers = [(1, pr.a), (2, pr.w), (3, pr.c)];
+        ctx.dispatch(&self.tiles_pipeline, params, &buffers, groups)
+    }
+
+    /// The uniforms of `pr`, after checking every buffer is large enough for it.
+    fn checked_params(&self, pr: &Product<'_>) -> anyhow::Result<Params> {
         ensure!(pr.m >= 1 && pr.k4 >= 1 && pr.n >= 1, "empty product {pr:?}");
         let need_a =
             (u64::from(pr.a_off4) + u64::from(pr.m - 1) * u64::from(pr.lda4) + u64::from(pr.k4))
@@ -166,7 +254,7 @@ impl Matmul {
             pr.w.size(),
             pr.c.size()
         );
-        let params = Params {
+        Ok(Params {
             m: pr.m,
             k4: pr.k4,
             n: pr.n,
@@ -175,48 +263,7 @@ impl Matmul {
             ldc: pr.ldc,
             c_off: pr.c_off,
             accumulate: u32::from(pr.accumulate),
-        };
-        let buffers = [(1, pr.a), (2, pr.w), (3, pr.c)];
-        if pr.m <= GEMV_MAX_ROWS {
-            let rows = f64::from(pr.m);
-            let (pipeline, groups) = match self.config.gemv {
-                GemvConfig::Rows { wg, tn } => {
-                    ensure!((1..=4).contains(&tn), "gemv rows tn {tn} (1..=4)");
-                    let constants = [("WG", f64::from(wg)), ("M", rows), ("TN", f64::from(tn))];
-                    (
-                        ctx.pipeline(&GEMV, self.dtype, "gemv_rows", &constants)?,
-                        pr.n.div_ceil(wg * tn),
-                    )
-                }
-                GemvConfig::Split { wg } => (
-                    ctx.pipeline(
-                        &GEMV,
-                        self.dtype,
-                        "gemv_split",
-                        &[("WG", f64::from(wg)), ("M", rows)],
-                    )?,
-                    pr.n,
-                ),
-                GemvConfig::Subgroup { wg, sg } => (
-                    ctx.pipeline(
-                        &GEMV_SUBGROUP,
-                        self.dtype,
-                        "gemv_subgroup",
-                        &[("WG", f64::from(wg)), ("SG", f64::from(sg)), ("M", rows)],
-                    )?,
-                    pr.n.div_ceil(wg / sg),
-                ),
-            };
-            ctx.dispatch(&pipeline, &params, &buffers, ctx.grid_1d(groups))
-        } else {
-            let groups = match self.config.tiles {
-                ProductTiles::Register { wg_x, wg_y, tm, tn } => {
-                    [pr.n.div_ceil(tn * wg_x), pr.m.div_ceil(tm * wg_y), 1]
-                }
-                ProductTiles::Workgroup { bm, bn, .. } => [pr.n.div_ceil(bn), pr.m.div_ceil(bm), 1],
-            };
-            ctx.dispatch(&self.tiles_pipeline, &params, &buffers, groups)
-        }
+        })
     }
 }
 

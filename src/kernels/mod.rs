@@ -3,10 +3,13 @@
 //! appear.
 
 pub mod attention;
+pub mod attention_coop;
 pub mod copy;
 pub mod fma_probe;
 pub mod layout;
 pub mod matmul;
+pub mod matmul_coop;
+pub mod matrix_probe;
 pub mod rmsnorm;
 pub mod rope;
 pub mod swiglu;
@@ -33,20 +36,24 @@ pub struct Shader {
     /// prelude defines it) through the bindings of `shaders/common/product_bindings.wgsl`, and
     /// both are prepended to its source.
     pub product: bool,
+    /// WGSL put first (after the weight type's `enable`): the cooperative-matrix shaders' enables
+    /// and their variant (matrix size and types); empty for the others.
+    pub prelude: &'static str,
 }
 
 impl Shader {
     /// The full WGSL text, with the weight-type prelude and the product bindings where the
     /// shader is a product kernel.
     pub fn source_for(&self, dtype: WeightDtype) -> Cow<'static, str> {
-        if self.product {
-            Cow::Owned(format!(
-                "{}{PRODUCT_BINDINGS}{}",
-                weight_prelude(dtype),
+        // Directives (`enable`) must precede every declaration.
+        let (enable, alias) = weight_prelude(dtype);
+        match (self.product, self.prelude) {
+            (true, prelude) => Cow::Owned(format!(
+                "{enable}{prelude}{alias}{PRODUCT_BINDINGS}{}",
                 self.source
-            ))
-        } else {
-            Cow::Borrowed(self.source)
+            )),
+            (false, "") => Cow::Borrowed(self.source),
+            (false, prelude) => Cow::Owned(format!("{prelude}{}", self.source)),
         }
     }
 }
@@ -56,13 +63,44 @@ const PRODUCT_BINDINGS: &str = include_str!("../../shaders/common/product_bindin
 
 macro_rules! shader {
     ($name:literal, trusted: $trusted:expr, product: $product:expr) => {
+        shader!($name, $name, trusted: $trusted, product: $product, prelude: "")
+    };
+    ($name:literal, $file:literal, trusted: $trusted:expr, product: $product:expr, prelude: $prelude:expr) => {
         Shader {
             name: $name,
-            path: concat!("shaders/", $name, ".wgsl"),
-            source: include_str!(concat!("../../shaders/", $name, ".wgsl")),
+            path: concat!("shaders/", $file, ".wgsl"),
+            source: include_str!(concat!("../../shaders/", $file, ".wgsl")),
             trusted: $trusted,
             product: $product,
+            prelude: $prelude,
         }
+    };
+}
+
+/// The variant prelude of the cooperative-matrix shaders: `D` and the matrix types of size D.
+macro_rules! coop_prelude {
+    ($d:literal) => {
+        concat!(
+            "enable f16;\nenable wgpu_cooperative_matrix;\n",
+            // See shaders/matmul_coop.wgsl: ownership of matrices is subgroup-uniform, which
+            // naga's per-workgroup analysis cannot see.
+            "diagnostic(off, derivative_uniformity);\n",
+            "const D: u32 = ",
+            $d,
+            "u;\nalias coop_a = coop_mat",
+            $d,
+            "x",
+            $d,
+            "<f16, A>;\nalias coop_b = coop_mat",
+            $d,
+            "x",
+            $d,
+            "<f16, B>;\nalias coop_c = coop_mat",
+            $d,
+            "x",
+            $d,
+            "<f32, C>;\n"
+        )
     };
 }
 
@@ -88,6 +126,24 @@ pub const SWIGLU: Shader = shader!("swiglu", trusted: true, product: false);
 pub const COPY: Shader = shader!("copy", trusted: true, product: false);
 /// FMA-chain arithmetic probe.
 pub const FMA_PROBE: Shader = shader!("fma_probe", trusted: true, product: false);
+/// Cooperative-matrix product on 8 × 8 matrices (Apple, Mesa lavapipe ≥ 26).
+pub const MATMUL_COOP8: Shader = shader!("matmul_coop8", "matmul_coop", trusted: true,
+    product: true, prelude: coop_prelude!("8"));
+/// Cooperative-matrix product on 16 × 16 matrices (NVIDIA, AMD).
+pub const MATMUL_COOP16: Shader = shader!("matmul_coop16", "matmul_coop", trusted: true,
+    product: true, prelude: coop_prelude!("16"));
+/// Prefill attention on 8 × 8 cooperative matrices.
+pub const ATTENTION_PREFILL_COOP8: Shader = shader!("attention_prefill_coop8",
+    "attention_prefill_coop", trusted: true, product: false, prelude: coop_prelude!("8"));
+/// Prefill attention on 16 × 16 cooperative matrices.
+pub const ATTENTION_PREFILL_COOP16: Shader = shader!("attention_prefill_coop16",
+    "attention_prefill_coop", trusted: true, product: false, prelude: coop_prelude!("16"));
+/// Cooperative multiply-accumulate chain probe on 8 × 8 matrices.
+pub const MATRIX_PROBE8: Shader = shader!("matrix_probe8", "matrix_probe", trusted: true,
+    product: false, prelude: coop_prelude!("8"));
+/// Cooperative multiply-accumulate chain probe on 16 × 16 matrices.
+pub const MATRIX_PROBE16: Shader = shader!("matrix_probe16", "matrix_probe", trusted: true,
+    product: false, prelude: coop_prelude!("16"));
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -102,13 +158,19 @@ pub const ALL: &[Shader] = &[
     SWIGLU,
     COPY,
     FMA_PROBE,
+    MATMUL_COOP8,
+    MATMUL_COOP16,
+    MATRIX_PROBE8,
+    MATRIX_PROBE16,
+    ATTENTION_PREFILL_COOP8,
+    ATTENTION_PREFILL_COOP16,
 ];
 
-/// WGSL lines that define `wvec4` for the weight type.
-fn weight_prelude(dtype: WeightDtype) -> &'static str {
+/// WGSL lines that define `wvec4` for the weight type: the directive it needs, and the alias.
+fn weight_prelude(dtype: WeightDtype) -> (&'static str, &'static str) {
     match dtype {
-        WeightDtype::F32 => "alias wvec4 = vec4<f32>;\n",
-        WeightDtype::F16 => "enable f16;\nalias wvec4 = vec4<f16>;\n",
+        WeightDtype::F32 => ("", "alias wvec4 = vec4<f32>;\n"),
+        WeightDtype::F16 => ("enable f16;\n", "alias wvec4 = vec4<f16>;\n"),
     }
 }
 
@@ -214,7 +276,7 @@ mod tests {
             let name = entry.unwrap().file_name().into_string().unwrap();
             if let Some(stem) = name.strip_suffix(".wgsl") {
                 assert!(
-                    ALL.iter().any(|s| s.name == stem),
+                    ALL.iter().any(|s| s.path == format!("shaders/{stem}.wgsl")),
                     "shaders/{name} is not in kernels::ALL"
                 );
             }

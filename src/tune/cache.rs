@@ -20,12 +20,18 @@ use crate::model::ModelShape;
 pub struct TuneKey(String);
 
 impl TuneKey {
-    /// The key for `shape` with `dtype` weights on this device.
-    pub fn new(ctx: &GpuContext, shape: &ModelShape, dtype: WeightDtype) -> Self {
+    /// The key for `shape` with `dtype` weights on this device, tuned over the tiers `math`
+    /// allows.
+    pub fn new(
+        ctx: &GpuContext,
+        shape: &ModelShape,
+        dtype: WeightDtype,
+        math: tokbench_core::kernel_config::MathRequest,
+    ) -> Self {
         let info = &ctx.info;
         let tool = crate::runner::tool_info();
         Self(format!(
-            "{} [{:04x}:{:04x}] {:?} {} {} | {} | {} | tokbench {} {}",
+            "{} [{:04x}:{:04x}] {:?} {} {} | {} | math {} | {} | tokbench {} {}",
             info.name,
             info.vendor,
             info.device,
@@ -33,6 +39,7 @@ impl TuneKey {
             info.driver,
             info.driver_info,
             dtype.name(),
+            math.name(),
             shape_class(shape),
             tool.version,
             tool.git_sha.as_deref().unwrap_or("unknown"),
@@ -166,9 +173,15 @@ mod tests {
         let ctx = test_context();
         let tiny = find("tiny").unwrap().shape;
         let big = find("llama3-8b-shape").unwrap().shape;
-        let k1 = TuneKey::new(ctx, &tiny, WeightDtype::F32);
-        assert_ne!(k1, TuneKey::new(ctx, &big, WeightDtype::F32));
-        assert_ne!(k1, TuneKey::new(ctx, &tiny, WeightDtype::F16));
+        use tokbench_core::kernel_config::MathRequest::{Auto, Coopmat};
+        let k1 = TuneKey::new(ctx, &tiny, WeightDtype::F32, Auto);
+        assert_ne!(k1, TuneKey::new(ctx, &big, WeightDtype::F32, Auto));
+        assert_ne!(k1, TuneKey::new(ctx, &tiny, WeightDtype::F16, Auto));
+        // A cooperative-only tune is not an auto one.
+        assert_ne!(
+            TuneKey::new(ctx, &tiny, WeightDtype::F16, Auto),
+            TuneKey::new(ctx, &tiny, WeightDtype::F16, Coopmat)
+        );
         assert!(k1.as_str().contains("tokbench"));
 
         let dir = tempfile::tempdir().unwrap();

@@ -1,7 +1,7 @@
 //! The candidate configurations for each kernel, by tier; the tier defaults always come first,
 //! so tuning never ends worse than the defaults.
 
-use super::Effort;
+use super::{Effort, MathChoice};
 use crate::gpu::GpuContext;
 use crate::kernels::KernelConfig;
 use crate::kernels::matmul::{GemvConfig, ProductTiles};
@@ -21,8 +21,8 @@ pub struct Lists {
     pub norms: Vec<u32>,
 }
 
-/// Every candidate for this device at this effort.
-pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
+/// Every candidate for this device at this effort, product tiles from every tier `math` opens.
+pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort, math: &MathChoice) -> Lists {
     let quick = effort == Effort::Quick;
     let cpu = ctx.traits().cpu;
     let max_threads = ctx.limits.max_compute_invocations_per_workgroup;
@@ -84,6 +84,12 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
                 .filter(|&&(bm, bn, tm, tn)| (bm / tm) * (bn / tn) <= max_threads)
                 .map(|&(bm, bn, tm, tn)| ProductTiles::Workgroup { bm, bn, tm, tn }),
         );
+    }
+    if let Some(support) = &math.coop {
+        products.extend(crate::kernels::matmul_coop::candidates(support, quick));
+    }
+    if !math.allows_simt() {
+        products.retain(|t| matches!(t, ProductTiles::Coop { .. }));
     }
     dedup(&mut products);
 
@@ -175,8 +181,14 @@ mod tests {
     fn defaults_come_first_and_nothing_repeats() {
         let ctx = test_context();
         let defaults = KernelConfig::default_for(ctx.traits());
+        let simt = MathChoice::new(
+            ctx,
+            crate::kernels::WeightDtype::F32,
+            tokbench_core::kernel_config::MathRequest::Simt,
+        )
+        .unwrap();
         for effort in [Effort::Quick, Effort::Full] {
-            let l = all(ctx, defaults, effort);
+            let l = all(ctx, defaults, effort, &simt);
             assert_eq!(l.products[0], defaults.matmul.tiles);
             assert_eq!(l.gemvs[0], defaults.matmul.gemv);
             assert_eq!(l.splits[0], defaults.decode_split_len);
@@ -186,8 +198,25 @@ mod tests {
             }
             assert!(l.products.len() >= 4 && l.gemvs.len() >= 2);
         }
-        let quick = all(ctx, defaults, Effort::Quick);
-        let full = all(ctx, defaults, Effort::Full);
+        let quick = all(ctx, defaults, Effort::Quick, &simt);
+        let full = all(ctx, defaults, Effort::Full, &simt);
         assert!(quick.products.len() < full.products.len());
+    }
+
+    #[test]
+    fn coop_candidates_come_only_from_the_tiers_math_opens() {
+        use crate::kernels::WeightDtype::F16;
+        use tokbench_core::kernel_config::MathRequest::{Auto, Coopmat};
+        let is_coop = |t: &ProductTiles| matches!(t, ProductTiles::Coop { .. });
+        let ctx = test_context();
+        if crate::kernels::matmul_coop::support_or_skip("coop_candidates").is_none() {
+            return;
+        }
+        let only = MathChoice::new(ctx, F16, Coopmat).unwrap();
+        let l = all(ctx, only.defaults(ctx), Effort::Quick, &only);
+        assert!(l.products.len() >= 2 && l.products.iter().all(is_coop));
+        let auto = MathChoice::new(ctx, F16, Auto).unwrap();
+        let l = all(ctx, auto.defaults(ctx), Effort::Quick, &auto);
+        assert!(l.products.iter().any(is_coop) && !l.products.iter().all(is_coop));
     }
 }

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod cache;
 pub mod candidates;
+pub mod math;
 
 use serde::{Deserialize, Serialize};
 
@@ -16,6 +17,7 @@ use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::ModelShape;
 
 pub use cache::{TuneCache, TuneKey};
+pub use math::MathChoice;
 
 /// How hard to tune.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,16 +55,18 @@ pub struct Tuned {
 
 /// Tunes every kernel choice for `shape` with `dtype` weights on this device, starting from the
 /// tier defaults; each kernel is tuned with the others at their defaults (they do not interact).
-/// `progress(done, total)` is called after every candidate.
+/// Product candidates come from every tier `math` opens (auto: SIMT and cooperative matrices,
+/// each checked then timed). `progress(done, total)` is called after every candidate.
 pub fn tune(
     ctx: &GpuContext,
     shape: &ModelShape,
     dtype: WeightDtype,
     effort: Effort,
+    math: &MathChoice,
     progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<Tuned> {
-    let defaults = KernelConfig::default_for(ctx.traits());
-    let lists = candidates::all(ctx, defaults, effort);
+    let defaults = math.defaults(ctx);
+    let lists = candidates::all(ctx, defaults, effort, math);
     let total = lists.products.len()
         + lists.gemvs.len()
         + lists.attention_wgs.len()
@@ -129,27 +133,32 @@ pub fn choose(
     shape: &ModelShape,
     dtype: WeightDtype,
     tuning: &Tuning,
+    math: &MathChoice,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<(KernelConfig, String)> {
     let quick = |say: &mut dyn FnMut(String)| -> anyhow::Result<KernelConfig> {
         say("tuning kernels for this device (quick; `tokbench tune` tries more)".into());
         let mut last = 0;
-        let tuned = tune(ctx, shape, dtype, Effort::Quick, &mut |done, total| {
-            if done * 4 / total > last {
-                last = done * 4 / total;
-                say(format!("tuning: {done}/{total} candidates"));
-            }
-        })?;
+        let tuned = tune(
+            ctx,
+            shape,
+            dtype,
+            Effort::Quick,
+            math,
+            &mut |done, total| {
+                if done * 4 / total > last {
+                    last = done * 4 / total;
+                    say(format!("tuning: {done}/{total} candidates"));
+                }
+            },
+        )?;
         Ok(tuned.config)
     };
     match tuning {
-        Tuning::Defaults => Ok((
-            KernelConfig::default_for(ctx.traits()),
-            "tier defaults (--no-tune)".into(),
-        )),
+        Tuning::Defaults => Ok((math.defaults(ctx), "tier defaults (--no-tune)".into())),
         Tuning::Uncached => Ok((quick(say)?, "quick tune (no cache location)".into())),
         Tuning::Cached(path) => {
-            let key = TuneKey::new(ctx, shape, dtype);
+            let key = TuneKey::new(ctx, shape, dtype, math.requested);
             let (mut cache, warning) = TuneCache::open(path);
             if let Some(w) = warning {
                 say(w);

@@ -24,6 +24,7 @@ use super::weights::{GpuMatrix, GpuWeights};
 use crate::InputError;
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::kernels::attention::{DecodeAttention, Heads, PrefillAttention};
+use crate::kernels::attention_coop::{self, PrefillAttentionCoop};
 use crate::kernels::copy::Copy;
 use crate::kernels::layout::{pad_matrix, padded_cols, unpad_rows};
 use crate::kernels::matmul::{Matmul, Product};
@@ -257,7 +258,13 @@ impl ForwardPass {
             cache_len,
         };
         let attention = match pass.phase {
-            Phase::Prefill => Attention::Prefill(PrefillAttention::new(ctx, heads, cfg.wg)?),
+            // The cooperative-matrix tier takes attention too, where the heads fit it.
+            Phase::Prefill => match attention_coop::for_tiles(ctx, cfg.matmul.tiles, &heads) {
+                Ok((support, size)) => {
+                    Attention::PrefillCoop(PrefillAttentionCoop::new(ctx, heads, &support, size)?)
+                }
+                Err(_) => Attention::Prefill(PrefillAttention::new(ctx, heads, cfg.wg)?),
+            },
             Phase::Decode => {
                 let kernel = DecodeAttention::new(ctx, heads, cfg.wg, cfg.decode_split_len)?;
                 let partials =
@@ -287,6 +294,14 @@ impl ForwardPass {
             );
             match &attention {
                 Attention::Prefill(kernel) => list.push(kernel.dispatch(
+                    ctx,
+                    (pass.batch, pass.len),
+                    &qkv,
+                    k_cache,
+                    v_cache,
+                    &attn,
+                )?),
+                Attention::PrefillCoop(kernel) => list.push(kernel.dispatch(
                     ctx,
                     (pass.batch, pass.len),
                     &qkv,
@@ -409,6 +424,7 @@ impl ForwardPass {
 
 enum Attention {
     Prefill(PrefillAttention),
+    PrefillCoop(PrefillAttentionCoop),
     Decode(DecodeAttention, wgpu::Buffer),
 }
 

@@ -1,16 +1,19 @@
-//! The matmul kernel as a workload: C = A · B at one shape, f32.
+//! The matmul kernel as a workload: C = A · B at one shape, B in f32 or f16, on one math tier.
 
 use std::collections::BTreeMap;
 
 use super::{Description, Launch, Prepared, Progress, Workload};
 use crate::InputError;
-use crate::gpu::{DeviceFacts, GpuContext};
+use crate::gpu::{Device, DeviceFacts, GpuContext};
 use crate::kernels::layout::{pad_matrix, random_values};
-use crate::kernels::matmul::{self, Matmul, Product};
+use crate::kernels::matmul::{self, Matmul, MatmulConfig, Product, ProductTiles};
+use crate::kernels::matmul_coop;
 use crate::kernels::verify;
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{Work, flops};
-use crate::result::Correctness;
+use crate::result::{Correctness, MathRecord};
+use crate::tune::{MathChoice, math};
+use tokbench_core::kernel_config::{Math, MathRequest};
 
 /// Products up to this many multiply-adds are checked in full; larger ones on sampled rows.
 const FULL_CHECK_MACS: f64 = 3e8;
@@ -18,7 +21,7 @@ const FULL_CHECK_MACS: f64 = 3e8;
 const SAMPLED_ROWS: usize = 64;
 
 /// C (m × n) = A (m × k) · B (k × n).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MatmulWorkload {
     /// Rows of A and C.
     pub m: usize,
@@ -26,17 +29,106 @@ pub struct MatmulWorkload {
     pub n: usize,
     /// Columns of A, rows of B.
     pub k: usize,
+    /// Element type of B (A and C are f32).
+    pub dtype: WeightDtype,
+    /// The many-row kernel's tiles; cooperative ones run for any m (not only above the GEMV's
+    /// rows).
+    pub tiles: ProductTiles,
+    /// The math record the result carries.
+    pub math: MathRecord,
 }
 
 impl MatmulWorkload {
+    /// An f32 product on the SIMT tier defaults.
+    pub fn simt_f32(device: &DeviceFacts, (m, n, k): (usize, usize, usize)) -> Self {
+        let tiles = KernelConfig::default_for(device.traits()).matmul.tiles;
+        Self {
+            m,
+            n,
+            k,
+            dtype: WeightDtype::F32,
+            tiles,
+            math: math::record(Math::SimtF32, MathRequest::Simt, "--math simt".into()),
+        }
+    }
+
+    /// The workloads `tokbench kernel matmul` measures for `request`: the SIMT kernel; with
+    /// cooperative matrices the cooperative kernel too (the SIMT one of the same dtype beside
+    /// it, so the two compare in one run). `--math coopmat` where the tier cannot run, or f16
+    /// without SHADER_F16, is an input error.
+    pub fn for_math(
+        device: Device<'_>,
+        (m, n, k): (usize, usize, usize),
+        dtype: WeightDtype,
+        request: MathRequest,
+    ) -> anyhow::Result<Vec<Self>> {
+        let facts = device.facts();
+        if dtype == WeightDtype::F16 && !facts.has(wgpu::Features::SHADER_F16) {
+            return Err(InputError::new(format!(
+                "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32",
+                facts.info.name
+            ))
+            .into());
+        }
+        let choice = match device.gpu() {
+            Some(ctx) => MathChoice::new(ctx, dtype, request)?,
+            None => {
+                MathChoice::without_coop(request, "the mock device has no cooperative matrices")?
+            }
+        };
+        let simt_tiles = KernelConfig::default_for(facts.traits()).matmul.tiles;
+        let simt = |reason: String| Self {
+            m,
+            n,
+            k,
+            dtype,
+            tiles: simt_tiles,
+            math: math::record(simt_tiles.math(dtype), request, reason),
+        };
+        Ok(match &choice.coop {
+            None => {
+                let why = choice.coop_unavailable.clone().unwrap_or_default();
+                vec![simt(match request {
+                    MathRequest::Auto => format!("auto: SIMT because {why}"),
+                    _ => why,
+                })]
+            }
+            Some(support) => {
+                let tiles = matmul_coop::default_tiles(support);
+                let coop = Self {
+                    tiles,
+                    math: math::record(
+                        Math::CoopmatF16,
+                        request,
+                        format!(
+                            "--math {}: the cooperative-matrix kernel, measured beside the SIMT \
+                             one of the same dtype",
+                            request.name()
+                        ),
+                    ),
+                    ..simt(String::new())
+                };
+                let baseline = simt(format!(
+                    "--math {}: the SIMT baseline of the cooperative-matrix kernel",
+                    request.name()
+                ));
+                vec![coop, baseline]
+            }
+        })
+    }
+
     fn buffer_bytes(&self) -> [(&'static str, u128); 3] {
         let (m, n, k) = (self.m as u128, self.n as u128, self.k as u128);
         let pad = |x: u128| x.div_ceil(4) * 4;
         [
             ("A", m * pad(k) * 4),
-            ("B", pad(k) * pad(n) * 4),
+            ("B", pad(k) * pad(n) * self.dtype.bytes() as u128),
             ("C", m * pad(n) * 4),
         ]
+    }
+
+    fn is_coop(&self) -> bool {
+        matches!(self.tiles, ProductTiles::Coop { .. })
     }
 
     /// Rows of C checked against the reference: all of them for small products.
@@ -56,19 +148,21 @@ impl MatmulWorkload {
 impl Workload for MatmulWorkload {
     fn describe(&self) -> Description {
         let (m, n, k) = (self.m, self.n, self.k);
+        let tier = if self.is_coop() { "-coopmat" } else { "" };
         Description {
-            id: format!("matmul-f32-m{m}-n{n}-k{k}"),
+            id: format!("matmul-{}{tier}-m{m}-n{n}-k{k}", self.dtype.name()),
             kind: "matmul".into(),
             shape: BTreeMap::from([
                 ("m".to_string(), m as u64),
                 ("n".to_string(), n as u64),
                 ("k".to_string(), k as u64),
             ]),
-            dtype: "f32".into(),
+            dtype: self.dtype.name().into(),
             work: Work {
                 flops: flops::product_flops(m, n, k),
-                bytes: flops::product_bytes(m, n, k, 4),
+                bytes: flops::product_bytes(m, n, k, self.dtype.bytes()),
             },
+            math: Some(self.math.clone()),
             tokens: None,
         }
     }
@@ -108,18 +202,26 @@ impl Workload for MatmulWorkload {
         let (m, n, k) = (self.m, self.n, self.k);
         let a = random_values(m * k, 1, 1.0);
         let b = random_values(k * n, 2, 1.0);
+        let b: Vec<f32> = b.into_iter().map(|v| self.dtype.round(v)).collect();
         let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))?;
         // Stored as the model's weights are: one output per row, K contiguous.
         let b_rows = pad_matrix(&matmul::transpose(&b, k, n), n, k, n);
-        let b_buf = ctx.storage_with("B", bytemuck::cast_slice(&b_rows))?;
+        let b_buf = ctx.storage_with("B", &self.dtype.encode(&b_rows))?;
         let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64)?;
-        let config = KernelConfig::default_for(ctx.traits()).matmul;
-        let kernel = Matmul::new(ctx, config, WeightDtype::F32)?;
-        let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
-        let workload = *self;
+        let config = MatmulConfig {
+            tiles: self.tiles,
+            gemv: KernelConfig::default_for(ctx.traits()).matmul.gemv,
+        };
+        let kernel = Matmul::new(ctx, config, self.dtype)?;
+        let product = Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k));
+        let dispatch = if self.is_coop() {
+            kernel.dispatch_tiles(ctx, &product)?
+        } else {
+            kernel.dispatch(ctx, &product)?
+        };
         Ok(Box::new(Launch {
             launch: dispatch,
-            check: Box::new(move |ctx| workload.verify(ctx, &a, &b, &c_buf)),
+            check: Box::new(move |ctx| self.verify(ctx, &a, &b, &c_buf)),
         }))
     }
 }
@@ -134,7 +236,7 @@ impl MatmulWorkload {
         b: &[f32],
         c_buf: &wgpu::Buffer,
     ) -> anyhow::Result<Correctness> {
-        let MatmulWorkload { m, n, k } = *self;
+        let (m, n, k) = (self.m, self.n, self.k);
         let c = ctx.read_f32(c_buf, m * n)?;
         let rows = self.checked_rows();
         let reference = matmul::reference_rows(a, b, (n, k), &rows);
@@ -152,7 +254,11 @@ impl MatmulWorkload {
                 gpu.len()
             )
         };
-        Ok(verify::compare(&gpu, &reference, verify::NMSE_F32, what))
+        let threshold = match self.dtype {
+            WeightDtype::F32 => verify::NMSE_F32,
+            WeightDtype::F16 => verify::NMSE_F16,
+        };
+        Ok(verify::compare(&gpu, &reference, threshold, what))
     }
 }
 
@@ -160,27 +266,49 @@ impl MatmulWorkload {
 mod tests {
     use super::*;
 
+    use crate::gpu::test_context;
+
     #[test]
     fn large_products_check_sampled_rows_including_ends() {
-        let w = MatmulWorkload {
-            m: 4096,
-            n: 4096,
-            k: 4096,
-        };
+        let w = MatmulWorkload::simt_f32(&test_context().facts(), (4096, 4096, 4096));
         let rows = w.checked_rows();
         assert_eq!(rows.len(), SAMPLED_ROWS);
         assert_eq!((rows[0], *rows.last().unwrap()), (0, 4095));
-        let small = MatmulWorkload {
-            m: 100,
-            n: 1,
-            k: 100,
-        };
+        let small = MatmulWorkload::simt_f32(&test_context().facts(), (100, 1, 100));
         assert_eq!(small.checked_rows().len(), 100);
     }
 
     #[test]
-    fn ids_name_the_shape() {
-        let w = MatmulWorkload { m: 1, n: 2, k: 3 };
+    fn ids_name_the_shape_dtype_and_tier() {
+        let ctx = test_context();
+        let w = MatmulWorkload::simt_f32(&ctx.facts(), (1, 2, 3));
         assert_eq!(w.id(), "matmul-f32-m1-n2-k3");
+        let simt = MatmulWorkload::for_math(
+            Device::Gpu(ctx),
+            (1, 2, 3),
+            WeightDtype::F16,
+            MathRequest::Simt,
+        )
+        .unwrap();
+        assert_eq!(simt.len(), 1);
+        assert_eq!(simt[0].id(), "matmul-f16-m1-n2-k3");
+        assert_eq!(simt[0].math.tier, Math::SimtF16);
+        let auto = MatmulWorkload::for_math(
+            Device::Gpu(ctx),
+            (1, 2, 3),
+            WeightDtype::F16,
+            MathRequest::Auto,
+        )
+        .unwrap();
+        if auto.len() == 2 {
+            assert_eq!(auto[0].id(), "matmul-f16-coopmat-m1-n2-k3");
+            assert_eq!(auto[0].math.tier, Math::CoopmatF16);
+        } else {
+            assert!(
+                auto[0].math.reason.starts_with("auto: SIMT because"),
+                "{:?}",
+                auto[0].math
+            );
+        }
     }
 }

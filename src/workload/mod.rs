@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::model::{ModelShape, Pass, Work};
-use crate::result::Correctness;
+use crate::result::{Correctness, MathRecord};
 
 /// What a workload is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,6 +48,8 @@ pub struct Description {
     pub dtype: String,
     /// FLOPs and bytes of one execution.
     pub work: Work,
+    /// The math tier the products run on, for workloads with products.
+    pub math: Option<MathRecord>,
     /// For prefill and decode: the model pass.
     pub tokens: Option<TokenDescription>,
 }

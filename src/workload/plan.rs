@@ -13,7 +13,8 @@ use crate::gpu::{Device, DeviceFacts};
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, presets};
 use crate::result::ModelPlan;
-use crate::tune::Tuning;
+use crate::tune::{MathChoice, Tuning};
+use tokbench_core::kernel_config::MathRequest;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct ModelRequest {
     pub memory_bytes: Option<u64>,
     /// Where the kernel configuration comes from.
     pub tuning: Tuning,
+    /// Which math tiers the products may use (`--math`).
+    pub math: MathRequest,
 }
 
 impl ModelWorkloads {
@@ -46,6 +49,11 @@ impl ModelWorkloads {
             Box::new(super::probe::FmaProbeWorkload::for_device(device)),
             Box::new(super::probe::CopyProbeWorkload::for_device(device)),
         ];
+        if let Some(size) = self.matrix_probe {
+            all.push(Box::new(super::probe::MatrixProbeWorkload::for_device(
+                device, size,
+            )));
+        }
         all.extend(
             self.workloads
                 .iter()
@@ -67,6 +75,8 @@ pub struct ModelWorkloads {
     pub workloads: Vec<Rc<TokenWorkload>>,
     /// Lines to tell the user (the preset chosen, weights shared, ...).
     pub notes: Vec<String>,
+    /// The matrix size of the cooperative-matrix probe, where the products may use that tier.
+    pub matrix_probe: Option<u32>,
 }
 
 /// Memory to plan for: what the user said, else for CPU adapters (lavapipe allocates host
@@ -126,6 +136,14 @@ pub fn plan(
             facts.info.name
         ))
         .into());
+    }
+    // Before any tuning: `--math coopmat` where the tier cannot run is an input error.
+    let math = match device.gpu() {
+        Some(ctx) => MathChoice::new(ctx, req.dtype, req.math)?,
+        None => MathChoice::without_coop(req.math, "the mock device has no cooperative matrices")?,
+    };
+    if let (MathRequest::Auto, Some(why)) = (req.math, &math.coop_unavailable) {
+        notes.push(format!("--math auto: SIMT products, because {why}"));
     }
     let budget = memory_budget(&facts, req.memory_bytes);
     let (preset, shape) = match &req.model {
@@ -201,7 +219,7 @@ pub fn plan(
     }
 
     let (config, config_source) = match device.gpu() {
-        Some(ctx) => crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, say)?,
+        Some(ctx) => crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, &math, say)?,
         None => (
             defaults,
             "tier defaults (mock device: nothing to tune)".into(),
@@ -210,7 +228,14 @@ pub fn plan(
     for &pass in &passes {
         super::forward::check_bindings(&facts, &shape, pass, config.decode_split_len)?;
     }
-    let session = ModelSession::new(preset.clone(), model, layers_run, config);
+    let matrix_probe = math.coop.as_ref().map(|s| s.sizes[0]);
+    let session = ModelSession::new(
+        preset.clone(),
+        model,
+        layers_run,
+        config,
+        (math, config_source.clone()),
+    );
     let workloads = passes
         .iter()
         .map(|&pass| {
@@ -237,6 +262,7 @@ pub fn plan(
         config_source,
         workloads,
         notes,
+        matrix_probe,
     })
 }
 
@@ -257,6 +283,7 @@ mod tests {
             layers: None,
             memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
             tuning: Tuning::Defaults,
+            math: MathRequest::Auto,
         }
     }
 

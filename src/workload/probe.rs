@@ -1,14 +1,20 @@
-//! The two probes every `tokbench run` starts with: the device's peak arithmetic (an FMA chain)
-//! and peak bandwidth (a copy). Every other workload's roofline shares are against these.
+//! The probes every `tokbench run` starts with: the device's peak arithmetic (an FMA chain),
+//! peak bandwidth (a copy) and, where the adapter has cooperative matrices, their peak (a chain
+//! of matrix multiply-accumulates). Every other workload's roofline shares are against these:
+//! its compute share against the peak of the math it used.
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 
 use super::{Description, Launch, Prepared, Progress, Workload};
-use crate::gpu::{DeviceFacts, GpuContext};
+use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
+use crate::kernels::WeightDtype;
 use crate::kernels::copy::Copy;
 use crate::kernels::fma_probe::FmaProbe;
+use crate::kernels::matrix_probe::MatrixProbe;
 use crate::kernels::verify::{self, compare};
 use crate::model::Work;
+use crate::result::Correctness;
 
 /// Peak arithmetic: independent FMA chains, no memory traffic to speak of.
 pub struct FmaProbeWorkload {
@@ -42,6 +48,7 @@ impl Workload for FmaProbeWorkload {
                 flops: FmaProbe::flops_of(self.iterations, self.invocations),
                 bytes: f64::from(self.invocations) * 16.0,
             },
+            math: None,
             tokens: None,
         }
     }
@@ -109,6 +116,7 @@ impl Workload for CopyProbeWorkload {
                 flops: 0.0,
                 bytes: 2.0 * self.bytes as f64,
             },
+            math: None,
             tokens: None,
         }
     }
@@ -135,5 +143,146 @@ impl Workload for CopyProbeWorkload {
                 Ok(compare(&got, &want, 0.0, format!("exact, all {n} values")))
             }),
         }))
+    }
+}
+
+/// Peak cooperative-matrix arithmetic: chains of D × D multiply-accumulates (f16 inputs, f32
+/// accumulate) per subgroup, the yardstick of `coopmat-f16` workloads.
+pub struct MatrixProbeWorkload {
+    /// Side of the matrices: the largest size the adapter lists for f16 → f32.
+    pub size: u32,
+    /// Workgroups launched (one subgroup each, or more where the driver splits them).
+    pub groups: u32,
+    /// Multiply-accumulates of each chain.
+    pub iterations: u32,
+}
+
+impl MatrixProbeWorkload {
+    /// Sized for `device`: enough to fill a big GPU, short enough for lavapipe, which emulates
+    /// the matrices.
+    pub fn for_device(device: &DeviceFacts, size: u32) -> Self {
+        let (groups, iterations) = if device.is_cpu() {
+            (64, 256)
+        } else {
+            (1 << 15, 1024)
+        };
+        Self {
+            size,
+            groups,
+            iterations,
+        }
+    }
+
+    /// The description for `subgroups` subgroups: before a launch one per workgroup, after it
+    /// as many as the workgroups said they had.
+    fn description(&self, subgroups: u64) -> Description {
+        let d2 = u64::from(self.size * self.size);
+        Description {
+            id: "probe-matrix".into(),
+            kind: "probe-matrix".into(),
+            shape: BTreeMap::from([
+                ("size".to_string(), u64::from(self.size)),
+                ("workgroups".to_string(), u64::from(self.groups)),
+                ("subgroups".to_string(), subgroups),
+                ("iterations".to_string(), u64::from(self.iterations)),
+            ]),
+            dtype: "f16".into(),
+            work: Work {
+                flops: MatrixProbe::flops_of(self.size, self.iterations, subgroups),
+                bytes: (subgroups * d2 * 4) as f64,
+            },
+            math: None,
+            tokens: None,
+        }
+    }
+}
+
+impl Workload for MatrixProbeWorkload {
+    fn describe(&self) -> Description {
+        self.description(u64::from(self.groups))
+    }
+
+    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
+        _progress: Progress<'_>,
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        let probe = MatrixProbe::new(ctx, self.size, self.iterations)?;
+        let (a, b) = probe.inputs();
+        let ab: Vec<f32> = a.into_iter().chain(b).collect();
+        let ab_buf = ctx.storage_with("matrix-ab", &WeightDtype::F16.encode(&ab))?;
+        let out = ctx.storage_zeroed("matrix-out", probe.out_bytes(self.groups))?;
+        let counts = ctx.storage_zeroed("matrix-counts", u64::from(self.groups) * 4)?;
+        let launch = probe.dispatch(ctx, self.groups, &ab_buf, &out, &counts)?;
+        Ok(Box::new(PreparedMatrix {
+            workload: self,
+            probe,
+            out,
+            counts,
+            launch,
+            subgroups: Cell::new(None),
+        }))
+    }
+}
+
+struct PreparedMatrix<'a> {
+    workload: &'a MatrixProbeWorkload,
+    probe: MatrixProbe,
+    out: wgpu::Buffer,
+    counts: wgpu::Buffer,
+    launch: Dispatch,
+    /// How many subgroups ran, read back by `verify`.
+    subgroups: Cell<Option<u64>>,
+}
+
+impl Prepared for PreparedMatrix<'_> {
+    fn execution(&self) -> &dyn PassRecorder {
+        &self.launch
+    }
+
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
+        let groups = self.workload.groups;
+        // The work done depends on how many subgroups the driver made: each workgroup says.
+        let per_group: Vec<u32> =
+            bytemuck::pod_collect_to_vec(&ctx.read_bytes(&self.counts, u64::from(groups) * 4)?);
+        self.subgroups
+            .set(Some(per_group.iter().map(|&n| u64::from(n)).sum()));
+        let d2 = (self.workload.size * self.workload.size) as usize;
+        let slots = self.probe.max_subgroups() as usize;
+        let got = ctx.read_f32(&self.out, groups as usize * slots * d2)?;
+        let want = self.probe.reference();
+        // Every subgroup of the first and last workgroups.
+        let mut gpu = Vec::new();
+        let mut reference = Vec::new();
+        for g in [0, groups as usize - 1] {
+            for s in 0..(per_group[g] as usize).min(slots) {
+                let slot = g * slots + s;
+                gpu.extend_from_slice(&got[slot * d2..(slot + 1) * d2]);
+                reference.extend_from_slice(&want);
+            }
+        }
+        let mut correctness = compare(
+            &gpu,
+            &reference,
+            verify::NMSE_F32,
+            format!("cpu-f64, {} subgroups' matrices", gpu.len() / d2),
+        );
+        if per_group.iter().any(|&n| n == 0 || n as usize > slots) {
+            correctness.failure = Some(format!(
+                "a workgroup reported a subgroup count outside 1..={slots}: {per_group:?}"
+            ));
+        }
+        Ok(correctness)
+    }
+
+    fn describe(&self, planned: Description) -> Description {
+        match self.subgroups.get() {
+            Some(subgroups) => self.workload.description(subgroups),
+            None => planned,
+        }
     }
 }

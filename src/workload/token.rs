@@ -19,6 +19,7 @@ use crate::kernels::KernelConfig;
 use crate::kernels::verify::{self, combine, compare};
 use crate::model::{ModelShape, Pass, Phase, accounting};
 use crate::result::Correctness;
+use crate::tune::MathChoice;
 
 /// Shapes whose reference pass needs at most this many multiply-adds, and this many weights,
 /// are checked in full on the real run.
@@ -45,6 +46,9 @@ pub struct ModelSession {
     pub layers_run: u32,
     /// Kernel choices.
     pub config: KernelConfig,
+    /// The math tiers open to the run, and where `config` came from (for each result's math
+    /// record).
+    pub math: (MathChoice, String),
     loaded: RefCell<Option<Rc<(GpuWeights, Kernels)>>>,
 }
 
@@ -55,12 +59,14 @@ impl ModelSession {
         model: SyntheticModel,
         layers_run: u32,
         config: KernelConfig,
+        math: (MathChoice, String),
     ) -> Rc<Self> {
         Rc::new(Self {
             preset,
             model,
             layers_run,
             config,
+            math,
             loaded: RefCell::new(None),
         })
     }
@@ -146,6 +152,7 @@ impl Workload for TokenWorkload {
             shape,
             dtype: s.model.dtype.name().into(),
             work: accounting::total(&s.model.shape, s.layers_run, s.model.dtype, self.pass),
+            math: Some(self.math_record()),
             tokens: Some(TokenDescription {
                 pass: self.pass,
                 preset: s.preset.clone(),
@@ -177,6 +184,7 @@ impl Workload for TokenWorkload {
             workload: self,
             loaded,
             forward,
+            attention_math: self.attention_math(ctx),
         }))
     }
 }
@@ -186,6 +194,8 @@ struct PreparedPass<'a> {
     workload: &'a TokenWorkload,
     loaded: Rc<(GpuWeights, Kernels)>,
     forward: ForwardPass,
+    /// Which attention kernel the tier chose, for the math record (`None`: not a question).
+    attention_math: Option<String>,
 }
 
 impl Prepared for PreparedPass<'_> {
@@ -202,11 +212,51 @@ impl Prepared for PreparedPass<'_> {
         if let Some(t) = planned.tokens.as_mut() {
             t.weights_shared_across_layers = self.loaded.0.model.shared_layers;
         }
+        if let (Some(record), Some(attention)) = (planned.math.as_mut(), &self.attention_math) {
+            record.reason.push_str(attention);
+        }
         planned
     }
 }
 
 impl TokenWorkload {
+    /// The math record of this pass's products, known without a device.
+    fn math_record(&self) -> crate::result::MathRecord {
+        let s = &self.session;
+        let (math, source) = &s.math;
+        math.record(
+            s.config.matmul.tiles,
+            s.model.dtype,
+            self.pass.rows(),
+            self.pass.batch as usize,
+            source,
+        )
+    }
+
+    /// For a prefill on cooperative matrices: which attention kernel runs (the same decision
+    /// `ForwardPass::build` makes), as a clause of the math record's reason.
+    fn attention_math(&self, ctx: &GpuContext) -> Option<String> {
+        let s = &self.session;
+        if self.pass.phase != Phase::Prefill || !self.math_record().tier.is_coop() {
+            return None;
+        }
+        let shape = &s.model.shape;
+        let heads = crate::kernels::attention::Heads {
+            n_heads: shape.n_heads,
+            n_kv_heads: shape.n_kv_heads,
+            head_dim: shape.head_dim,
+            cache_len: self.pass.cache_len(),
+        };
+        Some(
+            match crate::kernels::attention_coop::for_tiles(ctx, s.config.matmul.tiles, &heads) {
+                Ok((_, size)) => {
+                    format!("; prefill attention (q·kᵀ, p·V) on {size}x{size} cooperative matrices")
+                }
+                Err(why) => format!("; prefill attention on SIMT: {why}"),
+            },
+        )
+    }
+
     /// Uploads the model (once per session) and records this workload's forward pass: what
     /// one execution is, for timing it elsewhere (criterion).
     pub fn forward_pass(&self, ctx: &GpuContext) -> anyhow::Result<ForwardPass> {
@@ -428,8 +478,10 @@ mod gpu_tests {
             shared_layers: false,
         };
         let config = KernelConfig::default_for(ctx.traits());
+        let math =
+            MathChoice::new(ctx, dtype, tokbench_core::kernel_config::MathRequest::Simt).unwrap();
         TokenWorkload {
-            session: ModelSession::new("tiny".into(), model, 2, config),
+            session: ModelSession::new("tiny".into(), model, 2, config, (math, "test".into())),
             pass,
         }
     }

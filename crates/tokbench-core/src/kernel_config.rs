@@ -108,6 +108,112 @@ pub enum ProductTiles {
         /// Outputs per invocation (1..=4).
         tn: u32,
     },
+    /// `shaders/matmul_coop.wgsl`: cooperative matrices (tensor cores), f16 A and W, f32
+    /// accumulate; a tile of C is (sg_m · 2 · size) × (sg_n · 2 · size).
+    Coop {
+        /// Side of the square matrices: 8 or 16, one the adapter lists for f16 × f16 → f32.
+        size: u32,
+        /// Subgroups along M (1..=2), each 2 matrices tall.
+        sg_m: u32,
+        /// Subgroups along N (1..=2), each 2 matrices wide.
+        sg_n: u32,
+        /// The adapter's largest subgroup size; a workgroup is sg_m · sg_n · sg invocations.
+        sg: u32,
+    },
+}
+
+impl ProductTiles {
+    /// The math the many-row product does with weights of `dtype`.
+    pub fn math(&self, dtype: crate::dtype::WeightDtype) -> Math {
+        match self {
+            Self::Coop { .. } => Math::CoopmatF16,
+            _ => Math::simt(dtype),
+        }
+    }
+}
+
+/// The arithmetic a product runs on. Recorded per workload, and sets which probe's peak its
+/// roofline share is taken against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Math {
+    /// Scalar/vector FMA on f32 weights (SIMT); compared with the FMA probe.
+    SimtF32,
+    /// Scalar/vector FMA on f16 weights widened to f32 (SIMT); compared with the FMA probe.
+    SimtF16,
+    /// Cooperative matrices (tensor cores): f16 inputs, f32 accumulate; compared with the
+    /// matrix probe.
+    CoopmatF16,
+}
+
+impl Math {
+    /// The SIMT tier for weights of `dtype`.
+    pub fn simt(dtype: crate::dtype::WeightDtype) -> Self {
+        match dtype {
+            crate::dtype::WeightDtype::F32 => Self::SimtF32,
+            crate::dtype::WeightDtype::F16 => Self::SimtF16,
+        }
+    }
+
+    /// "simt-f32", "simt-f16" or "coopmat-f16".
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::SimtF32 => "simt-f32",
+            Self::SimtF16 => "simt-f16",
+            Self::CoopmatF16 => "coopmat-f16",
+        }
+    }
+
+    /// True for the cooperative-matrix tier.
+    pub fn is_coop(self) -> bool {
+        self == Self::CoopmatF16
+    }
+}
+
+/// Which math tiers the user allows (`--math`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum MathRequest {
+    /// The fastest correct candidate of every tier the adapter and weight type allow.
+    #[default]
+    Auto,
+    /// Scalar/vector FMA kernels only.
+    Simt,
+    /// Cooperative-matrix products only; refused where the adapter has none.
+    Coopmat,
+}
+
+impl MathRequest {
+    /// "auto", "simt" or "coopmat".
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Simt => "simt",
+            Self::Coopmat => "coopmat",
+        }
+    }
+
+    /// Whether a product kernel of these tiles is allowed.
+    pub fn allows(self, tiles: &ProductTiles) -> bool {
+        match self {
+            Self::Auto => true,
+            Self::Simt => !matches!(tiles, ProductTiles::Coop { .. }),
+            Self::Coopmat => matches!(tiles, ProductTiles::Coop { .. }),
+        }
+    }
+}
+
+impl std::str::FromStr for MathRequest {
+    type Err = crate::InputError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "simt" => Ok(Self::Simt),
+            "coopmat" | "coop" => Ok(Self::Coopmat),
+            _ => Err(crate::InputError::new(format!(
+                "--math {s:?}: use auto, simt or coopmat"
+            ))),
+        }
+    }
 }
 
 /// The few-row product kernel.

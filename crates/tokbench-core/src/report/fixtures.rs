@@ -71,6 +71,7 @@ fn token_workload(phase: &str, len: u32, samples_s: &[f64]) -> WorkloadResult {
         tokens_per_j: None,
         tokens_per_j_dynamic: None,
         j_per_token: None,
+        math: None,
         flops,
         bytes,
         stats,

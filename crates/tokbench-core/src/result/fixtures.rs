@@ -41,6 +41,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
             device_type: "discrete-gpu".into(),
             features: vec!["TIMESTAMP_QUERY".into()],
             limits: BTreeMap::from([("max_buffer_size".into(), 1 << 30)]),
+            cooperative_matrices: Vec::new(),
         },
         timing_method: TimingMethod::GpuTimestamps,
         plan: PlanRecord {
@@ -68,6 +69,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
         probes: Some(Probes {
             fma_gflops: 1000.0,
             copy_gbps: 100.0,
+            matrix_gflops: None,
         }),
         power: PowerSetup::none("none", "--power-source none"),
         workloads: Vec::new(),
@@ -110,6 +112,7 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
         tokens_per_j: None,
         tokens_per_j_dynamic: None,
         j_per_token: None,
+        math: None,
         flops,
         bytes,
         stats,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::kernel_config::KernelConfig;
+use crate::kernel_config::{KernelConfig, Math};
 use crate::model::ModelShape;
 
 /// Version of this document layout. Bumped only when a field is renamed or its meaning changes.
@@ -325,6 +325,11 @@ pub struct AdapterInfo {
     pub features: Vec<String>,
     /// Key device limits, by wgpu's limit name (for example "max_storage_buffer_binding_size").
     pub limits: BTreeMap<String, u64>,
+    /// Cooperative-matrix (tensor-core) configurations wgpu accepts on the device, as
+    /// "MxNxK inputs->accumulator" (for example "16x16x16 f16->f32"); empty when the device has
+    /// no EXPERIMENTAL_COOPERATIVE_MATRIX (or for documents written before this field).
+    #[serde(default)]
+    pub cooperative_matrices: Vec<String>,
 }
 
 /// How durations were measured.
@@ -385,6 +390,11 @@ pub struct Probes {
     pub fma_gflops: f64,
     /// Copy probe: GB/s (bytes read + written).
     pub copy_gbps: f64,
+    /// Matrix probe (chains of cooperative multiply-accumulates, f16 inputs, f32 accumulate):
+    /// GFLOP/s, the peak cooperative-matrix workloads are compared with; null on adapters
+    /// without cooperative matrices.
+    #[serde(default)]
+    pub matrix_gflops: Option<f64>,
 }
 /// How many samples to take and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -464,6 +474,31 @@ pub struct WorkloadResult {
     pub tokens_per_j_dynamic: Option<f64>,
     /// Joules per token: power.energy_j ÷ (tokens × power.executions), 1 / tokens_per_j.
     pub j_per_token: Option<f64>,
+    /// The math tier of the workload's products and the peak it is compared with; null for
+    /// probes (and documents written before this field).
+    #[serde(default)]
+    pub math: Option<MathRecord>,
+}
+
+/// Which arithmetic a workload's products ran on, why, and the peak they are set against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MathRecord {
+    /// The tier: "simt-f32", "simt-f16" or "coopmat-f16".
+    pub tier: Math,
+    /// What `--math` asked for: "auto", "simt" or "coopmat".
+    pub requested: String,
+    /// Why this tier: the tuner's choice, the user's, or what the adapter or weight type lacks
+    /// when auto fell back to SIMT.
+    pub reason: String,
+    /// How activations (f32 in memory) reach the products: "f32" for SIMT, "f16, converted on
+    /// load" for cooperative matrices.
+    pub activations: String,
+    /// The probe whose peak roofline.compute_share is taken against: "probe-fma" (SIMT) or
+    /// "probe-matrix" (cooperative matrices).
+    pub peak_probe: String,
+    /// That probe's GFLOP/s; null until it ran.
+    pub peak_gflops: Option<f64>,
 }
 
 /// How well a sampled power figure's samples cover its window (the sampled fields of a
@@ -595,7 +630,8 @@ impl PowerSetup {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Roofline {
-    /// The FMA probe's GFLOP/s.
+    /// The compute peak of the workload's math: the FMA probe's GFLOP/s for SIMT, the matrix
+    /// probe's for cooperative matrices (see the workload's math.peak_probe).
     pub peak_gflops: f64,
     /// The copy probe's GB/s.
     pub peak_gbps: f64,
@@ -606,13 +642,28 @@ pub struct Roofline {
 }
 
 impl Roofline {
-    /// The shares of `achieved` (GFLOP/s, GB/s) in `peaks`.
+    /// The shares of `achieved` (GFLOP/s, GB/s) in `peaks`, against the FMA peak.
     pub fn new(achieved_gflops: f64, achieved_gbps: f64, peaks: Probes) -> Self {
+        Self::against(
+            achieved_gflops,
+            achieved_gbps,
+            peaks.fma_gflops,
+            peaks.copy_gbps,
+        )
+    }
+
+    /// The shares of `achieved` (GFLOP/s, GB/s) in the given peaks.
+    pub fn against(
+        achieved_gflops: f64,
+        achieved_gbps: f64,
+        peak_gflops: f64,
+        peak_gbps: f64,
+    ) -> Self {
         Self {
-            peak_gflops: peaks.fma_gflops,
-            peak_gbps: peaks.copy_gbps,
-            compute_share: achieved_gflops / peaks.fma_gflops,
-            bandwidth_share: achieved_gbps / peaks.copy_gbps,
+            peak_gflops,
+            peak_gbps,
+            compute_share: achieved_gflops / peak_gflops,
+            bandwidth_share: achieved_gbps / peak_gbps,
         }
     }
 }
