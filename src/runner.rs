@@ -13,8 +13,8 @@ use crate::kernels::KernelConfig;
 use crate::measure::{MeasureEnv, Measured, MockTimer, measure};
 use crate::model::Phase;
 use crate::power::PowerMeter;
-use crate::result::Correctness;
 use crate::result::io::{Destination, ResultWriter};
+use crate::result::{Correctness, WorkloadKind};
 use crate::result::{
     ModelPlan, PlanRecord, PowerSetup, Probes, Roofline, RunResult, SCHEMA_VERSION, SamplePolicy,
     ToolInfo, WorkloadResult,
@@ -237,7 +237,7 @@ pub fn assemble(d: Description, correctness: Correctness, measured: &Measured) -
         bytes: d.work.bytes,
         stats,
         roofline: None,
-        phase: token.map(|t| t.pass.phase.name().into()),
+        phase: token.map(|t| t.pass.phase),
         preset: token.map(|t| t.preset.clone()),
         model: token.map(|t| t.model),
         batch: token.map(|t| t.pass.batch),
@@ -265,10 +265,14 @@ struct PeakTracker {
 
 impl PeakTracker {
     fn observe(&mut self, result: &mut WorkloadResult) {
-        match result.kind.as_str() {
-            "probe-fma" if result.valid => self.fma_gflops = Some(result.achieved_gflops),
-            "probe-copy" if result.valid => self.copy_gbps = Some(result.achieved_gbps),
-            "probe-matrix" if result.valid => self.matrix_gflops = Some(result.achieved_gflops),
+        match result.kind {
+            WorkloadKind::ProbeFma if result.valid => {
+                self.fma_gflops = Some(result.achieved_gflops)
+            }
+            WorkloadKind::ProbeCopy if result.valid => self.copy_gbps = Some(result.achieved_gbps),
+            WorkloadKind::ProbeMatrix if result.valid => {
+                self.matrix_gflops = Some(result.achieved_gflops)
+            }
             _ => {
                 // Compute shares are against the peak of the math the workload used.
                 let coop = result.math.as_ref().is_some_and(|m| m.tier.is_coop());
@@ -312,7 +316,8 @@ pub fn tool_info() -> ToolInfo {
     }
 }
 
-/// The current time, RFC 3339 in UTC with milliseconds.
-pub fn now_utc() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+/// The current time, to the millisecond results record.
+pub fn now_utc() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound as _;
+    chrono::Utc::now().trunc_subsecs(3)
 }

@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use common::{QUICK, assert_usage_error, stderr, tokbench};
+use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
 
 #[test]
@@ -217,7 +218,7 @@ fn run_tiny_measures_tokens_against_the_probes() {
     let out = tokbench(&args);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let doc = load(&out_path).unwrap();
-    let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.as_str()).collect();
+    let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.name()).collect();
     assert_eq!(
         kinds,
         ["probe-fma", "probe-copy", "prefill", "decode", "decode"]
@@ -237,7 +238,14 @@ fn run_tiny_measures_tokens_against_the_probes() {
     for w in &doc.workloads[2..] {
         assert!(w.valid, "{}: {:?}", w.id, w.correctness);
         let tokens = w.tokens.unwrap();
-        assert_eq!(tokens, if w.kind == "prefill" { 66 } else { 2 });
+        assert_eq!(
+            tokens,
+            if w.kind == WorkloadKind::Prefill {
+                66
+            } else {
+                2
+            }
+        );
         let tps = w.tokens_per_s.unwrap();
         assert!((tps - tokens as f64 / w.stats.median_s).abs() < 1e-9 * tps);
         let roof = w.roofline.unwrap();

@@ -46,7 +46,10 @@ fn run_tiny(extra: &[&str], sysfs: &Path) -> (Output, Option<RunResult>) {
 }
 
 fn decode(doc: &RunResult) -> &tokbench::result::WorkloadResult {
-    doc.workloads.iter().find(|w| w.kind == "decode").unwrap()
+    doc.workloads
+        .iter()
+        .find(|w| w.kind == tokbench::result::WorkloadKind::Decode)
+        .unwrap()
 }
 
 /// tokens/J is the tokens executed in the energy window over that window's joules, whatever

@@ -90,7 +90,7 @@ pub(super) fn run(
                 CacheEntry {
                     config: tuned.config,
                     effort,
-                    tuned_at: crate::runner::now_utc(),
+                    tuned_at: crate::result::timestamp(&crate::runner::now_utc()),
                 },
             );
             cache.save()?;

@@ -178,7 +178,7 @@ pub fn choose(
                 cache::CacheEntry {
                     config,
                     effort: Effort::Quick,
-                    tuned_at: crate::runner::now_utc(),
+                    tuned_at: crate::result::timestamp(&crate::runner::now_utc()),
                 },
             );
             let source = match cache.save() {

@@ -11,7 +11,7 @@ use crate::kernels::matmul_coop;
 use crate::kernels::verify;
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{Work, flops};
-use crate::result::{Correctness, MathRecord};
+use crate::result::{Correctness, MathRecord, WorkloadKind};
 use crate::tune::{MathChoice, math};
 use tokbench_core::kernel_config::{Math, MathRequest};
 
@@ -151,13 +151,13 @@ impl Workload for MatmulWorkload {
         let tier = if self.is_coop() { "-coopmat" } else { "" };
         Description {
             id: format!("matmul-{}{tier}-m{m}-n{n}-k{k}", self.dtype.name()),
-            kind: "matmul".into(),
+            kind: WorkloadKind::Matmul,
             shape: BTreeMap::from([
                 ("m".to_string(), m as u64),
                 ("n".to_string(), n as u64),
                 ("k".to_string(), k as u64),
             ]),
-            dtype: self.dtype.name().into(),
+            dtype: self.dtype,
             work: Work {
                 flops: flops::product_flops(m, n, k),
                 bytes: flops::product_bytes(m, n, k, self.dtype.bytes()),

@@ -14,8 +14,9 @@ pub mod weights;
 use std::collections::BTreeMap;
 
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
+use crate::kernels::WeightDtype;
 use crate::model::{ModelShape, Pass, Work};
-use crate::result::{Correctness, MathRecord};
+use crate::result::{Correctness, MathRecord, WorkloadKind};
 
 /// What a workload is doing, for progress display.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,17 +36,17 @@ pub type Progress<'a> = &'a mut dyn FnMut(Stage);
 
 /// What one execution of a workload is, known without a device: the result's identity and
 /// the work it counts. The runner turns it, the measured samples and the check into a
-/// [`WorkloadResult`].
+/// [`WorkloadResult`](crate::result::WorkloadResult).
 #[derive(Debug, Clone)]
 pub struct Description {
     /// Stable identifier, the same on every node for the same definition.
     pub id: String,
-    /// `probe-fma`, `probe-copy`, `matmul`, `prefill` or `decode`.
-    pub kind: String,
+    /// What it is: a probe, the matmul kernel, or a model phase.
+    pub kind: WorkloadKind,
     /// Named sizes.
     pub shape: BTreeMap<String, u64>,
     /// Weight element type.
-    pub dtype: String,
+    pub dtype: WeightDtype,
     /// FLOPs and bytes of one execution.
     pub work: Work,
     /// The math tier the products run on, for workloads with products.

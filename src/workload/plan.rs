@@ -248,10 +248,10 @@ pub fn plan(
     let plan = ModelPlan {
         preset,
         model: shape,
-        dtype: req.dtype.name().into(),
+        dtype: req.dtype,
         layers_run,
         weights_shared_across_layers: model.shared_layers,
-        phases: req.phases.iter().map(|p| p.name().to_string()).collect(),
+        phases: req.phases.clone(),
         batch: req.batch,
         prompt_len: req.prompt_len,
         depths: req.depths.clone(),

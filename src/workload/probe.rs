@@ -14,7 +14,7 @@ use crate::kernels::fma_probe::FmaProbe;
 use crate::kernels::matrix_probe::MatrixProbe;
 use crate::kernels::verify::{self, compare};
 use crate::model::Work;
-use crate::result::Correctness;
+use crate::result::{Correctness, WorkloadKind};
 
 /// Peak arithmetic: independent FMA chains, no memory traffic to speak of.
 pub struct FmaProbeWorkload {
@@ -38,12 +38,12 @@ impl Workload for FmaProbeWorkload {
     fn describe(&self) -> Description {
         Description {
             id: "probe-fma".into(),
-            kind: "probe-fma".into(),
+            kind: WorkloadKind::ProbeFma,
             shape: BTreeMap::from([
                 ("invocations".to_string(), u64::from(self.invocations)),
                 ("iterations".to_string(), u64::from(self.iterations)),
             ]),
-            dtype: "f32".into(),
+            dtype: WeightDtype::F32,
             work: Work {
                 flops: FmaProbe::flops_of(self.iterations, self.invocations),
                 bytes: f64::from(self.invocations) * 16.0,
@@ -109,9 +109,9 @@ impl Workload for CopyProbeWorkload {
     fn describe(&self) -> Description {
         Description {
             id: "probe-copy".into(),
-            kind: "probe-copy".into(),
+            kind: WorkloadKind::ProbeCopy,
             shape: BTreeMap::from([("bytes".to_string(), self.bytes)]),
-            dtype: "f32".into(),
+            dtype: WeightDtype::F32,
             work: Work {
                 flops: 0.0,
                 bytes: 2.0 * self.bytes as f64,
@@ -179,14 +179,14 @@ impl MatrixProbeWorkload {
         let d2 = u64::from(self.size * self.size);
         Description {
             id: "probe-matrix".into(),
-            kind: "probe-matrix".into(),
+            kind: WorkloadKind::ProbeMatrix,
             shape: BTreeMap::from([
                 ("size".to_string(), u64::from(self.size)),
                 ("workgroups".to_string(), u64::from(self.groups)),
                 ("subgroups".to_string(), subgroups),
                 ("iterations".to_string(), u64::from(self.iterations)),
             ]),
-            dtype: "f16".into(),
+            dtype: WeightDtype::F16,
             work: Work {
                 flops: MatrixProbe::flops_of(self.size, self.iterations, subgroups),
                 bytes: (subgroups * d2 * 4) as f64,

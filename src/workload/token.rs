@@ -148,9 +148,9 @@ impl Workload for TokenWorkload {
         ]);
         Description {
             id,
-            kind: self.pass.phase.name().into(),
+            kind: self.pass.phase.into(),
             shape,
-            dtype: s.model.dtype.name().into(),
+            dtype: s.model.dtype,
             work: accounting::total(&s.model.shape, s.layers_run, s.model.dtype, self.pass),
             math: Some(self.math_record()),
             tokens: Some(TokenDescription {

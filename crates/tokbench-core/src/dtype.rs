@@ -5,7 +5,19 @@ use serde::{Deserialize, Serialize};
 
 /// Element type of the weights. Activations, norms and the KV cache stay f32; products
 /// accumulate in f32 either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum WeightDtype {
     /// 32-bit float.

@@ -8,6 +8,7 @@
 //! The JSON Schema `schema/card-v1.schema.json` is generated from these types and held to them
 //! by a test; regenerate it with `TOKBENCH_BLESS=1 cargo test --release -p tokbench-core card`.
 
+use crate::model::Phase;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -277,13 +278,13 @@ fn card_workload(
     let k = &w.workload;
     CardWorkload {
         id: k.id.clone(),
-        phase: if k.phase.as_deref() == Some("prefill") {
+        phase: if k.phase == Some(Phase::Prefill) {
             CardPhase::Prefill
         } else {
             CardPhase::Decode
         },
         model_shape: k.preset.clone(),
-        dtype: k.dtype.clone(),
+        dtype: k.dtype.name().into(),
         batch: k.batch,
         prompt_len: k.prompt_len,
         depth: k.depth,

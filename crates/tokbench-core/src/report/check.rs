@@ -218,7 +218,7 @@ fn run_ref(s: &Source) -> RunRef {
         source: s.label.clone(),
         node: node_label(&s.doc),
         adapter: s.doc.adapter.name.clone(),
-        started_at: s.doc.started_at.clone(),
+        started_at: crate::result::timestamp(&s.doc.started_at),
         git_sha: s.doc.tool.git_sha.clone(),
     }
 }
@@ -395,7 +395,7 @@ fn check_workload(b: &WorkloadResult, c: &WorkloadResult, options: &CheckOptions
         change_low: None,
         change_high: None,
         point_values: false,
-        gated: !c.kind.starts_with("probe-"),
+        gated: !c.kind.is_probe(),
         note: None,
     };
     let t = options.threshold;
@@ -592,7 +592,10 @@ mod tests {
     #[test]
     fn probes_are_reported_but_never_gate() {
         let probe = |median_s: f64, seed: u64| {
-            fixtures::probe("probe-copy", &jittered(median_s, 0.01, 20, seed))
+            fixtures::probe(
+                crate::result::WorkloadKind::ProbeCopy,
+                &jittered(median_s, 0.01, 20, seed),
+            )
         };
         let (mut b, mut c) = pair(0.010, 0.010, 0.01, 20);
         b.doc.workloads.push(probe(0.05, 1));

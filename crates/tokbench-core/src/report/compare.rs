@@ -307,7 +307,7 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
                 ..s.doc.adapter.clone()
             },
             fingerprint: Fingerprint::of(&s.doc).digest(),
-            started_at: s.doc.started_at.clone(),
+            started_at: crate::result::timestamp(&s.doc.started_at),
             tool: s.doc.tool.clone(),
         })
         .collect();
@@ -552,10 +552,11 @@ fn node_labels<'a>(docs: impl IntoIterator<Item = &'a RunResult>) -> Vec<String>
             if seen[label.as_str()] == 1 {
                 return label.clone();
             }
-            let mut candidate = format!("{label} @ {}", doc.started_at);
+            let started = crate::result::timestamp(&doc.started_at);
+            let mut candidate = format!("{label} @ {started}");
             let mut n = 2;
             while !used.insert(candidate.clone()) {
-                candidate = format!("{label} @ {} #{n}", doc.started_at);
+                candidate = format!("{label} @ {started} #{n}");
                 n += 1;
             }
             candidate
@@ -812,7 +813,7 @@ mod tests {
     #[test]
     fn groups_are_ordered_prefill_first_and_same_node_twice_is_told_apart() {
         let mut again = node("a", 0.01);
-        again.started_at = "2026-11-22T08:00:00.000Z".into();
+        again.started_at = "2026-11-22T08:00:00.000Z".parse().unwrap();
         let mut with_decode = node("a", 0.01);
         with_decode
             .workloads
@@ -822,11 +823,7 @@ mod tests {
             &CompareOptions::default(),
         )
         .unwrap();
-        let kinds: Vec<&str> = r
-            .workloads
-            .iter()
-            .map(|w| w.workload.kind.as_str())
-            .collect();
+        let kinds: Vec<&str> = r.workloads.iter().map(|w| w.workload.kind.name()).collect();
         assert_eq!(kinds, ["prefill", "decode"]);
         let nodes: Vec<&str> = r.workloads[0]
             .entries

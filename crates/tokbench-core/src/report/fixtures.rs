@@ -4,6 +4,8 @@
 
 use std::collections::BTreeMap;
 
+use crate::dtype::WeightDtype;
+use crate::model::Phase;
 use crate::model::presets;
 use crate::result::*;
 use crate::stats::{SplitMix64, summarize};
@@ -19,20 +21,24 @@ pub fn run(hostname: &str, adapter: &str, workloads: Vec<WorkloadResult>) -> Run
 
 /// A valid prefill of one `prompt_len`-token prompt of `tiny`, timed at `samples_s`; no power.
 pub fn prefill(prompt_len: u32, samples_s: &[f64]) -> WorkloadResult {
-    token_workload("prefill", prompt_len, samples_s)
+    token_workload(Phase::Prefill, prompt_len, samples_s)
 }
 
 /// A valid decode step of one sequence of `tiny` at KV depth `depth`, timed at `samples_s`; no
 /// power.
 pub fn decode(depth: u32, samples_s: &[f64]) -> WorkloadResult {
-    token_workload("decode", depth, samples_s)
+    token_workload(Phase::Decode, depth, samples_s)
 }
 
-fn token_workload(phase: &str, len: u32, samples_s: &[f64]) -> WorkloadResult {
+fn token_workload(phase: Phase, len: u32, samples_s: &[f64]) -> WorkloadResult {
     let tiny = presets::find("tiny").expect("tiny preset").shape;
     let stats = summarize(samples_s, 3);
-    let tokens: u64 = if phase == "prefill" { len.into() } else { 1 };
-    let (size, prompt_len, depth) = if phase == "prefill" {
+    let tokens: u64 = if phase == Phase::Prefill {
+        len.into()
+    } else {
+        1
+    };
+    let (size, prompt_len, depth) = if phase == Phase::Prefill {
         (format!("p{len}"), Some(len), None)
     } else {
         (format!("d{len}"), None, Some(len))
@@ -42,10 +48,10 @@ fn token_workload(phase: &str, len: u32, samples_s: &[f64]) -> WorkloadResult {
     let bytes = 4e5 * tokens as f64;
     let window_s: f64 = samples_s.iter().sum();
     WorkloadResult {
-        id: format!("{phase}-tiny-f32-b1-{size}"),
+        id: format!("{}-tiny-f32-b1-{size}", phase.name()),
         kind: phase.into(),
         shape: BTreeMap::new(),
-        dtype: "f32".into(),
+        dtype: WeightDtype::F32,
         valid: true,
         correctness: Correctness {
             nmse: Some(1e-12),
@@ -57,7 +63,7 @@ fn token_workload(phase: &str, len: u32, samples_s: &[f64]) -> WorkloadResult {
         achieved_gflops: flops / stats.median_s / 1e9,
         achieved_gbps: bytes / stats.median_s / 1e9,
         roofline: None,
-        phase: Some(phase.into()),
+        phase: Some(phase),
         preset: Some("tiny".into()),
         model: Some(tiny),
         batch: Some(1),
@@ -78,11 +84,11 @@ fn token_workload(phase: &str, len: u32, samples_s: &[f64]) -> WorkloadResult {
     }
 }
 
-/// A valid probe workload ("probe-fma" or "probe-copy") timed at `samples_s`: no tokens.
-pub fn probe(kind: &str, samples_s: &[f64]) -> WorkloadResult {
-    let mut w = token_workload("prefill", 1, samples_s);
-    w.id = kind.into();
-    w.kind = kind.into();
+/// A valid probe workload (`ProbeFma` or `ProbeCopy`) timed at `samples_s`: no tokens.
+pub fn probe(kind: WorkloadKind, samples_s: &[f64]) -> WorkloadResult {
+    let mut w = token_workload(Phase::Prefill, 1, samples_s);
+    w.id = kind.name().into();
+    w.kind = kind;
     w.correctness.reference = "exact".into();
     w.phase = None;
     w.preset = None;

@@ -5,8 +5,9 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::model::ModelShape;
-use crate::result::{RunResult, WorkloadResult};
+use crate::dtype::WeightDtype;
+use crate::model::{ModelShape, Phase};
+use crate::result::{RunResult, WorkloadKind, WorkloadResult};
 
 /// Everything that defines what a workload measured. Two results with equal keys did the same
 /// work; `id` alone is not enough (a custom shape keeps its id when its dimensions change).
@@ -15,15 +16,15 @@ pub struct WorkloadKey {
     /// The workload id, for example "decode-tiny-f32-b1-d512".
     pub id: String,
     /// "prefill", "decode", "probe-fma", "matmul", ...
-    pub kind: String,
+    pub kind: WorkloadKind,
     /// "prefill" or "decode"; null for kernel and probe workloads.
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// Preset name ("custom" for a shape from flags or a file).
     pub preset: Option<String>,
     /// The model shape.
     pub model: Option<ModelShape>,
     /// Weight element type.
-    pub dtype: String,
+    pub dtype: WeightDtype,
     /// Sequences per pass.
     pub batch: Option<u32>,
     /// Prefill prompt length.
@@ -41,11 +42,11 @@ impl WorkloadKey {
     pub fn of(w: &WorkloadResult) -> Self {
         Self {
             id: w.id.clone(),
-            kind: w.kind.clone(),
-            phase: w.phase.clone(),
+            kind: w.kind,
+            phase: w.phase,
             preset: w.preset.clone(),
             model: w.model,
-            dtype: w.dtype.clone(),
+            dtype: w.dtype,
             batch: w.batch,
             prompt_len: w.prompt_len,
             depth: w.depth,
@@ -61,15 +62,15 @@ impl WorkloadKey {
 
     /// Order of groups in reports: prefill before decode, then by size.
     pub(crate) fn sort_key(&self) -> impl Ord + '_ {
-        let phase_rank = match self.phase.as_deref() {
-            Some("prefill") => 0,
-            Some("decode") => 1,
-            _ => 2,
+        let phase_rank = match self.phase {
+            Some(Phase::Prefill) => 0,
+            Some(Phase::Decode) => 1,
+            None => 2,
         };
         (
             phase_rank,
             self.preset.as_deref(),
-            self.dtype.as_str(),
+            self.dtype.name(),
             self.batch,
             self.prompt_len,
             self.depth,
@@ -81,11 +82,11 @@ impl WorkloadKey {
     /// One line for people: "prefill · tiny · f32 · batch 1 · prompt 512 · 2 layers".
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
-        parts.push(self.phase.clone().unwrap_or_else(|| self.kind.clone()));
+        parts.push(self.phase.map_or(self.kind.name(), Phase::name).to_string());
         if let Some(p) = &self.preset {
             parts.push(p.clone());
         }
-        parts.push(self.dtype.clone());
+        parts.push(self.dtype.name().to_string());
         if let Some(b) = self.batch {
             parts.push(format!("batch {b}"));
         }
@@ -111,10 +112,11 @@ impl WorkloadKey {
         };
         let opt = |v: Option<u32>| v.map_or("null".to_string(), |x| x.to_string());
         let text = |v: &Option<String>| v.clone().unwrap_or_else(|| "null".into());
-        field("kind", self.kind.clone(), other.kind.clone());
-        field("phase", text(&self.phase), text(&other.phase));
+        let phase = |p: Option<Phase>| p.map_or("null", Phase::name).to_string();
+        field("kind", self.kind.name().into(), other.kind.name().into());
+        field("phase", phase(self.phase), phase(other.phase));
         field("preset", text(&self.preset), text(&other.preset));
-        field("dtype", self.dtype.clone(), other.dtype.clone());
+        field("dtype", self.dtype.name().into(), other.dtype.name().into());
         field("batch", opt(self.batch), opt(other.batch));
         field("prompt_len", opt(self.prompt_len), opt(other.prompt_len));
         field("depth", opt(self.depth), opt(other.depth));

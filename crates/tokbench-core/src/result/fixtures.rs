@@ -19,8 +19,8 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
             version: "0.1.0".into(),
             git_sha: Some("0123456789abcdef".into()),
         },
-        started_at: "2026-11-21T10:00:00.000Z".into(),
-        finished_at: Some("2026-11-21T10:01:00.000Z".into()),
+        started_at: "2026-11-21T10:00:00.000Z".parse().expect("a time"),
+        finished_at: Some("2026-11-21T10:01:00.000Z".parse().expect("a time")),
         interrupted: false,
         node: NodeInfo {
             hostname: hostname.into(),
@@ -55,10 +55,10 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
             model: Some(ModelPlan {
                 preset: "tiny".into(),
                 model: tiny,
-                dtype: "f32".into(),
+                dtype: crate::dtype::WeightDtype::F32,
                 layers_run: tiny.n_layers,
                 weights_shared_across_layers: false,
-                phases: vec!["prefill".into(), "decode".into()],
+                phases: vec![crate::model::Phase::Prefill, crate::model::Phase::Decode],
                 batch: 1,
                 prompt_len: 512,
                 depths: vec![512],
@@ -84,9 +84,9 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
     let mut doc = node(hostname, "Example GPU");
     doc.workloads = vec![WorkloadResult {
         id: "matmul-f32-m64-n64-k64".into(),
-        kind: "matmul".into(),
+        kind: WorkloadKind::Matmul,
         shape: BTreeMap::from([("m".into(), 64), ("n".into(), 64), ("k".into(), 64)]),
-        dtype: "f32".into(),
+        dtype: crate::dtype::WeightDtype::F32,
         valid: true,
         correctness: Correctness {
             nmse: Some(1e-14),

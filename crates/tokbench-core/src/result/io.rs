@@ -96,7 +96,7 @@ impl ResultWriter {
                 ensure_dir(&dir)?;
                 let stem = format!(
                     "{}-{}",
-                    compact_utc(&doc.started_at),
+                    doc.started_at.format("%Y%m%dT%H%M%SZ"),
                     slug(&doc.adapter.name)
                 );
                 let mut reserved = None;
@@ -229,16 +229,6 @@ pub fn slug(text: &str) -> String {
     } else {
         trimmed.chars().take(60).collect()
     }
-}
-
-/// "2026-11-21T21:53:07.123Z" -> "20261121T215307Z".
-fn compact_utc(rfc3339: &str) -> String {
-    let digits_and_t: String = rfc3339
-        .chars()
-        .take_while(|c| *c != '.' && *c != 'Z' && *c != '+')
-        .filter(|c| c.is_ascii_digit() || *c == 'T')
-        .collect();
-    format!("{digits_and_t}Z")
 }
 
 /// Largest result file [`load`] reads: a real result is a few MiB at most (raw samples
@@ -411,11 +401,5 @@ mod tests {
                 out.push(at);
             }
         }
-    }
-
-    #[test]
-    fn compact_time() {
-        assert_eq!(compact_utc("2026-11-21T21:53:07.123Z"), "20261121T215307Z");
-        assert_eq!(compact_utc("2026-11-21T21:53:07Z"), "20261121T215307Z");
     }
 }

@@ -7,11 +7,59 @@
 
 use std::collections::BTreeMap;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::dtype::WeightDtype;
 use crate::kernel_config::{KernelConfig, Math};
-use crate::model::ModelShape;
+use crate::model::{ModelShape, Phase};
+
+/// A time as results write it: RFC 3339 in UTC with milliseconds, "2026-12-01T21:00:00.123Z".
+pub fn timestamp(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Times written as [`timestamp`] does, and read from any RFC 3339 text.
+mod utc_millis {
+    use chrono::{DateTime, Utc};
+    use serde::{Deserialize, Deserializer, Serializer, de};
+
+    pub fn serialize<S: Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::timestamp(t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<DateTime<Utc>, D::Error> {
+        let text = String::deserialize(d)?;
+        DateTime::parse_from_rfc3339(&text)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|e| de::Error::custom(format!("{text:?} is not an RFC 3339 time: {e}")))
+    }
+
+    /// The same for an optional time (null stays null).
+    pub mod option {
+        use chrono::{DateTime, Utc};
+        use serde::{Deserialize, Deserializer, Serializer};
+
+        pub fn serialize<S: Serializer>(
+            t: &Option<DateTime<Utc>>,
+            s: S,
+        ) -> Result<S::Ok, S::Error> {
+            match t {
+                Some(t) => super::serialize(t, s),
+                None => s.serialize_none(),
+            }
+        }
+
+        pub fn deserialize<'de, D: Deserializer<'de>>(
+            d: D,
+        ) -> Result<Option<DateTime<Utc>>, D::Error> {
+            #[derive(Deserialize)]
+            struct Wrapped(#[serde(with = "super")] DateTime<Utc>);
+            Ok(Option::<Wrapped>::deserialize(d)?.map(|Wrapped(t)| t))
+        }
+    }
+}
 
 /// Version of this document layout. Bumped only when a field is renamed or its meaning changes.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -24,11 +72,15 @@ pub struct RunResult {
     pub schema_version: u32,
     /// The program that wrote this document.
     pub tool: ToolInfo,
-    /// When the run started, RFC 3339 in UTC.
-    pub started_at: String,
-    /// When the run finished, RFC 3339 in UTC; null while the run is still going (the document is
-    /// rewritten after every workload) or when it never finished.
-    pub finished_at: Option<String>,
+    /// When the run started, RFC 3339 in UTC with milliseconds.
+    #[serde(with = "utc_millis")]
+    #[schemars(with = "DateTime<Utc>")]
+    pub started_at: DateTime<Utc>,
+    /// When the run finished, RFC 3339 in UTC with milliseconds; null while the run is still
+    /// going (the document is rewritten after every workload) or when it never finished.
+    #[serde(with = "utc_millis::option")]
+    #[schemars(with = "Option<DateTime<Utc>>")]
+    pub finished_at: Option<DateTime<Utc>>,
     /// True when the run was stopped (Ctrl-C, SIGTERM) before all planned workloads ran; the
     /// workloads listed are complete.
     pub interrupted: bool,
@@ -345,6 +397,59 @@ pub enum TimingMethod {
     Mock,
 }
 
+/// What a workload is: one place for the names results use for it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+    strum::IntoStaticStr,
+)]
+#[serde(rename_all = "kebab-case")]
+#[strum(serialize_all = "kebab-case")]
+pub enum WorkloadKind {
+    /// The FMA-chain probe: peak SIMT arithmetic.
+    ProbeFma,
+    /// The copy probe: peak read-and-write bandwidth.
+    ProbeCopy,
+    /// The cooperative-matrix probe: peak matrix arithmetic.
+    ProbeMatrix,
+    /// One matrix multiply (`tokbench kernel matmul`).
+    Matmul,
+    /// A model's prompt pass.
+    Prefill,
+    /// A model's generation step.
+    Decode,
+}
+
+impl WorkloadKind {
+    /// The name results and tables use: "probe-fma", "matmul", "prefill", ...
+    pub fn name(self) -> &'static str {
+        self.into()
+    }
+
+    /// True for the probes, which measure the device rather than a workload.
+    pub fn is_probe(self) -> bool {
+        matches!(self, Self::ProbeFma | Self::ProbeCopy | Self::ProbeMatrix)
+    }
+}
+
+impl From<Phase> for WorkloadKind {
+    fn from(phase: Phase) -> Self {
+        match phase {
+            Phase::Prefill => Self::Prefill,
+            Phase::Decode => Self::Decode,
+        }
+    }
+}
+
 /// The validated plan a run followed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -366,14 +471,14 @@ pub struct ModelPlan {
     /// The model shape.
     pub model: ModelShape,
     /// Weight element type: "f32" or "f16".
-    pub dtype: String,
+    pub dtype: WeightDtype,
     /// Layers each pass runs through (at most the model's n_layers; `--layers` caps it).
     pub layers_run: u32,
     /// True when the layers' weights did not fit in device memory, so every layer reads the same
     /// weights (the bytes streamed per token are still those of all layers).
     pub weights_shared_across_layers: bool,
     /// Phases run, in order: "prefill", "decode".
-    pub phases: Vec<String>,
+    pub phases: Vec<Phase>,
     /// Sequences per pass.
     pub batch: u32,
     /// Prompt length of prefill.
@@ -418,12 +523,12 @@ pub struct SamplePolicy {
 pub struct WorkloadResult {
     /// Stable identifier within and across runs, for example "matmul-f32-m1024-n1024-k1024".
     pub id: String,
-    /// What ran: "matmul" for a kernel workload.
-    pub kind: String,
+    /// What ran: a probe, a kernel ("matmul"), or a model phase ("prefill", "decode").
+    pub kind: WorkloadKind,
     /// Named problem dimensions, for example {"m": 1024, "n": 1024, "k": 1024}.
     pub shape: BTreeMap<String, u64>,
-    /// Element type of the data: "f32" or "f16".
-    pub dtype: String,
+    /// Element type of the weights (or of the probe's data): "f32" or "f16".
+    pub dtype: WeightDtype,
     /// False when the correctness check failed; such a workload must not be ranked or compared.
     pub valid: bool,
     /// The correctness check against a CPU reference.
@@ -442,7 +547,7 @@ pub struct WorkloadResult {
     /// for runs without probes.
     pub roofline: Option<Roofline>,
     /// "prefill" or "decode"; null for kernel and probe workloads.
-    pub phase: Option<String>,
+    pub phase: Option<Phase>,
     /// Preset name ("custom" for a shape from flags or a file); null for kernel workloads.
     pub preset: Option<String>,
     /// The model shape; null for kernel workloads.

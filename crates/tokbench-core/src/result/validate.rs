@@ -1,6 +1,6 @@
 //! The one validator of a result document: every reader (`result::io::load` and `parse`, and
 //! the reports' loader through them) holds a document to the same rules, and every error names
-//! the field by its JSON path (`workloads[0].stats.samples_s[1]`).
+//! the field by its JSON path (for example `workloads[0].stats.samples_s[1]`).
 //!
 //! Two kinds of rule, applied together by [`check`]:
 //! - over the whole JSON tree: every number finite and non-negative, unless its field is listed

@@ -6,6 +6,7 @@
 //! itself: each format escapes the first its own way and writes the second as it is.
 
 use super::{change_text, check_figures, cost_headers};
+use crate::model::Phase;
 use crate::report::check::{CheckMetric, CheckReport, Verdict};
 use crate::report::compare::{CompareReport, Entry, Excluded, WorkloadComparison};
 use crate::units::{full, num, opt_num, pct};
@@ -327,9 +328,9 @@ fn definition(w: &WorkloadComparison) -> Vec<Cell> {
     let k = &w.workload;
     vec![
         Cell::text(&k.id),
-        Cell::text(k.phase.as_deref().unwrap_or("")),
+        Cell::text(k.phase.map_or("", Phase::name)),
         Cell::text(k.preset.as_deref().unwrap_or("")),
-        Cell::text(&k.dtype),
+        Cell::text(k.dtype.name()),
         opt(k.batch),
         opt(k.prompt_len),
         opt(k.depth),

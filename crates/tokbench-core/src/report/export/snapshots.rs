@@ -133,18 +133,24 @@ fn check_pair() -> (Source, Source) {
         "ci-runner",
         "llvmpipe (LLVM 15.0.6, 256 bits)",
         vec![
-            fixtures::probe("probe-copy", &jittered(0.050, 0.01, 30, 7)),
+            fixtures::probe(
+                crate::result::WorkloadKind::ProbeCopy,
+                &jittered(0.050, 0.01, 30, 7),
+            ),
             prefill(128, &jittered(0.010, 0.01, 30, 1)),
             decode(128, &jittered(0.0010, 0.01, 30, 2)),
             decode(1024, &jittered(0.0020, 0.01, 30, 3)),
         ],
     );
     let mut current = baseline.clone();
-    current.started_at = "2026-11-22T10:00:00.000Z".into();
+    current.started_at = "2026-11-22T10:00:00.000Z".parse().unwrap();
     current.tool.git_sha = Some("fedcba9876543210".into());
     current.workloads = vec![
         // The machine got busier: reported, not gated.
-        fixtures::probe("probe-copy", &jittered(0.055, 0.01, 30, 8)),
+        fixtures::probe(
+            crate::result::WorkloadKind::ProbeCopy,
+            &jittered(0.055, 0.01, 30, 8),
+        ),
         // 20% slower prefill: a regression.
         prefill(128, &jittered(0.012, 0.01, 30, 4)),
         // Decode within noise.
