@@ -381,3 +381,64 @@ pub fn tool_info() -> ToolInfo {
 pub fn now_utc() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::gpu::{MockDevice, MockMode};
+    use crate::workload::matmul::MatmulWorkload;
+
+    /// Records the order in which workloads and repetitions start.
+    #[derive(Default)]
+    struct Order(Vec<(String, u32)>);
+
+    impl Observer for Order {
+        fn workload(&mut self, _: usize, _: usize, id: &str, repetition: u32, _: u32) {
+            self.0.push((id.to_string(), repetition));
+        }
+    }
+
+    #[test]
+    fn repetitions_are_interleaved_and_each_is_kept() {
+        let mock = MockDevice::new(MockMode::Instant, Duration::from_secs(5));
+        let matmul = |m| Box::new(MatmulWorkload { m, n: 8, k: 8 }) as Box<dyn Workload>;
+        let planned = Planned {
+            workloads: vec![matmul(4), matmul(8)],
+            ..Default::default()
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let spec = RunSpec {
+            command: "kernel".into(),
+            policy: SamplePolicy {
+                min_samples: 4,
+                min_time_s: 0.0,
+                max_warmup_s: 0.0,
+            },
+            repetitions: 3,
+            destination: Destination::Exact(dir.path().join("r.json")),
+            stop: None,
+        };
+        let mut order = Order::default();
+        let outcome = run(Device::Mock(&mock), planned, &spec, None, &mut order).unwrap();
+        let (a, b) = ("matmul-f32-m4-n8-k8", "matmul-f32-m8-n8-k8");
+        let expected: Vec<(String, u32)> = (0..3)
+            .flat_map(|r| [(a.to_string(), r), (b.to_string(), r)])
+            .collect();
+        assert_eq!(order.0, expected);
+        let doc = crate::result::io::load(&outcome.path).unwrap();
+        assert_eq!(doc.plan.repetitions, 3);
+        for w in &doc.workloads {
+            assert_eq!(w.repetitions.len(), 3, "{}", w.id);
+            assert!(w.repetitions.iter().all(|r| r.stats.samples_s.len() >= 4));
+            assert_eq!(
+                w.stats.samples_s.len(),
+                w.repetitions
+                    .iter()
+                    .map(|r| r.stats.samples_s.len())
+                    .sum::<usize>()
+            );
+        }
+    }
+}

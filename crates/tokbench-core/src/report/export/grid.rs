@@ -239,7 +239,7 @@ pub(crate) fn check(r: &CheckReport) -> Grid {
                 Cell::figure(c),
                 Cell::figure(ch),
                 Cell::figure(interval),
-                Cell::text(&basis_text(w)),
+                Cell::text(basis_text(w)),
                 Cell(vec![verdict]),
                 w.note.as_ref().map_or_else(Cell::empty, Cell::text),
             ],
