@@ -7,16 +7,16 @@
 #   benches/calibrate-gate.sh [-k PAIRS] [-r REPEAT] [-t THRESHOLD] [-s FACTOR] [-b BIN]
 #                             [--slow-bin BIN] [-o DIR] [-- RUN FLAGS...]
 #
-# Defaults: 10 pairs, --repeat 5, --threshold 10, factor 1.25, target/release/tokbench, the
+# Defaults: 10 pairs, --repeat 10, --threshold 10, factor 1.25, target/release/tokbench, the
 # run flags of deploy/ci/github-actions.yml. Each pair runs the slow build first (when given),
 # then the baseline, then the current, so a load that grows during a pair works against
 # catching the slowdown rather than for it. Every result and verdict stays in DIR. Exit 0 when
 # no honest pair was flagged and every slowdown was caught, 1 otherwise, 2 on bad usage.
 set -euo pipefail
 
-pairs=10 repeat=5 threshold=10 factor=1.25 bin=target/release/tokbench slow_bin= out=
-run_flags=(--preset tiny --phase prefill,decode --prompt-len 128 --depth 512 --samples 10
-  --min-time 0.5 --no-tune --power-source none --idle-s 0)
+pairs=10 repeat=10 threshold=10 factor=1.25 bin=target/release/tokbench slow_bin= out=
+run_flags=(--preset tiny --phase prefill,decode --prompt-len 128 --depth 512 --samples 5
+  --min-time 0.2 --max-warmup 2 --no-tune --power-source none --idle-s 0)
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in
