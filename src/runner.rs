@@ -167,11 +167,20 @@ pub fn run(
                 observer,
             );
             let (found, correctness, measured) = outcome.with_context(|| {
+                let saved = if repetitions > 1 {
+                    format!(
+                        " (repetition {} of {repetitions}); what was measured before it is",
+                        round + 1
+                    )
+                } else {
+                    format!(
+                        "; the {} finished before it are",
+                        writer.document().workloads.len()
+                    )
+                };
                 format!(
-                    "workload {} failed (repetition {} of {repetitions}); what was measured \
-                     before it is saved in {}",
+                    "workload {} failed{saved} saved in {}",
                     description.id,
-                    round + 1,
                     writer.path().display()
                 )
             })?;
