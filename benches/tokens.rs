@@ -1,7 +1,8 @@
 //! Criterion benches of prefill and decode of the chosen preset, in tokens per second
 //! (`Throughput::Elements(tokens)`), timed on the GPU. When they finish, the node's result
 //! document is written the way `tokbench run` writes it (probes, prefill, decode; same schema,
-//! same meaning) to `results/` or `TOKBENCH_OUT`, and its path is printed.
+//! same meaning, `TOKBENCH_REPEAT` repetitions of each) to `results/` or `TOKBENCH_OUT`, and its
+//! path is printed.
 
 mod common;
 
@@ -22,6 +23,8 @@ use tokbench::workload::plan::{self, ModelRequest};
 use common::{ctx, gpu_time};
 
 fn main() {
+    // Checked before anything is measured, so a bad value costs nothing.
+    let repetitions = common::repeat();
     let ctx = ctx();
     let preset = common::preset();
     let (prompt_len, depth) = common::sizes();
@@ -84,6 +87,7 @@ fn main() {
     let spec = RunSpec {
         command: "bench".into(),
         policy,
+        repetitions,
         destination,
         stop: None,
     };

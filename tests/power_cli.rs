@@ -1,8 +1,10 @@
 //! Power through the whole program: declared watts, a meter command, a fake RAPL tree, no
 //! source at all, and bad power options.
 
+mod common;
+
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -10,8 +12,15 @@ use std::time::Duration;
 use tokbench::result::io::load;
 use tokbench::result::{Provenance, RunResult, Scope};
 
+/// One measured run at a time: the fake counters' writer threads must keep pace with wall
+/// time, which they cannot while several lavapipe runs share the cores.
+static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// `run --preset tiny` (decode only, quick) with `extra` flags and `sysfs` as the sysfs root.
 fn run_tiny(extra: &[&str], sysfs: &Path) -> (Output, Option<RunResult>) {
+    let _serial = ONE_RUN_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("r.json");
     let mut args = vec![
@@ -34,11 +43,9 @@ fn run_tiny(extra: &[&str], sysfs: &Path) -> (Output, Option<RunResult>) {
         out_path.to_str().unwrap(),
     ];
     args.extend(extra);
-    let out = Command::new(env!("CARGO_BIN_EXE_tokbench"))
+    let out = common::command()
         .args(&args)
         .env("TOKBENCH_SYSFS_ROOT", sysfs)
-        .env_remove("TOKBENCH_ADAPTER")
-        .env("TOKBENCH_TUNE_CACHE", test_tune_cache())
         .output()
         .unwrap();
     let doc = out_path.exists().then(|| load(&out_path).unwrap());
@@ -325,7 +332,3 @@ impl Drop for FakeRapl {
     }
 }
 
-/// A tuning cache private to this test process, so tests never touch the user's.
-fn test_tune_cache() -> std::path::PathBuf {
-    std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
-}

@@ -1,6 +1,6 @@
 //! Shared by the benches: one lazily opened device, GPU-timed iterations for criterion, and the
-//! environment knobs (`TOKBENCH_PRESET`, `TOKBENCH_ADAPTER`, `TOKBENCH_OUT`, `CI` /
-//! `TOKBENCH_QUICK`).
+//! environment knobs (`TOKBENCH_PRESET`, `TOKBENCH_ADAPTER`, `TOKBENCH_OUT`, `TOKBENCH_REPEAT`,
+//! `CI` / `TOKBENCH_QUICK`).
 
 #![allow(dead_code)] // each bench uses part of this module
 
@@ -47,6 +47,21 @@ pub fn preset() -> &'static Preset {
             tokbench::workload::plan::memory_budget(&ctx().facts(), None),
             tokbench::kernels::WeightDtype::F32,
         ),
+    }
+}
+
+/// Repetitions of each workload in the node's result (`TOKBENCH_REPEAT`, as `--repeat` for the
+/// CLI; 1 when unset). 3 or more let `tokbench check` gate that result on run-to-run variance.
+pub fn repeat() -> u32 {
+    match std::env::var("TOKBENCH_REPEAT") {
+        Ok(v) if !v.is_empty() => match v.trim().parse::<u32>() {
+            Ok(n) if (1..=1000).contains(&n) => n,
+            _ => {
+                eprintln!("tokbench bench: TOKBENCH_REPEAT={v:?} is not a count from 1 to 1000");
+                std::process::exit(2)
+            }
+        },
+        _ => 1,
     }
 }
 

@@ -54,6 +54,7 @@ pub(super) fn run_workloads(
     let spec = RunSpec {
         command: command.into(),
         policy: common.policy(),
+        repetitions: common.repeat,
         destination: common.destination(),
         stop: Some(super::signals::stop_flag()),
     };
@@ -127,13 +128,25 @@ impl Observer for ProgressBars {
         }
     }
 
-    fn workload(&mut self, index: usize, total: usize, id: &str) {
+    fn workload(
+        &mut self,
+        index: usize,
+        total: usize,
+        id: &str,
+        repetition: u32,
+        repetitions: u32,
+    ) {
         let bar = ProgressBar::new(0).with_style(
             ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {elapsed}")
                 .expect("static template")
                 .progress_chars("=> "),
         );
-        bar.set_prefix(format!("[{}/{total}] {id}", index + 1));
+        let round = if repetitions > 1 {
+            format!(" (repetition {}/{repetitions})", repetition + 1)
+        } else {
+            String::new()
+        };
+        bar.set_prefix(format!("[{}/{total}] {id}{round}", index + 1));
         self.bar = Some(bar);
     }
 

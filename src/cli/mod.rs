@@ -224,6 +224,12 @@ struct CommonArgs {
     /// And sample for at least this many seconds per workload.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds)]
     min_time: f64,
+    /// Measure every workload this many times, interleaved (all workloads, then all again), each
+    /// repetition with its own warm-up, samples and statistics in the result; the headline
+    /// figures are the repetitions' medians. 3 or more on both sides let `check` see run-to-run
+    /// variance.
+    #[arg(long, value_name = "N", env = "TOKBENCH_REPEAT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: u32,
     /// Stop warming up after this many seconds even if times have not settled.
     #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
     max_warmup: f64,

@@ -15,6 +15,7 @@ pub fn command() -> Command {
     cmd.env_remove("TOKBENCH_ADAPTER")
         .env_remove("TOKBENCH_RESULTS_DIR")
         .env_remove("TOKBENCH_PRESET")
+        .env_remove("TOKBENCH_REPEAT")
         .env("TOKBENCH_TUNE_CACHE", test_tune_cache());
     cmd
 }

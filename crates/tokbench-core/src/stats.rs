@@ -1,6 +1,8 @@
-//! Statistics over duration samples: summaries, a distribution-free confidence interval of the
-//! median, and a bootstrap interval of the ratio of two sample sets' medians (used by
-//! `tokbench check`). Pure functions, no GPU.
+//! Statistics over duration samples: summaries (of one measurement, or of repetitions), a
+//! distribution-free confidence interval of the median, a bootstrap interval of the ratio of two
+//! sample sets' medians, and a rank-based (Hodges–Lehmann / Mann–Whitney) interval of the ratio
+//! of two small sets of repetition medians (both used by `tokbench check`). Pure functions, no
+//! GPU.
 
 use crate::result::Stats;
 
@@ -35,6 +37,22 @@ pub fn summarize(samples: &[f64], warmup_iterations: u32) -> Stats {
         warmup_iterations,
         samples_s: samples.to_vec(),
     }
+}
+
+/// Summarises the samples of several repetitions of one workload (each non-empty): the headline
+/// median is the median of the repetitions' medians, and its interval is the distribution-free
+/// interval of those medians, so it holds run-to-run variance; every other figure is over all
+/// samples pooled in the order taken. With one repetition this is [`summarize`].
+pub fn summarize_repetitions(repetitions: &[Vec<f64>], warmup_iterations: u32) -> Stats {
+    let pooled: Vec<f64> = repetitions.iter().flatten().copied().collect();
+    let mut stats = summarize(&pooled, warmup_iterations);
+    if repetitions.len() > 1 {
+        let mut medians: Vec<f64> = repetitions.iter().map(|r| median(r)).collect();
+        medians.sort_by(f64::total_cmp);
+        stats.median_s = quantile_sorted(&medians, 0.5);
+        (stats.ci95_low_s, stats.ci95_high_s) = median_ci95(&medians);
+    }
+    stats
 }
 
 /// Quantile `q` in [0, 1] of ascending `sorted`, linearly interpolated between order statistics.
@@ -98,6 +116,109 @@ pub fn bootstrap_median_ratio(
         point: median(current) / median(baseline),
         low: quantile_sorted(&ratios, tail),
         high: quantile_sorted(&ratios, 1.0 - tail),
+    }
+}
+
+/// A rank-based interval of a ratio, with the confidence it actually has.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RankInterval {
+    /// The ratio and its interval.
+    pub ratio: RatioInterval,
+    /// The interval's exact confidence: at most the level asked for when enough values allow
+    /// it, less when they do not (3 against 3 reach 90% at most).
+    pub confidence: f64,
+}
+
+/// The Hodges–Lehmann estimate of current / baseline with its exact Mann–Whitney (Moses)
+/// confidence interval, for small sets of positive values such as repetition medians.
+///
+/// On log values, every difference ln(current_j) − ln(baseline_i) is formed; the point is
+/// their median, and the interval runs from the k-th smallest to the k-th largest, with k the
+/// largest rank whose tail probability under the Mann–Whitney null distribution (exact for up
+/// to 2500 pairs, normal beyond) stays within (1 − `level`) / 2. It assumes only that the two
+/// sets differ by a factor (a shift of the logs), not any distribution, and it is exact for a
+/// handful of values, where a bootstrap can only reshuffle the few values it has and comes out
+/// too narrow. When even the full range is short of `level`, the full range is returned with
+/// its lower confidence. Both slices must be non-empty and positive.
+pub fn rank_ratio_interval(baseline: &[f64], current: &[f64], level: f64) -> RankInterval {
+    assert!(!baseline.is_empty() && !current.is_empty());
+    let mut d: Vec<f64> = current
+        .iter()
+        .flat_map(|c| baseline.iter().map(move |b| c.ln() - b.ln()))
+        .collect();
+    d.sort_by(f64::total_cmp);
+    let tails = mann_whitney_lower_tail(baseline.len(), current.len());
+    let alpha_half = (1.0 - level) / 2.0;
+    // tails[u] = P(U ≤ u); the interval [d_(k), d_(mn+1−k)] has confidence 1 − 2·P(U ≤ k − 1).
+    let k = tails
+        .iter()
+        .take_while(|&&p| p <= alpha_half)
+        .count()
+        .max(1);
+    let confidence = 1.0 - 2.0 * tails[k - 1];
+    RankInterval {
+        ratio: RatioInterval {
+            point: quantile_sorted(&d, 0.5).exp(),
+            low: d[k - 1].exp(),
+            high: d[d.len() - k].exp(),
+        },
+        confidence,
+    }
+}
+
+/// P(U ≤ u) for u in 0..=m·n/2 under the Mann–Whitney null distribution of sizes `m` and `n`:
+/// exact (counting the rank sums of m-subsets) up to 2500 pairs, normal with continuity
+/// correction beyond.
+fn mann_whitney_lower_tail(m: usize, n: usize) -> Vec<f64> {
+    let pairs = m * n;
+    let half = pairs / 2;
+    if pairs > 2500 {
+        let mean = pairs as f64 / 2.0;
+        let sd = (pairs as f64 * (m + n + 1) as f64 / 12.0).sqrt();
+        return (0..=half)
+            .map(|u| normal_cdf((u as f64 + 0.5 - mean) / sd))
+            .collect();
+    }
+    // ways[k][u]: subsets of k of the elements seen so far whose U statistic is u (each element
+    // of the other sample placed after them adds 1 per member).
+    let mut ways = vec![vec![0f64; pairs + 1]; m + 1];
+    ways[0][0] = 1.0;
+    for placed in 0..m + n {
+        for k in (1..=m.min(placed + 1)).rev() {
+            // Adding element `placed` as the k-th member of the subset: the others before it
+            // number placed − (k − 1), and each is below it.
+            let shift = placed + 1 - k;
+            if shift > n {
+                continue;
+            }
+            for u in (shift..=pairs).rev() {
+                ways[k][u] += ways[k - 1][u - shift];
+            }
+        }
+    }
+    let total: f64 = ways[m].iter().sum();
+    let mut cumulative = 0.0;
+    ways[m][..=half]
+        .iter()
+        .map(|w| {
+            cumulative += w;
+            cumulative / total
+        })
+        .collect()
+}
+
+/// The standard normal distribution function (Abramowitz–Stegun 7.1.26, error below 1.5e-7).
+fn normal_cdf(z: f64) -> f64 {
+    let t = 1.0 / (1.0 + 0.327_591_1 * z.abs() / std::f64::consts::SQRT_2);
+    let poly = t
+        * (0.254_829_592
+            + t * (-0.284_496_736
+                + t * (1.421_413_741 + t * (-1.453_152_027 + t * 1.061_405_429))));
+    let erf = 1.0 - poly * (-(z * z) / 2.0).exp();
+    if z >= 0.0 {
+        0.5 * (1.0 + erf)
+    } else {
+        0.5 * (1.0 - erf)
     }
 }
 
@@ -225,6 +346,59 @@ mod tests {
         let noisy: Vec<f64> = (0..10).map(|_| 0.2 + 1.6 * rng.next_f64()).collect();
         let r = bootstrap_median_ratio(&base, &noisy, 2000, 0.95, 9);
         assert!(r.high - r.low > 0.3, "{r:?}");
+    }
+
+    #[test]
+    fn mann_whitney_tails_match_the_published_table() {
+        // 3 against 3: 20 arrangements, one with U = 0.
+        let t = mann_whitney_lower_tail(3, 3);
+        assert!((t[0] - 1.0 / 20.0).abs() < 1e-12 && (t[1] - 2.0 / 20.0).abs() < 1e-12);
+        // 5 against 5: 252 arrangements; counts 1, 1, 2, 3 for U = 0..3.
+        let t = mann_whitney_lower_tail(5, 5);
+        let expect = [1.0, 2.0, 4.0, 7.0].map(|c| c / 252.0);
+        for (got, want) in t.iter().zip(expect) {
+            assert!((got - want).abs() < 1e-12, "{t:?}");
+        }
+        // Unequal sizes: 2 against 4, 15 arrangements.
+        assert!((mann_whitney_lower_tail(2, 4)[0] - 1.0 / 15.0).abs() < 1e-12);
+        // At the largest exact size, the normal approximation used beyond it agrees.
+        let exact = mann_whitney_lower_tail(50, 50)[1000];
+        let normal = normal_cdf((1000.5 - 1250.0) / (2500.0f64 * 101.0 / 12.0).sqrt());
+        assert!((exact - normal).abs() < 0.005, "{exact} {normal}");
+    }
+
+    #[test]
+    fn rank_interval_has_the_confidence_its_sizes_allow() {
+        let base = [1.00, 1.02, 0.98, 1.01, 0.99];
+        let slower: Vec<f64> = base.iter().map(|x| x * 1.25).collect();
+        let r = rank_ratio_interval(&base, &slower, 0.95);
+        assert!((r.ratio.point - 1.25).abs() < 1e-9, "{r:?}");
+        assert!(
+            r.ratio.low < 1.25 && r.ratio.high > 1.25 && r.ratio.low > 1.2,
+            "{r:?}"
+        );
+        // 5 against 5: the third-smallest to third-largest difference, 1 − 8/252.
+        assert!((r.confidence - (1.0 - 8.0 / 252.0)).abs() < 1e-12, "{r:?}");
+        // 3 against 3 cannot reach 95%: the full range, at 90%.
+        let r = rank_ratio_interval(&base[..3], &slower[..3], 0.95);
+        assert!((r.confidence - 0.9).abs() < 1e-12, "{r:?}");
+        assert!((r.ratio.low - 1.25 * 0.98 / 1.02).abs() < 1e-12, "{r:?}");
+        assert!((r.ratio.high - 1.25 * 1.02 / 0.98).abs() < 1e-12, "{r:?}");
+    }
+
+    #[test]
+    fn repetitions_summary_takes_the_median_of_medians() {
+        let reps = vec![
+            vec![1.0, 1.1, 1.2],
+            vec![2.0, 2.1, 2.2],
+            vec![3.0, 3.1, 9.0],
+        ];
+        let s = summarize_repetitions(&reps, 6);
+        assert!((s.median_s - 2.1).abs() < 1e-12);
+        // Three medians: their whole range.
+        assert_eq!((s.ci95_low_s, s.ci95_high_s), (1.1, 3.1));
+        assert_eq!((s.min_s, s.max_s, s.samples_s.len()), (1.0, 9.0, 9));
+        assert_eq!(summarize_repetitions(&reps[..1], 2), summarize(&reps[0], 2));
     }
 
     #[test]

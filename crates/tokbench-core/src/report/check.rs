@@ -1,12 +1,30 @@
 //! `tokbench check`: a CI gate that compares a current result with a committed baseline and
 //! calls a regression only when the evidence says so (criterion's rule).
 //!
-//! For tokens/s, the raw duration samples of each workload present in both results are
-//! bootstrapped: [`RESAMPLES`] times, both sample sets are resampled with replacement and the
-//! ratio median(current) / median(baseline) taken. Its 2.5% and 97.5% percentiles bound the
-//! relative change of the time per execution (95% confidence). Slower is worse:
-//! - regression: the whole interval lies above +threshold;
-//! - improvement: the whole interval lies below −threshold;
+//! For tokens/s, the interval of the relative change of the time per execution comes from one
+//! of two bases:
+//! - **Repetitions** (at least [`MIN_REPETITIONS`] on both sides, `run --repeat`): the
+//!   repetitions' median times, through [`rank_ratio_interval`]: the Hodges–Lehmann estimate of
+//!   the ratio with its exact Mann–Whitney interval (95%, or the full range and its lower
+//!   confidence when the counts cannot reach 95%: 3 against 3 give 90%). The repetition is the
+//!   unit that carries run-to-run variance (scheduler, caches, clocks, neighbours), and there
+//!   are only a handful of them: a rank interval is exact at any count and assumes no
+//!   distribution (lavapipe's times are skewed, and one repetition hit by a neighbour's build
+//!   moves it only by one rank), where a bootstrap of 3 to 5 values can only reshuffle them and
+//!   comes out too narrow.
+//! - **Samples** (fewer repetitions): one run's raw samples, bootstrapped [`RESAMPLES`] times
+//!   (the 2.5% and 97.5% percentiles of median(current) / median(baseline)). That interval
+//!   cannot see run-to-run variance, so the report says so, and it is widened by a noise floor:
+//!   the largest factor by which the two runs' probes moved (they time the device itself, so
+//!   their movement is the machine's).
+//!
+//! Slower is worse, with threshold t:
+//! - regression: the whole interval lies above +t;
+//! - improvement: the whole interval lies below −t;
+//! - inconclusive: it reaches above +t and is wider than the whole ±t band, so neither a
+//!   regression nor noise can be called; the report says about how many repetitions would
+//!   narrow it enough (widths shrink with the square root of the count), and `--strict` fails
+//!   on it;
 //! - noise: anything else.
 //!
 //! The probes (FMA peak, copy bandwidth) are checked the same way but do not gate: they are the
@@ -23,8 +41,8 @@ use serde::Serialize;
 use super::identity::{Fingerprint, WorkloadKey, node_label};
 use super::load::Source;
 use crate::InputError;
-use crate::result::{RunResult, WorkloadResult};
-use crate::stats::bootstrap_median_ratio;
+use crate::result::{RunResult, Stats, WorkloadResult};
+use crate::stats::{bootstrap_median_ratio, rank_ratio_interval};
 
 /// Bootstrap resamples per workload.
 pub const RESAMPLES: usize = 10_000;
@@ -32,6 +50,11 @@ pub const RESAMPLES: usize = 10_000;
 pub const LEVEL: f64 = 0.95;
 /// Fewest samples on each side for an interval worth gating on.
 pub const MIN_SAMPLES: usize = 5;
+/// Fewest repetitions on each side for an interval over repetitions (which holds run-to-run
+/// variance); fewer fall back to one run's samples.
+pub const MIN_REPETITIONS: usize = 3;
+/// The most repetitions `repetitions_to_decide` suggests (`run --repeat` allows 1000).
+const MAX_REPETITIONS: usize = 1000;
 /// Base seed of the bootstrap; mixed with the workload id so each workload has its own stream.
 const SEED: u64 = 0x746f_6b62_656e_6368;
 
@@ -67,6 +90,8 @@ pub struct CheckOptions {
     pub threshold: f64,
     /// Compare even when the hardware fingerprints differ.
     pub allow_different_hardware: bool,
+    /// Fail on an inconclusive verdict too.
+    pub strict: bool,
 }
 
 /// A workload's verdict.
@@ -79,6 +104,9 @@ pub enum Verdict {
     Improvement,
     /// No change beyond the threshold can be told from noise.
     Noise,
+    /// The interval reaches beyond the threshold and is wider than the whole ±threshold band:
+    /// no call can be made; more repetitions would decide it. Passes unless `--strict`.
+    Inconclusive,
     /// The current result failed its correctness check.
     Invalid,
     /// Could not be compared; `note` says why.
@@ -92,10 +120,25 @@ impl Verdict {
             Self::Regression => "regression",
             Self::Improvement => "improvement",
             Self::Noise => "noise",
+            Self::Inconclusive => "inconclusive",
             Self::Invalid => "INVALID",
             Self::NotCompared => "not compared",
         }
     }
+}
+
+/// What a workload's interval was built from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Basis {
+    /// The repetitions' median times, at least [`MIN_REPETITIONS`] on each side: a rank
+    /// interval that holds run-to-run variance.
+    Repetitions,
+    /// One run's raw samples, bootstrapped (widened by the probes' movement for gated
+    /// workloads): it ignores run-to-run variance.
+    Samples,
+    /// tokens/J point values: no interval.
+    PointValues,
 }
 
 /// One side of the comparison.
@@ -139,6 +182,22 @@ pub struct WorkloadCheck {
     pub change_high: Option<f64>,
     /// True when the change is between point values, with no interval (tokens/J).
     pub point_values: bool,
+    /// What the interval was built from; null when not compared.
+    pub basis: Option<Basis>,
+    /// Repetitions of the workload in the baseline (1 when measured once).
+    pub repetitions_baseline: usize,
+    /// Repetitions of the workload in the current result.
+    pub repetitions_current: usize,
+    /// The interval's confidence (0.95; less for a repetition interval whose counts cannot
+    /// reach it, such as 0.9 for 3 against 3); null for point values or when not compared.
+    pub confidence: Option<f64>,
+    /// The noise floor added on the samples basis: the factor by which the probes moved, minus
+    /// 1 (0.1 = they moved 10%), by which both ends of the interval were widened; null on the
+    /// repetitions basis, for probes, or when no probe is in both results.
+    pub noise_floor: Option<f64>,
+    /// For an inconclusive verdict: about how many repetitions on each side (`run --repeat`)
+    /// would narrow the interval to the ±threshold band, so a call can be made.
+    pub repetitions_to_decide: Option<usize>,
     /// False for the probes: they are reported, but never fail the check.
     pub gated: bool,
     /// Why the workload was not compared, or what qualifies the verdict.
@@ -186,6 +245,12 @@ pub struct CheckReport {
     pub metric: CheckMetric,
     /// The threshold, as a fraction.
     pub threshold: f64,
+    /// True when inconclusive verdicts fail the check too (`--strict`).
+    pub strict: bool,
+    /// True when every gated workload was judged on at least [`MIN_REPETITIONS`] repetitions on
+    /// both sides, so the intervals hold run-to-run variance; false when some verdict ignores
+    /// it (one run's samples, widened by the probes' movement), which `notes` then says.
+    pub run_to_run_noise: bool,
     /// Bootstrap resamples per workload.
     pub resamples: usize,
     /// The baseline.
@@ -208,6 +273,8 @@ pub struct CheckReport {
     pub regressions: usize,
     /// Improvements found (probes not counted).
     pub improvements: usize,
+    /// Inconclusive verdicts (probes not counted); they fail the check only with `strict`.
+    pub inconclusive: usize,
     /// The current result's figures, for `--format bmf`.
     #[serde(skip)]
     pub current_figures: Vec<CurrentFigures>,
@@ -270,9 +337,10 @@ pub fn check(
         )));
     }
 
+    let floor = probe_movement(&common);
     let workloads: Vec<WorkloadCheck> = common
         .iter()
-        .map(|(bw, cw)| check_workload(bw, cw, options))
+        .map(|(bw, cw)| check_workload(bw, cw, options, floor))
         .collect();
     let invalid_current: Vec<String> = c
         .workloads
@@ -335,19 +403,49 @@ pub fn check(
             moved.join(", ")
         ));
     }
+    let on_samples: Vec<&WorkloadCheck> = workloads
+        .iter()
+        .filter(|w| w.gated && w.basis == Some(Basis::Samples))
+        .collect();
+    if let Some(w) = on_samples.first() {
+        let widened = match floor {
+            Some(f) => format!(
+                "its interval is widened by the probes' movement ({:.1}%)",
+                (f - 1.0) * 100.0
+            ),
+            None => "no probe is in both results, so nothing widens it".into(),
+        };
+        notes.push(format!(
+            "the verdict ignores run-to-run noise: {} workload(s) have fewer than \
+             {MIN_REPETITIONS} repetitions on a side ({} in the baseline, {} now), so only one \
+             run's samples are compared and {widened}; run both with --repeat \
+             {MIN_REPETITIONS} or more",
+            on_samples.len(),
+            w.repetitions_baseline,
+            w.repetitions_current,
+        ));
+    }
     let count = |v: Verdict| {
         workloads
             .iter()
             .filter(|w| w.gated && w.verdict == v)
             .count()
     };
-    let (regressions, improvements) = (count(Verdict::Regression), count(Verdict::Improvement));
+    let (regressions, improvements, inconclusive) = (
+        count(Verdict::Regression),
+        count(Verdict::Improvement),
+        count(Verdict::Inconclusive),
+    );
     Ok(CheckReport {
         report: "tokbench-check",
         version: 1,
-        passed: regressions == 0 && invalid_current.is_empty(),
+        passed: regressions == 0
+            && invalid_current.is_empty()
+            && !(options.strict && inconclusive > 0),
         metric: options.metric,
         threshold: options.threshold,
+        strict: options.strict,
+        run_to_run_noise: on_samples.is_empty(),
         resamples: RESAMPLES,
         baseline: run_ref(baseline),
         current: run_ref(current),
@@ -368,6 +466,7 @@ pub fn check(
         notes,
         regressions,
         improvements,
+        inconclusive,
         workloads,
         current_figures: current_figures(c),
     })
@@ -382,7 +481,57 @@ fn list_or_none<'a>(ids: impl Iterator<Item = &'a str>) -> String {
     }
 }
 
-fn check_workload(b: &WorkloadResult, c: &WorkloadResult, options: &CheckOptions) -> WorkloadCheck {
+/// The largest factor by which a probe's median time moved between the two results (1.1 for
+/// 10% either way), over the valid probes in both; `None` without any.
+fn probe_movement(common: &[(&WorkloadResult, &WorkloadResult)]) -> Option<f64> {
+    common
+        .iter()
+        .filter(|(b, c)| c.kind.is_probe() && b.valid && c.valid)
+        .map(|(b, c)| {
+            let r = c.stats.median_s / b.stats.median_s;
+            r.max(1.0 / r)
+        })
+        .filter(|f| f.is_finite())
+        .max_by(f64::total_cmp)
+}
+
+/// Repetitions a workload was measured in: 1 without any.
+fn repetition_count(w: &WorkloadResult) -> usize {
+    w.repetitions.len().max(1)
+}
+
+/// The verdict for an interval [lo, hi] of the change of time (positive = slower).
+fn judge(lo: f64, hi: f64, threshold: f64) -> Verdict {
+    if lo > threshold {
+        Verdict::Regression
+    } else if hi < -threshold {
+        Verdict::Improvement
+    } else if hi > threshold && hi - lo > 2.0 * threshold {
+        Verdict::Inconclusive
+    } else {
+        Verdict::Noise
+    }
+}
+
+/// About how many repetitions on each side narrow an interval of `width` over `n` of them to
+/// the ±threshold band: widths shrink with √n. At least [`MIN_REPETITIONS`], so that
+/// run-to-run variance is measured at all.
+fn repetitions_to_decide(width: f64, threshold: f64, n: usize) -> usize {
+    let scale = (width / (2.0 * threshold)).powi(2);
+    let needed = (n as f64 * scale).ceil();
+    if needed.is_finite() {
+        (needed as usize).clamp(MIN_REPETITIONS, MAX_REPETITIONS)
+    } else {
+        MAX_REPETITIONS
+    }
+}
+
+fn check_workload(
+    b: &WorkloadResult,
+    c: &WorkloadResult,
+    options: &CheckOptions,
+    floor: Option<f64>,
+) -> WorkloadCheck {
     let mut out = WorkloadCheck {
         id: c.id.clone(),
         verdict: Verdict::NotCompared,
@@ -395,6 +544,12 @@ fn check_workload(b: &WorkloadResult, c: &WorkloadResult, options: &CheckOptions
         change_low: None,
         change_high: None,
         point_values: false,
+        basis: None,
+        repetitions_baseline: repetition_count(b),
+        repetitions_current: repetition_count(c),
+        confidence: None,
+        noise_floor: None,
+        repetitions_to_decide: None,
         gated: !c.kind.is_probe(),
         note: None,
     };
@@ -429,27 +584,49 @@ fn check_workload(b: &WorkloadResult, c: &WorkloadResult, options: &CheckOptions
     }
     match options.metric {
         CheckMetric::TokensPerS => {
-            let (bs, cs) = (&b.stats.samples_s, &c.stats.samples_s);
-            let fewest = bs.len().min(cs.len());
-            if fewest < MIN_SAMPLES {
-                out.note = Some(format!(
-                    "{fewest} samples; an interval needs at least {MIN_SAMPLES} on each side \
-                     (run with --samples 10 or more)"
-                ));
-                return out;
+            let fewest_reps = out.repetitions_baseline.min(out.repetitions_current);
+            let (point, mut lo, mut hi) = if fewest_reps >= MIN_REPETITIONS {
+                let medians = |w: &WorkloadResult| -> Vec<f64> {
+                    w.repetitions.iter().map(|r| r.stats.median_s).collect()
+                };
+                let r = rank_ratio_interval(&medians(b), &medians(c), LEVEL);
+                out.basis = Some(Basis::Repetitions);
+                out.confidence = Some(r.confidence);
+                (r.ratio.point - 1.0, r.ratio.low - 1.0, r.ratio.high - 1.0)
+            } else {
+                let (bs, cs) = (&b.stats.samples_s, &c.stats.samples_s);
+                let fewest = bs.len().min(cs.len());
+                if fewest < MIN_SAMPLES {
+                    out.note = Some(format!(
+                        "{fewest} samples; an interval needs at least {MIN_SAMPLES} on each side \
+                         (run with --samples 10 or more)"
+                    ));
+                    return out;
+                }
+                let r = bootstrap_median_ratio(bs, cs, RESAMPLES, LEVEL, SEED ^ fnv1a(&c.id));
+                out.basis = Some(Basis::Samples);
+                out.confidence = Some(LEVEL);
+                (r.point - 1.0, r.low - 1.0, r.high - 1.0)
+            };
+            if let (Some(f), true, Some(Basis::Samples)) = (floor, out.gated, out.basis) {
+                // The machine moved by a factor f between the runs: either end may be off by it.
+                lo = (1.0 + lo) / f - 1.0;
+                hi = (1.0 + hi) * f - 1.0;
+                out.noise_floor = Some(f - 1.0);
             }
-            let r = bootstrap_median_ratio(bs, cs, RESAMPLES, LEVEL, SEED ^ fnv1a(&c.id));
-            let (lo, hi) = (r.low - 1.0, r.high - 1.0);
-            out.change = Some(r.point - 1.0);
+            out.change = Some(point);
             out.change_low = Some(lo);
             out.change_high = Some(hi);
-            out.verdict = if lo > t {
-                Verdict::Regression
-            } else if hi < -t {
-                Verdict::Improvement
-            } else {
-                Verdict::Noise
-            };
+            out.verdict = judge(lo, hi, t);
+            if out.verdict == Verdict::Inconclusive {
+                let n = repetitions_to_decide(hi - lo, t, fewest_reps);
+                out.repetitions_to_decide = Some(n);
+                out.note = Some(format!(
+                    "the interval is wider than ±{:.1}%: about {n} repetitions on each side \
+                     (run --repeat {n}) would decide it",
+                    t * 100.0
+                ));
+            }
         }
         CheckMetric::TokensPerJ => {
             let (Some(bv), Some(cv)) = (b.tokens_per_j, c.tokens_per_j) else {
@@ -470,6 +647,7 @@ fn check_workload(b: &WorkloadResult, c: &WorkloadResult, options: &CheckOptions
                 return out;
             }
             let change = cv / bv - 1.0;
+            out.basis = Some(Basis::PointValues);
             out.change = Some(change);
             out.change_low = Some(change);
             out.change_high = Some(change);
@@ -484,6 +662,42 @@ fn check_workload(b: &WorkloadResult, c: &WorkloadResult, options: &CheckOptions
         }
     }
     out
+}
+
+/// Multiplies every time in `doc` by `factor` (samples, statistics, repetitions) and divides
+/// the rates by it: a synthetic slowdown (1.25 = 25% slower) for measuring whether the gate
+/// catches one (`check --scale-current`). Energy figures are left as they are.
+pub fn scale_times(doc: &mut RunResult, factor: f64) {
+    fn scale(s: &mut Stats, f: f64) {
+        for x in [
+            &mut s.median_s,
+            &mut s.mean_s,
+            &mut s.stddev_s,
+            &mut s.min_s,
+            &mut s.max_s,
+            &mut s.p10_s,
+            &mut s.p90_s,
+            &mut s.ci95_low_s,
+            &mut s.ci95_high_s,
+        ] {
+            *x *= f;
+        }
+        s.samples_s.iter_mut().for_each(|x| *x *= f);
+    }
+    for w in &mut doc.workloads {
+        scale(&mut w.stats, factor);
+        w.achieved_gflops /= factor;
+        w.achieved_gbps /= factor;
+        w.tokens_per_s = w.tokens_per_s.map(|t| t / factor);
+        if let Some(r) = w.roofline.as_mut() {
+            r.compute_share /= factor;
+            r.bandwidth_share /= factor;
+        }
+        for r in &mut w.repetitions {
+            scale(&mut r.stats, factor);
+            r.tokens_per_s = r.tokens_per_s.map(|t| t / factor);
+        }
+    }
 }
 
 /// FNV-1a: a stable hash of a workload id for its bootstrap seed.
@@ -525,6 +739,7 @@ mod tests {
         metric: CheckMetric::TokensPerS,
         threshold: 0.05,
         allow_different_hardware: false,
+        strict: false,
     };
 
     /// Baseline and current with one prefill each: medians `base_s` and `cur_s`, samples within
@@ -572,13 +787,167 @@ mod tests {
     }
 
     #[test]
-    fn a_20_percent_slowdown_with_wildly_noisy_samples_is_noise() {
+    fn a_20_percent_slowdown_with_wildly_noisy_samples_is_inconclusive() {
         let (b, c) = pair(0.010, 0.012, 0.8, 10);
         let r = check(&b, &c, &OPTIONS).unwrap();
         let w = &r.workloads[0];
-        assert_eq!(w.verdict, Verdict::Noise, "{w:?}");
+        // Not a regression (the evidence does not say it is real), and not noise either: the
+        // interval is far wider than ±5%.
+        assert_eq!(w.verdict, Verdict::Inconclusive, "{w:?}");
         assert!(w.change_low.unwrap() < 0.05, "{w:?}");
-        assert!(r.passed);
+        assert!(r.passed && r.inconclusive == 1 && r.regressions == 0);
+        let n = w.repetitions_to_decide.unwrap();
+        assert!(n >= MIN_REPETITIONS, "{w:?}");
+        assert!(
+            w.note
+                .as_deref()
+                .unwrap()
+                .contains(&format!("run --repeat {n}")),
+            "{w:?}"
+        );
+        let strict = CheckOptions {
+            strict: true,
+            ..OPTIONS
+        };
+        assert!(!check(&b, &c, &strict).unwrap().passed);
+    }
+
+    /// Baseline and current prefills measured in repetitions with these medians, each of 20
+    /// samples within ±1%.
+    fn repeated_pair(base_s: &[f64], cur_s: &[f64]) -> (Source, Source) {
+        let side = |medians: &[f64], seed| {
+            let w = fixtures::repeated(prefill(64, &[1.0]), medians, 0.01, 20, seed);
+            source(fixtures::run("ci", "GPU A", vec![w]))
+        };
+        (side(base_s, 100), side(cur_s, 200))
+    }
+
+    #[test]
+    fn run_to_run_variance_one_runs_samples_cannot_see_does_not_fail_the_gate() {
+        // Within each run the samples agree to ±1%, but the repetitions' medians move ±12%
+        // from run to run, and the current run happens to sit 8% higher.
+        let base = [0.0100, 0.0112, 0.0090, 0.0105, 0.0097];
+        let cur: Vec<f64> = [0.0097, 0.0112, 0.0105, 0.0100, 0.0090]
+            .iter()
+            .map(|x| x * 1.08)
+            .collect();
+        let (b, c) = repeated_pair(&base, &cur);
+        let r = check(&b, &c, &OPTIONS).unwrap();
+        let w = &r.workloads[0];
+        assert_eq!(w.basis, Some(Basis::Repetitions));
+        assert_ne!(w.verdict, Verdict::Regression, "{w:?}");
+        assert!(w.change_low.unwrap() < 0.0, "{w:?}");
+        assert!(r.passed && r.run_to_run_noise, "{:?}", r.notes);
+        assert!((w.confidence.unwrap() - (1.0 - 8.0 / 252.0)).abs() < 1e-12);
+        // One repetition of each, the same two medians as the pair's middle runs: one run's
+        // tight samples call it a regression.
+        let (b1, c1) = pair(0.0100, 0.0108, 0.01, 20);
+        assert_eq!(
+            check(&b1, &c1, &OPTIONS).unwrap().workloads[0].verdict,
+            Verdict::Regression
+        );
+    }
+
+    #[test]
+    fn a_25_percent_slowdown_over_repetitions_is_a_regression() {
+        let base = [0.0100, 0.0104, 0.0097, 0.0102, 0.0099];
+        let cur: Vec<f64> = base.iter().map(|x| x * 1.25).collect();
+        let (b, c) = repeated_pair(&base, &cur);
+        let r = check(&b, &c, &OPTIONS).unwrap();
+        let w = &r.workloads[0];
+        assert_eq!(
+            (w.verdict, w.basis),
+            (Verdict::Regression, Some(Basis::Repetitions))
+        );
+        assert_eq!((w.repetitions_baseline, w.repetitions_current), (5, 5));
+        assert!((w.change.unwrap() - 0.25).abs() < 0.01, "{w:?}");
+        assert!(
+            w.change_low.unwrap() > 0.15 && w.noise_floor.is_none(),
+            "{w:?}"
+        );
+        assert!(!r.passed && r.run_to_run_noise);
+        // Three repetitions reach 90% at most: the full range of their ratios.
+        let (b, c) = repeated_pair(&base[..3], &cur[..3]);
+        let w = check(&b, &c, &OPTIONS).unwrap().workloads.remove(0);
+        assert_eq!(w.verdict, Verdict::Regression);
+        assert!((w.confidence.unwrap() - 0.9).abs() < 1e-12, "{w:?}");
+    }
+
+    #[test]
+    fn fewer_than_three_repetitions_say_so_and_widen_by_the_probes_movement() {
+        let base = [0.0100, 0.0101];
+        let cur: Vec<f64> = base.iter().map(|x| x * 1.08).collect();
+        let (mut b, mut c) = repeated_pair(&base, &cur);
+        // Without probes: one run's samples, nothing to widen by; +8% is a regression.
+        let r = check(&b, &c, &OPTIONS).unwrap();
+        let w = &r.workloads[0];
+        assert_eq!(
+            (w.basis, w.verdict),
+            (Some(Basis::Samples), Verdict::Regression)
+        );
+        assert_eq!(w.noise_floor, None);
+        assert!(!r.run_to_run_noise);
+        let note = r
+            .notes
+            .iter()
+            .find(|n| n.contains("ignores run-to-run noise"));
+        assert!(
+            note.is_some_and(|n| n.contains("(2 in the baseline, 2 now)")
+                && n.contains("no probe is in both results")),
+            "{:?}",
+            r.notes
+        );
+        // The probes moved 10% between the runs: the interval widens by that factor and the
+        // +8% can no longer be told from the machine's own movement.
+        b.doc.workloads.push(fixtures::probe(
+            crate::result::WorkloadKind::ProbeFma,
+            &jittered(0.050, 0.01, 20, 1),
+        ));
+        c.doc.workloads.push(fixtures::probe(
+            crate::result::WorkloadKind::ProbeFma,
+            &jittered(0.055, 0.01, 20, 2),
+        ));
+        let r = check(&b, &c, &OPTIONS).unwrap();
+        let w = &r.workloads[0];
+        let floor = w.noise_floor.unwrap();
+        assert!((floor - 0.1).abs() < 0.01, "{w:?}");
+        assert!(
+            w.change_low.unwrap() < 0.0 && w.change_high.unwrap() > 0.15,
+            "{w:?}"
+        );
+        assert_ne!(w.verdict, Verdict::Regression);
+        assert!(r.passed && !r.run_to_run_noise);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("widened by the probes' movement (9.")),
+            "{:?}",
+            r.notes
+        );
+        // The probe itself is not widened.
+        assert_eq!(r.workloads[1].noise_floor, None);
+    }
+
+    #[test]
+    fn scaled_times_are_a_synthetic_slowdown() {
+        let base = [0.0100, 0.0104, 0.0097];
+        let (b, mut c) = repeated_pair(&base, &base);
+        assert_eq!(check(&b, &c, &OPTIONS).unwrap().regressions, 0);
+        let before = c.doc.workloads[0].clone();
+        scale_times(&mut c.doc, 1.25);
+        let w = &c.doc.workloads[0];
+        let tps = before.tokens_per_s.unwrap();
+        assert!((w.tokens_per_s.unwrap() * 1.25 - tps).abs() < 1e-9 * tps);
+        let (now, was) = (&w.repetitions[2].stats, &before.repetitions[2].stats);
+        assert!((now.median_s - 1.25 * was.median_s).abs() < 1e-15);
+        assert!((now.samples_s[7] - 1.25 * was.samples_s[7]).abs() < 1e-15);
+        let r = check(&b, &c, &OPTIONS).unwrap();
+        assert_eq!(
+            r.workloads[0].verdict,
+            Verdict::Regression,
+            "{:?}",
+            r.workloads[0]
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::dtype::WeightDtype;
 use crate::model::Phase;
 use crate::model::presets;
 use crate::result::*;
-use crate::stats::{SplitMix64, summarize};
+use crate::stats::{SplitMix64, summarize, summarize_repetitions};
 
 pub use crate::result::fixtures::node;
 
@@ -81,6 +81,7 @@ fn token_workload(phase: Phase, len: u32, samples_s: &[f64]) -> WorkloadResult {
         flops,
         bytes,
         stats,
+        repetitions: Vec::new(),
     }
 }
 
@@ -137,6 +138,41 @@ pub fn with_power(
     let tokens_per_j = tokens / energy_j;
     w.tokens_per_j = Some(tokens_per_j);
     w.j_per_token = Some(1.0 / tokens_per_j);
+    w
+}
+
+/// `w` measured in repetitions: one per median in `medians_s`, each of `n` samples within
+/// ±`rel_spread` of it (seeded from `seed`), with the headline figures from their medians as
+/// the runner computes them.
+pub fn repeated(
+    mut w: WorkloadResult,
+    medians_s: &[f64],
+    rel_spread: f64,
+    n: usize,
+    seed: u64,
+) -> WorkloadResult {
+    let samples: Vec<Vec<f64>> = medians_s
+        .iter()
+        .zip(seed..)
+        .map(|(&m, seed)| jittered(m, rel_spread, n, seed))
+        .collect();
+    w.stats = summarize_repetitions(&samples, 3 * samples.len() as u32);
+    let rate = |median_s: f64| w.tokens.map(|t| t as f64 / median_s);
+    w.tokens_per_s = rate(w.stats.median_s);
+    w.achieved_gflops = w.flops / w.stats.median_s / 1e9;
+    w.achieved_gbps = w.bytes / w.stats.median_s / 1e9;
+    w.repetitions = samples
+        .iter()
+        .map(|s| {
+            let stats = summarize(s, 3);
+            Repetition {
+                tokens_per_s: rate(stats.median_s),
+                power: PowerRecord::unavailable("--power-source none", s.iter().sum(), n as u64),
+                tokens_per_j: None,
+                stats,
+            }
+        })
+        .collect();
     w
 }
 

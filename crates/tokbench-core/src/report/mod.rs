@@ -16,7 +16,7 @@ pub mod fleet;
 pub mod identity;
 pub mod load;
 
-pub use check::{CheckMetric, CheckOptions, CheckReport, Verdict, check};
+pub use check::{Basis, CheckMetric, CheckOptions, CheckReport, Verdict, check, scale_times};
 pub use compare::{CompareOptions, CompareReport, Metric, compare};
 pub use cost::PriceBook;
 pub use export::{CheckFormat, CompareFormat};

@@ -63,6 +63,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
                 prompt_len: 512,
                 depths: vec![512],
             }),
+            repetitions: 1,
         },
         kernel_config: None,
         kernel_config_source: None,
@@ -116,6 +117,7 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
         flops,
         bytes,
         stats,
+        repetitions: Vec::new(),
     }];
     doc
 }

@@ -460,6 +460,15 @@ pub struct PlanRecord {
     pub sampling: SamplePolicy,
     /// The model workloads asked for; null for a kernel-only run.
     pub model: Option<ModelPlan>,
+    /// How many times each workload was measured (`--repeat`), interleaved: every workload
+    /// once, then every workload again, so a slow drift of the machine hits all alike. 1 for a
+    /// single measurement (and in documents written before repetitions existed).
+    #[serde(default = "one")]
+    pub repetitions: u32,
+}
+
+fn one() -> u32 {
+    1
 }
 
 /// The model part of a plan.
@@ -583,6 +592,14 @@ pub struct WorkloadResult {
     /// probes (and documents written before this field).
     #[serde(default)]
     pub math: Option<MathRecord>,
+    /// Each repetition of the workload (`--repeat N`, N ≥ 2) in the order they ran, with its own
+    /// samples, statistics and power window; empty when it was measured once. With
+    /// repetitions, the headline figures come from the repetitions' medians: `stats.median_s`
+    /// (and so tokens_per_s, achieved_gflops, achieved_gbps, roofline) is the median of their
+    /// median times, and `power` and tokens_per_j are those of the repetition with the median
+    /// tokens/J. `check` gates on the repetitions when both sides have at least 3.
+    #[serde(default)]
+    pub repetitions: Vec<Repetition>,
 }
 
 /// Which arithmetic a workload's products ran on, why, and the peak they are set against.
@@ -604,6 +621,22 @@ pub struct MathRecord {
     pub peak_probe: String,
     /// That probe's GFLOP/s; null until it ran.
     pub peak_gflops: Option<f64>,
+}
+
+/// One repetition of a workload: a complete measurement of its own (warm-up, samples, power
+/// window), taken in its turn of the interleaved order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Repetition {
+    /// Statistics over this repetition's own samples.
+    pub stats: Stats,
+    /// tokens / this repetition's median time; null for workloads without tokens.
+    pub tokens_per_s: Option<f64>,
+    /// Power and energy over this repetition's window.
+    pub power: PowerRecord,
+    /// Tokens per joule over this repetition's window (as the workload's tokens_per_j); null
+    /// without a power figure or for workloads without tokens.
+    pub tokens_per_j: Option<f64>,
 }
 
 /// How well a sampled power figure's samples cover its window (the sampled fields of a
@@ -808,7 +841,8 @@ impl Correctness {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Stats {
-    /// Median sample.
+    /// Median sample; for a workload with repetitions, the median of the repetitions' median
+    /// times (the headline figure).
     pub median_s: f64,
     /// Arithmetic mean.
     pub mean_s: f64,
@@ -825,13 +859,15 @@ pub struct Stats {
     /// Coefficient of variation: stddev / mean.
     pub cv: f64,
     /// Lower end of the 95% confidence interval of the median (distribution-free, from order
-    /// statistics).
+    /// statistics); for a workload with repetitions, of the repetitions' medians, so it holds
+    /// run-to-run variance (with few repetitions it is their whole range).
     pub ci95_low_s: f64,
-    /// Upper end of the 95% confidence interval of the median.
+    /// Upper end of the 95% confidence interval of the median (as `ci95_low_s`).
     pub ci95_high_s: f64,
-    /// Iterations run before sampling, until times plateaued.
+    /// Iterations run before sampling, until times plateaued (summed over repetitions).
     pub warmup_iterations: u32,
-    /// Every raw sample, in the order taken.
+    /// Every raw sample, in the order taken (every repetition's, one after another); the mean,
+    /// standard deviation, extremes, percentiles and CV are over all of them.
     pub samples_s: Vec<f64>,
 }
 

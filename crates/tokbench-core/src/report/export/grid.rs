@@ -5,7 +5,7 @@
 //! Cells keep untrusted text (host names, notes, paths) apart from figures tokbench formatted
 //! itself: each format escapes the first its own way and writes the second as it is.
 
-use super::{change_text, check_figures, cost_headers};
+use super::{basis_text, change_text, check_figures, cost_headers};
 use crate::model::Phase;
 use crate::report::check::{CheckMetric, CheckReport, Verdict};
 use crate::report::compare::{CompareReport, Entry, Excluded, WorkloadComparison};
@@ -225,7 +225,8 @@ pub(crate) fn check(r: &CheckReport) -> Grid {
         ("baseline", Right),
         ("current", Right),
         (change, Right),
-        ("95% interval", Right),
+        ("interval", Right),
+        ("from", Left),
         ("verdict", Left),
         ("note", Left),
     ]);
@@ -243,6 +244,7 @@ pub(crate) fn check(r: &CheckReport) -> Grid {
                 Cell::figure(c),
                 Cell::figure(ch),
                 Cell::figure(interval),
+                Cell::text(basis_text(w)),
                 Cell(vec![verdict]),
                 w.note.as_ref().map_or_else(Cell::empty, Cell::text),
             ],

@@ -242,22 +242,26 @@ pub(crate) fn cost_headers(report: &CompareReport) -> Option<Vec<String>> {
 
 /// How the rule of `check` reads in one sentence.
 pub(crate) fn check_rule(report: &CheckReport) -> String {
-    use super::check::CheckMetric;
+    use super::check::{CheckMetric, MIN_REPETITIONS};
+    let t = report.threshold * 100.0;
     match report.metric {
         CheckMetric::TokensPerS => format!(
-            "time per execution; regression when the whole 95% bootstrap interval of the change \
-             ({} resamples of the raw samples) lies above +{:.1}%",
-            report.resamples,
-            report.threshold * 100.0
+            "time per execution; regression when the whole interval of the change lies above \
+             +{t:.1}%, inconclusive when it reaches above +{t:.1}% and is wider than ±{t:.1}%; \
+             the interval is over the repetitions' median times (Hodges-Lehmann with its exact \
+             Mann-Whitney interval) with {MIN_REPETITIONS} or more repetitions on both sides, \
+             else the 95% bootstrap interval of one run's samples ({} resamples) widened by the \
+             probes' movement",
+            report.resamples
         ),
-        CheckMetric::TokensPerJ => format!(
-            "tokens/J point values; regression when they fall by more than {:.1}%",
-            report.threshold * 100.0
-        ),
+        CheckMetric::TokensPerJ => {
+            format!("tokens/J point values; regression when they fall by more than {t:.1}%")
+        }
     }
 }
 
-/// "PASS: no regression" or "FAIL: 2 regressions, 1 invalid result".
+/// "PASS: no regression" or "FAIL: 2 regressions, 1 invalid result"; inconclusive verdicts are
+/// counted in both, and fail only under `--strict`.
 pub fn check_headline(report: &CheckReport) -> String {
     let mut problems = Vec::new();
     if report.regressions > 0 {
@@ -273,15 +277,43 @@ pub fn check_headline(report: &CheckReport) -> String {
             report.invalid_current.len()
         ));
     }
-    let improvements = if report.improvements > 0 {
-        format!(", {} improvement(s)", report.improvements)
-    } else {
-        String::new()
-    };
+    let mut also = String::new();
+    if report.inconclusive > 0 {
+        if report.strict {
+            problems.push(format!("{} inconclusive (--strict)", report.inconclusive));
+        } else {
+            also.push_str(&format!(", {} inconclusive", report.inconclusive));
+        }
+    }
+    if report.improvements > 0 {
+        also.push_str(&format!(", {} improvement(s)", report.improvements));
+    }
     if problems.is_empty() {
-        format!("PASS: no regression{improvements}")
+        format!("PASS: no regression{also}")
     } else {
-        format!("FAIL: {}{improvements}", problems.join(", "))
+        format!("FAIL: {}{also}", problems.join(", "))
+    }
+}
+
+/// What a checked workload's interval stands on: "5 v 5 repetitions, 97%", "samples, 95%, probes
+/// +10.0%", "point values", or "-" when not compared.
+pub(crate) fn basis_text(w: &super::check::WorkloadCheck) -> String {
+    use super::check::Basis;
+    let level = w
+        .confidence
+        .map(|c| format!(", {:.0}%", c * 100.0))
+        .unwrap_or_default();
+    match w.basis {
+        Some(Basis::Repetitions) => format!(
+            "{} v {} repetitions{level}",
+            w.repetitions_baseline, w.repetitions_current
+        ),
+        Some(Basis::Samples) => match w.noise_floor {
+            Some(f) => format!("samples{level}, probes {}", signed_pct(f)),
+            None => format!("samples{level}"),
+        },
+        Some(Basis::PointValues) => "point values".into(),
+        None => "-".into(),
     }
 }
 
