@@ -35,6 +35,7 @@ fn main() {
         layers: None,
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),
+        cpu_cache_bytes: tokbench::node::largest_cpu_cache_bytes(std::path::Path::new("/sys")),
     };
     let planned = plan::plan(Device::Gpu(ctx), &request, &mut |m| {
         eprintln!("tokbench bench: {m}")
@@ -89,7 +90,7 @@ fn main() {
         model: Some(planned.plan),
         kernel_config: Some(planned.config),
         kernel_config_source: Some(planned.config_source),
-        notes: Vec::new(),
+        ..Default::default()
     };
     // Power as `tokbench run` measures it by default: the best source for this adapter.
     let mut meter = PowerMeter::open(

@@ -16,8 +16,8 @@ use crate::power::PowerMeter;
 use crate::result::Correctness;
 use crate::result::io::{Destination, ResultWriter};
 use crate::result::{
-    ModelPlan, PlanRecord, PowerSetup, Probes, Roofline, RunResult, SCHEMA_VERSION, SamplePolicy,
-    ToolInfo, WorkloadResult,
+    DeviceDefault, ModelPlan, PlanRecord, PowerSetup, Probes, Roofline, RunResult, SCHEMA_VERSION,
+    SamplePolicy, ToolInfo, WorkloadResult,
 };
 use crate::stats;
 use crate::workload::{Description, Stage, Workload};
@@ -35,6 +35,10 @@ pub struct Planned {
     pub kernel_config_source: Option<String>,
     /// Lines for the user before the run starts.
     pub notes: Vec<String>,
+    /// Settings chosen for the device because the user gave none, for the plan record.
+    pub device_defaults: Vec<DeviceDefault>,
+    /// Warnings about the adapter chosen, for the plan record.
+    pub adapter_warnings: Vec<String>,
 }
 
 /// How to run.
@@ -105,6 +109,8 @@ pub fn run(
             command: spec.command.clone(),
             sampling: spec.policy,
             model: planned.model,
+            device_defaults: planned.device_defaults,
+            adapter_warnings: planned.adapter_warnings,
         },
         kernel_config: planned.kernel_config,
         kernel_config_source: planned.kernel_config_source,
@@ -259,6 +265,7 @@ pub fn assemble(d: Description, correctness: Correctness, measured: &Measured) -
 struct PeakTracker {
     fma_gflops: Option<f64>,
     copy_gbps: Option<f64>,
+    read_gbps: Option<f64>,
 }
 
 impl PeakTracker {
@@ -266,14 +273,20 @@ impl PeakTracker {
         match result.kind.as_str() {
             "probe-fma" if result.valid => self.fma_gflops = Some(result.achieved_gflops),
             "probe-copy" if result.valid => self.copy_gbps = Some(result.achieved_gbps),
+            "probe-read" if result.valid => self.read_gbps = Some(result.achieved_gbps),
             _ => {
-                if let Some(p) = self.probes() {
-                    result.roofline = Some(Roofline::new(
-                        result.achieved_gflops,
-                        result.achieved_gbps,
-                        p,
-                    ));
-                }
+                let Some(p) = self.probes() else { return };
+                // Decode mostly reads (weights, KV cache): a copy, which also writes, does not
+                // bound it, so its share is against the read probe where that ran.
+                let bandwidth = match (result.kind.as_str(), p.read_gbps) {
+                    ("decode", Some(read)) => ("probe-read", read),
+                    _ => ("probe-copy", p.copy_gbps),
+                };
+                result.roofline = Some(Roofline::new(
+                    (result.achieved_gflops, result.achieved_gbps),
+                    p.fma_gflops,
+                    bandwidth,
+                ));
             }
         }
     }
@@ -282,6 +295,7 @@ impl PeakTracker {
         Some(Probes {
             fma_gflops: self.fma_gflops?,
             copy_gbps: self.copy_gbps?,
+            read_gbps: self.read_gbps,
         })
     }
 }

@@ -10,19 +10,63 @@ use super::table;
 use crate::exit;
 use crate::gpu::{AdapterSelector, GpuContext};
 use crate::kernels::WeightDtype;
-use crate::model::ModelShape;
-use crate::tune::{Effort, TuneCache, TuneKey, cache::CacheEntry};
+use crate::model::{ModelShape, Pass, Phase};
+use crate::tune::{Effort, Target, TuneCache, TuneKey, cache::CacheEntry};
 use crate::workload::plan;
 
+/// The passes of the run to tune for, as `tune`'s flags give them.
+pub(super) struct RunShapes {
+    /// Phases, in order.
+    pub phases: Vec<Phase>,
+    /// Sequences per pass.
+    pub batch: u32,
+    /// Prompt length; `None`: `run`'s default for the device.
+    pub prompt_len: Option<u32>,
+    /// Decode depths.
+    pub depths: Vec<u32>,
+}
+
+impl RunShapes {
+    /// The passes on a device of these facts.
+    fn passes(&self, facts: &crate::gpu::DeviceFacts) -> Vec<Pass> {
+        let prompt_len = self.prompt_len.unwrap_or(if facts.is_cpu() {
+            super::DEFAULT_CPU_PROMPT_LEN
+        } else {
+            512
+        });
+        let mut passes = Vec::new();
+        for &phase in &self.phases {
+            match phase {
+                Phase::Prefill => passes.push(Pass {
+                    phase,
+                    batch: self.batch,
+                    len: prompt_len,
+                }),
+                Phase::Decode => passes.extend(self.depths.iter().map(|&len| Pass {
+                    phase,
+                    batch: self.batch,
+                    len,
+                })),
+            }
+        }
+        passes
+    }
+}
+
 /// Tunes and prints; saves the winner when a cache path is known.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     selector: &AdapterSelector,
     model: Option<(String, ModelShape)>,
     dtype: WeightDtype,
     effort: Effort,
+    runs: &RunShapes,
     cache_path: Option<std::path::PathBuf>,
+    host: &super::HostArgs,
+    sysfs_root: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     let ctx = GpuContext::open(selector)?;
+    super::execute::check_adapter(&ctx, host, sysfs_root, selector.backend)?;
     let (name, shape) = model.unwrap_or_else(|| {
         let facts = ctx.facts();
         let p = plan::default_preset(&facts, plan::memory_budget(&facts, None), dtype);
@@ -35,16 +79,28 @@ pub(super) fn run(
         ))
         .into());
     }
+    let facts = ctx.facts();
+    let target = Target::new(
+        &facts,
+        shape,
+        dtype,
+        runs.passes(&facts),
+        crate::node::largest_cpu_cache_bytes(sysfs_root),
+    );
     eprintln!(
-        "tokbench tune: {} on {} ({:?} effort)",
-        name, ctx.info.name, effort
+        "tokbench tune: {} on {} ({:?} effort) at {}, GEMV over {} MiB of weights",
+        name,
+        ctx.info.name,
+        effort,
+        target.describe_passes(),
+        target.gemv_weight_bytes() >> 20
     );
     let bar = ProgressBar::new(0).with_style(
         ProgressStyle::with_template("[{bar:30}] {pos}/{len} candidates {elapsed}")
             .expect("static template")
             .progress_chars("=> "),
     );
-    let tuned = crate::tune::tune(&ctx, &shape, dtype, effort, &mut |done, total| {
+    let tuned = crate::tune::tune(&ctx, &target, effort, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -52,7 +108,7 @@ pub(super) fn run(
 
     let mut t = table::new(&["kernel", "candidate", "best time", "rate", "outcome"]);
     for trial in &tuned.trials {
-        let unit = if trial.kernel == "norm" {
+        let unit = if matches!(trial.kernel.as_str(), "norm" | "rope" | "swiglu") {
             "GB/s"
         } else {
             "GFLOP/s"
@@ -74,9 +130,9 @@ pub(super) fn run(
                 eprintln!("tokbench tune: {w}");
             }
             cache.insert(
-                &TuneKey::new(&ctx, &shape, dtype),
+                &TuneKey::new(&ctx, &target),
                 CacheEntry {
-                    config: tuned.config,
+                    config: tuned.config.clone(),
                     effort,
                     tuned_at: crate::runner::now_utc(),
                 },

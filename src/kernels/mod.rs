@@ -7,6 +7,7 @@ pub mod copy;
 pub mod fma_probe;
 pub mod layout;
 pub mod matmul;
+pub mod read_probe;
 pub mod rmsnorm;
 pub mod rope;
 pub mod swiglu;
@@ -88,6 +89,8 @@ pub const SWIGLU: Shader = shader!("swiglu", trusted: true, product: false);
 pub const COPY: Shader = shader!("copy", trusted: true, product: false);
 /// FMA-chain arithmetic probe.
 pub const FMA_PROBE: Shader = shader!("fma_probe", trusted: true, product: false);
+/// Streaming-sum read-bandwidth probe.
+pub const READ_PROBE: Shader = shader!("read_probe", trusted: true, product: false);
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -102,6 +105,7 @@ pub const ALL: &[Shader] = &[
     SWIGLU,
     COPY,
     FMA_PROBE,
+    READ_PROBE,
 ];
 
 /// WGSL lines that define `wvec4` for the weight type.

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::Effort;
+use super::{Effort, Target};
 use crate::gpu::GpuContext;
-use crate::kernels::{KernelConfig, WeightDtype};
+use crate::kernels::KernelConfig;
 use crate::model::ModelShape;
 
 /// What a tuned configuration is valid for. Kernel code changes with the build, so the key
@@ -20,20 +20,22 @@ use crate::model::ModelShape;
 pub struct TuneKey(String);
 
 impl TuneKey {
-    /// The key for `shape` with `dtype` weights on this device.
-    pub fn new(ctx: &GpuContext, shape: &ModelShape, dtype: WeightDtype) -> Self {
+    /// The key for `target` (its shape, weight type and the run's passes: tuning is at the
+    /// run's shapes) on this device.
+    pub fn new(ctx: &GpuContext, target: &Target) -> Self {
         let info = &ctx.info;
         let tool = crate::runner::tool_info();
         Self(format!(
-            "{} [{:04x}:{:04x}] {:?} {} {} | {} | {} | tokbench {} {}",
+            "{} [{:04x}:{:04x}] {:?} {} {} | {} | {} | {} | tokbench {} {}",
             info.name,
             info.vendor,
             info.device,
             info.backend,
             info.driver,
             info.driver_info,
-            dtype.name(),
-            shape_class(shape),
+            target.dtype.name(),
+            shape_class(&target.shape),
+            target.describe_passes(),
             tool.version,
             tool.git_sha.as_deref().unwrap_or("unknown"),
         ))
@@ -159,16 +161,31 @@ impl TuneCache {
 mod tests {
     use super::*;
     use crate::gpu::test_context;
+    use crate::kernels::WeightDtype;
     use crate::model::presets::find;
+    use crate::model::{Pass, Phase};
 
     #[test]
     fn entries_survive_a_round_trip_and_keys_separate_shapes_and_types() {
         let ctx = test_context();
         let tiny = find("tiny").unwrap().shape;
         let big = find("llama3-8b-shape").unwrap().shape;
-        let k1 = TuneKey::new(ctx, &tiny, WeightDtype::F32);
-        assert_ne!(k1, TuneKey::new(ctx, &big, WeightDtype::F32));
-        assert_ne!(k1, TuneKey::new(ctx, &tiny, WeightDtype::F16));
+        let decode = |len| Pass {
+            phase: Phase::Decode,
+            batch: 1,
+            len,
+        };
+        let target = |shape, dtype, depth| {
+            Target::new(&ctx.facts(), shape, dtype, vec![decode(depth)], None)
+        };
+        let k1 = TuneKey::new(ctx, &target(tiny, WeightDtype::F32, 64));
+        assert_ne!(k1, TuneKey::new(ctx, &target(big, WeightDtype::F32, 64)));
+        assert_ne!(k1, TuneKey::new(ctx, &target(tiny, WeightDtype::F16, 64)));
+        assert_ne!(
+            k1,
+            TuneKey::new(ctx, &target(tiny, WeightDtype::F32, 512)),
+            "another depth is another tune"
+        );
         assert!(k1.as_str().contains("tokbench"));
 
         let dir = tempfile::tempdir().unwrap();
@@ -179,7 +196,7 @@ mod tests {
         cache.insert(
             &k1,
             CacheEntry {
-                config,
+                config: config.clone(),
                 effort: Effort::Quick,
                 tuned_at: "now".into(),
             },

@@ -13,8 +13,10 @@ pub struct Lists {
     pub products: Vec<ProductTiles>,
     /// Few-row (GEMV) kernels.
     pub gemvs: Vec<GemvConfig>,
-    /// Workgroup sizes of attention (and RoPE, SwiGLU).
+    /// Workgroup sizes of attention (prefill and decode, each tuned on its own).
     pub attention_wgs: Vec<u32>,
+    /// Workgroup sizes of RoPE and of SwiGLU (each tuned on its own).
+    pub elementwise_wgs: Vec<u32>,
     /// Keys per split of decode attention.
     pub splits: Vec<u32>,
     /// RMSNorm workgroup sizes.
@@ -22,7 +24,7 @@ pub struct Lists {
 }
 
 /// Every candidate for this device at this effort.
-pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
+pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort) -> Lists {
     let quick = effort == Effort::Quick;
     let cpu = ctx.traits().cpu;
     let max_threads = ctx.limits.max_compute_invocations_per_workgroup;
@@ -127,6 +129,15 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
     attention_wgs.retain(|&wg| wg <= max_threads);
     dedup(&mut attention_wgs);
 
+    let mut elementwise_wgs = vec![defaults.rope_wg()];
+    elementwise_wgs.extend_from_slice(if quick {
+        &[16, 128]
+    } else {
+        &[8, 16, 32, 128, 256]
+    });
+    elementwise_wgs.retain(|&wg| wg <= max_threads);
+    dedup(&mut elementwise_wgs);
+
     let mut splits = vec![defaults.decode_split_len];
     splits.extend_from_slice(if quick {
         &[32, 64, 128]
@@ -148,6 +159,7 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort) -> Lists {
         products,
         gemvs,
         attention_wgs,
+        elementwise_wgs,
         splits,
         norms,
     }
@@ -176,18 +188,19 @@ mod tests {
         let ctx = test_context();
         let defaults = KernelConfig::default_for(ctx.traits());
         for effort in [Effort::Quick, Effort::Full] {
-            let l = all(ctx, defaults, effort);
+            let l = all(ctx, &defaults, effort);
             assert_eq!(l.products[0], defaults.matmul.tiles);
             assert_eq!(l.gemvs[0], defaults.matmul.gemv);
             assert_eq!(l.splits[0], defaults.decode_split_len);
+            assert_eq!(l.elementwise_wgs[0], defaults.rope_wg());
             assert_eq!(l.norms[0], defaults.norm_wg);
             for (i, p) in l.products.iter().enumerate() {
                 assert!(!l.products[..i].contains(p));
             }
             assert!(l.products.len() >= 4 && l.gemvs.len() >= 2);
         }
-        let quick = all(ctx, defaults, Effort::Quick);
-        let full = all(ctx, defaults, Effort::Full);
+        let quick = all(ctx, &defaults, Effort::Quick);
+        let full = all(ctx, &defaults, Effort::Full);
         assert!(quick.products.len() < full.products.len());
     }
 }

@@ -36,6 +36,8 @@ pub struct ModelRequest {
     pub memory_bytes: Option<u64>,
     /// Where the kernel configuration comes from.
     pub tuning: Tuning,
+    /// The host CPU's largest cache, bytes (tuning sizes GEMV weights past it on CPU adapters).
+    pub cpu_cache_bytes: Option<u64>,
 }
 
 impl ModelWorkloads {
@@ -45,6 +47,7 @@ impl ModelWorkloads {
         let mut all: Vec<Box<dyn super::Workload>> = vec![
             Box::new(super::probe::FmaProbeWorkload::for_device(device)),
             Box::new(super::probe::CopyProbeWorkload::for_device(device)),
+            Box::new(super::probe::ReadProbeWorkload::for_device(device)),
         ];
         all.extend(
             self.workloads
@@ -159,7 +162,7 @@ pub fn plan(
         }
     }
     for &pass in &passes {
-        super::forward::check_bindings(&facts, &shape, pass, defaults.decode_split_len)?;
+        super::forward::check_bindings(&facts, &shape, pass, defaults.decode_split_for(pass.len))?;
     }
 
     let mut model = SyntheticModel {
@@ -170,7 +173,7 @@ pub fn plan(
     let activations = passes
         .iter()
         .map(|&p| {
-            activation_buffers(&shape, layers_run, p, defaults.decode_split_len)
+            activation_buffers(&shape, layers_run, p, defaults.decode_split_for(p.len))
                 .iter()
                 .map(|b| b.bytes * b.count)
                 .sum::<u64>()
@@ -201,16 +204,25 @@ pub fn plan(
     }
 
     let (config, config_source) = match device.gpu() {
-        Some(ctx) => crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, say)?,
+        Some(ctx) => {
+            let target = crate::tune::Target::new(
+                &facts,
+                shape,
+                req.dtype,
+                passes.clone(),
+                req.cpu_cache_bytes,
+            );
+            crate::tune::choose(ctx, &target, &req.tuning, say)?
+        }
         None => (
             defaults,
             "tier defaults (mock device: nothing to tune)".into(),
         ),
     };
     for &pass in &passes {
-        super::forward::check_bindings(&facts, &shape, pass, config.decode_split_len)?;
+        super::forward::check_bindings(&facts, &shape, pass, config.decode_split_for(pass.len))?;
     }
-    let session = ModelSession::new(preset.clone(), model, layers_run, config);
+    let session = ModelSession::new(preset.clone(), model, layers_run, config.clone());
     let workloads = passes
         .iter()
         .map(|&pass| {
@@ -257,6 +269,7 @@ mod tests {
             layers: None,
             memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
             tuning: Tuning::Defaults,
+            cpu_cache_bytes: None,
         }
     }
 

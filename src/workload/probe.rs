@@ -1,5 +1,7 @@
-//! The two probes every `tokbench run` starts with: the device's peak arithmetic (an FMA chain)
-//! and peak bandwidth (a copy). Every other workload's roofline shares are against these.
+//! The probes every `tokbench run` starts with: the device's peak arithmetic (an FMA chain) and
+//! peak bandwidth, both as a copy (read and write) and as a streaming sum (read only). Every
+//! other workload's roofline shares are against these: decode, which mostly reads, against the
+//! read probe; the others against the copy.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +9,7 @@ use super::{Description, Prepared, Progress, Workload};
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::kernels::copy::Copy;
 use crate::kernels::fma_probe::FmaProbe;
+use crate::kernels::read_probe::{self, ReadProbe};
 use crate::kernels::verify::{self, compare};
 use crate::model::Work;
 use crate::result::Correctness;
@@ -108,14 +111,19 @@ pub struct CopyProbeWorkload {
 }
 
 impl CopyProbeWorkload {
-    /// Sized for `device`: as large as one binding allows, at most 256 MiB on CPU adapters and
-    /// 1 GiB elsewhere.
+    /// Sized for `device`: see [`probe_bytes`].
     pub fn for_device(device: &DeviceFacts) -> Self {
-        let cap = if device.is_cpu() { 256 << 20 } else { 1 << 30 };
         Self {
-            bytes: device.max_binding_bytes().min(cap) / 16 * 16,
+            bytes: probe_bytes(device),
         }
     }
+}
+
+/// Bytes a bandwidth probe streams on `device`: as large as one binding allows, at most 256 MiB
+/// on CPU adapters and 1 GiB elsewhere.
+fn probe_bytes(device: &DeviceFacts) -> u64 {
+    let cap = if device.is_cpu() { 256 << 20 } else { 1 << 30 };
+    device.max_binding_bytes().min(cap) / 16 * 16
 }
 
 impl Workload for CopyProbeWorkload {
@@ -171,5 +179,94 @@ impl Prepared for PreparedCopy {
         let got = ctx.read_f32(&self.dst_buf, n)?;
         let want: Vec<f64> = self.src.iter().map(|&x| f64::from(x)).collect();
         Ok(compare(&got, &want, 0.0, format!("exact, all {n} values")))
+    }
+}
+
+/// Peak read bandwidth: a streaming sum over a buffer as large as the copy probe's, one vec4
+/// written per workgroup.
+pub struct ReadProbeWorkload {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Workgroups launched (each writes one vec4).
+    pub workgroups: u32,
+}
+
+impl ReadProbeWorkload {
+    /// Sized for `device`: the copy probe's bytes; a few workgroups per core on CPU adapters
+    /// (lavapipe runs a workgroup per thread), enough to fill a big GPU elsewhere.
+    pub fn for_device(device: &DeviceFacts) -> Self {
+        Self {
+            bytes: probe_bytes(device),
+            workgroups: if device.is_cpu() { 256 } else { 8192 },
+        }
+    }
+}
+
+impl Workload for ReadProbeWorkload {
+    fn describe(&self) -> Description {
+        Description {
+            id: "probe-read".into(),
+            kind: "probe-read".into(),
+            shape: BTreeMap::from([
+                ("bytes".to_string(), self.bytes),
+                ("workgroups".to_string(), u64::from(self.workgroups)),
+            ]),
+            dtype: "f32".into(),
+            work: Work {
+                flops: (self.bytes / 4) as f64,
+                bytes: (self.bytes + ReadProbe::sums_bytes(self.workgroups)) as f64,
+            },
+            tokens: None,
+        }
+    }
+
+    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
+        _progress: Progress<'_>,
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        let n = (self.bytes / 4) as usize;
+        // Small integers: every partial sum stays exact in f32, so the check is exact.
+        let src: Vec<f32> = (0..n).map(|i| (i % 13) as f32).collect();
+        let src_buf = ctx.storage_with("read-src", bytemuck::cast_slice(&src))?;
+        let sums = ctx.storage_zeroed("read-sums", ReadProbe::sums_bytes(self.workgroups))?;
+        let launch = ReadProbe::new(ctx)?.dispatch(
+            ctx,
+            (self.bytes / 16) as u32,
+            self.workgroups,
+            &src_buf,
+            &sums,
+        )?;
+        Ok(Box::new(PreparedRead {
+            want: read_probe::reference(&src, self.workgroups),
+            sums,
+            launch,
+        }))
+    }
+}
+
+struct PreparedRead {
+    want: Vec<f64>,
+    sums: wgpu::Buffer,
+    launch: Dispatch,
+}
+
+impl Prepared for PreparedRead {
+    fn execution(&self) -> &dyn PassRecorder {
+        &self.launch
+    }
+
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
+        let got = ctx.read_f32(&self.sums, self.want.len())?;
+        Ok(compare(
+            &got,
+            &self.want,
+            0.0,
+            format!("exact, all {} workgroup sums", self.want.len() / 4),
+        ))
     }
 }

@@ -1,0 +1,148 @@
+//! `shaders/read_probe.wgsl`: the read-bandwidth probe, a streaming sum with one vec4 written
+//! per workgroup. Decode reads weights and caches and writes little, so its bandwidth share is
+//! taken against this probe rather than the copy (which reads and writes).
+
+use super::{READ_PROBE, WeightDtype};
+use crate::gpu::{Dispatch, GpuContext};
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Params {
+    n4: u32,
+}
+
+/// Invocations per workgroup (a power of two, at most 256: the shader's workgroup array).
+const WG: u32 = 64;
+
+/// The streaming-sum kernel.
+pub struct ReadProbe {
+    pipeline: wgpu::ComputePipeline,
+}
+
+impl ReadProbe {
+    /// Builds the pipeline.
+    pub fn new(ctx: &GpuContext) -> anyhow::Result<Self> {
+        let pipeline = ctx.pipeline(
+            &READ_PROBE,
+            WeightDtype::F32,
+            "read_probe",
+            &[("WG", f64::from(WG))],
+        )?;
+        Ok(Self { pipeline })
+    }
+
+    /// Bytes of the per-workgroup sums of a launch of `workgroups` workgroups.
+    pub fn sums_bytes(workgroups: u32) -> u64 {
+        u64::from(workgroups) * 16
+    }
+
+    /// Sums the first `n4` vec4s of `src` into one vec4 per workgroup of `sums`.
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        n4: u32,
+        workgroups: u32,
+        src: &wgpu::Buffer,
+        sums: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        anyhow::ensure!(workgroups >= 1, "read probe: no workgroups");
+        anyhow::ensure!(
+            src.size() >= u64::from(n4) * 16 && sums.size() >= Self::sums_bytes(workgroups),
+            "read probe buffers too small"
+        );
+        ctx.dispatch(
+            &self.pipeline,
+            &Params { n4 },
+            &[(1, src), (2, sums)],
+            [workgroups, 1, 1],
+        )
+    }
+}
+
+/// The sums a launch of `workgroups` workgroups writes for `src` (vec4s, flattened), in f64:
+/// vec4 `i` is read by invocation `i mod (workgroups · WG)`, whose workgroup is that over WG.
+pub fn reference(src: &[f32], workgroups: u32) -> Vec<f64> {
+    let invocations = (workgroups * WG) as usize;
+    let mut sums = vec![0.0; workgroups as usize * 4];
+    for (i, v) in src.chunks_exact(4).enumerate() {
+        let group = (i % invocations) / WG as usize;
+        for (lane, &x) in v.iter().enumerate() {
+            sums[group * 4 + lane] += f64::from(x);
+        }
+    }
+    sums
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_assigns_vec4s_to_workgroups_by_grid_stride() {
+        // Two workgroups of WG invocations: vec4 i goes to group (i mod 2·WG) / WG.
+        let n4 = 2 * WG as usize + 3;
+        let src: Vec<f32> = (0..n4 * 4).map(|i| (i / 4) as f32).collect();
+        let sums = reference(&src, 2);
+        let want = |group: usize| -> f64 {
+            (0..n4)
+                .filter(|i| (i % (2 * WG as usize)) / WG as usize == group)
+                .map(|i| i as f64)
+                .sum()
+        };
+        assert_eq!(sums.len(), 8);
+        for lane in 0..4 {
+            assert_eq!(sums[lane], want(0));
+            assert_eq!(sums[4 + lane], want(1));
+        }
+        // Group 0: vec4s 0..64 and, past the first round, 128..131; group 1: 64..128.
+        assert_eq!(sums[0], (0..64).sum::<u32>() as f64 + 128.0 + 129.0 + 130.0);
+        assert_eq!(sums[4], (64..128).sum::<u32>() as f64);
+    }
+}
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+    use crate::gpu::test_context;
+    use crate::kernels::verify::compare;
+
+    #[test]
+    fn sums_exactly_the_requested_prefix() {
+        let ctx = test_context();
+        let kernel = ReadProbe::new(ctx).unwrap();
+        for (n4, groups) in [(1u32, 1u32), (63, 1), (1000, 3), (70_001, 16)] {
+            // Small integers: every partial sum is exact in f32, so the check is exact.
+            let mut src: Vec<f32> = (0..n4 * 4).map(|i| (i % 13) as f32).collect();
+            // Past the prefix: must not be read.
+            src.extend([1e30; 8]);
+            let src_buf = ctx.storage_with("src", bytemuck::cast_slice(&src)).unwrap();
+            let sums_buf = ctx
+                .storage_zeroed("sums", ReadProbe::sums_bytes(groups))
+                .unwrap();
+            ctx.execute(
+                &kernel
+                    .dispatch(ctx, n4, groups, &src_buf, &sums_buf)
+                    .unwrap(),
+            )
+            .unwrap();
+            let got = ctx.read_f32(&sums_buf, groups as usize * 4).unwrap();
+            let want = reference(&src[..(n4 * 4) as usize], groups);
+            let c = compare(&got, &want, 0.0, "exact".into());
+            assert!(c.failure.is_none(), "n4 {n4}, {groups} groups: {c:?}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    #[test]
+    fn params_matches_its_wgsl_twin() {
+        crate::kernels::assert_uniform_layout(
+            &crate::kernels::READ_PROBE,
+            "Params",
+            crate::kernels::host_layout!(Params { n4 }),
+        );
+    }
+}
