@@ -1,8 +1,8 @@
-// Streaming sum: the read-bandwidth probe. Each invocation sums a grid-strided run of vec4s
-// (consecutive invocations read consecutive vec4s, so loads coalesce on GPUs and fill SIMD lanes
-// on CPU adapters); each workgroup then adds its invocations' sums in workgroup memory and
-// writes one vec4. Writes are one vec4 per workgroup, a vanishing share of the traffic: what is
-// timed is reading.
+// Streaming sum: the read-bandwidth probe. Each workgroup sums one contiguous chunk of the
+// buffer, its invocations reading consecutive vec4s at every step (loads coalesce on GPUs; on
+// CPU adapters each thread streams through one region, which prefetchers follow), then adds its
+// invocations' sums in workgroup memory and writes one vec4. Writes are one vec4 per workgroup,
+// a vanishing share of the traffic: what is timed is reading.
 
 struct Params {
     n4: u32,
@@ -18,17 +18,29 @@ var<workgroup> partial: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn read_probe(
-    @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
     @builtin(local_invocation_index) lid: u32,
 ) {
-    let stride = groups.x * WG;
-    var s = vec4<f32>(0.0);
-    for (var i = gid.x; i < p.n4; i += stride) {
-        s += src[i];
+    let chunk = (p.n4 + groups.x - 1u) / groups.x;
+    let start = wid.x * chunk;
+    let end = min(start + chunk, p.n4);
+    // Four independent sums: loads need not wait for the previous add.
+    var s0 = vec4<f32>(0.0);
+    var s1 = vec4<f32>(0.0);
+    var s2 = vec4<f32>(0.0);
+    var s3 = vec4<f32>(0.0);
+    var i = start + lid;
+    for (; i + 3u * WG < end; i += 4u * WG) {
+        s0 += src[i];
+        s1 += src[i + WG];
+        s2 += src[i + 2u * WG];
+        s3 += src[i + 3u * WG];
     }
-    partial[lid] = s;
+    for (; i < end; i += WG) {
+        s0 += src[i];
+    }
+    partial[lid] = (s0 + s1) + (s2 + s3);
     workgroupBarrier();
     for (var half = WG / 2u; half > 0u; half /= 2u) {
         if (lid < half) {

@@ -60,12 +60,13 @@ impl ReadProbe {
 }
 
 /// The sums a launch of `workgroups` workgroups writes for `src` (vec4s, flattened), in f64:
-/// vec4 `i` is read by invocation `i mod (workgroups · WG)`, whose workgroup is that over WG.
+/// workgroup `g` sums the `g`-th of `workgroups` contiguous chunks of ⌈n4 / workgroups⌉ vec4s.
 pub fn reference(src: &[f32], workgroups: u32) -> Vec<f64> {
-    let invocations = (workgroups * WG) as usize;
+    let n4 = src.len() / 4;
+    let chunk = n4.div_ceil(workgroups as usize).max(1);
     let mut sums = vec![0.0; workgroups as usize * 4];
     for (i, v) in src.chunks_exact(4).enumerate() {
-        let group = (i % invocations) / WG as usize;
+        let group = i / chunk;
         for (lane, &x) in v.iter().enumerate() {
             sums[group * 4 + lane] += f64::from(x);
         }
@@ -78,25 +79,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reference_assigns_vec4s_to_workgroups_by_grid_stride() {
-        // Two workgroups of WG invocations: vec4 i goes to group (i mod 2·WG) / WG.
+    fn reference_assigns_contiguous_chunks_to_workgroups() {
+        // 2·WG + 3 vec4s over 3 workgroups: chunks of ⌈(2·WG + 3) / 3⌉ vec4s, the last short.
         let n4 = 2 * WG as usize + 3;
         let src: Vec<f32> = (0..n4 * 4).map(|i| (i / 4) as f32).collect();
-        let sums = reference(&src, 2);
-        let want = |group: usize| -> f64 {
-            (0..n4)
-                .filter(|i| (i % (2 * WG as usize)) / WG as usize == group)
-                .map(|i| i as f64)
-                .sum()
-        };
-        assert_eq!(sums.len(), 8);
+        let sums = reference(&src, 3);
+        let chunk = n4.div_ceil(3);
+        let range_sum = |a: usize, b: usize| (a..b).map(|i| i as f64).sum::<f64>();
+        assert_eq!(sums.len(), 12);
         for lane in 0..4 {
-            assert_eq!(sums[lane], want(0));
-            assert_eq!(sums[4 + lane], want(1));
+            assert_eq!(sums[lane], range_sum(0, chunk));
+            assert_eq!(sums[4 + lane], range_sum(chunk, 2 * chunk));
+            assert_eq!(sums[8 + lane], range_sum(2 * chunk, n4));
         }
-        // Group 0: vec4s 0..64 and, past the first round, 128..131; group 1: 64..128.
-        assert_eq!(sums[0], (0..64).sum::<u32>() as f64 + 128.0 + 129.0 + 130.0);
-        assert_eq!(sums[4], (64..128).sum::<u32>() as f64);
+        // More workgroups than vec4s: the ones past the end sum nothing.
+        let tiny = reference(&src[..8], 4);
+        assert_eq!(&tiny[8..], &[0.0; 8]);
     }
 }
 
@@ -110,7 +108,14 @@ mod gpu_tests {
     fn sums_exactly_the_requested_prefix() {
         let ctx = test_context();
         let kernel = ReadProbe::new(ctx).unwrap();
-        for (n4, groups) in [(1u32, 1u32), (63, 1), (1000, 3), (70_001, 16)] {
+        for (n4, groups) in [
+            (1u32, 1u32),
+            (63, 1),
+            (2, 4),
+            (1000, 3),
+            (4 * WG + 5, 2),
+            (70_001, 16),
+        ] {
             // Small integers: every partial sum is exact in f32, so the check is exact.
             let mut src: Vec<f32> = (0..n4 * 4).map(|i| (i % 13) as f32).collect();
             // Past the prefix: must not be read.

@@ -16,13 +16,14 @@ use crate::kernels::swiglu::{self, SwiGlu};
 use crate::kernels::verify::{self, compare};
 use crate::model::{ModelShape, Pass, Phase, flops};
 
-/// Timed launches per candidate (after one untimed), by effort. The fastest counts: on a shared
-/// machine noise only ever adds time, so the minimum is the steadiest estimate of what a kernel
-/// can do.
-fn runs(effort: Effort) -> u32 {
+/// Most timed launches per candidate (after one untimed), and the time they should take, by
+/// effort: a candidate whose untimed launch is long gets fewer (at least one), so a quick tune
+/// of GEMV over weights past the cache stays short. The fastest counts: on a shared machine noise
+/// only ever adds time, so the minimum is the steadiest estimate of what a kernel can do.
+fn runs(effort: Effort) -> (u32, f64) {
     match effort {
-        Effort::Quick => 3,
-        Effort::Full => 5,
+        Effort::Quick => (3, 0.5),
+        Effort::Full => (5, 5.0),
     }
 }
 
@@ -49,7 +50,8 @@ struct GemvBuffers {
 pub struct Bench<'a> {
     ctx: &'a GpuContext,
     target: &'a Target,
-    runs: u32,
+    /// Most timed launches per candidate, and the seconds they should take.
+    runs: (u32, f64),
     /// K of the products timed (d_model).
     k: usize,
     product: Option<ProductBuffers>,
@@ -388,8 +390,10 @@ impl<'a> Bench<'a> {
         let candidate = serde_json::to_string(candidate).unwrap_or_default();
         let timed = build().and_then(|launches| {
             let work_ref: &dyn PassRecorder = &launches;
-            self.ctx.time_runs(work_ref, 1)?;
-            let t = self.ctx.time_runs(work_ref, self.runs)?;
+            let first = self.ctx.time_runs(work_ref, 1)?[0];
+            let (most, budget_s) = self.runs;
+            let runs = ((budget_s / first.max(1e-9)) as u32).clamp(1, most);
+            let t = self.ctx.time_runs(work_ref, runs)?;
             Ok(t.into_iter().fold(f64::INFINITY, f64::min))
         });
         match timed {

@@ -90,7 +90,9 @@ pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort) -> Lists {
     dedup(&mut products);
 
     let mut gemvs = vec![defaults.matmul.gemv];
-    if let Some(sg) = ctx.fixed_subgroup_size() {
+    // Subgroup reductions lose to the rows kernel on CPU adapters (lavapipe): a quick tune
+    // there skips them.
+    if let Some(sg) = ctx.fixed_subgroup_size().filter(|_| !(cpu && quick)) {
         let multiples: &[u32] = if quick { &[1, 4] } else { &[1, 2, 4, 8] };
         gemvs.extend(
             multiples
