@@ -183,7 +183,8 @@ pub fn tune(
     let defaults = KernelConfig::default_for(ctx.traits());
     let lists = candidates::all(ctx, &defaults, effort);
     let decodes = target.decodes();
-    let uses = |used: bool, n: usize| if used { n } else { 0 };
+    // A kernel the passes do not use counts one (skipped) trial.
+    let uses = |used: bool, n: usize| if used { n } else { 1 };
     let total = uses(target.product_rows().is_some(), lists.products.len())
         + uses(target.gemv_rows().is_some(), lists.gemvs.len())
         + uses(target.prefill().is_some(), lists.attention_wgs.len())
@@ -201,14 +202,20 @@ pub fn tune(
     if target.product_rows().is_some() {
         config.matmul.tiles =
             run.fastest(lists.products, |t| bench.product(t, defaults.matmul.gemv));
+    } else {
+        run.skipped("product", &defaults.matmul.tiles);
     }
     if target.gemv_rows().is_some() {
         config.matmul.gemv = run.fastest(lists.gemvs, |g| bench.gemv(defaults.matmul.tiles, g));
+    } else {
+        run.skipped("gemv", &defaults.matmul.gemv);
     }
     if let Some(prefill) = target.prefill() {
         config.wg = run.fastest(lists.attention_wgs.clone(), |wg| {
             bench.prefill_attention(prefill, wg)
         });
+    } else {
+        run.skipped("prefill-attention", &defaults.wg);
     }
     // The decode workgroup at the deepest depth (where attention weighs most), then the split
     // at every depth with it.
@@ -224,6 +231,8 @@ pub fn tune(
             });
             config.decode_split_by_depth.insert(pass.len, split);
         }
+    } else {
+        run.skipped("decode-attention", &defaults.decode_attention_wg());
     }
     config.rope_wg = Some(run.fastest(lists.elementwise_wgs.clone(), |wg| bench.rope(wg)));
     config.swiglu_wg = Some(run.fastest(lists.elementwise_wgs, |wg| bench.swiglu(wg)));
@@ -242,6 +251,17 @@ struct Runner<'p> {
 }
 
 impl Runner<'_> {
+    /// Records that `kernel` is not used at the run's shapes, so its `default` stays untimed.
+    fn skipped<T: Serialize>(&mut self, kernel: &str, default: &T) {
+        self.trials.push(Trial {
+            kernel: kernel.into(),
+            candidate: serde_json::to_string(default).unwrap_or_default(),
+            best_s: None,
+            rate: None,
+            rejected: Some("not used at the run's shapes: the default is kept".into()),
+        });
+    }
+
     /// The candidate whose trial is fastest; the first (the default) when none ran.
     fn fastest<T: Copy>(&mut self, candidates: Vec<T>, trial: impl Fn(T) -> Trial) -> T {
         let mut best = (f64::INFINITY, candidates[0]);
@@ -390,5 +410,69 @@ mod tests {
         let big_batch = target(vec![pass(Phase::Decode, 32, 64)]);
         assert_eq!(big_batch.product_rows(), Some(32));
         assert_eq!(big_batch.gemv_rows(), None);
+    }
+
+    #[test]
+    fn tuning_picks_each_kernel_s_workgroup_and_a_split_per_depth_at_the_run_s_shapes() {
+        let ctx = crate::gpu::test_context();
+        let shape = find("tiny").unwrap().shape;
+        let passes = vec![
+            pass(Phase::Prefill, 1, 16),
+            pass(Phase::Decode, 1, 4),
+            pass(Phase::Decode, 1, 40),
+        ];
+        let target = Target {
+            shape,
+            dtype: WeightDtype::F32,
+            passes,
+            // A small cache keeps the test short; the weights still exceed it several times.
+            cache_bytes: 1 << 20,
+            memory_bytes: None,
+        };
+        let bench = bench::Bench::new(ctx, &target, Effort::Quick).unwrap();
+        assert!(
+            bench.gemv_bytes() >= CACHE_MULTIPLE << 20,
+            "{}",
+            bench.gemv_bytes()
+        );
+        drop(bench);
+        let tuned = tune(ctx, &target, Effort::Quick, &mut |_, _| {}).unwrap();
+        let c = &tuned.config;
+        assert_eq!(
+            c.decode_split_by_depth.keys().copied().collect::<Vec<_>>(),
+            [4, 40]
+        );
+        assert!(c.rope_wg.is_some() && c.swiglu_wg.is_some() && c.decode_attention_wg.is_some());
+        for kernel in [
+            "product",
+            "gemv",
+            "prefill-attention",
+            "decode-attention",
+            "decode-split-d4",
+            "decode-split-d40",
+            "rope",
+            "swiglu",
+            "norm",
+        ] {
+            let ran = tuned
+                .trials
+                .iter()
+                .filter(|t| t.kernel == kernel && t.best_s.is_some())
+                .count();
+            assert!(
+                ran >= 2,
+                "{kernel}: {ran} candidates timed: {:?}",
+                tuned.trials
+            );
+        }
+        // Each winner is one of its own kernel's timed candidates.
+        let won = |kernel: &str, candidate: String| {
+            tuned
+                .trials
+                .iter()
+                .any(|t| t.kernel == kernel && t.candidate == candidate && t.best_s.is_some())
+        };
+        assert!(won("rope", c.rope_wg().to_string()));
+        assert!(won("swiglu", c.swiglu_wg().to_string()));
     }
 }
