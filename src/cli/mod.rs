@@ -597,6 +597,13 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &mut chosen,
                 );
                 let planned = plan::plan(device, &request, &mut |m| eprintln!("tokbench: {m}"))?;
+                if planned.config_source.starts_with("quick tune") {
+                    chosen.push(DeviceDefault {
+                        flag: "tokbench tune".into(),
+                        value: "quick".into(),
+                        reason: "no tuning cache entry for this device and these shapes: a quick tune at the run's shapes (at most 3 timed launches per candidate, fewer for long ones; no subgroup GEMVs on CPU adapters); run `tokbench tune` with the same shapes for a full one, or give --no-tune".into(),
+                    });
+                }
                 Ok(crate::runner::Planned {
                     workloads: planned.with_probes(&device.facts()),
                     model: Some(planned.plan),
