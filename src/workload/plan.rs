@@ -205,13 +205,15 @@ pub fn plan(
 
     let (config, config_source) = match device.gpu() {
         Some(ctx) => {
-            let target = crate::tune::Target::new(
+            let mut target = crate::tune::Target::new(
                 &facts,
                 shape,
                 req.dtype,
                 passes.clone(),
                 req.cpu_cache_bytes,
             );
+            // What the user said the device has, where they did.
+            target.memory_bytes = budget;
             crate::tune::choose(ctx, &target, &req.tuning, say)?
         }
         None => (
