@@ -64,12 +64,14 @@ fn main() {
             min_samples: 3,
             min_time_s: 0.5,
             max_warmup_s: 2.0,
+            sustain_s: None,
         }
     } else {
         SamplePolicy {
             min_samples: 10,
             min_time_s: 1.0,
             max_warmup_s: 5.0,
+            sustain_s: None,
         }
     };
     let destination = match std::env::var("TOKBENCH_OUT") {

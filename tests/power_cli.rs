@@ -129,6 +129,9 @@ fn without_any_source_power_is_unavailable_with_a_reason_never_zero() {
     assert!(doc.power.tried.len() >= 2, "{:?}", doc.power.tried);
     let json = serde_json::to_value(w).unwrap();
     assert!(json["power"]["energy_j"].is_null() && json["tokens_per_j"].is_null());
+    // lavapipe is a CPU device: no GPU telemetry, and it says so with null, not 0.
+    assert!(json["power"]["telemetry"].is_null(), "{}", json["power"]);
+    assert_eq!(doc.power.telemetry_source, None);
 }
 
 #[test]
@@ -154,36 +157,23 @@ fn a_meter_command_is_sampled_and_integrated() {
     );
     assert!(w.power.samples.unwrap() >= 2);
     assert_tokens_per_j_counts_the_windows_tokens(&w);
+    // Without --sustain-s there is no drift record.
+    assert_eq!(w.power.sustain, None);
+    assert_eq!(doc.unwrap().plan.sampling.sustain_s, None);
 }
 
 #[test]
 fn rapl_energy_counter_from_a_fake_tree() {
     let sysfs = tempfile::tempdir().unwrap();
-    let zone = sysfs.path().join("class/powercap/intel-rapl:0");
-    std::fs::create_dir_all(&zone).unwrap();
-    std::fs::write(zone.join("name"), "package-0\n").unwrap();
-    std::fs::write(zone.join("max_energy_range_uj"), "262143328850\n").unwrap();
-    std::fs::write(zone.join("energy_uj"), "1000\n").unwrap();
     // A package drawing 20 W: +2 J every 100 ms, written atomically.
-    let stop = Arc::new(AtomicBool::new(false));
-    let ticker = {
-        let (zone, stop) = (zone.clone(), stop.clone());
-        std::thread::spawn(move || {
-            let mut uj: u64 = 1000;
-            while !stop.load(Ordering::SeqCst) {
-                std::thread::sleep(Duration::from_millis(100));
-                uj += 2_000_000;
-                std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
-                std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
-            }
-        })
-    };
+    let rapl = FakeRapl::start(sysfs.path(), 262_143_328_850, |t| {
+        1000 + 2_000_000 * (t.as_millis() / 100) as u64
+    });
     let (out, doc) = run_tiny(
         &["--power-source", "rapl", "--min-energy-s", "1"],
         sysfs.path(),
     );
-    stop.store(true, Ordering::SeqCst);
-    ticker.join().unwrap();
+    drop(rapl);
     assert_eq!(
         out.status.code(),
         Some(0),
@@ -198,6 +188,60 @@ fn rapl_energy_counter_from_a_fake_tree() {
     let watts = w.power.avg_power_w.unwrap();
     assert!((15.0..25.0).contains(&watts), "{watts} W");
     assert_tokens_per_j_counts_the_windows_tokens(&w);
+}
+
+#[test]
+fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
+    // energy_uj follows 65 W of wall time exactly and wraps at 50 J: every 0.77 s.
+    let sysfs = tempfile::tempdir().unwrap();
+    let rapl = FakeRapl::start(sysfs.path(), 50_000_000, |t| {
+        (65e6 * t.as_secs_f64()) as u64 % 50_000_000
+    });
+    let (out, doc) = run_tiny(
+        &[
+            "--power-source",
+            "rapl",
+            "--min-energy-s",
+            "2",
+            "--sustain-s",
+            "2",
+        ],
+        sysfs.path(),
+    );
+    drop(rapl);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let w = decode(doc.as_ref().unwrap()).clone();
+    assert_eq!(w.power.provenance, Provenance::MeasuredCounter);
+    assert!(w.power.window_s >= 2.0, "{:?}", w.power);
+    let watts = w.power.avg_power_w.unwrap();
+    println!(
+        "fake RAPL at 65 W wrapping at 50 J: {watts:.2} W over {:.2} s",
+        w.power.window_s
+    );
+    assert!((watts - 65.0).abs() <= 6.5, "{watts} W");
+    assert_tokens_per_j_counts_the_windows_tokens(&w);
+    // --sustain-s: the first and last tenth of the window each drew the same 65 W (within
+    // 20%: a tenth is 0.2 s, and the fake's writer lags by a few ms on a busy machine).
+    assert_eq!(doc.as_ref().unwrap().plan.sampling.sustain_s, Some(2.0));
+    let sustain = w.power.sustain.unwrap();
+    assert_eq!(sustain.sustain_s, 2.0);
+    for tenth_w in [sustain.first_tenth_power_w, sustain.last_tenth_power_w] {
+        let tenth_w = tenth_w.unwrap();
+        assert!((tenth_w - 65.0).abs() <= 13.0, "{sustain:?}");
+    }
+    assert!(sustain.power_drift.unwrap().abs() < 0.4, "{sustain:?}");
+    assert!(sustain.throughput_drift.is_finite(), "{sustain:?}");
+    let tenth = (w.stats.samples_s.len() / 10).max(1);
+    assert!(
+        sustain.first_tenth_median_s >= w.stats.min_s
+            && sustain.last_tenth_median_s <= w.stats.max_s,
+        "{sustain:?} over {tenth} samples"
+    );
 }
 
 #[test]
@@ -227,6 +271,54 @@ fn bad_power_options_are_usage_errors_before_any_work() {
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(needle), "{args:?}: {stderr}");
         assert!(doc.is_none(), "{args:?}: wrote a result");
+    }
+}
+
+/// A fake powercap package `intel-rapl:0` under a sysfs root, wrapping at its range, whose
+/// `energy_uj` a thread rewrites (atomically) every 5 ms to a function of the time since it
+/// started, until it is dropped.
+struct FakeRapl {
+    stop: Arc<AtomicBool>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl FakeRapl {
+    fn start(
+        sysfs: &Path,
+        range_uj: u64,
+        energy_uj: impl Fn(Duration) -> u64 + Send + 'static,
+    ) -> Self {
+        let zone = sysfs.join("class/powercap/intel-rapl:0");
+        std::fs::create_dir_all(&zone).unwrap();
+        std::fs::write(zone.join("name"), "package-0\n").unwrap();
+        std::fs::write(zone.join("max_energy_range_uj"), format!("{range_uj}\n")).unwrap();
+        let write = move |uj: u64| {
+            std::fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+            std::fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+        };
+        write(energy_uj(Duration::ZERO));
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let t0 = std::time::Instant::now();
+            while !flag.load(Ordering::SeqCst) {
+                write(energy_uj(t0.elapsed()));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Self {
+            stop,
+            writer: Some(writer),
+        }
+    }
+}
+
+impl Drop for FakeRapl {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(w) = self.writer.take() {
+            w.join().unwrap();
+        }
     }
 }
 

@@ -439,3 +439,211 @@ fn help_documents_the_exit_codes() {
         );
     }
 }
+
+/// A real run on lavapipe (`tokbench run --preset tiny --idle-s 0 --watts 65`): declared power.
+fn lavapipe_result() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/lavapipe-tiny-declared-65w.json")
+}
+
+/// `tokbench compare --format json` over the lavapipe result with `extra` flags, parsed.
+fn compare_json(extra: &[&str]) -> serde_json::Value {
+    let result = lavapipe_result();
+    let mut args = vec!["compare", arg(&result), "--format", "json"];
+    args.extend_from_slice(extra);
+    let out = tokbench(&args);
+    assert_code(&out, 0);
+    serde_json::from_str(&stdout(&out)).unwrap()
+}
+
+/// Each workload's cost of the first (only) entry.
+fn costs(report: &serde_json::Value) -> Vec<serde_json::Value> {
+    report["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["entries"][0]["cost"].clone())
+        .collect()
+}
+
+const PRICES_TOML: &str = "\
+currency = \"USD\"
+price_kwh = 0.25
+
+[carbon]
+grid_g_per_kwh = 400
+green_g_per_kwh = 20
+green_share = 0.35
+
+[tiers.owned]
+hardware_price = 1500
+lifetime_years = 4
+
+[adapters.\"llvmpipe (LLVM 15.0.6, 256 bits)\"]
+tier = \"owned\"
+";
+
+#[test]
+fn pue_grows_the_energy_cost_and_carbon_of_a_lavapipe_run_by_its_factor() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, PRICES_TOML).unwrap();
+    let at = |pue: &str| compare_json(&["--prices", arg(&prices), "--pue", pue]);
+    let (base, grown) = (at("1.0"), at("1.3"));
+    assert_eq!(
+        grown["cost_terms"]["energy_basis"],
+        serde_json::json!({"kind": "measured_times_pue", "pue": 1.3})
+    );
+    let (base, grown) = (costs(&base), costs(&grown));
+    assert!(base.len() >= 2, "prefill and decode: {base:?}");
+    for (b, g) in base.iter().zip(&grown) {
+        let ratio = |field: &str| g[field].as_f64().unwrap() / b[field].as_f64().unwrap();
+        assert!((ratio("energy_per_mtok") - 1.3).abs() < 1e-9, "{b} {g}");
+        assert!((ratio("carbon_g_per_mtok") - 1.3).abs() < 1e-9, "{b} {g}");
+        assert_eq!(g["hardware_per_mtok"], b["hardware_per_mtok"]);
+        assert_eq!(g["hardware_basis"], "tier owned");
+    }
+    // The table says which power the costs used.
+    let result = lavapipe_result();
+    let out = tokbench(&[
+        "compare",
+        arg(&result),
+        "--prices",
+        arg(&prices),
+        "--pue",
+        "1.3",
+    ]);
+    assert_code(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("measured power × PUE 1.3"), "{text}");
+    assert!(text.contains("gCO2e/Mtok"), "{text}");
+    // Provisioned power instead: energy from run time, whatever the measured power.
+    let provisioned = compare_json(&["--prices", arg(&prices), "--provisioned-kw-per-gpu", "1.73"]);
+    let tps = provisioned["workloads"][0]["entries"][0]["tokens_per_s"]
+        .as_f64()
+        .unwrap();
+    let kwh = costs(&provisioned)[0]["energy_kwh_per_mtok"]
+        .as_f64()
+        .unwrap();
+    assert!((kwh - 1.73 * 1e6 / tps / 3600.0).abs() < 1e-9 * kwh);
+}
+
+#[test]
+fn a_time_of_use_schedule_gives_the_price_paid_over_the_run_hours() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(
+        &prices,
+        "[time_of_use]\n0-7 = 0.10\n7-23 = 0.30\n23-24 = 0.10\n",
+    )
+    .unwrap();
+    let report = compare_json(&["--prices", arg(&prices), "--run-hours", "0-8,22-24"]);
+    // By hand: hours 0-6 at 0.10 (7 h), 7 and 22 at 0.30, 23 at 0.10 → 1.4 over 10 h = 0.14.
+    let paid = report["cost_terms"]["energy_price_paid_kwh"]
+        .as_f64()
+        .unwrap();
+    assert!((paid - 0.14).abs() < 1e-12, "{paid}");
+    assert_eq!(report["cost_terms"]["run_hours_per_day"], 10.0);
+    for c in costs(&report) {
+        let (kwh, energy) = (
+            c["energy_kwh_per_mtok"].as_f64().unwrap(),
+            c["energy_per_mtok"].as_f64().unwrap(),
+        );
+        assert!((energy - kwh * 0.14).abs() < 1e-12 * energy, "{c}");
+    }
+}
+
+#[test]
+fn bad_prices_files_name_the_line_and_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let result = lavapipe_result();
+    for (text, needle) in [
+        (
+            "[time_of_use]\n0-8 = 0.1\n8-20 = 0.3\n",
+            "prices.toml:1: time_of_use: the schedule must cover the 24 hours of the day; \
+             not priced: 20-24",
+        ),
+        (
+            "price_kwh = 0.1\n\n[adapters.x]\ntier = \"gold\"\n",
+            "prices.toml:4: adapters.x.tier: unknown tier \"gold\"",
+        ),
+        (
+            "price_kwh = -0.2\n",
+            "prices.toml:1: price_kwh: -0.2 must be a number, 0 or more",
+        ),
+    ] {
+        let prices = dir.path().join("prices.toml");
+        std::fs::write(&prices, text).unwrap();
+        let out = tokbench(&["compare", arg(&result), "--prices", arg(&prices)]);
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains(needle), "{text}: {}", stderr(&out));
+    }
+    for flags in [
+        ["--run-hours", "22-6"],
+        ["--pue", "0.5"],
+        ["--tier", "gold"],
+    ] {
+        let mut args = vec!["compare", arg(&result), "--price-kwh", "0.1"];
+        args.extend(flags);
+        let out = tokbench(&args);
+        assert_code(&out, 2);
+        assert!(stderr(&out).contains(flags[0]), "{}", stderr(&out));
+    }
+}
+
+#[test]
+fn the_card_is_json_in_its_schema_or_an_html_page_by_the_out_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let prices = dir.path().join("prices.toml");
+    std::fs::write(&prices, PRICES_TOML).unwrap();
+    let result = lavapipe_result();
+    let base = [
+        "compare",
+        arg(&result),
+        "--prices",
+        arg(&prices),
+        "--format",
+        "card",
+    ];
+    let out = tokbench(&base);
+    assert_code(&out, 0);
+    // deny_unknown_fields all the way down: any drift from the schema's types fails here.
+    let card: tokbench::report::card::CardDocument = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        (card.card.as_str(), card.version),
+        ("tokbench-node-card", 1)
+    );
+    let node = &card.nodes[0];
+    assert_eq!(node.adapter.name, "llvmpipe (LLVM 15.0.6, 256 bits)");
+    assert!(node.serving.is_none());
+    let decode = node
+        .workloads
+        .iter()
+        .find(|w| w.phase == tokbench::report::card::CardPhase::Decode)
+        .unwrap();
+    use tokbench::report::card::FigureProvenance as P;
+    assert_eq!(decode.tokens_per_s.provenance, P::Measured);
+    assert_eq!(
+        decode.tokens_per_j.as_ref().unwrap().provenance,
+        P::Declared
+    );
+    assert_eq!(
+        decode.cost_per_mtok.as_ref().unwrap().provenance,
+        P::Estimated
+    );
+    assert!(decode.carbon_g_per_mtok.is_some());
+    // The same to a file: JSON for .json, the HTML page for .html.
+    for (name, html) in [("card.json", false), ("card.html", true)] {
+        let path = dir.path().join(name);
+        let mut args = base.to_vec();
+        args.extend(["--out", arg(&path)]);
+        assert_code(&tokbench(&args), 0);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(text.starts_with("<!DOCTYPE html>"), html, "{name}");
+        if html {
+            assert!(text.contains("<svg") && text.contains("node card"));
+            assert!(!text.contains("<script"));
+        } else {
+            serde_json::from_str::<tokbench::report::card::CardDocument>(&text).unwrap();
+        }
+    }
+}

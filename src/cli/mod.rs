@@ -260,6 +260,10 @@ struct CommonArgs {
     /// on CPU adapters].
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     max_warmup: Option<f64>,
+    /// Run each workload's timed phase for at least this many seconds of wall time and record
+    /// the drift of throughput and power between its first and last tenth (throttling).
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    sustain_s: Option<f64>,
     /// Treat a GPU wait longer than this as a hung device: the workload fails with an error
     /// naming it, the finished ones stay saved, exit code 1.
     #[arg(long, value_name = "SECONDS", default_value_t = 600.0, value_parser = parse_timeout)]
@@ -434,6 +438,7 @@ impl CommonArgs {
             min_samples,
             min_time_s: self.min_time,
             max_warmup_s,
+            sustain_s: self.sustain_s,
         };
         (policy, chosen)
     }

@@ -294,6 +294,38 @@ pub fn reference_from_cache(
     )
 }
 
+/// The Rust layout of [`PrefillParams`], for the test that holds it to its WGSL twin.
+#[cfg(test)]
+pub(crate) fn prefill_params_layout() -> super::HostLayout {
+    super::host_layout!(PrefillParams {
+        tokens,
+        seq_len,
+        n_heads,
+        n_kv_heads,
+        qkv_stride4,
+        cache_len,
+        scale,
+        _pad
+    })
+}
+
+/// The Rust layout of [`DecodeParams`], for the test that holds it to its WGSL twin.
+#[cfg(test)]
+pub(crate) fn decode_params_layout() -> super::HostLayout {
+    super::host_layout!(DecodeParams {
+        n_heads,
+        n_kv_heads,
+        q_stride4,
+        cache_len,
+        kv_len,
+        split_len,
+        n_splits,
+        batch,
+        scale,
+        _pad
+    })
+}
+
 #[cfg(test)]
 mod gpu_tests {
     use super::*;
@@ -408,48 +440,5 @@ mod gpu_tests {
                 "{h:?} batch {batch} kv {kv_len} split {split_len}: {c:?}"
             );
         }
-    }
-}
-
-#[cfg(test)]
-mod layout_tests {
-    use super::*;
-
-    #[test]
-    fn prefill_params_matches_its_wgsl_twin() {
-        crate::kernels::assert_uniform_layout(
-            &crate::kernels::ATTENTION_PREFILL,
-            "Params",
-            crate::kernels::host_layout!(PrefillParams {
-                tokens,
-                seq_len,
-                n_heads,
-                n_kv_heads,
-                qkv_stride4,
-                cache_len,
-                scale,
-                _pad
-            }),
-        );
-    }
-
-    #[test]
-    fn decode_params_matches_its_wgsl_twin() {
-        crate::kernels::assert_uniform_layout(
-            &crate::kernels::ATTENTION_DECODE,
-            "Params",
-            crate::kernels::host_layout!(DecodeParams {
-                n_heads,
-                n_kv_heads,
-                q_stride4,
-                cache_len,
-                kv_len,
-                split_len,
-                n_splits,
-                batch,
-                scale,
-                _pad
-            }),
-        );
     }
 }

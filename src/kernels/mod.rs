@@ -225,6 +225,24 @@ mod tests {
         }
     }
 
+    /// Every uniform struct a shader reads has its Rust twin's size and field offsets.
+    #[test]
+    fn every_params_struct_matches_its_wgsl_twin() {
+        for (shader, host) in [
+            (COPY, copy::params_layout()),
+            (FMA_PROBE, fma_probe::params_layout()),
+            (SWIGLU, swiglu::params_layout()),
+            (ATTENTION_PREFILL, attention::prefill_params_layout()),
+            (ATTENTION_DECODE, attention::decode_params_layout()),
+            (MATMUL, matmul::params_layout()),
+            (RMSNORM, rmsnorm::params_layout()),
+            (ROPE_CACHE, rope::params_layout()),
+            (READ_PROBE, read_probe::params_layout()),
+        ] {
+            assert_uniform_layout(&shader, "Params", host);
+        }
+    }
+
     #[test]
     fn a_uniform_layout_that_differs_is_caught() {
         #[repr(C)]

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::gpu::{MAX_RUNS_PER_BATCH, Timer};
 use crate::power::PowerMeter;
-use crate::result::{PowerRecord, SamplePolicy};
+use crate::result::{PowerRecord, SamplePolicy, Sustain};
 
 /// Consecutive warm-up iterations compared for the plateau test.
 const PLATEAU_WINDOW: usize = 3;
@@ -59,8 +59,9 @@ pub struct MeasureEnv<'a> {
 
 /// Measures what `timer` runs: warm-up until per-iteration times plateau (or the policy's warm-up time
 /// runs out), then samples, for at least the policy's count and time, and at least as long as
-/// the power source needs for a trustworthy energy figure. `on_progress(samples so far, total
-/// planned)` is called after every batch.
+/// the power source needs for a trustworthy energy figure and the policy's `sustain_s` (whose
+/// drift between the window's first and last tenth goes into `power.sustain`).
+/// `on_progress(samples so far, total planned)` is called after every batch.
 pub fn measure(
     timer: &dyn Timer,
     env: &MeasureEnv<'_>,
@@ -82,12 +83,17 @@ pub fn measure(
     let typical = crate::stats::median(&warmup[warmup.len().saturating_sub(PLATEAU_WINDOW)..]);
     let min_samples = policy.min_samples.max(1) as usize;
     // Enough samples for the time floor, estimated from the warm-up.
+    let sustain_s = policy.sustain_s.unwrap_or(0.0);
     let planned = min_samples
-        .max((policy.min_time_s / typical.max(1e-9)).ceil() as usize)
+        .max((policy.min_time_s.max(sustain_s) / typical.max(1e-9)).ceil() as usize)
         .min(MAX_SAMPLES);
     let batch = ((TARGET_BATCH_S / typical.max(1e-9)) as u32).clamp(1, MAX_RUNS_PER_BATCH);
 
-    let min_window = Duration::from_secs_f64(env.power.map_or(0.0, PowerMeter::min_window_s));
+    let min_window = Duration::from_secs_f64(
+        env.power
+            .map_or(0.0, PowerMeter::min_window_s)
+            .max(sustain_s),
+    );
     let mut samples = Vec::with_capacity(planned);
     let power_start = env.power.map(PowerMeter::begin);
     let start = Instant::now();
@@ -110,12 +116,44 @@ pub fn measure(
         ),
     };
     crate::power::record_duty_cycle(&mut power, samples.iter().sum());
+    if let Some(s) = policy.sustain_s {
+        power.sustain = Some(sustained(s, &samples, window, env.power));
+    }
     Ok(Measured {
         samples_s: samples,
         warmup_iterations: warmup.len() as u32,
         window,
         power,
     })
+}
+
+/// The drift of a sustained window: the first tenth of its samples and of its time against
+/// the last tenth.
+fn sustained(
+    sustain_s: f64,
+    samples: &[f64],
+    window: Window,
+    power: Option<&PowerMeter>,
+) -> Sustain {
+    use crate::stats::median;
+    let tenth = (samples.len() / 10).max(1);
+    let first_tenth_median_s = median(&samples[..tenth]);
+    let last_tenth_median_s = median(&samples[samples.len() - tenth..]);
+    let span = (window.end - window.start) / 10;
+    let first_tenth_power_w =
+        power.and_then(|m| m.average_power_w(window.start, window.start + span));
+    let last_tenth_power_w = power.and_then(|m| m.average_power_w(window.end - span, window.end));
+    Sustain {
+        sustain_s,
+        first_tenth_median_s,
+        last_tenth_median_s,
+        throughput_drift: first_tenth_median_s / last_tenth_median_s - 1.0,
+        first_tenth_power_w,
+        last_tenth_power_w,
+        power_drift: first_tenth_power_w
+            .zip(last_tenth_power_w)
+            .map(|(first, last)| last / first - 1.0),
+    }
 }
 
 /// True when the median of the last window of times is within the tolerance of the median of

@@ -5,10 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use super::counter::DEFAULT_MAX_POWER_W;
 use super::source::{CounterSnapshot, CounterSource, GaugeSource, Source, SourceInfo, ZoneCount};
 use super::sysfs;
+use super::telemetry::{TelemetryReading, TelemetrySource};
 use super::{AdapterIdentity, PciAddress, VENDOR_AMD, VENDOR_INTEL};
 use crate::result::Scope;
+
+/// Range of the hardware energy counter behind i915/xe `energy1_input`, at the finest unit
+/// assumed (2^32 counts of 2^-16 J), in joules.
+const HWMON_HARDWARE_RANGE_J: f64 = 65_536.0;
 
 /// Which attribute a hwmon source reads, best first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,74 +92,9 @@ impl HwmonSource {
     /// counter (i915, xe) or a power gauge (amdgpu). `Ok` carries notes that qualify every
     /// figure (a match by vendor only, several matches); `Err` says why hwmon cannot be used.
     pub fn open(root: &Path, adapter: &AdapterIdentity) -> Result<(Source, Vec<String>), String> {
-        let base = root.join("class/hwmon");
-        let entries = std::fs::read_dir(&base)
-            .map_err(|e| format!("no hwmon: cannot list {} ({e})", base.display()))?;
-        let mut all: Vec<Candidate> = entries
-            .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_string_lossy().starts_with("hwmon"))
-            .map(|e| inspect(&e.path()))
-            .collect();
-        all.sort_by(|a, b| a.dir.cmp(&b.dir));
-
-        let mut notes = Vec::new();
-        let with_files = all.iter().filter(|c| !c.files.is_empty());
-        let by_ids: Vec<&Candidate> = with_files
-            .clone()
-            .filter(|c| {
-                c.vendor == Some(adapter.vendor_id)
-                    && (adapter.device_id == 0 || c.device == Some(adapter.device_id))
-            })
-            .collect();
-        let mut matches = by_ids;
-        if !matches.is_empty() && adapter.device_id == 0 {
-            notes.push(format!(
-                "hwmon matched by PCI vendor {:#06x} only: the adapter reports no device id",
-                adapter.vendor_id
-            ));
-        }
-        if matches.is_empty() {
-            // No PCI ids to compare (unusual sysfs): fall back on the driver's name.
-            matches = with_files
-                .filter(|c| {
-                    c.vendor.is_none() && drivers_of(adapter.vendor_id).contains(&&*c.driver)
-                })
-                .collect();
-            if !matches.is_empty() {
-                notes.push(format!(
-                    "hwmon matched by driver name ({}) only: its PCI ids are unreadable",
-                    matches[0].driver
-                ));
-            }
-        }
-        if matches.len() > 1 {
-            let wanted = adapter.pci_bus_id.as_deref().and_then(PciAddress::parse);
-            if let Some(at) = matches
-                .iter()
-                .position(|c| wanted.is_some() && c.bus == wanted)
-            {
-                matches = vec![matches[at]];
-            } else {
-                notes.push(format!(
-                    "{} hwmons match the adapter and none by PCI bus id; using {}",
-                    matches.len(),
-                    matches[0].label()
-                ));
-            }
-        }
-        let Some(chosen) = matches.first() else {
-            let found: Vec<String> = all.iter().map(Candidate::label).collect();
-            return Err(format!(
-                "no hwmon with GPU power or energy for {} under {} (found: {})",
-                adapter.describe(),
-                base.display(),
-                if found.is_empty() {
-                    "none".to_string()
-                } else {
-                    found.join(", ")
-                }
-            ));
-        };
+        let (chosen, notes) = find(root, adapter, "GPU power or energy", &|c| {
+            !c.files.is_empty()
+        })?;
 
         // The best attribute that reads now (amdgpu lists power1_average on parts that fail it).
         let mut failures = Vec::new();
@@ -169,6 +110,151 @@ impl HwmonSource {
             }
         }
         Err(failures.join("; "))
+    }
+}
+
+/// The hwmon of `adapter` under `<root>/class/hwmon` among those `usable` accepts (`what` they
+/// hold, for the error): by PCI vendor and device ids, else by driver name; several matches
+/// are told apart by PCI bus id. `Ok` carries notes on how good the match is.
+fn find(
+    root: &Path,
+    adapter: &AdapterIdentity,
+    what: &str,
+    usable: &dyn Fn(&Candidate) -> bool,
+) -> Result<(Candidate, Vec<String>), String> {
+    let base = root.join("class/hwmon");
+    let entries = std::fs::read_dir(&base)
+        .map_err(|e| format!("no hwmon: cannot list {} ({e})", base.display()))?;
+    let mut all: Vec<Candidate> = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("hwmon"))
+        .map(|e| inspect(&e.path()))
+        .collect();
+    all.sort_by(|a, b| a.dir.cmp(&b.dir));
+
+    let mut notes = Vec::new();
+    let with_files = all.iter().filter(|c| usable(c));
+    let by_ids: Vec<&Candidate> = with_files
+        .clone()
+        .filter(|c| {
+            c.vendor == Some(adapter.vendor_id)
+                && (adapter.device_id == 0 || c.device == Some(adapter.device_id))
+        })
+        .collect();
+    let mut matches = by_ids;
+    if !matches.is_empty() && adapter.device_id == 0 {
+        notes.push(format!(
+            "hwmon matched by PCI vendor {:#06x} only: the adapter reports no device id",
+            adapter.vendor_id
+        ));
+    }
+    if matches.is_empty() {
+        // No PCI ids to compare (unusual sysfs): fall back on the driver's name.
+        matches = with_files
+            .filter(|c| c.vendor.is_none() && drivers_of(adapter.vendor_id).contains(&&*c.driver))
+            .collect();
+        if !matches.is_empty() {
+            notes.push(format!(
+                "hwmon matched by driver name ({}) only: its PCI ids are unreadable",
+                matches[0].driver
+            ));
+        }
+    }
+    if matches.len() > 1 {
+        let wanted = adapter.pci_bus_id.as_deref().and_then(PciAddress::parse);
+        if let Some(at) = matches
+            .iter()
+            .position(|c| wanted.is_some() && c.bus == wanted)
+        {
+            matches = vec![matches[at]];
+        } else {
+            notes.push(format!(
+                "{} hwmons match the adapter and none by PCI bus id; using {}",
+                matches.len(),
+                matches[0].label()
+            ));
+        }
+    }
+    let Some(&chosen) = matches.first() else {
+        let found: Vec<String> = all.iter().map(Candidate::label).collect();
+        return Err(format!(
+            "no hwmon with {what} for {} under {} (found: {})",
+            adapter.describe(),
+            base.display(),
+            if found.is_empty() {
+                "none".to_string()
+            } else {
+                found.join(", ")
+            }
+        ));
+    };
+    Ok((chosen.clone(), notes))
+}
+
+/// amdgpu's telemetry files: shader clock `freq1_input` (sclk, Hz), memory clock
+/// `freq2_input` (mclk, Hz), edge temperature `temp1_input` (m°C) and power cap `power1_cap`
+/// (µW).
+#[derive(Debug, Clone)]
+pub struct HwmonTelemetry {
+    dir: PathBuf,
+    label: String,
+}
+
+/// The files [`HwmonTelemetry`] reads: file, and the factor from its unit to the figure's.
+const TELEMETRY_FILES: [(&str, f64); 4] = [
+    ("freq1_input", 1e-6),
+    ("freq2_input", 1e-6),
+    ("temp1_input", 1e-3),
+    ("power1_cap", 1e-6),
+];
+
+impl HwmonTelemetry {
+    /// Finds the amdgpu hwmon of `adapter` that has clocks or a temperature. `Err` says why
+    /// there is none.
+    pub fn open(root: &Path, adapter: &AdapterIdentity) -> Result<Self, String> {
+        if adapter.vendor_id != VENDOR_AMD || adapter.cpu_adapter {
+            return Err(format!(
+                "no hwmon telemetry for {}: only amdgpu's hwmon reports clocks",
+                adapter.describe()
+            ));
+        }
+        let (chosen, _) = find(root, adapter, "GPU clocks or temperature", &|c| {
+            TELEMETRY_FILES[..3]
+                .iter()
+                .any(|(f, _)| c.dir.join(f).exists())
+        })?;
+        Ok(Self {
+            label: chosen.label(),
+            dir: chosen.dir,
+        })
+    }
+
+    fn figure(&self, index: usize) -> Option<f64> {
+        let (file, scale) = TELEMETRY_FILES[index];
+        sysfs::read_u64(&self.dir.join(file))
+            .ok()
+            .map(|raw| raw as f64 * scale)
+    }
+}
+
+impl TelemetrySource for HwmonTelemetry {
+    fn name(&self) -> &'static str {
+        "hwmon"
+    }
+
+    fn describe(&self) -> String {
+        format!("{} clocks and temperature", self.label)
+    }
+
+    fn read(&self) -> TelemetryReading {
+        TelemetryReading {
+            sm_clock_mhz: self.figure(0),
+            memory_clock_mhz: self.figure(1),
+            temperature_c: self.figure(2),
+            power_limit_w: self.figure(3),
+            pstate: None,
+            throttle_reasons: None,
+        }
     }
 }
 
@@ -206,9 +292,9 @@ impl HwmonSource {
 
     fn into_source(self) -> Source {
         match self.file {
-            HwmonFile::Energy => Source::Counter(Arc::new(HwmonEnergy(self))),
+            HwmonFile::Energy => Source::Counter(Arc::new(HwmonAttr::<true>(self))),
             HwmonFile::PowerAverage | HwmonFile::PowerInput => {
-                Source::Gauge(Arc::new(HwmonPower(self)))
+                Source::Gauge(Arc::new(HwmonAttr::<false>(self)))
             }
         }
     }
@@ -218,13 +304,17 @@ impl HwmonSource {
     }
 }
 
-/// `energy1_input`, a `measured-counter` source of the GPU package.
-struct HwmonEnergy(HwmonSource);
+/// One hwmon attribute as a source of its kind: `HwmonAttr<true>` is `energy1_input`, a
+/// `measured-counter` source; `HwmonAttr<false>` is `power1_average` or `power1_input`, a
+/// `measured-sampled` one. Both cover the GPU package.
+struct HwmonAttr<const ENERGY: bool>(HwmonSource);
 
-/// `power1_average` or `power1_input`, a `measured-sampled` source of the GPU package.
-struct HwmonPower(HwmonSource);
+/// `energy1_input`.
+type HwmonEnergy = HwmonAttr<true>;
+/// `power1_average` or `power1_input`.
+type HwmonPower = HwmonAttr<false>;
 
-impl SourceInfo for HwmonEnergy {
+impl<const ENERGY: bool> SourceInfo for HwmonAttr<ENERGY> {
     fn name(&self) -> &'static str {
         "hwmon"
     }
@@ -235,6 +325,11 @@ impl SourceInfo for HwmonEnergy {
 
     fn describe(&self) -> String {
         self.0.describe()
+    }
+
+    /// Power: firmware averages refreshed in steps, so a shorter window sees too few of them.
+    fn min_window_s(&self) -> f64 {
+        if ENERGY { 0.0 } else { 1.0 }
     }
 }
 
@@ -249,24 +344,12 @@ impl CounterSource for HwmonEnergy {
             }],
         })
     }
-}
 
-impl SourceInfo for HwmonPower {
-    fn name(&self) -> &'static str {
-        "hwmon"
-    }
-
-    fn scope(&self) -> Scope {
-        Scope::GpuPackage
-    }
-
-    fn describe(&self) -> String {
-        self.0.describe()
-    }
-
-    /// Firmware averages refreshed in steps: a shorter window sees too few of them.
-    fn min_window_s(&self) -> f64 {
-        1.0
+    /// The driver widens a 32-bit hardware counter into its total on each read, so it must be
+    /// read before the hardware counter wraps twice. Its unit is not in sysfs; at the finest
+    /// one in use (2^-16 J, a 65.5 kJ range) and the default largest power that is 33 s.
+    fn wrap_period_s(&self) -> Option<f64> {
+        Some(HWMON_HARDWARE_RANGE_J / DEFAULT_MAX_POWER_W)
     }
 }
 
@@ -356,6 +439,8 @@ pub(crate) mod tests {
             s.info().describe()
         );
         let a = counter(&s).read_counter().unwrap();
+        // Read at least every quarter of 65.5 kJ at 2 kW, so the driver never misses a wrap.
+        assert_eq!(counter(&s).wrap_period_s(), Some(32.768));
         fs::write(dir.join("energy1_input"), "7500000\n").unwrap();
         let b = counter(&s).read_counter().unwrap();
         assert!((counter_delta_j(&a, &b).unwrap() - 2.5).abs() < 1e-12);

@@ -136,8 +136,9 @@ pub enum CounterFault {
 /// Energy between two snapshots of the same counters, in joules, summed over zones.
 ///
 /// A counter with a wrap value that went backwards wrapped once: `wrap_at - from + to`. (Two
-/// wraps in one window cannot be told apart from one; RAPL's range is hours at package power.)
-/// A counter without one was reset: that is a [`CounterFault::Backwards`], not a wrap.
+/// wraps between the reads cannot be told apart from one, so counters are read several times per
+/// wrap period and the deltas summed: see `power::counter`.) A counter without one was reset:
+/// that is a [`CounterFault::Backwards`], not a wrap.
 pub fn counter_delta_j(
     start: &CounterSnapshot,
     end: &CounterSnapshot,

@@ -4,10 +4,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::counter::CounterWatch;
 use super::nvml::{NvmlApi, RealNvml};
-use super::sampler::{Sample, Sampler};
+use super::sampler::{Sampler, read_sample};
 use super::selection::{self, Found, NvmlLoader};
 use super::source::Source;
+use super::telemetry::{self, TelemetryWatch};
 use super::window::{self, Active, Metering, WindowStart};
 use super::{AdapterIdentity, PowerOptions, PowerRequest};
 use crate::result::{PowerAttempt, PowerRecord, PowerSetup};
@@ -55,6 +57,8 @@ pub struct PowerMeter {
     idle_power_w: Option<f64>,
     idle_measured_s: f64,
     idle_note: Option<String>,
+    /// Clocks, temperature and throttling, where the platform has them.
+    telemetry: Option<TelemetryWatch>,
 }
 
 impl PowerMeter {
@@ -79,9 +83,24 @@ impl PowerMeter {
         opts.validate()?;
         let selection = selection::select(opts, adapter, load_nvml)?;
         let active = selection.found.map(|f| start(f, opts.hz)).transpose()?;
+        let mut tried = selection.tried;
+        if let Some(Metering::Counter { watch, .. }) = active.as_ref().map(|a| &a.metering)
+            && let (Some(period), Some(used)) =
+                (watch.poll_period(), tried.iter_mut().find(|t| t.used))
+        {
+            used.detail += &format!(
+                "; read every {:.3} s, at least four times per wrap period",
+                period.as_secs_f64()
+            );
+        }
+        // Telemetry is a bonus: a platform without it gives null figures, not an error.
+        let telemetry = match telemetry::open(opts, adapter, load_nvml) {
+            Ok(source) => Some(TelemetryWatch::start(source, opts.hz)?),
+            Err(_) => None,
+        };
         Ok(Self {
             requested: opts.requested,
-            tried: selection.tried,
+            tried,
             active,
             no_source_reason: selection.no_source_reason,
             hz: opts.hz,
@@ -90,6 +109,7 @@ impl PowerMeter {
             idle_power_w: None,
             idle_measured_s: 0.0,
             idle_note: None,
+            telemetry,
         })
     }
 
@@ -126,8 +146,12 @@ impl PowerMeter {
 
     /// The run's power arrangement, for the result document.
     pub fn setup(&self) -> PowerSetup {
+        let telemetry_source = self.telemetry.as_ref().map(TelemetryWatch::describe);
         if self.requested == PowerRequest::None {
-            return PowerSetup::none("none", "--power-source none");
+            return PowerSetup {
+                telemetry_source,
+                ..PowerSetup::none("none", "--power-source none")
+            };
         }
         let active = self.active.as_ref();
         let cross_check = active.and_then(|a| match &a.metering {
@@ -145,6 +169,7 @@ impl PowerMeter {
             idle_power_w: self.idle_power_w,
             idle_s: self.idle_measured_s,
             cross_check_source: cross_check,
+            telemetry_source,
         }
     }
 
@@ -169,6 +194,9 @@ impl PowerMeter {
 
     /// Marks the start of a measured window: reads a counter source now.
     pub fn begin(&self) -> WindowStart {
+        if let Some(t) = &self.telemetry {
+            t.begin();
+        }
         window::begin(self.active.as_ref())
     }
 
@@ -176,6 +204,18 @@ impl PowerMeter {
     /// gives its power record. Never fails: a source that fails now gives an `unavailable`
     /// record with a warning, and the next window tries again.
     pub fn end(&self, start: WindowStart, executions: u64) -> PowerRecord {
+        let mut record = self.end_power(start, executions);
+        record.telemetry = self.telemetry.as_ref().map(TelemetryWatch::end);
+        record
+    }
+
+    /// Average power between `from` and `to` inside the latest window, in watts (for the
+    /// drift of a sustained window); `None` without a measured source or a good figure.
+    pub fn average_power_w(&self, from: Instant, to: Instant) -> Option<f64> {
+        window::average_power_w(self.active.as_ref()?, from, to)
+    }
+
+    fn end_power(&self, start: WindowStart, executions: u64) -> PowerRecord {
         let Some(a) = &self.active else {
             let window_s = start.at().elapsed().as_secs_f64();
             return PowerRecord::unavailable(self.no_source_reason.clone(), window_s, executions);
@@ -202,13 +242,8 @@ impl PowerMeter {
 fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
     let metering = match found.source {
         Source::Gauge(source) => {
-            // The read that proved the source works is its first sample.
-            let t0 = Instant::now();
-            let watts = source.read_watts().map_err(|e| format!("{e:#}"));
-            let first = Sample {
-                at: t0 + t0.elapsed() / 2,
-                watts,
-            };
+            // A read now is the first sample, so the first window can start at once.
+            let first = read_sample(source.as_ref());
             let sampler = Sampler::start(source.clone(), hz, Some(first))?;
             Metering::Gauge { source, sampler }
         }
@@ -218,6 +253,7 @@ fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
                 None => None,
             };
             Metering::Counter {
+                watch: CounterWatch::start(source.clone())?,
                 source,
                 cross_check,
             }
@@ -382,6 +418,56 @@ mod tests {
         assert!(r.warnings.is_empty(), "{:?}", r.warnings);
     }
 
+    /// A powercap tree whose `energy_uj` follows `watts` of wall time, wrapping at `range_uj`,
+    /// rewritten every 5 ms until the flag is set.
+    fn wall_rapl(
+        root: &Path,
+        watts: f64,
+        range_uj: u64,
+    ) -> (
+        Arc<std::sync::atomic::AtomicBool>,
+        std::thread::JoinHandle<()>,
+    ) {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        fake_rapl(root, &[(0, range_uj)]);
+        let zone = root.join("class/powercap/intel-rapl:0");
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let t0 = Instant::now();
+        let writer = std::thread::spawn(move || {
+            while !flag.load(Ordering::SeqCst) {
+                let uj = (watts * 1e6 * t0.elapsed().as_secs_f64()) as u64 % range_uj;
+                fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
+                fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        (stop, writer)
+    }
+
+    #[test]
+    fn a_rapl_counter_wrapping_several_times_in_a_window_reads_its_power() {
+        // 65 W against a 50 J range: a wrap every 0.77 s, 2.1 wraps in the window. Read at its
+        // ends only this gave 20 W (issue 17).
+        for max_power_uw in [None, Some(130_000_000u64)] {
+            let root = tempfile::tempdir().unwrap();
+            let (stop, writer) = wall_rapl(root.path(), 65.0, 50_000_000);
+            if let Some(uw) = max_power_uw {
+                let zone = root.path().join("class/powercap/intel-rapl:0");
+                fs::write(zone.join("constraint_0_max_power_uw"), format!("{uw}\n")).unwrap();
+                fs::write(zone.join("constraint_1_max_power_uw"), "0\n").unwrap();
+            }
+            let meter =
+                PowerMeter::open(&opts(root.path(), PowerRequest::Rapl), &lavapipe()).unwrap();
+            let r = window(&meter, 1600);
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            writer.join().unwrap();
+            assert_eq!(r.provenance, Provenance::MeasuredCounter, "{r:?}");
+            let watts = r.avg_power_w.unwrap();
+            assert!((watts - 65.0).abs() <= 6.5, "{max_power_uw:?}: {watts} W");
+        }
+    }
+
     #[test]
     fn a_counter_that_vanishes_mid_run_degrades_that_window_only() {
         let root = tempfile::tempdir().unwrap();
@@ -487,6 +573,12 @@ mod tests {
         assert!(setup.tried[0].detail.contains("not an NVIDIA GPU"));
         assert!(setup.tried[1].detail.contains("CPU device"));
         assert!(setup.tried[2].detail.contains("package-0"));
+        // 1 TiB µJ at the 2 kW bound wraps after 550 s: read at the 1 s cap.
+        assert!(
+            setup.tried[2].detail.contains("read every 1.000 s"),
+            "{}",
+            setup.tried[2].detail
+        );
         assert!(setup.tried[3].detail.contains("--power-source declared"));
     }
 
@@ -624,6 +716,114 @@ mod tests {
     }
 
     #[test]
+    fn nvml_telemetry_gives_clocks_temperature_throttling_limit_and_pstate_per_window() {
+        use crate::power::nvml::fake::FakeTelemetry;
+        let mut device = FakeDevice::new(
+            Energy::Rising {
+                watts: 300.0,
+                base_mj: 0,
+            },
+            Some(300.0),
+        );
+        device.telemetry = Some(FakeTelemetry {
+            sm_clocks_mhz: std::sync::Mutex::new(VecDeque::from([1980, 1755, 1410])),
+            memory_clock_mhz: 2619,
+            temperature_c: 71,
+            throttle_reasons: 0x4,
+            power_limit_mw: 700_000,
+            pstate: 0,
+        });
+        let meter = nvml_meter(device);
+        let setup = meter.setup();
+        let source = setup.telemetry_source.unwrap();
+        assert!(source.starts_with("nvml: NVML device 0"), "{source}");
+        let t = window(&meter, 100).telemetry.unwrap();
+        assert_eq!(t.source, "nvml");
+        assert!(t.samples >= 2, "{t:?}");
+        let sm = t.sm_clock_mhz.unwrap();
+        assert!(sm.min == 1410.0 && sm.max <= 1980.0, "{sm:?}");
+        let one = |f: Option<crate::result::MinMeanMax>| {
+            let f = f.unwrap();
+            assert!(f.min == f.max && f.mean == f.min, "{f:?}");
+            f.mean
+        };
+        assert_eq!(one(t.memory_clock_mhz), 2619.0);
+        assert_eq!(one(t.temperature_c), 71.0);
+        assert_eq!(one(t.power_limit_w), 700.0);
+        assert_eq!(one(t.pstate), 0.0);
+        assert_eq!(t.throttle_reasons.unwrap(), ["sw-power-cap"]);
+        assert_eq!(t.throttled_share, Some(1.0));
+
+        // A device without telemetry: null, never 0.
+        let meter = nvml_meter(FakeDevice::new(Energy::NotSupported, Some(70.0)));
+        assert_eq!(meter.setup().telemetry_source, None);
+        assert_eq!(window(&meter, 1).telemetry, None);
+    }
+
+    #[test]
+    fn amdgpu_hwmon_telemetry_gives_clocks_temperature_and_power_cap() {
+        let root = tempfile::tempdir().unwrap();
+        let hw = fake_hwmon(
+            root.path(),
+            0,
+            "amdgpu",
+            Some((VENDOR_AMD, 0x73bf)),
+            &[
+                ("power1_average", "153000000\n"),
+                ("freq1_input", "2500000000\n"),
+                ("freq2_input", "1000000000\n"),
+                ("temp1_input", "65000\n"),
+                ("power1_cap", "300000000\n"),
+            ],
+        );
+        let meter = PowerMeter::open_with(
+            &opts(root.path(), PowerRequest::Auto),
+            &gpu(VENDOR_AMD, 0x73bf),
+            &no_nvml,
+        )
+        .unwrap();
+        let source = meter.setup().telemetry_source.unwrap();
+        assert!(source.starts_with("hwmon: hwmon0 (amdgpu"), "{source}");
+        let start = meter.begin();
+        std::thread::sleep(Duration::from_millis(100));
+        fs::write(hw.join("freq1_input"), "2000000000\n").unwrap();
+        fs::write(hw.join("temp1_input"), "75000\n").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        let t = meter.end(start, 1).telemetry.unwrap();
+        assert_eq!(t.source, "hwmon");
+        let sm = t.sm_clock_mhz.unwrap();
+        assert_eq!((sm.min, sm.max), (2000.0, 2500.0));
+        assert!(sm.mean > 2000.0 && sm.mean < 2500.0, "{sm:?}");
+        let temp = t.temperature_c.unwrap();
+        assert_eq!((temp.min, temp.max), (65.0, 75.0));
+        assert_eq!(t.memory_clock_mhz.unwrap().mean, 1000.0);
+        assert_eq!(t.power_limit_w.unwrap().mean, 300.0);
+        assert_eq!(
+            (t.pstate, t.throttle_reasons, t.throttled_share),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn a_cpu_adapter_has_no_telemetry() {
+        let root = tempfile::tempdir().unwrap();
+        fake_hwmon(
+            root.path(),
+            0,
+            "amdgpu",
+            Some((VENDOR_AMD, 0x73bf)),
+            &[("temp1_input", "65000\n")],
+        );
+        let o = PowerOptions {
+            watts: Some(65.0),
+            ..opts(root.path(), PowerRequest::Declared)
+        };
+        let meter = PowerMeter::open_with(&o, &lavapipe(), &no_nvml).unwrap();
+        assert_eq!(meter.setup().telemetry_source, None);
+        assert_eq!(window(&meter, 1).telemetry, None);
+    }
+
+    #[test]
     fn nvml_cross_check_disagreeing_by_more_than_ten_percent_warns() {
         let meter = nvml_meter(FakeDevice::new(
             Energy::Rising {
@@ -754,6 +954,44 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         let r = window(&meter, 200);
         assert!(close(r.avg_power_w.unwrap(), 90.0, 1e-9), "{r:?}");
+    }
+
+    #[test]
+    fn average_power_over_part_of_a_window_follows_a_gauge_and_not_declared_power() {
+        let root = tempfile::tempdir().unwrap();
+        let watts = root.path().join("watts");
+        fs::write(&watts, "50\n").unwrap();
+        let o = PowerOptions {
+            command: Some(format!("cat '{}'", watts.display())),
+            ..opts(root.path(), PowerRequest::Command)
+        };
+        let meter = PowerMeter::open(&o, &lavapipe()).unwrap();
+        let start = meter.begin();
+        std::thread::sleep(Duration::from_millis(300));
+        fs::write(&watts, "80\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let end = Instant::now();
+        let r = meter.end(start.clone(), 1);
+        assert!(r.energy_j.is_some(), "{r:?}");
+        let tenth = Duration::from_millis(60);
+        let first = meter
+            .average_power_w(start.at(), start.at() + tenth)
+            .unwrap();
+        let last = meter.average_power_w(end - tenth, end).unwrap();
+        assert!(
+            close(first, 50.0, 1e-9) && close(last, 80.0, 1e-9),
+            "{first} {last}"
+        );
+        assert_eq!(meter.average_power_w(end, start.at()), None);
+
+        let declared = PowerOptions {
+            watts: Some(65.0),
+            ..opts(root.path(), PowerRequest::Declared)
+        };
+        let meter = PowerMeter::open(&declared, &lavapipe()).unwrap();
+        let start = meter.begin();
+        let _ = meter.end(start.clone(), 1);
+        assert_eq!(meter.average_power_w(start.at(), Instant::now()), None);
     }
 
     #[test]

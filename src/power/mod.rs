@@ -16,6 +16,7 @@
 //! trees; NVML sits behind [`nvml::NvmlApi`] so tests script it.
 
 pub mod command;
+pub mod counter;
 pub mod declared;
 pub mod hwmon;
 pub mod integrate;
@@ -26,6 +27,7 @@ pub mod sampler;
 mod selection;
 mod source;
 mod sysfs;
+pub mod telemetry;
 mod window;
 
 use std::fmt;

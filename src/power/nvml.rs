@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use super::source::{CounterSnapshot, CounterSource, GaugeSource, Source, SourceInfo, ZoneCount};
+use super::telemetry::{TelemetryReading, TelemetrySource};
 use super::{AdapterIdentity, PciAddress, VENDOR_NVIDIA};
 use crate::result::Scope;
 
@@ -46,7 +47,40 @@ pub trait NvmlApi: Send + Sync {
     fn total_energy_mj(&self, index: u32) -> Result<u64, NvmlFault>;
     /// Power now, in milliwatts (a 1-second average on recent GPUs).
     fn power_mw(&self, index: u32) -> Result<u32, NvmlFault>;
+    /// A clock now, in MHz.
+    fn clock_mhz(&self, index: u32, clock: NvmlClock) -> Result<u32, NvmlFault>;
+    /// GPU temperature now, in degrees Celsius.
+    fn temperature_c(&self, index: u32) -> Result<u32, NvmlFault>;
+    /// Clock throttle reasons active now: NVML's bitmask (see [`THROTTLE_REASONS`]).
+    fn throttle_reasons(&self, index: u32) -> Result<u64, NvmlFault>;
+    /// Power limit in force now, in milliwatts.
+    fn power_limit_mw(&self, index: u32) -> Result<u32, NvmlFault>;
+    /// Performance state now, 0 (fastest) to 15.
+    fn pstate(&self, index: u32) -> Result<u32, NvmlFault>;
 }
+
+/// The clocks telemetry reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NvmlClock {
+    /// The streaming multiprocessors' clock.
+    Sm,
+    /// The memory clock.
+    Memory,
+}
+
+/// NVML's clock throttle reasons: bit, name in results, and whether it slows the clocks below
+/// what the workload asks for (idle, application clocks and display clocks do not).
+pub const THROTTLE_REASONS: [(u64, &str, bool); 9] = [
+    (0x1, "gpu-idle", false),
+    (0x2, "applications-clocks-setting", false),
+    (0x4, "sw-power-cap", true),
+    (0x8, "hw-slowdown", true),
+    (0x10, "sync-boost", true),
+    (0x20, "sw-thermal-slowdown", true),
+    (0x40, "hw-thermal-slowdown", true),
+    (0x80, "hw-power-brake-slowdown", true),
+    (0x100, "display-clock-setting", false),
+];
 
 /// The real NVML, through nvml-wrapper.
 pub struct RealNvml {
@@ -120,6 +154,44 @@ impl NvmlApi for RealNvml {
     fn power_mw(&self, index: u32) -> Result<u32, NvmlFault> {
         self.device(index)?.power_usage().map_err(fault)
     }
+
+    fn clock_mhz(&self, index: u32, clock: NvmlClock) -> Result<u32, NvmlFault> {
+        use nvml_wrapper::enum_wrappers::device::Clock;
+        let clock = match clock {
+            NvmlClock::Sm => Clock::SM,
+            NvmlClock::Memory => Clock::Memory,
+        };
+        self.device(index)?.clock_info(clock).map_err(fault)
+    }
+
+    fn temperature_c(&self, index: u32) -> Result<u32, NvmlFault> {
+        use nvml_wrapper::enum_wrappers::device::TemperatureSensor;
+        self.device(index)?
+            .temperature(TemperatureSensor::Gpu)
+            .map_err(fault)
+    }
+
+    fn throttle_reasons(&self, index: u32) -> Result<u64, NvmlFault> {
+        self.device(index)?
+            .current_throttle_reasons()
+            .map(|r| r.bits())
+            .map_err(fault)
+    }
+
+    fn power_limit_mw(&self, index: u32) -> Result<u32, NvmlFault> {
+        self.device(index)?.enforced_power_limit().map_err(fault)
+    }
+
+    fn pstate(&self, index: u32) -> Result<u32, NvmlFault> {
+        let state = self.device(index)?.performance_state().map_err(fault)?;
+        // NVML_PSTATE_0..15 are 0..15; anything else is "unknown".
+        let n = state.as_c();
+        if n <= 15 {
+            Ok(n)
+        } else {
+            Err(NvmlFault::NotSupported)
+        }
+    }
 }
 
 /// The NVML side of a power setup: the source, an optional cross-check, and notes that
@@ -136,15 +208,8 @@ pub struct NvmlChoice {
 /// Matches `adapter` to an NVML device and picks what to read from it. `Err` says why NVML
 /// cannot measure this adapter.
 pub fn open(api: Arc<dyn NvmlApi>, adapter: &AdapterIdentity) -> Result<NvmlChoice, String> {
-    let (index, mut notes) = match_device(api.as_ref(), adapter)?;
-    let name = api.name(index).unwrap_or_else(|_| "?".into());
-    let bus = api.pci(index).map(|p| p.bus_id).unwrap_or_default();
-    let label = format!("NVML device {index} ({name}, {bus})");
-    let device = NvmlDevice {
-        api: api.clone(),
-        index,
-        label,
-    };
+    let (device, mut notes) = NvmlDevice::of(api.clone(), adapter)?;
+    let index = device.index;
     let energy = api.total_energy_mj(index);
     let power = api.power_mw(index);
     match (energy, power) {
@@ -283,6 +348,55 @@ struct NvmlDevice {
     label: String,
 }
 
+impl NvmlDevice {
+    /// The NVML device of `adapter`, with notes on how good the match is.
+    fn of(api: Arc<dyn NvmlApi>, adapter: &AdapterIdentity) -> Result<(Self, Vec<String>), String> {
+        let (index, notes) = match_device(api.as_ref(), adapter)?;
+        let name = api.name(index).unwrap_or_else(|_| "?".into());
+        let bus = api.pci(index).map(|p| p.bus_id).unwrap_or_default();
+        let label = format!("NVML device {index} ({name}, {bus})");
+        Ok((Self { api, index, label }, notes))
+    }
+}
+
+/// NVML's clocks, temperature, throttle reasons, power limit and P-state of one device.
+pub struct NvmlTelemetry(NvmlDevice);
+
+impl NvmlTelemetry {
+    /// The telemetry of `adapter`'s NVML device. `Err` says why there is none (no match, or
+    /// the device reports none of the figures).
+    pub fn open(api: Arc<dyn NvmlApi>, adapter: &AdapterIdentity) -> Result<Self, String> {
+        let (device, _) = NvmlDevice::of(api, adapter)?;
+        let t = Self(device);
+        if t.read() == TelemetryReading::default() {
+            return Err(format!("{}: reports no clocks or temperature", t.0.label));
+        }
+        Ok(t)
+    }
+}
+
+impl TelemetrySource for NvmlTelemetry {
+    fn name(&self) -> &'static str {
+        "nvml"
+    }
+
+    fn describe(&self) -> String {
+        self.0.label.clone()
+    }
+
+    fn read(&self) -> TelemetryReading {
+        let (api, i) = (self.0.api.as_ref(), self.0.index);
+        TelemetryReading {
+            sm_clock_mhz: api.clock_mhz(i, NvmlClock::Sm).ok().map(f64::from),
+            memory_clock_mhz: api.clock_mhz(i, NvmlClock::Memory).ok().map(f64::from),
+            temperature_c: api.temperature_c(i).ok().map(f64::from),
+            power_limit_w: api.power_limit_mw(i).ok().map(|mw| f64::from(mw) * 1e-3),
+            pstate: api.pstate(i).ok().map(f64::from),
+            throttle_reasons: api.throttle_reasons(i).ok(),
+        }
+    }
+}
+
 /// NVML's total-energy counter (mJ), a `measured-counter` source of the whole board.
 struct NvmlEnergy(NvmlDevice);
 
@@ -321,6 +435,11 @@ impl CounterSource for NvmlEnergy {
             // Counts from the driver's load; it restarts from 0 on a reload, never wraps.
             zones: vec![ZoneCount { raw, wrap_at: None }],
         })
+    }
+
+    /// A 64-bit count of millijoules: it never wraps, so the window's edges suffice.
+    fn wrap_period_s(&self) -> Option<f64> {
+        None
     }
 }
 
@@ -382,6 +501,20 @@ pub(crate) mod fake {
         pub energy: Mutex<Energy>,
         /// Power usage in watts; `None` is NotSupported.
         pub power_w: Option<f64>,
+        /// Clocks, temperature and the rest; `None`: all NotSupported.
+        pub telemetry: Option<FakeTelemetry>,
+    }
+
+    /// A device's scripted telemetry.
+    pub(crate) struct FakeTelemetry {
+        /// SM clocks in turn, in MHz; the last one repeats.
+        pub sm_clocks_mhz: Mutex<VecDeque<u32>>,
+        pub memory_clock_mhz: u32,
+        pub temperature_c: u32,
+        /// NVML's throttle reason bits.
+        pub throttle_reasons: u64,
+        pub power_limit_mw: u32,
+        pub pstate: u32,
     }
 
     impl FakeDevice {
@@ -392,6 +525,7 @@ pub(crate) mod fake {
                 device_id: 0x2330,
                 energy: Mutex::new(energy),
                 power_w,
+                telemetry: None,
             }
         }
     }
@@ -456,6 +590,46 @@ pub(crate) mod fake {
             self.dev(index)?
                 .power_w
                 .map(|w| (w * 1e3) as u32)
+                .ok_or(NvmlFault::NotSupported)
+        }
+
+        fn clock_mhz(&self, index: u32, clock: NvmlClock) -> Result<u32, NvmlFault> {
+            let t = self.telemetry(index)?;
+            Ok(match clock {
+                NvmlClock::Sm => {
+                    let mut script = t.sm_clocks_mhz.lock().unwrap();
+                    let v = *script.front().expect("scripted clocks");
+                    if script.len() > 1 {
+                        script.pop_front();
+                    }
+                    v
+                }
+                NvmlClock::Memory => t.memory_clock_mhz,
+            })
+        }
+
+        fn temperature_c(&self, index: u32) -> Result<u32, NvmlFault> {
+            Ok(self.telemetry(index)?.temperature_c)
+        }
+
+        fn throttle_reasons(&self, index: u32) -> Result<u64, NvmlFault> {
+            Ok(self.telemetry(index)?.throttle_reasons)
+        }
+
+        fn power_limit_mw(&self, index: u32) -> Result<u32, NvmlFault> {
+            Ok(self.telemetry(index)?.power_limit_mw)
+        }
+
+        fn pstate(&self, index: u32) -> Result<u32, NvmlFault> {
+            Ok(self.telemetry(index)?.pstate)
+        }
+    }
+
+    impl FakeNvml {
+        fn telemetry(&self, index: u32) -> Result<&FakeTelemetry, NvmlFault> {
+            self.dev(index)?
+                .telemetry
+                .as_ref()
                 .ok_or(NvmlFault::NotSupported)
         }
     }

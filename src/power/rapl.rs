@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::counter::DEFAULT_MAX_POWER_W;
 use super::source::{CounterSnapshot, CounterSource, SourceInfo, ZoneCount};
 use super::sysfs::{self, ReadError};
 use crate::result::Scope;
@@ -25,6 +26,33 @@ struct Zone {
     name: String,
     dir: PathBuf,
     max_range_uj: u64,
+    /// The largest of the zone's readable `constraint_*_max_power_uw` and
+    /// `constraint_*_power_limit_uw`, in watts; `None` when none is readable.
+    max_power_w: Option<f64>,
+}
+
+impl Zone {
+    /// Seconds to wrap at the zone's largest plausible power.
+    fn wrap_s(&self) -> f64 {
+        self.max_range_uj as f64 * 1e-6 / self.max_power_w.unwrap_or(DEFAULT_MAX_POWER_W)
+    }
+}
+
+/// The largest power limit of a RAPL zone's constraints, in watts (0 counts as unreadable).
+fn max_power_w(dir: &Path) -> Option<f64> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    entries
+        .filter_map(Result::ok)
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.starts_with("constraint_")
+                && (name.ends_with("_max_power_uw") || name.ends_with("_power_limit_uw"))
+        })
+        .filter_map(|e| sysfs::read_u64(&e.path()).ok())
+        .filter(|&uw| uw > 0)
+        .max()
+        .map(|uw| uw as f64 * 1e-6)
 }
 
 impl RaplSource {
@@ -70,10 +98,12 @@ impl RaplSource {
             }
             let max_range_uj =
                 sysfs::read_u64(&dir.join("max_energy_range_uj")).map_err(|e| e.to_string())?;
+            let max_power_w = max_power_w(&dir);
             zones.push(Zone {
                 name,
                 dir,
                 max_range_uj,
+                max_power_w,
             });
         }
         if zones.is_empty() {
@@ -142,6 +172,12 @@ impl CounterSource for RaplSource {
     fn read_counter(&self) -> anyhow::Result<CounterSnapshot> {
         Ok(self.read_counters()?)
     }
+
+    /// The soonest any package wraps: its range over its largest power limit (or
+    /// [`DEFAULT_MAX_POWER_W`] where none is readable).
+    fn wrap_period_s(&self) -> Option<f64> {
+        self.zones.iter().map(Zone::wrap_s).reduce(f64::min)
+    }
 }
 
 #[cfg(test)]
@@ -209,6 +245,22 @@ pub(crate) mod tests {
         set_energy(root.path(), 0, 1_500_000);
         let b = counter(&s);
         assert!((counter_delta_j(&a, &b).unwrap() - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn the_wrap_period_comes_from_the_largest_power_limit_or_a_conservative_bound() {
+        let root = tempfile::tempdir().unwrap();
+        fake_rapl(root.path(), &[(1, 50_000_000), (1, 262_143_328_850)]);
+        let s = RaplSource::open(root.path()).unwrap();
+        // No limits readable: 50 J at 2000 W.
+        assert!((s.wrap_period_s().unwrap() - 0.025).abs() < 1e-12);
+        let zone = root.path().join("class/powercap/intel-rapl:0");
+        fs::write(zone.join("constraint_0_max_power_uw"), "100000000\n").unwrap();
+        fs::write(zone.join("constraint_1_power_limit_uw"), "125000000\n").unwrap();
+        fs::write(zone.join("constraint_2_max_power_uw"), "0\n").unwrap();
+        fs::write(zone.join("constraint_0_name"), "long_term\n").unwrap();
+        let s = RaplSource::open(root.path()).unwrap();
+        assert!((s.wrap_period_s().unwrap() - 0.4).abs() < 1e-12);
     }
 
     #[test]

@@ -26,25 +26,85 @@ pub struct Sample {
 /// A sampler thread and the samples it has taken.
 pub struct Sampler {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
     period: Duration,
     max_read: Duration,
+    /// Declared last: dropping it stops the thread.
+    _thread: Periodic,
 }
 
 struct Shared {
-    state: Mutex<State>,
+    samples: Mutex<VecDeque<Sample>>,
     changed: Condvar,
 }
 
-struct State {
-    samples: VecDeque<Sample>,
-    stop: bool,
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Sample>> {
+        lock(&self.samples)
+    }
 }
 
-impl Shared {
-    fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic on the sampler thread cannot leave the buffer half-written; keep going.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+/// Locks `m`; a panic on a sampler thread cannot leave its data half-written, so keep going.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A thread that calls a function at a fixed period until it is dropped.
+pub(crate) struct Periodic {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Periodic {
+    /// Starts a thread named `name` that calls `tick` now and then every `period`. A slow tick
+    /// pushes the next one back rather than bunching ticks to catch up.
+    pub(crate) fn spawn(
+        name: String,
+        period: Duration,
+        mut tick: impl FnMut() + Send + 'static,
+    ) -> anyhow::Result<Self> {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let signal = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let (stopped, wake) = &*signal;
+                let mut next = Instant::now();
+                loop {
+                    if *lock(stopped) {
+                        return;
+                    }
+                    tick();
+                    next = (next + period).max(Instant::now());
+                    let mut stop = lock(stopped);
+                    while !*stop {
+                        let now = Instant::now();
+                        if now >= next {
+                            break;
+                        }
+                        stop = wake
+                            .wait_timeout(stop, next - now)
+                            .map(|(g, _)| g)
+                            .unwrap_or_else(|p| p.into_inner().0);
+                    }
+                }
+            })
+            .context("starting a power sampler thread")?;
+        Ok(Self {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Periodic {
+    fn drop(&mut self) {
+        let (stopped, wake) = &*self.stop;
+        *lock(stopped) = true;
+        wake.notify_all();
+        if let Some(t) = self.thread.take() {
+            // At most one tick long: a command past its time limit is killed.
+            let _ = t.join();
+        }
     }
 }
 
@@ -71,56 +131,58 @@ impl Sampler {
         let period = Duration::from_secs_f64(1.0 / hz);
         let max_read = Duration::from_secs_f64(source.max_read_s().max(0.0));
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                samples: first.into_iter().collect(),
-                stop: false,
-            }),
+            samples: Mutex::new(first.into_iter().collect()),
             changed: Condvar::new(),
         });
         let inner = shared.clone();
-        let thread = std::thread::Builder::new()
-            .name(format!("tokbench-power-{}", source.name()))
-            .spawn(move || run(source.as_ref(), period, &inner))
-            .context("starting the power sampler thread")?;
+        let name = format!("tokbench-power-{}", source.name());
+        let thread = Periodic::spawn(name, period, move || {
+            let sample = read_sample(source.as_ref());
+            let mut samples = inner.lock();
+            if samples.len() >= MAX_BUFFERED {
+                samples.pop_front();
+            }
+            samples.push_back(sample);
+            inner.changed.notify_all();
+        })?;
         Ok(Self {
             shared,
-            thread: Some(thread),
             period,
             max_read,
+            _thread: thread,
         })
     }
 
     /// Drops samples older than the last one at or before `t`: windows are measured one after
     /// another, so earlier ones are done with.
     pub fn forget_before(&self, t: Instant) {
-        let mut state = self.shared.lock();
-        let keep_from = state
-            .samples
+        let mut samples = self.shared.lock();
+        let keep_from = samples
             .iter()
             .rposition(|s| s.at <= t && s.watts.is_ok())
             .unwrap_or(0);
-        state.samples.drain(..keep_from);
+        samples.drain(..keep_from);
     }
 
     /// The samples spanning `[start, end]`. Waits (briefly: one period plus one read) for a
     /// sample at or after `end`, so the window's end is interpolated rather than extrapolated.
     pub fn window(&self, start: Instant, end: Instant) -> WindowSamples {
         let deadline = end + self.period + self.max_read + Duration::from_millis(50);
-        let mut state = self.shared.lock();
+        let mut samples = self.shared.lock();
         loop {
-            let done = state.samples.back().is_some_and(|s| s.at >= end);
+            let done = samples.back().is_some_and(|s| s.at >= end);
             let now = Instant::now();
-            if done || state.stop || now >= deadline {
+            if done || now >= deadline {
                 break;
             }
-            state = self
+            samples = self
                 .shared
                 .changed
-                .wait_timeout(state, deadline - now)
+                .wait_timeout(samples, deadline - now)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0);
         }
-        select(state.samples.make_contiguous(), start, end)
+        select(samples.make_contiguous(), start, end)
     }
 }
 
@@ -160,56 +222,20 @@ pub fn select(samples: &[Sample], start: Instant, end: Instant) -> WindowSamples
     out
 }
 
-impl Drop for Sampler {
-    fn drop(&mut self) {
-        self.shared.lock().stop = true;
-        self.shared.changed.notify_all();
-        if let Some(t) = self.thread.take() {
-            // At most one read long: a command past its time limit is killed.
-            let _ = t.join();
-        }
-    }
-}
-
-/// The sampler thread: read, record, sleep until the next tick or until told to stop.
-fn run(source: &dyn GaugeSource, period: Duration, shared: &Shared) {
-    let mut next = Instant::now();
-    loop {
-        if shared.lock().stop {
-            return;
-        }
-        let t0 = Instant::now();
-        let watts = source
-            .read_watts()
-            .and_then(|w| {
-                anyhow::ensure!(w.is_finite() && w >= 0.0, "{w} W is not a power");
-                Ok(w)
-            })
-            .map_err(|e| format!("{e:#}"));
-        let t1 = Instant::now();
-        let sample = Sample {
-            at: t0 + (t1 - t0) / 2,
-            watts,
-        };
-        let mut state = shared.lock();
-        if state.samples.len() >= MAX_BUFFERED {
-            state.samples.pop_front();
-        }
-        state.samples.push_back(sample);
-        shared.changed.notify_all();
-        // A slow read pushes the next tick back rather than bunching reads to catch up.
-        next = (next + period).max(t1);
-        while !state.stop {
-            let now = Instant::now();
-            if now >= next {
-                break;
-            }
-            state = shared
-                .changed
-                .wait_timeout(state, next - now)
-                .map(|(g, _)| g)
-                .unwrap_or_else(|p| p.into_inner().0);
-        }
+/// Reads the gauge once, time-stamped at the middle of the read.
+pub(crate) fn read_sample(source: &dyn GaugeSource) -> Sample {
+    let t0 = Instant::now();
+    let watts = source
+        .read_watts()
+        .and_then(|w| {
+            anyhow::ensure!(w.is_finite() && w >= 0.0, "{w} W is not a power");
+            Ok(w)
+        })
+        .map_err(|e| format!("{e:#}"));
+    let t1 = Instant::now();
+    Sample {
+        at: t0 + (t1 - t0) / 2,
+        watts,
     }
 }
 
@@ -265,7 +291,7 @@ mod tests {
         assert!((i.energy_j - 100.0 * window_s).abs() < 1e-9, "{i:?}");
         assert_eq!(i.coverage, 1.0);
         sampler.forget_before(end);
-        assert!(sampler.shared.lock().samples.front().unwrap().at <= end);
+        assert!(sampler.shared.lock().front().unwrap().at <= end);
     }
 
     #[test]

@@ -29,10 +29,17 @@ pub trait SourceInfo: Send + Sync {
     }
 }
 
-/// An energy counter (`measured-counter`): a window's energy is the counter's advance over it.
+/// An energy counter (`measured-counter`): a window's energy is the counter's advance over it,
+/// summed over reads often enough that no wrap is missed (see [`super::counter`]).
 pub trait CounterSource: SourceInfo {
     /// Reads the counters now.
     fn read_counter(&self) -> anyhow::Result<CounterSnapshot>;
+
+    /// The shortest time, in seconds, in which the counter could wrap at the domain's largest
+    /// plausible power (or a driver that widens a narrower hardware counter on each read could
+    /// miss one); `None` for a counter that never wraps. It is read at least four times as
+    /// often.
+    fn wrap_period_s(&self) -> Option<f64>;
 }
 
 /// A power gauge (`measured-sampled`): power now, sampled on its own thread and integrated.

@@ -4,10 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::counter::{CounterWatch, OdometerReading};
 use super::declared::DeclaredSource;
-use super::integrate::{counter_delta_j, integrate_window};
+use super::integrate::integrate_window;
 use super::sampler::Sampler;
-use super::source::{CounterSnapshot, CounterSource, GaugeSource, SourceInfo};
+use super::source::{CounterSource, GaugeSource, SourceInfo};
 use crate::result::{PowerRecord, SampleCoverage};
 
 /// Cross-check and counter differing by more than this share of the counter get a warning.
@@ -33,6 +34,8 @@ pub(super) enum Metering {
     Counter {
         /// The counter.
         source: Arc<dyn CounterSource>,
+        /// Its running total, read often enough that no wrap is missed.
+        watch: CounterWatch,
         /// Sampled power over the same windows.
         cross_check: Option<(Arc<dyn GaugeSource>, Sampler)>,
     },
@@ -72,8 +75,8 @@ impl Active {
 #[derive(Debug, Clone)]
 pub struct WindowStart {
     at: Instant,
-    /// Counter sources: the counters at the start, or why they could not be read.
-    counter: Option<Result<CounterSnapshot, String>>,
+    /// Counter sources: the counter's running total at the start.
+    counter: Option<OdometerReading>,
 }
 
 impl WindowStart {
@@ -95,10 +98,11 @@ pub(super) fn begin(active: Option<&Active>) -> WindowStart {
         sampler.forget_before(Instant::now());
     }
     match &a.metering {
-        Metering::Counter { source, .. } => {
-            let (at, counter) = read_counter(source.as_ref());
+        Metering::Counter { watch, .. } => {
+            watch.forget_before(Instant::now());
+            let counter = watch.read();
             WindowStart {
-                at,
+                at: counter.at,
                 counter: Some(counter),
             }
         }
@@ -119,9 +123,11 @@ pub(super) fn end(
     match &a.metering {
         Metering::Counter {
             source,
+            watch,
             cross_check,
         } => end_counter(
             source.as_ref(),
+            watch,
             cross_check.as_ref(),
             start,
             executions,
@@ -142,41 +148,43 @@ pub(super) fn end(
     }
 }
 
+/// The counter's running total from the window's start to now: the sum of the deltas of every
+/// read in between (the edges' and the watch thread's), unless one of them failed.
 fn end_counter(
     source: &dyn CounterSource,
+    watch: &CounterWatch,
     cross_check: Option<&(Arc<dyn GaugeSource>, Sampler)>,
     start: &WindowStart,
     executions: u64,
     idle_power_w: Option<f64>,
 ) -> PowerRecord {
-    let (end_at, end_counter) = read_counter(source);
+    let end = watch.read();
+    let end_at = end.at;
     let window_s = (end_at - start.at).as_secs_f64();
-    let begin = match &start.counter {
-        Some(Ok(c)) => c,
-        Some(Err(e)) => {
-            let why = format!("energy counter unreadable at the window's start: {e}");
-            return failed(source, &why, window_s, executions);
-        }
-        None => {
-            return failed(
-                source,
-                "the window was begun without a source",
-                window_s,
-                executions,
-            );
-        }
+    let Some(begin) = &start.counter else {
+        return failed(
+            source,
+            "the window was begun without a source",
+            window_s,
+            executions,
+        );
     };
-    let end = match end_counter {
-        Ok(c) => c,
-        Err(e) => {
-            let why = format!("energy counter unreadable at the window's end: {e}");
-            return failed(source, &why, window_s, executions);
-        }
-    };
-    let energy_j = match counter_delta_j(begin, &end) {
-        Ok(j) => j,
-        Err(fault) => return failed(source, &fault.to_string(), window_s, executions),
-    };
+    if let Some(e) = &end.error {
+        let why = format!("energy counter unreadable at the window's end: {e}");
+        return failed(source, &why, window_s, executions);
+    }
+    if let Some(e) = &begin.error {
+        let why = format!("energy counter unreadable at the window's start: {e}");
+        return failed(source, &why, window_s, executions);
+    }
+    if end.faults != begin.faults {
+        let why = end
+            .last_fault
+            .as_deref()
+            .unwrap_or("an energy counter read failed");
+        return failed(source, why, window_s, executions);
+    }
+    let energy_j = end.total_j - begin.total_j;
     if energy_j <= 0.0 {
         let why = format!(
             "the energy counter did not advance over the {window_s:.3} s window (it updates \
@@ -284,6 +292,27 @@ fn end_sampled(
     record
 }
 
+/// Average power between `from` and `to` (inside the latest window), in watts: the counter's
+/// advance or the integrated samples over that stretch; `None` for declared power and where
+/// the source has no good figure for it.
+pub(super) fn average_power_w(a: &Active, from: Instant, to: Instant) -> Option<f64> {
+    let span_s = to.checked_duration_since(from)?.as_secs_f64();
+    if span_s <= 0.0 {
+        return None;
+    }
+    let energy_j = match &a.metering {
+        Metering::Counter { watch, .. } => watch.energy_between(from, to)?,
+        Metering::Gauge { sampler, .. } => {
+            let ws = sampler.window(from, to);
+            integrate_window(&ws.trace, 0.0, span_s)
+                .filter(|i| i.coverage >= MIN_COVERAGE)?
+                .energy_j
+        }
+        Metering::Declared(_) => return None,
+    };
+    (energy_j > 0.0).then(|| energy_j / span_s)
+}
+
 /// The record of a window `source` failed in: unavailable, saying why.
 fn failed(source: &dyn SourceInfo, why: &str, window_s: f64, executions: u64) -> PowerRecord {
     let mut r = PowerRecord::unavailable(why, window_s, executions);
@@ -293,14 +322,6 @@ fn failed(source: &dyn SourceInfo, why: &str, window_s: f64, executions: u64) ->
         source.name()
     ));
     r
-}
-
-/// Reads a counter source, time-stamped at the middle of the read.
-fn read_counter(source: &dyn CounterSource) -> (Instant, Result<CounterSnapshot, String>) {
-    let t0 = Instant::now();
-    let counter = source.read_counter().map_err(|e| format!("{e:#}"));
-    let t1 = Instant::now();
-    (t0 + (t1 - t0) / 2, counter)
 }
 
 /// Tokens per joule and its companions for one window.

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{Description, Prepared, Progress, Workload};
+use super::{Description, Launch, Prepared, Progress, Workload};
 use crate::InputError;
-use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
+use crate::gpu::{DeviceFacts, GpuContext};
 use crate::kernels::layout::{pad_matrix, random_values};
 use crate::kernels::matmul::{self, Matmul, Product};
 use crate::kernels::verify;
@@ -116,35 +116,28 @@ impl Workload for MatmulWorkload {
         let config = KernelConfig::default_for(ctx.traits()).matmul;
         let kernel = Matmul::new(ctx, config, WeightDtype::F32)?;
         let dispatch = kernel.dispatch(ctx, &Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k)))?;
-        Ok(Box::new(PreparedMatmul {
-            workload: *self,
-            a,
-            b,
-            c_buf,
-            dispatch,
+        let workload = *self;
+        Ok(Box::new(Launch {
+            launch: dispatch,
+            check: Box::new(move |ctx| workload.verify(ctx, &a, &b, &c_buf)),
         }))
     }
 }
 
-/// A product on the device, with its inputs kept for the check.
-struct PreparedMatmul {
-    workload: MatmulWorkload,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    c_buf: wgpu::Buffer,
-    dispatch: Dispatch,
-}
-
-impl Prepared for PreparedMatmul {
-    fn execution(&self) -> &dyn PassRecorder {
-        &self.dispatch
-    }
-
-    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
-        let MatmulWorkload { m, n, k } = self.workload;
-        let c = ctx.read_f32(&self.c_buf, m * n)?;
-        let rows = self.workload.checked_rows();
-        let reference = matmul::reference_rows(&self.a, &self.b, (n, k), &rows);
+impl MatmulWorkload {
+    /// C read back against the f64 reference: every row of a small product, sampled rows of a
+    /// large one.
+    fn verify(
+        &self,
+        ctx: &GpuContext,
+        a: &[f32],
+        b: &[f32],
+        c_buf: &wgpu::Buffer,
+    ) -> anyhow::Result<Correctness> {
+        let MatmulWorkload { m, n, k } = *self;
+        let c = ctx.read_f32(c_buf, m * n)?;
+        let rows = self.checked_rows();
+        let reference = matmul::reference_rows(a, b, (n, k), &rows);
         let gpu: Vec<f32> = rows
             .iter()
             .flat_map(|&r| &c[r * n..(r + 1) * n])

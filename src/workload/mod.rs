@@ -13,7 +13,7 @@ pub mod weights;
 
 use std::collections::BTreeMap;
 
-use crate::gpu::{DeviceFacts, GpuContext, PassRecorder};
+use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::model::{ModelShape, Pass, Work};
 use crate::result::Correctness;
 
@@ -101,6 +101,28 @@ pub trait Prepared {
     /// out-of-memory fallback).
     fn describe(&self, planned: Description) -> Description {
         planned
+    }
+}
+
+/// Reads a workload's output back and compares it with its reference.
+pub type Check<'a> = Box<dyn Fn(&GpuContext) -> anyhow::Result<Correctness> + 'a>;
+
+/// A workload that is one recorded launch, checked by a closure over what it set up (the
+/// probes, the matmul kernel).
+pub struct Launch<'a> {
+    /// The execution.
+    pub launch: Dispatch,
+    /// Reads the output back and compares it with the reference.
+    pub check: Check<'a>,
+}
+
+impl Prepared for Launch<'_> {
+    fn execution(&self) -> &dyn PassRecorder {
+        &self.launch
+    }
+
+    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
+        (self.check)(ctx)
     }
 }
 

@@ -5,14 +5,13 @@
 
 use std::collections::BTreeMap;
 
-use super::{Description, Prepared, Progress, Workload};
-use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
+use super::{Description, Launch, Prepared, Progress, Workload};
+use crate::gpu::{DeviceFacts, GpuContext};
 use crate::kernels::copy::Copy;
 use crate::kernels::fma_probe::FmaProbe;
 use crate::kernels::read_probe::{self, ReadProbe};
 use crate::kernels::verify::{self, compare};
 use crate::model::Work;
-use crate::result::Correctness;
 
 /// Peak arithmetic: independent FMA chains, no memory traffic to speak of.
 pub struct FmaProbeWorkload {
@@ -62,45 +61,26 @@ impl Workload for FmaProbeWorkload {
         let probe = FmaProbe::new(ctx, self.iterations)?;
         let out = ctx.storage_zeroed("fma-out", u64::from(self.invocations) * 16)?;
         let launch = probe.dispatch(ctx, self.invocations, &out)?;
-        Ok(Box::new(PreparedFma {
-            invocations: self.invocations,
-            probe,
-            out,
+        let invocations = self.invocations;
+        Ok(Box::new(Launch {
             launch,
+            check: Box::new(move |ctx| {
+                // Invocations repeat with period 16; check one period and the last one.
+                let got = ctx.read_f32(&out, invocations as usize * 4)?;
+                let checked: Vec<u32> = (0..16).chain([invocations - 1]).collect();
+                let gpu: Vec<f32> = checked
+                    .iter()
+                    .flat_map(|&i| got[4 * i as usize..4 * i as usize + 4].to_vec())
+                    .collect();
+                let want: Vec<f64> = checked.iter().flat_map(|&i| probe.reference(i)).collect();
+                Ok(compare(
+                    &gpu,
+                    &want,
+                    verify::NMSE_F32,
+                    format!("cpu-f64, {} invocations", checked.len()),
+                ))
+            }),
         }))
-    }
-}
-
-struct PreparedFma {
-    invocations: u32,
-    probe: FmaProbe,
-    out: wgpu::Buffer,
-    launch: Dispatch,
-}
-
-impl Prepared for PreparedFma {
-    fn execution(&self) -> &dyn PassRecorder {
-        &self.launch
-    }
-
-    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
-        // Invocations repeat with period 16; check one period and the last one.
-        let got = ctx.read_f32(&self.out, self.invocations as usize * 4)?;
-        let checked: Vec<u32> = (0..16).chain([self.invocations - 1]).collect();
-        let gpu: Vec<f32> = checked
-            .iter()
-            .flat_map(|&i| got[4 * i as usize..4 * i as usize + 4].to_vec())
-            .collect();
-        let want: Vec<f64> = checked
-            .iter()
-            .flat_map(|&i| self.probe.reference(i))
-            .collect();
-        Ok(compare(
-            &gpu,
-            &want,
-            verify::NMSE_F32,
-            format!("cpu-f64, {} invocations", checked.len()),
-        ))
     }
 }
 
@@ -155,30 +135,14 @@ impl Workload for CopyProbeWorkload {
         let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src))?;
         let dst_buf = ctx.storage_zeroed("copy-dst", self.bytes)?;
         let launch = Copy::new(ctx)?.dispatch(ctx, (self.bytes / 16) as u32, &src_buf, &dst_buf)?;
-        Ok(Box::new(PreparedCopy {
-            src,
-            dst_buf,
+        Ok(Box::new(Launch {
             launch,
+            check: Box::new(move |ctx| {
+                let got = ctx.read_f32(&dst_buf, n)?;
+                let want: Vec<f64> = src.iter().map(|&x| f64::from(x)).collect();
+                Ok(compare(&got, &want, 0.0, format!("exact, all {n} values")))
+            }),
         }))
-    }
-}
-
-struct PreparedCopy {
-    src: Vec<f32>,
-    dst_buf: wgpu::Buffer,
-    launch: Dispatch,
-}
-
-impl Prepared for PreparedCopy {
-    fn execution(&self) -> &dyn PassRecorder {
-        &self.launch
-    }
-
-    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
-        let n = self.src.len();
-        let got = ctx.read_f32(&self.dst_buf, n)?;
-        let want: Vec<f64> = self.src.iter().map(|&x| f64::from(x)).collect();
-        Ok(compare(&got, &want, 0.0, format!("exact, all {n} values")))
     }
 }
 
@@ -241,32 +205,18 @@ impl Workload for ReadProbeWorkload {
             &src_buf,
             &sums,
         )?;
-        Ok(Box::new(PreparedRead {
-            want: read_probe::reference(&src, self.workgroups),
-            sums,
+        let want = read_probe::reference(&src, self.workgroups);
+        Ok(Box::new(Launch {
             launch,
+            check: Box::new(move |ctx| {
+                let got = ctx.read_f32(&sums, want.len())?;
+                Ok(compare(
+                    &got,
+                    &want,
+                    0.0,
+                    format!("exact, all {} workgroup sums", want.len() / 4),
+                ))
+            }),
         }))
-    }
-}
-
-struct PreparedRead {
-    want: Vec<f64>,
-    sums: wgpu::Buffer,
-    launch: Dispatch,
-}
-
-impl Prepared for PreparedRead {
-    fn execution(&self) -> &dyn PassRecorder {
-        &self.launch
-    }
-
-    fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
-        let got = ctx.read_f32(&self.sums, self.want.len())?;
-        Ok(compare(
-            &got,
-            &self.want,
-            0.0,
-            format!("exact, all {} workgroup sums", self.want.len() / 4),
-        ))
     }
 }

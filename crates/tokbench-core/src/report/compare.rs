@@ -10,12 +10,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use super::cost::{Cost, PriceBook};
+use super::cost::{Cost, CostTerms, PriceBook};
 use super::fleet::FleetStats;
-use super::identity::{HardwareGroup, WorkloadKey, node_label};
+use super::identity::{Fingerprint, HardwareGroup, WorkloadKey, node_label};
 use super::load::{Loaded, Skipped, Source};
 use crate::InputError;
-use crate::result::{Provenance, RunResult, Scope, TimingMethod, WorkloadResult};
+use crate::result::{AdapterInfo, Provenance, RunResult, Scope, TimingMethod, WorkloadResult};
 
 /// What nodes are ranked by.
 #[derive(
@@ -89,10 +89,15 @@ pub struct CompareReport {
     pub metric_requested: Option<Metric>,
     /// The prices used; null without a cost model.
     pub prices: Option<PriceBook>,
+    /// What the prices come to (energy price paid, run hours, PUE or provisioned power,
+    /// carbon intensity); null without a cost model.
+    pub cost_terms: Option<CostTerms>,
     /// Result documents read.
     pub results: usize,
     /// One entry per prefill or decode workload definition, prefill first.
     pub workloads: Vec<WorkloadComparison>,
+    /// Each result read: its node, hardware and when it ran (what a node card lists).
+    pub runs: Vec<RunRow>,
     /// Each result's measured peaks (the FMA and copy probes).
     pub probes: Vec<ProbeRow>,
     /// Files and lines that were not read, with why.
@@ -177,6 +182,23 @@ pub struct FleetGroup {
     pub stats: FleetStats,
     /// Nodes beyond the slow limit.
     pub slow_nodes: Vec<String>,
+}
+
+/// One result read: the node, its hardware and when it ran.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRow {
+    /// The node, as the entries name it.
+    pub node: String,
+    /// The file (":LINE" in a JSON-lines file); entries name their result by it.
+    pub source: String,
+    /// The adapter as the result records it, less its feature list and limits (empty here).
+    pub adapter: crate::result::AdapterInfo,
+    /// Digest of the hardware fingerprint (adapter, driver, CPU): equal on equal hardware.
+    pub fingerprint: String,
+    /// When the run started (RFC 3339, UTC).
+    pub started_at: String,
+    /// The tokbench that measured it.
+    pub tool: crate::result::ToolInfo,
 }
 
 /// One result's measured peaks.
@@ -271,13 +293,33 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
             })
         })
         .collect();
+    let runs = loaded
+        .results
+        .iter()
+        .zip(node_labels(loaded.results.iter().map(|s| &s.doc)))
+        .map(|(s, node)| RunRow {
+            node,
+            source: s.label.clone(),
+            adapter: AdapterInfo {
+                // Features and limits are long and say nothing a listing ranks by.
+                features: Vec::new(),
+                limits: BTreeMap::new(),
+                ..s.doc.adapter.clone()
+            },
+            fingerprint: Fingerprint::of(&s.doc).digest(),
+            started_at: s.doc.started_at.clone(),
+            tool: s.doc.tool.clone(),
+        })
+        .collect();
     Ok(CompareReport {
         report: "tokbench-compare",
         version: 1,
         metric_requested: options.metric,
         prices: options.prices.clone(),
+        cost_terms: options.prices.as_ref().map(PriceBook::terms),
         results: loaded.results.len(),
         workloads,
+        runs,
         probes,
         skipped: loaded.skipped.clone(),
     })
@@ -362,10 +404,11 @@ fn compare_workload(
     } else {
         Metric::TokensPerS
     });
+    // Energy from measured power needs comparable tokens/J; provisioned power does not.
     let energy_priced = options
         .prices
         .as_ref()
-        .is_some_and(PriceBook::prices_energy);
+        .is_some_and(|p| p.prices_energy() && p.energy_needs_power());
     let not_comparable = (!tpj_comparable).then(|| {
         let list: Vec<String> = classes
             .iter()
@@ -742,11 +785,7 @@ mod tests {
             rented("b", "GPU B", 0.01),
             rented("c", "GPU C", 0.01),
         ];
-        let price = |per_hour| HardwarePrice {
-            hardware_price: None,
-            lifetime_years: None,
-            rental_per_hour: Some(per_hour),
-        };
+        let price = HardwarePrice::rented;
         let prices = PriceBook {
             adapters: BTreeMap::from([("GPU A".into(), price(1.0)), ("GPU B".into(), price(4.0))]),
             ..Default::default()

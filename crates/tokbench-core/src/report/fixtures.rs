@@ -122,6 +122,8 @@ pub fn with_power(
         coverage: None,
         max_gap_s: None,
         cross_check_power_w: None,
+        telemetry: None,
+        sustain: None,
         warnings: Vec::new(),
     };
     let tokens = w.tokens.unwrap_or(0) as f64 * executions as f64;

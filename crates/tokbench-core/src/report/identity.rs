@@ -201,6 +201,20 @@ impl Fingerprint {
         }
     }
 
+    /// A short stable digest of the fields, "fnv1a64:" and 16 hex digits: two results with the
+    /// same digest ran on the same hardware and driver (FNV-1a: stable across builds and
+    /// platforms, unlike the standard library's hasher).
+    pub fn digest(&self) -> String {
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for (name, value) in &self.fields {
+            for byte in name.bytes().chain([0]).chain(value.bytes()).chain([0]) {
+                hash ^= u64::from(byte);
+                hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+            }
+        }
+        format!("fnv1a64:{hash:016x}")
+    }
+
     /// One entry per field that differs: "adapter.name: \"A\" (baseline) vs \"B\" (current)".
     pub fn differences(&self, current: &Self) -> Vec<String> {
         self.fields
@@ -253,6 +267,12 @@ mod tests {
         b.node.cpu_cores = 64;
         b.adapter.driver_info = "2.0".into();
         let d = Fingerprint::of(&a).differences(&Fingerprint::of(&b));
+        assert_ne!(Fingerprint::of(&a).digest(), Fingerprint::of(&b).digest());
+        assert_eq!(
+            Fingerprint::of(&a).digest(),
+            Fingerprint::of(&a.clone()).digest()
+        );
+        assert!(Fingerprint::of(&a).digest().starts_with("fnv1a64:"));
         assert_eq!(
             d,
             [

@@ -5,6 +5,7 @@
 //! Data flows one way: [`load`] reads documents (naming everything it skips), [`mod@compare`] and
 //! [`mod@check`] turn them into report values, [`export`] renders those.
 
+pub mod card;
 pub mod check;
 pub mod compare;
 pub mod cost;

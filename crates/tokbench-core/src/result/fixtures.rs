@@ -49,6 +49,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
                 min_samples: 10,
                 min_time_s: 1.0,
                 max_warmup_s: 5.0,
+                sustain_s: None,
             },
             model: Some(ModelPlan {
                 preset: "tiny".into(),

@@ -153,6 +153,10 @@ pub struct PowerSetup {
     /// A second source that cross-checks the first (sampled power beside a counter); null when
     /// there is none.
     pub cross_check_source: Option<String>,
+    /// Where device telemetry (clocks, temperature, throttling) is read, for example "nvml:
+    /// NVML device 0 (NVIDIA H100 80GB HBM3, 00000000:01:00.0)"; null where the platform has
+    /// none (a CPU adapter, or no NVML or amdgpu hwmon for the GPU).
+    pub telemetry_source: Option<String>,
 }
 
 /// One source considered for power.
@@ -208,8 +212,95 @@ pub struct PowerRecord {
     pub max_gap_s: Option<f64>,
     /// Average power from the cross-check source over the same window, in watts.
     pub cross_check_power_w: Option<f64>,
+    /// The device's clocks, temperature and throttling over the same window; null where the
+    /// platform has no telemetry.
+    pub telemetry: Option<Telemetry>,
+    /// Drift over a sustained window (`--sustain-s`): throughput and power of its first tenth
+    /// against its last; null when not asked for.
+    pub sustain: Option<Sustain>,
     /// Anything that makes the figure less trustworthy.
     pub warnings: Vec<String>,
+}
+
+/// How a workload held up over a sustained window (`--sustain-s`): its first tenth against its
+/// last, so a device that throttles after a while shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Sustain {
+    /// The wall time asked for, in seconds; the window is at least this long.
+    pub sustain_s: f64,
+    /// Median execution time of the first tenth of the samples, in seconds.
+    pub first_tenth_median_s: f64,
+    /// Median execution time of the last tenth of the samples, in seconds.
+    pub last_tenth_median_s: f64,
+    /// Relative change of throughput from the first tenth to the last:
+    /// first_tenth_median_s ÷ last_tenth_median_s − 1 (−0.2: the end ran 20% slower).
+    pub throughput_drift: f64,
+    /// Average power over the first tenth of the window, in watts; null without a measured
+    /// source (declared power does not drift).
+    pub first_tenth_power_w: Option<f64>,
+    /// Average power over the last tenth of the window, in watts; null as above.
+    pub last_tenth_power_w: Option<f64>,
+    /// Relative change of power from the first tenth to the last: last ÷ first − 1; null when
+    /// either is.
+    pub power_drift: Option<f64>,
+}
+
+/// Device telemetry over a measured window, read on the power sampler's schedule (and at the
+/// window's edges). Each figure is the minimum, mean and maximum of the readings in the
+/// window; a figure the platform does not give is null, never 0.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Telemetry {
+    /// Where it was read: "nvml" or "hwmon".
+    pub source: String,
+    /// Readings in the window.
+    pub samples: u64,
+    /// Shader clock, in MHz: NVML's SM clock, amdgpu's `freq1_input` (sclk).
+    pub sm_clock_mhz: Option<MinMeanMax>,
+    /// Memory clock, in MHz: NVML's memory clock, amdgpu's `freq2_input` (mclk).
+    pub memory_clock_mhz: Option<MinMeanMax>,
+    /// GPU temperature, in degrees Celsius: NVML's GPU sensor, amdgpu's `temp1_input` (edge).
+    pub temperature_c: Option<MinMeanMax>,
+    /// Power limit in force, in watts: NVML's enforced limit, amdgpu's `power1_cap`.
+    pub power_limit_w: Option<MinMeanMax>,
+    /// Performance state, 0 (fastest) to 15 (NVML's P-state).
+    pub pstate: Option<MinMeanMax>,
+    /// Every clock throttle reason seen in a reading, in NVML's terms ("gpu-idle",
+    /// "sw-power-cap", "hw-slowdown", "sync-boost", "sw-thermal-slowdown",
+    /// "hw-thermal-slowdown", "hw-power-brake-slowdown", "applications-clocks-setting",
+    /// "display-clock-setting"); empty when none was; null where the platform does not say.
+    pub throttle_reasons: Option<Vec<String>>,
+    /// Share of readings, 0 to 1, in which a reason that slows the clocks below what the
+    /// workload asks for was active (power cap, thermal or hardware slowdown, power brake, sync
+    /// boost); null where the platform does not say.
+    pub throttled_share: Option<f64>,
+}
+
+/// The smallest, mean and largest of a figure's readings, in the figure's unit.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MinMeanMax {
+    /// Smallest reading.
+    pub min: f64,
+    /// Mean of the readings.
+    pub mean: f64,
+    /// Largest reading.
+    pub max: f64,
+}
+
+impl MinMeanMax {
+    /// The spread of `values`; `None` when there are none (or any is not finite).
+    pub fn of(values: &[f64]) -> Option<Self> {
+        if values.is_empty() || values.iter().any(|v| !v.is_finite()) {
+            return None;
+        }
+        Some(Self {
+            min: values.iter().copied().fold(f64::INFINITY, f64::min),
+            mean: values.iter().sum::<f64>() / values.len() as f64,
+            max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        })
+    }
 }
 
 /// The adapter (GPU or software device) used, as wgpu reports it.
@@ -332,6 +423,10 @@ pub struct SamplePolicy {
     pub min_time_s: f64,
     /// Warm-up stops once per-iteration times plateau, or after this many seconds.
     pub max_warmup_s: f64,
+    /// And keep sampling for at least this many seconds of wall time (`--sustain-s`), recording
+    /// the drift between the window's first and last tenth (`power.sustain`); null when not
+    /// asked for.
+    pub sustain_s: Option<f64>,
 }
 
 /// One measured workload: a kernel at a shape, or (later) a prefill or decode phase.
@@ -496,6 +591,8 @@ impl PowerRecord {
             coverage: None,
             max_gap_s: None,
             cross_check_power_w: None,
+            telemetry: None,
+            sustain: None,
             warnings: Vec::new(),
         }
     }
@@ -516,6 +613,7 @@ impl PowerSetup {
             idle_power_w: None,
             idle_s: 0.0,
             cross_check_source: None,
+            telemetry_source: None,
         }
     }
 }
@@ -728,6 +826,14 @@ mod tests {
         assert!(!r.exceeds_peak && r.warning.is_none());
         let p: Probes = serde_json::from_str(r#"{"fma_gflops": 1.0, "copy_gbps": 2.0}"#).unwrap();
         assert_eq!(p.read_gbps, None);
+    }
+
+    #[test]
+    fn min_mean_max_of_readings() {
+        let s = MinMeanMax::of(&[1500.0, 1410.0, 1980.0, 1410.0]).unwrap();
+        assert_eq!((s.min, s.mean, s.max), (1410.0, 1575.0, 1980.0));
+        assert_eq!(MinMeanMax::of(&[]), None);
+        assert_eq!(MinMeanMax::of(&[1.0, f64::NAN]), None);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The one validator of a result document: every reader (`result::io::load` and `parse`, and
 //! the reports' loader through them) holds a document to the same rules, and every error names
-//! the field by its JSON path ("workloads[0].stats.samples_s[1]").
+//! the field by its JSON path (`workloads[0].stats.samples_s[1]`).
 //!
 //! Two kinds of rule, applied together by [`check`]:
 //! - over the whole JSON tree: every number finite and non-negative, unless its field is listed
@@ -16,7 +16,12 @@ use super::RunResult;
 
 /// Fields that may be negative: energy above idle can dip below zero in noise, and so can the
 /// tokens/J computed from it.
-pub const MAY_BE_NEGATIVE: &[&str] = &["dynamic_energy_j", "tokens_per_j_dynamic"];
+pub const MAY_BE_NEGATIVE: &[&str] = &[
+    "dynamic_energy_j",
+    "tokens_per_j_dynamic",
+    "throughput_drift",
+    "power_drift",
+];
 
 /// Checks every figure of `doc`; the error names the first bad field by its JSON path, with the
 /// workload's id when the field is in one.

@@ -116,6 +116,7 @@ pub(crate) fn ranking(r: &CompareReport, w: &WorkloadComparison) -> Grid {
         (tokens_per_j_header(w), Right),
     ]);
     let costs = cost_headers(r);
+    let carbon = r.prices.as_ref().is_some_and(|p| p.prices_carbon());
     for h in costs.iter().flatten() {
         g.column(h.clone(), Right);
     }
@@ -135,6 +136,9 @@ pub(crate) fn ranking(r: &CompareReport, w: &WorkloadComparison) -> Grid {
                 [c.energy_per_mtok, c.hardware_per_mtok, c.total_per_mtok]
                     .map(|v| Cell::figure(opt_num(v))),
             );
+            if carbon {
+                cells.push(Cell::figure(opt_num(c.carbon_g_per_mtok)));
+            }
         }
         cells.push(Cell::figure(e.relative_to_best.map_or("-".into(), pct)));
         let mut notes = Vec::new();
@@ -251,6 +255,11 @@ pub(crate) fn check(r: &CheckReport) -> Grid {
 /// out), figures in full precision, enum names as in the JSON. Cost columns only with prices.
 pub(crate) fn records(r: &CompareReport) -> Grid {
     let costed = r.prices.is_some();
+    let energy_basis = r
+        .cost_terms
+        .as_ref()
+        .map(|t| t.energy_basis.describe())
+        .unwrap_or_default();
     let mut g = Grid::new(
         &[
             "workload",
@@ -278,9 +287,13 @@ pub(crate) fn records(r: &CompareReport) -> Grid {
     );
     if costed {
         for h in [
+            "energy_kwh_per_mtok",
             "energy_cost_per_mtok",
             "hardware_cost_per_mtok",
             "cost_per_mtok",
+            "carbon_g_per_mtok",
+            "energy_basis",
+            "hardware_basis",
         ] {
             g.column(h, Left);
         }
@@ -290,7 +303,7 @@ pub(crate) fn records(r: &CompareReport) -> Grid {
     }
     for w in &r.workloads {
         for e in &w.entries {
-            g.push(entry_record(w, e, costed), false);
+            g.push(entry_record(w, e, costed, &energy_basis), false);
         }
         for x in &w.excluded {
             g.push(excluded_record(w, x, costed), false);
@@ -325,7 +338,7 @@ fn definition(w: &WorkloadComparison) -> Vec<Cell> {
     ]
 }
 
-fn entry_record(w: &WorkloadComparison, e: &Entry, costed: bool) -> Vec<Cell> {
+fn entry_record(w: &WorkloadComparison, e: &Entry, costed: bool, energy_basis: &str) -> Vec<Cell> {
     let mut cells = definition(w);
     cells.extend([
         Cell::figure(if e.rank.is_some() {
@@ -347,9 +360,17 @@ fn entry_record(w: &WorkloadComparison, e: &Entry, costed: bool) -> Vec<Cell> {
     if costed {
         let c = e.cost.clone().unwrap_or_default();
         cells.extend(
-            [c.energy_per_mtok, c.hardware_per_mtok, c.total_per_mtok]
-                .map(|v| Cell::figure(full(v))),
+            [
+                c.energy_kwh_per_mtok,
+                c.energy_per_mtok,
+                c.hardware_per_mtok,
+                c.total_per_mtok,
+                c.carbon_g_per_mtok,
+            ]
+            .map(|v| Cell::figure(full(v))),
         );
+        cells.push(Cell::figure(energy_basis));
+        cells.push(Cell::text(c.hardware_basis.unwrap_or_default()));
     }
     cells.extend([
         Cell::figure(full(e.relative_to_best)),
@@ -364,7 +385,7 @@ fn excluded_record(w: &WorkloadComparison, x: &Excluded, costed: bool) -> Vec<Ce
     let mut cells = definition(w);
     cells.extend([Cell::figure("excluded"), Cell::empty(), Cell::text(&x.node)]);
     // adapter .. power_provenance, and the cost columns, are empty for a result left out.
-    let empty = 8 + if costed { 3 } else { 0 };
+    let empty = 8 + if costed { 7 } else { 0 };
     cells.extend(std::iter::repeat_n(Cell::empty(), empty));
     cells.extend([
         Cell::empty(),

@@ -60,7 +60,8 @@ fn render(h: &mut String, g: &Grid) {
     h.push_str("</table>\n");
 }
 
-const STYLE: &str = "\
+/// The style sheet every tokbench HTML page shares.
+pub(crate) const STYLE: &str = "\
 body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:72rem;padding:0 1rem;color:#222}\
 table{border-collapse:collapse;margin:.5rem 0 1rem}\
 th,td{border:1px solid #ccc;padding:.25rem .5rem;text-align:left}\
@@ -137,16 +138,21 @@ fn workload(h: &mut String, r: &CompareReport, w: &WorkloadComparison) -> anyhow
     }
 
     h.push_str("<div class=\"charts\">\n");
-    let tps: Vec<(&Entry, f64)> = w.entries.iter().map(|e| (e, e.tokens_per_s)).collect();
+    let bar = |e: &Entry, v: f64| Bar {
+        label: e.node.clone(),
+        value: v,
+        flagged: e.slow,
+    };
+    let tps: Vec<Bar> = w.entries.iter().map(|e| bar(e, e.tokens_per_s)).collect();
     h.push_str(&bar_chart(
         "tokens/s per node",
         &tps,
         RGBColor(70, 110, 180),
     )?);
-    let tpj: Vec<(&Entry, f64)> = w
+    let tpj: Vec<Bar> = w
         .entries
         .iter()
-        .filter_map(|e| e.tokens_per_j.map(|v| (e, v)))
+        .filter_map(|e| e.tokens_per_j.map(|v| bar(e, v)))
         .collect();
     if !tpj.is_empty() {
         let title = if w.tokens_per_j_comparable {
@@ -193,28 +199,57 @@ fn axis_num(x: f64) -> String {
     }
 }
 
-/// Longest node label drawn in a chart; the tables carry the full names.
+/// Longest label drawn in a chart; the tables carry the full names.
 const LABEL_CHARS: usize = 28;
 
-/// A horizontal bar per node, best first at the top; slow nodes in red. Plotters' SVG backend
+/// One bar of a chart.
+pub(crate) struct Bar {
+    /// What the bar is (a node, a workload): untrusted text, cut to [`LABEL_CHARS`].
+    pub label: String,
+    /// Its length.
+    pub value: f64,
+    /// Drawn in red (a slow node).
+    pub flagged: bool,
+}
+
+/// `label` cleaned and cut to [`LABEL_CHARS`].
+fn short(label: &str) -> String {
+    let label = clean(label);
+    if label.chars().count() > LABEL_CHARS {
+        label.chars().take(LABEL_CHARS - 1).collect::<String>() + "…"
+    } else {
+        label
+    }
+}
+
+/// A horizontal bar per entry, the first at the top; flagged ones in red. Plotters' SVG backend
 /// escapes the labels it writes.
-fn bar_chart(title: &str, bars: &[(&Entry, f64)], color: RGBColor) -> anyhow::Result<String> {
-    let n = bars.len();
-    let labels: Vec<String> = bars
+pub(crate) fn bar_chart(title: &str, bars: &[Bar], color: RGBColor) -> anyhow::Result<String> {
+    let stacked: Vec<(String, Vec<f64>, bool)> = bars
         .iter()
-        .rev()
-        .map(|(e, _)| {
-            let label = clean(&e.node);
-            if label.chars().count() > LABEL_CHARS {
-                label.chars().take(LABEL_CHARS - 1).collect::<String>() + "…"
-            } else {
-                label
-            }
-        })
+        .map(|b| (b.label.clone(), vec![b.value], b.flagged))
         .collect();
-    let max = bars.iter().map(|(_, v)| *v).fold(0.0, f64::max);
-    let x_max = if max > 0.0 { max * 1.1 } else { 1.0 };
-    let height = 70 + 26 * n as u32;
+    stacked_chart(title, &stacked, &[("", color)])
+}
+
+/// Horizontal bars made of parts laid end to end (energy then hardware cost), one colour per
+/// part, with a legend when the parts are named; the first row at the top.
+pub(crate) fn stacked_chart(
+    title: &str,
+    rows: &[(String, Vec<f64>, bool)],
+    parts: &[(&str, RGBColor)],
+) -> anyhow::Result<String> {
+    let n = rows.len();
+    let labels: Vec<String> = rows.iter().rev().map(|(l, _, _)| short(l)).collect();
+    let max = rows
+        .iter()
+        .map(|(_, v, _)| v.iter().sum::<f64>())
+        .fold(0.0, f64::max);
+    let legend = parts.iter().any(|(name, _)| !name.is_empty());
+    // Room on the right for the legend, so no bar runs under it.
+    let headroom = if legend { 1.45 } else { 1.1 };
+    let x_max = if max > 0.0 { max * headroom } else { 1.0 };
+    let height = 70 + 26 * n.max(2) as u32 + if legend { 24 } else { 0 };
     let mut svg = String::new();
     {
         let chart_err = |e: &dyn std::fmt::Display| anyhow!("drawing the chart {title:?}: {e}");
@@ -226,10 +261,13 @@ fn bar_chart(title: &str, bars: &[(&Entry, f64)], color: RGBColor) -> anyhow::Re
             .x_label_area_size(28)
             .y_label_area_size(190)
             // An integer range is inclusive here: 0..n-1 gives n segments.
-            .build_cartesian_2d(0.0..x_max, (0..n.saturating_sub(1)).into_segmented())
+            // One bar still needs a range that is not empty: 0..1, its segment and one above.
+            .build_cartesian_2d(0.0..x_max, (0..n.saturating_sub(1).max(1)).into_segmented())
             .map_err(|e| chart_err(&e))?;
         chart
             .configure_mesh()
+            // A fixed size: plotters' default scales with the chart, unreadable on short ones.
+            .label_style(("sans-serif", 12))
             .disable_y_mesh()
             .max_light_lines(1)
             .y_labels(n)
@@ -242,20 +280,44 @@ fn bar_chart(title: &str, bars: &[(&Entry, f64)], color: RGBColor) -> anyhow::Re
             .draw()
             .map_err(|e| chart_err(&e))?;
         let slow_color = RGBColor(200, 60, 60);
-        chart
-            .draw_series(bars.iter().rev().enumerate().map(|(i, (e, v))| {
-                let fill = if e.slow { slow_color } else { color };
-                let mut bar = Rectangle::new(
-                    [
-                        (0.0, SegmentValue::Exact(i)),
-                        (*v, SegmentValue::Exact(i + 1)),
-                    ],
-                    fill.filled(),
-                );
-                bar.set_margin(3, 3, 0, 0);
-                bar
-            }))
-            .map_err(|e| chart_err(&e))?;
+        for (p, (name, color)) in parts.iter().enumerate() {
+            let series = chart
+                .draw_series(
+                    rows.iter()
+                        .rev()
+                        .enumerate()
+                        .map(|(i, (_, values, flagged))| {
+                            let start: f64 = values.iter().take(p).sum();
+                            let end = start + values.get(p).copied().unwrap_or(0.0);
+                            let fill = if *flagged { slow_color } else { *color };
+                            let mut bar = Rectangle::new(
+                                [
+                                    (start, SegmentValue::Exact(i)),
+                                    (end, SegmentValue::Exact(i + 1)),
+                                ],
+                                fill.filled(),
+                            );
+                            bar.set_margin(3, 3, 0, 0);
+                            bar
+                        }),
+                )
+                .map_err(|e| chart_err(&e))?;
+            if !name.is_empty() {
+                let c = *color;
+                series.label(*name).legend(move |(x, y)| {
+                    Rectangle::new([(x, y - 5), (x + 10, y + 5)], c.filled())
+                });
+            }
+        }
+        if legend {
+            chart
+                .configure_series_labels()
+                .position(SeriesLabelPosition::UpperRight)
+                .background_style(WHITE.mix(0.8))
+                .border_style(BLACK.mix(0.3))
+                .draw()
+                .map_err(|e| chart_err(&e))?;
+        }
         root.present().map_err(|e| chart_err(&e))?;
     }
     Ok(svg + "\n")

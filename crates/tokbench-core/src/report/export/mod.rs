@@ -5,8 +5,9 @@
 //! in theirs, and spreadsheet formulas are defused in CSV.
 
 mod bmf;
+mod card;
 mod csv;
-mod grid;
+pub(crate) mod grid;
 mod html;
 mod json;
 mod markdown;
@@ -17,6 +18,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 
+use super::card::cards;
 use super::check::CheckReport;
 use super::compare::CompareReport;
 use crate::InputError;
@@ -46,6 +48,9 @@ pub enum CompareFormat {
     Json,
     /// One self-contained HTML file with SVG charts.
     Html,
+    /// A node card per result: JSON (schema/card-v1.schema.json), or an HTML page with its
+    /// charts when --out ends in .html.
+    Card,
 }
 
 /// Formats of `tokbench check`.
@@ -81,8 +86,27 @@ impl CompareFormat {
             Self::Csv => csv::compare(report)?,
             Self::Json => json::render(report)?,
             Self::Html => html::compare(report)?,
+            Self::Card => card::json(&cards(report, &now()))?,
         })
     }
+
+    /// The report in this format for `out`: like [`Self::render`], except that a card for a
+    /// path ending in `.html` or `.htm` is the HTML page.
+    pub fn render_for(self, report: &CompareReport, out: Option<&Path>) -> anyhow::Result<String> {
+        let html = out
+            .and_then(|p| p.extension())
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "html" | "htm"));
+        match self {
+            Self::Card if html => card::html(&cards(report, &now())),
+            _ => self.render(report),
+        }
+    }
+}
+
+/// Now, as cards date their estimates: RFC 3339, UTC, whole seconds.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 impl CheckFormat {
@@ -124,9 +148,11 @@ pub fn clean(text: &str) -> String {
     out
 }
 
-/// "prices: 0.3 EUR/kWh; hardware prices for 2 nodes and 1 adapter" — the cost model in words.
+/// "cost model: energy 0.3 EUR/kWh; facility power: measured power × PUE 1; hardware ..." —
+/// the cost model in words, saying which power every cost used.
 pub(crate) fn prices_line(report: &CompareReport) -> Option<String> {
     let p = report.prices.as_ref()?;
+    let terms = report.cost_terms.as_ref()?;
     let currency = report.currency();
     let unit = if currency.is_empty() {
         String::new()
@@ -134,34 +160,84 @@ pub(crate) fn prices_line(report: &CompareReport) -> Option<String> {
         format!(" {currency}")
     };
     let mut parts = Vec::new();
-    if let Some(kwh) = p.price_kwh {
-        parts.push(format!("energy {kwh}{unit}/kWh"));
+    if let Some(kwh) = terms.energy_price_paid_kwh {
+        if p.time_of_use.is_empty() {
+            parts.push(format!("energy {kwh}{unit}/kWh"));
+        } else {
+            parts.push(format!(
+                "energy {}{unit}/kWh paid (time-of-use prices over the run hours)",
+                num(kwh)
+            ));
+        }
+    }
+    if p.prices_energy() || p.prices_carbon() {
+        parts.push(format!("facility power: {}", terms.energy_basis.describe()));
+    }
+    let partial_day = terms.run_hours_per_day < crate::units::HOURS_PER_DAY;
+    if partial_day {
+        let ranges: Vec<String> = terms
+            .run_hours
+            .iter()
+            .map(|[a, b]| format!("{a}-{b}"))
+            .collect();
+        parts.push(format!(
+            "run hours {} ({} h a day)",
+            ranges.join(","),
+            terms.run_hours_per_day
+        ));
     }
     if p.prices_hardware() {
+        let busy = if partial_day {
+            format!(
+                "paid around the clock, busy {} h a day",
+                terms.run_hours_per_day
+            )
+        } else {
+            "busy around the clock".to_string()
+        };
+        let tier = p
+            .default_tier
+            .as_ref()
+            .map(|t| format!(", tier {t} for the other nodes"))
+            .unwrap_or_default();
         parts.push(format!(
-            "hardware prices for {} node(s) and {} adapter(s) (purchases spread over their \
-             lifetime, busy around the clock)",
+            "hardware prices for {} node(s) and {} adapter(s){tier} (purchases spread over \
+             their lifetime, {busy})",
             p.nodes.len(),
             p.adapters.len()
+        ));
+    }
+    if let (Some(c), Some(g)) = (&p.carbon, terms.carbon_g_per_kwh) {
+        parts.push(format!(
+            "carbon {} gCO2e/kWh ({} green supply at {} g, grid at {} g)",
+            num(g),
+            crate::units::pct(c.green_share),
+            c.green_g_per_kwh,
+            c.grid_g_per_kwh
         ));
     }
     Some(format!("cost model: {}", parts.join("; ")))
 }
 
-/// Column headers of the cost columns, with the currency.
-pub(crate) fn cost_headers(report: &CompareReport) -> Option<[String; 3]> {
-    report.prices.as_ref()?;
+/// Column headers of the cost columns, with the currency; the carbon column with a carbon
+/// intensity. `None` without a cost model.
+pub(crate) fn cost_headers(report: &CompareReport) -> Option<Vec<String>> {
+    let prices = report.prices.as_ref()?;
     let c = report.currency();
     let unit = if c.is_empty() {
         String::new()
     } else {
         format!(" ({c})")
     };
-    Some([
+    let mut headers = vec![
         format!("energy/Mtok{unit}"),
         format!("hardware/Mtok{unit}"),
         format!("cost/Mtok{unit}"),
-    ])
+    ];
+    if prices.prices_carbon() {
+        headers.push("gCO2e/Mtok".into());
+    }
+    Some(headers)
 }
 
 /// How the rule of `check` reads in one sentence.

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::{CheckFormat, CompareFormat};
 use crate::report::check::{CheckMetric, CheckOptions, check};
 use crate::report::compare::{CompareOptions, compare};
-use crate::report::cost::{HardwarePrice, PriceBook};
+use crate::report::cost::{Carbon, HardwarePrice, PriceBook};
 use crate::report::fixtures::{self, decode, jittered, prefill, with_power};
 use crate::report::load::{Loaded, Skipped, Source};
 use crate::result::{Provenance, RunResult, Scope};
@@ -33,7 +33,7 @@ fn source(doc: RunResult) -> Source {
 }
 
 /// Seven nodes: five alike on GPU A (one of them slow), one on GPU B, one whose decode figure
-/// is from a wall meter, one invalid; costs in EUR.
+/// is from a wall meter, one invalid; costs in EUR at a PUE of 1.2, with carbon.
 fn fleet() -> (Loaded, CompareOptions) {
     let node = |host: &str, adapter: &str, prefill_s: f64, decode_s: f64, watts: f64, seed: u64| {
         let p = prefill(512, &jittered(prefill_s, 0.01, 10, seed));
@@ -68,19 +68,20 @@ fn fleet() -> (Loaded, CompareOptions) {
             reason: "schema_version 0 is not supported (this tokbench reads 1)".into(),
         }],
     };
-    let price = |hardware_price, lifetime_years, rental_per_hour| HardwarePrice {
-        hardware_price,
-        lifetime_years,
-        rental_per_hour,
-    };
     let prices = PriceBook {
         currency: Some("EUR".into()),
         price_kwh: Some(0.3),
-        nodes: BTreeMap::new(),
         adapters: BTreeMap::from([
-            ("GPU A".into(), price(None, None, Some(2.0))),
-            ("GPU B".into(), price(Some(20_000.0), Some(4.0), None)),
+            ("GPU A".into(), HardwarePrice::rented(2.0)),
+            ("GPU B".into(), HardwarePrice::bought(20_000.0, 4.0)),
         ]),
+        pue: Some(1.2),
+        carbon: Some(Carbon {
+            grid_g_per_kwh: 400.0,
+            green_g_per_kwh: 20.0,
+            green_share: 0.35,
+        }),
+        ..Default::default()
     };
     let options = CompareOptions {
         metric: None,
@@ -102,6 +103,15 @@ fn compare_in_every_format() {
     ] {
         assert_snapshot(name, &format.render(&report).unwrap());
     }
+}
+
+#[test]
+fn card_in_both_formats() {
+    let (loaded, options) = fleet();
+    let report = compare(&loaded, &options).unwrap();
+    let cards = crate::report::card::cards(&report, "2026-12-01T12:00:00Z");
+    assert_snapshot("card.json", &super::card::json(&cards).unwrap());
+    assert_snapshot("card.html", &super::card::html(&cards).unwrap());
 }
 
 #[test]
