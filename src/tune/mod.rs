@@ -33,7 +33,7 @@ pub enum Effort {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trial {
     /// Which kernel: "product", "gemv", "prefill-attention", "decode-attention",
-    /// "decode-split-d<depth>", "rope", "swiglu" or "norm".
+    /// `decode-split-d{depth}`, "rope", "swiglu" or "norm".
     pub kernel: String,
     /// The candidate, as JSON.
     pub candidate: String,

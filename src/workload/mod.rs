@@ -35,7 +35,7 @@ pub type Progress<'a> = &'a mut dyn FnMut(Stage);
 
 /// What one execution of a workload is, known without a device: the result's identity and
 /// the work it counts. The runner turns it, the measured samples and the check into a
-/// [`WorkloadResult`].
+/// [`WorkloadResult`](crate::result::WorkloadResult).
 #[derive(Debug, Clone)]
 pub struct Description {
     /// Stable identifier, the same on every node for the same definition.
