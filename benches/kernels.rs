@@ -108,8 +108,13 @@ fn bench_kernels() {
             head_dim: shape.head_dim,
             cache_len: len,
         };
-        let kernel = DecodeAttention::new(ctx, heads, config.wg, config.decode_split_len)
-            .expect("decode attention");
+        let kernel = DecodeAttention::new(
+            ctx,
+            heads,
+            config.decode_attention_wg(),
+            config.decode_split_len,
+        )
+        .expect("decode attention");
         let qkv = ctx
             .storage_with(
                 "qkv",

@@ -39,6 +39,7 @@ fn main() {
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),
         math: Default::default(),
+        cpu_cache_bytes: tokbench::node::largest_cpu_cache_bytes(std::path::Path::new("/sys")),
     };
     let planned = plan::plan(Device::Gpu(ctx), &request, &mut |m| {
         eprintln!("tokbench bench: {m}")
@@ -96,7 +97,7 @@ fn main() {
         model: Some(planned.plan),
         kernel_config: Some(planned.config),
         kernel_config_source: Some(planned.config_source),
-        notes: Vec::new(),
+        ..Default::default()
     };
     // Power as `tokbench run` measures it by default: the best source for this adapter.
     let mut meter = PowerMeter::open(

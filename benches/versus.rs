@@ -93,7 +93,7 @@ fn median_s(work: &dyn PassRecorder, runs: u32) -> f64 {
 }
 
 /// The launch of a case, its FLOPs and its bytes.
-fn setup(shape: &Shape, config: KernelConfig) -> (Dispatch, f64, f64) {
+fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
     let ctx = ctx();
     match *shape {
         Shape::Product(m, n, k, dtype) => {
@@ -162,7 +162,7 @@ fn main() {
             eprintln!("{}: skipped, adapter has no SHADER_F16", case.label);
             continue;
         }
-        let (d, flops, bytes) = setup(&case.shape, config);
+        let (d, flops, bytes) = setup(&case.shape, &config);
         group.throughput(Throughput::Elements(flops as u64));
         group.bench_function(case.label, |b| b.iter_custom(|iters| gpu_time(&d, iters)));
         let t = median_s(&d, 5);

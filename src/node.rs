@@ -31,6 +31,37 @@ pub fn hostname() -> String {
     sysinfo::System::host_name().unwrap_or_else(|| "unknown".into())
 }
 
+/// The largest CPU cache the kernel reports for cpu0 (`devices/system/cpu/cpu0/cache/index*/size`
+/// under `sys_root`, for example "491520K"): the last-level cache a CPU adapter's working set
+/// must leave to be timed from memory. `None` when sysfs says nothing.
+pub fn largest_cpu_cache_bytes(sys_root: &std::path::Path) -> Option<u64> {
+    let dir = sys_root.join("devices/system/cpu/cpu0/cache");
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("index"))
+        .filter_map(|e| std::fs::read_to_string(e.path().join("size")).ok())
+        .filter_map(|text| parse_cache_size(text.trim()))
+        .max()
+}
+
+/// "48K", "2048K", "32M", "1G" or plain bytes.
+fn parse_cache_size(text: &str) -> Option<u64> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: u64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" => 1,
+        "K" | "k" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        _ => return None,
+    };
+    Some(n * scale)
+}
+
 /// The scheduler slot this process runs in, from its environment: Slurm's own variables, or,
 /// under Kubernetes, the downward-API variables `deploy/k8s/` sets (TOKBENCH_NODE_NAME,
 /// TOKBENCH_POD_NAME, TOKBENCH_POD_NAMESPACE) and the Indexed Job's JOB_COMPLETION_INDEX.
@@ -60,6 +91,26 @@ pub fn placement(env: impl Fn(&str) -> Option<String>) -> Option<Placement> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_cpu_cache_is_read_from_sysfs() {
+        let root = tempfile::tempdir().unwrap();
+        assert_eq!(largest_cpu_cache_bytes(root.path()), None);
+        let cache = root.path().join("devices/system/cpu/cpu0/cache");
+        for (index, size) in [
+            ("index0", "48K"),
+            ("index2", "2048K"),
+            ("index3", "491520K"),
+        ] {
+            std::fs::create_dir_all(cache.join(index)).unwrap();
+            std::fs::write(cache.join(index).join("size"), format!("{size}\n")).unwrap();
+        }
+        std::fs::create_dir_all(cache.join("uevent")).unwrap();
+        assert_eq!(largest_cpu_cache_bytes(root.path()), Some(491_520 << 10));
+        assert_eq!(parse_cache_size("32M"), Some(32 << 20));
+        assert_eq!(parse_cache_size("lots"), None);
+    }
     use std::collections::HashMap;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

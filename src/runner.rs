@@ -19,8 +19,8 @@ use crate::power::PowerMeter;
 use crate::result::io::{Destination, ResultWriter};
 use crate::result::{Correctness, WorkloadKind};
 use crate::result::{
-    ModelPlan, PlanRecord, PowerSetup, Probes, Repetition, Roofline, RunResult, SCHEMA_VERSION,
-    SamplePolicy, ToolInfo, WorkloadResult,
+    DeviceDefault, ModelPlan, PlanRecord, PowerSetup, Probes, Repetition, Roofline, RunResult,
+    SCHEMA_VERSION, SamplePolicy, ToolInfo, WorkloadResult,
 };
 use crate::stats;
 use crate::workload::{Description, Stage, Workload};
@@ -38,6 +38,10 @@ pub struct Planned {
     pub kernel_config_source: Option<String>,
     /// Lines for the user before the run starts.
     pub notes: Vec<String>,
+    /// Settings chosen for the device because the user gave none, for the plan record.
+    pub device_defaults: Vec<DeviceDefault>,
+    /// Warnings about the adapter chosen, for the plan record.
+    pub adapter_warnings: Vec<String>,
 }
 
 /// How to run.
@@ -122,6 +126,8 @@ pub fn run(
             sampling: spec.policy,
             model: planned.model,
             repetitions,
+            device_defaults: planned.device_defaults,
+            adapter_warnings: planned.adapter_warnings,
         },
         kernel_config: planned.kernel_config,
         kernel_config_source: planned.kernel_config_source,
@@ -350,6 +356,7 @@ struct PeakTracker {
     fma_gflops: Option<f64>,
     copy_gbps: Option<f64>,
     matrix_gflops: Option<f64>,
+    read_gbps: Option<f64>,
 }
 
 impl PeakTracker {
@@ -359,26 +366,32 @@ impl PeakTracker {
                 self.fma_gflops = Some(result.achieved_gflops)
             }
             WorkloadKind::ProbeCopy if result.valid => self.copy_gbps = Some(result.achieved_gbps),
+            WorkloadKind::ProbeRead if result.valid => self.read_gbps = Some(result.achieved_gbps),
             WorkloadKind::ProbeMatrix if result.valid => {
                 self.matrix_gflops = Some(result.achieved_gflops)
             }
             _ => {
                 // Compute shares are against the peak of the math the workload used.
                 let coop = result.math.as_ref().is_some_and(|m| m.tier.is_coop());
-                let peak = if coop {
-                    self.matrix_gflops
+                let compute = if coop {
+                    self.matrix_gflops.map(|g| ("probe-matrix", g))
                 } else {
-                    self.fma_gflops
+                    self.fma_gflops.map(|g| ("probe-fma", g))
                 };
                 if let Some(math) = result.math.as_mut() {
-                    math.peak_gflops = peak;
+                    math.peak_gflops = compute.map(|(_, g)| g);
                 }
-                if let (Some(peak), Some(gbps)) = (peak, self.copy_gbps) {
-                    result.roofline = Some(Roofline::against(
-                        result.achieved_gflops,
-                        result.achieved_gbps,
-                        peak,
-                        gbps,
+                // Decode mostly reads (weights, KV cache): a copy, which also writes, does not
+                // bound it, so its share is against the read probe where that ran.
+                let bandwidth = match (result.kind, self.read_gbps) {
+                    (WorkloadKind::Decode, Some(read)) => Some(("probe-read", read)),
+                    _ => self.copy_gbps.map(|g| ("probe-copy", g)),
+                };
+                if let (Some(compute), Some(bandwidth)) = (compute, bandwidth) {
+                    result.roofline = Some(Roofline::new(
+                        (result.achieved_gflops, result.achieved_gbps),
+                        compute,
+                        bandwidth,
                     ));
                 }
             }
@@ -390,6 +403,7 @@ impl PeakTracker {
             fma_gflops: self.fma_gflops?,
             copy_gbps: self.copy_gbps?,
             matrix_gflops: self.matrix_gflops,
+            read_gbps: self.read_gbps,
         })
     }
 }

@@ -221,10 +221,20 @@ fn run_tiny_measures_tokens_against_the_probes() {
     let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.name()).collect();
     assert_eq!(
         kinds,
-        ["probe-fma", "probe-copy", "prefill", "decode", "decode"]
+        [
+            "probe-fma",
+            "probe-copy",
+            "probe-read",
+            "prefill",
+            "decode",
+            "decode"
+        ]
     );
     let probes = doc.probes.expect("probes recorded");
     assert!(probes.fma_gflops > 0.0 && probes.copy_gbps > 0.0);
+    let read_gbps = probes.read_gbps.expect("read probe recorded");
+    assert!(read_gbps > 0.0);
+    assert!(doc.workloads[2].valid, "{:?}", doc.workloads[2].correctness);
     let plan = doc.plan.model.as_ref().expect("model plan");
     assert_eq!(
         (
@@ -235,7 +245,7 @@ fn run_tiny_measures_tokens_against_the_probes() {
         ),
         ("tiny", 2, 33, vec![7, 40])
     );
-    for w in &doc.workloads[2..] {
+    for w in &doc.workloads[3..] {
         assert!(w.valid, "{}: {:?}", w.id, w.correctness);
         let tokens = w.tokens.unwrap();
         assert_eq!(
@@ -248,12 +258,24 @@ fn run_tiny_measures_tokens_against_the_probes() {
         );
         let tps = w.tokens_per_s.unwrap();
         assert!((tps - tokens as f64 / w.stats.median_s).abs() < 1e-9 * tps);
-        let roof = w.roofline.unwrap();
-        assert!((roof.bandwidth_share - w.achieved_gbps / probes.copy_gbps).abs() < 1e-12);
+        let roof = w.roofline.as_ref().unwrap();
+        // Decode mostly reads: its share is against the read probe; prefill's against the copy.
+        let (probe, peak) = if w.kind == tokbench::result::WorkloadKind::Decode {
+            ("probe-read", read_gbps)
+        } else {
+            ("probe-copy", probes.copy_gbps)
+        };
+        assert_eq!(roof.bandwidth_probe, probe, "{}", w.id);
+        assert!((roof.bandwidth_share - w.achieved_gbps / peak).abs() < 1e-12);
+        assert_eq!(roof.exceeds_peak, roof.warning.is_some());
+        assert_eq!(
+            roof.exceeds_peak,
+            roof.bandwidth_share > 1.05 || roof.compute_share > 1.05
+        );
         assert_eq!(w.model.unwrap().d_model, 96);
     }
-    assert_eq!(doc.workloads[3].depth, Some(7));
-    assert_eq!(doc.workloads[4].depth, Some(40));
+    assert_eq!(doc.workloads[4].depth, Some(7));
+    assert_eq!(doc.workloads[5].depth, Some(40));
     assert!(doc.kernel_config.is_some());
 }
 
@@ -368,11 +390,16 @@ fn tune_caches_a_winner_that_run_then_uses() {
     let dir = tempfile::tempdir().unwrap();
     let cache = dir.path().join("tune.json");
     let cache_arg = cache.to_str().unwrap();
+    // Tuning is at the run's shapes: tune for the run below (decode at depth 4).
     let out = tokbench(&[
         "tune",
         "--quick",
         "--preset",
         "tiny",
+        "--phase",
+        "decode",
+        "--depth",
+        "4",
         "--tune-cache",
         cache_arg,
     ]);

@@ -37,10 +37,13 @@ pub(super) fn run_workloads(
     let mock = common
         .mock_device
         .map(|mode| MockDevice::new(mode, timeout));
+    let mut adapter_warnings = Vec::new();
     let device = match &mock {
         Some(mock) => Device::Mock(mock),
         None => {
             let mut ctx = GpuContext::open(&common.selector())?;
+            adapter_warnings =
+                check_adapter(&ctx, &common.host, &common.power.sysfs_root, common.backend)?;
             ctx.wait_timeout = Some(timeout);
             if common.checked_shaders {
                 ctx.shader_checks = ShaderChecks::Checked;
@@ -50,10 +53,13 @@ pub(super) fn run_workloads(
             Device::Gpu(Box::leak(Box::new(ctx)))
         }
     };
-    let planned = plan(device)?;
+    let mut planned = plan(device)?;
+    let (policy, chosen) = common.policy(&device.facts());
+    planned.device_defaults.extend(chosen);
+    planned.adapter_warnings.extend(adapter_warnings);
     let spec = RunSpec {
         command: command.into(),
-        policy: common.policy(),
+        policy,
         repetitions: common.repeat,
         destination: common.destination(),
         stop: Some(super::signals::stop_flag()),
@@ -67,20 +73,16 @@ pub(super) fn run_workloads(
         &mut ProgressBars::default(),
     )?;
     let doc = &outcome.document;
+    let mut report = vec![table::workloads(doc).to_string()];
+    report.extend(table::roofline_warnings(doc));
+    report.extend(table::math_ratios(doc));
+    report.push(format!("result: {}", outcome.path.display()));
     if common.jsonl {
         // stdout carries only the document; people read the table on stderr.
-        eprintln!("{}", table::workloads(doc));
-        for line in table::math_ratios(doc) {
-            eprintln!("{line}");
-        }
-        eprintln!("result: {}", outcome.path.display());
+        eprintln!("{}", report.join("\n"));
         println!("{}", serde_json::to_string(doc)?);
     } else {
-        println!("{}", table::workloads(doc));
-        for line in table::math_ratios(doc) {
-            println!("{line}");
-        }
-        println!("result: {}", outcome.path.display());
+        println!("{}", report.join("\n"));
     }
     let invalid: Vec<&str> = doc
         .workloads
@@ -107,10 +109,61 @@ pub(super) fn run_workloads(
     }
 }
 
+/// Says loudly when the adapter chosen is not what the host could run on (a CPU adapter while
+/// a GPU wgpu cannot see is in the machine, or a GL fallback), and refuses a CPU adapter under
+/// `--require-gpu` (exit 2, before anything is measured).
+pub(super) fn check_adapter(
+    ctx: &GpuContext,
+    host: &super::HostArgs,
+    sysfs_root: &Path,
+    backend: Option<crate::gpu::BackendChoice>,
+) -> anyhow::Result<Vec<String>> {
+    let gpus = crate::gpu::host_gpus(sysfs_root, &host.dev_root);
+    let advice = crate::gpu::advise(
+        &ctx.info,
+        &gpus,
+        backend == Some(crate::gpu::BackendChoice::Gl),
+    );
+    for warning in &advice.warnings {
+        eprintln!("tokbench: WARNING: {warning}");
+    }
+    if host.require_gpu && advice.cpu_adapter {
+        let why = match gpus.first() {
+            Some(gpu) => format!(
+                "the GPU at {} ({}) has no Vulkan driver wgpu can load; install {}",
+                gpu.found_at, gpu.driver, gpu.vulkan_driver
+            ),
+            None => "no GPU was found on this machine".into(),
+        };
+        return Err(crate::InputError::new(format!(
+            "--require-gpu: the adapter chosen, {:?}, is a CPU adapter: {why}",
+            ctx.info.name
+        ))
+        .into());
+    }
+    Ok(advice.warnings)
+}
+
+/// The progress line of one workload: what it is doing, how far, how long it has taken and how
+/// long the current stage has left (indicatif's estimate from the rate so far).
+const PROGRESS_TEMPLATE: &str = "{prefix} [{bar:30}] {pos}/{len} {msg} {elapsed} (eta {eta})";
+
+/// A workload's progress bar drawing to `target`.
+fn workload_bar(target: indicatif::ProgressDrawTarget) -> ProgressBar {
+    ProgressBar::with_draw_target(Some(0), target).with_style(
+        ProgressStyle::with_template(PROGRESS_TEMPLATE)
+            .expect("static template")
+            .progress_chars("=> "),
+    )
+}
+
 /// One progress bar per workload on stderr (hidden when stderr is not a terminal).
 #[derive(Default)]
 struct ProgressBars {
     bar: Option<ProgressBar>,
+    /// The kind of the last stage shown: a new kind restarts the ETA (uploads count MiB,
+    /// sampling counts samples).
+    last_stage: Option<std::mem::Discriminant<Stage>>,
 }
 
 impl Observer for ProgressBars {
@@ -136,11 +189,7 @@ impl Observer for ProgressBars {
         repetition: u32,
         repetitions: u32,
     ) {
-        let bar = ProgressBar::new(0).with_style(
-            ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} {elapsed}")
-                .expect("static template")
-                .progress_chars("=> "),
-        );
+        let bar = workload_bar(indicatif::ProgressDrawTarget::stderr());
         let round = if repetitions > 1 {
             format!(" (repetition {}/{repetitions})", repetition + 1)
         } else {
@@ -148,6 +197,7 @@ impl Observer for ProgressBars {
         };
         bar.set_prefix(format!("[{}/{total}] {id}{round}", index + 1));
         self.bar = Some(bar);
+        self.last_stage = None;
     }
 
     fn stage(&mut self, stage: Stage) {
@@ -157,6 +207,11 @@ impl Observer for ProgressBars {
             }
             return;
         };
+        let kind = std::mem::discriminant(&stage);
+        if self.last_stage != Some(kind) {
+            bar.reset_eta();
+            self.last_stage = Some(kind);
+        }
         match stage {
             Stage::Uploading(done, total) => {
                 bar.set_message("MiB of weights uploaded");
@@ -177,5 +232,68 @@ impl Observer for ProgressBars {
         if let Some(bar) = self.bar.take() {
             bar.finish_and_clear();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A terminal that keeps what is drawn.
+    #[derive(Debug, Default, Clone)]
+    struct Screen(Arc<Mutex<String>>);
+
+    impl indicatif::TermLike for Screen {
+        fn width(&self) -> u16 {
+            200
+        }
+        fn move_cursor_up(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_down(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_right(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn move_cursor_left(&self, _: usize) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn write_line(&self, s: &str) -> std::io::Result<()> {
+            self.write_str(&format!("{s}\n"))
+        }
+        fn write_str(&self, s: &str) -> std::io::Result<()> {
+            self.0.lock().unwrap().push_str(s);
+            Ok(())
+        }
+        fn clear_line(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn flush(&self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_progress_line_shows_an_eta() {
+        let screen = Screen::default();
+        let bar = workload_bar(indicatif::ProgressDrawTarget::term_like(Box::new(
+            screen.clone(),
+        )));
+        bar.set_prefix("[3/5] prefill");
+        bar.set_message("samples");
+        bar.set_length(10);
+        for i in 1..=5 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            bar.set_position(i);
+        }
+        bar.tick();
+        let drawn = screen.0.lock().unwrap().clone();
+        let last = drawn.lines().rfind(|l| l.contains("samples")).unwrap_or("");
+        assert!(
+            last.contains("5/10 samples") && last.contains("(eta "),
+            "{drawn:?}"
+        );
     }
 }

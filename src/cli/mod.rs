@@ -16,16 +16,19 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::gpu::{AdapterSelector, BackendChoice};
+use crate::gpu::{AdapterSelector, BackendChoice, DeviceFacts};
 use crate::kernels::WeightDtype;
 use crate::model::{ModelShape, Phase, presets};
 use crate::power::{PowerOptions, PowerRequest};
-use crate::result::SamplePolicy;
 use crate::result::Scope;
 use crate::result::io::Destination;
+use crate::result::{DeviceDefault, SamplePolicy};
 use crate::tune::{TuneCache, Tuning};
 use crate::workload::plan::{self, ModelRequest};
 use tokbench_core::kernel_config::MathRequest;
+
+/// Prompt length of `run` and `tune` on CPU adapters when none is given.
+const DEFAULT_CPU_PROMPT_LEN: u32 = 128;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -84,7 +87,8 @@ struct TuneArgs {
     /// Weight element type.
     #[arg(long, default_value = "f32")]
     dtype: WeightDtype,
-    /// Try only a few candidates on small shapes (what `run` does without a cache entry).
+    /// Try only a few candidates, with few timed launches each (what `run` does without a
+    /// cache entry).
     #[arg(long)]
     quick: bool,
     /// Math tier of the products: auto (the fastest correct candidate across tiers, checked
@@ -92,6 +96,19 @@ struct TuneArgs {
     /// f16 weights; refused, exit 2, on adapters without them).
     #[arg(long, default_value = "auto", value_name = "auto|simt|coopmat")]
     math: MathRequest,
+    /// Phases the run to tune for measures, comma-separated: prefill, decode (tuning is at the
+    /// run's shapes, and the cache keeps them apart).
+    #[arg(long, value_delimiter = ',', default_value = "prefill,decode", value_parser = parse_phase)]
+    phase: Vec<Phase>,
+    /// Sequences per pass of the run to tune for.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: u32,
+    /// Prompt length of the run to tune for [default: `run`'s: 512; 128 on CPU adapters].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    prompt_len: Option<u32>,
+    /// Decode depth(s) of the run to tune for; the split of decode attention is chosen at each.
+    #[arg(long, value_delimiter = ',', default_value = "512", value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
+    depth: Vec<u32>,
     /// Adapter to use: an index from `tokbench devices`, or part of its name.
     #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME")]
     adapter: Option<String>,
@@ -101,6 +118,36 @@ struct TuneArgs {
     /// The tuning cache to write (default: ~/.cache/tokbench/tune.json).
     #[arg(long, value_name = "PATH", env = "TOKBENCH_TUNE_CACHE")]
     tune_cache: Option<PathBuf>,
+    #[command(flatten)]
+    host: HostArgs,
+    /// Root of sysfs, where GPUs and CPU caches are looked up (tests point it at fake trees).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "DIR",
+        env = "TOKBENCH_SYSFS_ROOT",
+        default_value = "/sys"
+    )]
+    sysfs_root: PathBuf,
+}
+
+/// How the chosen adapter is checked against the GPUs the host has.
+#[derive(Debug, Args)]
+struct HostArgs {
+    /// Refuse (exit 2) to run on a CPU adapter such as lavapipe: for GPU nodes, where landing
+    /// on the CPU means a GPU driver is missing.
+    #[arg(long)]
+    require_gpu: bool,
+    /// Root of the device nodes where GPUs wgpu cannot see are looked for (tests point it at
+    /// fake trees).
+    #[arg(
+        long,
+        hide = true,
+        value_name = "DIR",
+        env = "TOKBENCH_DEV_ROOT",
+        default_value = "/dev"
+    )]
+    dev_root: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -181,9 +228,9 @@ struct RunArgs {
     /// Sequences per pass (prefill prompts, or decode sequences).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
     batch: u32,
-    /// Prefill prompt length, in tokens.
-    #[arg(long, default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
-    prompt_len: u32,
+    /// Prefill prompt length, in tokens [default: 512; 128 on CPU adapters].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    prompt_len: Option<u32>,
     /// Decode KV depth(s): tokens already in the cache; a comma-separated list sweeps.
     #[arg(long, value_delimiter = ',', default_value = "512", value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
     depth: Vec<u32>,
@@ -218,9 +265,10 @@ struct CommonArgs {
     /// Only consider adapters of this backend: vulkan, metal, dx12 or gl.
     #[arg(long, value_name = "BACKEND")]
     backend: Option<BackendChoice>,
-    /// Take at least this many timed samples per workload.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    samples: u32,
+    /// Take at least this many timed samples per workload [default: 10; 3 on CPU adapters,
+    /// where a prefill pass takes seconds: short workloads still sample for --min-time].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    samples: Option<u32>,
     /// And sample for at least this many seconds per workload.
     #[arg(long, value_name = "SECONDS", default_value_t = 1.0, value_parser = parse_seconds)]
     min_time: f64,
@@ -230,9 +278,10 @@ struct CommonArgs {
     /// variance.
     #[arg(long, value_name = "N", env = "TOKBENCH_REPEAT", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
     repeat: u32,
-    /// Stop warming up after this many seconds even if times have not settled.
-    #[arg(long, value_name = "SECONDS", default_value_t = 5.0, value_parser = parse_seconds)]
-    max_warmup: f64,
+    /// Stop warming up after this many seconds even if times have not settled [default: 5; 2
+    /// on CPU adapters].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    max_warmup: Option<f64>,
     /// Run each workload's timed phase for at least this many seconds of wall time and record
     /// the drift of throughput and power between its first and last tenth (throttling).
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
@@ -246,6 +295,8 @@ struct CommonArgs {
     /// The tuning cache (default: ~/.cache/tokbench/tune.json).
     #[arg(long, value_name = "PATH", env = "TOKBENCH_TUNE_CACHE")]
     tune_cache: Option<PathBuf>,
+    #[command(flatten)]
+    host: HostArgs,
     /// Keep wgpu's runtime bounds checks (and zeroed workgroup memory) in every shader; by
     /// default kernels whose geometry keeps every access in bounds run without them.
     #[arg(long)]
@@ -386,13 +437,32 @@ impl CommonArgs {
         }
     }
 
-    fn policy(&self) -> SamplePolicy {
-        SamplePolicy {
-            min_samples: self.samples,
+    /// The sampling policy on `device`, and the settings chosen for it because none was given.
+    fn policy(&self, device: &DeviceFacts) -> (SamplePolicy, Vec<DeviceDefault>) {
+        let mut chosen = Vec::new();
+        let min_samples = device_default(
+            self.samples,
+            device,
+            (10, 3),
+            "--samples",
+            "CPU adapter: a prefill pass of a real model's shape takes seconds, so 3 samples of it (workloads shorter than --min-time still sample for that long)",
+            &mut chosen,
+        );
+        let max_warmup_s = device_default(
+            self.max_warmup,
+            device,
+            (5.0, 2.0),
+            "--max-warmup",
+            "CPU adapter: one warm-up pass of a seconds-long prefill; short workloads plateau well within 2 s",
+            &mut chosen,
+        );
+        let policy = SamplePolicy {
+            min_samples,
             min_time_s: self.min_time,
-            max_warmup_s: self.max_warmup,
+            max_warmup_s,
             sustain_s: self.sustain_s,
-        }
+        };
+        (policy, chosen)
     }
 
     fn destination(&self) -> Destination {
@@ -402,6 +472,31 @@ impl CommonArgs {
                 results_dir: self.results_dir.clone(),
             },
         }
+    }
+}
+
+/// `given` when the user gave it, else the default for the device: `(gpu, cpu)`. A CPU default
+/// that differs from the GPU one is recorded in `chosen` with `reason`.
+fn device_default<T: PartialEq + Copy + std::fmt::Display>(
+    given: Option<T>,
+    device: &DeviceFacts,
+    (gpu, cpu): (T, T),
+    flag: &str,
+    reason: &str,
+    chosen: &mut Vec<DeviceDefault>,
+) -> T {
+    if let Some(v) = given {
+        return v;
+    }
+    if device.is_cpu() && cpu != gpu {
+        chosen.push(DeviceDefault {
+            flag: flag.into(),
+            value: cpu.to_string(),
+            reason: format!("{reason}; give {flag} to choose"),
+        });
+        cpu
+    } else {
+        gpu
     }
 }
 
@@ -477,12 +572,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 crate::tune::Effort::Full
             };
+            let runs = tune::RunShapes {
+                phases: first_of_each(&a.phase),
+                batch: a.batch,
+                prompt_len: a.prompt_len,
+                depths: first_of_each(&a.depth),
+            };
             tune::run(
                 &selector,
                 model,
                 (a.dtype, a.math),
                 effort,
+                &runs,
                 a.tune_cache.clone().or_else(TuneCache::default_path),
+                &a.host,
+                &a.sysfs_root,
             )
         }
         Command::Accounting(a) => {
@@ -527,15 +631,33 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Run(args) => {
-            let request = args.model_request()?;
+            let mut request = args.model_request()?;
             execute::run_workloads("run", &args.common, |device| {
+                let mut chosen = Vec::new();
+                request.prompt_len = device_default(
+                    args.prompt_len,
+                    &device.facts(),
+                    (512, DEFAULT_CPU_PROMPT_LEN),
+                    "--prompt-len",
+                    "CPU adapter: a 512-token prefill of a real model's shape takes about 20 s a pass on lavapipe; 128 tokens keep the first run near a minute",
+                    &mut chosen,
+                );
                 let planned = plan::plan(device, &request, &mut |m| eprintln!("tokbench: {m}"))?;
+                if planned.config_source.starts_with("quick tune") {
+                    chosen.push(DeviceDefault {
+                        flag: "tokbench tune".into(),
+                        value: "quick".into(),
+                        reason: "no tuning cache entry for this device and these shapes: a quick tune at the run's shapes (at most 3 timed launches per candidate, fewer for long ones; no subgroup GEMVs on CPU adapters); run `tokbench tune` with the same shapes for a full one, or give --no-tune".into(),
+                    });
+                }
                 Ok(crate::runner::Planned {
                     workloads: planned.with_probes(&device.facts()),
                     model: Some(planned.plan),
                     kernel_config: Some(planned.config),
                     kernel_config_source: Some(planned.config_source),
                     notes: planned.notes,
+                    device_defaults: chosen,
+                    adapter_warnings: Vec::new(),
                 })
             })
         }
@@ -559,7 +681,8 @@ impl RunArgs {
             model,
             phases: first_of_each(&self.phase),
             batch: self.batch,
-            prompt_len: self.prompt_len,
+            // Set once the device is known (its default depends on the adapter).
+            prompt_len: self.prompt_len.unwrap_or(512),
             depths: first_of_each(&self.depth),
             dtype: self.dtype,
             layers: self.layers,
@@ -572,6 +695,7 @@ impl RunArgs {
                 self.common.tuning()
             },
             math: self.common.math,
+            cpu_cache_bytes: crate::node::largest_cpu_cache_bytes(&self.common.power.sysfs_root),
         })
     }
 }

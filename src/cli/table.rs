@@ -2,7 +2,7 @@
 
 use comfy_table::{Cell, CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 
-use crate::result::RunResult;
+use crate::result::{Roofline, RunResult};
 
 /// A new table in the house style.
 pub(super) fn new(header: &[&str]) -> Table {
@@ -36,7 +36,17 @@ pub(super) fn workloads(doc: &RunResult) -> Table {
         "power from",
         "valid",
     ]);
-    let pct = |share: Option<f64>| share.map_or("-".to_string(), |s| format!("{:.1}%", s * 100.0));
+    // A share above the plausible bound is marked, and explained by `roofline_warnings`.
+    let pct = |share: Option<f64>| {
+        share.map_or("-".to_string(), |s| {
+            let mark = if s > Roofline::PLAUSIBLE_SHARE {
+                OVER_PEAK_MARK
+            } else {
+                ""
+            };
+            format!("{:.1}%{mark}", s * 100.0)
+        })
+    };
     let opt =
         |v: Option<f64>, digits: usize| v.map_or("-".to_string(), |x| format!("{x:.digits$}"));
     for w in &doc.workloads {
@@ -57,8 +67,8 @@ pub(super) fn workloads(doc: &RunResult) -> Table {
             num(opt(w.tokens_per_s, 2)),
             num(format!("{:.2}", w.achieved_gflops)),
             num(format!("{:.2}", w.achieved_gbps)),
-            num(pct(w.roofline.map(|r| r.compute_share))),
-            num(pct(w.roofline.map(|r| r.bandwidth_share))),
+            num(pct(w.roofline.as_ref().map(|r| r.compute_share))),
+            num(pct(w.roofline.as_ref().map(|r| r.bandwidth_share))),
             num(opt(p.avg_power_w, 1)),
             num(opt(w.tokens_per_j, 4)),
             Cell::new(from),
@@ -66,6 +76,25 @@ pub(super) fn workloads(doc: &RunResult) -> Table {
         ]);
     }
     t
+}
+
+/// What marks a roofline share above [`Roofline::PLAUSIBLE_SHARE`] in the table.
+const OVER_PEAK_MARK: &str = " (!)";
+
+/// One line per workload whose roofline exceeds a probe's peak, for under the table: the share
+/// marked "(!)" is not a fraction of the device's peak.
+pub(super) fn roofline_warnings(doc: &RunResult) -> Vec<String> {
+    doc.workloads
+        .iter()
+        .filter_map(|w| {
+            let warning = w.roofline.as_ref()?.warning.as_ref()?;
+            Some(
+                format!("{OVER_PEAK_MARK} {}: {warning}", w.id)
+                    .trim_start()
+                    .to_string(),
+            )
+        })
+        .collect()
 }
 
 /// Seconds as a short human duration: "812 µs", "12.3 ms", "1.52 s".
@@ -109,4 +138,37 @@ pub(super) fn math_ratios(doc: &RunResult) -> Vec<String> {
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_over_the_peak_is_marked_in_the_table_and_explained_below_it() {
+        let mut doc = crate::result::fixtures::run_with_samples("n", &[1.0, 1.0, 1.0]);
+        let w = &mut doc.workloads[0];
+        w.roofline = Some(Roofline::new(
+            (1.0, 110.0),
+            ("probe-fma", 1000.0),
+            ("probe-read", 100.0),
+        ));
+        let table = workloads(&doc).to_string();
+        assert!(table.contains("110.0% (!)"), "{table}");
+        let notes = roofline_warnings(&doc);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("(!)")
+                && notes[0].contains(&doc.workloads[0].id)
+                && notes[0].contains("did not reach the device's peak"),
+            "{notes:?}"
+        );
+        doc.workloads[0].roofline = Some(Roofline::new(
+            (1.0, 90.0),
+            ("probe-fma", 1000.0),
+            ("probe-read", 100.0),
+        ));
+        assert!(!workloads(&doc).to_string().contains("(!)"));
+        assert!(roofline_warnings(&doc).is_empty());
+    }
 }

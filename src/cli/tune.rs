@@ -10,20 +10,64 @@ use super::table;
 use crate::exit;
 use crate::gpu::{AdapterSelector, GpuContext};
 use crate::kernels::WeightDtype;
-use crate::model::ModelShape;
-use crate::tune::{Effort, MathChoice, TuneCache, TuneKey, cache::CacheEntry};
+use crate::model::{ModelShape, Pass, Phase};
+use crate::tune::{Effort, MathChoice, Target, TuneCache, TuneKey, cache::CacheEntry};
 use crate::workload::plan;
 use tokbench_core::kernel_config::MathRequest;
 
+/// The passes of the run to tune for, as `tune`'s flags give them.
+pub(super) struct RunShapes {
+    /// Phases, in order.
+    pub phases: Vec<Phase>,
+    /// Sequences per pass.
+    pub batch: u32,
+    /// Prompt length; `None`: `run`'s default for the device.
+    pub prompt_len: Option<u32>,
+    /// Decode depths.
+    pub depths: Vec<u32>,
+}
+
+impl RunShapes {
+    /// The passes on a device of these facts.
+    fn passes(&self, facts: &crate::gpu::DeviceFacts) -> Vec<Pass> {
+        let prompt_len = self.prompt_len.unwrap_or(if facts.is_cpu() {
+            super::DEFAULT_CPU_PROMPT_LEN
+        } else {
+            512
+        });
+        let mut passes = Vec::new();
+        for &phase in &self.phases {
+            match phase {
+                Phase::Prefill => passes.push(Pass {
+                    phase,
+                    batch: self.batch,
+                    len: prompt_len,
+                }),
+                Phase::Decode => passes.extend(self.depths.iter().map(|&len| Pass {
+                    phase,
+                    batch: self.batch,
+                    len,
+                })),
+            }
+        }
+        passes
+    }
+}
+
 /// Tunes and prints; saves the winner when a cache path is known.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn run(
     selector: &AdapterSelector,
     model: Option<(String, ModelShape)>,
     (dtype, math): (WeightDtype, MathRequest),
     effort: Effort,
+    runs: &RunShapes,
     cache_path: Option<std::path::PathBuf>,
+    host: &super::HostArgs,
+    sysfs_root: &std::path::Path,
 ) -> anyhow::Result<ExitCode> {
     let ctx = GpuContext::open(selector)?;
+    super::execute::check_adapter(&ctx, host, sysfs_root, selector.backend)?;
     let (name, shape) = model.unwrap_or_else(|| {
         let facts = ctx.facts();
         let p = plan::default_preset(&facts, plan::memory_budget(&facts, None), dtype);
@@ -37,12 +81,22 @@ pub(super) fn run(
         .into());
     }
     let choice = MathChoice::new(&ctx, dtype, math)?;
+    let facts = ctx.facts();
+    let target = Target::new(
+        &facts,
+        shape,
+        dtype,
+        runs.passes(&facts),
+        crate::node::largest_cpu_cache_bytes(sysfs_root),
+    );
     eprintln!(
-        "tokbench tune: {} on {} ({:?} effort, --math {})",
+        "tokbench tune: {} on {} ({:?} effort, --math {}) at {}, GEMV over {} MiB of weights",
         name,
         ctx.info.name,
         effort,
-        math.name()
+        math.name(),
+        target.describe_passes(),
+        target.gemv_weight_bytes() >> 20
     );
     if let (MathRequest::Auto, Some(why)) = (math, &choice.coop_unavailable) {
         eprintln!("tokbench tune: --math auto: SIMT candidates only, because {why}");
@@ -52,7 +106,7 @@ pub(super) fn run(
             .expect("static template")
             .progress_chars("=> "),
     );
-    let tuned = crate::tune::tune(&ctx, &shape, dtype, effort, &choice, &mut |done, total| {
+    let tuned = crate::tune::tune(&ctx, &target, effort, &choice, &mut |done, total| {
         bar.set_length(total as u64);
         bar.set_position(done as u64);
     })?;
@@ -60,7 +114,7 @@ pub(super) fn run(
 
     let mut t = table::new(&["kernel", "candidate", "best time", "rate", "outcome"]);
     for trial in &tuned.trials {
-        let unit = if trial.kernel == "norm" {
+        let unit = if matches!(trial.kernel.as_str(), "norm" | "rope" | "swiglu") {
             "GB/s"
         } else {
             "GFLOP/s"
@@ -86,9 +140,9 @@ pub(super) fn run(
                 eprintln!("tokbench tune: {w}");
             }
             cache.insert(
-                &TuneKey::new(&ctx, &shape, dtype, math),
+                &TuneKey::new(&ctx, &target, math),
                 CacheEntry {
-                    config: tuned.config,
+                    config: tuned.config.clone(),
                     effort,
                     tuned_at: crate::result::timestamp(&crate::runner::now_utc()),
                 },

@@ -6,6 +6,7 @@ mod buffers;
 pub use buffers::DeviceHung;
 mod context;
 mod dispatch;
+mod host;
 mod mock;
 mod pipeline;
 mod timer;
@@ -15,6 +16,7 @@ pub use context::{
     USEFUL_FEATURES, adapter_record, coop_name, enumerate_adapters, select_adapter,
 };
 pub use dispatch::Dispatch;
+pub use host::{AdapterAdvice, HostGpu, advise, host_gpus};
 pub use mock::{Device, MOCK_ADAPTER_NAME, MockDevice, MockMode};
 pub use pipeline::ShaderChecks;
 pub use timer::{MAX_RUNS_PER_BATCH, PassRecorder, Timer, TimestampTimer, WallClockTimer};

@@ -10,6 +10,7 @@ pub mod layout;
 pub mod matmul;
 pub mod matmul_coop;
 pub mod matrix_probe;
+pub mod read_probe;
 pub mod rmsnorm;
 pub mod rope;
 pub mod swiglu;
@@ -144,6 +145,8 @@ pub const MATRIX_PROBE8: Shader = shader!("matrix_probe8", "matrix_probe", trust
 /// Cooperative multiply-accumulate chain probe on 16 × 16 matrices.
 pub const MATRIX_PROBE16: Shader = shader!("matrix_probe16", "matrix_probe", trusted: true,
     product: false, prelude: coop_prelude!("16"));
+/// Streaming-sum read-bandwidth probe.
+pub const READ_PROBE: Shader = shader!("read_probe", trusted: true, product: false);
 
 /// Every shader, for validation.
 pub const ALL: &[Shader] = &[
@@ -164,6 +167,7 @@ pub const ALL: &[Shader] = &[
     MATRIX_PROBE16,
     ATTENTION_PREFILL_COOP8,
     ATTENTION_PREFILL_COOP16,
+    READ_PROBE,
 ];
 
 /// WGSL lines that define `wvec4` for the weight type: the directive it needs, and the alias.
@@ -295,6 +299,7 @@ mod tests {
             (MATMUL, matmul::params_layout()),
             (RMSNORM, rmsnorm::params_layout()),
             (ROPE_CACHE, rope::params_layout()),
+            (READ_PROBE, read_probe::params_layout()),
         ] {
             assert_uniform_layout(&shader, "Params", host);
         }

@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::Effort;
+use super::{Effort, Target};
 use crate::gpu::GpuContext;
-use crate::kernels::{KernelConfig, WeightDtype};
+use crate::kernels::KernelConfig;
 use crate::model::ModelShape;
 
 /// What a tuned configuration is valid for. Kernel code changes with the build, so the key
@@ -20,27 +20,27 @@ use crate::model::ModelShape;
 pub struct TuneKey(String);
 
 impl TuneKey {
-    /// The key for `shape` with `dtype` weights on this device, tuned over the tiers `math`
-    /// allows.
+    /// The key for `target` (its shape, weight type and the run's passes: tuning is at the
+    /// run's shapes) on this device, tuned over the tiers `math` allows.
     pub fn new(
         ctx: &GpuContext,
-        shape: &ModelShape,
-        dtype: WeightDtype,
+        target: &Target,
         math: tokbench_core::kernel_config::MathRequest,
     ) -> Self {
         let info = &ctx.info;
         let tool = crate::runner::tool_info();
         Self(format!(
-            "{} [{:04x}:{:04x}] {:?} {} {} | {} | math {} | {} | tokbench {} {}",
+            "{} [{:04x}:{:04x}] {:?} {} {} | {} | math {} | {} | {} | tokbench {} {}",
             info.name,
             info.vendor,
             info.device,
             info.backend,
             info.driver,
             info.driver_info,
-            dtype.name(),
+            target.dtype.name(),
             math.name(),
-            shape_class(shape),
+            shape_class(&target.shape),
+            target.describe_passes(),
             tool.version,
             tool.git_sha.as_deref().unwrap_or("unknown"),
         ))
@@ -166,7 +166,9 @@ impl TuneCache {
 mod tests {
     use super::*;
     use crate::gpu::test_context;
+    use crate::kernels::WeightDtype;
     use crate::model::presets::find;
+    use crate::model::{Pass, Phase};
 
     #[test]
     fn entries_survive_a_round_trip_and_keys_separate_shapes_and_types() {
@@ -174,13 +176,32 @@ mod tests {
         let tiny = find("tiny").unwrap().shape;
         let big = find("llama3-8b-shape").unwrap().shape;
         use tokbench_core::kernel_config::MathRequest::{Auto, Coopmat};
-        let k1 = TuneKey::new(ctx, &tiny, WeightDtype::F32, Auto);
-        assert_ne!(k1, TuneKey::new(ctx, &big, WeightDtype::F32, Auto));
-        assert_ne!(k1, TuneKey::new(ctx, &tiny, WeightDtype::F16, Auto));
+        let decode = |len| Pass {
+            phase: Phase::Decode,
+            batch: 1,
+            len,
+        };
+        let target = |shape, dtype, depth| {
+            Target::new(&ctx.facts(), shape, dtype, vec![decode(depth)], None)
+        };
+        let k1 = TuneKey::new(ctx, &target(tiny, WeightDtype::F32, 64), Auto);
+        assert_ne!(
+            k1,
+            TuneKey::new(ctx, &target(big, WeightDtype::F32, 64), Auto)
+        );
+        assert_ne!(
+            k1,
+            TuneKey::new(ctx, &target(tiny, WeightDtype::F16, 64), Auto)
+        );
+        assert_ne!(
+            k1,
+            TuneKey::new(ctx, &target(tiny, WeightDtype::F32, 512), Auto),
+            "another depth is another tune"
+        );
         // A cooperative-only tune is not an auto one.
         assert_ne!(
-            TuneKey::new(ctx, &tiny, WeightDtype::F16, Auto),
-            TuneKey::new(ctx, &tiny, WeightDtype::F16, Coopmat)
+            TuneKey::new(ctx, &target(tiny, WeightDtype::F16, 64), Auto),
+            TuneKey::new(ctx, &target(tiny, WeightDtype::F16, 64), Coopmat)
         );
         assert!(k1.as_str().contains("tokbench"));
 
@@ -192,7 +213,7 @@ mod tests {
         cache.insert(
             &k1,
             CacheEntry {
-                config,
+                config: config.clone(),
                 effort: Effort::Quick,
                 tuned_at: "now".into(),
             },

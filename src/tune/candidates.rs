@@ -13,8 +13,10 @@ pub struct Lists {
     pub products: Vec<ProductTiles>,
     /// Few-row (GEMV) kernels.
     pub gemvs: Vec<GemvConfig>,
-    /// Workgroup sizes of attention (and RoPE, SwiGLU).
+    /// Workgroup sizes of attention (prefill and decode, each tuned on its own).
     pub attention_wgs: Vec<u32>,
+    /// Workgroup sizes of RoPE and of SwiGLU (each tuned on its own).
+    pub elementwise_wgs: Vec<u32>,
     /// Keys per split of decode attention.
     pub splits: Vec<u32>,
     /// RMSNorm workgroup sizes.
@@ -22,7 +24,7 @@ pub struct Lists {
 }
 
 /// Every candidate for this device at this effort, product tiles from every tier `math` opens.
-pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort, math: &MathChoice) -> Lists {
+pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort, math: &MathChoice) -> Lists {
     let quick = effort == Effort::Quick;
     let cpu = ctx.traits().cpu;
     let max_threads = ctx.limits.max_compute_invocations_per_workgroup;
@@ -94,7 +96,9 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort, math: &Math
     dedup(&mut products);
 
     let mut gemvs = vec![defaults.matmul.gemv];
-    if let Some(sg) = ctx.fixed_subgroup_size() {
+    // Subgroup reductions lose to the rows kernel on CPU adapters (lavapipe): a quick tune
+    // there skips them.
+    if let Some(sg) = ctx.fixed_subgroup_size().filter(|_| !(cpu && quick)) {
         let multiples: &[u32] = if quick { &[1, 4] } else { &[1, 2, 4, 8] };
         gemvs.extend(
             multiples
@@ -133,6 +137,15 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort, math: &Math
     attention_wgs.retain(|&wg| wg <= max_threads);
     dedup(&mut attention_wgs);
 
+    let mut elementwise_wgs = vec![defaults.rope_wg()];
+    elementwise_wgs.extend_from_slice(if quick {
+        &[16, 128]
+    } else {
+        &[8, 16, 32, 128, 256]
+    });
+    elementwise_wgs.retain(|&wg| wg <= max_threads);
+    dedup(&mut elementwise_wgs);
+
     let mut splits = vec![defaults.decode_split_len];
     splits.extend_from_slice(if quick {
         &[32, 64, 128]
@@ -154,6 +167,7 @@ pub fn all(ctx: &GpuContext, defaults: KernelConfig, effort: Effort, math: &Math
         products,
         gemvs,
         attention_wgs,
+        elementwise_wgs,
         splits,
         norms,
     }
@@ -188,18 +202,19 @@ mod tests {
         )
         .unwrap();
         for effort in [Effort::Quick, Effort::Full] {
-            let l = all(ctx, defaults, effort, &simt);
+            let l = all(ctx, &defaults, effort, &simt);
             assert_eq!(l.products[0], defaults.matmul.tiles);
             assert_eq!(l.gemvs[0], defaults.matmul.gemv);
             assert_eq!(l.splits[0], defaults.decode_split_len);
+            assert_eq!(l.elementwise_wgs[0], defaults.rope_wg());
             assert_eq!(l.norms[0], defaults.norm_wg);
             for (i, p) in l.products.iter().enumerate() {
                 assert!(!l.products[..i].contains(p));
             }
             assert!(l.products.len() >= 4 && l.gemvs.len() >= 2);
         }
-        let quick = all(ctx, defaults, Effort::Quick, &simt);
-        let full = all(ctx, defaults, Effort::Full, &simt);
+        let quick = all(ctx, &defaults, Effort::Quick, &simt);
+        let full = all(ctx, &defaults, Effort::Full, &simt);
         assert!(quick.products.len() < full.products.len());
     }
 
@@ -213,10 +228,10 @@ mod tests {
             return;
         }
         let only = MathChoice::new(ctx, F16, Coopmat).unwrap();
-        let l = all(ctx, only.defaults(ctx), Effort::Quick, &only);
+        let l = all(ctx, &only.defaults(ctx), Effort::Quick, &only);
         assert!(l.products.len() >= 2 && l.products.iter().all(is_coop));
         let auto = MathChoice::new(ctx, F16, Auto).unwrap();
-        let l = all(ctx, auto.defaults(ctx), Effort::Quick, &auto);
+        let l = all(ctx, &auto.defaults(ctx), Effort::Quick, &auto);
         assert!(l.products.iter().any(is_coop) && !l.products.iter().all(is_coop));
     }
 }

@@ -13,8 +13,9 @@ pub mod math;
 use serde::{Deserialize, Serialize};
 
 use crate::gpu::GpuContext;
+use crate::kernels::matmul::GEMV_MAX_ROWS;
 use crate::kernels::{KernelConfig, WeightDtype};
-use crate::model::ModelShape;
+use crate::model::{ModelShape, Pass, Phase};
 
 pub use cache::{TuneCache, TuneKey};
 pub use math::MathChoice;
@@ -23,22 +24,24 @@ pub use math::MathChoice;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Effort {
-    /// A handful of candidates on small shapes: what `run` does when the cache has nothing.
+    /// A handful of candidates, few timed launches each: what `run` does when the cache has
+    /// nothing.
     Quick,
-    /// Every candidate, on larger shapes: `tokbench tune`.
+    /// Every candidate: `tokbench tune`.
     Full,
 }
 
 /// One candidate's outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trial {
-    /// Which kernel: "product", "gemv", "decode-attention" or "norm".
+    /// Which kernel: "product", "gemv", "prefill-attention", "decode-attention",
+    /// `decode-split-d{depth}`, "rope", "swiglu" or "norm".
     pub kernel: String,
     /// The candidate, as JSON.
     pub candidate: String,
     /// Fastest of the timed launches, in seconds; null when the candidate was rejected.
     pub best_s: Option<f64>,
-    /// Throughput: GFLOP/s for products and attention, GB/s for norms.
+    /// Throughput: GFLOP/s for products and attention, GB/s for the others.
     pub rate: Option<f64>,
     /// Why it was rejected (wrong output, or the device refused it); null when it ran.
     pub rejected: Option<String>,
@@ -53,38 +56,190 @@ pub struct Tuned {
     pub trials: Vec<Trial>,
 }
 
-/// Tunes every kernel choice for `shape` with `dtype` weights on this device, starting from the
-/// tier defaults; each kernel is tuned with the others at their defaults (they do not interact).
-/// Product candidates come from every tier `math` opens (auto: SIMT and cooperative matrices,
-/// each checked then timed). `progress(done, total)` is called after every candidate.
+/// GPUs do not report their last-level cache; the largest ones (AMD's 256 MiB Infinity Cache)
+/// stand in for it, so GEMV weights leave any GPU's cache.
+pub const ASSUMED_GPU_CACHE_BYTES: u64 = 256 << 20;
+/// GEMV weights are at least this many times the largest cache, so no candidate is timed from
+/// cache.
+pub const CACHE_MULTIPLE: u64 = 4;
+
+/// What tuning is for: the model, the passes the run measures, and the cache a weight stream
+/// must leave.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// The model's shape.
+    pub shape: ModelShape,
+    /// Weight type.
+    pub dtype: WeightDtype,
+    /// The passes the run measures (prefill at its batch and prompt, decode at each depth).
+    pub passes: Vec<Pass>,
+    /// The largest cache the adapter or host CPU reports, in bytes.
+    pub cache_bytes: u64,
+    /// Device memory tuning may use, when known: GEMV weights stay within a quarter of it.
+    pub memory_bytes: Option<u64>,
+}
+
+impl Target {
+    /// A target on the device `facts` describe: the CPU's largest cache (from `cpu_cache`) on
+    /// CPU adapters, [`ASSUMED_GPU_CACHE_BYTES`] on GPUs.
+    pub fn new(
+        facts: &crate::gpu::DeviceFacts,
+        shape: ModelShape,
+        dtype: WeightDtype,
+        passes: Vec<Pass>,
+        cpu_cache: Option<u64>,
+    ) -> Self {
+        let cache_bytes = if facts.is_cpu() {
+            // Without sysfs: a server CPU's L3.
+            cpu_cache.unwrap_or(64 << 20)
+        } else {
+            ASSUMED_GPU_CACHE_BYTES
+        };
+        Self {
+            shape,
+            dtype,
+            passes,
+            cache_bytes,
+            memory_bytes: crate::workload::plan::memory_budget(facts, None),
+        }
+    }
+
+    /// Rows of the many-row product (prefill: batch × prompt; decode: batch, past
+    /// [`GEMV_MAX_ROWS`]): the largest the run uses; `None` when every product is a GEMV.
+    pub fn product_rows(&self) -> Option<usize> {
+        self.passes
+            .iter()
+            .map(|p| p.rows())
+            .filter(|&r| r > GEMV_MAX_ROWS as usize)
+            .max()
+    }
+
+    /// Rows of the few-row product (decode at a small batch, the prefill LM head): the largest
+    /// the run uses; `None` when it uses none.
+    pub fn gemv_rows(&self) -> Option<usize> {
+        self.passes
+            .iter()
+            .flat_map(|p| [p.rows(), p.batch as usize])
+            .filter(|&r| r <= GEMV_MAX_ROWS as usize)
+            .max()
+    }
+
+    /// The prefill pass, when the run has one.
+    pub fn prefill(&self) -> Option<Pass> {
+        self.passes
+            .iter()
+            .copied()
+            .find(|p| p.phase == Phase::Prefill)
+    }
+
+    /// The decode passes, one per depth.
+    pub fn decodes(&self) -> Vec<Pass> {
+        self.passes
+            .iter()
+            .copied()
+            .filter(|p| p.phase == Phase::Decode)
+            .collect()
+    }
+
+    /// Rows RoPE, SwiGLU and RMSNorm see: the prefill's where the run has one (its time
+    /// dominates), else decode's batch.
+    pub fn elementwise_rows(&self) -> usize {
+        self.prefill()
+            .or_else(|| self.decodes().first().copied())
+            .map_or(1, |p| p.rows())
+    }
+
+    /// Bytes of GEMV weights each candidate streams: [`CACHE_MULTIPLE`] times the cache, within
+    /// a quarter of the memory tuning may use.
+    pub fn gemv_weight_bytes(&self) -> u64 {
+        let want = CACHE_MULTIPLE * self.cache_bytes;
+        self.memory_bytes.map_or(want, |m| want.min(m / 4))
+    }
+
+    /// The shapes, for cache keys and messages: "prefill b1×p128, decode b1 at d512".
+    pub fn describe_passes(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(p) = self.prefill() {
+            parts.push(format!("prefill b{}×p{}", p.batch, p.len));
+        }
+        let decodes = self.decodes();
+        if let Some(first) = decodes.first() {
+            let depths: Vec<String> = decodes.iter().map(|p| format!("d{}", p.len)).collect();
+            parts.push(format!("decode b{} at {}", first.batch, depths.join(",")));
+        }
+        parts.join(", ")
+    }
+}
+
+/// Tunes every kernel the run's passes use, at the run's shapes, starting from the tier
+/// defaults; each kernel is tuned with the others at their defaults (they do not interact),
+/// except decode splits, timed with the decode-attention workgroup size just chosen. Product
+/// candidates come from every tier `math` opens (auto: SIMT and cooperative matrices, each
+/// checked then timed). Kernels the passes do not use keep their defaults. `progress(done, total)` is called after every
+/// candidate.
 pub fn tune(
     ctx: &GpuContext,
-    shape: &ModelShape,
-    dtype: WeightDtype,
+    target: &Target,
     effort: Effort,
     math: &MathChoice,
     progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<Tuned> {
     let defaults = math.defaults(ctx);
-    let lists = candidates::all(ctx, defaults, effort, math);
-    let total = lists.products.len()
-        + lists.gemvs.len()
-        + lists.attention_wgs.len()
-        + lists.splits.len()
+    let lists = candidates::all(ctx, &defaults, effort, math);
+    let decodes = target.decodes();
+    // A kernel the passes do not use counts one (skipped) trial.
+    let uses = |used: bool, n: usize| if used { n } else { 1 };
+    let total = uses(target.product_rows().is_some(), lists.products.len())
+        + uses(target.gemv_rows().is_some(), lists.gemvs.len())
+        + uses(target.prefill().is_some(), lists.attention_wgs.len())
+        + uses(!decodes.is_empty(), lists.attention_wgs.len())
+        + decodes.len() * lists.splits.len()
+        + 2 * lists.elementwise_wgs.len()
         + lists.norms.len();
-    let bench = bench::Bench::new(ctx, shape, dtype, effort)?;
+    let bench = bench::Bench::new(ctx, target, effort)?;
     let mut run = Runner {
         trials: Vec::new(),
         total,
         progress,
     };
-    let mut config = defaults;
-    config.matmul.tiles = run.fastest(lists.products, |t| bench.product(t, defaults.matmul.gemv));
-    config.matmul.gemv = run.fastest(lists.gemvs, |g| bench.gemv(defaults.matmul.tiles, g));
-    config.wg = run.fastest(lists.attention_wgs, |wg| bench.prefill_attention(wg));
-    config.decode_split_len = run.fastest(lists.splits, |split| {
-        bench.decode_attention(defaults.wg, split)
-    });
+    let mut config = defaults.clone();
+    if target.product_rows().is_some() {
+        config.matmul.tiles =
+            run.fastest(lists.products, |t| bench.product(t, defaults.matmul.gemv));
+    } else {
+        run.skipped("product", &defaults.matmul.tiles);
+    }
+    if target.gemv_rows().is_some() {
+        config.matmul.gemv = run.fastest(lists.gemvs, |g| bench.gemv(defaults.matmul.tiles, g));
+    } else {
+        run.skipped("gemv", &defaults.matmul.gemv);
+    }
+    if let Some(prefill) = target.prefill() {
+        config.wg = run.fastest(lists.attention_wgs.clone(), |wg| {
+            bench.prefill_attention(prefill, wg)
+        });
+    } else {
+        run.skipped("prefill-attention", &defaults.wg);
+    }
+    // The decode workgroup at the deepest depth (where attention weighs most), then the split
+    // at every depth with it.
+    if let Some(&deepest) = decodes.iter().max_by_key(|p| p.len) {
+        let wg = run.fastest(lists.attention_wgs, |wg| {
+            bench.decode_attention("decode-attention", deepest, wg, defaults.decode_split_len)
+        });
+        config.decode_attention_wg = Some(wg);
+        for pass in &decodes {
+            let kernel = format!("decode-split-d{}", pass.len);
+            let split = run.fastest(lists.splits.clone(), |split| {
+                bench.decode_attention(&kernel, *pass, wg, split)
+            });
+            config.decode_split_by_depth.insert(pass.len, split);
+        }
+    } else {
+        run.skipped("decode-attention", &defaults.decode_attention_wg());
+    }
+    config.rope_wg = Some(run.fastest(lists.elementwise_wgs.clone(), |wg| bench.rope(wg)));
+    config.swiglu_wg = Some(run.fastest(lists.elementwise_wgs, |wg| bench.swiglu(wg)));
     config.norm_wg = run.fastest(lists.norms, |wg| bench.norm(wg));
     Ok(Tuned {
         config,
@@ -100,6 +255,17 @@ struct Runner<'p> {
 }
 
 impl Runner<'_> {
+    /// Records that `kernel` is not used at the run's shapes, so its `default` stays untimed.
+    fn skipped<T: Serialize>(&mut self, kernel: &str, default: &T) {
+        self.trials.push(Trial {
+            kernel: kernel.into(),
+            candidate: serde_json::to_string(default).unwrap_or_default(),
+            best_s: None,
+            rate: None,
+            rejected: Some("not used at the run's shapes: the default is kept".into()),
+        });
+    }
+
     /// The candidate whose trial is fastest; the first (the default) when none ran.
     fn fastest<T: Copy>(&mut self, candidates: Vec<T>, trial: impl Fn(T) -> Trial) -> T {
         let mut best = (f64::INFINITY, candidates[0]);
@@ -126,39 +292,39 @@ pub enum Tuning {
     Uncached,
 }
 
-/// The kernel configuration for `shape` and `dtype` on this device, and a line saying where it
-/// came from (recorded in results). Tuning messages go to `say`.
+/// The kernel configuration for `target` on this device, and a line saying where it came from
+/// (recorded in results). Tuning messages go to `say`.
 pub fn choose(
     ctx: &GpuContext,
-    shape: &ModelShape,
-    dtype: WeightDtype,
+    target: &Target,
     tuning: &Tuning,
     math: &MathChoice,
     say: &mut dyn FnMut(String),
 ) -> anyhow::Result<(KernelConfig, String)> {
     let quick = |say: &mut dyn FnMut(String)| -> anyhow::Result<KernelConfig> {
-        say("tuning kernels for this device (quick; `tokbench tune` tries more)".into());
+        say(format!(
+            "tuning kernels for this device at the run's shapes ({}; quick: `tokbench tune` tries more)",
+            target.describe_passes()
+        ));
         let mut last = 0;
-        let tuned = tune(
-            ctx,
-            shape,
-            dtype,
-            Effort::Quick,
-            math,
-            &mut |done, total| {
-                if done * 4 / total > last {
-                    last = done * 4 / total;
-                    say(format!("tuning: {done}/{total} candidates"));
-                }
-            },
-        )?;
+        let tuned = tune(ctx, target, Effort::Quick, math, &mut |done, total| {
+            if done * 4 / total > last {
+                last = done * 4 / total;
+                say(format!("tuning: {done}/{total} candidates"));
+            }
+        })?;
         Ok(tuned.config)
     };
+    let at = format!(
+        "at {}, GEMV over {} MiB of weights",
+        target.describe_passes(),
+        target.gemv_weight_bytes() >> 20
+    );
     match tuning {
         Tuning::Defaults => Ok((math.defaults(ctx), "tier defaults (--no-tune)".into())),
-        Tuning::Uncached => Ok((quick(say)?, "quick tune (no cache location)".into())),
+        Tuning::Uncached => Ok((quick(say)?, format!("quick tune {at} (no cache location)"))),
         Tuning::Cached(path) => {
-            let key = TuneKey::new(ctx, shape, dtype, math.requested);
+            let key = TuneKey::new(ctx, target, math.requested);
             let (mut cache, warning) = TuneCache::open(path);
             if let Some(w) = warning {
                 say(w);
@@ -170,25 +336,147 @@ pub fn choose(
                     hit.effort,
                     hit.tuned_at
                 );
-                return Ok((hit.config, source));
+                return Ok((hit.config.clone(), source));
             }
             let config = quick(say)?;
             cache.insert(
                 &key,
                 cache::CacheEntry {
-                    config,
+                    config: config.clone(),
                     effort: Effort::Quick,
                     tuned_at: crate::result::timestamp(&crate::runner::now_utc()),
                 },
             );
             let source = match cache.save() {
-                Ok(()) => format!("quick tune now, saved to {}", path.display()),
+                Ok(()) => format!("quick tune now {at}, saved to {}", path.display()),
                 Err(e) => {
                     say(format!("cannot save the tuning cache: {e:#}"));
-                    "quick tune now (not saved)".into()
+                    format!("quick tune now {at} (not saved)")
                 }
             };
             Ok((config, source))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gpu::{MockDevice, MockMode};
+    use crate::model::presets::find;
+    use tokbench_core::kernel_config::MathRequest;
+
+    fn target(passes: Vec<Pass>) -> Target {
+        let facts = MockDevice::new(MockMode::Instant, std::time::Duration::ZERO)
+            .facts()
+            .clone();
+        let shape = find("smollm2-135m-shape").unwrap().shape;
+        Target::new(&facts, shape, WeightDtype::F32, passes, Some(480 << 20))
+    }
+
+    fn pass(phase: Phase, batch: u32, len: u32) -> Pass {
+        Pass { phase, batch, len }
+    }
+
+    #[test]
+    fn the_target_takes_the_run_s_rows_and_gemv_weights_several_times_the_cache() {
+        let t = target(vec![
+            pass(Phase::Prefill, 2, 128),
+            pass(Phase::Decode, 2, 512),
+            pass(Phase::Decode, 2, 4096),
+        ]);
+        assert_eq!(t.product_rows(), Some(256), "batch × prompt");
+        assert_eq!(t.gemv_rows(), Some(2), "decode's batch");
+        assert_eq!(t.elementwise_rows(), 256);
+        assert_eq!(
+            t.decodes().iter().map(|p| p.len).collect::<Vec<_>>(),
+            [512, 4096]
+        );
+        // The mock is a CPU adapter: its cache is the CPU's.
+        let mut t = t;
+        t.memory_bytes = None;
+        assert_eq!(t.gemv_weight_bytes(), CACHE_MULTIPLE * (480 << 20));
+        t.memory_bytes = Some(1 << 30);
+        assert_eq!(
+            t.gemv_weight_bytes(),
+            256 << 20,
+            "a quarter of the memory at most"
+        );
+        assert_eq!(
+            t.describe_passes(),
+            "prefill b2×p128, decode b2 at d512,d4096"
+        );
+
+        let decode_only = target(vec![pass(Phase::Decode, 1, 64)]);
+        assert_eq!(decode_only.product_rows(), None, "every product is a GEMV");
+        assert_eq!(decode_only.gemv_rows(), Some(1));
+        let big_batch = target(vec![pass(Phase::Decode, 32, 64)]);
+        assert_eq!(big_batch.product_rows(), Some(32));
+        assert_eq!(big_batch.gemv_rows(), None);
+    }
+
+    #[test]
+    fn tuning_picks_each_kernel_s_workgroup_and_a_split_per_depth_at_the_run_s_shapes() {
+        let ctx = crate::gpu::test_context();
+        let shape = find("tiny").unwrap().shape;
+        let passes = vec![
+            pass(Phase::Prefill, 1, 16),
+            pass(Phase::Decode, 1, 4),
+            pass(Phase::Decode, 1, 40),
+        ];
+        let target = Target {
+            shape,
+            dtype: WeightDtype::F32,
+            passes,
+            // A small cache keeps the test short; the weights still exceed it several times.
+            cache_bytes: 1 << 20,
+            memory_bytes: None,
+        };
+        let bench = bench::Bench::new(ctx, &target, Effort::Quick).unwrap();
+        assert!(
+            bench.gemv_bytes() >= CACHE_MULTIPLE << 20,
+            "{}",
+            bench.gemv_bytes()
+        );
+        drop(bench);
+        let simt = MathChoice::new(ctx, WeightDtype::F32, MathRequest::Simt).unwrap();
+        let tuned = tune(ctx, &target, Effort::Quick, &simt, &mut |_, _| {}).unwrap();
+        let c = &tuned.config;
+        assert_eq!(
+            c.decode_split_by_depth.keys().copied().collect::<Vec<_>>(),
+            [4, 40]
+        );
+        assert!(c.rope_wg.is_some() && c.swiglu_wg.is_some() && c.decode_attention_wg.is_some());
+        for kernel in [
+            "product",
+            "gemv",
+            "prefill-attention",
+            "decode-attention",
+            "decode-split-d4",
+            "decode-split-d40",
+            "rope",
+            "swiglu",
+            "norm",
+        ] {
+            let ran = tuned
+                .trials
+                .iter()
+                .filter(|t| t.kernel == kernel && t.best_s.is_some())
+                .count();
+            assert!(
+                ran >= 2,
+                "{kernel}: {ran} candidates timed: {:?}",
+                tuned.trials
+            );
+        }
+        // Each winner is one of its own kernel's timed candidates.
+        let won = |kernel: &str, candidate: String| {
+            tuned
+                .trials
+                .iter()
+                .any(|t| t.kernel == kernel && t.candidate == candidate && t.best_s.is_some())
+        };
+        assert!(won("rope", c.rope_wg().to_string()));
+        assert!(won("swiglu", c.swiglu_wg().to_string()));
     }
 }

@@ -49,12 +49,12 @@ impl Kernels {
     /// Builds every pipeline except attention's, which depends on the head shape.
     pub fn new(ctx: &GpuContext, config: KernelConfig, dtype: WeightDtype) -> anyhow::Result<Self> {
         Ok(Self {
-            config,
             matmul: Matmul::new(ctx, config.matmul, dtype)?,
             norm: RmsNorm::new(ctx, config.norm_wg)?,
-            rope: RopeCache::new(ctx, config.wg)?,
-            swiglu: SwiGlu::new(ctx, config.wg)?,
+            rope: RopeCache::new(ctx, config.rope_wg())?,
+            swiglu: SwiGlu::new(ctx, config.swiglu_wg())?,
             copy: Copy::new(ctx)?,
+            config,
         })
     }
 }
@@ -233,7 +233,7 @@ impl ForwardPass {
             head_dim: s.head_dim,
             cache_len,
         };
-        let cfg = kernels.config;
+        let cfg = &kernels.config;
         let mut list = vec![
             kernels
                 .copy
@@ -266,7 +266,12 @@ impl ForwardPass {
                 Err(_) => Attention::Prefill(PrefillAttention::new(ctx, heads, cfg.wg)?),
             },
             Phase::Decode => {
-                let kernel = DecodeAttention::new(ctx, heads, cfg.wg, cfg.decode_split_len)?;
+                let kernel = DecodeAttention::new(
+                    ctx,
+                    heads,
+                    cfg.decode_attention_wg(),
+                    cfg.decode_split_for(pass.len),
+                )?;
                 let partials =
                     ctx.storage_zeroed("partials", kernel.partials_bytes(pass.batch, cache_len))?;
                 Attention::Decode(kernel, partials)

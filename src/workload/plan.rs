@@ -39,6 +39,8 @@ pub struct ModelRequest {
     pub tuning: Tuning,
     /// Which math tiers the products may use (`--math`).
     pub math: MathRequest,
+    /// The host CPU's largest cache, bytes (tuning sizes GEMV weights past it on CPU adapters).
+    pub cpu_cache_bytes: Option<u64>,
 }
 
 impl ModelWorkloads {
@@ -48,6 +50,7 @@ impl ModelWorkloads {
         let mut all: Vec<Box<dyn super::Workload>> = vec![
             Box::new(super::probe::FmaProbeWorkload::for_device(device)),
             Box::new(super::probe::CopyProbeWorkload::for_device(device)),
+            Box::new(super::probe::ReadProbeWorkload::for_device(device)),
         ];
         if let Some(size) = self.matrix_probe {
             all.push(Box::new(super::probe::MatrixProbeWorkload::for_device(
@@ -177,7 +180,7 @@ pub fn plan(
         }
     }
     for &pass in &passes {
-        super::forward::check_bindings(&facts, &shape, pass, defaults.decode_split_len)?;
+        super::forward::check_bindings(&facts, &shape, pass, defaults.decode_split_for(pass.len))?;
     }
 
     let mut model = SyntheticModel {
@@ -188,7 +191,7 @@ pub fn plan(
     let activations = passes
         .iter()
         .map(|&p| {
-            activation_buffers(&shape, layers_run, p, defaults.decode_split_len)
+            activation_buffers(&shape, layers_run, p, defaults.decode_split_for(p.len))
                 .iter()
                 .map(|b| b.bytes * b.count)
                 .sum::<u64>()
@@ -219,21 +222,32 @@ pub fn plan(
     }
 
     let (config, config_source) = match device.gpu() {
-        Some(ctx) => crate::tune::choose(ctx, &shape, req.dtype, &req.tuning, &math, say)?,
+        Some(ctx) => {
+            let mut target = crate::tune::Target::new(
+                &facts,
+                shape,
+                req.dtype,
+                passes.clone(),
+                req.cpu_cache_bytes,
+            );
+            // What the user said the device has, where they did.
+            target.memory_bytes = budget;
+            crate::tune::choose(ctx, &target, &req.tuning, &math, say)?
+        }
         None => (
             defaults,
             "tier defaults (mock device: nothing to tune)".into(),
         ),
     };
     for &pass in &passes {
-        super::forward::check_bindings(&facts, &shape, pass, config.decode_split_len)?;
+        super::forward::check_bindings(&facts, &shape, pass, config.decode_split_for(pass.len))?;
     }
     let matrix_probe = math.coop.as_ref().map(|s| s.sizes[0]);
     let session = ModelSession::new(
         preset.clone(),
         model,
         layers_run,
-        config,
+        config.clone(),
         (math, config_source.clone()),
     );
     let workloads = passes
@@ -284,6 +298,7 @@ mod tests {
             memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
             tuning: Tuning::Defaults,
             math: MathRequest::Auto,
+            cpu_cache_bytes: None,
         }
     }
 

@@ -1,7 +1,9 @@
 //! The probes every `tokbench run` starts with: the device's peak arithmetic (an FMA chain),
-//! peak bandwidth (a copy) and, where the adapter has cooperative matrices, their peak (a chain
-//! of matrix multiply-accumulates). Every other workload's roofline shares are against these:
-//! its compute share against the peak of the math it used.
+//! peak bandwidth, both as a copy (read and write) and as a streaming sum (read only), and,
+//! where the adapter has cooperative matrices, their peak (a chain of matrix
+//! multiply-accumulates). Every other workload's roofline shares are against these: its compute
+//! share against the peak of the math it used; decode, which mostly reads, against the read
+//! probe's bandwidth, the others against the copy's.
 
 use std::cell::Cell;
 use std::collections::BTreeMap;
@@ -12,6 +14,7 @@ use crate::kernels::WeightDtype;
 use crate::kernels::copy::Copy;
 use crate::kernels::fma_probe::FmaProbe;
 use crate::kernels::matrix_probe::MatrixProbe;
+use crate::kernels::read_probe::{self, ReadProbe};
 use crate::kernels::verify::{self, compare};
 use crate::model::Work;
 use crate::result::{Correctness, WorkloadKind};
@@ -98,11 +101,17 @@ impl CopyProbeWorkload {
     /// Sized for `device`: as large as one binding allows, at most 256 MiB on CPU adapters and
     /// 1 GiB elsewhere.
     pub fn for_device(device: &DeviceFacts) -> Self {
-        let cap = if device.is_cpu() { 256 << 20 } else { 1 << 30 };
         Self {
-            bytes: device.max_binding_bytes().min(cap) / 16 * 16,
+            bytes: probe_bytes(device),
         }
     }
+}
+
+/// Bytes a bandwidth probe streams on `device`: as large as one binding allows, at most 256 MiB
+/// on CPU adapters and 1 GiB elsewhere.
+fn probe_bytes(device: &DeviceFacts) -> u64 {
+    let cap = if device.is_cpu() { 256 << 20 } else { 1 << 30 };
+    device.max_binding_bytes().min(cap) / 16 * 16
 }
 
 impl Workload for CopyProbeWorkload {
@@ -284,5 +293,81 @@ impl Prepared for PreparedMatrix<'_> {
             Some(subgroups) => self.workload.description(subgroups),
             None => planned,
         }
+    }
+}
+
+/// Peak read bandwidth: a streaming sum over a buffer as large as the copy probe's, one vec4
+/// written per workgroup.
+pub struct ReadProbeWorkload {
+    /// Bytes read.
+    pub bytes: u64,
+    /// Workgroups launched (each writes one vec4).
+    pub workgroups: u32,
+}
+
+impl ReadProbeWorkload {
+    /// Sized for `device`: the copy probe's bytes; a few workgroups per core on CPU adapters
+    /// (lavapipe runs a workgroup per thread), enough to fill a big GPU elsewhere.
+    pub fn for_device(device: &DeviceFacts) -> Self {
+        Self {
+            bytes: probe_bytes(device),
+            workgroups: if device.is_cpu() { 256 } else { 8192 },
+        }
+    }
+}
+
+impl Workload for ReadProbeWorkload {
+    fn describe(&self) -> Description {
+        Description {
+            id: "probe-read".into(),
+            kind: WorkloadKind::ProbeRead,
+            shape: BTreeMap::from([
+                ("bytes".to_string(), self.bytes),
+                ("workgroups".to_string(), u64::from(self.workgroups)),
+            ]),
+            dtype: WeightDtype::F32,
+            work: Work {
+                flops: (self.bytes / 4) as f64,
+                bytes: (self.bytes + ReadProbe::sums_bytes(self.workgroups)) as f64,
+            },
+            math: None,
+            tokens: None,
+        }
+    }
+
+    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn prepare<'a>(
+        &'a self,
+        ctx: &'a GpuContext,
+        _progress: Progress<'_>,
+    ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
+        let n = (self.bytes / 4) as usize;
+        // Small integers: every partial sum stays exact in f32, so the check is exact.
+        let src: Vec<f32> = (0..n).map(|i| (i % 13) as f32).collect();
+        let src_buf = ctx.storage_with("read-src", bytemuck::cast_slice(&src))?;
+        let sums = ctx.storage_zeroed("read-sums", ReadProbe::sums_bytes(self.workgroups))?;
+        let launch = ReadProbe::new(ctx)?.dispatch(
+            ctx,
+            (self.bytes / 16) as u32,
+            self.workgroups,
+            &src_buf,
+            &sums,
+        )?;
+        let want = read_probe::reference(&src, self.workgroups);
+        Ok(Box::new(Launch {
+            launch,
+            check: Box::new(move |ctx| {
+                let got = ctx.read_f32(&sums, want.len())?;
+                Ok(compare(
+                    &got,
+                    &want,
+                    0.0,
+                    format!("exact, all {} workgroup sums", want.len() / 4),
+                ))
+            }),
+        }))
     }
 }

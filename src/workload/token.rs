@@ -95,7 +95,7 @@ impl ModelSession {
             }
             other => other?,
         };
-        let kernels = Kernels::new(ctx, self.config, self.model.dtype)?;
+        let kernels = Kernels::new(ctx, self.config.clone(), self.model.dtype)?;
         let l = Rc::new((weights, kernels));
         *self.loaded.borrow_mut() = Some(l.clone());
         Ok(l)
@@ -168,7 +168,7 @@ impl Workload for TokenWorkload {
             device,
             &self.session.model.shape,
             self.pass,
-            self.session.config.decode_split_len,
+            self.session.config.decode_split_for(self.pass.len),
         )?;
         Ok(())
     }

@@ -1,21 +1,37 @@
 //! Kernel choices (tiers, tiles, workgroup sizes) as plain data: recorded in results and in the
 //! tuning cache, so this file stays free of wgpu.
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Every kernel choice for one adapter. Recorded in results.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct KernelConfig {
     /// Products (prefill projections, the LM head, decode GEMV).
     pub matmul: MatmulConfig,
     /// RMSNorm workgroup size (a power of two).
     pub norm_wg: u32,
-    /// Workgroup size of RoPE, SwiGLU and attention.
+    /// Workgroup size of prefill attention; in documents written before per-kernel sizes, also
+    /// of RoPE, SwiGLU and decode attention.
     pub wg: u32,
-    /// Keys per split of decode attention.
+    /// Workgroup size of decode attention; null: `wg` (documents before per-kernel sizes).
+    #[serde(default)]
+    pub decode_attention_wg: Option<u32>,
+    /// Workgroup size of RoPE and the KV-cache write; null: `wg`.
+    #[serde(default)]
+    pub rope_wg: Option<u32>,
+    /// Workgroup size of SwiGLU; null: `wg`.
+    #[serde(default)]
+    pub swiglu_wg: Option<u32>,
+    /// Keys per split of decode attention at depths `decode_split_by_depth` does not list.
     pub decode_split_len: u32,
+    /// Keys per split of decode attention chosen at each KV depth the run measured (by depth);
+    /// empty when untuned.
+    #[serde(default)]
+    pub decode_split_by_depth: BTreeMap<u32, u32>,
 }
 
 /// What tokbench knows of an adapter when it chooses kernels.
@@ -28,6 +44,29 @@ pub struct AdapterTraits {
 }
 
 impl KernelConfig {
+    /// Workgroup size of decode attention.
+    pub fn decode_attention_wg(&self) -> u32 {
+        self.decode_attention_wg.unwrap_or(self.wg)
+    }
+
+    /// Workgroup size of RoPE and the KV-cache write.
+    pub fn rope_wg(&self) -> u32 {
+        self.rope_wg.unwrap_or(self.wg)
+    }
+
+    /// Workgroup size of SwiGLU.
+    pub fn swiglu_wg(&self) -> u32 {
+        self.swiglu_wg.unwrap_or(self.wg)
+    }
+
+    /// Keys per split of decode attention at KV depth `depth`.
+    pub fn decode_split_for(&self, depth: u32) -> u32 {
+        self.decode_split_by_depth
+            .get(&depth)
+            .copied()
+            .unwrap_or(self.decode_split_len)
+    }
+
     /// Defaults by tier (the CPU ones measured on lavapipe with `tokbench tune`): on CPU
     /// adapters the register tier (no workgroup memory; a norm row per SIMD-wide workgroup); on
     /// GPUs workgroup-memory tiles and subgroup (or workgroup) reductions.
@@ -45,7 +84,11 @@ impl KernelConfig {
                 },
                 norm_wg: 8,
                 wg: 64,
+                decode_attention_wg: Some(64),
+                rope_wg: Some(64),
+                swiglu_wg: Some(64),
                 decode_split_len: 64,
+                decode_split_by_depth: BTreeMap::new(),
             }
         } else {
             Self {
@@ -66,7 +109,11 @@ impl KernelConfig {
                 },
                 norm_wg: 128,
                 wg: 64,
+                decode_attention_wg: Some(64),
+                rope_wg: Some(64),
+                swiglu_wg: Some(64),
                 decode_split_len: 32,
+                decode_split_by_depth: BTreeMap::new(),
             }
         }
     }
@@ -239,4 +286,32 @@ pub enum GemvConfig {
         /// The adapter's subgroup size.
         sg: u32,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_written_before_per_kernel_sizes_means_wg_everywhere() {
+        let old = r#"{"matmul": {"tiles": {"tier": "register", "wg_x": 64, "wg_y": 1, "tm": 8, "tn": 4},
+            "gemv": {"kind": "rows", "wg": 64, "tn": 2}}, "norm_wg": 8, "wg": 32, "decode_split_len": 64}"#;
+        let c: KernelConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            (c.rope_wg(), c.swiglu_wg(), c.decode_attention_wg()),
+            (32, 32, 32)
+        );
+        assert_eq!(c.decode_split_for(512), 64);
+    }
+
+    #[test]
+    fn the_split_tuned_at_a_depth_is_used_there_and_the_default_elsewhere() {
+        let mut c = KernelConfig::default_for(AdapterTraits {
+            cpu: true,
+            subgroup_size: None,
+        });
+        c.decode_split_by_depth.insert(4096, 256);
+        assert_eq!(c.decode_split_for(4096), 256);
+        assert_eq!(c.decode_split_for(512), c.decode_split_len);
+    }
 }

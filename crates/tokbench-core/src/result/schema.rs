@@ -419,6 +419,8 @@ pub enum WorkloadKind {
     ProbeFma,
     /// The copy probe: peak read-and-write bandwidth.
     ProbeCopy,
+    /// The read probe (a streaming sum): peak read bandwidth, decode's yardstick.
+    ProbeRead,
     /// The cooperative-matrix probe: peak matrix arithmetic.
     ProbeMatrix,
     /// One matrix multiply (`tokbench kernel matmul`).
@@ -437,7 +439,10 @@ impl WorkloadKind {
 
     /// True for the probes, which measure the device rather than a workload.
     pub fn is_probe(self) -> bool {
-        matches!(self, Self::ProbeFma | Self::ProbeCopy | Self::ProbeMatrix)
+        matches!(
+            self,
+            Self::ProbeFma | Self::ProbeCopy | Self::ProbeRead | Self::ProbeMatrix
+        )
     }
 }
 
@@ -465,10 +470,32 @@ pub struct PlanRecord {
     /// single measurement (and in documents written before repetitions existed).
     #[serde(default = "one")]
     pub repetitions: u32,
+    /// Settings the user did not give that tokbench chose for this device (a shorter prompt
+    /// and fewer samples of long passes on CPU adapters, so a first run ends in about a
+    /// minute), each with its value and why; empty when every setting was given or is the
+    /// same everywhere.
+    #[serde(default)]
+    pub device_defaults: Vec<DeviceDefault>,
+    /// Warnings about the adapter chosen (a CPU adapter beside a GPU wgpu cannot see, a GL
+    /// fallback), as printed.
+    #[serde(default)]
+    pub adapter_warnings: Vec<String>,
 }
 
 fn one() -> u32 {
     1
+}
+
+/// A setting tokbench chose for the device because the user gave none.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceDefault {
+    /// The flag that would have set it, for example "--prompt-len".
+    pub flag: String,
+    /// The value chosen, as the flag would take it.
+    pub value: String,
+    /// Why this value on this device.
+    pub reason: String,
 }
 
 /// The model part of a plan.
@@ -509,6 +536,11 @@ pub struct Probes {
     /// without cooperative matrices.
     #[serde(default)]
     pub matrix_gflops: Option<f64>,
+    /// Read probe (a streaming sum, one vec4 written per workgroup): GB/s of bytes read, the
+    /// peak decode's bandwidth share is taken against; null until it ran, and in documents
+    /// written before it existed.
+    #[serde(default)]
+    pub read_gbps: Option<f64>,
 }
 /// How many samples to take and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -765,43 +797,72 @@ impl PowerSetup {
 }
 
 /// Achieved figures set against the device's measured peaks.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Roofline {
     /// The compute peak of the workload's math: the FMA probe's GFLOP/s for SIMT, the matrix
     /// probe's for cooperative matrices (see the workload's math.peak_probe).
     pub peak_gflops: f64,
-    /// The copy probe's GB/s.
+    /// The bandwidth peak: the GB/s of the probe named in `bandwidth_probe`.
     pub peak_gbps: f64,
     /// achieved_gflops / peak_gflops.
     pub compute_share: f64,
     /// achieved_gbps / peak_gbps.
     pub bandwidth_share: f64,
+    /// The probe peak_gbps is from: "probe-read" (a streaming sum) for decode, which mostly
+    /// reads; "probe-copy" (read + write) for everything else, and in documents written before
+    /// the read probe existed.
+    #[serde(default = "copy_probe")]
+    pub bandwidth_probe: String,
+    /// True when a share exceeds [`Roofline::PLAUSIBLE_SHARE`] (105%): the probe did not reach
+    /// the device's peak, so the share is not a fraction of it; `warning` says which.
+    #[serde(default)]
+    pub exceeds_peak: bool,
+    /// What is wrong with the shares when `exceeds_peak` is set; null otherwise.
+    #[serde(default)]
+    pub warning: Option<String>,
+}
+
+fn copy_probe() -> String {
+    "probe-copy".into()
 }
 
 impl Roofline {
-    /// The shares of `achieved` (GFLOP/s, GB/s) in `peaks`, against the FMA peak.
-    pub fn new(achieved_gflops: f64, achieved_gbps: f64, peaks: Probes) -> Self {
-        Self::against(
-            achieved_gflops,
-            achieved_gbps,
-            peaks.fma_gflops,
-            peaks.copy_gbps,
-        )
-    }
+    /// Above this share of a probe's peak, the probe (not the workload) is what fell short.
+    pub const PLAUSIBLE_SHARE: f64 = 1.05;
 
-    /// The shares of `achieved` (GFLOP/s, GB/s) in the given peaks.
-    pub fn against(
-        achieved_gflops: f64,
-        achieved_gbps: f64,
-        peak_gflops: f64,
-        peak_gbps: f64,
+    /// The shares of `achieved` (GFLOP/s, GB/s) in the GFLOP/s of `compute_probe` and the GB/s
+    /// of `bandwidth_probe`, flagged when either exceeds [`Self::PLAUSIBLE_SHARE`].
+    pub fn new(
+        (achieved_gflops, achieved_gbps): (f64, f64),
+        (compute_probe, peak_gflops): (&str, f64),
+        (bandwidth_probe, peak_gbps): (&str, f64),
     ) -> Self {
+        let compute_share = achieved_gflops / peak_gflops;
+        let bandwidth_share = achieved_gbps / peak_gbps;
+        let over: Vec<String> = [
+            ("compute", compute_share, compute_probe),
+            ("bandwidth", bandwidth_share, bandwidth_probe),
+        ]
+        .into_iter()
+        .filter(|&(_, share, _)| share > Self::PLAUSIBLE_SHARE)
+        .map(|(what, share, probe)| format!("{what} share {:.1}% of {probe}", share * 100.0))
+        .collect();
+        let warning = (!over.is_empty()).then(|| {
+            format!(
+                "{}: above {:.0}%, so the probe did not reach the device's peak; the share is not a fraction of the peak",
+                over.join(", "),
+                Self::PLAUSIBLE_SHARE * 100.0
+            )
+        });
         Self {
             peak_gflops,
             peak_gbps,
-            compute_share: achieved_gflops / peak_gflops,
-            bandwidth_share: achieved_gbps / peak_gbps,
+            compute_share,
+            bandwidth_share,
+            bandwidth_probe: bandwidth_probe.to_string(),
+            exceeds_peak: warning.is_some(),
+            warning,
         }
     }
 }
@@ -920,6 +981,33 @@ mod tests {
         let u = PowerRecord::unavailable("no source", 4.0, 5);
         assert_eq!((u.energy_j, u.source, u.scope), (None, None, None));
         assert_eq!(u.reason.as_deref(), Some("no source"));
+    }
+
+    #[test]
+    fn a_share_above_105_percent_is_flagged_and_named() {
+        let fine = Roofline::new((10.0, 104.0), ("probe-fma", 100.0), ("probe-read", 100.0));
+        assert!(!fine.exceeds_peak && fine.warning.is_none(), "{fine:?}");
+        assert_eq!(fine.bandwidth_probe, "probe-read");
+        let over = Roofline::new((10.0, 106.0), ("probe-fma", 100.0), ("probe-read", 100.0));
+        assert!(over.exceeds_peak);
+        let warning = over.warning.unwrap();
+        assert!(
+            warning.contains("bandwidth share 106.0% of probe-read")
+                && warning.contains("did not reach"),
+            "{warning}"
+        );
+        let compute = Roofline::new((120.0, 1.0), ("probe-fma", 100.0), ("probe-copy", 100.0));
+        assert!(compute.exceeds_peak && compute.warning.unwrap().contains("probe-fma"));
+    }
+
+    #[test]
+    fn a_roofline_written_before_the_read_probe_reads_as_against_the_copy_probe() {
+        let old = r#"{"peak_gflops": 1.0, "peak_gbps": 2.0, "compute_share": 0.5, "bandwidth_share": 0.25}"#;
+        let r: Roofline = serde_json::from_str(old).unwrap();
+        assert_eq!(r.bandwidth_probe, "probe-copy");
+        assert!(!r.exceeds_peak && r.warning.is_none());
+        let p: Probes = serde_json::from_str(r#"{"fma_gflops": 1.0, "copy_gbps": 2.0}"#).unwrap();
+        assert_eq!(p.read_gbps, None);
     }
 
     #[test]
