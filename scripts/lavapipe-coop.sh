@@ -79,7 +79,7 @@ in_chroot /opt/t/tokbench devices
 in_chroot env TOKBENCH_REQUIRE_COOP=1 TOKBENCH_TRY_UNLISTED_COOP=1 /opt/t/unit-tests coop --test-threads 1
 in_chroot /opt/t/cli-tests math_ --test-threads 1
 
-# 4. A model run on the tier: valid, every prefill product workload on coopmat-f16.
+# 4. A model run on the tier: valid, every product workload (prefill and decode) on coopmat-f16.
 rm -f "$root/tmp/coop-run.json"
 in_chroot sh -c 'cd /tmp && /opt/t/tokbench run --preset tiny --dtype f16 --math coopmat \
   --samples 3 --min-time 0.2 --idle-s 0 --power-source none --out /tmp/coop-run.json'
@@ -88,11 +88,11 @@ import json, sys
 doc = json.load(open(sys.argv[1]))
 bad = [w["id"] for w in doc["workloads"] if not w["valid"]]
 assert not bad, f"invalid workloads: {bad}"
-prefill = [w for w in doc["workloads"] if w.get("phase") == "prefill"]
-assert prefill, "no prefill workload"
+products = [w for w in doc["workloads"] if w.get("phase")]
+assert {w["phase"] for w in products} == {"prefill", "decode"}, [w["id"] for w in products]
 matrix = (doc["probes"] or {}).get("matrix_gflops")
 assert matrix, "no matrix probe peak"
-for w in prefill:
+for w in products:
     assert w["math"]["tier"] == "coopmat-f16", (w["id"], w["math"])
     # Compared with the matrix peak, not the FMA one.
     assert w["math"]["peak_gflops"] == matrix == w["roofline"]["peak_gflops"], w["math"]

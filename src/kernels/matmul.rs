@@ -90,6 +90,8 @@ pub struct Matmul {
     tiles_pipeline: wgpu::ComputePipeline,
     config: MatmulConfig,
     dtype: WeightDtype,
+    /// Send few-row products to the many-row kernel too (see [`Self::every_row_on_tiles`]).
+    every_row_on_tiles: bool,
 }
 
 impl Matmul {
@@ -165,7 +167,17 @@ impl Matmul {
             tiles_pipeline,
             config,
             dtype,
+            every_row_on_tiles: false,
         })
+    }
+
+    /// This kernel set with every product, even a one-row one, on the many-row kernel: what
+    /// `--math coopmat` asks of a decode (its GEMVs would otherwise run SIMT).
+    pub fn every_row_on_tiles(self, on: bool) -> Self {
+        Self {
+            every_row_on_tiles: on,
+            ..self
+        }
     }
 
     /// The configuration in use.
@@ -173,12 +185,12 @@ impl Matmul {
         self.config
     }
 
-    /// A launch of `product`: a GEMV kernel for up to [`GEMV_MAX_ROWS`] rows, else the tiled
-    /// one. Fails if a buffer is too small for the product: the shaders may run without bounds
+    /// A launch of `product`: a GEMV kernel for up to [`GEMV_MAX_ROWS`] rows (unless
+    /// [`Self::every_row_on_tiles`]), else the tiled one. Fails if a buffer is too small for the product: the shaders may run without bounds
     /// checks, so every access must be in bounds by construction.
     pub fn dispatch(&self, ctx: &GpuContext, pr: &Product<'_>) -> anyhow::Result<Dispatch> {
         let params = self.checked_params(pr)?;
-        if pr.m > GEMV_MAX_ROWS {
+        if pr.m > GEMV_MAX_ROWS || self.every_row_on_tiles {
             return self.tiles_launch(ctx, pr, &params);
         }
         let buffers = [(1, pr.a), (2, pr.w), (3, pr.c)];

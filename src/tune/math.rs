@@ -83,6 +83,14 @@ impl MathChoice {
         config
     }
 
+    /// True when every product, however few its rows, runs on the many-row kernel: under
+    /// `--math coopmat` a decode's products go to cooperative matrices too (wasting most of each
+    /// matrix at one row, but measuring what was asked), where `auto` and `simt` send them to the
+    /// GEMV.
+    pub fn every_row_on_tiles(&self) -> bool {
+        self.requested == MathRequest::Coopmat
+    }
+
     /// The record of a workload whose products have `rows` rows and ran with `tiles` on
     /// `dtype` weights; `source` says where the kernel configuration came from.
     pub fn record(
@@ -94,7 +102,8 @@ impl MathChoice {
         source: &str,
     ) -> MathRecord {
         let simt = Math::simt(dtype);
-        let many_rows = rows > GEMV_MAX_ROWS as usize;
+        let on_tiles = |rows: usize| rows > GEMV_MAX_ROWS as usize || self.every_row_on_tiles();
+        let many_rows = on_tiles(rows);
         let tier = if many_rows { tiles.math(dtype) } else { simt };
         let mut reason = match (self.requested, &self.coop_unavailable) {
             (MathRequest::Auto, Some(why)) => format!("auto: SIMT because {why}"),
@@ -103,6 +112,10 @@ impl MathChoice {
                  candidates ({source})",
                 tiles.math(dtype).name()
             ),
+            (MathRequest::Coopmat, _) if rows <= GEMV_MAX_ROWS as usize => format!(
+                "--math coopmat: every product on cooperative matrices, these {rows}-row ones \
+                 included, where auto would run them on the GEMV kernel"
+            ),
             (requested, _) => format!("--math {}", requested.name()),
         };
         if !many_rows {
@@ -110,7 +123,7 @@ impl MathChoice {
                 "; its products have {rows} row(s), at most {GEMV_MAX_ROWS}: they run on the GEMV \
                  kernel, SIMT"
             ));
-        } else if tier.is_coop() && lm_head_rows <= GEMV_MAX_ROWS as usize {
+        } else if tier.is_coop() && !on_tiles(lm_head_rows) {
             reason.push_str(&format!(
                 "; the LM head's rows (one per sequence, {lm_head_rows} here) run on the GEMV \
                  kernel, SIMT"
@@ -174,10 +187,18 @@ mod tests {
                     (r.tier, r.peak_probe.as_str()),
                     (Math::CoopmatF16, "probe-matrix")
                 );
-                assert!(r.reason.contains("LM head"), "{}", r.reason);
-                // Decode: a GEMV, SIMT, whatever the tiles.
+                // Every product on the matrices, the one-row LM head too.
+                assert!(!r.reason.contains("LM head"), "{}", r.reason);
+                // Decode: the matrices too, because coopmat was asked for.
                 let d = choice.record(tiles, WeightDtype::F16, 1, 1, "x");
+                assert_eq!(d.tier, Math::CoopmatF16, "{}", d.reason);
+                assert!(d.reason.contains("1-row ones included"), "{}", d.reason);
+                // Under auto, decode's products stay on the GEMV, SIMT.
+                let auto = MathChoice::new(ctx, WeightDtype::F16, MathRequest::Auto).unwrap();
+                let d = auto.record(tiles, WeightDtype::F16, 1, 1, "x");
                 assert_eq!(d.tier, Math::SimtF16);
+                let r = auto.record(tiles, WeightDtype::F16, 64, 1, "x");
+                assert!(r.reason.contains("LM head"), "{}", r.reason);
             }
             Err(e) => {
                 let msg = e.to_string();

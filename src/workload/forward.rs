@@ -46,10 +46,16 @@ pub struct Kernels {
 }
 
 impl Kernels {
-    /// Builds every pipeline except attention's, which depends on the head shape.
-    pub fn new(ctx: &GpuContext, config: KernelConfig, dtype: WeightDtype) -> anyhow::Result<Self> {
+    /// Builds every pipeline except attention's, which depends on the head shape;
+    /// `every_row_on_tiles` sends few-row products to the many-row kernel too (`--math coopmat`).
+    pub fn new(
+        ctx: &GpuContext,
+        config: KernelConfig,
+        dtype: WeightDtype,
+        every_row_on_tiles: bool,
+    ) -> anyhow::Result<Self> {
         Ok(Self {
-            matmul: Matmul::new(ctx, config.matmul, dtype)?,
+            matmul: Matmul::new(ctx, config.matmul, dtype)?.every_row_on_tiles(every_row_on_tiles),
             norm: RmsNorm::new(ctx, config.norm_wg)?,
             rope: RopeCache::new(ctx, config.rope_wg())?,
             swiglu: SwiGlu::new(ctx, config.swiglu_wg())?,

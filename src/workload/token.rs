@@ -95,7 +95,12 @@ impl ModelSession {
             }
             other => other?,
         };
-        let kernels = Kernels::new(ctx, self.config.clone(), self.model.dtype)?;
+        let kernels = Kernels::new(
+            ctx,
+            self.config.clone(),
+            self.model.dtype,
+            self.math.0.every_row_on_tiles(),
+        )?;
         let l = Rc::new((weights, kernels));
         *self.loaded.borrow_mut() = Some(l.clone());
         Ok(l)
