@@ -10,19 +10,9 @@ use common::{assert_code, assert_usage_error, command, stderr};
 fn matmul(root: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let mut args = vec![
-        "kernel",
-        "matmul",
-        "--m",
-        "4",
-        "--n",
-        "4",
-        "--k",
-        "4",
-        "--power-source",
-        "none",
-        "--out",
-        out.to_str().unwrap(),
+    let mut args = argv![
+        "kernel matmul --m 4 --n 4 --k 4 --power-source none --out",
+        out.to_str().unwrap()
     ];
     args.extend(common::QUICK);
     args.extend(extra);

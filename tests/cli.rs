@@ -38,18 +38,7 @@ fn kernel_matmul_writes_a_valid_result() {
 fn generated_paths_never_collide() {
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().to_str().unwrap();
-    let mut args = vec![
-        "kernel",
-        "matmul",
-        "--m",
-        "4",
-        "--n",
-        "4",
-        "--k",
-        "4",
-        "--results-dir",
-        results,
-    ];
+    let mut args = argv!["kernel matmul --m 4 --n 4 --k 4 --results-dir", results];
     args.extend(QUICK);
     for _ in 0..2 {
         assert_eq!(tokbench(&args).status.code(), Some(0));
@@ -85,17 +74,9 @@ fn bad_sizes_are_usage_errors() {
 fn a_shape_beyond_the_device_limits_is_refused_before_writing() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("never.json");
-    let out = tokbench(&[
-        "kernel",
-        "matmul",
-        "--m",
-        "100000",
-        "--n",
-        "100000",
-        "--k",
-        "100000",
-        "--out",
-        out_path.to_str().unwrap(),
+    let out = tokbench(&argv![
+        "kernel matmul --m 100000 --n 100000 --k 100000 --out",
+        out_path.to_str().unwrap()
     ]);
     assert_usage_error(&out, "binds at most");
     assert!(!out_path.exists(), "nothing written for bad input");
@@ -103,31 +84,11 @@ fn a_shape_beyond_the_device_limits_is_refused_before_writing() {
 
 #[test]
 fn unknown_adapter_or_backend_is_a_usage_error() {
-    let out = tokbench(&[
-        "kernel",
-        "matmul",
-        "--m",
-        "4",
-        "--n",
-        "4",
-        "--k",
-        "4",
-        "--adapter",
-        "no-such-gpu",
+    let out = tokbench(&argv![
+        "kernel matmul --m 4 --n 4 --k 4 --adapter no-such-gpu"
     ]);
     assert_usage_error(&out, "no-such-gpu");
-    let out = tokbench(&[
-        "kernel",
-        "matmul",
-        "--m",
-        "4",
-        "--n",
-        "4",
-        "--k",
-        "4",
-        "--adapter",
-        "99",
-    ]);
+    let out = tokbench(&argv!["kernel matmul --m 4 --n 4 --k 4 --adapter 99"]);
     assert_usage_error(&out, "--adapter 99");
     let out = tokbench(&["devices", "--backend", "cuda"]);
     assert_usage_error(&out, "cuda");
@@ -138,34 +99,18 @@ fn unwritable_or_existing_output_is_refused_before_measuring() {
     let dir = tempfile::tempdir().unwrap();
     let existing = dir.path().join("taken.json");
     std::fs::write(&existing, "keep me").unwrap();
-    let out = tokbench(&[
-        "kernel",
-        "matmul",
-        "--m",
-        "4",
-        "--n",
-        "4",
-        "--k",
-        "4",
-        "--out",
-        existing.to_str().unwrap(),
+    let out = tokbench(&argv![
+        "kernel matmul --m 4 --n 4 --k 4 --out",
+        existing.to_str().unwrap()
     ]);
     assert_usage_error(&out, "already exists");
     assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
 
     // A path below a regular file cannot be created, even by root.
     let below_file = existing.join("r.json");
-    let out = tokbench(&[
-        "kernel",
-        "matmul",
-        "--m",
-        "4",
-        "--n",
-        "4",
-        "--k",
-        "4",
-        "--out",
-        below_file.to_str().unwrap(),
+    let out = tokbench(&argv![
+        "kernel matmul --m 4 --n 4 --k 4 --out",
+        below_file.to_str().unwrap()
     ]);
     assert_usage_error(&out, "cannot");
     assert!(!Path::new(&below_file).exists());
@@ -201,18 +146,9 @@ fn help_documents_exit_codes() {
 fn run_tiny_measures_tokens_against_the_probes() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("tiny.json");
-    let mut args = vec![
-        "run",
-        "--preset",
-        "tiny",
-        "--prompt-len",
-        "33",
-        "--depth",
-        "7,40",
-        "--batch",
-        "2",
-        "--out",
-        out_path.to_str().unwrap(),
+    let mut args = argv![
+        "run --preset tiny --prompt-len 33 --depth 7,40 --batch 2 --out",
+        out_path.to_str().unwrap()
     ];
     args.extend(QUICK);
     let out = tokbench(&args);
@@ -295,16 +231,7 @@ fn bad_model_requests_are_usage_errors_and_write_nothing() {
         (vec!["--preset", "tiny", "--layers", "0"], "--layers"),
         (vec!["--model", "d_model=8,n_layers=1"], "missing field"),
         (
-            vec![
-                "--preset",
-                "llama3-70b-shape",
-                "--phase",
-                "decode",
-                "--depth",
-                "1000000",
-                "--batch",
-                "64",
-            ],
+            argv!["--preset llama3-70b-shape --phase decode --depth 1000000 --batch 64"],
             "reduce --batch or --depth",
         ),
         (
@@ -345,18 +272,9 @@ fn presets_are_listed_with_their_shapes() {
 #[test]
 fn jsonl_prints_exactly_one_result_line_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec![
-        "kernel",
-        "matmul",
-        "--m",
-        "5",
-        "--n",
-        "6",
-        "--k",
-        "7",
-        "--jsonl",
-        "--results-dir",
-        dir.path().to_str().unwrap(),
+    let mut args = argv![
+        "kernel matmul --m 5 --n 6 --k 7 --jsonl --results-dir",
+        dir.path().to_str().unwrap()
     ];
     args.extend(QUICK);
     let out = common::command()
@@ -391,17 +309,9 @@ fn tune_caches_a_winner_that_run_then_uses() {
     let cache = dir.path().join("tune.json");
     let cache_arg = cache.to_str().unwrap();
     // Tuning is at the run's shapes: tune for the run below (decode at depth 4).
-    let out = tokbench(&[
-        "tune",
-        "--quick",
-        "--preset",
-        "tiny",
-        "--phase",
-        "decode",
-        "--depth",
-        "4",
-        "--tune-cache",
-        cache_arg,
+    let out = tokbench(&argv![
+        "tune --quick --preset tiny --phase decode --depth 4 --tune-cache",
+        cache_arg
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -415,20 +325,11 @@ fn tune_caches_a_winner_that_run_then_uses() {
     assert!(key.contains("tokbench"), "{key}");
 
     let result = dir.path().join("r.json");
-    let mut args = vec![
-        "run",
-        "--preset",
-        "tiny",
-        "--phase",
-        "decode",
-        "--depth",
-        "4",
-        "--idle-s",
-        "0",
-        "--tune-cache",
+    let mut args = argv![
+        "run --preset tiny --phase decode --depth 4 --idle-s 0 --tune-cache",
         cache_arg,
         "--out",
-        result.to_str().unwrap(),
+        result.to_str().unwrap()
     ];
     args.extend(QUICK);
     let out = tokbench(&args);
@@ -448,19 +349,9 @@ fn tune_caches_a_winner_that_run_then_uses() {
     );
 
     let untuned = dir.path().join("u.json");
-    let mut args = vec![
-        "run",
-        "--preset",
-        "tiny",
-        "--phase",
-        "decode",
-        "--depth",
-        "4",
-        "--idle-s",
-        "0",
-        "--no-tune",
-        "--out",
-        untuned.to_str().unwrap(),
+    let mut args = argv![
+        "run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune --out",
+        untuned.to_str().unwrap()
     ];
     args.extend(QUICK);
     assert_eq!(tokbench(&args).status.code(), Some(0));
@@ -476,18 +367,7 @@ fn tune_caches_a_winner_that_run_then_uses() {
 #[test]
 fn no_adapter_at_all_says_how_to_get_a_software_one() {
     // No Metal on Linux: the same path as a machine with no adapter.
-    let out = tokbench(&[
-        "kernel",
-        "matmul",
-        "--m",
-        "4",
-        "--n",
-        "4",
-        "--k",
-        "4",
-        "--backend",
-        "metal",
-    ]);
+    let out = tokbench(&argv!["kernel matmul --m 4 --n 4 --k 4 --backend metal"]);
     assert_usage_error(&out, "mesa-vulkan-drivers");
 }
 
@@ -514,14 +394,9 @@ fn bad_power_options_are_refused_before_any_device_is_opened() {
     assert!(!cache_path.exists(), "no tune cache may be written");
     let existing = cache.path().join("exists.json");
     std::fs::write(&existing, "{}").unwrap();
-    let out = tokbench(&[
-        "run",
-        "--preset",
-        "tiny",
-        "--backend",
-        "metal",
-        "--out",
-        existing.to_str().unwrap(),
+    let out = tokbench(&argv![
+        "run --preset tiny --backend metal --out",
+        existing.to_str().unwrap()
     ]);
     assert_usage_error(&out, "already exists");
 }
@@ -546,13 +421,9 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
     assert_usage_error(&run(with(&["--math", "tensor"])), "auto, simt or coopmat");
 
     let out_path = dir.path().join("auto.json");
-    let out = run(with(&[
-        "--dtype",
-        "f16",
-        "--math",
-        "coopmat",
-        "--out",
-        out_path.to_str().unwrap(),
+    let out = run(with(&argv![
+        "--dtype f16 --math coopmat --out",
+        out_path.to_str().unwrap()
     ]));
     if out.status.code() == Some(2) {
         let err = stderr(&out);
@@ -562,16 +433,9 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
         );
         assert!(!out_path.exists(), "nothing is written on a usage error");
         // A model run is refused the same way, before anything is measured.
-        let tiny = tokbench(&[
-            "run",
-            "--preset",
-            "tiny",
-            "--dtype",
-            "f16",
-            "--math",
-            "coopmat",
-            "--out",
-            out_path.to_str().unwrap(),
+        let tiny = tokbench(&argv![
+            "run --preset tiny --dtype f16 --math coopmat --out",
+            out_path.to_str().unwrap()
         ]);
         assert_usage_error(&tiny, "--math coopmat: adapter");
         assert!(!out_path.exists());

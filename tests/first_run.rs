@@ -69,14 +69,7 @@ fn a_cpu_adapter_gets_a_shorter_prompt_and_fewer_samples_and_the_result_says_so(
 
 #[test]
 fn settings_the_user_gives_are_kept_and_nothing_is_recorded_as_chosen() {
-    let doc = mock_run(&[
-        "--prompt-len",
-        "512",
-        "--samples",
-        "10",
-        "--max-warmup",
-        "5",
-    ]);
+    let doc = mock_run(&argv!["--prompt-len 512 --samples 10 --max-warmup 5"]);
     assert!(
         doc.plan.device_defaults.is_empty(),
         "{:?}",

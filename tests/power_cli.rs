@@ -23,24 +23,9 @@ fn run_tiny(extra: &[&str], sysfs: &Path) -> (Output, Option<RunResult>) {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("r.json");
-    let mut args = vec![
-        "run",
-        "--preset",
-        "tiny",
-        "--phase",
-        "decode",
-        "--depth",
-        "16",
-        "--samples",
-        "3",
-        "--min-time",
-        "0.3",
-        "--max-warmup",
-        "0",
-        "--idle-s",
-        "0",
-        "--out",
-        out_path.to_str().unwrap(),
+    let mut args = argv![
+        "run --preset tiny --phase decode --depth 16 --samples 3 --min-time 0.3 --max-warmup 0 --idle-s 0 --out",
+        out_path.to_str().unwrap()
     ];
     args.extend(extra);
     let out = common::command()
@@ -208,14 +193,7 @@ fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
         (65e6 * t.as_secs_f64()) as u64 % 50_000_000
     });
     let (out, doc) = run_tiny(
-        &[
-            "--power-source",
-            "rapl",
-            "--min-energy-s",
-            "2",
-            "--sustain-s",
-            "2",
-        ],
+        &argv!["--power-source rapl --min-energy-s 2 --sustain-s 2"],
         sysfs.path(),
     );
     drop(rapl);

@@ -147,30 +147,11 @@ fn check_calls_a_20_percent_slowdown_hidden_in_wild_noise_inconclusive() {
 /// `tokbench run --repeat N` on the mock device: the probes, a prefill and a decode of `tiny`.
 fn repeated_run(dir: &Path, name: &str, repeat: &str) -> PathBuf {
     let path = dir.join(name);
-    let out = common::tokbench(&[
-        "run",
-        "--mock-device",
-        "instant",
-        "--preset",
-        "tiny",
-        "--prompt-len",
-        "16",
-        "--depth",
-        "16",
-        "--repeat",
+    let out = common::tokbench(&argv![
+        "run --mock-device instant --preset tiny --prompt-len 16 --depth 16 --repeat",
         repeat,
-        "--samples",
-        "6",
-        "--min-time",
-        "0",
-        "--max-warmup",
-        "0",
-        "--power-source",
-        "none",
-        "--idle-s",
-        "0",
-        "--out",
-        arg(&path),
+        "--samples 6 --min-time 0 --max-warmup 0 --power-source none --idle-s 0 --out",
+        arg(&path)
     ]);
     assert_code(&out, 0);
     path
@@ -251,14 +232,12 @@ fn check_of_single_runs_says_the_verdict_ignores_run_to_run_noise() {
         doc["workloads"][2]["repetitions"].as_array().map(Vec::len),
         Some(0)
     );
-    let out = tokbench(&[
-        "check",
-        "--baseline",
+    let out = tokbench(&argv![
+        "check --baseline",
         arg(&base),
         "--current",
         arg(&cur),
-        "--format",
-        "json",
+        "--format json"
     ]);
     assert_code(&out, 0);
     let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -340,24 +319,21 @@ fn check_input_errors_exit_2_with_the_path_and_reason() {
         ),
         (other, "no workload in common"),
     ] {
-        let out = tokbench(&[
-            "check",
-            "--baseline",
+        let out = tokbench(&argv![
+            "check --baseline",
             arg(&baseline),
             "--current",
-            arg(&good),
+            arg(&good)
         ]);
         assert_code(&out, 2);
         assert!(stderr(&out).contains(needle), "{needle}: {}", stderr(&out));
     }
-    let out = tokbench(&[
-        "check",
-        "--baseline",
+    let out = tokbench(&argv![
+        "check --baseline",
         arg(&good),
         "--current",
         arg(&good),
-        "--threshold",
-        "lots",
+        "--threshold lots"
     ]);
     assert_code(&out, 2);
 }
@@ -463,17 +439,12 @@ fn compare_reads_json_lines_and_costs_from_a_toml_prices_file() {
         "currency = \"USD\"\n[adapters.\"GPU A\"]\nrental_per_hour = 3.0\n",
     )
     .unwrap();
-    let out = tokbench(&[
+    let out = tokbench(&argv![
         "compare",
         arg(&d.join("fleet.jsonl")),
-        "--price-kwh",
-        "0.25",
-        "--prices",
+        "--price-kwh 0.25 --prices",
         arg(&d.join("prices.toml")),
-        "--metric",
-        "cost_per_mtok",
-        "--format",
-        "csv",
+        "--metric cost_per_mtok --format csv"
     ]);
     assert_code(&out, 0);
     let csv = stdout(&out);
@@ -506,13 +477,11 @@ fn compare_writes_a_self_contained_html_file() {
     evil.adapter.name = "GPU A".into();
     write(dir.path(), "fleet/evil.json", &evil);
     let html = dir.path().join("report.html");
-    let out = tokbench(&[
+    let out = tokbench(&argv![
         "compare",
         arg(&dir.path().join("fleet")),
-        "--format",
-        "html",
-        "--out",
-        arg(&html),
+        "--format html --out",
+        arg(&html)
     ]);
     assert_code(&out, 0);
     let text = std::fs::read_to_string(&html).unwrap();
@@ -657,13 +626,12 @@ fn pue_grows_the_energy_cost_and_carbon_of_a_lavapipe_run_by_its_factor() {
     }
     // The table says which power the costs used.
     let result = lavapipe_result();
-    let out = tokbench(&[
+    let out = tokbench(&argv![
         "compare",
         arg(&result),
         "--prices",
         arg(&prices),
-        "--pue",
-        "1.3",
+        "--pue 1.3"
     ]);
     assert_code(&out, 0);
     let text = stdout(&out);

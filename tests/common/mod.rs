@@ -5,6 +5,23 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+/// A command line as a `Vec<&str>`: each string literal is split at white space, so flags read as
+/// they would be typed; any other expression (a path, a variable) is one argument as it is.
+/// `argv!["kernel matmul --m 4 --out", path, "--idle-s 0"]`.
+#[macro_export]
+macro_rules! argv {
+    // One expression, so temporaries in the arguments (`&dir.join("x")`) live as long as the
+    // statement that uses the list.
+    (@parts [$($done:expr),*];) => { [$($done),*].concat() };
+    (@parts [$($done:expr),*]; $l:literal $(, $($rest:tt)*)?) => {
+        $crate::argv!(@parts [$($done,)* $l.split_whitespace().collect::<Vec<&str>>()]; $($($rest)*)?)
+    };
+    (@parts [$($done:expr),*]; $e:expr $(, $($rest:tt)*)?) => {
+        $crate::argv!(@parts [$($done,)* vec![$e]]; $($($rest)*)?)
+    };
+    ($($t:tt)*) => { $crate::argv!(@parts []; $($t)*) };
+}
+
 /// Sampling flags that keep a measured workload short.
 pub const QUICK: [&str; 6] = ["--samples", "3", "--min-time", "0", "--max-warmup", "0"];
 

@@ -5,20 +5,9 @@ use serde::{Deserialize, Serialize};
 
 /// Element type of the weights. Activations, norms and the KV cache stay f32; products
 /// accumulate in f32 either way.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    schemars::JsonSchema,
-)]
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum WeightDtype {
     /// 32-bit float.
     F32,

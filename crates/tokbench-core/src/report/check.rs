@@ -60,18 +60,10 @@ const SEED: u64 = 0x746f_6b62_656e_6368;
 
 /// What `check` gates on.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-    strum::EnumMessage,
+    Serialize, strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::EnumMessage,
 )]
 #[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckMetric {
     /// Time per execution from the raw samples (tokens/s for token workloads).
     #[strum(serialize = "tokens_per_s", serialize = "tokens-per-s")]

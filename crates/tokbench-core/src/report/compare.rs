@@ -19,18 +19,10 @@ use crate::result::{AdapterInfo, Provenance, RunResult, Scope, TimingMethod, Wor
 
 /// What nodes are ranked by.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Serialize,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-    strum::EnumMessage,
+    Serialize, strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::EnumMessage,
 )]
 #[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Metric {
     /// Tokens per second (higher is better).
     #[strum(serialize = "tokens_per_s", serialize = "tokens-per-s")]

@@ -25,18 +25,9 @@ use crate::InputError;
 use crate::units::{duration, num, signed_pct};
 
 /// Formats of `tokbench compare`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-    strum::EnumMessage,
-)]
+#[derive(strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::EnumMessage)]
 #[strum(serialize_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompareFormat {
     /// Terminal tables.
     Table,
@@ -54,18 +45,9 @@ pub enum CompareFormat {
 }
 
 /// Formats of `tokbench check`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    strum::EnumString,
-    strum::IntoStaticStr,
-    strum::EnumIter,
-    strum::EnumMessage,
-)]
+#[derive(strum::EnumString, strum::IntoStaticStr, strum::EnumIter, strum::EnumMessage)]
 #[strum(serialize_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckFormat {
     /// Terminal tables.
     Table,
