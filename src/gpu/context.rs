@@ -448,7 +448,7 @@ pub fn adapter_record(
             .filter(|(f, _)| features.contains(*f))
             .map(|(_, name)| name.to_string())
             .collect(),
-        limits: key_limits(limits),
+        limits: key_limits(info, features, limits),
         cooperative_matrices: cooperative.iter().map(coop_name).collect(),
     }
 }
@@ -498,7 +498,21 @@ fn device_type_name(t: wgpu::DeviceType) -> &'static str {
 }
 
 /// The limits that shape tokbench's kernels and buffers.
-fn key_limits(l: &wgpu::Limits) -> BTreeMap<String, u64> {
+/// The limits kernel choices depend on, plus the subgroup size range the adapter reports (where
+/// it has SUBGROUP): kernels must be correct at every size in it.
+fn key_limits(
+    info: &wgpu::AdapterInfo,
+    features: wgpu::Features,
+    l: &wgpu::Limits,
+) -> BTreeMap<String, u64> {
+    let subgroups = features
+        .contains(wgpu::Features::SUBGROUP)
+        .then_some([
+            ("subgroup_min_size", u64::from(info.subgroup_min_size)),
+            ("subgroup_max_size", u64::from(info.subgroup_max_size)),
+        ])
+        .into_iter()
+        .flatten();
     [
         ("max_buffer_size", l.max_buffer_size),
         (
@@ -531,6 +545,7 @@ fn key_limits(l: &wgpu::Limits) -> BTreeMap<String, u64> {
         ),
     ]
     .into_iter()
+    .chain(subgroups)
     .map(|(k, v)| (k.to_string(), v))
     .collect()
 }

@@ -85,6 +85,21 @@ impl<'a> Product<'a> {
     }
 }
 
+/// Workgroup memory `matmul_tiled.wgsl` declares whatever its tile: two 16 × (128 + 4) f32 tiles
+/// (sized for the largest BM, BN), above WebGPU's 16 KiB default limit.
+pub const TILED_WORKGROUP_BYTES: u32 = 2 * 16 * (128 + 4) * 4;
+
+/// Whether the workgroup tier's memory fits the adapter's limit; the error names both figures.
+pub fn workgroup_tiles_fit(limits: &wgpu::Limits) -> anyhow::Result<()> {
+    let allowed = limits.max_compute_workgroup_storage_size;
+    ensure!(
+        TILED_WORKGROUP_BYTES <= allowed,
+        "workgroup tiles need {TILED_WORKGROUP_BYTES} bytes of workgroup memory and the adapter \
+         allows {allowed}: use register tiles (the CPU tier's) on this adapter"
+    );
+    Ok(())
+}
+
 /// The product kernels for one weight type and configuration.
 pub struct Matmul {
     tiles_pipeline: wgpu::ComputePipeline,
@@ -123,6 +138,7 @@ impl Matmul {
                 ctx.pipeline(&MATMUL, dtype, "matmul", &constants)?
             }
             ProductTiles::Workgroup { bm, bn, tm, tn } => {
+                workgroup_tiles_fit(&ctx.limits)?;
                 let threads = (bm / tm.max(1)) * (bn / tn.max(1));
                 ensure!(
                     (1..=4).contains(&tm)
@@ -323,6 +339,21 @@ pub(crate) fn params_layout() -> super::HostLayout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn workgroup_tiles_are_refused_where_their_memory_exceeds_the_limit() {
+        // WebGPU's default (16 KiB) is below what the tiles declare; native adapters allow 32 KiB.
+        let err = workgroup_tiles_fit(&wgpu::Limits::default()).unwrap_err();
+        assert!(
+            err.to_string().contains("16896 bytes") && err.to_string().contains("allows 16384"),
+            "{err}"
+        );
+        let native = wgpu::Limits {
+            max_compute_workgroup_storage_size: 32768,
+            ..wgpu::Limits::default()
+        };
+        workgroup_tiles_fit(&native).unwrap();
+    }
 
     #[test]
     fn reference_matches_hand_computed_product() {

@@ -58,7 +58,7 @@ pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort, math: &Mat
             tm,
             tn,
         }));
-    } else {
+    } else if crate::kernels::matmul::workgroup_tiles_fit(&ctx.limits).is_ok() {
         let shapes: &[(u32, u32, u32, u32)] = if quick {
             &[
                 (64, 64, 4, 4),

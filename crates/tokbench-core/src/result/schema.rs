@@ -375,7 +375,9 @@ pub struct AdapterInfo {
     pub device_type: String,
     /// wgpu features enabled on the device that matter to tokbench (for example "TIMESTAMP_QUERY").
     pub features: Vec<String>,
-    /// Key device limits, by wgpu's limit name (for example "max_storage_buffer_binding_size").
+    /// Key device limits, by wgpu's limit name (for example "max_storage_buffer_binding_size"),
+    /// and on adapters with SUBGROUP the subgroup size range ("subgroup_min_size",
+    /// "subgroup_max_size").
     pub limits: BTreeMap<String, u64>,
     /// Cooperative-matrix (tensor-core) configurations wgpu accepts on the device, as
     /// "MxNxK inputs->accumulator" (for example "16x16x16 f16->f32"); empty when the device has
