@@ -82,7 +82,10 @@ pub trait Workload {
 
     /// Fails with an [`crate::InputError`] if the device cannot hold or run the workload.
     /// Called for every workload before any of them runs, so bad input costs no measurement.
-    fn check_fits(&self, device: &DeviceFacts) -> anyhow::Result<()>;
+    /// The probes size themselves to the device, so by default everything fits.
+    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
+        Ok(())
+    }
 
     /// Sets up buffers and records one execution, ready to be timed.
     fn prepare<'a>(

@@ -56,10 +56,6 @@ impl Workload for FmaProbeWorkload {
         }
     }
 
-    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
-        Ok(())
-    }
-
     fn prepare<'a>(
         &'a self,
         ctx: &'a GpuContext,
@@ -128,10 +124,6 @@ impl Workload for CopyProbeWorkload {
             math: None,
             tokens: None,
         }
-    }
-
-    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
-        Ok(())
     }
 
     fn prepare<'a>(
@@ -209,10 +201,6 @@ impl MatrixProbeWorkload {
 impl Workload for MatrixProbeWorkload {
     fn describe(&self) -> Description {
         self.description(u64::from(self.groups))
-    }
-
-    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
-        Ok(())
     }
 
     fn prepare<'a>(
@@ -333,10 +321,6 @@ impl Workload for ReadProbeWorkload {
             math: None,
             tokens: None,
         }
-    }
-
-    fn check_fits(&self, _device: &DeviceFacts) -> anyhow::Result<()> {
-        Ok(())
     }
 
     fn prepare<'a>(
