@@ -1,0 +1,58 @@
+// Weight format mxfp4 (OCP MX v1.0) in GGUF's block_mxfp4 layout: W row n is ⌈k4 / 8⌉ blocks
+// of 17 bytes (an E8M0 scale 2^(e − 127), then 16 bytes of E2M1 nibbles in q4_0's order),
+// bytes read as u32 words (shaders/common/weights/packed.wgsl); blocks start on any byte.
+// The names every format defines: see shaders/common/weights/f32.wgsl.
+
+alias wword = u32;
+const WB: u32 = 8u;
+
+fn w_base(n: u32) -> u32 {
+    return n * ((p.k4 + 7u) / 8u) * 17u;
+}
+
+// E2M1 nibbles (sign, 2 exponent bits, 1 mantissa bit) as f32: 0, 0.5 (subnormal), then
+// (2 + m) · 2^(e − 2).
+fn e2m1x4(q: vec4<u32>) -> vec4<f32> {
+    let e = (q >> vec4<u32>(1u)) & vec4<u32>(3u);
+    let m = vec4<f32>(q & vec4<u32>(1u));
+    let mag = select(
+        0.5 * m,
+        ldexp(2.0 + m, vec4<i32>(e) - vec4<i32>(2)),
+        e != vec4<u32>(0u)
+    );
+    return select(mag, -mag, (q & vec4<u32>(8u)) != vec4<u32>(0u));
+}
+
+// 2^(e − 127) as f32 bits (e = 0 only in an all-zero block, where any scale gives zeros).
+fn e8m0(e: u32) -> f32 {
+    return bitcast<f32>(e << 23u);
+}
+
+fn w_vec4(base: u32, kk: u32) -> vec4<f32> {
+    let blk = base + (kk >> 3u) * 17u;
+    let v = kk & 7u;
+    let q = nibbles4(w_u32_at(blk + 1u + (v & 3u) * 4u), (v >> 2u) * 4u);
+    let s = e8m0((w[blk >> 2u] >> ((blk & 3u) * 8u)) & 0xffu);
+    return e2m1x4(q) * s;
+}
+
+// The 17 bytes lie in 5 words from word blk / 4, at any of the four byte offsets.
+fn w_block(base: u32, b: u32) -> array<vec4<f32>, WB> {
+    let blk = base + b * 17u;
+    let i = blk >> 2u;
+    let sh = (blk & 3u) * 8u;
+    var words: array<u32, 5>;
+    for (var j = 0u; j < 5u; j++) {
+        words[j] = w[i + j];
+    }
+    let s = e8m0((words[0] >> sh) & 0xffu);
+    // Quant word j starts at byte blk + 1 + 4j: bit offset sh + 8 into words[j].
+    let qsh = sh + 8u;
+    var out: array<vec4<f32>, WB>;
+    for (var j = 0u; j < 4u; j++) {
+        let q = select((words[j] >> qsh) | (words[j + 1u] << (32u - qsh)), words[j + 1u], qsh == 32u);
+        out[j] = e2m1x4(nibbles4(q, 0u)) * s;
+        out[j + 4u] = e2m1x4(nibbles4(q, 4u)) * s;
+    }
+    return out;
+}
