@@ -10,16 +10,13 @@ fn w_base(n: u32) -> u32 {
     return n * ((p.k4 + 7u) / 8u) * 17u;
 }
 
-// E2M1 nibbles (sign, 2 exponent bits, 1 mantissa bit) as f32: 0, 0.5 (subnormal), then
-// (2 + m) · 2^(e − 2).
+// E2M1 nibbles (sign, 2 exponent bits e, 1 mantissa bit m) as f32: 0 or 0.5 (subnormal),
+// else (1 + m / 2) · 2^(e − 1), rebuilt as f32 bits (ldexp is a slow call on CPU drivers).
 fn e2m1x4(q: vec4<u32>) -> vec4<f32> {
     let e = (q >> vec4<u32>(1u)) & vec4<u32>(3u);
-    let m = vec4<f32>(q & vec4<u32>(1u));
-    let mag = select(
-        0.5 * m,
-        ldexp(2.0 + m, vec4<i32>(e) - vec4<i32>(2)),
-        e != vec4<u32>(0u)
-    );
+    let m = q & vec4<u32>(1u);
+    let normal = bitcast<vec4<f32>>(((e + vec4<u32>(126u)) << vec4<u32>(23u)) | (m << vec4<u32>(22u)));
+    let mag = select(0.5 * vec4<f32>(m), normal, e != vec4<u32>(0u));
     return select(mag, -mag, (q & vec4<u32>(8u)) != vec4<u32>(0u));
 }
 
@@ -32,7 +29,7 @@ fn w_vec4(base: u32, kk: u32) -> vec4<f32> {
     let blk = base + (kk >> 3u) * 17u;
     let v = kk & 7u;
     let q = nibbles4(w_u32_at(blk + 1u + (v & 3u) * 4u), (v >> 2u) * 4u);
-    let s = e8m0((w[blk >> 2u] >> ((blk & 3u) * 8u)) & 0xffu);
+    let s = e8m0(byte_of(w[blk >> 2u], blk & 3u));
     return e2m1x4(q) * s;
 }
 
@@ -40,17 +37,16 @@ fn w_vec4(base: u32, kk: u32) -> vec4<f32> {
 fn w_block(base: u32, b: u32) -> array<vec4<f32>, WB> {
     let blk = base + b * 17u;
     let i = blk >> 2u;
-    let sh = (blk & 3u) * 8u;
+    let off = blk & 3u;
     var words: array<u32, 5>;
     for (var j = 0u; j < 5u; j++) {
         words[j] = w[i + j];
     }
-    let s = e8m0((words[0] >> sh) & 0xffu);
-    // Quant word j starts at byte blk + 1 + 4j: bit offset sh + 8 into words[j].
-    let qsh = sh + 8u;
+    let s = e8m0(byte_of(words[0], off));
+    // Quant word j starts at byte blk + 1 + 4j: byte off + 1 of words[j], or words[j + 1].
     var out: array<vec4<f32>, WB>;
     for (var j = 0u; j < 4u; j++) {
-        let q = select((words[j] >> qsh) | (words[j + 1u] << (32u - qsh)), words[j + 1u], qsh == 32u);
+        let q = select(funnel(words[j], words[j + 1u], off + 1u), words[j + 1u], off == 3u);
         out[j] = e2m1x4(nibbles4(q, 0u)) * s;
         out[j + 4u] = e2m1x4(nibbles4(q, 4u)) * s;
     }

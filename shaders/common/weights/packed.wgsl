@@ -2,17 +2,33 @@
 // 17 bytes, GGUF's layouts) do not start on word boundaries. Encoded buffers carry one spare
 // word at the end, so reading the word after the last block byte stays in bounds.
 
+// Shifts here are by constants, chosen with selects: the byte offset differs from invocation to
+// invocation, and a CPU driver without per-lane variable shifts (x86 before AVX2) would
+// otherwise run them one lane at a time.
+
+// The 4 bytes starting `off` (0..=3) bytes into the pair of words lo, hi (little-endian).
+fn funnel(lo: u32, hi: u32, off: u32) -> u32 {
+    let s1 = (lo >> 8u) | (hi << 24u);
+    let s2 = (lo >> 16u) | (hi << 16u);
+    let s3 = (lo >> 24u) | (hi << 8u);
+    return select(select(s3, s2, off == 2u), select(s1, lo, off == 0u), off < 2u);
+}
+
 // The 4 bytes at byte offset `byte` (any alignment), little-endian.
 fn w_u32_at(byte: u32) -> u32 {
     let i = byte >> 2u;
-    let sh = (byte & 3u) * 8u;
-    // A shift by 32 keeps only the low 5 bits in WGSL; the select discards that case anyway.
-    return select((w[i] >> sh) | (w[i + 1u] << (32u - sh)), w[i], sh == 0u);
+    return funnel(w[i], w[i + 1u], byte & 3u);
+}
+
+// The byte at offset `off` (0..=3) of `word`.
+fn byte_of(word: u32, off: u32) -> u32 {
+    return select(select(word >> 24u, word >> 16u, off == 2u), select(word >> 8u, word, off == 0u), off < 2u) & 0xffu;
 }
 
 // The f16 at an even byte offset, as f32.
 fn w_f16_at(byte: u32) -> f32 {
-    return unpack2x16float(w[byte >> 2u] >> ((byte & 2u) * 8u)).x;
+    let word = w[byte >> 2u];
+    return unpack2x16float(select(word, word >> 16u, (byte & 2u) != 0u)).x;
 }
 
 // Four int8 of `word` as f32 (element 0 in the low byte).
