@@ -129,6 +129,8 @@ fn a_hung_gpu_is_an_error_naming_the_workload_and_the_process_does_not_wait_for_
         "2048",
         "--k",
         "2048",
+        "--dtype",
+        "f32",
         "--timeout-s",
         "0.2",
         "--out",

@@ -19,23 +19,20 @@ use tokbench_core::kernel_config::MathRequest;
 pub(super) fn run(
     selector: &AdapterSelector,
     model: Option<(String, ModelShape)>,
-    (dtype, math): (WeightDtype, MathRequest),
+    (dtype, math): (Option<WeightDtype>, MathRequest),
     effort: Effort,
     cache_path: Option<std::path::PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let ctx = GpuContext::open(selector)?;
+    let (dtype, dtype_note) = plan::resolve_dtype(dtype, &ctx.facts())?;
+    if let Some(note) = dtype_note {
+        eprintln!("tokbench tune: {note}");
+    }
     let (name, shape) = model.unwrap_or_else(|| {
         let facts = ctx.facts();
         let p = plan::default_preset(&facts, plan::memory_budget(&facts, None), dtype);
         (p.name.to_string(), p.shape)
     });
-    if dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
-        return Err(crate::InputError::new(format!(
-            "--dtype f16: adapter {:?} has no SHADER_F16",
-            ctx.info.name
-        ))
-        .into());
-    }
     let choice = MathChoice::new(&ctx, dtype, math)?;
     eprintln!(
         "tokbench tune: {} on {} ({:?} effort, --math {})",

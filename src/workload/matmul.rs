@@ -54,22 +54,17 @@ impl MatmulWorkload {
 
     /// The workloads `tokbench kernel matmul` measures for `request`: the SIMT kernel; with
     /// cooperative matrices the cooperative kernel too (the SIMT one of the same dtype beside
-    /// it, so the two compare in one run). `--math coopmat` where the tier cannot run, or f16
+    /// it, so the two compare in one run). `dtype` `None` takes the device's default
+    /// ([`super::plan::resolve_dtype`]). `--math coopmat` where the tier cannot run, or f16
     /// without SHADER_F16, is an input error.
     pub fn for_math(
         device: Device<'_>,
         (m, n, k): (usize, usize, usize),
-        dtype: WeightDtype,
+        dtype: Option<WeightDtype>,
         request: MathRequest,
     ) -> anyhow::Result<Vec<Self>> {
         let facts = device.facts();
-        if dtype == WeightDtype::F16 && !facts.has(wgpu::Features::SHADER_F16) {
-            return Err(InputError::new(format!(
-                "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32",
-                facts.info.name
-            ))
-            .into());
-        }
+        let (dtype, _) = super::plan::resolve_dtype(dtype, &facts)?;
         let choice = match device.gpu() {
             Some(ctx) => MathChoice::new(ctx, dtype, request)?,
             None => {
@@ -282,7 +277,7 @@ mod tests {
         let simt = MatmulWorkload::for_math(
             Device::Gpu(ctx),
             (1, 2, 3),
-            WeightDtype::F16,
+            Some(WeightDtype::F16),
             MathRequest::Simt,
         )
         .unwrap();
@@ -292,7 +287,7 @@ mod tests {
         let auto = MatmulWorkload::for_math(
             Device::Gpu(ctx),
             (1, 2, 3),
-            WeightDtype::F16,
+            Some(WeightDtype::F16),
             MathRequest::Auto,
         )
         .unwrap();
