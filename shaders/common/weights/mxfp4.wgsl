@@ -16,7 +16,7 @@ fn e2m1x4(q: vec4<u32>) -> vec4<f32> {
     let e = (q >> vec4<u32>(1u)) & vec4<u32>(3u);
     let m = q & vec4<u32>(1u);
     let normal = bitcast<vec4<f32>>(((e + vec4<u32>(126u)) << vec4<u32>(23u)) | (m << vec4<u32>(22u)));
-    let mag = select(0.5 * vec4<f32>(m), normal, e != vec4<u32>(0u));
+    let mag = select(0.5 * small_u32_to_f32(m), normal, e != vec4<u32>(0u));
     return select(mag, -mag, (q & vec4<u32>(8u)) != vec4<u32>(0u));
 }
 

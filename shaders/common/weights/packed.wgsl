@@ -41,3 +41,9 @@ fn i8x4(word: u32) -> vec4<f32> {
 fn nibbles4(word: u32, sh: u32) -> vec4<u32> {
     return (vec4<u32>(word) >> (vec4<u32>(0u, 8u, 16u, 24u) + vec4<u32>(sh))) & vec4<u32>(15u);
 }
+
+// Small unsigned integers as f32 through a signed conversion: x86 has a single instruction for
+// i32 -> f32 but needs several for u32 -> f32.
+fn small_u32_to_f32(v: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>(v));
+}
