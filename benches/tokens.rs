@@ -34,7 +34,7 @@ fn main() {
         batch: 1,
         prompt_len,
         depths: vec![depth],
-        dtype: WeightDtype::F32,
+        dtype: Some(WeightDtype::F32),
         layers: None,
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),

@@ -102,7 +102,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
                 .storage_with("a", bytemuck::cast_slice(&random_values(m * k, 1, 1.0)))
                 .expect("buffer");
             let w = ctx
-                .storage_with("w", &dtype.encode(&random_values(n * k, 2, 0.05)))
+                .storage_with("w", &dtype.encode_rows(&random_values(n * k, 2, 0.05), k))
                 .expect("buffer");
             let out = ctx.storage_zeroed("c", (m * n * 4) as u64).expect("buffer");
             let d = kernel
@@ -111,7 +111,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
             (
                 d,
                 flops::product_flops(m, n, k),
-                flops::product_bytes(m, n, k, dtype.bytes()),
+                flops::product_bytes(m, n, k, dtype),
             )
         }
         Shape::Attention(p, n_heads, n_kv_heads, head_dim) => {

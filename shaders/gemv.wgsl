@@ -1,7 +1,8 @@
 // Skinny C (+)= A · Wᵀ for M <= 8 rows of A (decode: one row per sequence). Same Params and
 // weight layout as matmul.wgsl (W one output per row, K contiguous), so prefill and decode read
 // the very same weight bytes. M is an override constant: the row loops unroll, and every weight
-// byte is read exactly once whatever M is.
+// byte is read exactly once whatever M is. Weights come in any format, unpacked to f32 in
+// registers by the format's shaders/common/weights/ file, a block (w_block) at a time.
 //
 //   gemv_rows:  one invocation per TN outputs, streaming their weight rows along K (register
 //               tier: CPU drivers, where each SIMD lane then follows its own sequential
@@ -39,18 +40,26 @@ fn gemv_rows(
     // TN weight rows per invocation share each load of A (the same for every lane).
     var base: array<u32, MAX_TN>;
     for (var j = 0u; j < TN; j++) {
-        base[j] = min(n0 + j, p.n - 1u) * p.k4;
+        base[j] = w_base(min(n0 + j, p.n - 1u));
     }
     var acc: array<vec4<f32>, 32>;  // MAX_M * MAX_TN
     var av: array<vec4<f32>, MAX_M>;
-    for (var kk = 0u; kk < p.k4; kk++) {
-        for (var r = 0u; r < M; r++) {
-            av[r] = a[p.a_off4 + r * p.lda4 + kk];
-        }
+    // K in the format's blocks of WB vec4s, each unpacked once into registers. Past K a block's
+    // weights are zero (block formats pad K to 32) and A's index is clamped to stay in its row.
+    for (var b = 0u; b * WB < p.k4; b++) {
+        var wb: array<array<vec4<f32>, WB>, MAX_TN>;
         for (var j = 0u; j < TN; j++) {
-            let wv = vec4<f32>(w[base[j] + kk]);
+            wb[j] = w_block(base[j], b);
+        }
+        for (var i = 0u; i < WB; i++) {
+            let kk = min(b * WB + i, p.k4 - 1u);
             for (var r = 0u; r < M; r++) {
-                acc[r * MAX_TN + j] = fma(av[r], wv, acc[r * MAX_TN + j]);
+                av[r] = a[p.a_off4 + r * p.lda4 + kk];
+            }
+            for (var j = 0u; j < TN; j++) {
+                for (var r = 0u; r < M; r++) {
+                    acc[r * MAX_TN + j] = fma(av[r], wb[j][i], acc[r * MAX_TN + j]);
+                }
             }
         }
     }
@@ -76,12 +85,15 @@ fn gemv_split(
     if (n >= p.n) {
         return;
     }
-    let base = n * p.k4;
+    let base = w_base(n);
     var acc: array<vec4<f32>, MAX_M>;
-    for (var kk = lid; kk < p.k4; kk += WG) {
-        let wv = vec4<f32>(w[base + kk]);
-        for (var r = 0u; r < M; r++) {
-            acc[r] = fma(a[p.a_off4 + r * p.lda4 + kk], wv, acc[r]);
+    for (var b = lid; b * WB < p.k4; b += WG) {
+        let wb = w_block(base, b);
+        for (var i = 0u; i < WB; i++) {
+            let kk = min(b * WB + i, p.k4 - 1u);
+            for (var r = 0u; r < M; r++) {
+                acc[r] = fma(a[p.a_off4 + r * p.lda4 + kk], wb[i], acc[r]);
+            }
         }
     }
     for (var r = 0u; r < M; r++) {

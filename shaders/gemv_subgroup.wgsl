@@ -22,12 +22,17 @@ fn gemv_subgroup(
     let n = group * (WG / SG) + lid / SG;
     // Out-of-range subgroups still take part (clamped loads) so the reduction is uniform.
     let row = min(n, p.n - 1u);
-    let base = row * p.k4;
+    let base = w_base(row);
     var acc: array<vec4<f32>, MAX_M>;
-    for (var kk = lane; kk < p.k4; kk += SG) {
-        let wv = vec4<f32>(w[base + kk]);
-        for (var r = 0u; r < M; r++) {
-            acc[r] = fma(a[p.a_off4 + r * p.lda4 + kk], wv, acc[r]);
+    // Lanes split K by the format's blocks (WB vec4s); past K a block's weights are zero and
+    // A's index is clamped to stay in its row.
+    for (var b = lane; b * WB < p.k4; b += SG) {
+        let wb = w_block(base, b);
+        for (var i = 0u; i < WB; i++) {
+            let kk = min(b * WB + i, p.k4 - 1u);
+            for (var r = 0u; r < M; r++) {
+                acc[r] = fma(a[p.a_off4 + r * p.lda4 + kk], wb[i], acc[r]);
+            }
         }
     }
     for (var r = 0u; r < M; r++) {

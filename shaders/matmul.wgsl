@@ -1,6 +1,6 @@
 // C (+)= A · Wᵀ: f32 activations A (M × K) times a weight slab W stored one output per row
-// (N × K, K contiguous: the layout every product here reads), weights of type `wvec4`
-// (vec4<f32> or vec4<f16>, set by the prelude src/kernels prepends). This is the register tier:
+// (N × K, K contiguous: the layout every product here reads), in any weight format: the
+// format's file of shaders/common/weights/, which src/kernels prepends, unpacks them to f32. This is the register tier:
 // no workgroup memory and no barriers, for CPU Vulkan drivers (lavapipe), where invocations are
 // SIMD lanes and barriers are expensive.
 //
@@ -43,7 +43,7 @@ fn matmul(
     }
     var w_row: array<u32, MAX_TN>;
     for (var j = 0u; j < TN; j++) {
-        w_row[j] = min(col0 + j, p.n - 1u) * p.k4;
+        w_row[j] = w_base(min(col0 + j, p.n - 1u));
     }
     var acc: array<f32, 64>;  // MAX_TM * MAX_TN, zero-initialised
     var av: array<vec4<f32>, MAX_TM>;
@@ -52,7 +52,7 @@ fn matmul(
             av[i] = a[a_row[i] + kk];
         }
         for (var j = 0u; j < TN; j++) {
-            let wv = vec4<f32>(w[w_row[j] + kk]);
+            let wv = w_vec4(w_row[j], kk);
             for (var i = 0u; i < TM; i++) {
                 let t = i * MAX_TN + j;
                 acc[t] = fma(av[i].x, wv.x, acc[t]);

@@ -71,7 +71,7 @@ fn matmul_coop(
             let kk = l % BK4;
             var v = vec4<f16>(0.0);
             if (col_base + r < p.n && k0 + kk < p.k4) {
-                v = vec4<f16>(w[(col_base + r) * p.k4 + k0 + kk]);
+                v = vec4<f16>(w_vec4(w_base(col_base + r), k0 + kk));
             }
             let o = r * BK + kk * 4u;
             w_tile[o] = v.x;

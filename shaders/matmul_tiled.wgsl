@@ -117,7 +117,7 @@ fn load_w(e: u32, col_base: u32, k0: u32) -> vec4<f32> {
         return vec4(0.0);
     }
     let n = min(col_base + r, p.n - 1u);
-    return vec4<f32>(w[n * p.k4 + kk]);
+    return w_vec4(w_base(n), kk);
 }
 
 fn store_tile_a(e: u32, v: vec4<f32>) {

@@ -15,7 +15,8 @@ fn kernel_matmul_writes_a_valid_result() {
     let out_path = dir.path().join("r.json");
     let out_arg = out_path.to_str().unwrap();
     let mut args = vec![
-        "kernel", "matmul", "--m", "33", "--n", "17", "--k", "9", "--out", out_arg,
+        "kernel", "matmul", "--m", "33", "--n", "17", "--k", "9", "--dtype", "f32", "--out",
+        out_arg,
     ];
     args.extend(QUICK);
     let out = tokbench(&args);
@@ -273,7 +274,7 @@ fn presets_are_listed_with_their_shapes() {
 fn jsonl_prints_exactly_one_result_line_on_stdout() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = argv![
-        "kernel matmul --m 5 --n 6 --k 7 --jsonl --results-dir",
+        "kernel matmul --m 5 --n 6 --k 7 --dtype f32 --jsonl --results-dir",
         dir.path().to_str().unwrap()
     ];
     args.extend(QUICK);
@@ -417,7 +418,10 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
             .collect()
     };
     let run = |args: Vec<String>| tokbench(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_usage_error(&run(with(&["--math", "coopmat"])), "use --dtype f16");
+    assert_usage_error(
+        &run(with(&["--dtype", "f32", "--math", "coopmat"])),
+        "use --dtype f16",
+    );
     assert_usage_error(&run(with(&["--math", "tensor"])), "auto, simt or coopmat");
 
     let out_path = dir.path().join("auto.json");
@@ -473,4 +477,42 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("GFLOP/s vs simt-f16"), "{stdout}");
     }
+}
+
+/// `--dtype` takes every format: a packed one runs (its id says which) and passes the gate;
+/// an unknown name is a usage error listing the formats; accounting shows the weight bytes of
+/// the exact bits.
+#[test]
+fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("q4.json");
+    let mut args = argv![
+        "kernel matmul --m 3 --n 17 --k 45 --dtype q4_0 --out",
+        out_path.to_str().unwrap()
+    ];
+    args.extend(QUICK);
+    let out = tokbench(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = load(&out_path).unwrap();
+    let w = &doc.workloads[0];
+    assert_eq!(w.id, "matmul-q4_0-m3-n17-k45");
+    assert!(w.valid, "{:?}", w.correctness);
+    let json = std::fs::read_to_string(&out_path).unwrap();
+    assert!(
+        json.contains("\"dtype\": \"q4_0\""),
+        "serialized as the CLI spells it"
+    );
+
+    let bad = tokbench(&[
+        "kernel", "matmul", "--m", "1", "--n", "8", "--k", "8", "--dtype", "q5_k",
+    ]);
+    assert_usage_error(&bad, "f32, f16, bf16, fp8-e4m3, q8_0, q4_0, mxfp4");
+
+    let acc = tokbench(&argv!["accounting --preset llama3-8b-shape --dtype q4_0"]);
+    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
+    let text = String::from_utf8_lossy(&acc.stdout);
+    assert!(
+        text.contains("q4_0 weights") && text.contains("4.5 bits per weight"),
+        "{text}"
+    );
 }

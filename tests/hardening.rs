@@ -118,7 +118,7 @@ fn a_hung_gpu_is_an_error_naming_the_workload_and_the_process_does_not_wait_for_
     let started = Instant::now();
     let output = spawn(&argv![
         "kernel matmul --mock-device hang --backend metal --m 2048 --n 2048 --k 2048",
-        "--timeout-s 0.2 --out",
+        "--dtype f32 --timeout-s 0.2 --out",
         out.to_str().unwrap()
     ])
     .wait_with_output()

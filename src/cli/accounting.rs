@@ -48,6 +48,13 @@ pub(super) fn run(
         pass.tokens()
     );
     println!("{t}");
+    let weights = accounting::weight_bytes(&shape, shape.n_layers, dtype);
+    println!(
+        "weights: {:.3} MB per pass, {:.3} MB per token ({} bits per weight, scales included)",
+        weights / 1e6,
+        weights / tokens / 1e6,
+        dtype.bits_per_weight()
+    );
     println!(
         "arithmetic intensity: {:.2} FLOP/byte",
         total.flops / total.bytes

@@ -84,9 +84,9 @@ struct TuneArgs {
     /// A custom shape, as for `run --model`.
     #[arg(long, value_name = "SHAPE")]
     model: Option<String>,
-    /// Weight element type.
-    #[arg(long, default_value = "f32")]
-    dtype: WeightDtype,
+    /// Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
+    #[arg(long)]
+    dtype: Option<WeightDtype>,
     /// Try only a few candidates, with few timed launches each (what `run` does without a
     /// cache entry).
     #[arg(long)]
@@ -164,8 +164,9 @@ struct AccountingArgs {
     /// Prompt length (prefill) or KV depth (decode).
     #[arg(long, default_value_t = 512)]
     len: u32,
-    /// Weight element type.
-    #[arg(long, default_value = "f32")]
+    /// Weight format (see `run --help`); accounting needs no adapter, so the default is f16,
+    /// what a run uses where the adapter has SHADER_F16.
+    #[arg(long, default_value = "f16")]
     dtype: WeightDtype,
 }
 
@@ -202,9 +203,9 @@ enum KernelCommand {
         /// Columns of A, rows of B.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         k: u32,
-        /// Element type of B: f32, or f16 (adapters with SHADER_F16); accumulation is f32.
-        #[arg(long, default_value = "f32")]
-        dtype: WeightDtype,
+        /// Format of B. Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
+        #[arg(long)]
+        dtype: Option<WeightDtype>,
         #[command(flatten)]
         common: CommonArgs,
     },
@@ -234,9 +235,9 @@ struct RunArgs {
     /// Decode KV depth(s): tokens already in the cache; a comma-separated list sweeps.
     #[arg(long, value_delimiter = ',', default_value = "512", value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
     depth: Vec<u32>,
-    /// Weight element type: f32, or f16 (adapters with SHADER_F16); accumulation is f32.
-    #[arg(long, default_value = "f32")]
-    dtype: WeightDtype,
+    /// Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
+    #[arg(long)]
+    dtype: Option<WeightDtype>,
     /// Run only the first N layers (recorded in the result).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     layers: Option<u32>,
@@ -607,18 +608,23 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }) => {
             let math = common.math;
             execute::run_workloads("kernel", &common, |device| {
+                let (dtype, dtype_note) = plan::resolve_dtype(dtype, &device.facts())?;
                 let workloads = crate::workload::matmul::MatmulWorkload::for_math(
                     device,
                     (m as usize, n as usize, k as usize),
-                    dtype,
+                    Some(dtype),
                     math,
                 )?;
                 // auto without cooperative matrices says why it measured SIMT only.
-                let notes = workloads
-                    .iter()
-                    .map(|w| &w.math.reason)
-                    .filter(|r| r.starts_with("auto: SIMT"))
-                    .map(|r| format!("--math {r}"))
+                let notes = dtype_note
+                    .into_iter()
+                    .chain(
+                        workloads
+                            .iter()
+                            .map(|w| &w.math.reason)
+                            .filter(|r| r.starts_with("auto: SIMT"))
+                            .map(|r| format!("--math {r}")),
+                    )
                     .collect();
                 Ok(crate::runner::Planned {
                     workloads: workloads

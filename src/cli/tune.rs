@@ -59,7 +59,7 @@ impl RunShapes {
 pub(super) fn run(
     selector: &AdapterSelector,
     model: Option<(String, ModelShape)>,
-    (dtype, math): (WeightDtype, MathRequest),
+    (dtype, math): (Option<WeightDtype>, MathRequest),
     effort: Effort,
     runs: &RunShapes,
     cache_path: Option<std::path::PathBuf>,
@@ -68,18 +68,15 @@ pub(super) fn run(
 ) -> anyhow::Result<ExitCode> {
     let ctx = GpuContext::open(selector)?;
     super::execute::check_adapter(&ctx, host, sysfs_root, selector.backend)?;
+    let (dtype, dtype_note) = plan::resolve_dtype(dtype, &ctx.facts())?;
+    if let Some(note) = dtype_note {
+        eprintln!("tokbench tune: {note}");
+    }
     let (name, shape) = model.unwrap_or_else(|| {
         let facts = ctx.facts();
         let p = plan::default_preset(&facts, plan::memory_budget(&facts, None), dtype);
         (p.name.to_string(), p.shape)
     });
-    if dtype == WeightDtype::F16 && !ctx.has(wgpu::Features::SHADER_F16) {
-        return Err(crate::InputError::new(format!(
-            "--dtype f16: adapter {:?} has no SHADER_F16",
-            ctx.info.name
-        ))
-        .into());
-    }
     let choice = MathChoice::new(&ctx, dtype, math)?;
     let facts = ctx.facts();
     let target = Target::new(

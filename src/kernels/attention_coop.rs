@@ -147,7 +147,7 @@ mod gpu_tests {
             let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
             let cache = (batch * h.n_kv_heads * h.cache_len) as usize * hd;
             // Inputs as f16 sees them: the reference then measures the kernel, not the rounding.
-            let round = |v: Vec<f32>| -> Vec<f32> { v.into_iter().map(|x| f16.round(x)).collect() };
+            let round = |v: Vec<f32>| f16.quantize_rows(&v, 1);
             let qkv = round(random_values(tokens * stride, 71, 1.0));
             let k = round(random_values(cache, 72, 1.0));
             let v = round(random_values(cache, 73, 1.0));

@@ -1,4 +1,5 @@
-//! Products of activations (f32) and weights (f32 or f16): `shaders/matmul.wgsl` (register
+//! Products of activations (f32) and weights (any [`WeightDtype`], unpacked to f32 in
+//! registers): `shaders/matmul.wgsl` (register
 //! tier), `shaders/matmul_tiled.wgsl` (workgroup tier), `shaders/gemv.wgsl` and
 //! `shaders/gemv_subgroup.wgsl` (up to 8 rows), and the cooperative-matrix tier
 //! `shaders/matmul_coop.wgsl` (see [`super::matmul_coop`]).
@@ -272,7 +273,7 @@ impl Matmul {
         let need_a =
             (u64::from(pr.a_off4) + u64::from(pr.m - 1) * u64::from(pr.lda4) + u64::from(pr.k4))
                 * 16;
-        let need_w = u64::from(pr.n) * u64::from(pr.k4) * 4 * self.dtype.bytes() as u64;
+        let need_w = u64::from(pr.n) * self.dtype.row_bytes(4 * pr.k4 as usize) as u64;
         let need_c =
             (u64::from(pr.m - 1) * u64::from(pr.ldc) + u64::from(pr.c_off) + u64::from(pr.n)) * 4;
         ensure!(
@@ -308,6 +309,19 @@ pub fn reference_rows(a: &[f32], w: &[f32], (n, k): (usize, usize), rows: &[usiz
         }
     }
     out
+}
+
+/// A logical weight matrix `w` (k × n, row-major: input rows, output columns) as the kernels
+/// store it, n rows of K padded to vec4s encoded in `dtype`; and the values they compute with
+/// (k × n, the dequantized `w`), for references.
+pub fn encode_weights(dtype: WeightDtype, w: &[f32], k: usize, n: usize) -> (Vec<u8>, Vec<f32>) {
+    let kp = super::layout::padded_cols(k);
+    let bytes = dtype.encode_rows(&super::layout::pad_matrix(&transpose(w, k, n), n, k, n), kp);
+    let values = dtype.decode_rows(&bytes, n, kp);
+    (
+        bytes,
+        transpose(&super::layout::unpad_rows(&values, n, k), n, k),
+    )
 }
 
 /// W (k × n, row-major) as the kernels store it: n rows of k.
@@ -406,19 +420,11 @@ mod gpu_tests {
     fn check(config: MatmulConfig, dtype: WeightDtype, (m, n, k): (usize, usize, usize)) {
         let ctx = test_context();
         let a = random_values(m * k, 11, 1.0);
-        let w: Vec<f32> = random_values(k * n, 12, 1.0)
-            .into_iter()
-            .map(|v| dtype.round(v))
-            .collect();
+        let (w_bytes, w) = encode_weights(dtype, &random_values(k * n, 12, 1.0), k, n);
         let a_buf = ctx
             .storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))
             .unwrap();
-        let w_buf = ctx
-            .storage_with(
-                "W",
-                &dtype.encode(&pad_matrix(&transpose(&w, k, n), n, k, n)),
-            )
-            .unwrap();
+        let w_buf = ctx.storage_with("W", &w_bytes).unwrap();
         let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64).unwrap();
         let kernel = Matmul::new(ctx, config, dtype).unwrap();
         let d = kernel
@@ -427,6 +433,8 @@ mod gpu_tests {
         ctx.execute(&d).unwrap();
         let c = ctx.read_f32(&c_buf, m * n).unwrap();
         let reference = reference_rows(&a, &w, (n, k), &(0..m).collect::<Vec<_>>());
+        // f16 keeps its own threshold here; every other format is held to f32's on the SIMT
+        // tiers (see verify::nmse_threshold).
         let threshold = if dtype == WeightDtype::F16 {
             NMSE_F16
         } else {
@@ -472,6 +480,64 @@ mod gpu_tests {
                 }
             }
         }
+    }
+
+    /// Every packed format on every SIMT tier and GEMV kind, at shapes whose K divides no block
+    /// (29, 45, 67: the block formats pad K to 32) and whose M and N are odd.
+    #[test]
+    fn packed_formats_match_reference_on_every_simt_tier() {
+        use WeightDtype::{Bf16, Fp8E4m3, Mxfp4, Q4_0, Q8_0};
+        for dtype in [Bf16, Fp8E4m3, Q8_0, Q4_0, Mxfp4] {
+            for tiles in [REGISTER, WORKGROUP] {
+                for gemv in gemv_kinds() {
+                    for shape in [(1, 33, 45), (3, 65, 130), (7, 31, 29), (77, 31, 67)] {
+                        check(MatmulConfig { tiles, gemv }, dtype, shape);
+                    }
+                }
+            }
+            // Every GEMV row count and outputs per invocation.
+            for gemv in [
+                GemvConfig::Rows { wg: 8, tn: 4 },
+                GemvConfig::Rows { wg: 16, tn: 3 },
+            ] {
+                for m in 1..=GEMV_MAX_ROWS as usize {
+                    let config = MatmulConfig {
+                        tiles: REGISTER,
+                        gemv,
+                    };
+                    check(config, dtype, (m, 45, 99));
+                }
+            }
+        }
+    }
+
+    /// A wrong unpacking must fail the check: q4_0's bytes read as q8_0's.
+    #[test]
+    fn a_wrong_layout_fails_the_check() {
+        let ctx = test_context();
+        let (m, n, k) = (2usize, 33usize, 64usize);
+        let a = random_values(m * k, 11, 1.0);
+        let (w_bytes, w) = encode_weights(WeightDtype::Q4_0, &random_values(k * n, 12, 1.0), k, n);
+        let mut padded = w_bytes.clone();
+        padded.resize(n * WeightDtype::Q8_0.row_bytes(k) + 4, 0);
+        let a_buf = ctx
+            .storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))
+            .unwrap();
+        let w_buf = ctx.storage_with("W", &padded).unwrap();
+        let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64).unwrap();
+        let config = MatmulConfig {
+            tiles: REGISTER,
+            gemv: GemvConfig::Rows { wg: 64, tn: 1 },
+        };
+        let kernel = Matmul::new(ctx, config, WeightDtype::Q8_0).unwrap();
+        let d = kernel
+            .dispatch(ctx, &Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k)))
+            .unwrap();
+        ctx.execute(&d).unwrap();
+        let c = ctx.read_f32(&c_buf, m * n).unwrap();
+        let reference = reference_rows(&a, &w, (n, k), &[0, 1]);
+        let result = compare(&c, &reference, NMSE_F16, "wrong layout".into());
+        assert!(result.failure.is_some(), "{result:?}");
     }
 
     #[test]

@@ -72,10 +72,14 @@ pub fn support(ctx: &GpuContext) -> Result<CoopSupport, String> {
 }
 
 /// Why `dtype` weights cannot run on cooperative matrices, if they cannot.
+/// f32 cannot: its weights would be rounded to f16. Every other format unpacks into f16 tiles
+/// (f16 as stored; bf16 and mxfp4 exactly in range; fp8, q8_0 and q4_0 rounded to f16 after
+/// scaling).
 pub fn dtype_reason(dtype: WeightDtype) -> Option<String> {
-    (dtype != WeightDtype::F16).then(|| {
+    (dtype == WeightDtype::F32).then(|| {
         format!(
-            "--dtype {}: cooperative matrices here take f16 inputs; use --dtype f16",
+            "--dtype {}: cooperative matrices here take f16 inputs; use --dtype f16 or a packed \
+             format (bf16, fp8-e4m3, q8_0, q4_0, mxfp4), which unpack into f16 tiles",
             dtype.name()
         )
     })
@@ -230,7 +234,7 @@ mod gpu_tests {
     use crate::gpu::test_context;
     use crate::kernels::layout::{pad_matrix, random_values};
     use crate::kernels::matmul::{
-        GemvConfig, Matmul, MatmulConfig, Product, reference_rows, transpose,
+        GemvConfig, Matmul, MatmulConfig, Product, encode_weights, reference_rows, transpose,
     };
     use crate::kernels::verify::{NMSE_F16, compare};
 
@@ -239,38 +243,34 @@ mod gpu_tests {
     /// C = A · W through the cooperative tiles, A and W rounded to f16 as the kernel sees them,
     /// against f64; `m` ≤ 8 goes through the tiles too (called directly, not via the GEMV).
     fn check(tiles: ProductTiles, (m, n, k): (usize, usize, usize), accumulate: bool) {
-        check_with(None, tiles, (m, n, k), accumulate);
+        check_with(None, tiles, WeightDtype::F16, (m, n, k), accumulate);
     }
 
     /// [`check`] against the given cooperative support instead of the adapter's.
     fn check_with(
         coop: Option<&CoopSupport>,
         tiles: ProductTiles,
+        dtype: WeightDtype,
         (m, n, k): (usize, usize, usize),
         accumulate: bool,
     ) {
         let ctx = test_context();
         let f16 = WeightDtype::F16;
-        let a: Vec<f32> = random_values(m * k, 31, 1.0)
-            .into_iter()
-            .map(|v| f16.round(v))
-            .collect();
-        let w: Vec<f32> = random_values(k * n, 32, 1.0)
-            .into_iter()
-            .map(|v| f16.round(v))
-            .collect();
+        let a = f16.quantize_rows(&random_values(m * k, 31, 1.0), 1);
+        let (w_bytes, w) = encode_weights(dtype, &random_values(k * n, 32, 1.0), k, n);
+        // The tiles hold W in f16: the reference rounds the unpacked values the same way.
+        let w = f16.quantize_rows(&w, 1);
         let residual = random_values(m * n, 33, 1.0);
         let a_buf = ctx
             .storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))
             .unwrap();
-        let w_buf = ctx
-            .storage_with("W", &f16.encode(&pad_matrix(&transpose(&w, k, n), n, k, n)))
-            .unwrap();
+        let w_buf = ctx.storage_with("W", &w_bytes).unwrap();
         let c_buf = ctx
             .storage_with("C", bytemuck::cast_slice(&residual))
             .unwrap();
         let kernel =
-            Matmul::with_coop_support(ctx, MatmulConfig { tiles, gemv: GEMV }, f16, coop).unwrap();
+            Matmul::with_coop_support(ctx, MatmulConfig { tiles, gemv: GEMV }, dtype, coop)
+                .unwrap();
         let mut pr = Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k));
         pr.accumulate = accumulate;
         ctx.execute(&kernel.dispatch_tiles(ctx, &pr).unwrap())
@@ -285,8 +285,26 @@ mod gpu_tests {
         let result = compare(&c, &want, NMSE_F16, format!("{m}×{n}×{k}"));
         assert!(
             result.failure.is_none(),
-            "{tiles:?} {m}×{n}×{k} accumulate {accumulate}: {result:?}"
+            "{tiles:?} {dtype:?} {m}×{n}×{k} accumulate {accumulate}: {result:?}"
         );
+    }
+
+    /// Every packed format dequantized into f16 tiles, at shapes whose K divides no block.
+    #[test]
+    fn packed_formats_match_reference_on_coop_tiles() {
+        let Some(support) = support_or_skip("packed_formats_match_reference_on_coop_tiles") else {
+            return;
+        };
+        for dtype in WeightDtype::ALL
+            .into_iter()
+            .filter(|&d| d != WeightDtype::F32)
+        {
+            for tiles in candidates(&support, true) {
+                for shape in [(1, 37, 29), (7, 33, 45), (65, 67, 130)] {
+                    check_with(None, tiles, dtype, shape, false);
+                }
+            }
+        }
     }
 
     #[test]
@@ -351,9 +369,9 @@ mod gpu_tests {
                 sg: support.sg,
             };
             for shape in [(1, 37, 29), (65, 67, 130), (130, 70, 9)] {
-                check_with(coop, tiles, shape, false);
+                check_with(coop, tiles, WeightDtype::F16, shape, false);
             }
-            check_with(coop, tiles, (37, 45, 29), true);
+            check_with(coop, tiles, WeightDtype::F16, (37, 45, 29), true);
         }
     }
 
@@ -367,17 +385,11 @@ mod gpu_tests {
         // A's rows 3·k apart, the middle third used; two slabs of 8 outputs side by side.
         let (m, k, n) = (20usize, 24usize, 16usize);
         let stride = 3 * k;
-        let a_full: Vec<f32> = random_values(m * stride, 41, 1.0)
-            .into_iter()
-            .map(|v| f16.round(v))
-            .collect();
+        let a_full = f16.quantize_rows(&random_values(m * stride, 41, 1.0), 1);
         let a: Vec<f32> = (0..m)
             .flat_map(|r| a_full[r * stride + k..r * stride + 2 * k].to_vec())
             .collect();
-        let w: Vec<f32> = random_values(k * n, 42, 1.0)
-            .into_iter()
-            .map(|v| f16.round(v))
-            .collect();
+        let w = f16.quantize_rows(&random_values(k * n, 42, 1.0), 1);
         let wt = transpose(&w, k, n);
         let a_buf = ctx
             .storage_with("A", bytemuck::cast_slice(&a_full))
@@ -387,7 +399,7 @@ mod gpu_tests {
         let kernel = Matmul::new(ctx, MatmulConfig { tiles, gemv: GEMV }, f16).unwrap();
         let slabs: Vec<wgpu::Buffer> = (0..2)
             .map(|s| {
-                ctx.storage_with("W", &f16.encode(&wt[s * 8 * k..(s + 1) * 8 * k]))
+                ctx.storage_with("W", &f16.encode_rows(&wt[s * 8 * k..(s + 1) * 8 * k], 1))
                     .unwrap()
             })
             .collect();
@@ -469,5 +481,6 @@ mod tests {
                 .contains("--dtype f16")
         );
         assert!(dtype_reason(WeightDtype::F16).is_none());
+        assert!(dtype_reason(WeightDtype::Q4_0).is_none());
     }
 }

@@ -151,7 +151,7 @@ mod gpu_tests {
             let (a, b) = probe.inputs();
             let ab: Vec<f32> = a.into_iter().chain(b).collect();
             let ab_buf = ctx
-                .storage_with("ab", &WeightDtype::F16.encode(&ab))
+                .storage_with("ab", &WeightDtype::F16.encode_rows(&ab, 1))
                 .unwrap();
             let out = ctx.storage_zeroed("out", probe.out_bytes(groups)).unwrap();
             let counts = ctx.storage_zeroed("counts", u64::from(groups) * 4).unwrap();

@@ -33,9 +33,9 @@ pub struct Shader {
     /// True when the dispatch geometry keeps every access in bounds, so the module may be built
     /// without runtime checks (see [`crate::gpu::ShaderChecks`]).
     pub trusted: bool,
-    /// True for a product kernel: it reads weights of the `wvec4` type (a [`WeightDtype`]
-    /// prelude defines it) through the bindings of `shaders/common/product_bindings.wgsl`, and
-    /// both are prepended to its source.
+    /// True for a product kernel: it reads weights through the functions of its
+    /// [`WeightDtype`]'s `shaders/common/weights/` file and the bindings of
+    /// `shaders/common/product_bindings.wgsl`, and both are prepended to its source.
     pub product: bool,
     /// WGSL put first (after the weight type's `enable`): the cooperative-matrix shaders' enables
     /// and their variant (matrix size and types); empty for the others.
@@ -47,12 +47,14 @@ impl Shader {
     /// shader is a product kernel.
     pub fn source_for(&self, dtype: WeightDtype) -> Cow<'static, str> {
         // Directives (`enable`) must precede every declaration.
-        let (enable, alias) = weight_prelude(dtype);
         match (self.product, self.prelude) {
-            (true, prelude) => Cow::Owned(format!(
-                "{enable}{prelude}{alias}{PRODUCT_BINDINGS}{}",
-                self.source
-            )),
+            (true, prelude) => {
+                let (enable, weights) = weight_prelude(dtype);
+                Cow::Owned(format!(
+                    "{enable}{prelude}{weights}{PRODUCT_BINDINGS}{}",
+                    self.source
+                ))
+            }
             (false, "") => Cow::Borrowed(self.source),
             (false, prelude) => Cow::Owned(format!("{prelude}{}", self.source)),
         }
@@ -170,11 +172,29 @@ pub const ALL: &[Shader] = &[
     READ_PROBE,
 ];
 
-/// WGSL lines that define `wvec4` for the weight type: the directive it needs, and the alias.
-fn weight_prelude(dtype: WeightDtype) -> (&'static str, &'static str) {
-    match dtype {
-        WeightDtype::F32 => ("", "alias wvec4 = vec4<f32>;\n"),
-        WeightDtype::F16 => ("enable f16;\n", "alias wvec4 = vec4<f16>;\n"),
+/// The WGSL of a weight format for the product kernels: the directive it needs, and its
+/// `shaders/common/weights/` file (the storage type `wword` and the unpacking functions
+/// `w_base`, `w_vec4`, `w_block`), after the byte-read helpers where the format is packed in
+/// blocks.
+fn weight_prelude(dtype: WeightDtype) -> (&'static str, Cow<'static, str>) {
+    macro_rules! weights {
+        ($file:literal) => {
+            include_str!(concat!("../../shaders/common/weights/", $file, ".wgsl"))
+        };
+    }
+    let text = match dtype {
+        WeightDtype::F32 => weights!("f32"),
+        WeightDtype::F16 => return ("enable f16;\n", Cow::Borrowed(weights!("f16"))),
+        WeightDtype::Bf16 => weights!("bf16"),
+        WeightDtype::Fp8E4m3 => weights!("fp8_e4m3"),
+        WeightDtype::Q8_0 => weights!("q8_0"),
+        WeightDtype::Q4_0 => weights!("q4_0"),
+        WeightDtype::Mxfp4 => weights!("mxfp4"),
+    };
+    if dtype.is_block() {
+        ("", Cow::Owned(format!("{}{text}", weights!("packed"))))
+    } else {
+        ("", Cow::Borrowed(text))
     }
 }
 
@@ -258,7 +278,7 @@ mod tests {
     fn every_shader_validates_with_naga() {
         use wgpu::naga;
         for shader in ALL {
-            for dtype in [WeightDtype::F32, WeightDtype::F16] {
+            for dtype in WeightDtype::ALL {
                 let source = shader.source_for(dtype);
                 let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
                     panic!("{} ({dtype:?}): {}", shader.path, e.emit_to_string(&source))

@@ -71,7 +71,7 @@ impl<'a> Bench<'a> {
             Effort::Quick => 2048,
             Effort::Full => 8192,
         };
-        let row_bytes = (kp * dtype.bytes()) as u64;
+        let row_bytes = dtype.row_bytes(kp) as u64;
         let widest = (2 * shape.d_ff) as usize;
         let product = match target.product_rows() {
             Some(rows) => {
@@ -83,8 +83,10 @@ impl<'a> Bench<'a> {
                         "tune-a",
                         bytemuck::cast_slice(&random_values(rows * kp, 1, 1.0)),
                     )?,
-                    w: ctx
-                        .storage_with("tune-w", &dtype.encode(&random_values(n * kp, 2, 0.05)))?,
+                    w: ctx.storage_with(
+                        "tune-w",
+                        &dtype.encode_rows(&random_values(n * kp, 2, 0.05), kp),
+                    )?,
                     c: ctx.storage_zeroed("tune-c", (rows * n * 4) as u64)?,
                 })
             }
@@ -93,12 +95,11 @@ impl<'a> Bench<'a> {
         let gemv = match target.gemv_rows() {
             Some(rows) => {
                 let n = widest.min((ctx.max_binding_bytes() / row_bytes) as usize);
-                let matrix_bytes = n as u64 * row_bytes;
+                // The encoded matrix, padding and spare word included: what each copy holds.
+                let encoded = dtype.encode_rows(&random_values(n * kp, 2, 0.05), kp);
+                let matrix_bytes = encoded.len() as u64;
                 let copies = target.gemv_weight_bytes().div_ceil(matrix_bytes).max(1);
-                let first = ctx.storage_with(
-                    "tune-gemv-w",
-                    &dtype.encode(&random_values(n * kp, 2, 0.05)),
-                )?;
+                let first = ctx.storage_with("tune-gemv-w", &encoded)?;
                 // Copies made on the device: every page is written, so none is a shared zero
                 // page the CPU could keep in cache.
                 let mut weights = vec![first];
@@ -502,25 +503,19 @@ fn check_product(
     (m, n, k): (usize, usize, usize),
 ) -> anyhow::Result<()> {
     let a = random_values(m * k, 8, 1.0);
-    let w: Vec<f32> = random_values(k * n, 9, 1.0)
-        .into_iter()
-        .map(|v| dtype.round(v))
-        .collect();
+    let (w_bytes, w) = matmul::encode_weights(dtype, &random_values(k * n, 9, 1.0), k, n);
     let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))?;
-    let w_buf = ctx.storage_with(
-        "W",
-        &dtype.encode(&pad_matrix(&matmul::transpose(&w, k, n), n, k, n)),
-    )?;
+    let w_buf = ctx.storage_with("W", &w_bytes)?;
     let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64)?;
     ctx.execute(&kernel.dispatch(ctx, &Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k)))?)?;
     let c = ctx.read_f32(&c_buf, m * n)?;
     let want = matmul::reference_rows(&a, &w, (n, k), &(0..m).collect::<Vec<_>>());
-    let threshold = if dtype == WeightDtype::F16 {
-        verify::NMSE_F16
-    } else {
-        verify::NMSE_F32
-    };
-    ensure_correct(compare(&c, &want, threshold, "product".into()))
+    ensure_correct(compare(
+        &c,
+        &want,
+        verify::nmse_threshold(dtype),
+        "product".into(),
+    ))
 }
 
 /// Decode attention on a small cache (2 query heads per KV head, 77 keys) against f64.

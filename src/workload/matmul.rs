@@ -54,22 +54,17 @@ impl MatmulWorkload {
 
     /// The workloads `tokbench kernel matmul` measures for `request`: the SIMT kernel; with
     /// cooperative matrices the cooperative kernel too (the SIMT one of the same dtype beside
-    /// it, so the two compare in one run). `--math coopmat` where the tier cannot run, or f16
+    /// it, so the two compare in one run). `dtype` `None` takes the device's default
+    /// ([`super::plan::resolve_dtype`]). `--math coopmat` where the tier cannot run, or f16
     /// without SHADER_F16, is an input error.
     pub fn for_math(
         device: Device<'_>,
         (m, n, k): (usize, usize, usize),
-        dtype: WeightDtype,
+        dtype: Option<WeightDtype>,
         request: MathRequest,
     ) -> anyhow::Result<Vec<Self>> {
         let facts = device.facts();
-        if dtype == WeightDtype::F16 && !facts.has(wgpu::Features::SHADER_F16) {
-            return Err(InputError::new(format!(
-                "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32",
-                facts.info.name
-            ))
-            .into());
-        }
+        let (dtype, _) = super::plan::resolve_dtype(dtype, &facts)?;
         let choice = match device.gpu() {
             Some(ctx) => MathChoice::new(ctx, dtype, request)?,
             None => {
@@ -122,7 +117,7 @@ impl MatmulWorkload {
         let pad = |x: u128| x.div_ceil(4) * 4;
         [
             ("A", m * pad(k) * 4),
-            ("B", pad(k) * pad(n) * self.dtype.bytes() as u128),
+            ("B", pad(n) * self.dtype.row_bytes(pad(k) as usize) as u128),
             ("C", m * pad(n) * 4),
         ]
     }
@@ -160,7 +155,7 @@ impl Workload for MatmulWorkload {
             dtype: self.dtype,
             work: Work {
                 flops: flops::product_flops(m, n, k),
-                bytes: flops::product_bytes(m, n, k, self.dtype.bytes()),
+                bytes: flops::product_bytes(m, n, k, self.dtype),
             },
             math: Some(self.math.clone()),
             tokens: None,
@@ -201,12 +196,11 @@ impl Workload for MatmulWorkload {
         self.check_fits(&ctx.facts())?;
         let (m, n, k) = (self.m, self.n, self.k);
         let a = random_values(m * k, 1, 1.0);
-        let b = random_values(k * n, 2, 1.0);
-        let b: Vec<f32> = b.into_iter().map(|v| self.dtype.round(v)).collect();
+        // Stored as the model's weights are: one output per row, K contiguous, in the format;
+        // `b` is what the kernel computes with (the dequantized values).
+        let (b_bytes, b) = matmul::encode_weights(self.dtype, &random_values(k * n, 2, 1.0), k, n);
         let a_buf = ctx.storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))?;
-        // Stored as the model's weights are: one output per row, K contiguous.
-        let b_rows = pad_matrix(&matmul::transpose(&b, k, n), n, k, n);
-        let b_buf = ctx.storage_with("B", &self.dtype.encode(&b_rows))?;
+        let b_buf = ctx.storage_with("B", &b_bytes)?;
         let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64)?;
         let config = MatmulConfig {
             tiles: self.tiles,
@@ -254,10 +248,7 @@ impl MatmulWorkload {
                 gpu.len()
             )
         };
-        let threshold = match self.dtype {
-            WeightDtype::F32 => verify::NMSE_F32,
-            WeightDtype::F16 => verify::NMSE_F16,
-        };
+        let threshold = verify::nmse_threshold(self.dtype);
         Ok(verify::compare(&gpu, &reference, threshold, what))
     }
 }
@@ -286,7 +277,7 @@ mod tests {
         let simt = MatmulWorkload::for_math(
             Device::Gpu(ctx),
             (1, 2, 3),
-            WeightDtype::F16,
+            Some(WeightDtype::F16),
             MathRequest::Simt,
         )
         .unwrap();
@@ -296,7 +287,7 @@ mod tests {
         let auto = MatmulWorkload::for_math(
             Device::Gpu(ctx),
             (1, 2, 3),
-            WeightDtype::F16,
+            Some(WeightDtype::F16),
             MathRequest::Auto,
         )
         .unwrap();

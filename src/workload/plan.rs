@@ -29,8 +29,8 @@ pub struct ModelRequest {
     pub prompt_len: u32,
     /// Decode depths.
     pub depths: Vec<u32>,
-    /// Weight type.
-    pub dtype: WeightDtype,
+    /// Weight format; `None` takes the device's default ([`resolve_dtype`]).
+    pub dtype: Option<WeightDtype>,
     /// Cap on layers run.
     pub layers: Option<u32>,
     /// Device memory to plan for, overriding what tokbench can find out.
@@ -123,6 +123,34 @@ pub fn default_preset(
         )
 }
 
+/// The weight format a run uses: `requested`, or, when none is, f16 where the adapter has
+/// SHADER_F16 and f32 elsewhere (with a note saying so for `notes`). f16 requested where the
+/// adapter has no SHADER_F16 is an input error; every other format is packed in u32 words and
+/// unpacked in registers, so any adapter runs it.
+pub fn resolve_dtype(
+    requested: Option<WeightDtype>,
+    facts: &DeviceFacts,
+) -> anyhow::Result<(WeightDtype, Option<String>)> {
+    let f16 = facts.has(wgpu::Features::SHADER_F16);
+    match requested {
+        Some(WeightDtype::F16) if !f16 => Err(InputError::new(format!(
+            "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32, bf16 or a packed \
+             format (fp8-e4m3, q8_0, q4_0, mxfp4)",
+            facts.info.name
+        ))
+        .into()),
+        Some(d) => Ok((d, None)),
+        None if f16 => Ok((
+            WeightDtype::F16,
+            Some("no --dtype given: f16 weights, as the adapter has SHADER_F16".into()),
+        )),
+        None => Ok((
+            WeightDtype::F32,
+            Some("no --dtype given: f32 weights, as the adapter has no SHADER_F16".into()),
+        )),
+    }
+}
+
 /// Validates `req` against the device, chooses the kernels (tuning them on the GPU when the
 /// cache has nothing; messages go to `say`; the mock device keeps the tier defaults) and
 /// builds its workloads.
@@ -133,16 +161,11 @@ pub fn plan(
 ) -> anyhow::Result<ModelWorkloads> {
     let facts = device.facts();
     let mut notes = Vec::new();
-    if req.dtype == WeightDtype::F16 && !facts.has(wgpu::Features::SHADER_F16) {
-        return Err(InputError::new(format!(
-            "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32",
-            facts.info.name
-        ))
-        .into());
-    }
+    let (dtype, dtype_note) = resolve_dtype(req.dtype, &facts)?;
+    notes.extend(dtype_note);
     // Before any tuning: `--math coopmat` where the tier cannot run is an input error.
     let math = match device.gpu() {
-        Some(ctx) => MathChoice::new(ctx, req.dtype, req.math)?,
+        Some(ctx) => MathChoice::new(ctx, dtype, req.math)?,
         None => MathChoice::without_coop(req.math, "the mock device has no cooperative matrices")?,
     };
     if let (MathRequest::Auto, Some(why)) = (req.math, &math.coop_unavailable) {
@@ -152,7 +175,7 @@ pub fn plan(
     let (preset, shape) = match &req.model {
         Some((name, shape)) => (name.clone(), *shape),
         None => {
-            let p = default_preset(&facts, budget, req.dtype);
+            let p = default_preset(&facts, budget, dtype);
             notes.push(format!(
                 "no --preset given: using {} ({}) for this device",
                 p.name, p.description
@@ -185,7 +208,7 @@ pub fn plan(
 
     let mut model = SyntheticModel {
         shape,
-        dtype: req.dtype,
+        dtype,
         shared_layers: false,
     };
     let activations = passes
@@ -223,13 +246,8 @@ pub fn plan(
 
     let (config, config_source) = match device.gpu() {
         Some(ctx) => {
-            let mut target = crate::tune::Target::new(
-                &facts,
-                shape,
-                req.dtype,
-                passes.clone(),
-                req.cpu_cache_bytes,
-            );
+            let mut target =
+                crate::tune::Target::new(&facts, shape, dtype, passes.clone(), req.cpu_cache_bytes);
             // What the user said the device has, where they did.
             target.memory_bytes = budget;
             crate::tune::choose(ctx, &target, &req.tuning, &math, say)?
@@ -262,7 +280,7 @@ pub fn plan(
     let plan = ModelPlan {
         preset,
         model: shape,
-        dtype: req.dtype,
+        dtype,
         layers_run,
         weights_shared_across_layers: model.shared_layers,
         phases: req.phases.clone(),
@@ -293,7 +311,7 @@ mod tests {
             batch: 1,
             prompt_len: 64,
             depths: vec![64],
-            dtype: WeightDtype::F32,
+            dtype: Some(WeightDtype::F32),
             layers: None,
             memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
             tuning: Tuning::Defaults,

@@ -211,7 +211,7 @@ impl Workload for MatrixProbeWorkload {
         let probe = MatrixProbe::new(ctx, self.size, self.iterations)?;
         let (a, b) = probe.inputs();
         let ab: Vec<f32> = a.into_iter().chain(b).collect();
-        let ab_buf = ctx.storage_with("matrix-ab", &WeightDtype::F16.encode(&ab))?;
+        let ab_buf = ctx.storage_with("matrix-ab", &WeightDtype::F16.encode_rows(&ab, 1))?;
         let out = ctx.storage_zeroed("matrix-out", probe.out_bytes(self.groups))?;
         let counts = ctx.storage_zeroed("matrix-counts", u64::from(self.groups) * 4)?;
         let launch = probe.dispatch(ctx, self.groups, &ab_buf, &out, &counts)?;

@@ -145,7 +145,7 @@ pub fn lm_head_columns(model: &SyntheticModel, rows: &[Vec<f32>], cols: &[usize]
     let w = model.matrix(0, Matrix::LmHead);
     let column: Vec<Vec<f64>> = cols
         .iter()
-        .map(|&c| (0..w.k).map(|r| f64::from(w.value(r, c))).collect())
+        .map(|&c| w.column(c).into_iter().map(f64::from).collect())
         .collect();
     rows.iter()
         .flat_map(|row| {

@@ -41,7 +41,9 @@ pub struct WeightMatrix {
     pub k: usize,
     /// (width, seed) of each column segment, in order.
     pub segments: Vec<(usize, u64)>,
-    /// Element type on the GPU; values are rounded to it everywhere.
+    /// Format on the GPU; [`Self::value`], [`Self::column`] and [`Self::dense_f64`] give the
+    /// values it holds (rounded, or quantized per block or row), [`Self::slab`] the values
+    /// before encoding.
     pub dtype: WeightDtype,
 }
 
@@ -60,19 +62,32 @@ impl WeightMatrix {
         (3.0 / self.k as f32).sqrt()
     }
 
-    /// Element (row, padded column); zero in padding.
+    /// Element (row, padded column) as the GPU holds it; zero in padding. Quantizing needs the
+    /// element's whole block or row, so this costs a [`Self::column`].
     pub fn value(&self, row: usize, padded_col: usize) -> f32 {
         if row >= self.k {
             return 0.0;
         }
+        self.column(padded_col)[row]
+    }
+
+    /// The K weights of output `padded_col` as the GPU holds them: one stored row, quantized as
+    /// [`WeightDtype::encode_rows`] quantizes a slab's row (the vec4 padding of K is zeros,
+    /// which change no scale).
+    pub fn column(&self, padded_col: usize) -> Vec<f32> {
+        let raw: Vec<f32> = (0..self.k).map(|r| self.raw(r, padded_col)).collect();
+        self.dtype.quantize_rows(&raw, self.k)
+    }
+
+    /// Element (row, padded column) before encoding; zero in padding.
+    fn raw(&self, row: usize, padded_col: usize) -> f32 {
         let mut start = 0;
         for &(width, seed) in &self.segments {
             let padded = padded_cols(width);
             if padded_col < start + padded {
                 let c = padded_col - start;
                 return if c < width {
-                    self.dtype
-                        .round(synthetic(seed, (row * width + c) as u64) * self.scale())
+                    synthetic(seed, (row * width + c) as u64) * self.scale()
                 } else {
                     0.0
                 };
@@ -82,9 +97,9 @@ impl WeightMatrix {
         0.0
     }
 
-    /// Outputs [n_start, n_end) (padded columns) as the kernels store them: one row per
-    /// output, K values padded with zeros to a multiple of 4. One weight slab; filled on all
-    /// cores.
+    /// Outputs [n_start, n_end) (padded columns) in the kernels' order, before encoding: one row
+    /// per output, K values padded with zeros to a multiple of 4 ([`WeightDtype::encode_rows`]
+    /// with rows of `padded_cols(k)` makes the slab's buffer). Filled on all cores.
     pub fn slab(&self, n_start: usize, n_end: usize) -> Vec<f32> {
         let width = padded_cols(self.k);
         let rows = n_end - n_start;
@@ -97,7 +112,7 @@ impl WeightMatrix {
                     for (i, row) in chunk.chunks_exact_mut(width).enumerate() {
                         let n = n_start + chunk_index * rows_per + i;
                         for (k, v) in row[..self.k].iter_mut().enumerate() {
-                            *v = self.value(k, n);
+                            *v = self.raw(k, n);
                         }
                     }
                 });
@@ -108,13 +123,17 @@ impl WeightMatrix {
 
     /// The whole matrix, unpadded (K × n), in f64: for CPU references of small shapes.
     pub fn dense_f64(&self) -> Vec<f64> {
-        let mut out = Vec::with_capacity(self.k * self.n());
-        for r in 0..self.k {
-            let mut start = 0;
-            for &(width, _) in &self.segments {
-                out.extend((0..width).map(|c| f64::from(self.value(r, start + c))));
-                start += padded_cols(width);
+        let n = self.n();
+        let mut out = vec![0.0; self.k * n];
+        let (mut start, mut c) = (0, 0);
+        for &(width, _) in &self.segments {
+            for padded_col in start..start + width {
+                for (r, v) in self.column(padded_col).into_iter().enumerate() {
+                    out[r * n + c] = f64::from(v);
+                }
+                c += 1;
             }
+            start += padded_cols(width);
         }
         out
     }
@@ -262,5 +281,24 @@ mod tests {
         );
         let v = tiny(WeightDtype::F16).matrix(0, Matrix::O).value(3, 3);
         assert_eq!(v, half::f16::from_f32(v).to_f32());
+    }
+
+    /// A block format's values are the dequantized slab: encoding a slab and decoding it gives
+    /// `column` of each output.
+    #[test]
+    fn quantized_values_are_what_the_slab_encodes_to() {
+        let m = tiny(WeightDtype::Q4_0).matrix(0, Matrix::Down); // K = 250: 8 blocks, padded
+        let kp = padded_cols(m.k);
+        let bytes = m.dtype.encode_rows(&m.slab(0, 3), kp);
+        let decoded = m.dtype.decode_rows(&bytes, 3, kp);
+        for n in 0..3 {
+            assert_eq!(
+                &decoded[n * kp..n * kp + m.k],
+                &m.column(n)[..],
+                "output {n}"
+            );
+        }
+        assert_ne!(m.value(5, 1), m.slab(1, 2)[5], "quantized differs from raw");
+        assert_eq!(m.dense_f64()[5 * m.n() + 1], f64::from(m.value(5, 1)));
     }
 }

@@ -3,12 +3,13 @@
 
 use super::synthetic::{Matrix, Norm, SyntheticModel, WeightMatrix};
 use crate::gpu::GpuContext;
+use crate::kernels::WeightDtype;
 use crate::kernels::layout::padded_cols;
 
 /// A slab of a weight matrix: a range of its outputs, one row of K each.
 #[derive(Debug)]
 pub struct Slab {
-    /// `n` rows of `k4` vec4s.
+    /// `n` rows of K = 4 · `k4` weights in the model's format.
     pub buffer: wgpu::Buffer,
     /// First output of the slab.
     pub c_off: u32,
@@ -59,12 +60,13 @@ pub struct GpuWeights {
     pub lm_head: GpuMatrix,
 }
 
-/// Output ranges of the slabs of a matrix with `n` outputs of `k` inputs (`elem_bytes` each),
-/// each slab at most `max_bytes`. Slabs are as equal as possible, and multiples of 64 outputs
-/// where the matrix is split at all, so each keeps whole tiles.
-pub fn slab_ranges(k: usize, n: usize, elem_bytes: usize, max_bytes: u64) -> Vec<(usize, usize)> {
-    let row_bytes = (padded_cols(k) * elem_bytes) as u64;
-    let max_rows = (max_bytes / row_bytes).max(1) as usize;
+/// Output ranges of the slabs of a matrix with `n` outputs of `k` inputs in `dtype`, each slab's
+/// buffer at most `max_bytes` (rows, word padding and spare word included). Slabs are as equal
+/// as possible, and multiples of 64 outputs where the matrix is split at all, so each keeps
+/// whole tiles.
+pub fn slab_ranges(k: usize, n: usize, dtype: WeightDtype, max_bytes: u64) -> Vec<(usize, usize)> {
+    let row_bytes = dtype.row_bytes(padded_cols(k)) as u64;
+    let max_rows = (max_bytes.saturating_sub(8) / row_bytes).max(1) as usize;
     if n <= max_rows {
         return vec![(0, n)];
     }
@@ -90,7 +92,7 @@ pub fn head_bytes(model: &SyntheticModel) -> u64 {
 }
 
 fn matrix_bytes(m: &WeightMatrix) -> u64 {
-    (padded_cols(m.k) * m.padded_n() * m.dtype.bytes()) as u64
+    (m.padded_n() * m.dtype.row_bytes(padded_cols(m.k))) as u64
 }
 
 impl GpuWeights {
@@ -106,10 +108,10 @@ impl GpuWeights {
         let total = u64::from(distinct) * layer_bytes(&model) + head_bytes(&model);
         let mut done = 0u64;
         let mut matrix = |m: WeightMatrix, label: &str| -> anyhow::Result<GpuMatrix> {
-            let ranges = slab_ranges(m.k, m.padded_n(), m.dtype.bytes(), ctx.max_binding_bytes());
+            let ranges = slab_ranges(m.k, m.padded_n(), m.dtype, ctx.max_binding_bytes());
             let mut slabs = Vec::with_capacity(ranges.len());
             for (s, e) in ranges {
-                let data = m.dtype.encode(&m.slab(s, e));
+                let data = m.dtype.encode_rows(&m.slab(s, e), padded_cols(m.k));
                 slabs.push(Slab {
                     buffer: ctx.storage_with(label, &data)?,
                     c_off: s as u32,
@@ -172,7 +174,7 @@ mod tests {
     fn slabs_fit_the_binding_and_cover_every_column() {
         // llama3-8b's gate|up in f32: 28672 outputs of 4096 = 448 MiB, lavapipe binds 128 MiB.
         let max = 128 << 20;
-        let ranges = slab_ranges(4096, 28672, 4, max);
+        let ranges = slab_ranges(4096, 28672, WeightDtype::F32, max);
         assert_eq!(ranges.first().unwrap().0, 0);
         assert_eq!(ranges.last().unwrap().1, 28672);
         for w in ranges.windows(2) {
@@ -184,11 +186,15 @@ mod tests {
         }
         assert_eq!(ranges.len(), 4);
         assert_eq!(
-            slab_ranges(96, 504, 4, max),
+            slab_ranges(96, 504, WeightDtype::F32, max),
             vec![(0, 504)],
             "small matrices stay whole"
         );
         // A single row larger than the limit still gets one row per slab.
-        assert_eq!(slab_ranges(1000, 2, 4, 100).len(), 2);
+        assert_eq!(slab_ranges(1000, 2, WeightDtype::F32, 100).len(), 2);
+        // Block formats: the buffer's spare word counts against the limit too.
+        for &(s, e) in &slab_ranges(4096, 28672, WeightDtype::Q4_0, 16 << 20) {
+            assert!(((e - s) * WeightDtype::Q4_0.row_bytes(4096) + 8) as u64 <= 16 << 20);
+        }
     }
 }

@@ -184,7 +184,8 @@ impl ProductTiles {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Math {
-    /// Scalar/vector FMA on f32 weights (SIMT); compared with the FMA probe.
+    /// Scalar/vector f32 FMA (SIMT) on f32 weights, or on weights of a packed format (bf16,
+    /// fp8-e4m3, q8_0, q4_0, mxfp4) unpacked to f32 in registers; compared with the FMA probe.
     SimtF32,
     /// Scalar/vector FMA on f16 weights widened to f32 (SIMT); compared with the FMA probe.
     SimtF16,
@@ -197,8 +198,8 @@ impl Math {
     /// The SIMT tier for weights of `dtype`.
     pub fn simt(dtype: crate::dtype::WeightDtype) -> Self {
         match dtype {
-            crate::dtype::WeightDtype::F32 => Self::SimtF32,
             crate::dtype::WeightDtype::F16 => Self::SimtF16,
+            _ => Self::SimtF32,
         }
     }
 

@@ -107,12 +107,11 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
     );
     let (q, kv, hd) = (shape.q_dim(), shape.kv_dim(), shape.head_dim as usize);
     let heads = shape.n_heads as usize;
-    let wb = dtype.bytes();
     let f32b = 4.0;
     let act = |rows: usize, cols: usize| rows as f64 * cols as f64 * f32b;
     let product = |m: usize, n: usize, k: usize| Work {
         flops: flops::product_flops(m, n, k),
-        bytes: flops::product_bytes(m, n, k, wb),
+        bytes: flops::product_bytes(m, n, k, dtype),
     };
     let norm = |rows: usize| Work {
         flops: flops::rmsnorm_flops(rows, d),
@@ -184,6 +183,22 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
     ]
 }
 
+/// Bytes of every weight matrix a pass through `layers` layers streams once (projections of
+/// each layer, then the LM head), from the format's exact bits per weight, scales included.
+pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype) -> f64 {
+    let (d, f, v) = (
+        shape.d_model as usize,
+        shape.d_ff as usize,
+        shape.vocab as usize,
+    );
+    let (q, kv) = (shape.q_dim(), shape.kv_dim());
+    let layer = dtype.matrix_bytes(q + 2 * kv, d)
+        + dtype.matrix_bytes(d, q)
+        + dtype.matrix_bytes(2 * f, d)
+        + dtype.matrix_bytes(d, f);
+    f64::from(layers) * layer + dtype.matrix_bytes(v, d)
+}
+
 /// Total work of a pass.
 pub fn total(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> Work {
     let mut sum = Work::default();
@@ -221,6 +236,29 @@ mod tests {
         assert!((w.bytes / (4.0 * weights) - 1.0).abs() < 0.01);
         let half = total(&s, s.n_layers, WeightDtype::F16, pass);
         assert!((half.bytes / (2.0 * weights) - 1.0).abs() < 0.01);
+    }
+
+    /// The figure: llama3-8b-shape's per-token decode bytes of weights at q4_0 are
+    /// 4.5/16 of f16's; and a decode pass's bytes are the weights plus a little.
+    #[test]
+    fn q4_0_weights_are_4_5_sixteenths_of_f16() {
+        let s = find("llama3-8b-shape").unwrap().shape;
+        let pass = Pass {
+            phase: Phase::Decode,
+            batch: 1,
+            len: 0,
+        };
+        let q4 = weight_bytes(&s, s.n_layers, WeightDtype::Q4_0) / pass.tokens() as f64;
+        let f16 = weight_bytes(&s, s.n_layers, WeightDtype::F16) / pass.tokens() as f64;
+        let ratio = q4 / f16;
+        assert!((ratio / (4.5 / 16.0) - 1.0).abs() < 0.005, "{ratio}");
+        let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
+        assert!(
+            (f16 / (2.0 * weights) - 1.0).abs() < 0.01,
+            "{f16} vs {weights} weights"
+        );
+        let total_q4 = total(&s, s.n_layers, WeightDtype::Q4_0, pass).bytes;
+        assert!(total_q4 > q4 && total_q4 < 1.01 * q4, "{total_q4} vs {q4}");
     }
 
     #[test]

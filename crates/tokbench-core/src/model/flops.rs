@@ -1,15 +1,17 @@
 //! FLOP and byte formulas of each op, shared by the accounting of a whole pass, the kernels'
 //! own figures and the tuner, so one figure has one definition.
 
+use crate::dtype::WeightDtype;
+
 /// FLOPs of one m × n × k product: one multiply and one add per term.
 pub fn product_flops(m: usize, n: usize, k: usize) -> f64 {
     2.0 * m as f64 * n as f64 * k as f64
 }
 
-/// Bytes one product must move at least: read A (f32) and W (`w_bytes` per element) once,
-/// write C once.
-pub fn product_bytes(m: usize, n: usize, k: usize, w_bytes: usize) -> f64 {
-    (4 * (m * k + m * n) + w_bytes * k * n) as f64
+/// Bytes one product must move at least: read A (f32) and the n × k weight W in `dtype` once
+/// (its exact bits, scales included), write C once.
+pub fn product_bytes(m: usize, n: usize, k: usize, dtype: WeightDtype) -> f64 {
+    (4 * (m * k + m * n)) as f64 + dtype.matrix_bytes(n, k)
 }
 
 /// FLOPs of attention over `pairs` (query, key) pairs per head, for `heads` query heads:
@@ -43,8 +45,14 @@ mod tests {
     #[test]
     fn product_counts_two_flops_per_term() {
         assert_eq!(product_flops(2, 3, 4), 48.0);
-        assert_eq!(product_bytes(2, 3, 4, 4), 4.0 * (8 + 12 + 6) as f64);
-        assert_eq!(product_bytes(2, 3, 4, 2), (4 * (8 + 6) + 2 * 12) as f64);
+        assert_eq!(
+            product_bytes(2, 3, 4, WeightDtype::F32),
+            4.0 * (8 + 12 + 6) as f64
+        );
+        assert_eq!(
+            product_bytes(2, 3, 4, WeightDtype::F16),
+            (4 * (8 + 6) + 2 * 12) as f64
+        );
     }
 
     #[test]
