@@ -74,6 +74,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
         }),
         power: PowerSetup::none("none", "--power-source none"),
         workloads: Vec::new(),
+        serving: None,
     }
 }
 

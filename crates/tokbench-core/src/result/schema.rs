@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::dtype::WeightDtype;
 use crate::kernel_config::{KernelConfig, Math};
 use crate::model::{ModelShape, Phase};
+use super::serving::ServingSection;
 
 /// A time as results write it: RFC 3339 in UTC with milliseconds, "2026-12-01T21:00:00.123Z".
 pub fn timestamp(t: &DateTime<Utc>) -> String {
@@ -103,6 +104,9 @@ pub struct RunResult {
     pub power: PowerSetup,
     /// One entry per finished workload, in the order they ran.
     pub workloads: Vec<WorkloadResult>,
+    /// What `tokbench serve` measured: one point per concurrency; absent for other commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingSection>,
 }
 
 /// The program that wrote a result.
