@@ -89,6 +89,62 @@ impl RopeCache {
         Ok(Self { pipeline, wg })
     }
 
+    /// Rotates the first `g.tokens` rows of `qkv` in place and writes their k and v into the
+    /// caches (of `sequences` sequences) at the sequence and position `rows[t]` = (sequence,
+    /// position) names for row t: sequences at ragged depths in one call (serving). `g`'s
+    /// seq_len and pos_base are unused; the caller keeps every position below `g.cache_len`
+    /// and every sequence below `sequences` (the shader runs without bounds checks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_rows(
+        &self,
+        ctx: &GpuContext,
+        g: RopeGeometry,
+        sequences: u32,
+        qkv: &wgpu::Buffer,
+        rows: &wgpu::Buffer,
+        rope: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        anyhow::ensure!(
+            g.head_dim.is_multiple_of(4)
+                && rows.size() >= u64::from(g.tokens) * 8
+                && qkv.size() >= u64::from(g.tokens) * u64::from(g.qkv_stride()) * 4
+                && rope.size() >= u64::from(g.cache_len) * u64::from(g.head_dim / 2) * 8
+                && k_cache.size() >= g.cache_floats(sequences) * 4
+                && v_cache.size() >= g.cache_floats(sequences) * 4,
+            "rope rows: buffers too small for {g:?}"
+        );
+        // The context caches pipelines: only the first call builds it.
+        let pipeline = ctx.pipeline(
+            &ROPE_CACHE,
+            WeightDtype::F32,
+            "rope_cache_rows",
+            &[("WG", f64::from(self.wg))],
+        )?;
+        let params = Params {
+            tokens: g.tokens,
+            seq_len: 1,
+            pos_base: 0,
+            n_heads: g.n_heads,
+            n_kv_heads: g.n_kv_heads,
+            head_dim: g.head_dim,
+            qkv_stride: g.qkv_stride(),
+            cache_len: g.cache_len,
+        };
+        let groups = [
+            (g.head_dim / 2).div_ceil(self.wg),
+            g.n_heads + g.n_kv_heads,
+            g.tokens,
+        ];
+        ctx.dispatch(
+            &pipeline,
+            &params,
+            &[(1, qkv), (2, rope), (3, k_cache), (4, v_cache), (5, rows)],
+            groups,
+        )
+    }
+
     /// Rotates `qkv` in place and writes k and v into the caches. `rope` is [`table`] for at
     /// least `pos_base + seq_len` positions.
     pub fn dispatch(
