@@ -604,4 +604,86 @@ mod gpu_tests {
             );
         }
     }
+
+    /// Decode rows at ragged depths of different sequences, after a row that is not theirs
+    /// (row_base 1), and prefill rows continuing a prompt at position 10 of sequence 1.
+    #[test]
+    fn rows_attend_to_their_own_sequence_up_to_their_position() {
+        let ctx = test_context();
+        let h = heads(4, 2, 16, 40);
+        let sequences = 3u32;
+        let hd = h.head_dim as usize;
+        let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
+        let cache = (sequences * h.n_kv_heads * h.cache_len) as usize * hd;
+        let k = random_values(cache, 82, 1.0);
+        let v = random_values(cache, 83, 1.0);
+        let (k_b, v_b) = (
+            ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
+            ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
+        );
+        let out_len = |rows: usize| rows * h.n_heads as usize * hd;
+        let (k, v) = (&k, &v);
+        let want = |rows: &[[u32; 2]], qkv: &[f32], first: usize| -> Vec<f64> {
+            rows.iter()
+                .enumerate()
+                .skip(first)
+                .flat_map(|(r, &[seq, pos])| {
+                    (0..h.n_heads as usize).flat_map(move |head| {
+                        reference_from_cache(
+                            &h, qkv, r, seq as usize, head, pos as usize + 1, k, v,
+                        )
+                    })
+                })
+                .collect()
+        };
+
+        let decode_rows: [[u32; 2]; 4] = [[0, 0], [2, 5], [0, 39], [1, 0]];
+        let qkv = random_values(decode_rows.len() * stride, 81, 1.0);
+        let qkv_b = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
+        let rows_b = ctx
+            .storage_with("rows", bytemuck::cast_slice(&decode_rows))
+            .unwrap();
+        let kernel = DecodeAttention::new_rows(ctx, h, 64, 8).unwrap();
+        let partials = ctx
+            .storage_zeroed("partials", kernel.partials_bytes(3, 40))
+            .unwrap();
+        let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
+        let d = kernel
+            .dispatch_rows(
+                ctx,
+                (1, 3, sequences, 40),
+                &qkv_b,
+                &rows_b,
+                &k_b,
+                &v_b,
+                &partials,
+                &out_b,
+            )
+            .unwrap();
+        ctx.execute(&d.to_vec()).unwrap();
+        let got = ctx.read_f32(&out_b, out_len(4)).unwrap();
+        let c = compare(
+            &got[out_len(1)..],
+            &want(&decode_rows, &qkv, 1),
+            NMSE_F32,
+            "decode rows".into(),
+        );
+        assert!(c.failure.is_none(), "decode rows: {c:?}");
+
+        let prefill_rows: Vec<[u32; 2]> = (10..18).map(|p| [1, p]).collect();
+        let qkv = random_values(prefill_rows.len() * stride, 84, 1.0);
+        let qkv_b = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
+        let rows_b = ctx
+            .storage_with("rows", bytemuck::cast_slice(&prefill_rows))
+            .unwrap();
+        let out_b = ctx.storage_zeroed("out", (out_len(8) * 4) as u64).unwrap();
+        let kernel = PrefillAttentionRows::new(ctx, h, 64).unwrap();
+        let d = kernel
+            .dispatch(ctx, (8, sequences), &qkv_b, &rows_b, &k_b, &v_b, &out_b)
+            .unwrap();
+        ctx.execute(&d).unwrap();
+        let got = ctx.read_f32(&out_b, out_len(8)).unwrap();
+        let c = compare(&got, &want(&prefill_rows, &qkv, 0), NMSE_F32, "prefill rows".into());
+        assert!(c.failure.is_none(), "prefill rows: {c:?}");
+    }
 }

@@ -353,3 +353,65 @@ impl<'a> Engine<'a> {
         ))
     }
 }
+
+#[cfg(test)]
+mod gpu_tests {
+    use super::*;
+    use crate::gpu::test_context;
+    use crate::kernels::KernelConfig;
+    use crate::kernels::verify::{NMSE_F32_MODEL, compare};
+    use crate::model::{Pass, Phase, presets};
+    use crate::serving::schedule::{Chunk, DecodeRow};
+    use crate::workload::reference;
+    use crate::workload::synthetic::SyntheticModel;
+
+    /// A whole prompt prefilled as one chunk into slot 1 of the engine, beside a decode row of
+    /// slot 0, gives the reference prefill's final hidden states: the rows kernels put the
+    /// chunk in its own sequence at positions 0.. and the decode row does not disturb it.
+    #[test]
+    fn a_chunk_in_a_shared_cache_matches_the_reference_prefill() {
+        let ctx = test_context();
+        let model = SyntheticModel {
+            shape: presets::find("tiny").unwrap().shape,
+            dtype: crate::kernels::WeightDtype::F32,
+            shared_layers: false,
+        };
+        let layers = model.shape.n_layers;
+        let weights = GpuWeights::upload(ctx, model, layers, &mut |_, _| {}).unwrap();
+        let kernels = Kernels::new(
+            ctx,
+            KernelConfig::default_for(ctx.traits()),
+            model.dtype,
+        )
+        .unwrap();
+        let size = EngineSize {
+            slots: 2,
+            cache_len: 32,
+            max_rows: 32,
+        };
+        let mut engine = Engine::new(ctx, Rc::new((weights, kernels)), size).unwrap();
+        let prompt = 13;
+        let plan = StepPlan {
+            chunk: Some(Chunk {
+                slot: 1,
+                start: 0,
+                len: prompt,
+                last: true,
+            }),
+            decode: vec![DecodeRow { slot: 0, pos: 20 }],
+        };
+        assert!(engine.step(&plan).unwrap() > 0.0);
+        let got = engine.read_hidden(prompt as usize).unwrap();
+        let want = reference::forward(
+            &model,
+            layers,
+            Pass {
+                phase: Phase::Prefill,
+                batch: 1,
+                len: prompt,
+            },
+        );
+        let c = compare(&got, &want.hidden, NMSE_F32_MODEL, "engine prefill".into());
+        assert!(c.failure.is_none(), "{c:?}");
+    }
+}

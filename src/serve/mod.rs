@@ -237,7 +237,7 @@ impl Runner<'_> {
 }
 
 /// Measures the analytic model's inputs: one request's prefill alone, and decode steps alone
-/// at batch 1 and at every concurrency, at the first and last decode depth.
+/// at batch 1 and at each of `batches`, at the first and last decode depth.
 fn measure_isolated(
     runner: &mut Runner<'_>,
     req: &ServeRequest,
@@ -436,17 +436,13 @@ pub fn run(
         }
         None => Runner::Mock,
     };
-    let all_c: Vec<u32> = req
-        .concurrency
-        .iter()
-        .chain(&req.estimate_only)
-        .copied()
-        .collect();
-    let model = measure_isolated(&mut runner, req, &all_c, observer)?;
     let stopped = || stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
     let mut interrupted = false;
     let total = req.concurrency.len();
     'points: for (i, &c) in req.concurrency.iter().enumerate() {
+        // Measured right before the point, so a drift of the machine (a neighbour's load)
+        // falls on the estimate and the execution alike.
+        let model = measure_isolated(&mut runner, req, &[c], observer)?;
         observer.point(i, total, c);
         let mut s = Schedule::new(c, req.isl, req.osl, req.step_tokens, req.limit(c, cpu));
         let window = power.begin();
@@ -487,7 +483,8 @@ pub fn run(
         })?;
         observer.finished(&p);
     }
-    if !interrupted {
+    if !interrupted && !req.estimate_only.is_empty() {
+        let model = measure_isolated(&mut runner, req, &req.estimate_only, observer)?;
         for &c in &req.estimate_only {
             let est = estimate(req, c, cpu, &model);
             writer.update(|doc| {

@@ -386,6 +386,7 @@ mod tests {
             &CompareOptions {
                 metric: None,
                 prices: Some(prices),
+                ..Default::default()
             },
         )
         .unwrap();

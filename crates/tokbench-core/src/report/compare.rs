@@ -76,6 +76,9 @@ pub struct CompareOptions {
     pub metric: Option<Metric>,
     /// The cost model; none means no cost columns.
     pub prices: Option<PriceBook>,
+    /// Rank serving results by output tokens/s per GPU at this many tokens/s per user
+    /// (`--at-interactivity`); none ranks them by goodput.
+    pub at_interactivity: Option<f64>,
 }
 
 /// The whole comparison: what `--format json` writes, and what every other format renders.
@@ -102,6 +105,9 @@ pub struct CompareReport {
     pub probes: Vec<ProbeRow>,
     /// Files and lines that were not read, with why.
     pub skipped: Vec<Skipped>,
+    /// The serving results (`tokbench serve`): curves, throughput at an interactivity,
+    /// goodput; null when no result has a serving section.
+    pub serving: Option<super::serving::ServingComparison>,
 }
 
 /// One workload across nodes.
@@ -262,10 +268,12 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
             }
         }
     }
-    if by_id.is_empty() {
+    let serving = super::serving::compare_serving(&loaded.results, options.at_interactivity);
+    if by_id.is_empty() && serving.is_none() {
         return Err(InputError::new(format!(
             "nothing to compare: none of the {} result(s) holds a prefill or decode workload \
-             (run `tokbench run`; kernel results have no tokens)",
+             or a serving section (run `tokbench run` or `tokbench serve`; kernel results have \
+             no tokens)",
             loaded.results.len()
         )));
     }
@@ -322,6 +330,7 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         runs,
         probes,
         skipped: loaded.skipped.clone(),
+        serving,
     })
 }
 
@@ -538,7 +547,7 @@ fn compare_workload(
 }
 
 /// Node labels for the members of a group; a node seen twice gets its run's start time.
-fn node_labels<'a>(docs: impl IntoIterator<Item = &'a RunResult>) -> Vec<String> {
+pub(crate) fn node_labels<'a>(docs: impl IntoIterator<Item = &'a RunResult>) -> Vec<String> {
     let docs: Vec<&RunResult> = docs.into_iter().collect();
     let plain: Vec<String> = docs.iter().map(|d| node_label(d)).collect();
     let seen: BTreeMap<&str, usize> = plain.iter().fold(BTreeMap::new(), |mut m, l| {
@@ -687,6 +696,7 @@ mod tests {
         let options = CompareOptions {
             metric: Some(Metric::TokensPerJ),
             prices: None,
+            ..Default::default()
         };
         let r = compare(&loaded(mixed.clone()), &options).unwrap();
         let w = &r.workloads[0];
@@ -794,6 +804,7 @@ mod tests {
         let options = CompareOptions {
             metric: Some(Metric::CostPerMtok),
             prices: Some(prices),
+            ..Default::default()
         };
         let r = compare(&loaded(docs), &options).unwrap();
         let w = &r.workloads[0];

@@ -86,6 +86,7 @@ fn fleet() -> (Loaded, CompareOptions) {
     let options = CompareOptions {
         metric: None,
         prices: Some(prices),
+        ..Default::default()
     };
     (loaded, options)
 }
