@@ -119,6 +119,8 @@ pub(super) fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
 fn parse_interactivity(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
         Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err(format!("{s:?} is not a positive number of tokens/s per user")),
+        _ => Err(format!(
+            "{s:?} is not a positive number of tokens/s per user"
+        )),
     }
 }

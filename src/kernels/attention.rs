@@ -324,7 +324,13 @@ impl DecodeAttention {
         let split = ctx.dispatch(
             &self.split,
             &params,
-            &[(1, qkv), (2, k_cache), (3, v_cache), (4, partials), (6, rows)],
+            &[
+                (1, qkv),
+                (2, k_cache),
+                (3, v_cache),
+                (4, partials),
+                (6, rows),
+            ],
             [n_splits.div_ceil(self.wg), h.n_heads, batch],
         )?;
         let reduce = ctx.dispatch(
@@ -629,9 +635,7 @@ mod gpu_tests {
                 .skip(first)
                 .flat_map(|(r, &[seq, pos])| {
                     (0..h.n_heads as usize).flat_map(move |head| {
-                        reference_from_cache(
-                            &h, qkv, r, seq as usize, head, pos as usize + 1, k, v,
-                        )
+                        reference_from_cache(&h, qkv, r, seq as usize, head, pos as usize + 1, k, v)
                     })
                 })
                 .collect()
@@ -683,7 +687,12 @@ mod gpu_tests {
             .unwrap();
         ctx.execute(&d).unwrap();
         let got = ctx.read_f32(&out_b, out_len(8)).unwrap();
-        let c = compare(&got, &want(&prefill_rows, &qkv, 0), NMSE_F32, "prefill rows".into());
+        let c = compare(
+            &got,
+            &want(&prefill_rows, &qkv, 0),
+            NMSE_F32,
+            "prefill rows".into(),
+        );
         assert!(c.failure.is_none(), "prefill rows: {c:?}");
     }
 }

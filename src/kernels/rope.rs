@@ -330,15 +330,22 @@ mod gpu_tests {
         let (hd, stride) = (g.head_dim as usize, g.qkv_stride() as usize);
         let qkv = random_values(rows.len() * stride, 57, 1.0);
         let qkv_buf = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
-        let rows_buf = ctx.storage_with("rows", bytemuck::cast_slice(&rows)).unwrap();
+        let rows_buf = ctx
+            .storage_with("rows", bytemuck::cast_slice(&rows))
+            .unwrap();
         let rope_buf = ctx
-            .storage_with("rope", bytemuck::cast_slice(&table(g.cache_len as usize, hd)))
+            .storage_with(
+                "rope",
+                bytemuck::cast_slice(&table(g.cache_len as usize, hd)),
+            )
             .unwrap();
         let floats = g.cache_floats(sequences) as usize;
         let k_buf = ctx.storage_zeroed("k", (floats * 4) as u64).unwrap();
         let v_buf = ctx.storage_zeroed("v", (floats * 4) as u64).unwrap();
         let d = kernel
-            .dispatch_rows(ctx, g, sequences, &qkv_buf, &rows_buf, &rope_buf, &k_buf, &v_buf)
+            .dispatch_rows(
+                ctx, g, sequences, &qkv_buf, &rows_buf, &rope_buf, &k_buf, &v_buf,
+            )
             .unwrap();
         ctx.execute(&d).unwrap();
         let got_q = ctx.read_f32(&qkv_buf, qkv.len()).unwrap();

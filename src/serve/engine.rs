@@ -35,7 +35,12 @@ pub struct EngineSize {
 
 /// KV-cache and activation bytes of an engine of `size` for `shape` over `layers` layers, for
 /// planning: (bytes in all, largest single buffer).
-pub fn engine_bytes(shape: &ModelShape, layers: u32, size: EngineSize, split_len: u32) -> (u64, u64) {
+pub fn engine_bytes(
+    shape: &ModelShape,
+    layers: u32,
+    size: EngineSize,
+    split_len: u32,
+) -> (u64, u64) {
     let t = u64::from(size.max_rows);
     let dp = padded_cols(shape.d_model as usize) as u64;
     let fp = padded_cols(shape.d_ff as usize) as u64;
@@ -58,7 +63,10 @@ pub fn engine_bytes(shape: &ModelShape, layers: u32, size: EngineSize, split_len
         (t * 2 * fp * 4, 1),
         (t * fp * 4, 1),
         ((slots + 1) * vp * 4, 1),
-        (u64::from(size.cache_len) * u64::from(shape.head_dim / 2) * 8, 1),
+        (
+            u64::from(size.cache_len) * u64::from(shape.head_dim / 2) * 8,
+            1,
+        ),
         (cache, 2 * u64::from(layers)),
         (partials, 1),
     ];
@@ -114,7 +122,10 @@ impl<'a> Engine<'a> {
         };
         let cfg = loaded.1.config;
         let cache_bytes = f32s(
-            size.slots as usize * s.n_kv_heads as usize * size.cache_len as usize * s.head_dim as usize,
+            size.slots as usize
+                * s.n_kv_heads as usize
+                * size.cache_len as usize
+                * s.head_dim as usize,
         );
         let mut caches = Vec::with_capacity(layers);
         for _ in 0..layers {
@@ -123,8 +134,7 @@ impl<'a> Engine<'a> {
                 ctx.storage_zeroed("v-cache", cache_bytes)?,
             ));
         }
-        let decode_attention =
-            DecodeAttention::new_rows(ctx, heads, cfg.wg, cfg.decode_split_len)?;
+        let decode_attention = DecodeAttention::new_rows(ctx, heads, cfg.wg, cfg.decode_split_len)?;
         let partials = ctx.storage_zeroed(
             "partials",
             decode_attention.partials_bytes(size.slots, size.cache_len),
@@ -224,18 +234,21 @@ impl<'a> Engine<'a> {
             head_dim: s.head_dim,
             cache_len: self.size.cache_len,
         };
-        let mut list = vec![
-            kernels
-                .copy
-                .dispatch(ctx, (t * dp / 4) as u32, &self.x0, &self.hidden)?,
-        ];
+        let mut list =
+            vec![
+                kernels
+                    .copy
+                    .dispatch(ctx, (t * dp / 4) as u32, &self.x0, &self.hidden)?,
+            ];
         for (l, (k_cache, v_cache)) in self.caches.iter().enumerate() {
             let w = weights.layer(l);
-            list.push(
-                kernels
-                    .norm
-                    .dispatch(ctx, rows(t), &self.hidden, &w.attn_norm, &self.normed)?,
-            );
+            list.push(kernels.norm.dispatch(
+                ctx,
+                rows(t),
+                &self.hidden,
+                &w.attn_norm,
+                &self.normed,
+            )?);
             project(
                 ctx,
                 &kernels.matmul,
@@ -285,11 +298,13 @@ impl<'a> Engine<'a> {
                 &w.o,
                 (&self.hidden, true),
             )?;
-            list.push(
-                kernels
-                    .norm
-                    .dispatch(ctx, rows(t), &self.hidden, &w.ffn_norm, &self.normed)?,
-            );
+            list.push(kernels.norm.dispatch(
+                ctx,
+                rows(t),
+                &self.hidden,
+                &w.ffn_norm,
+                &self.normed,
+            )?);
             project(
                 ctx,
                 &kernels.matmul,
@@ -378,12 +393,8 @@ mod gpu_tests {
         };
         let layers = model.shape.n_layers;
         let weights = GpuWeights::upload(ctx, model, layers, &mut |_, _| {}).unwrap();
-        let kernels = Kernels::new(
-            ctx,
-            KernelConfig::default_for(ctx.traits()),
-            model.dtype,
-        )
-        .unwrap();
+        let kernels =
+            Kernels::new(ctx, KernelConfig::default_for(ctx.traits()), model.dtype).unwrap();
         let size = EngineSize {
             slots: 2,
             cache_len: 32,

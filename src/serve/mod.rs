@@ -59,7 +59,9 @@ impl ServeRequest {
             ));
         }
         if self.estimate_only.contains(&0) {
-            return Err(InputError::new("--estimate: every value must be at least 1"));
+            return Err(InputError::new(
+                "--estimate: every value must be at least 1",
+            ));
         }
         if self.isl == 0 || self.osl == 0 {
             return Err(InputError::new(
@@ -276,7 +278,9 @@ fn measure_isolated(
     all.sort_unstable();
     all.dedup();
     for &b in &all {
-        observer.stage(&format!("isolated decode steps at batch {b} (analytic estimate)"));
+        observer.stage(&format!(
+            "isolated decode steps at batch {b} (analytic estimate)"
+        ));
         for depth in depths {
             let plan = StepPlan {
                 chunk: None,
@@ -332,7 +336,12 @@ pub fn run(
     };
     // The engine's own buffers against the device: one binding each, and memory in all.
     let shape = session.model.shape;
-    let (bytes, largest) = engine_bytes(&shape, session.layers_run, size, planned.config.decode_split_len);
+    let (bytes, largest) = engine_bytes(
+        &shape,
+        session.layers_run,
+        size,
+        planned.config.decode_split_len,
+    );
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
     if largest > facts.max_binding_bytes() {
         return Err(InputError::new(format!(
@@ -579,17 +588,34 @@ mod tests {
             concurrency: vec![0],
             ..ok.clone()
         };
-        assert!(zero.validate().unwrap_err().to_string().contains("--concurrency"));
+        assert!(
+            zero.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--concurrency")
+        );
         let tight = ServeRequest {
             step_tokens: 2,
             ..ok.clone()
         };
-        assert!(tight.validate().unwrap_err().to_string().contains("--step-tokens"));
+        assert!(
+            tight
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("--step-tokens")
+        );
         assert_eq!(ok.requests_for(4, false), 4);
         let default = ServeRequest {
             requests: None,
             ..ok
         };
-        assert_eq!((default.requests_for(4, false), default.requests_for(4, true)), (40, 4));
+        assert_eq!(
+            (
+                default.requests_for(4, false),
+                default.requests_for(4, true)
+            ),
+            (40, 4)
+        );
     }
 }

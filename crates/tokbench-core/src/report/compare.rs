@@ -268,7 +268,11 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
             }
         }
     }
-    let serving = super::serving::compare_serving(&loaded.results, options.at_interactivity);
+    let serving = super::serving::compare_serving(
+        &loaded.results,
+        options.at_interactivity,
+        options.prices.as_ref(),
+    );
     if by_id.is_empty() && serving.is_none() {
         return Err(InputError::new(format!(
             "nothing to compare: none of the {} result(s) holds a prefill or decode workload \

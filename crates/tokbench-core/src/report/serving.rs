@@ -6,6 +6,7 @@
 use serde::Serialize;
 
 use super::compare::node_labels;
+use super::cost::PriceBook;
 use super::load::Source;
 use crate::result::{Goodput, PointSource, RunResult, ServingPoint};
 use crate::serving;
@@ -50,29 +51,34 @@ pub struct ServingNode {
     pub ranked_value: Option<f64>,
     /// Every point (executed then estimated), as the result holds them.
     pub points: Vec<ServingPoint>,
+    /// Cost per million output tokens of each point (same order), at its output tokens/s and
+    /// output tokens/J; null without prices or a figure they need.
+    pub cost_per_mtok: Vec<Option<f64>>,
 }
 
 fn group_of(doc: &RunResult) -> String {
     let s = doc.serving.as_ref().expect("only serving results");
-    let (preset, dtype, layers) = doc.plan.model.as_ref().map_or(
-        ("?".to_string(), "?".to_string(), String::new()),
-        |m| {
-            let layers = if m.layers_run < m.model.n_layers {
-                format!(" {} layers", m.layers_run)
-            } else {
-                String::new()
-            };
-            (m.preset.clone(), m.dtype.name().to_string(), layers)
-        },
-    );
-    format!(
-        "{preset} {dtype}{layers} {}/{}",
-        s.isl_tokens, s.osl_tokens
-    )
+    let (preset, dtype, layers) =
+        doc.plan
+            .model
+            .as_ref()
+            .map_or(("?".to_string(), "?".to_string(), String::new()), |m| {
+                let layers = if m.layers_run < m.model.n_layers {
+                    format!(" {} layers", m.layers_run)
+                } else {
+                    String::new()
+                };
+                (m.preset.clone(), m.dtype.name().to_string(), layers)
+            });
+    format!("{preset} {dtype}{layers} {}/{}", s.isl_tokens, s.osl_tokens)
 }
 
 /// The serving comparison of `results`; `None` when none has a serving section.
-pub fn compare_serving(results: &[Source], at: Option<f64>) -> Option<ServingComparison> {
+pub fn compare_serving(
+    results: &[Source],
+    at: Option<f64>,
+    prices: Option<&PriceBook>,
+) -> Option<ServingComparison> {
     let with: Vec<&Source> = results.iter().filter(|s| s.doc.serving.is_some()).collect();
     if with.is_empty() {
         return None;
@@ -111,6 +117,23 @@ pub fn compare_serving(results: &[Source], at: Option<f64>) -> Option<ServingCom
                 slo: s.slo.as_ref().map(|x| x.name.clone()),
                 best_throughput: best,
                 ranked_value,
+                cost_per_mtok: s
+                    .points
+                    .iter()
+                    .map(|p| {
+                        let book = prices?;
+                        (p.output_tokens_per_s_per_gpu > 0.0)
+                            .then(|| {
+                                book.cost(
+                                    &src.doc,
+                                    p.output_tokens_per_s_per_gpu,
+                                    p.output_tokens_per_j,
+                                )
+                                .total_per_mtok
+                            })
+                            .flatten()
+                    })
+                    .collect(),
                 points: s.points.clone(),
             }
         })
@@ -206,7 +229,7 @@ mod tests {
     fn nodes_rank_by_throughput_at_an_interactivity_on_their_frontier() {
         let a = served("a", &[(1, 60.0, 60.0), (4, 40.0, 160.0), (16, 10.0, 300.0)]);
         let b = served("b", &[(1, 90.0, 90.0), (4, 70.0, 250.0), (16, 30.0, 400.0)]);
-        let c = compare_serving(&[source(a), source(b)], Some(50.0)).unwrap();
+        let c = compare_serving(&[source(a), source(b)], Some(50.0), None).unwrap();
         assert_eq!(c.nodes[0].node, "b");
         assert_eq!(c.nodes[0].rank, Some(1));
         // b at 50 lies between (30, 400) and (70, 250): 400 - 150 × 20/40.
@@ -217,6 +240,7 @@ mod tests {
         let none = compare_serving(
             &[source(served("a", &[(1, 60.0, 60.0)]))],
             Some(100.0),
+            None,
         )
         .unwrap();
         assert_eq!(none.nodes[0].rank, None);
@@ -227,9 +251,10 @@ mod tests {
                 source(served("b", &[(1, 90.0, 90.0)])),
             ],
             None,
+            None,
         )
         .unwrap();
         assert_eq!(best.nodes[0].node, "a");
-        assert!(compare_serving(&[source(fixtures::node("x", "GPU"))], None).is_none());
+        assert!(compare_serving(&[source(fixtures::node("x", "GPU"))], None, None).is_none());
     }
 }

@@ -11,10 +11,10 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::serving::ServingSection;
 use crate::dtype::WeightDtype;
 use crate::kernel_config::{KernelConfig, Math};
 use crate::model::{ModelShape, Phase};
-use super::serving::ServingSection;
 
 /// A time as results write it: RFC 3339 in UTC with milliseconds, "2026-12-01T21:00:00.123Z".
 pub fn timestamp(t: &DateTime<Utc>) -> String {

@@ -219,9 +219,9 @@ pub fn estimate_gaps(points: &[ServingPoint]) -> Vec<EstimateGap> {
         .iter()
         .filter(|p| p.source == PointSource::Executed && p.output_tokens_per_s_per_gpu > 0.0)
         .filter_map(|e| {
-            let est = points.iter().find(|p| {
-                p.source == PointSource::Estimated && p.concurrency == e.concurrency
-            })?;
+            let est = points
+                .iter()
+                .find(|p| p.source == PointSource::Estimated && p.concurrency == e.concurrency)?;
             Some(EstimateGap {
                 concurrency: e.concurrency,
                 executed_tokens_per_s: e.output_tokens_per_s_per_gpu,
@@ -242,7 +242,10 @@ mod tests {
     fn percentiles_interpolate_and_an_empty_list_has_none() {
         let v: Vec<f64> = (1..=101).map(f64::from).collect();
         let p = percentiles(&v).unwrap();
-        assert_eq!((p.p50_s, p.p90_s, p.p99_s, p.count), (51.0, 91.0, 100.0, 101));
+        assert_eq!(
+            (p.p50_s, p.p90_s, p.p99_s, p.count),
+            (51.0, 91.0, 100.0, 101)
+        );
         assert_eq!(p.mean_s, 51.0);
         assert!(percentiles(&[]).is_none());
     }
@@ -282,7 +285,10 @@ mod tests {
         assert_eq!(throughput_at(&pts, 40.0), Some(160.0));
         assert_eq!(throughput_at(&pts, 45.0), Some(105.0));
         assert_eq!(throughput_at(&pts, 5.0), Some(200.0));
-        assert_eq!(throughput_at(&pts, 25.0), Some(160.0 + (200.0 - 160.0) * 15.0 / 30.0));
+        assert_eq!(
+            throughput_at(&pts, 25.0),
+            Some(160.0 + (200.0 - 160.0) * 15.0 / 30.0)
+        );
         assert_eq!(throughput_at(&pts, 60.0), None);
     }
 

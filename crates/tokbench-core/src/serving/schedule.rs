@@ -138,7 +138,10 @@ impl Schedule {
 
     /// Output tokens produced so far.
     pub fn output_tokens(&self) -> u64 {
-        self.requests.iter().map(|r| r.token_times_s.len() as u64).sum()
+        self.requests
+            .iter()
+            .map(|r| r.token_times_s.len() as u64)
+            .sum()
     }
 
     /// How far the point is, from 0 to 1 (for a progress bar).
@@ -323,7 +326,11 @@ mod tests {
         );
         assert!(chunks[2].last && !chunks[1].last);
         // Two decode steps feed positions 10 and 11.
-        let pos: Vec<u32> = plans.iter().flat_map(|p| &p.decode).map(|d| d.pos).collect();
+        let pos: Vec<u32> = plans
+            .iter()
+            .flat_map(|p| &p.decode)
+            .map(|d| d.pos)
+            .collect();
         assert_eq!(pos, [10, 11]);
         let r = &s.requests[0];
         assert_eq!(r.token_times_s, [3.0, 4.0, 5.0]);

@@ -88,12 +88,20 @@ mod tests {
         let s = parse("llama3.1-8b-interactive").unwrap();
         assert_eq!((s.ttft_s, s.tpot_s), (Some(0.5), Some(0.03)));
         let c = parse("ttft=2000ms, tpot=0.1s").unwrap();
-        assert_eq!((c.name.as_str(), c.ttft_s, c.tpot_s), ("custom", Some(2.0), Some(0.1)));
+        assert_eq!(
+            (c.name.as_str(), c.ttft_s, c.tpot_s),
+            ("custom", Some(2.0), Some(0.1))
+        );
         assert_eq!(parse("tpot=40ms").unwrap().ttft_s, None);
         let err = parse("llama9-server").unwrap_err().to_string();
         assert!(err.contains("not a known SLO set") && err.contains("llama3.1-8b-server"));
         assert!(parse("ttft=fast").is_err());
         assert!(parse("ttft=100").is_err());
-        assert!(parse("itl=10ms").unwrap_err().to_string().contains("ttft and tpot"));
+        assert!(
+            parse("itl=10ms")
+                .unwrap_err()
+                .to_string()
+                .contains("ttft and tpot")
+        );
     }
 }
