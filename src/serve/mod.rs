@@ -208,7 +208,7 @@ pub fn estimate(req: &ServeRequest, c: u32, cpu: bool, model: &Isolated) -> Serv
 
 /// The device side of the engine: real steps on a GPU, or the mock's formula.
 enum Runner<'a> {
-    Gpu(Engine<'a>),
+    Gpu(Box<Engine<'a>>),
     /// The mock device: 10 ms per step plus 1 ms per decode row and 0.2 ms per prompt token,
     /// so CLI tests see the shape of a real curve in no time.
     Mock,
@@ -441,7 +441,7 @@ pub fn run(
         Some(ctx) => {
             observer.stage("uploading weights");
             let loaded = session.loaded(ctx, &mut |_| {})?;
-            Runner::Gpu(Engine::new(ctx, loaded, size)?)
+            Runner::Gpu(Box::new(Engine::new(ctx, loaded, size)?))
         }
         None => Runner::Mock,
     };
