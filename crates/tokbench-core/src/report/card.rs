@@ -368,6 +368,7 @@ mod tests {
                 })
                 .collect(),
             skipped: Vec::new(),
+            ..Default::default()
         };
         let prices = PriceBook {
             currency: Some("USD".into()),

@@ -106,8 +106,13 @@ pub struct CompareReport {
     /// Files and lines that were not read, with why.
     pub skipped: Vec<Skipped>,
     /// The serving results (`tokbench serve`): curves, throughput at an interactivity,
-    /// goodput; null when no result has a serving section.
+    /// goodput; absent when no result has a serving section.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub serving: Option<super::serving::ServingComparison>,
+    /// Other tools' figures (llama-bench, `vllm bench serve`), labelled with their tool and
+    /// never ranked; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<super::reference::ReferenceRow>,
 }
 
 /// One workload across nodes.
@@ -335,6 +340,7 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         probes,
         skipped: loaded.skipped.clone(),
         serving,
+        references: loaded.references.clone(),
     })
 }
 
@@ -639,6 +645,7 @@ mod tests {
         Loaded {
             results: docs.into_iter().map(source).collect(),
             skipped: Vec::new(),
+            ..Default::default()
         }
     }
 

@@ -532,3 +532,45 @@ pub(crate) fn serving_points(r: &CompareReport, machine: bool) -> Option<Grid> {
     }
     Some(g)
 }
+
+/// Other tools' rows, labelled with their tool; never ranked.
+pub(crate) fn references(r: &CompareReport) -> Option<Grid> {
+    if r.references.is_empty() {
+        return None;
+    }
+    let mut g = Grid::new(&[
+        ("tool", Left),
+        ("model", Left),
+        ("test", Left),
+        ("device", Left),
+        ("tok/s", Right),
+        ("total tok/s", Right),
+        ("tok/s/user", Right),
+        ("TTFT p50", Right),
+        ("TTFT p99", Right),
+        ("TPOT p50", Right),
+        ("TPOT p99", Right),
+        ("source", Left),
+    ]);
+    let secs = |x: Option<f64>| Cell::figure(x.map_or("-".into(), crate::units::duration));
+    for x in &r.references {
+        g.push(
+            vec![
+                Cell::figure(x.tool.clone()),
+                Cell::text(x.model.clone()),
+                Cell::text(x.test.clone()),
+                Cell::text(x.device.clone()),
+                Cell::figure(opt_num(x.tokens_per_s)),
+                Cell::figure(opt_num(x.total_tokens_per_s)),
+                Cell::figure(opt_num(x.tokens_per_s_per_user)),
+                secs(x.ttft_p50_s),
+                secs(x.ttft_p99_s),
+                secs(x.tpot_p50_s),
+                secs(x.tpot_p99_s),
+                Cell::text(x.source.clone()),
+            ],
+            false,
+        );
+    }
+    Some(g)
+}

@@ -103,6 +103,13 @@ pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
         h.push_str("</section>\n");
     }
     serving(&mut h, r)?;
+    if let Some(g) = grid::references(r) {
+        h.push_str(
+            "<section>\n<h2>Reference rows from other tools</h2>\n<p>Their engines and weights, measured their way: shown beside tokbench's figures, not ranked.</p>\n",
+        );
+        render(&mut h, &g);
+        h.push_str("</section>\n");
+    }
     if !r.skipped.is_empty() {
         h.push_str("<section>\n<h2>Skipped</h2>\n<ul>\n");
         for s in &r.skipped {

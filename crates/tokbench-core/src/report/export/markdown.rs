@@ -96,6 +96,13 @@ pub(super) fn compare(r: &CompareReport) -> String {
         );
         out.push_str(&render(&points));
     }
+    if let Some(g) = grid::references(r) {
+        let _ = writeln!(
+            out,
+            "\n### Reference rows from other tools\n\nTheir engines and weights, measured their way: shown beside tokbench's figures, not ranked.\n"
+        );
+        out.push_str(&render(&g));
+    }
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "\n### Skipped\n");
         for s in &r.skipped {

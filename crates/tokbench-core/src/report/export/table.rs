@@ -64,6 +64,13 @@ pub(super) fn compare(r: &CompareReport) -> String {
             render(&points)
         );
     }
+    if let Some(g) = grid::references(r) {
+        let _ = writeln!(
+            out,
+            "\nreference rows from other tools (their engines and weights; not ranked)\n{}",
+            render(&g)
+        );
+    }
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "\nskipped:");
         for s in &r.skipped {
