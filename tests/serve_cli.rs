@@ -165,3 +165,28 @@ fn compare_ranks_serving_results_at_an_interactivity_and_draws_their_curves() {
     let bad = tokbench(&["compare", a, "--at-interactivity", "-3"]);
     assert_code(&bad, 2);
 }
+
+#[test]
+fn other_tools_files_are_reference_rows_beside_serving_results_and_never_ranked() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a.json");
+    assert_code(&serve(a.to_str().unwrap(), &["--concurrency", "1,4"]), 0);
+    let data = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/");
+    let (lb, lbl, vllm) = (
+        format!("{data}llama-bench.json"),
+        format!("{data}llama-bench.jsonl"),
+        format!("{data}vllm-bench-serve.json"),
+    );
+    let args = ["compare", a.to_str().unwrap(), &lb, &lbl, &vllm];
+    let out = tokbench(&[&args[..], &["--format", "json"]].concat());
+    assert_code(&out, 0);
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let refs = report["references"].as_array().unwrap();
+    assert_eq!(refs.len(), 5);
+    assert!(refs.iter().any(|r| r["tool"] == "vllm bench serve"));
+    assert!(refs.iter().all(|r| r.get("rank").is_none()));
+    assert_eq!(report["serving"]["nodes"].as_array().unwrap().len(), 1);
+    assert!(report["skipped"].as_array().unwrap().is_empty());
+    let table = stdout(&tokbench(&args));
+    assert!(table.contains("reference rows from other tools") && table.contains("llama-bench"));
+}
