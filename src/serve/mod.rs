@@ -405,8 +405,6 @@ pub fn run(
             policy: POLICY.into(),
             requests_per_point: match req.duration_s {
                 Some(_) => None,
-                // One count per point; with the default it grows with the concurrency, so the
-                // section records the count of one slot's worth only when it is uniform.
                 None => req.requests,
             },
             duration_limit_s: req.duration_s,

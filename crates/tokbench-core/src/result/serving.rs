@@ -22,7 +22,9 @@ pub struct ServingSection {
     pub step_token_budget: u32,
     /// The scheduling policy, in words.
     pub policy: String,
-    /// Requests each concurrency point completes; null when the point ran for a duration.
+    /// Requests each concurrency point completes, as given with `--requests`; null with the
+    /// default (a multiple of the concurrency: see each point's `requests_completed`) or when
+    /// the points ran for a duration.
     pub requests_per_point: Option<u32>,
     /// Engine seconds each point ran for when the run was bounded by `--duration`; null when
     /// bounded by a request count.
