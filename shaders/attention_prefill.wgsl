@@ -6,6 +6,9 @@
 // q comes from the rotated `qkv` rows; K and V from the layer's cache, laid out
 // [batch, kv_head, cache_len, head_dim]; query head h reads kv head h / (n_heads / n_kv_heads).
 // The output row of token t is [head 0 | head 1 | ...], each head_dim wide.
+// Serving (`attention_prefill_rows`): row t names its cache sequence and position in
+// `rows[t]` = (sequence, position) and attends to keys 0..=position of that sequence: a chunk
+// of a prompt that continues where an earlier chunk stopped.
 
 struct Params {
     tokens: u32,
@@ -23,6 +26,7 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> rows: array<vec2<u32>>;
 
 override WG: u32 = 64u;
 override HD4: u32 = 16u;  // head_dim / 4, at most MAX_HD4
@@ -34,12 +38,27 @@ const NEG_BIG: f32 = -3.0e38;
 @compute @workgroup_size(WG, 1, 1)
 fn attention_prefill(@builtin(global_invocation_id) gid: vec3<u32>) {
     let t = gid.x;
-    let h = gid.y;
-    if (t >= p.tokens || h >= p.n_heads) {
+    if (t >= p.tokens) {
         return;
     }
-    let b = t / p.seq_len;
-    let n_keys = t % p.seq_len + 1u;
+    attend(t, gid.y, t / p.seq_len, t % p.seq_len + 1u);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn attention_prefill_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.x;
+    if (t >= p.tokens) {
+        return;
+    }
+    let row = rows[t];
+    attend(t, gid.y, row.x, row.y + 1u);
+}
+
+// Query row t, head h, over keys 0..n_keys of cache sequence b.
+fn attend(t: u32, h: u32, b: u32, n_keys: u32) {
+    if (h >= p.n_heads) {
+        return;
+    }
     let kv_head = h / (p.n_heads / p.n_kv_heads);
     var q: array<vec4<f32>, MAX_HD4>;
     let q_at = t * p.qkv_stride4 + h * HD4;

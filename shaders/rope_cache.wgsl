@@ -24,19 +24,38 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> k_cache: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v_cache: array<f32>;
 
+// Serving (`rope_cache_rows`): each row t names its own cache sequence and position in
+// `rows[t]` = (sequence, position), so one call covers sequences at ragged depths.
+@group(0) @binding(5) var<storage, read> rows: array<vec2<u32>>;
+
 override WG: u32 = 64u;
 
 @compute @workgroup_size(WG, 1, 1)
 fn rope_cache(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let half = p.head_dim / 2u;
-    let i = gid.x;      // rotation pair
-    let slot = gid.y;   // q heads, then k heads
-    let t = gid.z;      // token
-    if (i >= half || slot >= p.n_heads + p.n_kv_heads || t >= p.tokens) {
+    let t = gid.z;
+    if (t >= p.tokens) {
         return;
     }
-    let b = t / p.seq_len;
-    let pos = p.pos_base + t % p.seq_len;
+    rope_row(gid.x, gid.y, t, t / p.seq_len, p.pos_base + t % p.seq_len);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn rope_cache_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let t = gid.z;
+    if (t >= p.tokens) {
+        return;
+    }
+    let row = rows[t];
+    rope_row(gid.x, gid.y, t, row.x, row.y);
+}
+
+// Rotation pair i of head `slot` (q heads, then k heads) of qkv row t, for cache sequence b at
+// position pos.
+fn rope_row(i: u32, slot: u32, t: u32, b: u32, pos: u32) {
+    let half = p.head_dim / 2u;
+    if (i >= half || slot >= p.n_heads + p.n_kv_heads) {
+        return;
+    }
     let cs = rope[pos * half + i];
     let base = t * p.qkv_stride + slot * p.head_dim;
     let x0 = qkv[base + i];

@@ -12,10 +12,11 @@ pub mod measure;
 pub mod node;
 pub mod power;
 pub mod runner;
+pub mod serve;
 pub mod tune;
 pub mod workload;
 
 // The GPU-free layers, re-exported so `tokbench::model`, `tokbench::result` and
 // `tokbench::report` name the same items as `tokbench_core::…`.
 pub use tokbench_core::{InputError, exit, exit_code_for};
-pub use tokbench_core::{dtype, kernel_config, model, report, result, stats};
+pub use tokbench_core::{dtype, kernel_config, model, report, result, serving, stats};

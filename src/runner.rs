@@ -134,6 +134,7 @@ pub fn run(
         probes: None,
         power: PowerSetup::none("none", "no power meter in this run"),
         workloads: Vec::new(),
+        serving: None,
     };
     let mut writer = ResultWriter::create(&spec.destination, doc)?;
     observer.begin(writer.document(), writer.path(), &planned.notes);

@@ -55,6 +55,11 @@ pub(super) struct CompareArgs {
     /// A hardware tier of the prices file that prices every node without its own entry.
     #[arg(long, value_name = "NAME")]
     tier: Option<String>,
+    /// Rank serving results (`tokbench serve`) by output tokens/s per GPU at this many tokens/s
+    /// per user or more, interpolated on each node's Pareto frontier [default: by goodput at
+    /// each result's SLO].
+    #[arg(long, value_name = "TOK_PER_S_PER_USER", value_parser = parse_interactivity)]
+    at_interactivity: Option<f64>,
     /// Output format.
     #[arg(long, value_parser = super::choices::<CompareFormat>(), default_value = "table")]
     format: CompareFormat,
@@ -85,6 +90,7 @@ pub(super) fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
     let options = CompareOptions {
         metric: args.metric,
         prices,
+        at_interactivity: args.at_interactivity,
     };
     let report = compare(&loaded, &options)?;
     let text = args.format.render_for(&report, args.out.as_deref())?;
@@ -107,5 +113,14 @@ pub(super) fn run(args: CompareArgs) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::from(exit::FAILURE))
     } else {
         Ok(ExitCode::from(exit::OK))
+    }
+}
+
+fn parse_interactivity(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?} is not a positive number of tokens/s per user"
+        )),
     }
 }

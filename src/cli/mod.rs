@@ -7,6 +7,7 @@ mod compare;
 mod devices;
 mod execute;
 mod list_presets;
+mod serve;
 mod signals;
 mod table;
 mod tune;
@@ -73,6 +74,10 @@ enum Command {
     /// Tune the kernels for this device and a model shape: check and time every candidate
     /// configuration, print them, and cache the winner for later runs.
     Tune(TuneArgs),
+    /// Serve synthetic requests with continuous batching: throughput per GPU against tokens/s
+    /// per user, TTFT/TPOT/ITL percentiles and goodput at an SLO, per concurrency, with an
+    /// analytic estimate beside each point.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -554,6 +559,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Presets(args) => list_presets::run(args.json),
         Command::Compare(args) => compare::run(args),
         Command::Check(args) => check::run(args),
+        Command::Serve(args) => serve::run(args),
         Command::Tune(a) => {
             let selector = AdapterSelector {
                 adapter: a.adapter.clone(),
@@ -670,19 +676,29 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// The model a command names: a preset, an inline shape or a shape file; `None` lets the
+/// device choose.
+fn model_choice(
+    preset: &Option<String>,
+    model: &Option<String>,
+    model_file: &Option<PathBuf>,
+) -> anyhow::Result<Option<(String, ModelShape)>> {
+    Ok(if let Some(name) = preset {
+        let p = presets::find(name)?;
+        Some((p.name.to_string(), p.shape))
+    } else if let Some(text) = model {
+        Some(("custom".to_string(), ModelShape::parse_inline(text)?))
+    } else if let Some(path) = model_file {
+        Some(("custom".to_string(), ModelShape::from_file(path)?))
+    } else {
+        None
+    })
+}
+
 impl RunArgs {
     /// The model part of the plan, validated as far as it can be without a device.
     fn model_request(&self) -> anyhow::Result<ModelRequest> {
-        let model = if let Some(name) = &self.preset {
-            let p = presets::find(name)?;
-            Some((p.name.to_string(), p.shape))
-        } else if let Some(text) = &self.model {
-            Some(("custom".to_string(), ModelShape::parse_inline(text)?))
-        } else if let Some(path) = &self.model_file {
-            Some(("custom".to_string(), ModelShape::from_file(path)?))
-        } else {
-            None
-        };
+        let model = model_choice(&self.preset, &self.model, &self.model_file)?;
         Ok(ModelRequest {
             model,
             phases: first_of_each(&self.phase),

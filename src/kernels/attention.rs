@@ -68,7 +68,8 @@ struct DecodeParams {
     n_splits: u32,
     batch: u32,
     scale: f32,
-    _pad: [u32; 3],
+    row_base: u32,
+    _pad: [u32; 2],
 }
 
 /// The uniforms of a prefill attention launch for `batch` prompts of `seq_len` tokens, after
@@ -155,6 +156,67 @@ impl PrefillAttention {
     }
 }
 
+/// Prefill attention where each query row names its cache sequence and position (serving:
+/// a chunk of a prompt continuing an earlier chunk, in one sequence of a shared cache).
+pub struct PrefillAttentionRows {
+    pipeline: wgpu::ComputePipeline,
+    heads: Heads,
+    wg: u32,
+}
+
+impl PrefillAttentionRows {
+    /// Builds the pipeline for these heads; `heads.cache_len` is the positions each sequence of
+    /// the cache holds.
+    pub fn new(ctx: &GpuContext, heads: Heads, wg: u32) -> anyhow::Result<Self> {
+        heads.check()?;
+        let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+        let pipeline = ctx.pipeline(
+            &ATTENTION_PREFILL,
+            WeightDtype::F32,
+            "attention_prefill_rows",
+            &constants,
+        )?;
+        Ok(Self {
+            pipeline,
+            heads,
+            wg,
+        })
+    }
+
+    /// Attention of the first `tokens` rows of `qkv`: row t attends to keys 0..=position of
+    /// the sequence `rows[t]` = (sequence, position) names, in caches of `sequences`
+    /// sequences. The caller keeps every position below `heads.cache_len` and every sequence
+    /// below `sequences` (the shader runs without bounds checks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        (tokens, sequences): (u32, u32),
+        qkv: &wgpu::Buffer,
+        rows: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        let h = self.heads;
+        // One "prompt" per sequence of the cache for the size checks; seq_len is unused.
+        let mut params = prefill_params(&h, (sequences, 1), qkv, k_cache, v_cache, out)?;
+        anyhow::ensure!(
+            rows.size() >= u64::from(tokens) * 8
+                && qkv.size() >= u64::from(tokens) * u64::from(h.qkv_stride4()) * 16
+                && out.size() >= u64::from(tokens) * u64::from(h.n_heads * h.head_dim) * 4,
+            "prefill attention rows: buffers too small for {tokens} rows"
+        );
+        params.tokens = tokens;
+        ctx.dispatch(
+            &self.pipeline,
+            &params,
+            &[(1, qkv), (2, k_cache), (3, v_cache), (4, out), (5, rows)],
+            [tokens.div_ceil(self.wg), h.n_heads, 1],
+        )
+    }
+}
+
 /// Attention of one new token per sequence over `kv_len` cached positions (decode), split
 /// over the KV length, then reduced.
 pub struct DecodeAttention {
@@ -188,6 +250,96 @@ impl DecodeAttention {
             wg,
             split_len,
         })
+    }
+
+    /// The same launches for serving: the split reads `rows` (see
+    /// [`DecodeAttention::dispatch_rows`]).
+    pub fn new_rows(
+        ctx: &GpuContext,
+        heads: Heads,
+        wg: u32,
+        split_len: u32,
+    ) -> anyhow::Result<Self> {
+        let mut kernel = Self::new(ctx, heads, wg, split_len)?;
+        let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+        kernel.split = ctx.pipeline(
+            &ATTENTION_DECODE,
+            WeightDtype::F32,
+            "attention_split_rows",
+            &constants,
+        )?;
+        Ok(kernel)
+    }
+
+    /// Decode attention of qkv rows `row_base..row_base + batch` at ragged depths (a kernel
+    /// from [`DecodeAttention::new_rows`]): row r's token sits at the position `rows[r]` =
+    /// (sequence, position) names and attends to keys 0..=position of that sequence of the
+    /// caches (`sequences` of them); `max_len` (at most the cache length) sizes the split grid
+    /// and must cover every row's position + 1. Output rows go to the same row numbers of
+    /// `out`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_rows(
+        &self,
+        ctx: &GpuContext,
+        (row_base, batch, sequences, max_len): (u32, u32, u32, u32),
+        qkv: &wgpu::Buffer,
+        rows: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        partials: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<[Dispatch; 2]> {
+        let h = self.heads;
+        let n_splits = max_len.div_ceil(self.split_len);
+        let end = u64::from(row_base + batch);
+        let cache_bytes = u64::from(sequences)
+            * u64::from(h.n_kv_heads)
+            * u64::from(h.cache_len)
+            * u64::from(h.head_dim)
+            * 4;
+        anyhow::ensure!(
+            max_len >= 1
+                && max_len <= h.cache_len
+                && rows.size() >= end * 8
+                && qkv.size() >= end * u64::from(h.qkv_stride4()) * 16
+                && k_cache.size() >= cache_bytes
+                && v_cache.size() >= cache_bytes
+                && partials.size() >= self.partials_bytes(batch, max_len)
+                && out.size() >= end * u64::from(h.n_heads * h.head_dim) * 4,
+            "decode attention rows: buffers too small"
+        );
+        let params = DecodeParams {
+            n_heads: h.n_heads,
+            n_kv_heads: h.n_kv_heads,
+            q_stride4: h.qkv_stride4(),
+            cache_len: h.cache_len,
+            kv_len: max_len,
+            split_len: self.split_len,
+            n_splits,
+            batch,
+            scale: h.scale(),
+            row_base,
+            _pad: [0; 2],
+        };
+        let split = ctx.dispatch(
+            &self.split,
+            &params,
+            &[
+                (1, qkv),
+                (2, k_cache),
+                (3, v_cache),
+                (4, partials),
+                (6, rows),
+            ],
+            [n_splits.div_ceil(self.wg), h.n_heads, batch],
+        )?;
+        let reduce = ctx.dispatch(
+            &self.reduce,
+            &params,
+            &[(4, partials), (5, out)],
+            [h.hd4().div_ceil(self.wg), h.n_heads, batch],
+        )?;
+        Ok([split, reduce])
     }
 
     /// Bytes of the partials buffer for `batch` sequences at `kv_len` keys.
@@ -238,7 +390,8 @@ impl DecodeAttention {
             n_splits,
             batch,
             scale: h.scale(),
-            _pad: [0; 3],
+            row_base: 0,
+            _pad: [0; 2],
         };
         let split = ctx.dispatch(
             &self.split,
@@ -337,6 +490,7 @@ pub(crate) fn decode_params_layout() -> super::HostLayout {
         n_splits,
         batch,
         scale,
+        row_base,
         _pad
     })
 }
@@ -455,5 +609,90 @@ mod gpu_tests {
                 "{h:?} batch {batch} kv {kv_len} split {split_len}: {c:?}"
             );
         }
+    }
+
+    /// Decode rows at ragged depths of different sequences, after a row that is not theirs
+    /// (row_base 1), and prefill rows continuing a prompt at position 10 of sequence 1.
+    #[test]
+    fn rows_attend_to_their_own_sequence_up_to_their_position() {
+        let ctx = test_context();
+        let h = heads(4, 2, 16, 40);
+        let sequences = 3u32;
+        let hd = h.head_dim as usize;
+        let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
+        let cache = (sequences * h.n_kv_heads * h.cache_len) as usize * hd;
+        let k = random_values(cache, 82, 1.0);
+        let v = random_values(cache, 83, 1.0);
+        let (k_b, v_b) = (
+            ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
+            ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
+        );
+        let out_len = |rows: usize| rows * h.n_heads as usize * hd;
+        let (k, v) = (&k, &v);
+        let want = |rows: &[[u32; 2]], qkv: &[f32], first: usize| -> Vec<f64> {
+            rows.iter()
+                .enumerate()
+                .skip(first)
+                .flat_map(|(r, &[seq, pos])| {
+                    (0..h.n_heads as usize).flat_map(move |head| {
+                        reference_from_cache(&h, qkv, r, seq as usize, head, pos as usize + 1, k, v)
+                    })
+                })
+                .collect()
+        };
+
+        let decode_rows: [[u32; 2]; 4] = [[0, 0], [2, 5], [0, 39], [1, 0]];
+        let qkv = random_values(decode_rows.len() * stride, 81, 1.0);
+        let qkv_b = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
+        let rows_b = ctx
+            .storage_with("rows", bytemuck::cast_slice(&decode_rows))
+            .unwrap();
+        let kernel = DecodeAttention::new_rows(ctx, h, 64, 8).unwrap();
+        let partials = ctx
+            .storage_zeroed("partials", kernel.partials_bytes(3, 40))
+            .unwrap();
+        let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
+        let d = kernel
+            .dispatch_rows(
+                ctx,
+                (1, 3, sequences, 40),
+                &qkv_b,
+                &rows_b,
+                &k_b,
+                &v_b,
+                &partials,
+                &out_b,
+            )
+            .unwrap();
+        ctx.execute(&d.to_vec()).unwrap();
+        let got = ctx.read_f32(&out_b, out_len(4)).unwrap();
+        let c = compare(
+            &got[out_len(1)..],
+            &want(&decode_rows, &qkv, 1),
+            NMSE_F32,
+            "decode rows".into(),
+        );
+        assert!(c.failure.is_none(), "decode rows: {c:?}");
+
+        let prefill_rows: Vec<[u32; 2]> = (10..18).map(|p| [1, p]).collect();
+        let qkv = random_values(prefill_rows.len() * stride, 84, 1.0);
+        let qkv_b = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
+        let rows_b = ctx
+            .storage_with("rows", bytemuck::cast_slice(&prefill_rows))
+            .unwrap();
+        let out_b = ctx.storage_zeroed("out", (out_len(8) * 4) as u64).unwrap();
+        let kernel = PrefillAttentionRows::new(ctx, h, 64).unwrap();
+        let d = kernel
+            .dispatch(ctx, (8, sequences), &qkv_b, &rows_b, &k_b, &v_b, &out_b)
+            .unwrap();
+        ctx.execute(&d).unwrap();
+        let got = ctx.read_f32(&out_b, out_len(8)).unwrap();
+        let c = compare(
+            &got,
+            &want(&prefill_rows, &qkv, 0),
+            NMSE_F32,
+            "prefill rows".into(),
+        );
+        assert!(c.failure.is_none(), "prefill rows: {c:?}");
     }
 }

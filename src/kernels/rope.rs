@@ -89,6 +89,62 @@ impl RopeCache {
         Ok(Self { pipeline, wg })
     }
 
+    /// Rotates the first `g.tokens` rows of `qkv` in place and writes their k and v into the
+    /// caches (of `sequences` sequences) at the sequence and position `rows[t]` = (sequence,
+    /// position) names for row t: sequences at ragged depths in one call (serving). `g`'s
+    /// seq_len and pos_base are unused; the caller keeps every position below `g.cache_len`
+    /// and every sequence below `sequences` (the shader runs without bounds checks).
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_rows(
+        &self,
+        ctx: &GpuContext,
+        g: RopeGeometry,
+        sequences: u32,
+        qkv: &wgpu::Buffer,
+        rows: &wgpu::Buffer,
+        rope: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        anyhow::ensure!(
+            g.head_dim.is_multiple_of(4)
+                && rows.size() >= u64::from(g.tokens) * 8
+                && qkv.size() >= u64::from(g.tokens) * u64::from(g.qkv_stride()) * 4
+                && rope.size() >= u64::from(g.cache_len) * u64::from(g.head_dim / 2) * 8
+                && k_cache.size() >= g.cache_floats(sequences) * 4
+                && v_cache.size() >= g.cache_floats(sequences) * 4,
+            "rope rows: buffers too small for {g:?}"
+        );
+        // The context caches pipelines: only the first call builds it.
+        let pipeline = ctx.pipeline(
+            &ROPE_CACHE,
+            WeightDtype::F32,
+            "rope_cache_rows",
+            &[("WG", f64::from(self.wg))],
+        )?;
+        let params = Params {
+            tokens: g.tokens,
+            seq_len: 1,
+            pos_base: 0,
+            n_heads: g.n_heads,
+            n_kv_heads: g.n_kv_heads,
+            head_dim: g.head_dim,
+            qkv_stride: g.qkv_stride(),
+            cache_len: g.cache_len,
+        };
+        let groups = [
+            (g.head_dim / 2).div_ceil(self.wg),
+            g.n_heads + g.n_kv_heads,
+            g.tokens,
+        ];
+        ctx.dispatch(
+            &pipeline,
+            &params,
+            &[(1, qkv), (2, rope), (3, k_cache), (4, v_cache), (5, rows)],
+            groups,
+        )
+    }
+
     /// Rotates `qkv` in place and writes k and v into the caches. `rope` is [`table`] for at
     /// least `pos_base + seq_len` positions.
     pub fn dispatch(
@@ -251,6 +307,80 @@ mod gpu_tests {
                     "{name} batch {batch} seq {seq_len}: {c:?}"
                 );
             }
+        }
+    }
+
+    /// Rows at ragged (sequence, position): each row's q rotated for its position, its k and v
+    /// written at its own sequence and position, nothing else touched.
+    #[test]
+    fn rows_name_their_own_sequence_and_position() {
+        let ctx = test_context();
+        let kernel = RopeCache::new(ctx, 64).unwrap();
+        let rows: [[u32; 2]; 4] = [[1, 0], [1, 1], [0, 13], [2, 19]];
+        let g = RopeGeometry {
+            tokens: rows.len() as u32,
+            seq_len: 1,
+            pos_base: 0,
+            n_heads: 4,
+            n_kv_heads: 2,
+            head_dim: 12,
+            cache_len: 20,
+        };
+        let sequences = 3;
+        let (hd, stride) = (g.head_dim as usize, g.qkv_stride() as usize);
+        let qkv = random_values(rows.len() * stride, 57, 1.0);
+        let qkv_buf = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
+        let rows_buf = ctx
+            .storage_with("rows", bytemuck::cast_slice(&rows))
+            .unwrap();
+        let rope_buf = ctx
+            .storage_with(
+                "rope",
+                bytemuck::cast_slice(&table(g.cache_len as usize, hd)),
+            )
+            .unwrap();
+        let floats = g.cache_floats(sequences) as usize;
+        let k_buf = ctx.storage_zeroed("k", (floats * 4) as u64).unwrap();
+        let v_buf = ctx.storage_zeroed("v", (floats * 4) as u64).unwrap();
+        let d = kernel
+            .dispatch_rows(
+                ctx, g, sequences, &qkv_buf, &rows_buf, &rope_buf, &k_buf, &v_buf,
+            )
+            .unwrap();
+        ctx.execute(&d).unwrap();
+        let got_q = ctx.read_f32(&qkv_buf, qkv.len()).unwrap();
+        let got_k = ctx.read_f32(&k_buf, floats).unwrap();
+        let got_v = ctx.read_f32(&v_buf, floats).unwrap();
+        let (nh, nkv) = (g.n_heads as usize, g.n_kv_heads as usize);
+        let mut want_q: Vec<f64> = qkv.iter().map(|&x| f64::from(x)).collect();
+        let mut want_k = vec![0.0f64; floats];
+        let mut want_v = vec![0.0f64; floats];
+        for (t, &[seq, pos]) in rows.iter().enumerate() {
+            let (seq, pos) = (seq as usize, pos as usize);
+            for head in 0..nh + nkv {
+                let at = t * stride + head * hd;
+                let mut x: Vec<f64> = qkv[at..at + hd].iter().map(|&v| f64::from(v)).collect();
+                reference_rotate(&mut x, pos);
+                if head < nh {
+                    want_q[at..at + hd].copy_from_slice(&x);
+                } else {
+                    let kvh = head - nh;
+                    let c = ((seq * nkv + kvh) * g.cache_len as usize + pos) * hd;
+                    want_k[c..c + hd].copy_from_slice(&x);
+                    let v_at = t * stride + (nh + nkv + kvh) * hd;
+                    for i in 0..hd {
+                        want_v[c + i] = f64::from(qkv[v_at + i]);
+                    }
+                }
+            }
+        }
+        for (got, want, what) in [
+            (&got_q, &want_q, "q"),
+            (&got_k, &want_k, "k cache"),
+            (&got_v, &want_v, "v cache"),
+        ] {
+            let c = compare(got, want, NMSE_F32, what.into());
+            assert!(c.failure.is_none(), "{what}: {c:?}");
         }
     }
 }

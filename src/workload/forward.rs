@@ -38,11 +38,11 @@ use crate::model::{ModelShape, Pass, Phase};
 pub struct Kernels {
     /// The choices they were built with.
     pub config: KernelConfig,
-    matmul: Matmul,
-    norm: RmsNorm,
-    rope: RopeCache,
-    swiglu: SwiGlu,
-    copy: Copy,
+    pub(crate) matmul: Matmul,
+    pub(crate) norm: RmsNorm,
+    pub(crate) rope: RopeCache,
+    pub(crate) swiglu: SwiGlu,
+    pub(crate) copy: Copy,
 }
 
 impl Kernels {
@@ -441,7 +441,7 @@ enum Attention {
 
 /// Appends the launches of out (+)= input · W, one per slab. `input` is (rows, buffer, vec4s
 /// per row); `out` is (buffer, accumulate).
-fn project(
+pub(crate) fn project(
     ctx: &GpuContext,
     matmul: &Matmul,
     list: &mut Vec<Dispatch>,

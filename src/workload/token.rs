@@ -71,7 +71,8 @@ impl ModelSession {
         })
     }
 
-    fn loaded(
+    /// The weights and kernels on the device, uploaded on first use.
+    pub(crate) fn loaded(
         &self,
         ctx: &GpuContext,
         progress: Progress<'_>,

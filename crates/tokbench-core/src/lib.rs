@@ -14,6 +14,7 @@ pub mod kernel_config;
 pub mod model;
 pub mod report;
 pub mod result;
+pub mod serving;
 pub mod stats;
 pub mod units;
 

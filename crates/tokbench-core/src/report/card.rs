@@ -368,6 +368,7 @@ mod tests {
                 })
                 .collect(),
             skipped: Vec::new(),
+            ..Default::default()
         };
         let prices = PriceBook {
             currency: Some("USD".into()),
@@ -386,6 +387,7 @@ mod tests {
             &CompareOptions {
                 metric: None,
                 prices: Some(prices),
+                ..Default::default()
             },
         )
         .unwrap();

@@ -68,6 +68,9 @@ pub struct CompareOptions {
     pub metric: Option<Metric>,
     /// The cost model; none means no cost columns.
     pub prices: Option<PriceBook>,
+    /// Rank serving results by output tokens/s per GPU at this many tokens/s per user
+    /// (`--at-interactivity`); none ranks them by goodput.
+    pub at_interactivity: Option<f64>,
 }
 
 /// The whole comparison: what `--format json` writes, and what every other format renders.
@@ -94,6 +97,14 @@ pub struct CompareReport {
     pub probes: Vec<ProbeRow>,
     /// Files and lines that were not read, with why.
     pub skipped: Vec<Skipped>,
+    /// The serving results (`tokbench serve`): curves, throughput at an interactivity,
+    /// goodput; absent when no result has a serving section.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving: Option<super::serving::ServingComparison>,
+    /// Other tools' figures (llama-bench, `vllm bench serve`), labelled with their tool and
+    /// never ranked; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub references: Vec<super::reference::ReferenceRow>,
 }
 
 /// One workload across nodes.
@@ -254,10 +265,16 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
             }
         }
     }
-    if by_id.is_empty() {
+    let serving = super::serving::compare_serving(
+        &loaded.results,
+        options.at_interactivity,
+        options.prices.as_ref(),
+    );
+    if by_id.is_empty() && serving.is_none() {
         return Err(InputError::new(format!(
             "nothing to compare: none of the {} result(s) holds a prefill or decode workload \
-             (run `tokbench run`; kernel results have no tokens)",
+             or a serving section (run `tokbench run` or `tokbench serve`; kernel results have \
+             no tokens)",
             loaded.results.len()
         )));
     }
@@ -314,6 +331,8 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         runs,
         probes,
         skipped: loaded.skipped.clone(),
+        serving,
+        references: loaded.references.clone(),
     })
 }
 
@@ -530,7 +549,7 @@ fn compare_workload(
 }
 
 /// Node labels for the members of a group; a node seen twice gets its run's start time.
-fn node_labels<'a>(docs: impl IntoIterator<Item = &'a RunResult>) -> Vec<String> {
+pub(crate) fn node_labels<'a>(docs: impl IntoIterator<Item = &'a RunResult>) -> Vec<String> {
     let docs: Vec<&RunResult> = docs.into_iter().collect();
     let plain: Vec<String> = docs.iter().map(|d| node_label(d)).collect();
     let seen: BTreeMap<&str, usize> = plain.iter().fold(BTreeMap::new(), |mut m, l| {
@@ -618,6 +637,7 @@ mod tests {
         Loaded {
             results: docs.into_iter().map(source).collect(),
             skipped: Vec::new(),
+            ..Default::default()
         }
     }
 
@@ -679,6 +699,7 @@ mod tests {
         let options = CompareOptions {
             metric: Some(Metric::TokensPerJ),
             prices: None,
+            ..Default::default()
         };
         let r = compare(&loaded(mixed.clone()), &options).unwrap();
         let w = &r.workloads[0];
@@ -786,6 +807,7 @@ mod tests {
         let options = CompareOptions {
             metric: Some(Metric::CostPerMtok),
             prices: Some(prices),
+            ..Default::default()
         };
         let r = compare(&loaded(docs), &options).unwrap();
         let w = &r.workloads[0];

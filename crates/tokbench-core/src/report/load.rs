@@ -37,6 +37,9 @@ pub struct Loaded {
     pub results: Vec<Source>,
     /// What could not be used.
     pub skipped: Vec<Skipped>,
+    /// Other tools' result files (llama-bench, `vllm bench serve`): shown beside tokbench's
+    /// figures, never ranked.
+    pub references: Vec<super::reference::ReferenceRow>,
 }
 
 impl Loaded {
@@ -172,6 +175,10 @@ fn load_file(path: &Path, loaded: &mut Loaded) {
     };
     if text.trim().is_empty() {
         return loaded.skip(label, "empty file");
+    }
+    if let Some(rows) = super::reference::parse(&text, &label) {
+        loaded.references.extend(rows);
+        return;
     }
     if !lines_by_name {
         match parse(&text) {

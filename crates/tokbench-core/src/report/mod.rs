@@ -15,6 +15,8 @@ pub mod fixtures;
 pub mod fleet;
 pub mod identity;
 pub mod load;
+pub mod reference;
+pub mod serving;
 
 pub use check::{Basis, CheckMetric, CheckOptions, CheckReport, Verdict, check, scale_times};
 pub use compare::{CompareOptions, CompareReport, Metric, compare};

@@ -77,6 +77,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
         }),
         power: PowerSetup::none("none", "--power-source none"),
         workloads: Vec::new(),
+        serving: None,
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod fixtures;
 pub mod io;
 pub mod schema;
+pub mod serving;
 pub mod validate;
 
 pub use schema::*;
+pub use serving::*;

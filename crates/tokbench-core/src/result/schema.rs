@@ -11,6 +11,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::serving::ServingSection;
 use crate::dtype::WeightDtype;
 use crate::kernel_config::{KernelConfig, Math};
 use crate::model::{ModelShape, Phase};
@@ -103,6 +104,9 @@ pub struct RunResult {
     pub power: PowerSetup,
     /// One entry per finished workload, in the order they ran.
     pub workloads: Vec<WorkloadResult>,
+    /// What `tokbench serve` measured: one point per concurrency; absent for other commands.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serving: Option<ServingSection>,
 }
 
 /// The program that wrote a result.

@@ -21,6 +21,7 @@ pub const MAY_BE_NEGATIVE: &[&str] = &[
     "tokens_per_j_dynamic",
     "throughput_drift",
     "power_drift",
+    "relative_gap",
 ];
 
 /// Checks every figure of `doc`; the error names the first bad field by its JSON path, with the

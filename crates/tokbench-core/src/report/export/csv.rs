@@ -37,7 +37,15 @@ fn render(g: &Grid) -> anyhow::Result<String> {
 
 /// The comparison as CSV.
 pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
-    render(&grid::records(r))
+    // Serving results get one record per point; a mix gets both tables, a blank line apart.
+    let points = grid::serving_points(r, true)
+        .map(|g| render(&g))
+        .transpose()?;
+    match points {
+        Some(points) if r.workloads.is_empty() => Ok(points),
+        Some(points) => Ok(format!("{}\n{points}", render(&grid::records(r))?)),
+        None => render(&grid::records(r)),
+    }
 }
 
 #[cfg(test)]

@@ -398,3 +398,179 @@ fn excluded_record(w: &WorkloadComparison, x: &Excluded, costed: bool) -> Vec<Ce
     ]);
     cells
 }
+
+/// The serving ranking: one row per node and group, ranked within its group.
+pub(crate) fn serving_ranking(r: &CompareReport) -> Option<Grid> {
+    let s = r.serving.as_ref()?;
+    let at_header = s
+        .at_interactivity
+        .map(|x| format!("out tok/s/GPU at ≥{} tok/s/user", num(x)));
+    let mut g = Grid::new(&[
+        ("requests served", Left),
+        ("rank", Right),
+        ("node", Left),
+        ("adapter", Left),
+    ]);
+    if let Some(h) = &at_header {
+        g.column(h.clone(), Right);
+    }
+    for (h, a) in [
+        ("goodput (concurrency: out tok/s/GPU)", Right),
+        ("SLO", Left),
+        ("best out tok/s/GPU", Right),
+        ("source", Left),
+    ] {
+        g.column(h, a);
+    }
+    for n in &s.nodes {
+        let mut cells = vec![
+            Cell::text(n.group.clone()),
+            Cell::figure(n.rank.map_or("-".into(), |r| r.to_string())),
+            Cell::text(n.node.clone()),
+            Cell::text(n.adapter.clone()),
+        ];
+        if at_header.is_some() {
+            cells.push(Cell::figure(
+                n.throughput_at.map_or("not reached".to_string(), num),
+            ));
+        }
+        cells.extend([
+            Cell::figure(n.goodput.as_ref().map_or("-".into(), |g| {
+                format!("{}: {}", g.concurrency, num(g.output_tokens_per_s_per_gpu))
+            })),
+            n.slo
+                .as_ref()
+                .map_or(Cell::figure("-"), |x| Cell::text(x.clone())),
+            Cell::figure(num(n.best_throughput)),
+            Cell::text(n.source.clone()),
+        ]);
+        g.push(cells, false);
+    }
+    Some(g)
+}
+
+/// One row per serving point of every node: figures in full precision and seconds when
+/// `machine` (CSV), else readable.
+pub(crate) fn serving_points(r: &CompareReport, machine: bool) -> Option<Grid> {
+    use crate::result::{Percentiles, PointSource};
+    let s = r.serving.as_ref()?;
+    let costed = r.prices.is_some();
+    let mut g = Grid::new(&[
+        ("requests_served", Left),
+        ("node", Left),
+        ("concurrency", Right),
+        ("figures", Left),
+        ("requests_completed", Right),
+        ("output_tok_s_per_gpu", Right),
+        ("total_tok_s_per_gpu", Right),
+        ("tok_s_per_user", Right),
+        ("ttft_p50_s", Right),
+        ("ttft_p99_s", Right),
+        ("tpot_p50_s", Right),
+        ("tpot_p99_s", Right),
+        ("itl_p99_s", Right),
+        ("e2e_p50_s", Right),
+        ("e2e_p99_s", Right),
+        ("avg_power_w", Right),
+        ("j_per_output_token", Right),
+    ]);
+    if costed {
+        let currency = r.currency();
+        g.column(
+            if currency.is_empty() {
+                "cost_per_mtok_output".to_string()
+            } else {
+                format!("cost_per_mtok_output_{currency}")
+            },
+            Right,
+        );
+    }
+    g.column("meets_slo", Left);
+    let fig = |x: Option<f64>| Cell::figure(if machine { full(x) } else { opt_num(x) });
+    let secs = |p: Option<Percentiles>, f: fn(&Percentiles) -> f64| {
+        Cell::figure(match p {
+            Some(p) if machine => f(&p).to_string(),
+            Some(p) => crate::units::duration(f(&p)),
+            None if machine => String::new(),
+            None => "-".into(),
+        })
+    };
+    for n in &s.nodes {
+        for (p, cost) in n.points.iter().zip(&n.cost_per_mtok) {
+            let mut cells = vec![
+                Cell::text(n.group.clone()),
+                Cell::text(n.node.clone()),
+                Cell::figure(p.concurrency.to_string()),
+                Cell::figure(match p.source {
+                    PointSource::Executed => "executed",
+                    PointSource::Estimated => "estimated",
+                }),
+                Cell::figure(p.requests_completed.to_string()),
+                fig(Some(p.output_tokens_per_s_per_gpu)),
+                fig(Some(p.total_tokens_per_s_per_gpu)),
+                fig(Some(p.tokens_per_s_per_user)),
+                secs(p.ttft, |p| p.p50_s),
+                secs(p.ttft, |p| p.p99_s),
+                secs(p.tpot, |p| p.p50_s),
+                secs(p.tpot, |p| p.p99_s),
+                secs(p.itl, |p| p.p99_s),
+                secs(p.e2e, |p| p.p50_s),
+                secs(p.e2e, |p| p.p99_s),
+                fig(p.avg_power_w),
+                fig(p.energy_per_output_token_j),
+            ];
+            if costed {
+                cells.push(fig(*cost));
+            }
+            cells.push(Cell::figure(match p.meets_slo {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "",
+            }));
+            g.push(cells, false);
+        }
+    }
+    Some(g)
+}
+
+/// Other tools' rows, labelled with their tool; never ranked.
+pub(crate) fn references(r: &CompareReport) -> Option<Grid> {
+    if r.references.is_empty() {
+        return None;
+    }
+    let mut g = Grid::new(&[
+        ("tool", Left),
+        ("model", Left),
+        ("test", Left),
+        ("device", Left),
+        ("tok/s", Right),
+        ("total tok/s", Right),
+        ("tok/s/user", Right),
+        ("TTFT p50", Right),
+        ("TTFT p99", Right),
+        ("TPOT p50", Right),
+        ("TPOT p99", Right),
+        ("source", Left),
+    ]);
+    let secs = |x: Option<f64>| Cell::figure(x.map_or("-".into(), crate::units::duration));
+    for x in &r.references {
+        g.push(
+            vec![
+                Cell::figure(x.tool.clone()),
+                Cell::text(x.model.clone()),
+                Cell::text(x.test.clone()),
+                Cell::text(x.device.clone()),
+                Cell::figure(opt_num(x.tokens_per_s)),
+                Cell::figure(opt_num(x.total_tokens_per_s)),
+                Cell::figure(opt_num(x.tokens_per_s_per_user)),
+                secs(x.ttft_p50_s),
+                secs(x.ttft_p99_s),
+                secs(x.tpot_p50_s),
+                secs(x.tpot_p99_s),
+                Cell::text(x.source.clone()),
+            ],
+            false,
+        );
+    }
+    Some(g)
+}

@@ -102,6 +102,14 @@ pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
         render(&mut h, &g);
         h.push_str("</section>\n");
     }
+    serving(&mut h, r)?;
+    if let Some(g) = grid::references(r) {
+        h.push_str(
+            "<section>\n<h2>Reference rows from other tools</h2>\n<p>Their engines and weights, measured their way: shown beside tokbench's figures, not ranked.</p>\n",
+        );
+        render(&mut h, &g);
+        h.push_str("</section>\n");
+    }
     if !r.skipped.is_empty() {
         h.push_str("<section>\n<h2>Skipped</h2>\n<ul>\n");
         for s in &r.skipped {
@@ -187,6 +195,146 @@ fn workload(h: &mut String, r: &CompareReport, w: &WorkloadComparison) -> anyhow
     }
     h.push_str("</section>\n");
     Ok(())
+}
+
+/// The serving section: the ranking, one curve chart per group of nodes that served the same
+/// requests, and the points.
+fn serving(h: &mut String, r: &CompareReport) -> anyhow::Result<()> {
+    let (Some(s), Some(ranking), Some(points)) = (
+        &r.serving,
+        grid::serving_ranking(r),
+        grid::serving_points(r, false),
+    ) else {
+        return Ok(());
+    };
+    let _ = writeln!(
+        h,
+        "<section>\n<h2>Serving</h2>\n<p>Ranked by {}.</p>",
+        esc(&s.ranked_by)
+    );
+    render(h, &ranking);
+    let mut groups: Vec<&str> = s.nodes.iter().map(|n| n.group.as_str()).collect();
+    groups.dedup();
+    for group in groups {
+        let curves: Vec<Curve> = s
+            .nodes
+            .iter()
+            .filter(|n| n.group == group)
+            .map(|n| {
+                let mut executed: Vec<&crate::result::ServingPoint> = n
+                    .points
+                    .iter()
+                    .filter(|p| p.source == crate::result::PointSource::Executed)
+                    .collect();
+                executed.sort_by_key(|p| p.concurrency);
+                Curve {
+                    label: n.node.clone(),
+                    points: executed
+                        .iter()
+                        .map(|p| (p.tokens_per_s_per_user, p.output_tokens_per_s_per_gpu))
+                        .collect(),
+                    estimated: n
+                        .points
+                        .iter()
+                        .filter(|p| p.source == crate::result::PointSource::Estimated)
+                        .map(|p| (p.tokens_per_s_per_user, p.output_tokens_per_s_per_gpu))
+                        .collect(),
+                }
+            })
+            .collect();
+        h.push_str(&curve_chart(
+            &format!("{group}: throughput per GPU against interactivity"),
+            &curves,
+        )?);
+    }
+    h.push_str(
+        "<p>Filled marks and lines: executed points, by concurrency; hollow marks: the analytic estimate.</p>\n",
+    );
+    render(h, &points);
+    h.push_str("</section>\n");
+    Ok(())
+}
+
+/// One node's serving curve.
+struct Curve {
+    /// The node: untrusted text, cut to [`LABEL_CHARS`].
+    label: String,
+    /// Executed (tokens/s per user, output tokens/s per GPU), by concurrency.
+    points: Vec<(f64, f64)>,
+    /// Estimated points.
+    estimated: Vec<(f64, f64)>,
+}
+
+/// Output tokens/s per GPU (y) against tokens/s per user (x), a line per node.
+fn curve_chart(title: &str, curves: &[Curve]) -> anyhow::Result<String> {
+    const COLORS: [RGBColor; 6] = [
+        RGBColor(31, 119, 180),
+        RGBColor(255, 127, 14),
+        RGBColor(44, 160, 44),
+        RGBColor(148, 103, 189),
+        RGBColor(140, 86, 75),
+        RGBColor(227, 119, 194),
+    ];
+    let all = curves
+        .iter()
+        .flat_map(|c| c.points.iter().chain(&c.estimated));
+    let (x_max, y_max) = all.fold((0.0f64, 0.0f64), |(x, y), p| (x.max(p.0), y.max(p.1)));
+    let x_max = if x_max > 0.0 { x_max * 1.1 } else { 1.0 };
+    let y_max = if y_max > 0.0 { y_max * 1.1 } else { 1.0 };
+    let mut svg = String::new();
+    {
+        let chart_err = |e: &dyn std::fmt::Display| anyhow!("drawing the chart {title:?}: {e}");
+        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| chart_err(&e))?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(40)
+            .y_label_area_size(60)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(|e| chart_err(&e))?;
+        chart
+            .configure_mesh()
+            .label_style(("sans-serif", 12))
+            .x_desc("tokens/s per user (1 / median TPOT)")
+            .y_desc("output tokens/s per GPU")
+            .x_label_formatter(&|x| axis_num(*x))
+            .y_label_formatter(&|y| axis_num(*y))
+            .draw()
+            .map_err(|e| chart_err(&e))?;
+        for (i, c) in curves.iter().enumerate() {
+            let color = COLORS[i % COLORS.len()];
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    c.points.clone(),
+                    color.stroke_width(2),
+                )))
+                .map_err(|e| chart_err(&e))?
+                .label(short(&c.label))
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 16, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(c.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+                .map_err(|e| chart_err(&e))?;
+            chart
+                .draw_series(
+                    c.estimated
+                        .iter()
+                        .map(|&p| Circle::new(p, 4, color.stroke_width(1))),
+                )
+                .map_err(|e| chart_err(&e))?;
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.8))
+            .border_style(BLACK.mix(0.3))
+            .draw()
+            .map_err(|e| chart_err(&e))?;
+        root.present().map_err(|e| chart_err(&e))?;
+    }
+    Ok(svg + "\n")
 }
 
 /// An axis figure without trailing zeros: "2", "0.5", "20000".

@@ -83,6 +83,26 @@ pub(super) fn compare(r: &CompareReport) -> String {
         let _ = writeln!(out, "\n### Measured peaks (probes)\n");
         out.push_str(&render(&g));
     }
+    if let (Some(s), Some(ranking), Some(points)) = (
+        &r.serving,
+        grid::serving_ranking(r),
+        grid::serving_points(r, false),
+    ) {
+        let _ = writeln!(out, "\n### Serving\n\nRanked by {}.\n", md(&s.ranked_by));
+        out.push_str(&render(&ranking));
+        let _ = writeln!(
+            out,
+            "\nOne row per point; estimated rows are the analytic estimate, not a measurement.\n"
+        );
+        out.push_str(&render(&points));
+    }
+    if let Some(g) = grid::references(r) {
+        let _ = writeln!(
+            out,
+            "\n### Reference rows from other tools\n\nTheir engines and weights, measured their way: shown beside tokbench's figures, not ranked.\n"
+        );
+        out.push_str(&render(&g));
+    }
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "\n### Skipped\n");
         for s in &r.skipped {

@@ -67,6 +67,7 @@ fn fleet() -> (Loaded, CompareOptions) {
             source: "fleet/old.json".into(),
             reason: "schema_version 0 is not supported (this tokbench reads 1)".into(),
         }],
+        ..Default::default()
     };
     let prices = PriceBook {
         currency: Some("EUR".into()),
@@ -86,6 +87,7 @@ fn fleet() -> (Loaded, CompareOptions) {
     let options = CompareOptions {
         metric: None,
         prices: Some(prices),
+        ..Default::default()
     };
     (loaded, options)
 }
@@ -242,6 +244,7 @@ fn html_escapes_every_string_from_result_files() {
             source: "x<script>.json".into(),
             reason: "not valid JSON: <script>".into(),
         }],
+        ..Default::default()
     };
     let report = compare(&loaded, &CompareOptions::default()).unwrap();
     let html = CompareFormat::Html.render(&report).unwrap();

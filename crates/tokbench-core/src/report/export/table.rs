@@ -51,6 +51,26 @@ pub(super) fn compare(r: &CompareReport) -> String {
     if let Some(g) = grid::probes(r) {
         let _ = writeln!(out, "\nmeasured peaks (probes)\n{}", render(&g));
     }
+    if let (Some(s), Some(ranking), Some(points)) = (
+        &r.serving,
+        grid::serving_ranking(r),
+        grid::serving_points(r, false),
+    ) {
+        let _ = writeln!(
+            out,
+            "\nserving, ranked by {}\n{}\nserving points (one row per concurrency; estimated rows are the analytic estimate)\n{}",
+            s.ranked_by,
+            render(&ranking),
+            render(&points)
+        );
+    }
+    if let Some(g) = grid::references(r) {
+        let _ = writeln!(
+            out,
+            "\nreference rows from other tools (their engines and weights; not ranked)\n{}",
+            render(&g)
+        );
+    }
     if !r.skipped.is_empty() {
         let _ = writeln!(out, "\nskipped:");
         for s in &r.skipped {
