@@ -1,6 +1,6 @@
 //! tokbench's core: everything that needs no GPU and no command line.
 //!
-//! Model shapes and their FLOP/byte accounting ([`model`]), weight formats ([`dtype`], their byte layouts in [`format`]), kernel
+//! Model shapes and their FLOP/byte accounting ([`model`]), weight formats ([`dtype`], their byte layouts in [`format`](mod@format)), kernel
 //! choices as data ([`kernel_config`]), the result document and its io ([`result`]),
 //! statistics ([`stats`]), units and how figures read ([`units`]), and the reports over results ([`report`]: compare, check, cost,
 //! exporters). Cargo enforces the layer rule: this crate depends on neither wgpu nor clap, so
