@@ -62,6 +62,21 @@ fn require_gpu_refuses_a_cpu_adapter_even_without_a_hidden_gpu() {
     assert!(!stderr(&out).contains("WARNING"), "{}", stderr(&out));
     let out = matmul(root.path(), &["--require-gpu"]);
     assert_usage_error(&out, "no GPU was found");
+    // `serve` refuses it the same way, before any work.
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("serve.json");
+    let out = command()
+        .env("TOKBENCH_DEV_ROOT", root.path().join("dev"))
+        .env("TOKBENCH_SYSFS_ROOT", root.path().join("sys"))
+        .args(argv![
+            "serve --preset tiny --isl 8 --osl 2 --concurrency 1 --power-source none",
+            "--require-gpu --out",
+            result.to_str().unwrap()
+        ])
+        .output()
+        .unwrap();
+    assert_usage_error(&out, "no GPU was found");
+    assert!(!result.exists(), "nothing written");
 }
 
 #[test]

@@ -159,6 +159,13 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Some(mock) => Device::Mock(mock),
         None => {
             let mut ctx = GpuContext::open(&common.selector())?;
+            // A hidden GPU is said loudly, and --require-gpu refuses a CPU adapter, as in `run`.
+            super::execute::check_adapter(
+                &ctx,
+                &common.host,
+                &common.power.sysfs_root,
+                common.backend,
+            )?;
             ctx.wait_timeout = Some(timeout);
             if common.checked_shaders {
                 ctx.shader_checks = ShaderChecks::Checked;
