@@ -108,6 +108,19 @@ pub(crate) fn prefill_params(
     })
 }
 
+/// The prefill-attention pipeline at `entry` (the whole-prompt or the per-row entry point of
+/// `attention_prefill.wgsl`, which share their body) for these heads.
+fn prefill_pipeline(
+    ctx: &GpuContext,
+    heads: Heads,
+    wg: u32,
+    entry: &str,
+) -> anyhow::Result<wgpu::ComputePipeline> {
+    heads.check()?;
+    let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+    ctx.pipeline(&ATTENTION_PREFILL, WeightDtype::F32, entry, &constants)
+}
+
 /// Causal attention of a whole prompt (prefill).
 pub struct PrefillAttention {
     pipeline: wgpu::ComputePipeline,
@@ -118,14 +131,7 @@ pub struct PrefillAttention {
 impl PrefillAttention {
     /// Builds the pipeline for these heads.
     pub fn new(ctx: &GpuContext, heads: Heads, wg: u32) -> anyhow::Result<Self> {
-        heads.check()?;
-        let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
-        let pipeline = ctx.pipeline(
-            &ATTENTION_PREFILL,
-            WeightDtype::F32,
-            "attention_prefill",
-            &constants,
-        )?;
+        let pipeline = prefill_pipeline(ctx, heads, wg, "attention_prefill")?;
         Ok(Self {
             pipeline,
             heads,
@@ -168,14 +174,7 @@ impl PrefillAttentionRows {
     /// Builds the pipeline for these heads; `heads.cache_len` is the positions each sequence of
     /// the cache holds.
     pub fn new(ctx: &GpuContext, heads: Heads, wg: u32) -> anyhow::Result<Self> {
-        heads.check()?;
-        let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
-        let pipeline = ctx.pipeline(
-            &ATTENTION_PREFILL,
-            WeightDtype::F32,
-            "attention_prefill_rows",
-            &constants,
-        )?;
+        let pipeline = prefill_pipeline(ctx, heads, wg, "attention_prefill_rows")?;
         Ok(Self {
             pipeline,
             heads,
