@@ -15,8 +15,8 @@
 set -euo pipefail
 
 pairs=10 repeat=10 threshold=10 factor=1.25 bin=target/release/tokbench slow_bin= out=
-run_flags=(--preset tiny --phase prefill,decode --prompt-len 128 --depth 512 --samples 5
-  --min-time 0.2 --max-warmup 2 --no-tune --power-source none --idle-s 0)
+run_flags=(--preset tiny --phase prefill,decode --prompt-len 128 --depth 512 --samples 3
+  --min-time 0.2 --max-warmup 0.5 --no-tune --power-source none --idle-s 0)
 usage() { sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 while [[ $# -gt 0 ]]; do
   case "$1" in

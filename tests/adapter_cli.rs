@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_code, assert_usage_error, command, stderr};
+use common::{assert_code, assert_usage_error, command, stderr, stdout};
 
 /// `kernel matmul` at a trivial size with `--dev-root`/`--sysfs-root` pointed at `root`.
 fn matmul(root: &std::path::Path, extra: &[&str]) -> std::process::Output {
@@ -52,6 +52,30 @@ fn a_cpu_adapter_beside_an_nvidia_gpu_wgpu_cannot_see_is_said_loudly() {
     let out = matmul(root.path(), &["--require-gpu"]);
     assert_usage_error(&out, "--require-gpu");
     assert!(stderr(&out).contains("nvidia_icd.json"), "{}", stderr(&out));
+    // `serve` says it too, and its result keeps the warning.
+    let dir = tempfile::tempdir().unwrap();
+    let result = dir.path().join("serve.json");
+    let out = command()
+        .env("TOKBENCH_DEV_ROOT", root.path().join("dev"))
+        .env("TOKBENCH_SYSFS_ROOT", root.path().join("sys"))
+        .args(argv![
+            "serve --preset tiny --isl 8 --osl 2 --concurrency 1 --power-source none",
+            "--idle-s 0 --out",
+            result.to_str().unwrap()
+        ])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    assert!(stderr(&out).contains("/dev/nvidia0"), "{}", stderr(&out));
+    let doc = tokbench::result::io::load(&result).unwrap();
+    assert!(
+        doc.plan
+            .adapter_warnings
+            .iter()
+            .any(|w| w.contains("/dev/nvidia0")),
+        "{:?}",
+        doc.plan.adapter_warnings
+    );
 }
 
 #[test]
@@ -104,4 +128,70 @@ fn a_gl_fallback_says_a_vulkan_driver_is_the_supported_path() {
     );
     // GL's llvmpipe is a CPU adapter too: refused before any tuning.
     assert_usage_error(&out, "--require-gpu");
+}
+
+#[test]
+fn adapter_all_writes_a_result_per_gpu_and_a_node_summary() {
+    // This machine has one adapter to run on (lavapipe; its GL twin is not run again).
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    let mut args = argv![
+        "run --preset tiny --phase decode --depth 16 --no-tune --power-source none --idle-s 0",
+        "--adapter all --results-dir",
+        results.to_str().unwrap()
+    ];
+    args.extend(common::QUICK);
+    let out = command().args(&args).output().unwrap();
+    assert_code(&out, 0);
+    let host_dir = std::fs::read_dir(&results)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let files: Vec<_> = std::fs::read_dir(&host_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    let summary = files
+        .iter()
+        .find(|p| p.to_str().unwrap().ends_with("-node-summary.json"))
+        .expect("a node summary");
+    assert_eq!(files.len(), 2, "one result and the summary: {files:?}");
+    let s: tokbench::report::node_summary::NodeSummary =
+        serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
+    assert_eq!(s.gpus.len(), 1);
+    let result = s.gpus[0].result.as_deref().unwrap();
+    assert!(files.iter().any(|f| f.to_str() == Some(result)), "{s:?}");
+    assert_eq!(s.gpus[0].exit_code, 0);
+    // One GPU: the node's decode figure is that GPU's.
+    let doc = tokbench::result::io::load(std::path::Path::new(result)).unwrap();
+    let decode = doc
+        .workloads
+        .iter()
+        .find(|w| w.id.starts_with("decode"))
+        .unwrap();
+    let node = s
+        .workloads
+        .iter()
+        .find(|w| w.id == decode.id)
+        .expect("decode in the summary");
+    assert_eq!(node.gpus, 1);
+    assert_eq!(node.spread, 0.0);
+    assert!(
+        (node.tokens_per_s - decode.tokens_per_s.unwrap()).abs() < 1e-9,
+        "{s:?}"
+    );
+    assert!(stdout(&out).contains("node summary:"), "{}", stdout(&out));
+    // --out names one file: refused before any work.
+    let one = dir.path().join("one.json");
+    let out = command()
+        .args(argv![
+            "kernel matmul --m 4 --n 4 --k 4 --adapter all --out",
+            one.to_str().unwrap()
+        ])
+        .output()
+        .unwrap();
+    assert_usage_error(&out, "--adapter all");
+    assert!(!one.exists());
 }

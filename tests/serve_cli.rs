@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_code, assert_usage_error, stdout, tokbench};
+use common::{assert_code, assert_usage_error, stderr, stdout, tokbench};
 use tokbench::result::PointSource;
 use tokbench::result::io::load;
 
@@ -189,4 +189,55 @@ fn other_tools_files_are_reference_rows_beside_serving_results_and_never_ranked(
     assert!(report["skipped"].as_array().unwrap().is_empty());
     let table = stdout(&tokbench(&args));
     assert!(table.contains("reference rows from other tools") && table.contains("llama-bench"));
+    // CSV: the serving points, then the reference rows in full precision, a blank line apart.
+    let csv = stdout(&tokbench(&[&args[..], &["--format", "csv"]].concat()));
+    let tables: Vec<&str> = csv.split("\n\n").collect();
+    assert_eq!(tables.len(), 2, "{csv}");
+    assert!(tables[0].starts_with("requests_served,"), "{csv}");
+    let refs: Vec<&str> = tables[1].lines().collect();
+    assert!(
+        refs[0].starts_with("tool,model,test,device,tok_s,"),
+        "{csv}"
+    );
+    assert_eq!(refs.len(), 1 + 5, "{csv}");
+    assert!(
+        refs.iter().any(|r| r.starts_with("vllm bench serve,")),
+        "{csv}"
+    );
+}
+
+#[test]
+fn on_a_cpu_adapter_serve_defaults_to_a_small_preset_and_records_why() {
+    // This machine's adapter is lavapipe: without --preset, serve takes `tiny` (and one
+    // request per slot), says so and records both choices in the result.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.json");
+    let out = tokbench(&argv![
+        "serve --isl 12 --osl 3 --concurrency 1,2 --power-source none --idle-s 0 --out",
+        path.to_str().unwrap()
+    ]);
+    assert_code(&out, 0);
+    assert!(
+        stderr(&out).contains("--preset tiny: CPU adapter"),
+        "{}",
+        stderr(&out)
+    );
+    let doc = load(&path).unwrap();
+    assert_eq!(doc.plan.model.as_ref().unwrap().preset, "tiny");
+    let flags: Vec<&str> = doc
+        .plan
+        .device_defaults
+        .iter()
+        .map(|d| d.flag.as_str())
+        .collect();
+    assert_eq!(flags, ["--preset", "--requests"]);
+    let s = doc.serving.unwrap();
+    assert!(
+        s.points
+            .iter()
+            .filter(|p| p.source == PointSource::Executed)
+            .all(|p| p.requests_completed == p.concurrency),
+        "{:?}",
+        s.points
+    );
 }

@@ -1,6 +1,8 @@
 //! The CLI side of a run: open the device, plan, show progress, print the table.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -8,51 +10,47 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::CommonArgs;
 use super::table;
-use crate::exit;
-use crate::gpu::{Device, GpuContext, MockDevice, ShaderChecks};
+use crate::gpu::{AdapterSelector, Device, GpuContext, MockDevice, ShaderChecks};
 use crate::power::{AdapterIdentity, PowerMeter};
+use crate::report::node_summary::{GpuRun, NodeSummary};
 use crate::result::{RunResult, WorkloadResult};
 use crate::runner::{self, Observer, Planned, RunSpec};
 use crate::workload::Stage;
+use crate::{InputError, exit};
 
 /// Bytes written to the results directory before a run starts, to find a full disk early:
 /// about what a result with a few workloads takes.
 const PREFLIGHT_BYTES: usize = 64 << 10;
 
 /// Opens the device, plans with `plan`, runs, and prints the table. Exit 1 when a workload
-/// failed its correctness check.
+/// failed its correctness check. With `--adapter all`, the same on every GPU of the node, one
+/// after another, and a node summary beside their results.
 pub(super) fn run_workloads(
     command: &str,
     common: &CommonArgs,
-    plan: impl FnOnce(Device<'_>) -> anyhow::Result<Planned>,
+    mut plan: impl FnMut(Device<'_>) -> anyhow::Result<Planned>,
 ) -> anyhow::Result<ExitCode> {
     // Everything that needs no device is checked first, so bad input costs no device, no tune
     // and no measurement.
-    let options = common.power.options();
-    options.validate()?;
+    common.power.options().validate()?;
     common
         .destination()
         .preflight(&crate::node::hostname(), PREFLIGHT_BYTES)?;
-    let timeout = Duration::from_secs_f64(common.timeout_s);
-    let mock = common
-        .mock_device
-        .map(|mode| MockDevice::new(mode, timeout));
-    let mut adapter_warnings = Vec::new();
-    let device = match &mock {
-        Some(mock) => Device::Mock(mock),
-        None => {
-            let mut ctx = GpuContext::open(&common.selector())?;
-            adapter_warnings =
-                check_adapter(&ctx, &common.host, &common.power.sysfs_root, common.backend)?;
-            ctx.wait_timeout = Some(timeout);
-            if common.checked_shaders {
-                ctx.shader_checks = ShaderChecks::Checked;
-            }
-            // Never dropped: dropping a device waits for its work, which on a hung GPU never
-            // ends. The process exits right after the run anyway.
-            Device::Gpu(Box::leak(Box::new(ctx)))
-        }
-    };
+    if common.every_adapter() {
+        return every_adapter(command, common, &mut plan);
+    }
+    let (code, _) = run_on(command, common, &common.selector(), &mut plan)?;
+    Ok(ExitCode::from(code))
+}
+
+/// One run on the adapter `selector` names: its exit code and result file.
+fn run_on(
+    command: &str,
+    common: &CommonArgs,
+    selector: &AdapterSelector,
+    plan: &mut dyn FnMut(Device<'_>) -> anyhow::Result<Planned>,
+) -> anyhow::Result<(u8, PathBuf)> {
+    let (device, adapter_warnings) = open_device(common, selector)?;
     let mut planned = plan(device)?;
     let (policy, chosen) = common.policy(&device.facts());
     planned.device_defaults.extend(chosen);
@@ -64,6 +62,7 @@ pub(super) fn run_workloads(
         destination: common.destination(),
         stop: Some(super::signals::stop_flag()),
     };
+    let options = common.power.options();
     let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&device.facts().info))?;
     let outcome = runner::run(
         device,
@@ -90,23 +89,148 @@ pub(super) fn run_workloads(
         .filter(|w| !w.valid)
         .map(|w| w.id.as_str())
         .collect();
-    if outcome.interrupted {
+    let code = if outcome.interrupted {
         eprintln!(
             "tokbench: interrupted; the {} finished workloads are saved in {}",
             doc.workloads.len(),
             outcome.path.display()
         );
-        return Ok(ExitCode::from(exit::INTERRUPTED));
-    }
-    if invalid.is_empty() {
-        Ok(ExitCode::from(exit::OK))
+        exit::INTERRUPTED
+    } else if invalid.is_empty() {
+        exit::OK
     } else {
         eprintln!(
             "invalid results (failed the correctness check): {}",
             invalid.join(", ")
         );
-        Ok(ExitCode::from(exit::FAILURE))
+        exit::FAILURE
+    };
+    Ok((code, outcome.path))
+}
+
+/// `--adapter all`: the run on every GPU of the node ([`crate::gpu::every_node_adapter`]), one
+/// after another; a GPU that fails is recorded and the next one still runs. Then the node
+/// summary (`<results dir>/<host>/<time>-node-summary.json`) and its table. The exit code is
+/// the worst of the runs'.
+fn every_adapter(
+    command: &str,
+    common: &CommonArgs,
+    plan: &mut dyn FnMut(Device<'_>) -> anyhow::Result<Planned>,
+) -> anyhow::Result<ExitCode> {
+    if common.out.is_some() {
+        return Err(InputError::new(
+            "--adapter all writes one result per GPU under --results-dir and a node summary \
+             beside them; --out names a single file, so leave it out",
+        )
+        .into());
     }
+    if common.mock_device.is_some() {
+        return Err(InputError::new(
+            "--adapter all runs on the node's real adapters; --mock-device is one device",
+        )
+        .into());
+    }
+    let adapters = crate::gpu::every_node_adapter(common.backend);
+    if adapters.is_empty() {
+        return Err(
+            InputError::new("--adapter all: no adapter found (see `tokbench devices`)").into(),
+        );
+    }
+    let started = crate::runner::now_utc();
+    eprintln!(
+        "tokbench: --adapter all: {} adapter(s), one after another: {}",
+        adapters.len(),
+        adapters
+            .iter()
+            .map(|(i, a)| format!("{i}: {}", a.name))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    let mut runs = Vec::new();
+    let mut worst = exit::OK;
+    for (index, info) in adapters {
+        eprintln!("tokbench: adapter {index}: {}", info.name);
+        let selector = AdapterSelector {
+            adapter: Some(index.to_string()),
+            backend: common.backend,
+        };
+        let (code, path, error) = match run_on(command, common, &selector, plan) {
+            Ok((code, path)) => (code, Some(path), None),
+            Err(e) => {
+                eprintln!("tokbench: adapter {index} ({}) failed: {e:#}", info.name);
+                let code = if e.chain().any(|c| c.is::<InputError>()) {
+                    exit::USAGE
+                } else {
+                    exit::FAILURE
+                };
+                (code, None, Some(format!("{e:#}")))
+            }
+        };
+        let doc = path
+            .as_deref()
+            .and_then(|p| crate::result::io::load(p).ok());
+        runs.push((
+            GpuRun {
+                adapter_index: index,
+                adapter: info.name.clone(),
+                backend: format!("{:?}", info.backend),
+                result: path.map(|p| p.display().to_string()),
+                exit_code: code,
+                error,
+            },
+            doc,
+        ));
+        worst = worst.max(code);
+        if code == exit::INTERRUPTED {
+            break;
+        }
+    }
+    let host = crate::node::hostname();
+    let summary = NodeSummary::new(&host, runs);
+    let dir = common.results_dir.join(crate::result::io::slug(&host));
+    std::fs::create_dir_all(&dir)
+        .with_context(|| format!("creating the results directory {}", dir.display()))?;
+    let path = dir.join(format!(
+        "{}-node-summary.json",
+        started.format("%Y%m%dT%H%M%SZ")
+    ));
+    crate::result::io::replace_atomically(
+        &path,
+        serde_json::to_string_pretty(&summary)?.as_bytes(),
+    )
+    .with_context(|| format!("writing the node summary {}", path.display()))?;
+    println!("{}", table::node_summary(&summary));
+    println!("node summary: {}", path.display());
+    Ok(ExitCode::from(worst))
+}
+
+/// Opens the device the flags choose (the mock device, or a wgpu adapter checked by
+/// [`check_adapter`]) for `run` and `serve` alike, with the adapter's warnings for the
+/// result. Never dropped: dropping a device waits for its work, which on a hung GPU never
+/// ends; the process exits right after the run anyway.
+pub(super) fn open_device(
+    common: &CommonArgs,
+    selector: &AdapterSelector,
+) -> anyhow::Result<(Device<'static>, Vec<String>)> {
+    if common.every_adapter() && selector.adapter.as_deref() == common.adapter.as_deref() {
+        return Err(InputError::new(
+            "--adapter all is for `run` and `kernel`; this command measures one adapter: give \
+             its index or name (see `tokbench devices`)",
+        )
+        .into());
+    }
+    let timeout = Duration::from_secs_f64(common.timeout_s);
+    if let Some(mode) = common.mock_device {
+        let mock: &'static MockDevice = Box::leak(Box::new(MockDevice::new(mode, timeout)));
+        return Ok((Device::Mock(mock), Vec::new()));
+    }
+    let mut ctx = GpuContext::open(selector)?;
+    let warnings = check_adapter(&ctx, &common.host, &common.power.sysfs_root, common.backend)?;
+    ctx.wait_timeout = Some(timeout);
+    if common.checked_shaders {
+        ctx.shader_checks = ShaderChecks::Checked;
+    }
+    Ok((Device::Gpu(Box::leak(Box::new(ctx))), warnings))
 }
 
 /// Says loudly when the adapter chosen is not what the host could run on (a CPU adapter while

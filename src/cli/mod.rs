@@ -265,8 +265,10 @@ struct CommonArgs {
     /// f16 weights; refused, exit 2, on adapters without them).
     #[arg(long, default_value = "auto", value_name = "auto|simt|coopmat")]
     math: MathRequest,
-    /// Adapter to use: an index from `tokbench devices`, or part of its name.
-    #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME")]
+    /// Adapter to use: an index from `tokbench devices`, or part of its name; `all` (run and
+    /// kernel) measures every GPU of the node, one after another, each into its own result,
+    /// and writes a node summary beside them.
+    #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME|all")]
     adapter: Option<String>,
     /// Only consider adapters of this backend: vulkan, metal, dx12 or gl.
     #[arg(long, value_name = "BACKEND")]
@@ -434,6 +436,13 @@ impl CommonArgs {
             Some(path) => Tuning::Cached(path),
             None => Tuning::Uncached,
         }
+    }
+
+    /// `--adapter all`: every GPU of the node, one after another.
+    fn every_adapter(&self) -> bool {
+        self.adapter
+            .as_deref()
+            .is_some_and(|a| a.eq_ignore_ascii_case("all"))
     }
 
     fn selector(&self) -> AdapterSelector {

@@ -2,14 +2,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CommonArgs, EXIT_CODES, table};
 use crate::exit;
-use crate::gpu::{Device, GpuContext, MockDevice, ShaderChecks};
+
 use crate::kernels::WeightDtype;
 use crate::power::{AdapterIdentity, PowerMeter};
 use crate::result::{PointSource, RunResult, ServingPoint};
@@ -151,29 +150,8 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     common
         .destination()
         .preflight(&crate::node::hostname(), 64 << 10)?;
-    let timeout = Duration::from_secs_f64(common.timeout_s);
-    let mock = common
-        .mock_device
-        .map(|mode| MockDevice::new(mode, timeout));
-    let device = match &mock {
-        Some(mock) => Device::Mock(mock),
-        None => {
-            let mut ctx = GpuContext::open(&common.selector())?;
-            // A hidden GPU is said loudly, and --require-gpu refuses a CPU adapter, as in `run`.
-            super::execute::check_adapter(
-                &ctx,
-                &common.host,
-                &common.power.sysfs_root,
-                common.backend,
-            )?;
-            ctx.wait_timeout = Some(timeout);
-            if common.checked_shaders {
-                ctx.shader_checks = ShaderChecks::Checked;
-            }
-            // Never dropped, as in `run`: dropping a hung device would wait forever.
-            Device::Gpu(Box::leak(Box::new(ctx)))
-        }
-    };
+    // A hidden GPU is said loudly, and --require-gpu refuses a CPU adapter, as in `run`.
+    let (device, adapter_warnings) = super::execute::open_device(common, &common.selector())?;
     let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&device.facts().info))?;
     let outcome = crate::serve::run(
         device,
@@ -181,6 +159,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         &req,
         &common.destination(),
         &mut meter,
+        &adapter_warnings,
         Some(super::signals::stop_flag()),
         &mut Bars::default(),
         &mut |m| eprintln!("tokbench: {m}"),

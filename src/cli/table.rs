@@ -172,3 +172,39 @@ mod tests {
         assert!(roofline_warnings(&doc).is_empty());
     }
 }
+
+/// The node summary of `--adapter all`: its GPUs, then per workload the node's tokens/s and how
+/// far its GPUs are apart.
+pub(super) fn node_summary(s: &crate::report::node_summary::NodeSummary) -> String {
+    let mut gpus = new(&["adapter", "GPU", "backend", "exit", "result"]);
+    for g in &s.gpus {
+        gpus.add_row(vec![
+            num(g.adapter_index),
+            Cell::new(&g.adapter),
+            Cell::new(&g.backend),
+            num(g.exit_code),
+            Cell::new(g.result.as_deref().or(g.error.as_deref()).unwrap_or("-")),
+        ]);
+    }
+    let mut node = new(&[
+        "workload",
+        "GPUs",
+        "node tokens/s",
+        "slowest GPU",
+        "fastest GPU",
+        "spread",
+        "node tokens/J",
+    ]);
+    for w in &s.workloads {
+        node.add_row(vec![
+            Cell::new(&w.id),
+            num(w.gpus),
+            num(format!("{:.2}", w.tokens_per_s)),
+            num(format!("{:.2}", w.slowest_tokens_per_s)),
+            num(format!("{:.2}", w.fastest_tokens_per_s)),
+            num(format!("{:.1}%", w.spread * 100.0)),
+            num(w.tokens_per_j.map_or("-".into(), |j| format!("{j:.3}"))),
+        ]);
+    }
+    format!("{gpus}\nnode {} ({})\n{node}", s.hostname, s.method)
+}

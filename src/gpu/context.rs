@@ -142,6 +142,42 @@ fn pick_named(infos: &[wgpu::AdapterInfo], wanted: &str) -> Result<usize, InputE
         })
 }
 
+/// The adapters `--adapter all` runs on, as indices into `infos` (the `tokbench devices`
+/// list): every GPU, each once. A GPU that shows through Vulkan/Metal/DX12 is not run again
+/// through GL, and CPU adapters (lavapipe) count only on a machine without a GPU.
+pub fn node_adapters(infos: &[wgpu::AdapterInfo]) -> Vec<usize> {
+    let gpu = |i: &usize| {
+        !matches!(
+            infos[*i].device_type,
+            wgpu::DeviceType::Cpu | wgpu::DeviceType::Other
+        )
+    };
+    let native = |i: &usize| infos[*i].backend != wgpu::Backend::Gl;
+    let all: Vec<usize> = (0..infos.len()).collect();
+    let kinds: Vec<usize> = if all.iter().any(gpu) {
+        all.into_iter().filter(gpu).collect()
+    } else {
+        all
+    };
+    if kinds.iter().any(native) {
+        kinds.into_iter().filter(native).collect()
+    } else {
+        kinds
+    }
+}
+
+/// [`node_adapters`] of what wgpu sees for `backend`, with each adapter's facts.
+pub fn every_node_adapter(backend: Option<BackendChoice>) -> Vec<(usize, wgpu::AdapterInfo)> {
+    let infos: Vec<wgpu::AdapterInfo> = enumerate_adapters(backend)
+        .iter()
+        .map(|a| a.get_info())
+        .collect();
+    node_adapters(&infos)
+        .into_iter()
+        .map(|i| (i, infos[i].clone()))
+        .collect()
+}
+
 fn pick_best(infos: &[wgpu::AdapterInfo]) -> usize {
     (0..infos.len())
         .min_by_key(|&i| rank(&infos[i]))
@@ -582,6 +618,23 @@ mod tests {
         ];
         assert_eq!(pick_best(&list), 3);
         assert_eq!(pick_best(&list[..2]), 1);
+    }
+
+    #[test]
+    fn every_gpu_of_a_node_once_and_lavapipe_only_without_one() {
+        use wgpu::{Backend::*, DeviceType::*};
+        let node = [
+            info("llvmpipe", Cpu, Vulkan),
+            info("H100 #0", DiscreteGpu, Vulkan),
+            info("H100 #1", DiscreteGpu, Vulkan),
+            info("H100 #0", DiscreteGpu, Gl),
+        ];
+        assert_eq!(node_adapters(&node), [1, 2]);
+        let gl_only = [info("H100", DiscreteGpu, Gl), info("llvmpipe", Cpu, Gl)];
+        assert_eq!(node_adapters(&gl_only), [0]);
+        let cpu_only = [info("llvmpipe", Cpu, Gl), info("llvmpipe", Cpu, Vulkan)];
+        assert_eq!(node_adapters(&cpu_only), [1]);
+        assert!(node_adapters(&[]).is_empty());
     }
 
     #[test]

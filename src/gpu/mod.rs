@@ -13,7 +13,8 @@ mod timer;
 
 pub use context::{
     AdapterSelector, BackendChoice, DeviceError, DeviceErrorKind, DeviceFacts, GpuContext,
-    USEFUL_FEATURES, adapter_record, coop_name, enumerate_adapters, select_adapter,
+    USEFUL_FEATURES, adapter_record, coop_name, enumerate_adapters, every_node_adapter,
+    select_adapter,
 };
 pub use dispatch::Dispatch;
 pub use host::{AdapterAdvice, HostGpu, advise, host_gpus};

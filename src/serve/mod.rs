@@ -16,13 +16,16 @@ use crate::gpu::Device;
 use crate::power::PowerMeter;
 use crate::result::io::{Destination, ResultWriter};
 use crate::result::{
-    PlanRecord, PointSource, PowerSetup, RunResult, SCHEMA_VERSION, SamplePolicy, ServingPoint,
-    ServingSection, Slo,
+    DeviceDefault, PlanRecord, PointSource, PowerSetup, RunResult, SCHEMA_VERSION, SamplePolicy,
+    ServingPoint, ServingSection, Slo,
 };
 use crate::serving::schedule::{Chunk, DecodeRow, Limit, Schedule, StepPlan};
 use crate::serving::{self, with_power};
 use crate::workload::plan::{self, ModelRequest};
 use engine::{Engine, EngineSize, engine_bytes};
+
+/// The preset `serve` uses on CPU adapters when none is given (`run` uses a larger one).
+pub const CPU_PRESET: &str = "tiny";
 
 /// The scheduling policy, as the result records it.
 pub const POLICY: &str = "closed loop, every request waiting from the start; a free slot takes the next request at the start of a step; each step gives one row to every decoding request, then fills the rest of the step token budget with the next chunk of the oldest request still prefilling (vLLM chunked prefill, one partial prefill per step); engine time is the sum of GPU-timed steps";
@@ -191,7 +194,12 @@ fn lerp_points(pts: &[(f64, f64)], x: f64) -> f64 {
                 .position(|w| x <= w[1].0)
                 .unwrap_or(pts.len() - 2);
             let ((x0, y0), (x1, y1)) = (pts[i], pts[i + 1]);
-            let f = ((x - x0) / (x1 - x0)).clamp(0.0, 1.0);
+            // Two measurements at one depth (an OSL of 1 or 2) are averaged, not divided by 0.
+            let f = if x1 > x0 {
+                ((x - x0) / (x1 - x0)).clamp(0.0, 1.0)
+            } else {
+                0.5
+            };
             y0 + (y1 - y0) * f
         }
     }
@@ -303,6 +311,7 @@ pub fn run(
     req: &ServeRequest,
     destination: &Destination,
     power: &mut PowerMeter,
+    adapter_warnings: &[String],
     stop: Option<Arc<AtomicBool>>,
     observer: &mut dyn ServeObserver,
     say: &mut dyn FnMut(String),
@@ -311,6 +320,29 @@ pub fn run(
     let facts = device.facts();
     let cpu = facts.is_cpu();
     let mut model_req = model_req.clone();
+    let mut device_defaults = Vec::new();
+    if cpu && model_req.model.is_none() {
+        // `run`'s CPU default (smollm2) prefills 1k tokens in about a minute on lavapipe, so
+        // a default sweep to 16 slots of 1k/1k requests would take a quarter of an hour.
+        let p = crate::model::presets::find(CPU_PRESET).expect("preset exists");
+        model_req.model = Some((p.name.to_string(), p.shape));
+        device_defaults.push(DeviceDefault {
+            flag: "--preset".into(),
+            value: p.name.into(),
+            reason: format!(
+                "CPU adapter: {} keeps a default sweep of {} slots to minutes; name a preset for a real model's shape",
+                p.description,
+                req.max_concurrency()
+            ),
+        });
+    }
+    if cpu && req.requests.is_none() && req.duration_s.is_none() {
+        device_defaults.push(DeviceDefault {
+            flag: "--requests".into(),
+            value: "1 × concurrency".into(),
+            reason: "CPU adapter: one request per slot (10 per slot on GPUs, InferenceX's count), so p90/p99 rest on few requests".into(),
+        });
+    }
     // The largest pass the planner checks: a chunk of the step budget, and decode of every slot
     // at the deepest position.
     let most = req.max_concurrency();
@@ -391,8 +423,8 @@ pub fn run(
             },
             model: Some(planned.plan.clone()),
             repetitions: 1,
-            device_defaults: Vec::new(),
-            adapter_warnings: Vec::new(),
+            device_defaults,
+            adapter_warnings: adapter_warnings.to_vec(),
         },
         kernel_config: Some(planned.config.clone()),
         kernel_config_source: Some(planned.config_source.clone()),
@@ -420,16 +452,17 @@ pub fn run(
     };
     let mut writer = ResultWriter::create(destination, doc)?;
     let mut notes = planned.notes.clone();
-    if req.requests.is_none() && req.duration_s.is_none() {
-        notes.push(format!(
-            "requests per point: {} × concurrency (--requests to change){}",
-            if cpu { 1 } else { 10 },
-            if cpu {
-                "; on a CPU adapter one request per slot, so p90/p99 rest on few requests"
-            } else {
-                ""
-            }
-        ));
+    // The device's defaults are said as well as recorded.
+    notes.extend(
+        writer
+            .document()
+            .plan
+            .device_defaults
+            .iter()
+            .map(|d| format!("{} {}: {}", d.flag, d.value, d.reason)),
+    );
+    if !cpu && req.requests.is_none() && req.duration_s.is_none() {
+        notes.push("requests per point: 10 × concurrency (--requests to change)".into());
     }
     observer.begin(writer.document(), writer.path(), &notes);
     observer.stage("measuring idle power");
@@ -558,6 +591,12 @@ mod tests {
         assert!((m.decode_s(2, 100.0) - 2.0).abs() < 1e-12);
         // Beyond the measured depths the figure is held.
         assert_eq!(m.decode_s(1, 500.0), 2.0);
+        // Both depths the same (--osl 2: the first decode feeds the last position).
+        let one_depth = Isolated {
+            prefill_s_per_token: 0.01,
+            decode: vec![(1, 8, 1.0), (1, 8, 3.0)],
+        };
+        assert_eq!(one_depth.decode_s(1, 8.0), 2.0);
         let plan = StepPlan {
             chunk: Some(Chunk {
                 slot: 0,

@@ -15,6 +15,7 @@ pub mod fixtures;
 pub mod fleet;
 pub mod identity;
 pub mod load;
+pub mod node_summary;
 pub mod reference;
 pub mod serving;
 

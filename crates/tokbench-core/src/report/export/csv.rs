@@ -35,17 +35,21 @@ fn render(g: &Grid) -> anyhow::Result<String> {
     Ok(String::from_utf8(w.into_inner()?)?)
 }
 
-/// The comparison as CSV.
+/// The comparison as CSV: the workload records, the serving points (one record per point) and
+/// other tools' reference rows, each table present only when it has rows, a blank line apart.
 pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
-    // Serving results get one record per point; a mix gets both tables, a blank line apart.
-    let points = grid::serving_points(r, true)
-        .map(|g| render(&g))
-        .transpose()?;
-    match points {
-        Some(points) if r.workloads.is_empty() => Ok(points),
-        Some(points) => Ok(format!("{}\n{points}", render(&grid::records(r))?)),
-        None => render(&grid::records(r)),
-    }
+    let workloads = (!r.workloads.is_empty() || r.serving.is_none()).then(|| grid::records(r));
+    let tables = [
+        workloads,
+        grid::serving_points(r, true),
+        grid::references(r, true),
+    ];
+    let rendered = tables
+        .iter()
+        .flatten()
+        .map(render)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok(rendered.join("\n"))
 }
 
 #[cfg(test)]

@@ -533,26 +533,40 @@ pub(crate) fn serving_points(r: &CompareReport, machine: bool) -> Option<Grid> {
     Some(g)
 }
 
-/// Other tools' rows, labelled with their tool; never ranked.
-pub(crate) fn references(r: &CompareReport) -> Option<Grid> {
+/// Other tools' rows, labelled with their tool; never ranked. Figures in full precision and
+/// seconds, under snake_case headers, when `machine` (CSV), else readable.
+pub(crate) fn references(r: &CompareReport, machine: bool) -> Option<Grid> {
     if r.references.is_empty() {
         return None;
     }
-    let mut g = Grid::new(&[
-        ("tool", Left),
-        ("model", Left),
-        ("test", Left),
-        ("device", Left),
-        ("tok/s", Right),
-        ("total tok/s", Right),
-        ("tok/s/user", Right),
-        ("TTFT p50", Right),
-        ("TTFT p99", Right),
-        ("TPOT p50", Right),
-        ("TPOT p99", Right),
-        ("source", Left),
-    ]);
-    let secs = |x: Option<f64>| Cell::figure(x.map_or("-".into(), crate::units::duration));
+    let columns: [(&str, &str, Align); 12] = [
+        ("tool", "tool", Left),
+        ("model", "model", Left),
+        ("test", "test", Left),
+        ("device", "device", Left),
+        ("tok/s", "tok_s", Right),
+        ("total tok/s", "total_tok_s", Right),
+        ("tok/s/user", "tok_s_per_user", Right),
+        ("TTFT p50", "ttft_p50_s", Right),
+        ("TTFT p99", "ttft_p99_s", Right),
+        ("TPOT p50", "tpot_p50_s", Right),
+        ("TPOT p99", "tpot_p99_s", Right),
+        ("source", "source", Left),
+    ];
+    let headers: Vec<(&str, Align)> = columns
+        .iter()
+        .map(|&(readable, csv, align)| (if machine { csv } else { readable }, align))
+        .collect();
+    let mut g = Grid::new(&headers);
+    let fig = |x: Option<f64>| Cell::figure(if machine { full(x) } else { opt_num(x) });
+    let secs = |x: Option<f64>| {
+        Cell::figure(match x {
+            Some(s) if machine => s.to_string(),
+            Some(s) => crate::units::duration(s),
+            None if machine => String::new(),
+            None => "-".into(),
+        })
+    };
     for x in &r.references {
         g.push(
             vec![
@@ -560,9 +574,9 @@ pub(crate) fn references(r: &CompareReport) -> Option<Grid> {
                 Cell::text(x.model.clone()),
                 Cell::text(x.test.clone()),
                 Cell::text(x.device.clone()),
-                Cell::figure(opt_num(x.tokens_per_s)),
-                Cell::figure(opt_num(x.total_tokens_per_s)),
-                Cell::figure(opt_num(x.tokens_per_s_per_user)),
+                fig(x.tokens_per_s),
+                fig(x.total_tokens_per_s),
+                fig(x.tokens_per_s_per_user),
                 secs(x.ttft_p50_s),
                 secs(x.ttft_p99_s),
                 secs(x.tpot_p50_s),

@@ -103,7 +103,7 @@ pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
         h.push_str("</section>\n");
     }
     serving(&mut h, r)?;
-    if let Some(g) = grid::references(r) {
+    if let Some(g) = grid::references(r, false) {
         h.push_str(
             "<section>\n<h2>Reference rows from other tools</h2>\n<p>Their engines and weights, measured their way: shown beside tokbench's figures, not ranked.</p>\n",
         );

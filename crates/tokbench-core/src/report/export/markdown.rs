@@ -96,7 +96,7 @@ pub(super) fn compare(r: &CompareReport) -> String {
         );
         out.push_str(&render(&points));
     }
-    if let Some(g) = grid::references(r) {
+    if let Some(g) = grid::references(r, false) {
         let _ = writeln!(
             out,
             "\n### Reference rows from other tools\n\nTheir engines and weights, measured their way: shown beside tokbench's figures, not ranked.\n"

@@ -64,7 +64,7 @@ pub(super) fn compare(r: &CompareReport) -> String {
             render(&points)
         );
     }
-    if let Some(g) = grid::references(r) {
+    if let Some(g) = grid::references(r, false) {
         let _ = writeln!(
             out,
             "\nreference rows from other tools (their engines and weights; not ranked)\n{}",
