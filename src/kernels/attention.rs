@@ -157,7 +157,12 @@ impl FlashTiles {
     /// more than `PREFILL_MAX_NV` vec4s each, fewer keys while they would score more than
     /// `PREFILL_MAX_KT` each (registers), then smaller tiles while they exceed the adapter's
     /// `max_storage` bytes of workgroup memory.
-    pub fn fit(heads: &Heads, wg: u32, wanted: AttentionTiles, max_storage: u32) -> anyhow::Result<Self> {
+    pub fn fit(
+        heads: &Heads,
+        wg: u32,
+        wanted: AttentionTiles,
+        max_storage: u32,
+    ) -> anyhow::Result<Self> {
         let hd4 = heads.hd4();
         anyhow::ensure!(
             wanted.br >= 1 && wanted.bc >= 1 && wg.is_multiple_of(wanted.br.min(wg)),
@@ -214,12 +219,7 @@ fn prefill_pipeline(
     let mut constants = vec![("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
     let fitted = match tiles {
         Some(t) => {
-            let f = FlashTiles::fit(
-                &heads,
-                wg,
-                t,
-                ctx.limits.max_compute_workgroup_storage_size,
-            )?;
+            let f = FlashTiles::fit(&heads, wg, t, ctx.limits.max_compute_workgroup_storage_size)?;
             constants.extend([
                 ("BR", f64::from(f.br)),
                 ("BC", f64::from(f.bc)),
@@ -463,7 +463,11 @@ impl DecodeAttention {
             None => ctx.pipeline(
                 &ATTENTION_DECODE,
                 WeightDtype::F32,
-                if rows { "attention_split_rows" } else { "attention_split" },
+                if rows {
+                    "attention_split_rows"
+                } else {
+                    "attention_split"
+                },
                 &constants,
             )?,
             Some(g) => {
@@ -476,7 +480,11 @@ impl DecodeAttention {
                 ctx.pipeline(
                     &ATTENTION_DECODE,
                     WeightDtype::F32,
-                    if rows { "attention_groups_rows" } else { "attention_groups" },
+                    if rows {
+                        "attention_groups_rows"
+                    } else {
+                        "attention_groups"
+                    },
                     &with_groups,
                 )?
             }
@@ -824,9 +832,9 @@ pub(crate) fn decode_params_layout() -> super::HostLayout {
 
 #[cfg(test)]
 mod gpu_tests {
+    use super::DecodeAttentionLayout::{Invocation, Workgroup};
     use super::*;
     use crate::gpu::test_context;
-    use super::DecodeAttentionLayout::{Invocation, Workgroup};
 
     fn heads(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Heads {
         Heads {
@@ -876,11 +884,19 @@ mod gpu_tests {
         let h = heads(8, 2, 128, 64);
         let big = AttentionTiles { br: 16, bc: 32 };
         let t = FlashTiles::fit(&h, 64, big, 16384).unwrap();
-        assert!(t.workgroup_bytes(h.hd4()) <= 16384 && t.nv <= PREFILL_MAX_NV, "{t:?}");
+        assert!(
+            t.workgroup_bytes(h.hd4()) <= 16384 && t.nv <= PREFILL_MAX_NV,
+            "{t:?}"
+        );
         assert_eq!((t.br, t.nv), (8, 4), "{t:?}");
         let roomy = FlashTiles::fit(&h, 128, big, 1 << 16).unwrap();
         assert_eq!((roomy.br, roomy.bc, roomy.nv, roomy.kt), (16, 32, 4, 4));
-        let rows_only = FlashTiles::fit(&heads(2, 1, 16, 8), 64, AttentionTiles { br: 64, bc: 32 }, 1 << 16);
+        let rows_only = FlashTiles::fit(
+            &heads(2, 1, 16, 8),
+            64,
+            AttentionTiles { br: 64, bc: 32 },
+            1 << 16,
+        );
         assert_eq!(rows_only.map(|t| (t.br, t.bc, t.kt)).unwrap(), (64, 8, 8));
         assert!(FlashTiles::fit(&h, 64, AttentionTiles { br: 12, bc: 16 }, 1 << 16).is_err());
         assert!(FlashTiles::fit(&heads(2, 1, 256, 8), 4, big, 1 << 16).is_err());
@@ -930,8 +946,14 @@ mod gpu_tests {
         assert_eq!(n, 1);
         for (batch, kv) in [(1, 8192), (3, 1000), (64, 33), (1, 1)] {
             let (len, n) = kernel.splits(batch, kv);
-            assert!(len * n >= kv && len * (n - 1) < kv, "{batch} {kv}: {len} {n}");
-            assert!(n <= kv.div_ceil(32) && len >= kv.min(32), "{batch} {kv}: {len} {n}");
+            assert!(
+                len * n >= kv && len * (n - 1) < kv,
+                "{batch} {kv}: {len} {n}"
+            );
+            assert!(
+                n <= kv.div_ceil(32) && len >= kv.min(32),
+                "{batch} {kv}: {len} {n}"
+            );
         }
     }
 
@@ -944,9 +966,17 @@ mod gpu_tests {
         for (h, wg, tiles) in [
             (heads(4, 2, 16, 40), 64, None),
             (heads(4, 2, 16, 40), 64, FLASH),
-            (heads(6, 3, 24, 40), 32, Some(AttentionTiles { br: 4, bc: 8 })),
+            (
+                heads(6, 3, 24, 40),
+                32,
+                Some(AttentionTiles { br: 4, bc: 8 }),
+            ),
         ] {
-            let layout = if tiles.is_some() { Workgroup } else { Invocation };
+            let layout = if tiles.is_some() {
+                Workgroup
+            } else {
+                Invocation
+            };
             let sequences = 3u32;
             let out_len = |rows: usize| rows * (h.n_heads * h.head_dim) as usize;
 

@@ -45,9 +45,7 @@ pub struct KernelConfig {
 }
 
 /// How decode attention's split pass maps onto the device.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum DecodeAttentionLayout {
     /// An invocation per (split, query head, sequence), each split `decode_split_len` keys:
@@ -355,9 +353,13 @@ mod tests {
             cpu: false,
             subgroup_size: Some(32),
         });
-        assert_eq!(gpu.decode_attention_layout, DecodeAttentionLayout::Workgroup);
+        assert_eq!(
+            gpu.decode_attention_layout,
+            DecodeAttentionLayout::Workgroup
+        );
         assert!(gpu.prefill_attention_tiles.is_some());
-        let back: KernelConfig = serde_json::from_str(&serde_json::to_string(&gpu).unwrap()).unwrap();
+        let back: KernelConfig =
+            serde_json::from_str(&serde_json::to_string(&gpu).unwrap()).unwrap();
         assert_eq!(back, gpu);
     }
 
