@@ -104,7 +104,10 @@ impl KernelConfig {
 
     /// Defaults by tier (the CPU ones measured on lavapipe with `tokbench tune`): on CPU
     /// adapters the register tier (no workgroup memory; a norm row per SIMD-wide workgroup); on
-    /// GPUs workgroup-memory tiles and subgroup (or workgroup) reductions.
+    /// GPUs workgroup-memory tiles and subgroup (or workgroup) reductions. Attention likewise: a
+    /// row (prefill) or split (decode) per invocation on CPU adapters, where both ran faster
+    /// on lavapipe than the GPU layouts (`cargo bench --bench kernels -- attention`); the
+    /// FlashAttention-2 and workgroup-per-KV-head layouts on GPUs.
     pub fn default_for(adapter: AdapterTraits) -> Self {
         if adapter.cpu {
             Self {
