@@ -11,7 +11,7 @@ use tokbench::kernels::copy::Copy;
 use tokbench::kernels::fma_probe::FmaProbe;
 use tokbench::kernels::layout::{padded_cols, random_values};
 use tokbench::kernels::matmul::{Matmul, Product};
-use tokbench::kernels::{KernelConfig, WeightDtype};
+use tokbench::kernels::{AdapterTraits, KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
@@ -56,7 +56,13 @@ fn bench_kernels() {
         });
     }
 
-    // Attention of one layer.
+    // Attention of one layer, in the layouts of both tiers.
+    let tier_configs = [true, false].map(|cpu| {
+        KernelConfig::default_for(AdapterTraits {
+            cpu,
+            subgroup_size: None,
+        })
+    });
     let hd = shape.head_dim as usize;
     let qkv_width = shape.qkv_dim();
     let kv = |len: u32| (shape.n_kv_heads * len) as usize * hd;
@@ -88,17 +94,23 @@ fn bench_kernels() {
         let out = ctx
             .storage_zeroed("o", (prompt as usize * shape.q_dim() * 4) as u64)
             .expect("buffer");
-        let d = PrefillAttention::new(ctx, heads, config.wg)
-            .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, &out))
-            .expect("prefill attention");
-        group.throughput(Throughput::Elements(flops::attention_flops(
-            flops::causal_pairs(prompt as usize),
-            shape.n_heads as usize,
-            hd,
-        ) as u64));
-        group.bench_function(format!("attention-prefill-p{prompt}"), |b| {
-            b.iter_custom(|iters| gpu_time(&d, iters))
-        });
+        // Both layouts on every adapter, so one run compares them: a row per invocation (the
+        // CPU tier's) and FlashAttention-2 tiles (the GPU tier's).
+        for c in &tier_configs {
+            let tiles = c.prefill_attention_tiles;
+            let name = tiles.map_or("rows".to_string(), |t| format!("tiles{}x{}", t.br, t.bc));
+            let d = PrefillAttention::new(ctx, heads, c.wg, tiles)
+                .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, &out))
+                .expect("prefill attention");
+            group.throughput(Throughput::Elements(flops::attention_flops(
+                flops::causal_pairs(prompt as usize),
+                shape.n_heads as usize,
+                hd,
+            ) as u64));
+            group.bench_function(format!("attention-prefill-p{prompt}-{name}"), |b| {
+                b.iter_custom(|iters| gpu_time(&d, iters))
+            });
+        }
     }
     {
         let len = depth + 1;
@@ -108,13 +120,6 @@ fn bench_kernels() {
             head_dim: shape.head_dim,
             cache_len: len,
         };
-        let kernel = DecodeAttention::new(
-            ctx,
-            heads,
-            config.decode_attention_wg(),
-            config.decode_split_len,
-        )
-        .expect("decode attention");
         let qkv = ctx
             .storage_with(
                 "qkv",
@@ -127,24 +132,38 @@ fn bench_kernels() {
             ctx.storage_with("v", bytemuck::cast_slice(&random_values(kv(len), 8, 1.0)))
                 .expect("buffer"),
         );
-        let partials = ctx
-            .storage_zeroed("partials", kernel.partials_bytes(1, len))
-            .expect("buffer");
         let out = ctx
             .storage_zeroed("o", (shape.q_dim() * 4) as u64)
             .expect("buffer");
-        let d: Vec<Dispatch> = kernel
-            .dispatch(ctx, (1, len), &qkv, &kc, &vc, &partials, &out)
-            .expect("dispatch")
-            .to_vec();
-        group.throughput(Throughput::Elements(flops::attention_flops(
-            f64::from(len),
-            shape.n_heads as usize,
-            hd,
-        ) as u64));
-        group.bench_function(format!("attention-decode-d{depth}"), |b| {
-            b.iter_custom(|iters| gpu_time(&d, iters))
-        });
+        // Both layouts, as for prefill: an invocation per split (CPU tier), a workgroup per
+        // (split, KV head) (GPU tier), each with its tier's split length.
+        for c in &tier_configs {
+            let kernel = DecodeAttention::new(
+                ctx,
+                heads,
+                c.decode_attention_layout,
+                c.decode_attention_wg(),
+                c.decode_split_len,
+            )
+            .expect("decode attention");
+            let partials = ctx
+                .storage_zeroed("partials", kernel.partials_bytes(1, len))
+                .expect("buffer");
+            let d: Vec<Dispatch> = kernel
+                .dispatch(ctx, (1, len), &qkv, &kc, &vc, &partials, &out)
+                .expect("dispatch")
+                .to_vec();
+            group.throughput(Throughput::Elements(flops::attention_flops(
+                f64::from(len),
+                shape.n_heads as usize,
+                hd,
+            ) as u64));
+            let layout = serde_json::to_value(c.decode_attention_layout).expect("layout");
+            let name = layout.as_str().unwrap_or("layout").to_string();
+            group.bench_function(format!("attention-decode-d{depth}-{name}"), |b| {
+                b.iter_custom(|iters| gpu_time(&d, iters))
+            });
+        }
     }
 
     // The probes.

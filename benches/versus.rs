@@ -121,7 +121,9 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
                 head_dim,
                 cache_len: p,
             };
-            let kernel = PrefillAttention::new(ctx, heads, config.wg).expect("pipeline");
+            let kernel =
+                PrefillAttention::new(ctx, heads, config.wg, config.prefill_attention_tiles)
+                    .expect("pipeline");
             let qkv_len = (p * (n_heads + 2 * n_kv_heads) * head_dim) as usize;
             let cache = (n_kv_heads * p * head_dim) as usize;
             let qkv = ctx

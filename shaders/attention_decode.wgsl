@@ -1,14 +1,20 @@
 // Grouped-query attention of one new token per sequence over its KV cache (decode), split over
-// the KV length so that even one sequence keeps every core busy:
+// the KV length so that even one sequence keeps every core busy. Two layouts of the split pass
+// write the same partials, and one reduce combines them:
 //   attention_split:  each invocation takes `split_len` keys of one (sequence, head) and writes
-//                     a partial result: running max m, sum l and unnormalised output o;
+//                     a partial result: running max m, sum l and unnormalised output o (CPU
+//                     adapters, where invocations are SIMD lanes and barriers are costly);
+//   attention_groups: a workgroup per (split, KV head, sequence) takes `split_len` keys for GW
+//                     query heads of the KV head's group at once, so each key and value row is
+//                     read once for all of them (see `group_keys`);
 //   attention_reduce: combines the partials of each (sequence, head): o = Σ e^(m_s - M) o_s /
 //                     Σ e^(m_s - M) l_s, with M the largest m_s.
 // Partials are laid out per (b, h, split) as one vec4 (m, l, 0, 0) followed by HD4 vec4s of o.
-// Serving (`attention_split_rows`): batch row b is qkv row row_base + b, and `rows` names its
-// cache sequence and the position of its token, (sequence, position): it attends to keys
-// 0..=position of that sequence, so one launch covers sequences at ragged depths (kv_len then
-// only sizes the grid). The reduce writes output row row_base + b in both cases.
+// Serving (`attention_split_rows`, `attention_groups_rows`): batch row b is qkv row
+// row_base + b, and `rows` names its cache sequence and the position of its token,
+// (sequence, position): it attends to keys 0..=position of that sequence, so one launch covers
+// sequences at ragged depths (kv_len then only sizes the grid). The reduce writes output row
+// row_base + b in both cases.
 
 struct Params {
     n_heads: u32,
@@ -36,9 +42,23 @@ struct Params {
 
 override WG: u32 = 64u;
 override HD4: u32 = 16u;  // head_dim / 4, at most MAX_HD4
+// attention_groups only: lanes per key group (min(HD4, WG)), vec4s of the head each lane owns
+// (ceil(HD4 / R), GW · NV at most MAX_ACC) and query heads per workgroup (at most MAX_G).
+override R: u32 = 16u;
+override NV: u32 = 1u;
+override GW: u32 = 1u;
 
 const MAX_HD4: u32 = 64u;
+const MAX_G: u32 = 8u;
+const MAX_ACC: u32 = 16u;
 const NEG_BIG: f32 = -3.0e38;
+
+// attention_groups: the workgroup's GW query rows (scaled), later the merge buffer of the key
+// groups' outputs; the block's scores, GW × WG; a merging group's (m, l) per head.
+var<workgroup> q_sh: array<vec4<f32>, GW * HD4>;
+var<workgroup> s_sh: array<f32, GW * WG>;
+var<workgroup> ml_sh: array<vec2<f32>, GW>;
+var<workgroup> n_keys_sh: u32;
 
 @compute @workgroup_size(WG, 1, 1)
 fn attention_split(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -95,6 +115,175 @@ fn split_keys(split: u32, h: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32) {
     partials[at] = vec4(m, l, 0.0, 0.0);
     for (var d = 0u; d < HD4; d++) {
         partials[at + 1u + d] = acc[d];
+    }
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn attention_groups(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let b = wid.z;
+    group_keys(wid.x, wid.y, b, b * p.q_stride4, b, p.kv_len, lid);
+}
+
+@compute @workgroup_size(WG, 1, 1)
+fn attention_groups_rows(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(local_invocation_index) lid: u32,
+) {
+    let b = wid.z;
+    let row = rows[p.row_base + b];
+    group_keys(wid.x, wid.y, b, (p.row_base + b) * p.q_stride4, row.x, row.y + 1u, lid);
+}
+
+// One split of batch row b for the query heads of workgroup row y (KV head y / chunks, heads
+// chunk · GW.. of its group): q from qkv at q_row4, keys 0..kv_len of cache sequence seq.
+// Keys go in blocks of WG. Scores: lane i takes key i of the block, a whole row of K against
+// every query head (q from workgroup memory: the same address in every lane), so no lane
+// reduces across lanes. Values: the lanes form KG = WG / R key groups of R lanes; lane c of a
+// group owns vec4s c, c + R, ... of the head (NV of them) for every query head, and takes the
+// block's keys kg, kg + KG, ...: one softmax rescale per block, not per key. At the end the key
+// groups' (m, l, o) merge through workgroup memory into one partial per head.
+fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, lid: u32) {
+    let group = p.n_heads / p.n_kv_heads;
+    let chunks = (group + GW - 1u) / GW;
+    let kv_head = y / chunks;
+    let h0 = kv_head * group + (y % chunks) * GW;
+    let gw = min(GW, group - (y % chunks) * GW);
+    // Heads h0.. are adjacent in the q row. Every loop over heads runs to GW, a constant the
+    // driver can unroll (keeping the per-head arrays in registers); the heads of a last, short
+    // chunk past gw score zero q rows and are never written.
+    for (var i = lid; i < GW * HD4; i += WG) {
+        var q = vec4(0.0);
+        if (i < gw * HD4) {
+            q = qkv[q_row4 + h0 * HD4 + i] * p.scale;
+        }
+        q_sh[i] = q;
+    }
+    if (lid == 0u) {
+        n_keys_sh = kv_len;
+    }
+    // Uniform through workgroup memory (serving reads it from `rows`); also the barrier q needs.
+    let n_keys = workgroupUniformLoad(&n_keys_sh);
+    let first = split * p.split_len;
+    let last = min(first + p.split_len, n_keys);
+    let kg_count = WG / R;
+    let c = lid % R;
+    let kg = lid / R;
+    let values = kg < kg_count;
+    var m: array<f32, MAX_G>;
+    var l: array<f32, MAX_G>;
+    var acc: array<vec4<f32>, MAX_ACC>;
+    for (var g = 0u; g < GW; g++) {
+        m[g] = NEG_BIG;
+        l[g] = 0.0;
+    }
+    for (var a = 0u; a < GW * NV; a++) {
+        acc[a] = vec4(0.0);
+    }
+    let kv0 = (seq * p.n_kv_heads + kv_head) * p.cache_len * HD4;
+    for (var j0 = first; j0 < last; j0 += WG) {
+        let j = j0 + lid;
+        var s: array<f32, MAX_G>;
+        for (var g = 0u; g < GW; g++) {
+            s[g] = 0.0;
+        }
+        if (j < last) {
+            let k_at = kv0 + j * HD4;
+            for (var d = 0u; d < HD4; d++) {
+                let k = k_cache[k_at + d];
+                for (var g = 0u; g < GW; g++) {
+                    s[g] += dot(q_sh[g * HD4 + d], k);
+                }
+            }
+        }
+        for (var g = 0u; g < GW; g++) {
+            s_sh[g * WG + lid] = s[g];
+        }
+        workgroupBarrier();
+        let n_block = min(WG, last - j0);
+        if (values) {
+            for (var g = 0u; g < GW; g++) {
+                var m_new = m[g];
+                for (var jj = kg; jj < n_block; jj += kg_count) {
+                    m_new = max(m_new, s_sh[g * WG + jj]);
+                }
+                let corr = exp(m[g] - m_new);
+                l[g] *= corr;
+                for (var i = 0u; i < NV; i++) {
+                    acc[g * NV + i] *= corr;
+                }
+                m[g] = m_new;
+            }
+            for (var jj = kg; jj < n_block; jj += kg_count) {
+                var pj: array<f32, MAX_G>;
+                for (var g = 0u; g < GW; g++) {
+                    pj[g] = exp(s_sh[g * WG + jj] - m[g]);
+                    l[g] += pj[g];
+                }
+                let v_at = kv0 + (j0 + jj) * HD4;
+                for (var i = 0u; i < NV; i++) {
+                    let d = c + i * R;
+                    if (d < HD4) {
+                        let v = v_cache[v_at + d];
+                        for (var g = 0u; g < GW; g++) {
+                            acc[g * NV + i] = fma(vec4(pj[g]), v, acc[g * NV + i]);
+                        }
+                    }
+                }
+            }
+        }
+        // The next block overwrites the scores.
+        workgroupBarrier();
+    }
+    // Key group 0 takes in the others one at a time; q_sh is free now.
+    for (var src = 1u; src < kg_count; src++) {
+        if (kg == src) {
+            for (var g = 0u; g < GW; g++) {
+                if (c == 0u) {
+                    ml_sh[g] = vec2(m[g], l[g]);
+                }
+                for (var i = 0u; i < NV; i++) {
+                    let d = c + i * R;
+                    if (d < HD4) {
+                        q_sh[g * HD4 + d] = acc[g * NV + i];
+                    }
+                }
+            }
+        }
+        workgroupBarrier();
+        if (kg == 0u) {
+            for (var g = 0u; g < GW; g++) {
+                let other = ml_sh[g];
+                let m_new = max(m[g], other.x);
+                let mine = exp(m[g] - m_new);
+                let theirs = exp(other.x - m_new);
+                l[g] = l[g] * mine + other.y * theirs;
+                for (var i = 0u; i < NV; i++) {
+                    let d = c + i * R;
+                    if (d < HD4) {
+                        acc[g * NV + i] = acc[g * NV + i] * mine + q_sh[g * HD4 + d] * theirs;
+                    }
+                }
+                m[g] = m_new;
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var g = 0u; g < GW; g++) {
+        if (kg == 0u && g < gw) {
+            let at = ((b * p.n_heads + h0 + g) * p.n_splits + split) * (HD4 + 1u);
+            if (c == 0u) {
+                partials[at] = vec4(m[g], l[g], 0.0, 0.0);
+            }
+            for (var i = 0u; i < NV; i++) {
+                let d = c + i * R;
+                if (d < HD4) {
+                    partials[at + 1u + d] = acc[g * NV + i];
+                }
+            }
+        }
     }
 }
 

@@ -1,8 +1,13 @@
 //! `shaders/attention_prefill.wgsl` and `shaders/attention_decode.wgsl`: causal grouped-query
 //! attention over the KV cache.
 
+pub use tokbench_core::kernel_config::{AttentionTiles, DecodeAttentionLayout};
+
+use super::layout::random_values;
+use super::verify::{NMSE_F32, compare};
 use super::{ATTENTION_DECODE, ATTENTION_PREFILL, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
+use crate::result::Correctness;
 
 /// Heads and caches of one layer.
 #[derive(Debug, Clone, Copy)]
@@ -72,6 +77,25 @@ struct DecodeParams {
     _pad: [u32; 2],
 }
 
+/// Query heads one workgroup of decode's `workgroup` layout takes at most (`MAX_G` in the
+/// shader).
+const DECODE_MAX_HEADS: u32 = 8;
+/// vec4 accumulators per invocation in decode's `workgroup` layout (`MAX_ACC`): heads × vec4s
+/// of the head per lane.
+const DECODE_MAX_ACC: u32 = 16;
+/// vec4s of the head each lane owns in the FlashAttention-2 prefill layout (`MAX_NV`).
+const PREFILL_MAX_NV: u32 = 4;
+/// Keys each lane scores per K tile in the FlashAttention-2 prefill layout (`MAX_KT`).
+const PREFILL_MAX_KT: u32 = 8;
+
+/// Workgroups decode attention's `workgroup` layout aims to launch (splits × KV heads ×
+/// sequences), when the depth allows splits of at least the configured length. wgpu does not
+/// tell how many SMs or CUs a device has, so this is a figure that covers the largest of them
+/// several times over (132 SMs on an H100/H200, 304 CUs on an MI300X): enough resident
+/// workgroups per core to keep memory busy, few enough that the partials stay small beside the
+/// cache they summarise.
+pub const DECODE_TARGET_WORKGROUPS: u32 = 1024;
+
 /// The uniforms of a prefill attention launch for `batch` prompts of `seq_len` tokens, after
 /// checking every buffer is large enough (the shaders may run without bounds checks).
 pub(crate) fn prefill_params(
@@ -108,17 +132,112 @@ pub(crate) fn prefill_params(
     })
 }
 
-/// The prefill-attention pipeline at `entry` (the whole-prompt or the per-row entry point of
-/// `attention_prefill.wgsl`, which share their body) for these heads.
+/// The FlashAttention-2 prefill layout as built: tiles that fit the adapter, and the vec4s of
+/// the head each lane owns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlashTiles {
+    /// Query rows per tile.
+    pub br: u32,
+    /// Keys per K/V tile.
+    pub bc: u32,
+    /// vec4s of the head each of a row's `wg / br` lanes owns.
+    pub nv: u32,
+    /// Keys of a K tile each lane scores: ceil(bc / (wg / br)).
+    pub kt: u32,
+}
+
+impl FlashTiles {
+    /// Workgroup memory of these tiles for heads of `hd4` vec4s: q, K and V tiles, the scores
+    /// and the sequence loop's three words.
+    pub fn workgroup_bytes(&self, hd4: u32) -> u32 {
+        (self.br + 2 * self.bc) * hd4 * 16 + self.br * self.bc * 4 + 12
+    }
+
+    /// The tiles `wanted` asks for, made to fit: fewer query rows while a row's lanes would own
+    /// more than `PREFILL_MAX_NV` vec4s each, fewer keys while they would score more than
+    /// `PREFILL_MAX_KT` each (registers), then smaller tiles while they exceed the adapter's
+    /// `max_storage` bytes of workgroup memory.
+    pub fn fit(
+        heads: &Heads,
+        wg: u32,
+        wanted: AttentionTiles,
+        max_storage: u32,
+    ) -> anyhow::Result<Self> {
+        let hd4 = heads.hd4();
+        anyhow::ensure!(
+            wanted.br >= 1 && wanted.bc >= 1 && wg.is_multiple_of(wanted.br.min(wg)),
+            "prefill attention tiles {wanted:?} must divide the workgroup size {wg}"
+        );
+        let mut tiles = Self {
+            br: wanted.br.min(wg),
+            bc: wanted.bc,
+            nv: 0,
+            kt: 0,
+        };
+        let nv = |t: &Self| hd4.div_ceil(wg / t.br);
+        let kt = |t: &Self| t.bc.div_ceil(wg / t.br);
+        while nv(&tiles) > PREFILL_MAX_NV && tiles.br.is_multiple_of(2) {
+            tiles.br /= 2;
+        }
+        while kt(&tiles) > PREFILL_MAX_KT && tiles.bc > 1 {
+            tiles.bc = tiles.bc.div_ceil(2);
+        }
+        while tiles.workgroup_bytes(hd4) > max_storage && (tiles.bc > 4 || tiles.br > 1) {
+            if tiles.bc > 4 && (tiles.bc >= tiles.br || !tiles.br.is_multiple_of(2)) {
+                tiles.bc /= 2;
+            } else if tiles.br.is_multiple_of(2) {
+                tiles.br /= 2;
+            } else {
+                break;
+            }
+        }
+        tiles.nv = nv(&tiles);
+        tiles.kt = kt(&tiles);
+        anyhow::ensure!(
+            tiles.nv <= PREFILL_MAX_NV
+                && tiles.kt <= PREFILL_MAX_KT
+                && tiles.workgroup_bytes(hd4) <= max_storage,
+            "prefill attention tiles {wanted:?} with {wg} invocations cannot hold heads of {} \
+             in {max_storage} bytes of workgroup memory",
+            heads.head_dim
+        );
+        Ok(tiles)
+    }
+}
+
+/// The prefill-attention pipeline at the whole-prompt (`rows` false) or the per-row entry point
+/// of `attention_prefill.wgsl`, in the FlashAttention-2 layout when `tiles` is given (the
+/// entries of each layout share their body).
 fn prefill_pipeline(
     ctx: &GpuContext,
     heads: Heads,
     wg: u32,
-    entry: &str,
-) -> anyhow::Result<wgpu::ComputePipeline> {
+    tiles: Option<AttentionTiles>,
+    rows: bool,
+) -> anyhow::Result<(wgpu::ComputePipeline, Option<FlashTiles>)> {
     heads.check()?;
-    let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
-    ctx.pipeline(&ATTENTION_PREFILL, WeightDtype::F32, entry, &constants)
+    let mut constants = vec![("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+    let fitted = match tiles {
+        Some(t) => {
+            let f = FlashTiles::fit(&heads, wg, t, ctx.limits.max_compute_workgroup_storage_size)?;
+            constants.extend([
+                ("BR", f64::from(f.br)),
+                ("BC", f64::from(f.bc)),
+                ("NV", f64::from(f.nv)),
+                ("KT", f64::from(f.kt)),
+            ]);
+            Some(f)
+        }
+        None => None,
+    };
+    let entry = match (fitted.is_some(), rows) {
+        (false, false) => "attention_prefill",
+        (false, true) => "attention_prefill_rows",
+        (true, false) => "attention_tiles",
+        (true, true) => "attention_tiles_rows",
+    };
+    let pipeline = ctx.pipeline(&ATTENTION_PREFILL, WeightDtype::F32, entry, &constants)?;
+    Ok((pipeline, fitted))
 }
 
 /// Causal attention of a whole prompt (prefill).
@@ -126,17 +245,31 @@ pub struct PrefillAttention {
     pipeline: wgpu::ComputePipeline,
     heads: Heads,
     wg: u32,
+    tiles: Option<FlashTiles>,
 }
 
 impl PrefillAttention {
-    /// Builds the pipeline for these heads.
-    pub fn new(ctx: &GpuContext, heads: Heads, wg: u32) -> anyhow::Result<Self> {
-        let pipeline = prefill_pipeline(ctx, heads, wg, "attention_prefill")?;
+    /// Builds the pipeline for these heads: `wg` invocations per query-row group, in the
+    /// FlashAttention-2 layout when `tiles` is given (shrunk to fit the adapter), else one
+    /// invocation per query row.
+    pub fn new(
+        ctx: &GpuContext,
+        heads: Heads,
+        wg: u32,
+        tiles: Option<AttentionTiles>,
+    ) -> anyhow::Result<Self> {
+        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, false)?;
         Ok(Self {
             pipeline,
             heads,
             wg,
+            tiles,
         })
+    }
+
+    /// The tiles the FlashAttention-2 layout was built with; `None` for the per-row layout.
+    pub fn tiles(&self) -> Option<FlashTiles> {
+        self.tiles
     }
 
     /// Attention for `batch` prompts of `seq_len` tokens: q from `qkv`, K and V from the
@@ -152,12 +285,16 @@ impl PrefillAttention {
     ) -> anyhow::Result<Dispatch> {
         let h = self.heads;
         let params = prefill_params(&h, (batch, seq_len), qkv, k_cache, v_cache, out)?;
-        let tokens = params.tokens;
+        // Tiles never straddle two prompts: one grid row of them per prompt.
+        let grid = match self.tiles {
+            Some(t) => [seq_len.div_ceil(t.br), h.n_heads, batch],
+            None => [params.tokens.div_ceil(self.wg), h.n_heads, 1],
+        };
         ctx.dispatch(
             &self.pipeline,
             &params,
             &[(1, qkv), (2, k_cache), (3, v_cache), (4, out)],
-            [tokens.div_ceil(self.wg), h.n_heads, 1],
+            grid,
         )
     }
 }
@@ -168,17 +305,24 @@ pub struct PrefillAttentionRows {
     pipeline: wgpu::ComputePipeline,
     heads: Heads,
     wg: u32,
+    tiles: Option<FlashTiles>,
 }
 
 impl PrefillAttentionRows {
-    /// Builds the pipeline for these heads; `heads.cache_len` is the positions each sequence of
-    /// the cache holds.
-    pub fn new(ctx: &GpuContext, heads: Heads, wg: u32) -> anyhow::Result<Self> {
-        let pipeline = prefill_pipeline(ctx, heads, wg, "attention_prefill_rows")?;
+    /// Builds the pipeline for these heads, in the layout [`PrefillAttention::new`] describes;
+    /// `heads.cache_len` is the positions each sequence of the cache holds.
+    pub fn new(
+        ctx: &GpuContext,
+        heads: Heads,
+        wg: u32,
+        tiles: Option<AttentionTiles>,
+    ) -> anyhow::Result<Self> {
+        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, true)?;
         Ok(Self {
             pipeline,
             heads,
             wg,
+            tiles,
         })
     }
 
@@ -207,12 +351,55 @@ impl PrefillAttentionRows {
             "prefill attention rows: buffers too small for {tokens} rows"
         );
         params.tokens = tokens;
+        let rows_per_group = self.tiles.map_or(self.wg, |t| t.br);
         ctx.dispatch(
             &self.pipeline,
             &params,
             &[(1, qkv), (2, k_cache), (3, v_cache), (4, out), (5, rows)],
-            [tokens.div_ceil(self.wg), h.n_heads, 1],
+            [tokens.div_ceil(rows_per_group), h.n_heads, 1],
         )
+    }
+}
+
+/// How decode's `workgroup` layout spreads a KV head's group over a workgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct HeadGroups {
+    /// Lanes per key group (`R`): min(head_dim / 4, wg).
+    lanes: u32,
+    /// vec4s of the head each lane owns (`NV`).
+    nv: u32,
+    /// Query heads per workgroup (`GW`).
+    heads: u32,
+    /// Workgroups per KV head (its group of query heads in chunks of `heads`).
+    chunks: u32,
+}
+
+impl HeadGroups {
+    fn new(h: &Heads, wg: u32, max_storage: u32) -> anyhow::Result<Self> {
+        let hd4 = h.hd4();
+        let lanes = hd4.min(wg);
+        let nv = hd4.div_ceil(lanes);
+        anyhow::ensure!(
+            wg >= 1 && nv <= DECODE_MAX_ACC,
+            "decode attention: {wg} invocations cannot span heads of {}",
+            h.head_dim
+        );
+        let group = h.n_heads / h.n_kv_heads;
+        let heads = group.min(DECODE_MAX_HEADS).min(DECODE_MAX_ACC / nv);
+        let groups = Self {
+            lanes,
+            nv,
+            heads,
+            chunks: group.div_ceil(heads),
+        };
+        // q (later the merge buffer), the scores, (m, l) per head and the key count.
+        let bytes = heads * hd4 * 16 + heads * wg * 4 + heads * 8 + 4;
+        anyhow::ensure!(
+            bytes <= max_storage,
+            "decode attention with {wg} invocations needs {bytes} bytes of workgroup memory; \
+             the adapter allows {max_storage}"
+        );
+        Ok(groups)
     }
 }
 
@@ -224,21 +411,86 @@ pub struct DecodeAttention {
     heads: Heads,
     wg: u32,
     split_len: u32,
+    /// `None`: the `invocation` layout.
+    groups: Option<HeadGroups>,
 }
 
 impl DecodeAttention {
-    /// Builds both pipelines; each split covers `split_len` keys.
-    pub fn new(ctx: &GpuContext, heads: Heads, wg: u32, split_len: u32) -> anyhow::Result<Self> {
+    /// Builds both pipelines in `layout` with `wg` invocations per workgroup: splits of
+    /// `split_len` keys (`invocation`) or of at least `split_len` keys (`workgroup`).
+    pub fn new(
+        ctx: &GpuContext,
+        heads: Heads,
+        layout: DecodeAttentionLayout,
+        wg: u32,
+        split_len: u32,
+    ) -> anyhow::Result<Self> {
+        Self::build(ctx, heads, layout, wg, split_len, false)
+    }
+
+    /// The same launches for serving: the split reads `rows` (see
+    /// [`DecodeAttention::dispatch_rows`]).
+    pub fn new_rows(
+        ctx: &GpuContext,
+        heads: Heads,
+        layout: DecodeAttentionLayout,
+        wg: u32,
+        split_len: u32,
+    ) -> anyhow::Result<Self> {
+        Self::build(ctx, heads, layout, wg, split_len, true)
+    }
+
+    fn build(
+        ctx: &GpuContext,
+        heads: Heads,
+        layout: DecodeAttentionLayout,
+        wg: u32,
+        split_len: u32,
+        rows: bool,
+    ) -> anyhow::Result<Self> {
         heads.check()?;
         anyhow::ensure!(split_len >= 1, "split_len must be at least 1");
         let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
-        Ok(Self {
-            split: ctx.pipeline(
+        let groups = match layout {
+            DecodeAttentionLayout::Invocation => None,
+            DecodeAttentionLayout::Workgroup => Some(HeadGroups::new(
+                &heads,
+                wg,
+                ctx.limits.max_compute_workgroup_storage_size,
+            )?),
+        };
+        let split = match groups {
+            None => ctx.pipeline(
                 &ATTENTION_DECODE,
                 WeightDtype::F32,
-                "attention_split",
+                if rows {
+                    "attention_split_rows"
+                } else {
+                    "attention_split"
+                },
                 &constants,
             )?,
+            Some(g) => {
+                let mut with_groups = constants.to_vec();
+                with_groups.extend([
+                    ("R", f64::from(g.lanes)),
+                    ("NV", f64::from(g.nv)),
+                    ("GW", f64::from(g.heads)),
+                ]);
+                ctx.pipeline(
+                    &ATTENTION_DECODE,
+                    WeightDtype::F32,
+                    if rows {
+                        "attention_groups_rows"
+                    } else {
+                        "attention_groups"
+                    },
+                    &with_groups,
+                )?
+            }
+        };
+        Ok(Self {
+            split,
             reduce: ctx.pipeline(
                 &ATTENTION_DECODE,
                 WeightDtype::F32,
@@ -248,26 +500,31 @@ impl DecodeAttention {
             heads,
             wg,
             split_len,
+            groups,
         })
     }
 
-    /// The same launches for serving: the split reads `rows` (see
-    /// [`DecodeAttention::dispatch_rows`]).
-    pub fn new_rows(
-        ctx: &GpuContext,
-        heads: Heads,
-        wg: u32,
-        split_len: u32,
-    ) -> anyhow::Result<Self> {
-        let mut kernel = Self::new(ctx, heads, wg, split_len)?;
-        let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
-        kernel.split = ctx.pipeline(
-            &ATTENTION_DECODE,
-            WeightDtype::F32,
-            "attention_split_rows",
-            &constants,
-        )?;
-        Ok(kernel)
+    /// Keys per split and splits for `batch` sequences at `kv_len` keys. The `workgroup`
+    /// layout takes as many splits as bring the grid to [`DECODE_TARGET_WORKGROUPS`], but none
+    /// shorter than the configured length (unless it is all the keys; so
+    /// [`DecodeAttention::partials_bytes`] bounds them), in whole blocks of `wg` keys where a
+    /// split is longer than one.
+    pub fn splits(&self, batch: u32, kv_len: u32) -> (u32, u32) {
+        let len = match self.groups {
+            None => self.split_len,
+            Some(g) => {
+                let per_split = batch * self.heads.n_kv_heads * g.chunks;
+                let wanted = DECODE_TARGET_WORKGROUPS.div_ceil(per_split.max(1));
+                let n = wanted.clamp(1, (kv_len / self.split_len).max(1));
+                let len = kv_len.div_ceil(n);
+                if len > self.wg {
+                    len.next_multiple_of(self.wg)
+                } else {
+                    len
+                }
+            }
+        };
+        (len, kv_len.div_ceil(len))
     }
 
     /// Decode attention of qkv rows `row_base..row_base + batch` at ragged depths (a kernel
@@ -288,57 +545,17 @@ impl DecodeAttention {
         partials: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<[Dispatch; 2]> {
-        let h = self.heads;
-        let n_splits = max_len.div_ceil(self.split_len);
         let end = u64::from(row_base + batch);
-        let cache_bytes = u64::from(sequences)
-            * u64::from(h.n_kv_heads)
-            * u64::from(h.cache_len)
-            * u64::from(h.head_dim)
-            * 4;
         anyhow::ensure!(
-            max_len >= 1
-                && max_len <= h.cache_len
-                && rows.size() >= end * 8
-                && qkv.size() >= end * u64::from(h.qkv_stride4()) * 16
-                && k_cache.size() >= cache_bytes
-                && v_cache.size() >= cache_bytes
-                && partials.size() >= self.partials_bytes(batch, max_len)
-                && out.size() >= end * u64::from(h.n_heads * h.head_dim) * 4,
+            rows.size() >= end * 8,
             "decode attention rows: buffers too small"
         );
-        let params = DecodeParams {
-            n_heads: h.n_heads,
-            n_kv_heads: h.n_kv_heads,
-            q_stride4: h.qkv_stride4(),
-            cache_len: h.cache_len,
-            kv_len: max_len,
-            split_len: self.split_len,
-            n_splits,
-            batch,
-            scale: h.scale(),
-            row_base,
-            _pad: [0; 2],
-        };
-        let split = ctx.dispatch(
-            &self.split,
-            &params,
-            &[
-                (1, qkv),
-                (2, k_cache),
-                (3, v_cache),
-                (4, partials),
-                (6, rows),
-            ],
-            [n_splits.div_ceil(self.wg), h.n_heads, batch],
-        )?;
-        let reduce = ctx.dispatch(
-            &self.reduce,
-            &params,
-            &[(4, partials), (5, out)],
-            [h.hd4().div_ceil(self.wg), h.n_heads, batch],
-        )?;
-        Ok([split, reduce])
+        self.launches(
+            ctx,
+            (row_base, batch, sequences, max_len),
+            [qkv, k_cache, v_cache, partials, out],
+            Some(rows),
+        )
     }
 
     /// Bytes of the partials buffer for `batch` sequences at `kv_len` keys.
@@ -362,9 +579,27 @@ impl DecodeAttention {
         partials: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<[Dispatch; 2]> {
+        self.launches(
+            ctx,
+            (0, batch, batch, kv_len),
+            [qkv, k_cache, v_cache, partials, out],
+            None,
+        )
+    }
+
+    /// Both entry points' launches, after checking every buffer: the split pass (reading
+    /// `rows` when given) and the reduce.
+    fn launches(
+        &self,
+        ctx: &GpuContext,
+        (row_base, batch, sequences, kv_len): (u32, u32, u32, u32),
+        [qkv, k_cache, v_cache, partials, out]: [&wgpu::Buffer; 5],
+        rows: Option<&wgpu::Buffer>,
+    ) -> anyhow::Result<[Dispatch; 2]> {
         let h = self.heads;
-        let n_splits = kv_len.div_ceil(self.split_len);
-        let cache_bytes = u64::from(batch)
+        let (split_len, n_splits) = self.splits(batch, kv_len);
+        let end = u64::from(row_base + batch);
+        let cache_bytes = u64::from(sequences)
             * u64::from(h.n_kv_heads)
             * u64::from(h.cache_len)
             * u64::from(h.head_dim)
@@ -372,11 +607,11 @@ impl DecodeAttention {
         anyhow::ensure!(
             kv_len >= 1
                 && kv_len <= h.cache_len
-                && qkv.size() >= u64::from(batch) * u64::from(h.qkv_stride4()) * 16
+                && qkv.size() >= end * u64::from(h.qkv_stride4()) * 16
                 && k_cache.size() >= cache_bytes
                 && v_cache.size() >= cache_bytes
                 && partials.size() >= self.partials_bytes(batch, kv_len)
-                && out.size() >= u64::from(batch) * u64::from(h.n_heads * h.head_dim) * 4,
+                && out.size() >= end * u64::from(h.n_heads * h.head_dim) * 4,
             "decode attention buffers too small"
         );
         let params = DecodeParams {
@@ -385,19 +620,20 @@ impl DecodeAttention {
             q_stride4: h.qkv_stride4(),
             cache_len: h.cache_len,
             kv_len,
-            split_len: self.split_len,
+            split_len,
             n_splits,
             batch,
             scale: h.scale(),
-            row_base: 0,
+            row_base,
             _pad: [0; 2],
         };
-        let split = ctx.dispatch(
-            &self.split,
-            &params,
-            &[(1, qkv), (2, k_cache), (3, v_cache), (4, partials)],
-            [n_splits.div_ceil(self.wg), h.n_heads, batch],
-        )?;
+        let grid = match self.groups {
+            None => [n_splits.div_ceil(self.wg), h.n_heads, batch],
+            Some(g) => [n_splits, h.n_kv_heads * g.chunks, batch],
+        };
+        let mut bindings = vec![(1, qkv), (2, k_cache), (3, v_cache), (4, partials)];
+        bindings.extend(rows.map(|r| (6, r)));
+        let split = ctx.dispatch(&self.split, &params, &bindings, grid)?;
         let reduce = ctx.dispatch(
             &self.reduce,
             &params,
@@ -461,6 +697,106 @@ pub fn reference_from_cache(
     )
 }
 
+/// Random q|k|v rows and caches for `sequences` sequences of heads `h`, on the host and on the
+/// device: the inputs of the correctness checks.
+pub(crate) struct RandomInputs {
+    /// `q_rows` rows of q|k|v heads.
+    pub qkv: Vec<f32>,
+    /// K cache, [sequence, kv_head, cache_len, head_dim].
+    pub k: Vec<f32>,
+    /// V cache, laid out as K.
+    pub v: Vec<f32>,
+    /// The three on the device.
+    pub buffers: [wgpu::Buffer; 3],
+}
+
+impl RandomInputs {
+    pub(crate) fn new(
+        ctx: &GpuContext,
+        h: &Heads,
+        (q_rows, sequences): (usize, usize),
+        seed: u64,
+    ) -> anyhow::Result<Self> {
+        let hd = h.head_dim as usize;
+        let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
+        let cache = sequences * (h.n_kv_heads * h.cache_len) as usize * hd;
+        let qkv = random_values(q_rows * stride, seed, 1.0);
+        let k = random_values(cache, seed + 1, 1.0);
+        let v = random_values(cache, seed + 2, 1.0);
+        let buffers = [
+            ctx.storage_with("qkv", bytemuck::cast_slice(&qkv))?,
+            ctx.storage_with("k", bytemuck::cast_slice(&k))?,
+            ctx.storage_with("v", bytemuck::cast_slice(&v))?,
+        ];
+        Ok(Self { qkv, k, v, buffers })
+    }
+
+    /// [`reference_from_cache`] for every head of each (qkv row, sequence, keys) in `rows`.
+    pub(crate) fn reference(&self, h: &Heads, rows: &[(usize, usize, usize)]) -> Vec<f64> {
+        rows.iter()
+            .flat_map(|&(row, seq, n_keys)| {
+                (0..h.n_heads as usize).flat_map(move |head| {
+                    reference_from_cache(h, &self.qkv, row, seq, head, n_keys, &self.k, &self.v)
+                })
+            })
+            .collect()
+    }
+}
+
+/// Runs `kernel` on random inputs for `batch` sequences at `kv_len` keys and compares its
+/// output with the f64 reference (tests and tuning trials).
+pub(crate) fn verify_decode(
+    ctx: &GpuContext,
+    kernel: &DecodeAttention,
+    (batch, kv_len): (u32, u32),
+    seed: u64,
+) -> anyhow::Result<Correctness> {
+    let h = kernel.heads;
+    let inputs = RandomInputs::new(ctx, &h, (batch as usize, batch as usize), seed)?;
+    let [qkv, k, v] = &inputs.buffers;
+    let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(batch, kv_len))?;
+    let len = (batch * h.n_heads * h.head_dim) as usize;
+    let out = ctx.storage_zeroed("out", len as u64 * 4)?;
+    let d = kernel.dispatch(ctx, (batch, kv_len), qkv, k, v, &partials, &out)?;
+    ctx.execute(&d.to_vec())?;
+    let got = ctx.read_f32(&out, len)?;
+    let rows: Vec<_> = (0..batch as usize)
+        .map(|b| (b, b, kv_len as usize))
+        .collect();
+    Ok(compare(
+        &got,
+        &inputs.reference(&h, &rows),
+        NMSE_F32,
+        "decode attention".into(),
+    ))
+}
+
+/// Runs `kernel` on random inputs for `batch` prompts of `seq_len` tokens and compares its
+/// output with the f64 reference (tests and tuning trials).
+pub(crate) fn verify_prefill(
+    ctx: &GpuContext,
+    kernel: &PrefillAttention,
+    (batch, seq_len): (u32, u32),
+    seed: u64,
+) -> anyhow::Result<Correctness> {
+    let h = kernel.heads;
+    let tokens = (batch * seq_len) as usize;
+    let inputs = RandomInputs::new(ctx, &h, (tokens, batch as usize), seed)?;
+    let [qkv, k, v] = &inputs.buffers;
+    let len = tokens * (h.n_heads * h.head_dim) as usize;
+    let out = ctx.storage_zeroed("out", len as u64 * 4)?;
+    ctx.execute(&kernel.dispatch(ctx, (batch, seq_len), qkv, k, v, &out)?)?;
+    let got = ctx.read_f32(&out, len)?;
+    let s = seq_len as usize;
+    let rows: Vec<_> = (0..tokens).map(|t| (t, t / s, t % s + 1)).collect();
+    Ok(compare(
+        &got,
+        &inputs.reference(&h, &rows),
+        NMSE_F32,
+        "prefill attention".into(),
+    ))
+}
+
 /// The Rust layout of [`PrefillParams`], for the test that holds it to its WGSL twin.
 #[cfg(test)]
 pub(crate) fn prefill_params_layout() -> super::HostLayout {
@@ -496,10 +832,9 @@ pub(crate) fn decode_params_layout() -> super::HostLayout {
 
 #[cfg(test)]
 mod gpu_tests {
+    use super::DecodeAttentionLayout::{Invocation, Workgroup};
     use super::*;
     use crate::gpu::test_context;
-    use crate::kernels::layout::random_values;
-    use crate::kernels::verify::{NMSE_F32, compare};
 
     fn heads(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Heads {
         Heads {
@@ -510,188 +845,207 @@ mod gpu_tests {
         }
     }
 
+    const FLASH: Option<AttentionTiles> = Some(AttentionTiles { br: 16, bc: 16 });
+
+    /// Head widths 24 (the `tiny` preset's), 64 and 128, 1, 2 and 4 query heads per KV head,
+    /// prompts that fill no tile, and tiles that fit or must shrink (4 rows of 16 lanes for
+    /// head_dim 128 and 256 at 64 invocations).
     #[test]
     fn prefill_matches_reference_for_odd_lengths_and_grouped_heads() {
         let ctx = test_context();
-        for (batch, seq_len, h) in [
-            (1, 1, heads(2, 1, 4, 1)),
-            (2, 13, heads(4, 2, 12, 16)),
-            (1, 70, heads(6, 2, 64, 70)),
+        let tiled = |br, bc| Some(AttentionTiles { br, bc });
+        for (batch, seq_len, h, wg, tiles) in [
+            (1, 1, heads(2, 1, 4, 1), 64, None),
+            (2, 13, heads(4, 2, 12, 16), 64, None),
+            (1, 70, heads(6, 2, 64, 70), 64, None),
+            (1, 1, heads(2, 1, 4, 1), 64, FLASH),
+            (2, 13, heads(4, 2, 12, 16), 64, FLASH),
+            (3, 21, heads(3, 3, 24, 21), 64, FLASH),
+            (2, 37, heads(4, 1, 24, 40), 32, tiled(8, 4)),
+            (1, 70, heads(6, 3, 64, 70), 64, FLASH),
+            (2, 45, heads(8, 2, 64, 45), 64, tiled(4, 32)),
+            (1, 33, heads(4, 2, 128, 33), 64, FLASH),
+            (1, 19, heads(2, 2, 256, 19), 128, tiled(8, 8)),
         ] {
-            let tokens = (batch * seq_len) as usize;
-            let hd = h.head_dim as usize;
-            let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
-            let cache = (batch * h.n_kv_heads * h.cache_len) as usize * hd;
-            let qkv = random_values(tokens * stride, 61, 1.0);
-            let k = random_values(cache, 62, 1.0);
-            let v = random_values(cache, 63, 1.0);
-            let (qkv_b, k_b, v_b) = (
-                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap(),
-                ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
-                ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
-            );
-            let out_b = ctx
-                .storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64)
-                .unwrap();
-            let kernel = PrefillAttention::new(ctx, h, 64).unwrap();
-            ctx.execute(
-                &kernel
-                    .dispatch(ctx, (batch, seq_len), &qkv_b, &k_b, &v_b, &out_b)
-                    .unwrap(),
-            )
-            .unwrap();
-            let got = ctx
-                .read_f32(&out_b, tokens * h.n_heads as usize * hd)
-                .unwrap();
-            let (qkv, k, v) = (&qkv, &k, &v);
-            let want: Vec<f64> = (0..tokens)
-                .flat_map(|t| {
-                    let (b, i) = (t / seq_len as usize, t % seq_len as usize);
-                    (0..h.n_heads as usize).flat_map(move |head| {
-                        reference_from_cache(&h, qkv, t, b, head, i + 1, k, v)
-                    })
-                })
-                .collect();
-            let c = compare(&got, &want, NMSE_F32, "prefill attention".into());
+            let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
+            let c = verify_prefill(ctx, &kernel, (batch, seq_len), 61).unwrap();
             assert!(
                 c.failure.is_none(),
-                "{h:?} batch {batch} seq {seq_len}: {c:?}"
+                "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
+                kernel.tiles()
             );
         }
+    }
+
+    /// Tiles shrink to the adapter's workgroup memory and to a row's register budget, and a
+    /// tile that cannot divide the workgroup is refused.
+    #[test]
+    fn flash_tiles_fit_the_limits() {
+        let h = heads(8, 2, 128, 64);
+        let big = AttentionTiles { br: 16, bc: 32 };
+        let t = FlashTiles::fit(&h, 64, big, 16384).unwrap();
+        assert!(
+            t.workgroup_bytes(h.hd4()) <= 16384 && t.nv <= PREFILL_MAX_NV,
+            "{t:?}"
+        );
+        assert_eq!((t.br, t.nv), (8, 4), "{t:?}");
+        let roomy = FlashTiles::fit(&h, 128, big, 1 << 16).unwrap();
+        assert_eq!((roomy.br, roomy.bc, roomy.nv, roomy.kt), (16, 32, 4, 4));
+        let rows_only = FlashTiles::fit(
+            &heads(2, 1, 16, 8),
+            64,
+            AttentionTiles { br: 64, bc: 32 },
+            1 << 16,
+        );
+        assert_eq!(rows_only.map(|t| (t.br, t.bc, t.kt)).unwrap(), (64, 8, 8));
+        assert!(FlashTiles::fit(&h, 64, AttentionTiles { br: 12, bc: 16 }, 1 << 16).is_err());
+        assert!(FlashTiles::fit(&heads(2, 1, 256, 8), 4, big, 1 << 16).is_err());
     }
 
     #[test]
     fn decode_matches_reference_across_split_sizes() {
         let ctx = test_context();
-        for (batch, kv_len, split_len, h) in [
-            (1, 1, 16, heads(2, 2, 8, 4)),
-            (3, 37, 8, heads(4, 2, 16, 40)),
-            (2, 300, 64, heads(8, 2, 128, 300)),
-            (1, 100, 1, heads(2, 1, 4, 128)),
-        ] {
-            let hd = h.head_dim as usize;
-            let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
-            let cache = (batch * h.n_kv_heads * h.cache_len) as usize * hd;
-            let qkv = random_values(batch as usize * stride, 71, 1.0);
-            let k = random_values(cache, 72, 1.0);
-            let v = random_values(cache, 73, 1.0);
-            let kernel = DecodeAttention::new(ctx, h, 64, split_len).unwrap();
-            let (qkv_b, k_b, v_b) = (
-                ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap(),
-                ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
-                ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
-            );
-            let partials = ctx
-                .storage_zeroed("partials", kernel.partials_bytes(batch, kv_len))
-                .unwrap();
-            let out_b = ctx
-                .storage_zeroed("out", u64::from(batch * h.n_heads) * hd as u64 * 4)
-                .unwrap();
-            let d = kernel
-                .dispatch(ctx, (batch, kv_len), &qkv_b, &k_b, &v_b, &partials, &out_b)
-                .unwrap();
-            ctx.execute(&d.to_vec()).unwrap();
-            let got = ctx
-                .read_f32(&out_b, (batch * h.n_heads) as usize * hd)
-                .unwrap();
-            let (qkv, k, v) = (&qkv, &k, &v);
-            let want: Vec<f64> = (0..batch as usize)
-                .flat_map(|b| {
-                    (0..h.n_heads as usize).flat_map(move |head| {
-                        reference_from_cache(&h, qkv, b, b, head, kv_len as usize, k, v)
-                    })
-                })
-                .collect();
-            let c = compare(&got, &want, NMSE_F32, "decode attention".into());
+        for layout in [Invocation, Workgroup] {
+            for (batch, kv_len, split_len, h, wg) in [
+                (1, 1, 16, heads(2, 2, 8, 4), 64),
+                (3, 37, 8, heads(4, 2, 16, 40), 64),
+                (2, 300, 64, heads(8, 2, 128, 300), 64),
+                (1, 100, 1, heads(2, 1, 4, 128), 64),
+                (2, 77, 16, heads(3, 3, 24, 80), 64),
+                (1, 131, 32, heads(9, 3, 64, 131), 64),
+                (2, 95, 8, heads(8, 2, 64, 96), 32),
+                (1, 203, 16, heads(16, 4, 128, 210), 128),
+                (1, 50, 8, heads(12, 1, 24, 50), 64),
+                (1, 45, 8, heads(8, 1, 256, 45), 32),
+            ] {
+                let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
+                let c = verify_decode(ctx, &kernel, (batch, kv_len), 71).unwrap();
+                assert!(
+                    c.failure.is_none(),
+                    "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
+                     (splits {:?}): {c:?}",
+                    kernel.splits(batch, kv_len)
+                );
+            }
+        }
+    }
+
+    /// The workgroup layout fills the target grid when the depth allows, never splits finer
+    /// than the configured length, and keeps to whole blocks of `wg` keys.
+    #[test]
+    fn workgroup_splits_cover_the_target_within_the_partials() {
+        let ctx = test_context();
+        let h = heads(32, 8, 128, 8192);
+        let kernel = DecodeAttention::new(ctx, h, Workgroup, 64, 32).unwrap();
+        let (len, n) = kernel.splits(1, 8192);
+        assert_eq!(n * 8, DECODE_TARGET_WORKGROUPS, "split {len}");
+        assert_eq!(len % 64, 0);
+        let (len, n) = kernel.splits(1, 100);
+        assert_eq!((len, n), (34, 3));
+        let (_, n) = kernel.splits(256, 8192);
+        assert_eq!(n, 1);
+        for (batch, kv) in [(1, 8192), (3, 1000), (64, 33), (1, 1)] {
+            let (len, n) = kernel.splits(batch, kv);
             assert!(
-                c.failure.is_none(),
-                "{h:?} batch {batch} kv {kv_len} split {split_len}: {c:?}"
+                len * n >= kv && len * (n - 1) < kv,
+                "{batch} {kv}: {len} {n}"
+            );
+            assert!(
+                n <= kv.div_ceil(32) && len >= kv.min(32),
+                "{batch} {kv}: {len} {n}"
             );
         }
     }
 
     /// Decode rows at ragged depths of different sequences, after a row that is not theirs
-    /// (row_base 1), and prefill rows continuing a prompt at position 10 of sequence 1.
+    /// (row_base 1), and prefill rows continuing prompts: a chunk at position 10 of sequence 1,
+    /// then rows of sequences 2 and 0 mixed into the same tiles.
     #[test]
     fn rows_attend_to_their_own_sequence_up_to_their_position() {
         let ctx = test_context();
-        let h = heads(4, 2, 16, 40);
-        let sequences = 3u32;
-        let hd = h.head_dim as usize;
-        let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
-        let cache = (sequences * h.n_kv_heads * h.cache_len) as usize * hd;
-        let k = random_values(cache, 82, 1.0);
-        let v = random_values(cache, 83, 1.0);
-        let (k_b, v_b) = (
-            ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
-            ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
-        );
-        let out_len = |rows: usize| rows * h.n_heads as usize * hd;
-        let (k, v) = (&k, &v);
-        let want = |rows: &[[u32; 2]], qkv: &[f32], first: usize| -> Vec<f64> {
-            rows.iter()
+        for (h, wg, tiles) in [
+            (heads(4, 2, 16, 40), 64, None),
+            (heads(4, 2, 16, 40), 64, FLASH),
+            (
+                heads(6, 3, 24, 40),
+                32,
+                Some(AttentionTiles { br: 4, bc: 8 }),
+            ),
+        ] {
+            let layout = if tiles.is_some() {
+                Workgroup
+            } else {
+                Invocation
+            };
+            let sequences = 3u32;
+            let out_len = |rows: usize| rows * (h.n_heads * h.head_dim) as usize;
+
+            let decode_rows: [[u32; 2]; 4] = [[0, 0], [2, 5], [0, 39], [1, 0]];
+            let inputs = RandomInputs::new(ctx, &h, (4, sequences as usize), 81).unwrap();
+            let [qkv_b, k_b, v_b] = &inputs.buffers;
+            let rows_b = ctx
+                .storage_with("rows", bytemuck::cast_slice(&decode_rows))
+                .unwrap();
+            let kernel = DecodeAttention::new_rows(ctx, h, layout, wg, 8).unwrap();
+            let partials = ctx
+                .storage_zeroed("partials", kernel.partials_bytes(3, 40))
+                .unwrap();
+            let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
+            let d = kernel
+                .dispatch_rows(
+                    ctx,
+                    (1, 3, sequences, 40),
+                    qkv_b,
+                    &rows_b,
+                    k_b,
+                    v_b,
+                    &partials,
+                    &out_b,
+                )
+                .unwrap();
+            ctx.execute(&d.to_vec()).unwrap();
+            let got = ctx.read_f32(&out_b, out_len(4)).unwrap();
+            let want: Vec<_> = decode_rows
+                .iter()
                 .enumerate()
-                .skip(first)
-                .flat_map(|(r, &[seq, pos])| {
-                    (0..h.n_heads as usize).flat_map(move |head| {
-                        reference_from_cache(&h, qkv, r, seq as usize, head, pos as usize + 1, k, v)
-                    })
-                })
-                .collect()
-        };
+                .skip(1)
+                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
+                .collect();
+            let c = compare(
+                &got[out_len(1)..],
+                &inputs.reference(&h, &want),
+                NMSE_F32,
+                "decode rows".into(),
+            );
+            assert!(c.failure.is_none(), "{layout:?} {h:?} decode rows: {c:?}");
 
-        let decode_rows: [[u32; 2]; 4] = [[0, 0], [2, 5], [0, 39], [1, 0]];
-        let qkv = random_values(decode_rows.len() * stride, 81, 1.0);
-        let qkv_b = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
-        let rows_b = ctx
-            .storage_with("rows", bytemuck::cast_slice(&decode_rows))
-            .unwrap();
-        let kernel = DecodeAttention::new_rows(ctx, h, 64, 8).unwrap();
-        let partials = ctx
-            .storage_zeroed("partials", kernel.partials_bytes(3, 40))
-            .unwrap();
-        let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
-        let d = kernel
-            .dispatch_rows(
-                ctx,
-                (1, 3, sequences, 40),
-                &qkv_b,
-                &rows_b,
-                &k_b,
-                &v_b,
-                &partials,
-                &out_b,
-            )
-            .unwrap();
-        ctx.execute(&d.to_vec()).unwrap();
-        let got = ctx.read_f32(&out_b, out_len(4)).unwrap();
-        let c = compare(
-            &got[out_len(1)..],
-            &want(&decode_rows, &qkv, 1),
-            NMSE_F32,
-            "decode rows".into(),
-        );
-        assert!(c.failure.is_none(), "decode rows: {c:?}");
-
-        let prefill_rows: Vec<[u32; 2]> = (10..18).map(|p| [1, p]).collect();
-        let qkv = random_values(prefill_rows.len() * stride, 84, 1.0);
-        let qkv_b = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
-        let rows_b = ctx
-            .storage_with("rows", bytemuck::cast_slice(&prefill_rows))
-            .unwrap();
-        let out_b = ctx.storage_zeroed("out", (out_len(8) * 4) as u64).unwrap();
-        let kernel = PrefillAttentionRows::new(ctx, h, 64).unwrap();
-        let d = kernel
-            .dispatch(ctx, (8, sequences), &qkv_b, &rows_b, &k_b, &v_b, &out_b)
-            .unwrap();
-        ctx.execute(&d).unwrap();
-        let got = ctx.read_f32(&out_b, out_len(8)).unwrap();
-        let c = compare(
-            &got,
-            &want(&prefill_rows, &qkv, 0),
-            NMSE_F32,
-            "prefill rows".into(),
-        );
-        assert!(c.failure.is_none(), "prefill rows: {c:?}");
+            let mut prefill_rows: Vec<[u32; 2]> = (10..23).map(|p| [1, p]).collect();
+            prefill_rows.extend([[2, 3], [0, 7], [2, 4], [0, 0], [2, 39], [0, 8]]);
+            let n = prefill_rows.len();
+            let inputs = RandomInputs::new(ctx, &h, (n, sequences as usize), 84).unwrap();
+            let [qkv_b, k_b, v_b] = &inputs.buffers;
+            let rows_b = ctx
+                .storage_with("rows", bytemuck::cast_slice(&prefill_rows))
+                .unwrap();
+            let out_b = ctx.storage_zeroed("out", (out_len(n) * 4) as u64).unwrap();
+            let kernel = PrefillAttentionRows::new(ctx, h, wg, tiles).unwrap();
+            let d = kernel
+                .dispatch(ctx, (n as u32, sequences), qkv_b, &rows_b, k_b, v_b, &out_b)
+                .unwrap();
+            ctx.execute(&d).unwrap();
+            let got = ctx.read_f32(&out_b, out_len(n)).unwrap();
+            let want: Vec<_> = prefill_rows
+                .iter()
+                .enumerate()
+                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
+                .collect();
+            let c = compare(
+                &got,
+                &inputs.reference(&h, &want),
+                NMSE_F32,
+                "prefill rows".into(),
+            );
+            assert!(c.failure.is_none(), "{tiles:?} {h:?} prefill rows: {c:?}");
+        }
     }
 }

@@ -134,15 +134,25 @@ impl<'a> Engine<'a> {
                 ctx.storage_zeroed("v-cache", cache_bytes)?,
             ));
         }
-        let decode_attention =
-            DecodeAttention::new_rows(ctx, heads, cfg.decode_attention_wg(), cfg.decode_split_len)?;
+        let decode_attention = DecodeAttention::new_rows(
+            ctx,
+            heads,
+            cfg.decode_attention_layout,
+            cfg.decode_attention_wg(),
+            cfg.decode_split_len,
+        )?;
         let partials = ctx.storage_zeroed(
             "partials",
             decode_attention.partials_bytes(size.slots, size.cache_len),
         )?;
         let engine = Self {
             ctx,
-            prefill_attention: PrefillAttentionRows::new(ctx, heads, cfg.wg)?,
+            prefill_attention: PrefillAttentionRows::new(
+                ctx,
+                heads,
+                cfg.wg,
+                cfg.prefill_attention_tiles,
+            )?,
             decode_attention,
             rows: ctx.storage_zeroed("rows", (t * 8) as u64)?,
             x0: ctx.storage_with(

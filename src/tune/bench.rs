@@ -7,7 +7,10 @@
 use super::{Effort, Target, Trial};
 use crate::gpu::{Dispatch, GpuContext, PassRecorder};
 use crate::kernels::WeightDtype;
-use crate::kernels::attention::{self, DecodeAttention, Heads, PrefillAttention};
+use crate::kernels::attention::{
+    self, AttentionTiles, DecodeAttention, DecodeAttentionLayout, Heads, PrefillAttention,
+    RandomInputs,
+};
 use crate::kernels::layout::{pad_matrix, padded_cols, random_values};
 use crate::kernels::matmul::{self, GemvConfig, Matmul, MatmulConfig, Product, ProductTiles};
 use crate::kernels::rmsnorm::{self, NormRows, RmsNorm};
@@ -205,9 +208,16 @@ impl<'a> Bench<'a> {
         }
     }
 
-    /// A prefill-attention workgroup size: checked on a small prompt, timed on the run's
-    /// prefill (its batch of prompts of its length).
-    pub fn prefill_attention(&self, pass: Pass, wg: u32) -> Trial {
+    /// A prefill-attention workgroup size and layout (FlashAttention-2 tiles, or none: a row
+    /// per invocation): checked on a small prompt, timed on the run's prefill (its batch of
+    /// prompts of its length). `kernel` names the trial.
+    pub fn prefill_attention(
+        &self,
+        kernel: &str,
+        pass: Pass,
+        wg: u32,
+        tiles: Option<AttentionTiles>,
+    ) -> Trial {
         let s = *self.shape();
         let (b, p) = (pass.batch, pass.len);
         let work = f64::from(b)
@@ -216,48 +226,46 @@ impl<'a> Bench<'a> {
                 s.n_heads as usize,
                 s.head_dim as usize,
             );
-        self.trial("prefill-attention", &wg, work, || {
-            check_prefill_attention(self.ctx, wg)?;
+        let candidate = serde_json::json!({ "wg": wg, "tiles": tiles });
+        self.trial(kernel, &candidate, work, || {
+            check_prefill_attention(self.ctx, wg, tiles)?;
             let heads = self.heads(p);
-            let kernel = PrefillAttention::new(self.ctx, heads, wg)?;
+            let kernel = PrefillAttention::new(self.ctx, heads, wg, tiles)?;
             let ctx = self.ctx;
-            let cache = (b * s.n_kv_heads * p * s.head_dim) as usize;
-            let tokens = (b * p) as usize;
-            let qkv = ctx.storage_with(
-                "qkv",
-                bytemuck::cast_slice(&random_values(tokens * s.qkv_dim(), 13, 1.0)),
-            )?;
-            let k = ctx.storage_with("k", bytemuck::cast_slice(&random_values(cache, 14, 1.0)))?;
-            let v = ctx.storage_with("v", bytemuck::cast_slice(&random_values(cache, 15, 1.0)))?;
-            let out = ctx.storage_zeroed("o", (tokens * s.q_dim() * 4) as u64)?;
-            Ok(vec![kernel.dispatch(ctx, (b, p), &qkv, &k, &v, &out)?])
+            let inputs = RandomInputs::new(ctx, &heads, ((b * p) as usize, b as usize), 13)?;
+            let [qkv, k, v] = &inputs.buffers;
+            let out = ctx.storage_zeroed("o", u64::from(b * p) * s.q_dim() as u64 * 4)?;
+            Ok(vec![kernel.dispatch(ctx, (b, p), qkv, k, v, &out)?])
         })
     }
 
-    /// Decode attention with workgroup `wg` and `split_len` keys per split: checked on a small
-    /// cache, timed on the run's batch at `pass`'s depth. `kernel` names the trial.
-    pub fn decode_attention(&self, kernel: &str, pass: Pass, wg: u32, split_len: u32) -> Trial {
+    /// Decode attention in `layout` with workgroup `wg` and `split_len` keys per split (the
+    /// least, in the workgroup layout): checked on a small cache, timed on the run's batch at
+    /// `pass`'s depth. `kernel` names the trial.
+    pub fn decode_attention(
+        &self,
+        kernel: &str,
+        pass: Pass,
+        layout: DecodeAttentionLayout,
+        wg: u32,
+        split_len: u32,
+    ) -> Trial {
         let s = *self.shape();
         let (b, kv_len) = (pass.batch, pass.len + 1);
         let work = f64::from(b)
             * flops::attention_flops(f64::from(kv_len), s.n_heads as usize, s.head_dim as usize);
-        let candidate = serde_json::json!({ "wg": wg, "split_len": split_len });
+        let candidate = serde_json::json!({ "layout": layout, "wg": wg, "split_len": split_len });
         self.trial(kernel, &candidate, work, || {
             let heads = self.heads(kv_len);
-            let kernel = DecodeAttention::new(self.ctx, heads, wg, split_len)?;
-            check_decode_attention(self.ctx, wg, split_len)?;
+            let kernel = DecodeAttention::new(self.ctx, heads, layout, wg, split_len)?;
+            check_decode_attention(self.ctx, layout, wg, split_len)?;
             let ctx = self.ctx;
-            let cache = (b * s.n_kv_heads * kv_len * s.head_dim) as usize;
-            let qkv = ctx.storage_with(
-                "q",
-                bytemuck::cast_slice(&random_values(b as usize * s.qkv_dim(), 3, 1.0)),
-            )?;
-            let k = ctx.storage_with("k", bytemuck::cast_slice(&random_values(cache, 4, 1.0)))?;
-            let v = ctx.storage_with("v", bytemuck::cast_slice(&random_values(cache, 5, 1.0)))?;
+            let inputs = RandomInputs::new(ctx, &heads, (b as usize, b as usize), 3)?;
+            let [qkv, k, v] = &inputs.buffers;
             let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(b, kv_len))?;
             let out = ctx.storage_zeroed("o", (b as usize * s.q_dim() * 4) as u64)?;
             Ok(kernel
-                .dispatch(ctx, (b, kv_len), &qkv, &k, &v, &partials, &out)?
+                .dispatch(ctx, (b, kv_len), qkv, k, v, &partials, &out)?
                 .to_vec())
         })
     }
@@ -519,80 +527,34 @@ fn check_product(
 }
 
 /// Decode attention on a small cache (2 query heads per KV head, 77 keys) against f64.
-fn check_decode_attention(ctx: &GpuContext, wg: u32, split_len: u32) -> anyhow::Result<()> {
+fn check_decode_attention(
+    ctx: &GpuContext,
+    layout: DecodeAttentionLayout,
+    wg: u32,
+    split_len: u32,
+) -> anyhow::Result<()> {
     let heads = Heads {
         n_heads: 4,
         n_kv_heads: 2,
         head_dim: 16,
         cache_len: 80,
     };
-    let kv_len = 77u32;
-    let hd = 16usize;
-    let stride = 8 * hd;
-    let cache = 2 * 80 * hd;
-    let qkv = random_values(stride, 10, 1.0);
-    let k = random_values(cache, 11, 1.0);
-    let v = random_values(cache, 12, 1.0);
-    let kernel = DecodeAttention::new(ctx, heads, wg, split_len)?;
-    let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(1, kv_len))?;
-    let out = ctx.storage_zeroed("o", (4 * hd * 4) as u64)?;
-    let (q_b, k_b, v_b) = (
-        ctx.storage_with("q", bytemuck::cast_slice(&qkv))?,
-        ctx.storage_with("k", bytemuck::cast_slice(&k))?,
-        ctx.storage_with("v", bytemuck::cast_slice(&v))?,
-    );
-    ctx.execute(
-        &kernel
-            .dispatch(ctx, (1, kv_len), &q_b, &k_b, &v_b, &partials, &out)?
-            .to_vec(),
-    )?;
-    let got = ctx.read_f32(&out, 4 * hd)?;
-    let want: Vec<f64> = (0..4)
-        .flat_map(|head| {
-            attention::reference_from_cache(&heads, &qkv, 0, 0, head, kv_len as usize, &k, &v)
-        })
-        .collect();
-    ensure_correct(compare(
-        &got,
-        &want,
-        verify::NMSE_F32,
-        "decode attention".into(),
-    ))
+    let kernel = DecodeAttention::new(ctx, heads, layout, wg, split_len)?;
+    ensure_correct(attention::verify_decode(ctx, &kernel, (1, 77), 10)?)
 }
 
 /// Prefill attention on a 19-token prompt (2 query heads per KV head) against f64.
-fn check_prefill_attention(ctx: &GpuContext, wg: u32) -> anyhow::Result<()> {
-    let (p, hd) = (19usize, 16usize);
+fn check_prefill_attention(
+    ctx: &GpuContext,
+    wg: u32,
+    tiles: Option<AttentionTiles>,
+) -> anyhow::Result<()> {
     let heads = Heads {
         n_heads: 4,
         n_kv_heads: 2,
-        head_dim: hd as u32,
-        cache_len: p as u32,
+        head_dim: 16,
+        cache_len: 19,
     };
-    let stride = 8 * hd;
-    let cache = 2 * p * hd;
-    let qkv = random_values(p * stride, 16, 1.0);
-    let k = random_values(cache, 17, 1.0);
-    let v = random_values(cache, 18, 1.0);
-    let kernel = PrefillAttention::new(ctx, heads, wg)?;
-    let out = ctx.storage_zeroed("o", (p * 4 * hd * 4) as u64)?;
-    let (q_b, k_b, v_b) = (
-        ctx.storage_with("q", bytemuck::cast_slice(&qkv))?,
-        ctx.storage_with("k", bytemuck::cast_slice(&k))?,
-        ctx.storage_with("v", bytemuck::cast_slice(&v))?,
-    );
-    ctx.execute(&kernel.dispatch(ctx, (1, p as u32), &q_b, &k_b, &v_b, &out)?)?;
-    let got = ctx.read_f32(&out, p * 4 * hd)?;
-    let want: Vec<f64> = (0..p)
-        .flat_map(|t| (0..4).map(move |head| (t, head)))
-        .flat_map(|(t, head)| {
-            attention::reference_from_cache(&heads, &qkv, t, 0, head, t + 1, &k, &v)
-        })
-        .collect();
-    ensure_correct(compare(
-        &got,
-        &want,
-        verify::NMSE_F32,
-        "prefill attention".into(),
-    ))
+    let kernel = PrefillAttention::new(ctx, heads, wg, tiles)?;
+    ensure_correct(attention::verify_prefill(ctx, &kernel, (1, 19), 16)?)
 }

@@ -4,6 +4,7 @@
 use super::{Effort, MathChoice};
 use crate::gpu::GpuContext;
 use crate::kernels::KernelConfig;
+use crate::kernels::attention::{AttentionTiles, DecodeAttentionLayout};
 use crate::kernels::matmul::{GemvConfig, ProductTiles};
 
 /// Candidates for each kernel.
@@ -17,7 +18,11 @@ pub struct Lists {
     pub attention_wgs: Vec<u32>,
     /// Workgroup sizes of RoPE and of SwiGLU (each tuned on its own).
     pub elementwise_wgs: Vec<u32>,
-    /// Keys per split of decode attention.
+    /// Prefill attention layouts: FlashAttention-2 tiles, or none (a row per invocation).
+    pub prefill_tiles: Vec<Option<AttentionTiles>>,
+    /// Layouts of decode attention's split pass.
+    pub decode_layouts: Vec<DecodeAttentionLayout>,
+    /// Keys per split of decode attention (the least, in the workgroup layout).
     pub splits: Vec<u32>,
     /// RMSNorm workgroup sizes.
     pub norms: Vec<u32>,
@@ -146,6 +151,41 @@ pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort, math: &Mat
     elementwise_wgs.retain(|&wg| wg <= max_threads);
     dedup(&mut elementwise_wgs);
 
+    // FlashAttention-2 tiles: more query rows share each K/V tile (fewer loads per row), more
+    // keys per tile mean fewer barriers; both cost workgroup memory, and tiles too large for
+    // the adapter shrink when built. CPU adapters keep their default unless the tune is full.
+    let mut prefill_tiles = vec![defaults.prefill_attention_tiles];
+    let tile = |br, bc| Some(AttentionTiles { br, bc });
+    if !cpu || !quick {
+        prefill_tiles.extend(if quick {
+            vec![tile(16, 16), tile(32, 16), tile(16, 32)]
+        } else {
+            vec![
+                tile(16, 16),
+                tile(32, 16),
+                tile(16, 32),
+                tile(32, 32),
+                tile(8, 16),
+                tile(16, 8),
+                tile(64, 16),
+            ]
+        });
+    }
+    if cpu && !quick {
+        prefill_tiles.push(None);
+    }
+    dedup(&mut prefill_tiles);
+
+    // Both decode layouts where a full tune has time; a quick one keeps the tier's.
+    let mut decode_layouts = vec![defaults.decode_attention_layout];
+    if !quick {
+        decode_layouts.extend([
+            DecodeAttentionLayout::Workgroup,
+            DecodeAttentionLayout::Invocation,
+        ]);
+    }
+    dedup(&mut decode_layouts);
+
     let mut splits = vec![defaults.decode_split_len];
     splits.extend_from_slice(if quick {
         &[32, 64, 128]
@@ -168,6 +208,8 @@ pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort, math: &Mat
         gemvs,
         attention_wgs,
         elementwise_wgs,
+        prefill_tiles,
+        decode_layouts,
         splits,
         norms,
     }
@@ -206,6 +248,8 @@ mod tests {
             assert_eq!(l.products[0], defaults.matmul.tiles);
             assert_eq!(l.gemvs[0], defaults.matmul.gemv);
             assert_eq!(l.splits[0], defaults.decode_split_len);
+            assert_eq!(l.prefill_tiles[0], defaults.prefill_attention_tiles);
+            assert_eq!(l.decode_layouts[0], defaults.decode_attention_layout);
             assert_eq!(l.elementwise_wgs[0], defaults.rope_wg());
             assert_eq!(l.norms[0], defaults.norm_wg);
             for (i, p) in l.products.iter().enumerate() {

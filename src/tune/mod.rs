@@ -34,8 +34,9 @@ pub enum Effort {
 /// One candidate's outcome.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Trial {
-    /// Which kernel: "product", "gemv", "prefill-attention", "decode-attention",
-    /// `decode-split-d{depth}`, "rope", "swiglu" or "norm".
+    /// Which kernel: "product", "gemv", "prefill-attention", "prefill-attention-tiles",
+    /// "decode-attention-layout", "decode-attention", `decode-split-d{depth}`, "rope",
+    /// "swiglu" or "norm".
     pub kernel: String,
     /// The candidate, as JSON.
     pub candidate: String,
@@ -173,7 +174,8 @@ impl Target {
 
 /// Tunes every kernel the run's passes use, at the run's shapes, starting from the tier
 /// defaults; each kernel is tuned with the others at their defaults (they do not interact),
-/// except decode splits, timed with the decode-attention workgroup size just chosen. Product
+/// except attention: prefill tiles are timed with the prefill workgroup size just chosen, the
+/// decode workgroup size in the decode layout just chosen, and decode splits with both. Product
 /// candidates come from every tier `math` opens (auto: SIMT and cooperative matrices, each
 /// checked then timed). Kernels the passes do not use keep their defaults. `progress(done, total)` is called after every
 /// candidate.
@@ -192,6 +194,8 @@ pub fn tune(
     let total = uses(target.product_rows().is_some(), lists.products.len())
         + uses(target.gemv_rows().is_some(), lists.gemvs.len())
         + uses(target.prefill().is_some(), lists.attention_wgs.len())
+        + uses(target.prefill().is_some(), lists.prefill_tiles.len())
+        + uses(!decodes.is_empty(), lists.decode_layouts.len())
         + uses(!decodes.is_empty(), lists.attention_wgs.len())
         + decodes.len() * lists.splits.len()
         + 2 * lists.elementwise_wgs.len()
@@ -214,28 +218,51 @@ pub fn tune(
     } else {
         run.skipped("gemv", &defaults.matmul.gemv);
     }
+    // Prefill: the workgroup size in the default layout, then the layout (tiles) with it.
     if let Some(prefill) = target.prefill() {
+        let tiles = defaults.prefill_attention_tiles;
         config.wg = run.fastest(lists.attention_wgs.clone(), |wg| {
-            bench.prefill_attention(prefill, wg)
+            bench.prefill_attention("prefill-attention", prefill, wg, tiles)
         });
+        let wg = config.wg;
+        config.prefill_attention_tiles = if lists.prefill_tiles.len() > 1 {
+            run.fastest(lists.prefill_tiles, |tiles| {
+                bench.prefill_attention("prefill-attention-tiles", prefill, wg, tiles)
+            })
+        } else {
+            run.skipped("prefill-attention-tiles", &tiles);
+            tiles
+        };
     } else {
         run.skipped("prefill-attention", &defaults.wg);
+        run.skipped("prefill-attention-tiles", &defaults.prefill_attention_tiles);
     }
-    // The decode workgroup at the deepest depth (where attention weighs most), then the split
-    // at every depth with it.
+    // Decode at the deepest depth (where attention weighs most): the layout, then the
+    // workgroup in it; then the split at every depth with both.
     if let Some(&deepest) = decodes.iter().max_by_key(|p| p.len) {
+        let (wg, split) = (defaults.decode_attention_wg(), defaults.decode_split_len);
+        let layout = if lists.decode_layouts.len() > 1 {
+            run.fastest(lists.decode_layouts, |layout| {
+                bench.decode_attention("decode-attention-layout", deepest, layout, wg, split)
+            })
+        } else {
+            run.skipped("decode-attention-layout", &defaults.decode_attention_layout);
+            defaults.decode_attention_layout
+        };
+        config.decode_attention_layout = layout;
         let wg = run.fastest(lists.attention_wgs, |wg| {
-            bench.decode_attention("decode-attention", deepest, wg, defaults.decode_split_len)
+            bench.decode_attention("decode-attention", deepest, layout, wg, split)
         });
         config.decode_attention_wg = Some(wg);
         for pass in &decodes {
             let kernel = format!("decode-split-d{}", pass.len);
             let split = run.fastest(lists.splits.clone(), |split| {
-                bench.decode_attention(&kernel, *pass, wg, split)
+                bench.decode_attention(&kernel, *pass, layout, wg, split)
             });
             config.decode_split_by_depth.insert(pass.len, split);
         }
     } else {
+        run.skipped("decode-attention-layout", &defaults.decode_attention_layout);
         run.skipped("decode-attention", &defaults.decode_attention_wg());
     }
     config.rope_wg = Some(run.fastest(lists.elementwise_wgs.clone(), |wg| bench.rope(wg)));

@@ -269,12 +269,18 @@ impl ForwardPass {
                 Ok((support, size)) => {
                     Attention::PrefillCoop(PrefillAttentionCoop::new(ctx, heads, &support, size)?)
                 }
-                Err(_) => Attention::Prefill(PrefillAttention::new(ctx, heads, cfg.wg)?),
+                Err(_) => Attention::Prefill(PrefillAttention::new(
+                    ctx,
+                    heads,
+                    cfg.wg,
+                    cfg.prefill_attention_tiles,
+                )?),
             },
             Phase::Decode => {
                 let kernel = DecodeAttention::new(
                     ctx,
                     heads,
+                    cfg.decode_attention_layout,
                     cfg.decode_attention_wg(),
                     cfg.decode_split_for(pass.len),
                 )?;

@@ -26,12 +26,47 @@ pub struct KernelConfig {
     /// Workgroup size of SwiGLU; null: `wg`.
     #[serde(default)]
     pub swiglu_wg: Option<u32>,
-    /// Keys per split of decode attention at depths `decode_split_by_depth` does not list.
+    /// Layout of decode attention's split pass; absent: `invocation` (documents before
+    /// layouts).
+    #[serde(default)]
+    pub decode_attention_layout: DecodeAttentionLayout,
+    /// Query-row and key tiles of prefill attention's FlashAttention-2 layout (`wg`
+    /// invocations per tile); null: one invocation per query row (CPU adapters, and documents
+    /// before tiles).
+    #[serde(default)]
+    pub prefill_attention_tiles: Option<AttentionTiles>,
+    /// Keys per split of decode attention at depths `decode_split_by_depth` does not list: the
+    /// exact split length in the `invocation` layout, the least one in the `workgroup` layout.
     pub decode_split_len: u32,
     /// Keys per split of decode attention chosen at each KV depth the run measured (by depth);
     /// empty when untuned.
     #[serde(default)]
     pub decode_split_by_depth: BTreeMap<u32, u32>,
+}
+
+/// How decode attention's split pass maps onto the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum DecodeAttentionLayout {
+    /// An invocation per (split, query head, sequence), each split `decode_split_len` keys:
+    /// for CPU adapters, where invocations are SIMD lanes and barriers are costly.
+    #[default]
+    Invocation,
+    /// A workgroup per (split, KV head, sequence): its lanes span the head, every key and value
+    /// row is read once for all query heads of the KV head's group, and there are as many
+    /// splits (of at least `decode_split_len` keys) as it takes to fill a large GPU.
+    Workgroup,
+}
+
+/// Tiles of prefill attention's FlashAttention-2 layout: a workgroup per (`br` query rows,
+/// head), K and V staged `bc` keys at a time in workgroup memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionTiles {
+    /// Query rows per tile (divides the workgroup size).
+    pub br: u32,
+    /// Keys per K/V tile.
+    pub bc: u32,
 }
 
 /// What tokbench knows of an adapter when it chooses kernels.
@@ -69,7 +104,10 @@ impl KernelConfig {
 
     /// Defaults by tier (the CPU ones measured on lavapipe with `tokbench tune`): on CPU
     /// adapters the register tier (no workgroup memory; a norm row per SIMD-wide workgroup); on
-    /// GPUs workgroup-memory tiles and subgroup (or workgroup) reductions.
+    /// GPUs workgroup-memory tiles and subgroup (or workgroup) reductions. Attention likewise: a
+    /// row (prefill) or split (decode) per invocation on CPU adapters, where both ran faster
+    /// on lavapipe than the GPU layouts (`cargo bench --bench kernels -- attention`); the
+    /// FlashAttention-2 and workgroup-per-KV-head layouts on GPUs.
     pub fn default_for(adapter: AdapterTraits) -> Self {
         if adapter.cpu {
             Self {
@@ -87,6 +125,8 @@ impl KernelConfig {
                 decode_attention_wg: Some(64),
                 rope_wg: Some(64),
                 swiglu_wg: Some(64),
+                decode_attention_layout: DecodeAttentionLayout::Invocation,
+                prefill_attention_tiles: None,
                 decode_split_len: 64,
                 decode_split_by_depth: BTreeMap::new(),
             }
@@ -112,6 +152,8 @@ impl KernelConfig {
                 decode_attention_wg: Some(64),
                 rope_wg: Some(64),
                 swiglu_wg: Some(64),
+                decode_attention_layout: DecodeAttentionLayout::Workgroup,
+                prefill_attention_tiles: Some(AttentionTiles { br: 16, bc: 16 }),
                 decode_split_len: 32,
                 decode_split_by_depth: BTreeMap::new(),
             }
@@ -303,6 +345,25 @@ mod tests {
             (32, 32, 32)
         );
         assert_eq!(c.decode_split_for(512), 64);
+        // What such a document ran: a row per invocation, an invocation per split.
+        assert_eq!(c.decode_attention_layout, DecodeAttentionLayout::Invocation);
+        assert_eq!(c.prefill_attention_tiles, None);
+    }
+
+    #[test]
+    fn gpus_get_the_workgroup_attention_layouts() {
+        let gpu = KernelConfig::default_for(AdapterTraits {
+            cpu: false,
+            subgroup_size: Some(32),
+        });
+        assert_eq!(
+            gpu.decode_attention_layout,
+            DecodeAttentionLayout::Workgroup
+        );
+        assert!(gpu.prefill_attention_tiles.is_some());
+        let back: KernelConfig =
+            serde_json::from_str(&serde_json::to_string(&gpu).unwrap()).unwrap();
+        assert_eq!(back, gpu);
     }
 
     #[test]
