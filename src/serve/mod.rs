@@ -330,8 +330,7 @@ pub fn run(
             flag: "--preset".into(),
             value: p.name.into(),
             reason: format!(
-                "CPU adapter: {} keeps a default sweep of {} slots to minutes; name a preset for a real model's shape",
-                p.description,
+                "CPU adapter: a 2-layer toy shape keeps a sweep to {} slots to minutes (run's smollm2-135m-shape prefills 1k tokens in about a minute on lavapipe); name a preset for a real model's shape",
                 req.max_concurrency()
             ),
         });
