@@ -118,6 +118,7 @@ pub fn subgroup_gemv_fits(
     };
     ensure!(
         sg >= 1
+            && wg >= sizes.max
             && wg.is_multiple_of(sg)
             && wg.is_multiple_of(sizes.max)
             && wg <= max_invocations
@@ -413,6 +414,7 @@ mod tests {
         assert!(subgroup_gemv_fits(gemv(128, 5, 32), sizes, 1024).is_err());
         assert!(subgroup_gemv_fits(gemv(128, 0, 32), sizes, 1024).is_err());
         assert!(subgroup_gemv_fits(gemv(2048, 1, 32), sizes, 1024).is_err());
+        assert!(subgroup_gemv_fits(gemv(0, 1, 32), sizes, 1024).is_err());
         let err = subgroup_gemv_fits(gemv(128, 1, 32), None, 1024).unwrap_err();
         assert!(err.to_string().contains("SUBGROUP"), "{err}");
         subgroup_gemv_fits(GemvConfig::Split { wg: 64 }, None, 1024).unwrap();

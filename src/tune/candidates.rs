@@ -301,9 +301,24 @@ mod tests {
         use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
         let gpus = [
             fake("NVIDIA H100 80GB HBM3", DiscreteGpu, Vulkan, Some((32, 32))),
-            fake("AMD Radeon RX 7900 XTX (RADV NAVI31)", DiscreteGpu, Vulkan, Some((32, 64))),
-            fake("AMD Instinct MI300X (RADV GFX942)", DiscreteGpu, Vulkan, Some((64, 64))),
-            fake("Intel(R) Arc(tm) A770 Graphics (DG2)", DiscreteGpu, Vulkan, Some((8, 32))),
+            fake(
+                "AMD Radeon RX 7900 XTX (RADV NAVI31)",
+                DiscreteGpu,
+                Vulkan,
+                Some((32, 64)),
+            ),
+            fake(
+                "AMD Instinct MI300X (RADV GFX942)",
+                DiscreteGpu,
+                Vulkan,
+                Some((64, 64)),
+            ),
+            fake(
+                "Intel(R) Arc(tm) A770 Graphics (DG2)",
+                DiscreteGpu,
+                Vulkan,
+                Some((8, 32)),
+            ),
             // wgpu's Metal backend reports 4..64 whatever the GPU; Apple's run 32 wide.
             fake("Apple M2 Max", IntegratedGpu, Metal, Some((4, 64))),
             fake("Apple M2 Max", IntegratedGpu, Metal, Some((32, 32))),
@@ -378,7 +393,12 @@ mod tests {
 
         // lavapipe: the CPU tier (register tiles, a lane per output row), and a quick tune as
         // short as before: no subgroup candidates, whose reductions lose there.
-        let lavapipe = fake("llvmpipe (LLVM 15.0.6, 256 bits)", Cpu, Vulkan, Some((8, 8)));
+        let lavapipe = fake(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            Cpu,
+            Vulkan,
+            Some((8, 8)),
+        );
         let defaults = KernelConfig::default_for(lavapipe.traits());
         assert!(matches!(
             defaults.matmul.tiles,

@@ -58,7 +58,7 @@ impl SubgroupSizes {
     /// 4 to 64), RDNA can run and Intel's compilers reach for light kernels; the subgroup GEMV
     /// sizes its grid by it unless tuned.
     pub fn typical(self) -> u32 {
-        32u32.clamp(self.min, self.max)
+        32u32.max(self.min).min(self.max)
     }
 
     /// The subgroup GEMV's default workgroup: 128 invocations (four 32-wide subgroups, enough
@@ -368,7 +368,12 @@ mod tests {
         assert_eq!(SubgroupSizes { min: 96, max: 96 }.gemv_wg(), 192);
         let typical = |min, max| SubgroupSizes { min, max }.typical();
         assert_eq!(
-            [typical(4, 64), typical(8, 8), typical(64, 64), typical(8, 16)],
+            [
+                typical(4, 64),
+                typical(8, 8),
+                typical(64, 64),
+                typical(8, 16)
+            ],
             [32, 8, 64, 16]
         );
     }
