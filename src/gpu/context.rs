@@ -364,10 +364,9 @@ impl GpuContext {
         }
     }
 
-    /// The subgroup size, when the device has SUBGROUP and a single fixed size (subgroup
-    /// kernels size their grids by it).
-    pub fn fixed_subgroup_size(&self) -> Option<u32> {
-        self.facts().fixed_subgroup_size()
+    /// The subgroup sizes the driver may pick, when the device has SUBGROUP.
+    pub fn subgroup_sizes(&self) -> Option<crate::kernels::SubgroupSizes> {
+        self.facts().subgroup_sizes()
     }
 
     /// The cooperative-matrix configurations wgpu accepts on this device; empty without
@@ -436,18 +435,19 @@ impl DeviceFacts {
         self.features.contains(feature)
     }
 
-    /// The subgroup size, when the device has SUBGROUP and a single fixed size.
-    pub fn fixed_subgroup_size(&self) -> Option<u32> {
-        (self.has(wgpu::Features::SUBGROUP)
-            && self.info.subgroup_min_size == self.info.subgroup_max_size)
-            .then_some(self.info.subgroup_min_size)
+    /// The subgroup sizes the driver may pick (one fixed size where min = max), when the
+    /// device has SUBGROUP and reports a sane range.
+    pub fn subgroup_sizes(&self) -> Option<crate::kernels::SubgroupSizes> {
+        let (min, max) = (self.info.subgroup_min_size, self.info.subgroup_max_size);
+        (self.has(wgpu::Features::SUBGROUP) && min >= 1 && min <= max)
+            .then_some(crate::kernels::SubgroupSizes { min, max })
     }
 
     /// The traits kernel choices depend on.
     pub fn traits(&self) -> crate::kernels::AdapterTraits {
         crate::kernels::AdapterTraits {
             cpu: self.is_cpu(),
-            subgroup_size: self.fixed_subgroup_size(),
+            subgroups: self.subgroup_sizes(),
         }
     }
 

@@ -11,7 +11,7 @@
 
 use anyhow::ensure;
 
-use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_TILED, WeightDtype};
+use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_TILED, SubgroupSizes, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 pub use tokbench_core::kernel_config::{GemvConfig, MatmulConfig, ProductTiles};
 
@@ -101,6 +101,35 @@ pub fn workgroup_tiles_fit(limits: &wgpu::Limits) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the subgroup GEMV `gemv` runs on an adapter with these subgroup sizes (`None`: no
+/// SUBGROUP) and invocations per workgroup: its workgroup a multiple of the largest size, so
+/// subgroups are whole whichever size the driver picks, and of `sg`; 1 to 4 outputs per pass.
+/// Other GEMV kinds always fit.
+pub fn subgroup_gemv_fits(
+    gemv: GemvConfig,
+    sizes: Option<SubgroupSizes>,
+    max_invocations: u32,
+) -> anyhow::Result<()> {
+    let GemvConfig::Subgroup { wg, rows, sg } = gemv else {
+        return Ok(());
+    };
+    let Some(sizes) = sizes else {
+        anyhow::bail!("the subgroup GEMV needs an adapter with SUBGROUP");
+    };
+    ensure!(
+        sg >= 1
+            && wg >= sizes.max
+            && wg.is_multiple_of(sg)
+            && wg.is_multiple_of(sizes.max)
+            && wg <= max_invocations
+            && (1..=4).contains(&rows),
+        "subgroup GEMV wg {wg} rows {rows} sg {sg}: wg must be a multiple of sg and of the \
+         largest subgroup size {}, at most {max_invocations}, with 1..=4 rows",
+        sizes.max
+    );
+    Ok(())
+}
+
 /// The product kernels for one weight type and configuration.
 pub struct Matmul {
     tiles_pipeline: wgpu::ComputePipeline,
@@ -175,10 +204,11 @@ impl Matmul {
             }
         };
         if let GemvConfig::Subgroup { .. } = config.gemv {
-            ensure!(
-                ctx.has(wgpu::Features::SUBGROUP),
-                "the subgroup GEMV needs an adapter with SUBGROUP"
-            );
+            subgroup_gemv_fits(
+                config.gemv,
+                ctx.subgroup_sizes(),
+                ctx.limits.max_compute_invocations_per_workgroup,
+            )?;
         }
         Ok(Self {
             tiles_pipeline,
@@ -230,14 +260,19 @@ impl Matmul {
                 )?,
                 pr.n,
             ),
-            GemvConfig::Subgroup { wg, sg } => (
+            GemvConfig::Subgroup { wg, rows: r, sg } => (
                 ctx.pipeline(
                     &GEMV_SUBGROUP,
                     self.dtype,
                     "gemv_subgroup",
-                    &[("WG", f64::from(wg)), ("SG", f64::from(sg)), ("M", rows)],
+                    &[
+                        ("WG", f64::from(wg)),
+                        ("SG", f64::from(sg)),
+                        ("R", f64::from(r)),
+                        ("M", rows),
+                    ],
                 )?,
-                pr.n.div_ceil(wg / sg),
+                pr.n.div_ceil(wg / sg * r),
             ),
         };
         ctx.dispatch(&pipeline, &params, &buffers, ctx.grid_1d(groups))
@@ -370,6 +405,22 @@ mod tests {
     }
 
     #[test]
+    fn subgroup_gemv_geometry_is_checked_against_the_adapter() {
+        let sizes = Some(SubgroupSizes { min: 32, max: 64 });
+        let gemv = |wg, rows, sg| GemvConfig::Subgroup { wg, rows, sg };
+        subgroup_gemv_fits(gemv(128, 2, 32), sizes, 1024).unwrap();
+        // Not a multiple of the largest size: wave64 would split a subgroup.
+        assert!(subgroup_gemv_fits(gemv(96, 2, 32), sizes, 1024).is_err());
+        assert!(subgroup_gemv_fits(gemv(128, 5, 32), sizes, 1024).is_err());
+        assert!(subgroup_gemv_fits(gemv(128, 0, 32), sizes, 1024).is_err());
+        assert!(subgroup_gemv_fits(gemv(2048, 1, 32), sizes, 1024).is_err());
+        assert!(subgroup_gemv_fits(gemv(0, 1, 32), sizes, 1024).is_err());
+        let err = subgroup_gemv_fits(gemv(128, 1, 32), None, 1024).unwrap_err();
+        assert!(err.to_string().contains("SUBGROUP"), "{err}");
+        subgroup_gemv_fits(GemvConfig::Split { wg: 64 }, None, 1024).unwrap();
+    }
+
+    #[test]
     fn reference_matches_hand_computed_product() {
         // [1 2; 3 4] · [5 6 7; 8 9 10]
         let a = [1.0, 2.0, 3.0, 4.0];
@@ -402,18 +453,42 @@ mod gpu_tests {
         tn: 4,
     };
 
-    /// Every GEMV kind this adapter can run.
+    /// Every GEMV kind this adapter can run, the subgroup ones from [`subgroup_kinds`].
     fn gemv_kinds() -> Vec<GemvConfig> {
-        let ctx = test_context();
         let mut kinds = vec![
             GemvConfig::Rows { wg: 64, tn: 1 },
             GemvConfig::Rows { wg: 16, tn: 3 },
             GemvConfig::Split { wg: 64 },
         ];
-        if let Some(sg) = ctx.fixed_subgroup_size() {
-            kinds.push(GemvConfig::Subgroup { wg: 4 * sg, sg });
-        }
+        kinds.extend(subgroup_kinds());
         kinds
+    }
+
+    /// The subgroup GEMV at 1, 2 and 4 outputs per pass, and with its grid sized for subgroups
+    /// half and twice as wide as the adapter's (what a driver picking another size in its range
+    /// does: fewer subgroups each taking several chunks, or more subgroups, some idle); none
+    /// without SUBGROUP.
+    fn subgroup_kinds() -> Vec<GemvConfig> {
+        let Some(sizes) = test_context().subgroup_sizes() else {
+            return Vec::new();
+        };
+        let wg = 4 * sizes.max;
+        let sg = sizes.min;
+        vec![
+            GemvConfig::Subgroup { wg, rows: 1, sg },
+            GemvConfig::Subgroup { wg, rows: 2, sg },
+            GemvConfig::Subgroup { wg, rows: 4, sg },
+            GemvConfig::Subgroup {
+                wg,
+                rows: 3,
+                sg: (sg / 2).max(1),
+            },
+            GemvConfig::Subgroup {
+                wg,
+                rows: 2,
+                sg: 2 * sg,
+            },
+        ]
     }
 
     /// Runs C = A · W on the GPU and checks it against f64.
@@ -506,6 +581,34 @@ mod gpu_tests {
                         gemv,
                     };
                     check(config, dtype, (m, 45, 99));
+                }
+            }
+        }
+    }
+
+    /// The subgroup GEMV in every format at every row count, K spanning several rounds of the
+    /// subgroup's lanes plus a partial one (333: no multiple of 4, of 32 or of a round) and N
+    /// (37) no multiple of the outputs per pass.
+    #[test]
+    fn subgroup_gemv_matches_reference_in_every_format_and_row_count() {
+        let kinds = subgroup_kinds();
+        if kinds.is_empty() {
+            eprintln!("adapter has no SUBGROUP: the subgroup GEMV is unreachable here");
+            return;
+        }
+        let f16 = test_context().has(wgpu::Features::SHADER_F16);
+        for dtype in WeightDtype::ALL {
+            if dtype == WeightDtype::F16 && !f16 {
+                continue;
+            }
+            // 1, 4 and the mismatched grid: 2 and twice the size run in the other tests.
+            for gemv in [kinds[0], kinds[2], kinds[3]] {
+                for m in 1..=GEMV_MAX_ROWS as usize {
+                    let config = MatmulConfig {
+                        tiles: REGISTER,
+                        gemv,
+                    };
+                    check(config, dtype, (m, 37, 333));
                 }
             }
         }

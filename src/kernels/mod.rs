@@ -19,7 +19,7 @@ pub mod verify;
 use std::borrow::Cow;
 
 pub use tokbench_core::dtype::WeightDtype;
-pub use tokbench_core::kernel_config::{AdapterTraits, KernelConfig};
+pub use tokbench_core::kernel_config::{AdapterTraits, KernelConfig, SubgroupSizes};
 
 /// A WGSL source compiled into the binary.
 #[derive(Debug, Clone, Copy)]

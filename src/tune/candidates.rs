@@ -2,10 +2,10 @@
 //! so tuning never ends worse than the defaults.
 
 use super::{Effort, MathChoice};
-use crate::gpu::GpuContext;
+use crate::gpu::DeviceFacts;
 use crate::kernels::KernelConfig;
 use crate::kernels::attention::{AttentionTiles, DecodeAttentionLayout};
-use crate::kernels::matmul::{GemvConfig, ProductTiles};
+use crate::kernels::matmul::{GemvConfig, ProductTiles, subgroup_gemv_fits};
 
 /// Candidates for each kernel.
 #[derive(Debug, Clone)]
@@ -29,10 +29,16 @@ pub struct Lists {
 }
 
 /// Every candidate for this device at this effort, product tiles from every tier `math` opens.
-pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort, math: &MathChoice) -> Lists {
+/// Pure data: `facts` may describe an adapter that is not here (the tier tests use it so).
+pub fn all(
+    facts: &DeviceFacts,
+    defaults: &KernelConfig,
+    effort: Effort,
+    math: &MathChoice,
+) -> Lists {
     let quick = effort == Effort::Quick;
-    let cpu = ctx.traits().cpu;
-    let max_threads = ctx.limits.max_compute_invocations_per_workgroup;
+    let cpu = facts.is_cpu();
+    let max_threads = facts.limits.max_compute_invocations_per_workgroup;
     let mut products = vec![defaults.matmul.tiles];
     if cpu {
         // Register tier: lanes are SIMD lanes; rows per lane trade registers for reuse of each
@@ -63,7 +69,7 @@ pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort, math: &Mat
             tm,
             tn,
         }));
-    } else if crate::kernels::matmul::workgroup_tiles_fit(&ctx.limits).is_ok() {
+    } else if crate::kernels::matmul::workgroup_tiles_fit(&facts.limits).is_ok() {
         let shapes: &[(u32, u32, u32, u32)] = if quick {
             &[
                 (64, 64, 4, 4),
@@ -103,14 +109,43 @@ pub fn all(ctx: &GpuContext, defaults: &KernelConfig, effort: Effort, math: &Mat
     let mut gemvs = vec![defaults.matmul.gemv];
     // Subgroup reductions lose to the rows kernel on CPU adapters (lavapipe): a quick tune
     // there skips them.
-    if let Some(sg) = ctx.fixed_subgroup_size().filter(|_| !(cpu && quick)) {
-        let multiples: &[u32] = if quick { &[1, 4] } else { &[1, 2, 4, 8] };
+    if let Some(sizes) = facts.subgroup_sizes().filter(|_| !(cpu && quick)) {
+        // (invocations, outputs per subgroup pass) at the typical size, the invocations
+        // rounded up to whole subgroups of the largest size.
+        let shapes: &[(u32, u32)] = match (cpu, quick) {
+            (true, _) => &[(8, 1), (32, 1), (32, 2), (32, 4)],
+            (false, true) => &[(128, 1), (128, 4), (256, 2)],
+            (false, false) => &[
+                (64, 1),
+                (64, 2),
+                (64, 4),
+                (128, 1),
+                (128, 2),
+                (128, 4),
+                (256, 1),
+                (256, 2),
+                (256, 4),
+                (512, 1),
+                (512, 2),
+            ],
+        };
+        let at = |wg: u32, rows, sg| GemvConfig::Subgroup {
+            wg: wg.next_multiple_of(sizes.max),
+            rows,
+            sg,
+        };
         gemvs.extend(
-            multiples
+            shapes
                 .iter()
-                .filter(|&&m| sg * m <= max_threads)
-                .map(|&m| GemvConfig::Subgroup { wg: sg * m, sg }),
+                .map(|&(wg, rows)| at(wg, rows, sizes.typical())),
         );
+        // Which size the grid assumes matters only where the driver may pick another: a full
+        // tune there also tries the range's ends.
+        if !quick && sizes.min != sizes.max {
+            let wg = sizes.gemv_wg();
+            gemvs.extend([at(wg, 2, sizes.min), at(wg, 2, sizes.max)]);
+        }
+        gemvs.retain(|&g| subgroup_gemv_fits(g, Some(sizes), max_threads).is_ok());
     }
     if cpu {
         let sizes: &[(u32, u32)] = if quick {
@@ -244,7 +279,7 @@ mod tests {
         )
         .unwrap();
         for effort in [Effort::Quick, Effort::Full] {
-            let l = all(ctx, &defaults, effort, &simt);
+            let l = all(&ctx.facts(), &defaults, effort, &simt);
             assert_eq!(l.products[0], defaults.matmul.tiles);
             assert_eq!(l.gemvs[0], defaults.matmul.gemv);
             assert_eq!(l.splits[0], defaults.decode_split_len);
@@ -257,9 +292,177 @@ mod tests {
             }
             assert!(l.products.len() >= 4 && l.gemvs.len() >= 2);
         }
-        let quick = all(ctx, &defaults, Effort::Quick, &simt);
-        let full = all(ctx, &defaults, Effort::Full, &simt);
+        let quick = all(&ctx.facts(), &defaults, Effort::Quick, &simt);
+        let full = all(&ctx.facts(), &defaults, Effort::Full, &simt);
         assert!(quick.products.len() < full.products.len());
+    }
+
+    /// An adapter as wgpu 30 describes it (subgroup range as its backend reports it), with
+    /// SUBGROUP where `subgroups`; none of them is on this machine.
+    fn fake(
+        name: &str,
+        device_type: wgpu::DeviceType,
+        backend: wgpu::Backend,
+        subgroups: Option<(u32, u32)>,
+    ) -> DeviceFacts {
+        let (min, max) = subgroups.unwrap_or((4, 128));
+        let mut features = wgpu::Features::SHADER_F16 | wgpu::Features::TIMESTAMP_QUERY;
+        if subgroups.is_some() {
+            features |= wgpu::Features::SUBGROUP;
+        }
+        DeviceFacts {
+            info: wgpu::AdapterInfo {
+                name: name.into(),
+                vendor: 0,
+                device: 0,
+                device_type,
+                device_pci_bus_id: String::new(),
+                driver: String::new(),
+                driver_info: String::new(),
+                backend,
+                subgroup_min_size: min,
+                subgroup_max_size: max,
+                transient_saves_memory: None,
+                limit_bucket: None,
+            },
+            features,
+            limits: wgpu::Limits {
+                max_compute_workgroup_storage_size: 32768,
+                max_compute_invocations_per_workgroup: 1024,
+                ..wgpu::Limits::default()
+            },
+            timing_method: crate::result::TimingMethod::GpuTimestamps,
+            cooperative: Vec::new(),
+        }
+    }
+
+    /// The tier and kernels chosen for adapters described, not opened: every GPU with SUBGROUP
+    /// gets the subgroup GEMV (whatever its size range), whole subgroups of its largest size
+    /// per workgroup, in its defaults and in every candidate; lavapipe keeps the CPU tier.
+    #[test]
+    fn each_adapter_gets_its_tier_and_a_subgroup_gemv_that_fits_it() {
+        use wgpu::Backend::{Gl, Metal, Vulkan};
+        use wgpu::DeviceType::{Cpu, DiscreteGpu, IntegratedGpu};
+        let gpus = [
+            fake("NVIDIA H100 80GB HBM3", DiscreteGpu, Vulkan, Some((32, 32))),
+            fake(
+                "AMD Radeon RX 7900 XTX (RADV NAVI31)",
+                DiscreteGpu,
+                Vulkan,
+                Some((32, 64)),
+            ),
+            fake(
+                "AMD Instinct MI300X (RADV GFX942)",
+                DiscreteGpu,
+                Vulkan,
+                Some((64, 64)),
+            ),
+            fake(
+                "Intel(R) Arc(tm) A770 Graphics (DG2)",
+                DiscreteGpu,
+                Vulkan,
+                Some((8, 32)),
+            ),
+            // wgpu's Metal backend reports 4..64 whatever the GPU; Apple's run 32 wide.
+            fake("Apple M2 Max", IntegratedGpu, Metal, Some((4, 64))),
+            fake("Apple M2 Max", IntegratedGpu, Metal, Some((32, 32))),
+        ];
+        let simt = MathChoice::without_coop(
+            tokbench_core::kernel_config::MathRequest::Simt,
+            "not opened",
+        )
+        .unwrap();
+        for facts in &gpus {
+            let sizes = facts.subgroup_sizes().expect("SUBGROUP");
+            assert_eq!(
+                (sizes.min, sizes.max),
+                (facts.info.subgroup_min_size, facts.info.subgroup_max_size)
+            );
+            let defaults = KernelConfig::default_for(facts.traits());
+            let name = &facts.info.name;
+            assert!(
+                matches!(defaults.matmul.tiles, ProductTiles::Workgroup { .. }),
+                "{name}: {:?}",
+                defaults.matmul.tiles
+            );
+            let GemvConfig::Subgroup { wg, rows, sg } = defaults.matmul.gemv else {
+                panic!("{name}: {:?}", defaults.matmul.gemv);
+            };
+            assert!(
+                wg.is_multiple_of(sizes.max) && (sizes.min..=sizes.max).contains(&sg),
+                "{name}: wg {wg} rows {rows} sg {sg}"
+            );
+            for effort in [Effort::Quick, Effort::Full] {
+                let l = all(facts, &defaults, effort, &simt);
+                let subgroup: Vec<_> = l
+                    .gemvs
+                    .iter()
+                    .filter(|g| matches!(g, GemvConfig::Subgroup { .. }))
+                    .collect();
+                assert!(subgroup.len() >= 3, "{name} {effort:?}: {:?}", l.gemvs);
+                for &&g in &subgroup {
+                    subgroup_gemv_fits(g, Some(sizes), 1024).unwrap();
+                }
+                // Several outputs per pass among them, and the workgroup fallback too.
+                assert!(
+                    subgroup
+                        .iter()
+                        .any(|g| matches!(g, GemvConfig::Subgroup { rows: 4, .. })),
+                    "{name}: {subgroup:?}"
+                );
+                assert!(
+                    l.gemvs
+                        .iter()
+                        .any(|g| matches!(g, GemvConfig::Split { .. }))
+                );
+                assert!(
+                    l.products
+                        .iter()
+                        .all(|t| matches!(t, ProductTiles::Workgroup { .. }))
+                );
+            }
+        }
+
+        // A GPU without SUBGROUP (wgpu's GL backend): the workgroup-memory reduction.
+        let gl = fake("Mesa Intel(R) UHD 630", IntegratedGpu, Gl, None);
+        assert_eq!(gl.subgroup_sizes(), None);
+        let defaults = KernelConfig::default_for(gl.traits());
+        assert_eq!(defaults.matmul.gemv, GemvConfig::Split { wg: 128 });
+        let l = all(&gl, &defaults, Effort::Full, &simt);
+        assert!(
+            !l.gemvs
+                .iter()
+                .any(|g| matches!(g, GemvConfig::Subgroup { .. }))
+        );
+
+        // lavapipe: the CPU tier (register tiles, a lane per output row), and a quick tune as
+        // short as before: no subgroup candidates, whose reductions lose there.
+        let lavapipe = fake(
+            "llvmpipe (LLVM 15.0.6, 256 bits)",
+            Cpu,
+            Vulkan,
+            Some((8, 8)),
+        );
+        let defaults = KernelConfig::default_for(lavapipe.traits());
+        assert!(matches!(
+            defaults.matmul.tiles,
+            ProductTiles::Register { .. }
+        ));
+        assert_eq!(defaults.matmul.gemv, GemvConfig::Rows { wg: 16, tn: 2 });
+        let quick = all(&lavapipe, &defaults, Effort::Quick, &simt);
+        assert_eq!(quick.gemvs.len(), 4, "{:?}", quick.gemvs);
+        assert!(
+            quick
+                .gemvs
+                .iter()
+                .all(|g| matches!(g, GemvConfig::Rows { .. }))
+        );
+        let full = all(&lavapipe, &defaults, Effort::Full, &simt);
+        assert!(
+            full.gemvs
+                .iter()
+                .any(|g| matches!(g, GemvConfig::Subgroup { .. }))
+        );
     }
 
     #[test]
@@ -272,10 +475,10 @@ mod tests {
             return;
         }
         let only = MathChoice::new(ctx, F16, Coopmat).unwrap();
-        let l = all(ctx, &only.defaults(ctx), Effort::Quick, &only);
+        let l = all(&ctx.facts(), &only.defaults(ctx), Effort::Quick, &only);
         assert!(l.products.len() >= 2 && l.products.iter().all(is_coop));
         let auto = MathChoice::new(ctx, F16, Auto).unwrap();
-        let l = all(ctx, &auto.defaults(ctx), Effort::Quick, &auto);
+        let l = all(&ctx.facts(), &auto.defaults(ctx), Effort::Quick, &auto);
         assert!(l.products.iter().any(is_coop) && !l.products.iter().all(is_coop));
     }
 }

@@ -187,7 +187,7 @@ pub fn tune(
     progress: &mut dyn FnMut(usize, usize),
 ) -> anyhow::Result<Tuned> {
     let defaults = math.defaults(ctx);
-    let lists = candidates::all(ctx, &defaults, effort, math);
+    let lists = candidates::all(&ctx.facts(), &defaults, effort, math);
     let decodes = target.decodes();
     // A kernel the passes do not use counts one (skipped) trial.
     let uses = |used: bool, n: usize| if used { n } else { 1 };

@@ -74,8 +74,34 @@ pub struct AttentionTiles {
 pub struct AdapterTraits {
     /// A CPU adapter (lavapipe): invocations are SIMD lanes, barriers are costly.
     pub cpu: bool,
-    /// The subgroup size, when the adapter has SUBGROUP and one fixed size.
-    pub subgroup_size: Option<u32>,
+    /// The subgroup sizes the driver may pick, when the adapter has SUBGROUP.
+    pub subgroups: Option<SubgroupSizes>,
+}
+
+/// The range of subgroup sizes an adapter reports: the driver picks one in it per pipeline
+/// (RADV 32 or 64, Intel 8 to 32), so subgroup kernels must be correct at every size in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubgroupSizes {
+    /// The smallest size.
+    pub min: u32,
+    /// The largest size; workgroups of subgroup kernels are a multiple of it.
+    pub max: u32,
+}
+
+impl SubgroupSizes {
+    /// 32 within the range: the size NVIDIA has, Apple GPUs use (wgpu's Metal backend reports
+    /// 4 to 64), RDNA can run and Intel's compilers reach for light kernels; the subgroup GEMV
+    /// sizes its grid by it unless tuned.
+    pub fn typical(self) -> u32 {
+        32u32.max(self.min).min(self.max)
+    }
+
+    /// The subgroup GEMV's default workgroup: 128 invocations (four 32-wide subgroups, enough
+    /// outputs per workgroup to keep loads in flight without starving small N of workgroups),
+    /// rounded up to a multiple of the largest size.
+    pub fn gemv_wg(self) -> u32 {
+        128u32.max(self.max).next_multiple_of(self.max.max(1))
+    }
 }
 
 impl KernelConfig {
@@ -139,10 +165,13 @@ impl KernelConfig {
                         tm: 4,
                         tn: 4,
                     },
-                    gemv: match adapter.subgroup_size {
-                        Some(sg) => GemvConfig::Subgroup {
-                            wg: (4 * sg).max(64),
-                            sg,
+                    // Two outputs per subgroup: each activation load serves both rows (on paper:
+                    // no big GPU has measured it yet).
+                    gemv: match adapter.subgroups {
+                        Some(sizes) => GemvConfig::Subgroup {
+                            wg: sizes.gemv_wg(),
+                            rows: 2,
+                            sg: sizes.typical(),
                         },
                         None => GemvConfig::Split { wg: 128 },
                     },
@@ -322,13 +351,25 @@ pub enum GemvConfig {
         /// Invocations per workgroup (a power of two, at most 256).
         wg: u32,
     },
-    /// One subgroup per output, reduced with subgroupAdd.
+    /// Each subgroup `rows` outputs at a time, its lanes splitting K, reduced with subgroupAdd
+    /// (`shaders/gemv_subgroup.wgsl`); correct at whatever subgroup size the driver picks.
     Subgroup {
-        /// Invocations per workgroup (a multiple of sg).
+        /// Invocations per workgroup (a multiple of the adapter's largest subgroup size).
         wg: u32,
-        /// The adapter's subgroup size.
+        /// Outputs per subgroup pass (1..=4), sharing each load of the activations; documents
+        /// written before it: 1.
+        #[serde(default = "one")]
+        rows: u32,
+        /// The subgroup size the grid is sized for, in the adapter's range (the kernel is
+        /// correct at any size the driver picks): a workgroup covers wg / sg · rows outputs;
+        /// where the driver picks larger subgroups each takes several chunks of rows, smaller
+        /// ones leave some subgroups idle. Documents written before the range: the fixed size.
         sg: u32,
     },
+}
+
+fn one() -> u32 {
+    1
 }
 
 #[cfg(test)]
@@ -367,10 +408,42 @@ mod tests {
     }
 
     #[test]
+    fn a_subgroup_gemv_written_before_rows_takes_one_output_per_pass() {
+        let old = r#"{"kind": "subgroup", "wg": 128, "sg": 32}"#;
+        let g: GemvConfig = serde_json::from_str(old).unwrap();
+        assert_eq!(
+            g,
+            GemvConfig::Subgroup {
+                wg: 128,
+                rows: 1,
+                sg: 32
+            }
+        );
+    }
+
+    #[test]
+    fn the_subgroup_gemv_workgroup_is_a_multiple_of_the_largest_size() {
+        for (min, max, wg) in [(4, 4, 128), (8, 32, 128), (32, 64, 128), (64, 128, 128)] {
+            assert_eq!(SubgroupSizes { min, max }.gemv_wg(), wg);
+        }
+        assert_eq!(SubgroupSizes { min: 96, max: 96 }.gemv_wg(), 192);
+        let typical = |min, max| SubgroupSizes { min, max }.typical();
+        assert_eq!(
+            [
+                typical(4, 64),
+                typical(8, 8),
+                typical(64, 64),
+                typical(8, 16)
+            ],
+            [32, 8, 64, 16]
+        );
+    }
+
+    #[test]
     fn the_split_tuned_at_a_depth_is_used_there_and_the_default_elsewhere() {
         let mut c = KernelConfig::default_for(AdapterTraits {
             cpu: true,
-            subgroup_size: None,
+            subgroups: None,
         });
         c.decode_split_by_depth.insert(4096, 256);
         assert_eq!(c.decode_split_for(4096), 256);
