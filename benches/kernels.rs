@@ -60,7 +60,7 @@ fn bench_kernels() {
     let tier_configs = [true, false].map(|cpu| {
         KernelConfig::default_for(AdapterTraits {
             cpu,
-            subgroup_size: None,
+            subgroups: None,
         })
     });
     let hd = shape.head_dim as usize;

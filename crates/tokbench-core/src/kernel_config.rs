@@ -395,7 +395,7 @@ mod tests {
     fn gpus_get_the_workgroup_attention_layouts() {
         let gpu = KernelConfig::default_for(AdapterTraits {
             cpu: false,
-            subgroup_size: Some(32),
+            subgroups: Some(SubgroupSizes { min: 32, max: 32 }),
         });
         assert_eq!(
             gpu.decode_attention_layout,
