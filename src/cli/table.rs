@@ -140,39 +140,6 @@ pub(super) fn math_ratios(doc: &RunResult) -> Vec<String> {
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_share_over_the_peak_is_marked_in_the_table_and_explained_below_it() {
-        let mut doc = crate::result::fixtures::run_with_samples("n", &[1.0, 1.0, 1.0]);
-        let w = &mut doc.workloads[0];
-        w.roofline = Some(Roofline::new(
-            (1.0, 110.0),
-            ("probe-fma", 1000.0),
-            ("probe-read", 100.0),
-        ));
-        let table = workloads(&doc).to_string();
-        assert!(table.contains("110.0% (!)"), "{table}");
-        let notes = roofline_warnings(&doc);
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(
-            notes[0].starts_with("(!)")
-                && notes[0].contains(&doc.workloads[0].id)
-                && notes[0].contains("did not reach the device's peak"),
-            "{notes:?}"
-        );
-        doc.workloads[0].roofline = Some(Roofline::new(
-            (1.0, 90.0),
-            ("probe-fma", 1000.0),
-            ("probe-read", 100.0),
-        ));
-        assert!(!workloads(&doc).to_string().contains("(!)"));
-        assert!(roofline_warnings(&doc).is_empty());
-    }
-}
-
 /// The node summary of `--adapter all`: its GPUs, then per workload the node's tokens/s and how
 /// far its GPUs are apart.
 pub(super) fn node_summary(s: &crate::report::node_summary::NodeSummary) -> String {
@@ -207,4 +174,37 @@ pub(super) fn node_summary(s: &crate::report::node_summary::NodeSummary) -> Stri
         ]);
     }
     format!("{gpus}\nnode {} ({})\n{node}", s.hostname, s.method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_share_over_the_peak_is_marked_in_the_table_and_explained_below_it() {
+        let mut doc = crate::result::fixtures::run_with_samples("n", &[1.0, 1.0, 1.0]);
+        let w = &mut doc.workloads[0];
+        w.roofline = Some(Roofline::new(
+            (1.0, 110.0),
+            ("probe-fma", 1000.0),
+            ("probe-read", 100.0),
+        ));
+        let table = workloads(&doc).to_string();
+        assert!(table.contains("110.0% (!)"), "{table}");
+        let notes = roofline_warnings(&doc);
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(
+            notes[0].starts_with("(!)")
+                && notes[0].contains(&doc.workloads[0].id)
+                && notes[0].contains("did not reach the device's peak"),
+            "{notes:?}"
+        );
+        doc.workloads[0].roofline = Some(Roofline::new(
+            (1.0, 90.0),
+            ("probe-fma", 1000.0),
+            ("probe-read", 100.0),
+        ));
+        assert!(!workloads(&doc).to_string().contains("(!)"));
+        assert!(roofline_warnings(&doc).is_empty());
+    }
 }

@@ -166,7 +166,8 @@ pub fn node_adapters(infos: &[wgpu::AdapterInfo]) -> Vec<usize> {
     }
 }
 
-/// [`node_adapters`] of what wgpu sees for `backend`, with each adapter's facts.
+/// The adapters `--adapter all` runs on (see `node_adapters`) among what wgpu sees for
+/// `backend`, each with its index in `tokbench devices` and its facts.
 pub fn every_node_adapter(backend: Option<BackendChoice>) -> Vec<(usize, wgpu::AdapterInfo)> {
     let infos: Vec<wgpu::AdapterInfo> = enumerate_adapters(backend)
         .iter()
