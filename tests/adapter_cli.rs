@@ -24,6 +24,21 @@ fn matmul(root: &std::path::Path, extra: &[&str]) -> std::process::Output {
         .unwrap()
 }
 
+/// A one-request `serve` of `tiny` into `result` with `--dev-root`/`--sysfs-root` at `root`.
+fn serve(root: &std::path::Path, result: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let mut args = argv![
+        "serve --preset tiny --isl 8 --osl 2 --concurrency 1 --power-source none --out",
+        result.to_str().unwrap()
+    ];
+    args.extend(extra);
+    command()
+        .env("TOKBENCH_DEV_ROOT", root.join("dev"))
+        .env("TOKBENCH_SYSFS_ROOT", root.join("sys"))
+        .args(&args)
+        .output()
+        .unwrap()
+}
+
 /// A fake machine: empty `/sys`, and `/dev` with the given nodes.
 fn machine(dev_nodes: &[&str]) -> tempfile::TempDir {
     let root = tempfile::tempdir().unwrap();
@@ -55,16 +70,7 @@ fn a_cpu_adapter_beside_an_nvidia_gpu_wgpu_cannot_see_is_said_loudly() {
     // `serve` says it too, and its result keeps the warning.
     let dir = tempfile::tempdir().unwrap();
     let result = dir.path().join("serve.json");
-    let out = command()
-        .env("TOKBENCH_DEV_ROOT", root.path().join("dev"))
-        .env("TOKBENCH_SYSFS_ROOT", root.path().join("sys"))
-        .args(argv![
-            "serve --preset tiny --isl 8 --osl 2 --concurrency 1 --power-source none",
-            "--idle-s 0 --out",
-            result.to_str().unwrap()
-        ])
-        .output()
-        .unwrap();
+    let out = serve(root.path(), &result, &["--idle-s", "0"]);
     assert_code(&out, 0);
     assert!(stderr(&out).contains("/dev/nvidia0"), "{}", stderr(&out));
     let doc = tokbench::result::io::load(&result).unwrap();
@@ -89,16 +95,7 @@ fn require_gpu_refuses_a_cpu_adapter_even_without_a_hidden_gpu() {
     // `serve` refuses it the same way, before any work.
     let dir = tempfile::tempdir().unwrap();
     let result = dir.path().join("serve.json");
-    let out = command()
-        .env("TOKBENCH_DEV_ROOT", root.path().join("dev"))
-        .env("TOKBENCH_SYSFS_ROOT", root.path().join("sys"))
-        .args(argv![
-            "serve --preset tiny --isl 8 --osl 2 --concurrency 1 --power-source none",
-            "--require-gpu --out",
-            result.to_str().unwrap()
-        ])
-        .output()
-        .unwrap();
+    let out = serve(root.path(), &result, &["--require-gpu"]);
     assert_usage_error(&out, "no GPU was found");
     assert!(!result.exists(), "nothing written");
 }
