@@ -6,6 +6,16 @@ mod common;
 
 use common::{assert_code, assert_usage_error, command, stderr, stdout};
 
+/// `tokbench args` with `--dev-root`/`--sysfs-root` pointed at the fake machine `root`.
+fn on_machine(root: &std::path::Path, args: &[&str]) -> std::process::Output {
+    command()
+        .env("TOKBENCH_DEV_ROOT", root.join("dev"))
+        .env("TOKBENCH_SYSFS_ROOT", root.join("sys"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
 /// `kernel matmul` at a trivial size with `--dev-root`/`--sysfs-root` pointed at `root`.
 fn matmul(root: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
@@ -16,12 +26,7 @@ fn matmul(root: &std::path::Path, extra: &[&str]) -> std::process::Output {
     ];
     args.extend(common::QUICK);
     args.extend(extra);
-    command()
-        .env("TOKBENCH_DEV_ROOT", root.join("dev"))
-        .env("TOKBENCH_SYSFS_ROOT", root.join("sys"))
-        .args(&args)
-        .output()
-        .unwrap()
+    on_machine(root, &args)
 }
 
 /// A one-request `serve` of `tiny` into `result` with `--dev-root`/`--sysfs-root` at `root`.
@@ -31,12 +36,7 @@ fn serve(root: &std::path::Path, result: &std::path::Path, extra: &[&str]) -> st
         result.to_str().unwrap()
     ];
     args.extend(extra);
-    command()
-        .env("TOKBENCH_DEV_ROOT", root.join("dev"))
-        .env("TOKBENCH_SYSFS_ROOT", root.join("sys"))
-        .args(&args)
-        .output()
-        .unwrap()
+    on_machine(root, &args)
 }
 
 /// A fake machine: empty `/sys`, and `/dev` with the given nodes.
