@@ -48,13 +48,34 @@ pub(super) fn run(
         pass.tokens()
     );
     println!("{t}");
-    let weights = accounting::weight_bytes(&shape, shape.n_layers, dtype);
+    let weights = accounting::weight_bytes(&shape, shape.n_layers, dtype, pass.tokens());
     println!(
         "weights: {:.3} MB per pass, {:.3} MB per token ({} bits per weight, scales included)",
         weights / 1e6,
         weights / tokens / 1e6,
         dtype.bits_per_weight()
     );
+    if shape.is_moe() {
+        let (total, active) = shape.params(shape.n_layers);
+        println!(
+            "parameters: {:.2} B in all, {:.2} B active per token ({} of {} routed experts{} in {} of {} layers; embedding table not counted)",
+            total as f64 / 1e9,
+            active as f64 / 1e9,
+            shape.n_experts_active,
+            shape.n_experts,
+            match shape.n_shared_experts {
+                0 => String::new(),
+                n => format!(" and {n} shared"),
+            },
+            shape.moe_layers(shape.n_layers),
+            shape.n_layers
+        );
+        println!(
+            "experts touched per MoE layer at {} tokens per pass: {:.1} expected, E·(1 − (1 − k/E)^tokens) with uniform routing (a run records the count its router chose)",
+            pass.tokens(),
+            shape.expected_experts_touched(pass.tokens())
+        );
+    }
     println!(
         "arithmetic intensity: {:.2} FLOP/byte",
         total.flops / total.bytes

@@ -21,15 +21,15 @@ pub const GEMV_MAX_ROWS: u32 = 8;
 /// Uniform block shared by every product shader.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
-struct Params {
-    m: u32,
-    k4: u32,
-    n: u32,
-    lda4: u32,
-    a_off4: u32,
-    ldc: u32,
-    c_off: u32,
-    accumulate: u32,
+pub(crate) struct Params {
+    pub(crate) m: u32,
+    pub(crate) k4: u32,
+    pub(crate) n: u32,
+    pub(crate) lda4: u32,
+    pub(crate) a_off4: u32,
+    pub(crate) ldc: u32,
+    pub(crate) c_off: u32,
+    pub(crate) accumulate: u32,
 }
 
 /// One product C[:, c_off..c_off + n] (+)= A · Wᵀ. A row r starts at vec4 `a_off4 + r * lda4`;

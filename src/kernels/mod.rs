@@ -10,6 +10,7 @@ pub mod layout;
 pub mod matmul;
 pub mod matmul_coop;
 pub mod matrix_probe;
+pub mod moe;
 pub mod read_probe;
 pub mod rmsnorm;
 pub mod rope;
@@ -147,6 +148,12 @@ pub const MATRIX_PROBE8: Shader = shader!("matrix_probe8", "matrix_probe", trust
 /// Cooperative multiply-accumulate chain probe on 16 × 16 matrices.
 pub const MATRIX_PROBE16: Shader = shader!("matrix_probe16", "matrix_probe", trusted: true,
     product: false, prelude: coop_prelude!("16"));
+/// Mixture-of-experts router: top-k, softmax, assignments grouped by expert.
+pub const MOE_ROUTE: Shader = shader!("moe_route", trusted: false, product: false);
+/// Mixture-of-experts expert products over the router's blocks.
+pub const MOE_MATMUL: Shader = shader!("moe_matmul", trusted: false, product: true);
+/// Mixture-of-experts output: the gate-weighted sum of each token's expert rows.
+pub const MOE_COMBINE: Shader = shader!("moe_combine", trusted: false, product: false);
 /// Streaming-sum read-bandwidth probe.
 pub const READ_PROBE: Shader = shader!("read_probe", trusted: true, product: false);
 
@@ -170,6 +177,9 @@ pub const ALL: &[Shader] = &[
     ATTENTION_PREFILL_COOP8,
     ATTENTION_PREFILL_COOP16,
     READ_PROBE,
+    MOE_ROUTE,
+    MOE_MATMUL,
+    MOE_COMBINE,
 ];
 
 /// The WGSL of a weight format for the product kernels: the directive it needs, and its
@@ -322,6 +332,9 @@ mod tests {
             (READ_PROBE, read_probe::params_layout()),
         ] {
             assert_uniform_layout(&shader, "Params", host);
+        }
+        for (shader, name, host) in moe::params_layouts() {
+            assert_uniform_layout(&shader, name, host);
         }
     }
 

@@ -31,6 +31,8 @@ const REDUCED_LAYERS: u32 = 2;
 const REDUCED_PROMPT: u32 = 128;
 /// Vocabulary of the reduced copy (odd on purpose: divides no tile).
 const REDUCED_VOCAB: u32 = 1003;
+/// Most routed experts of the reduced copy (at least twice its top-k).
+const REDUCED_EXPERTS: u32 = 16;
 /// Rows and columns of the real LM head spot check.
 const SPOT_ROWS: usize = 4;
 const SPOT_COLUMNS: usize = 4096;
@@ -419,23 +421,35 @@ fn spread(n: usize, count: usize) -> Vec<usize> {
 }
 
 /// A small copy of `shape` for the full check: the same head width and grouping, one KV head,
-/// narrower feed-forward, two layers, a small odd vocabulary.
+/// narrower feed-forward, two layers, a small odd vocabulary. A mixture-of-experts shape keeps
+/// its top-k and its dense share of layers, with at most [`REDUCED_EXPERTS`] narrower experts;
+/// windows and sinks are kept as they are.
 pub fn reduced(shape: &ModelShape) -> ModelShape {
     let group = shape.n_heads / shape.n_kv_heads;
     let d_model = group * shape.head_dim;
-    let d_ff =
-        (u64::from(shape.d_ff) * u64::from(d_model) / u64::from(shape.d_model)).max(2) as u32 / 2
-            * 2
-            + 2;
-    ModelShape {
+    let narrower = |width: u32| {
+        (u64::from(width) * u64::from(d_model) / u64::from(shape.d_model)).max(2) as u32 / 2 * 2 + 2
+    };
+    let mut small = ModelShape {
         d_model,
         n_layers: REDUCED_LAYERS,
         n_heads: group,
         n_kv_heads: 1,
         head_dim: shape.head_dim,
-        d_ff,
+        d_ff: narrower(shape.d_ff),
         vocab: REDUCED_VOCAB,
+        ..*shape
+    };
+    if shape.is_moe() {
+        small.n_experts = shape
+            .n_experts
+            .min(REDUCED_EXPERTS.max(2 * shape.n_experts_active));
+        small.d_ff_expert = narrower(shape.d_ff_expert);
+        small.first_dense_layers = (0..REDUCED_LAYERS)
+            .filter(|&l| !shape.layer_kind(l, REDUCED_LAYERS).moe)
+            .count() as u32;
     }
+    small
 }
 
 #[cfg(test)]

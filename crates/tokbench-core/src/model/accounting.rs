@@ -97,8 +97,28 @@ pub struct OpWork {
     pub work: Work,
 }
 
-/// Work of every op of a pass through `layers` layers of `shape` with `dtype` weights.
+/// Work of every op of a pass through `layers` layers of `shape` with `dtype` weights. A
+/// mixture-of-experts layer's expert products stream the weights of the experts the batch is
+/// expected to touch ([`ModelShape::expected_experts_touched`]); [`ops_touching`] takes a
+/// measured count instead.
 pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> Vec<OpWork> {
+    ops_touching(
+        shape,
+        layers,
+        dtype,
+        pass,
+        shape.expected_experts_touched(pass.tokens()),
+    )
+}
+
+/// [`ops`] with `touched` routed experts per mixture-of-experts layer (a pass's mean).
+pub fn ops_touching(
+    shape: &ModelShape,
+    layers: u32,
+    dtype: WeightDtype,
+    pass: Pass,
+    touched: f64,
+) -> Vec<OpWork> {
     let t = pass.rows();
     let (d, f, v) = (
         shape.d_model as usize,
@@ -124,41 +144,54 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
         w
     };
     let b = pass.batch as usize;
-    let attention = match pass.phase {
-        Phase::Prefill => {
-            let p = pass.len as usize;
-            Work {
-                flops: flops::attention_flops(b as f64 * flops::causal_pairs(p), heads, hd),
-                bytes: act(t, q) + act(b * p, 2 * kv) + act(t, q),
+    // (query, key) pairs per sequence and head, and keys read per sequence, of a layer whose
+    // window is `w` positions (0: all).
+    let span = |w: u32| -> (f64, f64) {
+        let w = if w == 0 { u32::MAX } else { w } as usize;
+        match pass.phase {
+            Phase::Prefill => {
+                let p = pass.len as usize;
+                let pairs = if w >= p {
+                    flops::causal_pairs(p)
+                } else {
+                    flops::causal_pairs(w) + ((p - w) * w) as f64
+                };
+                (pairs, p as f64)
             }
-        }
-        Phase::Decode => {
-            let keys = pass.len as usize + 1;
-            Work {
-                flops: flops::attention_flops((b * keys) as f64, heads, hd),
-                bytes: act(b, q) + act(b * keys, 2 * kv) + act(b, q),
+            Phase::Decode => {
+                let keys = (pass.len as usize + 1).min(w) as f64;
+                (keys, keys)
             }
         }
     };
+    let attention = |w: u32| {
+        let (pairs, keys) = span(w);
+        Work {
+            flops: flops::attention_flops(b as f64 * pairs, heads, hd),
+            bytes: act(t, q) + b as f64 * keys * 2.0 * kv as f64 * f32b + act(t, q),
+        }
+    };
+    let kinds: Vec<_> = (0..layers).map(|l| shape.layer_kind(l, layers)).collect();
+    let count = |pred: &dyn Fn(&crate::model::LayerKind) -> bool| {
+        kinds.iter().filter(|k| pred(k)).count() as u32
+    };
+    let (moe_layers, windowed) = (count(&|k| k.moe), count(&|k| k.window > 0));
     let lm_rows = b; // prefill: the last position of each prompt; decode: every sequence
-    let layer = |op, work| OpWork {
-        op,
-        count: layers,
-        work,
-    };
-    let once = |op, work| OpWork { op, count: 1, work };
-    vec![
-        once(
+    let per = |op, count, work| OpWork { op, count, work };
+    let mut out = vec![
+        per(
             "embed",
+            1,
             Work {
                 flops: 0.0,
                 bytes: 2.0 * act(t, d),
             },
         ),
-        layer("attn_norm", norm(t)),
-        layer("qkv", product(t, q + 2 * kv, d)),
-        layer(
+        per("attn_norm", layers, norm(t)),
+        per("qkv", layers, product(t, q + 2 * kv, d)),
+        per(
             "rope_kv_write",
+            layers,
             Work {
                 flops: t as f64
                     * (heads + shape.n_kv_heads as usize) as f64
@@ -166,37 +199,97 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
                 bytes: act(t, q + 2 * kv) + act(t, q + 2 * kv),
             },
         ),
-        layer("attention", attention),
-        layer("o_proj", with_residual(product(t, d, q), t)),
-        layer("ffn_norm", norm(t)),
-        layer("gate_up", product(t, 2 * f, d)),
-        layer(
-            "swiglu",
-            Work {
-                flops: flops::SWIGLU_FLOPS_PER_ELEMENT * (t * f) as f64,
-                bytes: act(t, 2 * f) + act(t, f),
-            },
-        ),
-        layer("down", with_residual(product(t, d, f), t)),
-        once("final_norm", norm(lm_rows)),
-        once("lm_head", product(lm_rows, v, d)),
-    ]
+        per("attention", layers - windowed, attention(0)),
+        per("attention_windowed", windowed, attention(shape.window)),
+        per("o_proj", layers, with_residual(product(t, d, q), t)),
+        per("ffn_norm", layers, norm(t)),
+    ];
+    let swiglu = |rows: usize, width: usize| Work {
+        flops: flops::SWIGLU_FLOPS_PER_ELEMENT * (rows * width) as f64,
+        bytes: act(rows, 2 * width) + act(rows, width),
+    };
+    let dense = layers - moe_layers;
+    out.extend([
+        per("gate_up", dense, product(t, 2 * f, d)),
+        per("swiglu", dense, swiglu(t, f)),
+        per("down", dense, with_residual(product(t, d, f), t)),
+    ]);
+    if moe_layers > 0 {
+        let (e, k, fe) = (
+            shape.n_experts as usize,
+            shape.n_experts_active as usize,
+            shape.d_ff_expert as usize,
+        );
+        let tk = t * k;
+        // Only the touched experts' weights are read; each is read once per pass.
+        let experts = |n: usize, kk: usize| Work {
+            flops: flops::product_flops(tk, n, kk),
+            bytes: touched * dtype.matrix_bytes(n, kk) + act(tk, kk) + act(tk, n),
+        };
+        let fs = shape.n_shared_experts as usize * fe;
+        out.extend([
+            per("router", moe_layers, product(t, e, d)),
+            per(
+                "route",
+                moe_layers,
+                Work {
+                    flops: (t * e) as f64,
+                    bytes: act(t, e) + act(tk, 3),
+                },
+            ),
+            per("experts_gate_up", moe_layers, experts(2 * fe, d)),
+            per("experts_swiglu", moe_layers, swiglu(tk, fe)),
+            per("experts_down", moe_layers, experts(d, fe)),
+            per(
+                "experts_combine",
+                moe_layers,
+                Work {
+                    flops: 2.0 * (tk * d) as f64,
+                    bytes: act(tk, d) + 2.0 * act(t, d),
+                },
+            ),
+        ]);
+        if fs > 0 {
+            out.extend([
+                per("shared_gate_up", moe_layers, product(t, 2 * fs, d)),
+                per("shared_swiglu", moe_layers, swiglu(t, fs)),
+                per(
+                    "shared_down",
+                    moe_layers,
+                    with_residual(product(t, d, fs), t),
+                ),
+            ]);
+        }
+    }
+    out.extend([
+        per("final_norm", 1, norm(lm_rows)),
+        per("lm_head", 1, product(lm_rows, v, d)),
+    ]);
+    out.retain(|o| o.count > 0);
+    out
 }
 
-/// Bytes of every weight matrix a pass through `layers` layers streams once (projections of
-/// each layer, then the LM head), from the format's exact bits per weight, scales included.
-pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype) -> f64 {
+/// Bytes of every weight matrix a pass of `tokens` tokens through `layers` layers streams once
+/// (projections of each layer, the touched experts' of each mixture-of-experts layer, then the
+/// LM head), from the format's exact bits per weight, scales included.
+pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype, tokens: u64) -> f64 {
     let (d, f, v) = (
         shape.d_model as usize,
         shape.d_ff as usize,
         shape.vocab as usize,
     );
     let (q, kv) = (shape.q_dim(), shape.kv_dim());
-    let layer = dtype.matrix_bytes(q + 2 * kv, d)
-        + dtype.matrix_bytes(d, q)
-        + dtype.matrix_bytes(2 * f, d)
-        + dtype.matrix_bytes(d, f);
-    f64::from(layers) * layer + dtype.matrix_bytes(v, d)
+    let attention = dtype.matrix_bytes(q + 2 * kv, d) + dtype.matrix_bytes(d, q);
+    let ffn = |width: usize| dtype.matrix_bytes(2 * width, d) + dtype.matrix_bytes(d, width);
+    let moe = shape.moe_layers(layers);
+    let fe = shape.d_ff_expert as usize;
+    let moe_ffn = dtype.matrix_bytes(shape.n_experts as usize, d)
+        + shape.expected_experts_touched(tokens) * ffn(fe)
+        + ffn(shape.n_shared_experts as usize * fe);
+    f64::from(layers) * attention
+        + f64::from(layers - moe) * ffn(f)
+        + f64::from(moe) * moe_ffn
+        + dtype.matrix_bytes(v, d)
 }
 
 /// Total work of a pass.
@@ -248,8 +341,8 @@ mod tests {
             batch: 1,
             len: 0,
         };
-        let q4 = weight_bytes(&s, s.n_layers, WeightDtype::Q4_0) / pass.tokens() as f64;
-        let f16 = weight_bytes(&s, s.n_layers, WeightDtype::F16) / pass.tokens() as f64;
+        let q4 = weight_bytes(&s, s.n_layers, WeightDtype::Q4_0, 1) / pass.tokens() as f64;
+        let f16 = weight_bytes(&s, s.n_layers, WeightDtype::F16, 1) / pass.tokens() as f64;
         let ratio = q4 / f16;
         assert!((ratio / (4.5 / 16.0) - 1.0).abs() < 0.005, "{ratio}");
         let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
@@ -286,6 +379,82 @@ mod tests {
         assert_eq!(attn(short), per_pair);
         assert_eq!(attn(long), per_pair * 5050.0);
         assert_eq!(long.tokens(), 100);
+    }
+
+    /// The test: a MoE decode step's bytes per token follow the touched-expert count,
+    /// E·(1 − (1 − k/E)^B), as the batch grows, and its FLOPs per token stay the active path's.
+    #[test]
+    fn moe_decode_bytes_grow_with_the_experts_a_batch_touches() {
+        let s = find("qwen3-30b-a3b-shape").unwrap().shape;
+        let at = |batch| {
+            let pass = Pass {
+                phase: Phase::Decode,
+                batch,
+                len: 0,
+            };
+            (total(&s, 2, WeightDtype::F16, pass), pass.tokens() as f64)
+        };
+        let (one, _) = at(1);
+        let (eight, tokens) = at(8);
+        let expert_bytes = |b: u64| {
+            s.expected_experts_touched(b) * WeightDtype::F16.matrix_bytes(768, 2048) * 3.0 * 2.0
+        };
+        let touched_growth = expert_bytes(8) - expert_bytes(1);
+        // 8 of 128 experts at batch 1; 128·(1 − (120/128)^8) ≈ 51.6 at batch 8.
+        assert!((s.expected_experts_touched(1) - 8.0).abs() < 1e-9);
+        assert!((s.expected_experts_touched(8) - 51.6).abs() < 0.05);
+        let growth = eight.bytes - one.bytes;
+        assert!(
+            (growth / touched_growth - 1.0).abs() < 0.02,
+            "bytes grew {growth}, the touched experts' weights {touched_growth}"
+        );
+        // Per token: bytes fall (shared attention and head weights), FLOPs stay.
+        assert!(eight.bytes / tokens < one.bytes);
+        assert!((eight.flops / tokens / one.flops - 1.0).abs() < 0.01);
+        // Active FLOPs: two per active weight (attention and head included), not total: the
+        // whole model computes with 3.3 of its 30.5 billion weights per token.
+        let (all, active) = s.params(2);
+        assert!((one.flops / (2.0 * active as f64) - 1.0).abs() < 0.02);
+        let whole = |batch| Pass {
+            phase: Phase::Decode,
+            batch,
+            len: 0,
+        };
+        let flops = total(&s, s.n_layers, WeightDtype::F16, whole(1)).flops;
+        let (all_weights, _) = s.params(s.n_layers);
+        assert!(flops < 0.12 * 2.0 * all_weights as f64, "{flops} {all}");
+    }
+
+    #[test]
+    fn windowed_layers_read_at_most_the_window() {
+        let s = find("tiny-swa").unwrap().shape;
+        let decode = Pass {
+            phase: Phase::Decode,
+            batch: 1,
+            len: 99,
+        };
+        let op = |name| {
+            ops(&s, 2, WeightDtype::F32, decode)
+                .into_iter()
+                .find(|o| o.op == name)
+                .unwrap()
+        };
+        let (full, windowed) = (op("attention"), op("attention_windowed"));
+        assert_eq!((full.count, windowed.count), (1, 1));
+        let per_key = 4.0 * f64::from(s.n_heads * s.head_dim);
+        assert_eq!(full.work.flops, 100.0 * per_key);
+        assert_eq!(windowed.work.flops, 5.0 * per_key);
+        let prefill = Pass {
+            phase: Phase::Prefill,
+            batch: 1,
+            len: 7,
+        };
+        let w = ops(&s, 2, WeightDtype::F32, prefill)
+            .into_iter()
+            .find(|o| o.op == "attention_windowed")
+            .unwrap();
+        // Positions 0..4 see 1..5 keys, positions 5 and 6 see 5 each.
+        assert_eq!(w.work.flops, (15.0 + 10.0) * per_key);
     }
 
     #[test]

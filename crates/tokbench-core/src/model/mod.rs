@@ -7,4 +7,4 @@ pub mod presets;
 mod shape;
 
 pub use accounting::{Pass, Phase, Work};
-pub use shape::ModelShape;
+pub use shape::{DENSE, LayerKind, MAX_EXPERTS, MAX_EXPERTS_ACTIVE, ModelShape};
