@@ -229,7 +229,6 @@ impl<'a> Engine<'a> {
         let s = weights.model.shape;
         let t = (chunk + decode) as usize;
         let (d, dp) = (s.d_model as usize, padded_cols(s.d_model as usize));
-        let fp = padded_cols(s.d_ff as usize);
         let rows = |n: usize| NormRows {
             rows: n as u32,
             d: d as u32,
@@ -316,28 +315,17 @@ impl<'a> Engine<'a> {
                 &w.ffn_norm,
                 &self.normed,
             )?);
-            project(
+            let crate::workload::weights::GpuFfn::Dense { gate_up, down } = &w.ffn else {
+                anyhow::bail!("the serving engine runs dense feed-forward blocks only");
+            };
+            crate::workload::forward::swiglu_block(
                 ctx,
-                &kernels.matmul,
+                kernels,
                 &mut list,
                 (t, &self.normed, dp / 4),
-                &w.gate_up,
-                (&self.gate_up, false),
-            )?;
-            list.push(kernels.swiglu.dispatch(
-                ctx,
-                t as u32,
-                (fp / 4) as u32,
-                &self.gate_up,
-                &self.act,
-            )?);
-            project(
-                ctx,
-                &kernels.matmul,
-                &mut list,
-                (t, &self.act, fp / 4),
-                &w.down,
-                (&self.hidden, true),
+                (gate_up, down),
+                (&self.gate_up, &self.act),
+                &self.hidden,
             )?;
         }
         // The LM head reads the chunk's last row (a first token when the chunk ends the

@@ -367,6 +367,13 @@ pub fn run(
     };
     // The engine's own buffers against the device: one binding each, and memory in all.
     let shape = session.model.shape;
+    if shape.is_moe() || shape.has_special_attention() {
+        return Err(InputError::new(format!(
+            "serve: {}'s mixture-of-experts, MLA, window or sink layers are not in the serving engine yet (it runs dense GQA shapes); measure it with `tokbench run --preset {} --batch 1,8`",
+            session.preset, session.preset
+        ))
+        .into());
+    }
     let (bytes, largest) = engine_bytes(
         &shape,
         session.layers_run,
@@ -385,11 +392,11 @@ pub fn run(
         .into());
     }
     if let Some(budget) = plan::memory_budget(&facts, model_req.memory_bytes) {
-        let weights = if session.model.shared_layers {
-            crate::workload::weights::layer_bytes(&session.model)
-        } else {
-            u64::from(session.layers_run) * crate::workload::weights::layer_bytes(&session.model)
-        } + crate::workload::weights::head_bytes(&session.model);
+        let weights = crate::workload::weights::layers_bytes(
+            &session.model,
+            session.layers_run,
+            session.model.shared_layers,
+        ) + crate::workload::weights::head_bytes(&session.model);
         if bytes + weights > budget {
             return Err(InputError::new(format!(
                 "--isl {} + --osl {} at concurrency {most}: the KV caches and activations need {:.2} GiB beside {:.2} GiB of weights, but {:.2} GiB is available; lower the concurrency or the lengths",

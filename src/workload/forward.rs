@@ -9,9 +9,11 @@
 //!     o = attention(q, K, V)                (prefill: causal; decode: split-KV + reduce)
 //!     h += o · W_o                          (residual fused into the product)
 //!     a = rmsnorm(h) · γ_ffn
-//!     gu = a · W_gate|up
-//!     m = silu(gate) · up
-//!     h += m · W_down
+//!     dense layer:                          mixture-of-experts layer:
+//!       gu = a · W_gate|up                    logits = a · W_router; route (top-k, group)
+//!       m = silu(gate) · up                   y = swiglu(a[rows of e] · W_gu,e) · W_down,e
+//!       h += m · W_down                       h += Σ gate · y   (+ the shared experts'
+//!                                             dense block, as on the left)
 //! f = rmsnorm(last row of each sequence of h) · γ_final
 //! logits = f · W_lm
 //! ```
@@ -20,7 +22,7 @@
 //! for every timed sample measures the same work and leaves the same outputs.
 
 use super::synthetic::{SyntheticModel, initial_cache, input_states};
-use super::weights::{GpuMatrix, GpuWeights};
+use super::weights::{GpuFfn, GpuMatrix, GpuMoe, GpuWeights};
 use crate::InputError;
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::kernels::attention::{DecodeAttention, Heads, PrefillAttention};
@@ -28,6 +30,7 @@ use crate::kernels::attention_coop::{self, PrefillAttentionCoop};
 use crate::kernels::copy::Copy;
 use crate::kernels::layout::{pad_matrix, padded_cols, unpad_rows};
 use crate::kernels::matmul::{Matmul, Product};
+use crate::kernels::moe::{ExpertProduct, MoeKernels, RouteLayout};
 use crate::kernels::rmsnorm::{NormRows, RmsNorm};
 use crate::kernels::rope::{self, RopeCache, RopeGeometry};
 use crate::kernels::swiglu::SwiGlu;
@@ -43,6 +46,9 @@ pub struct Kernels {
     pub(crate) rope: RopeCache,
     pub(crate) swiglu: SwiGlu,
     pub(crate) copy: Copy,
+    /// The mixture-of-experts kernels, built by the first pass of a model that has experts.
+    moe: std::cell::OnceCell<MoeKernels>,
+    dtype: WeightDtype,
 }
 
 impl Kernels {
@@ -60,8 +66,17 @@ impl Kernels {
             rope: RopeCache::new(ctx, config.rope_wg())?,
             swiglu: SwiGlu::new(ctx, config.swiglu_wg())?,
             copy: Copy::new(ctx)?,
+            moe: std::cell::OnceCell::new(),
+            dtype,
             config,
         })
+    }
+
+    fn moe(&self, ctx: &GpuContext) -> anyhow::Result<&MoeKernels> {
+        if self.moe.get().is_none() {
+            let _ = self.moe.set(MoeKernels::new(ctx, self.dtype)?);
+        }
+        Ok(self.moe.get().expect("set above"))
     }
 }
 
@@ -108,6 +123,28 @@ pub fn activation_buffers(
             2 * u64::from(layers),
         ),
     ];
+    if shape.is_moe() {
+        let route = route_layout(shape, pass);
+        let tk = u64::from(route.assignments());
+        let fep = padded_cols(shape.d_ff_expert as usize) as u64;
+        let ep = padded_cols(shape.n_experts as usize) as u64;
+        out.extend([
+            need("router logits", t * ep * 4, 1),
+            need("routing", route.route_bytes(), 1),
+            need("expert gates", route.gate_bytes(), 1),
+            need("experts' gate|up", tk * 2 * fep * 4, 1),
+            need("experts' swiglu output", tk * fep * 4, 1),
+            need("experts' output", tk * dp * 4, 1),
+            need("experts touched", u64::from(layers.max(1)) * 4, 1),
+        ]);
+        if shape.n_shared_experts > 0 {
+            let fsp = padded_cols((shape.n_shared_experts * shape.d_ff_expert) as usize) as u64;
+            out.extend([
+                need("shared experts' gate|up", t * 2 * fsp * 4, 1),
+                need("shared experts' swiglu output", t * fsp * 4, 1),
+            ]);
+        }
+    }
     if pass.phase == Phase::Decode {
         let splits = cache_len.div_ceil(u64::from(split_len));
         out.push(need(
@@ -117,6 +154,15 @@ pub fn activation_buffers(
         ));
     }
     out
+}
+
+/// Where the router of a pass writes: every token of the pass, routed to its experts.
+pub fn route_layout(shape: &ModelShape, pass: Pass) -> RouteLayout {
+    RouteLayout {
+        tokens: pass.rows() as u32,
+        k: shape.n_experts_active,
+        n_experts: shape.n_experts,
+    }
 }
 
 /// Checks that every buffer of a pass fits one binding and the grid limits; the error names the
@@ -131,7 +177,8 @@ pub fn check_bindings(
         Phase::Prefill => "--batch or --prompt-len",
         Phase::Decode => "--batch or --depth",
     };
-    let tokens = pass.rows();
+    // The experts' rows (tokens × top-k) are a grid dimension too.
+    let tokens = pass.rows() * (shape.n_experts_active.max(1) as usize);
     let max_rows = device.limits.max_compute_workgroups_per_dimension as usize;
     if tokens > max_rows {
         return Err(InputError::new(format!(
@@ -164,9 +211,12 @@ pub struct ForwardPass {
     pub pass: Pass,
     dispatches: Vec<Dispatch>,
     shape: ModelShape,
+    layers_run: u32,
     hidden: wgpu::Buffer,
     final_rows: wgpu::Buffer,
     logits: wgpu::Buffer,
+    /// One word per layer: the experts its router touched.
+    experts_touched: Option<wgpu::Buffer>,
 }
 
 impl PassRecorder for ForwardPass {
@@ -203,8 +253,11 @@ impl ForwardPass {
         let normed = ctx.storage_zeroed("a", f32s(t * dp))?;
         let qkv = ctx.storage_zeroed("qkv", f32s(t * s.qkv_dim()))?;
         let attn = ctx.storage_zeroed("attn", f32s(t * s.q_dim()))?;
-        let gate_up = ctx.storage_zeroed("gate-up", f32s(t * 2 * fp))?;
-        let act = ctx.storage_zeroed("swiglu", f32s(t * fp))?;
+        // A model whose every layer routes to experts has no dense block to hold.
+        let dense = (0..layers as u32).any(|l| !s.layer_kind(l, layers as u32).moe);
+        let rows_dense = if dense { t } else { 1 };
+        let gate_up = ctx.storage_zeroed("gate-up", f32s(rows_dense * 2 * fp))?;
+        let act = ctx.storage_zeroed("swiglu", f32s(rows_dense * fp))?;
         let final_rows = ctx.storage_zeroed("final", f32s(b * dp))?;
         let logits = ctx.storage_zeroed("logits", f32s(b * vp))?;
         let rope_table = ctx.storage_with(
@@ -289,6 +342,11 @@ impl ForwardPass {
                 Attention::Decode(kernel, partials)
             }
         };
+        let moe_buffers = if s.is_moe() {
+            Some(MoeBuffers::new(ctx, &s, pass, layers)?)
+        } else {
+            None
+        };
         for (l, (k_cache, v_cache)) in caches.iter().enumerate() {
             let w = weights.layer(l);
             list.push(
@@ -349,27 +407,32 @@ impl ForwardPass {
                     .norm
                     .dispatch(ctx, rows(t), &hidden, &w.ffn_norm, &normed)?,
             );
-            project(
-                ctx,
-                &kernels.matmul,
-                &mut list,
-                (t, &normed, dp / 4),
-                &w.gate_up,
-                (&gate_up, false),
-            )?;
-            list.push(
-                kernels
-                    .swiglu
-                    .dispatch(ctx, t as u32, (fp / 4) as u32, &gate_up, &act)?,
-            );
-            project(
-                ctx,
-                &kernels.matmul,
-                &mut list,
-                (t, &act, fp / 4),
-                &w.down,
-                (&hidden, true),
-            )?;
+            match &w.ffn {
+                GpuFfn::Dense { gate_up: gu, down } => swiglu_block(
+                    ctx,
+                    kernels,
+                    &mut list,
+                    (t, &normed, dp / 4),
+                    (gu, down),
+                    (&gate_up, &act),
+                    &hidden,
+                )?,
+                GpuFfn::Moe(moe) => {
+                    let b = moe_buffers
+                        .as_ref()
+                        .expect("allocated for a model with experts");
+                    moe_block(
+                        ctx,
+                        kernels,
+                        &mut list,
+                        (l, s, pass),
+                        moe,
+                        b,
+                        &normed,
+                        &hidden,
+                    )?;
+                }
+            }
         }
         // The LM head reads one row per sequence: the last prompt token, or the decoded token.
         let per_seq = t / b;
@@ -397,10 +460,28 @@ impl ForwardPass {
             pass,
             dispatches: list,
             shape: s,
+            layers_run: weights.layers_run,
             hidden,
             final_rows,
             logits,
+            experts_touched: moe_buffers.map(|b| b.stats),
         })
+    }
+
+    /// Experts the router touched in each mixture-of-experts layer of the last execution, in
+    /// layer order (every execution routes the same tokens); `None` for a dense model.
+    pub fn read_experts_touched(&self, ctx: &GpuContext) -> anyhow::Result<Option<Vec<u32>>> {
+        let Some(stats) = &self.experts_touched else {
+            return Ok(None);
+        };
+        let words = ctx.read_bytes(stats, u64::from(self.layers_run) * 4)?;
+        let per_layer: &[u32] = bytemuck::cast_slice(&words);
+        Ok(Some(
+            (0..self.layers_run)
+                .filter(|&l| self.shape.layer_kind(l, self.layers_run).moe)
+                .map(|l| per_layer[l as usize])
+                .collect(),
+        ))
     }
 
     /// Launches per execution.
@@ -437,6 +518,160 @@ impl ForwardPass {
             v,
         ))
     }
+}
+
+/// Activations of the mixture-of-experts layers (shared by every layer of a pass).
+struct MoeBuffers {
+    route: RouteLayout,
+    logits: wgpu::Buffer,
+    routing: wgpu::Buffer,
+    gates: wgpu::Buffer,
+    gate_up: wgpu::Buffer,
+    act: wgpu::Buffer,
+    out: wgpu::Buffer,
+    /// The shared experts' [gate | up] and SwiGLU output.
+    shared: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    stats: wgpu::Buffer,
+}
+
+impl MoeBuffers {
+    fn new(ctx: &GpuContext, s: &ModelShape, pass: Pass, layers: usize) -> anyhow::Result<Self> {
+        let t = pass.rows() as u64;
+        let route = route_layout(s, pass);
+        let tk = u64::from(route.assignments());
+        let fep = padded_cols(s.d_ff_expert as usize) as u64;
+        let dp = padded_cols(s.d_model as usize) as u64;
+        let ep = padded_cols(s.n_experts as usize) as u64;
+        let shared = if s.n_shared_experts > 0 {
+            let fsp = padded_cols((s.n_shared_experts * s.d_ff_expert) as usize) as u64;
+            Some((
+                ctx.storage_zeroed("shared-gate-up", t * 2 * fsp * 4)?,
+                ctx.storage_zeroed("shared-swiglu", t * fsp * 4)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Self {
+            route,
+            logits: ctx.storage_zeroed("router-logits", t * ep * 4)?,
+            routing: ctx.storage_zeroed("routing", route.route_bytes())?,
+            gates: ctx.storage_zeroed("expert-gates", route.gate_bytes())?,
+            gate_up: ctx.storage_zeroed("experts-gate-up", tk * 2 * fep * 4)?,
+            act: ctx.storage_zeroed("experts-swiglu", tk * fep * 4)?,
+            out: ctx.storage_zeroed("experts-out", tk * dp * 4)?,
+            shared,
+            stats: ctx.storage_zeroed("experts-touched", layers.max(1) as u64 * 4)?,
+        })
+    }
+}
+
+/// Appends h += swiglu(a · W_gate|up) · W_down: a dense feed-forward block (or the shared
+/// experts'), `scratch` holding [gate | up] and the SwiGLU output.
+pub(crate) fn swiglu_block(
+    ctx: &GpuContext,
+    kernels: &Kernels,
+    list: &mut Vec<Dispatch>,
+    (t, input, lda4): (usize, &wgpu::Buffer, usize),
+    (gate_up, down): (&GpuMatrix, &GpuMatrix),
+    (gu, act): (&wgpu::Buffer, &wgpu::Buffer),
+    hidden: &wgpu::Buffer,
+) -> anyhow::Result<()> {
+    project(
+        ctx,
+        &kernels.matmul,
+        list,
+        (t, input, lda4),
+        gate_up,
+        (gu, false),
+    )?;
+    let f4 = gate_up.n / 8; // [gate | up], each half padded to 4
+    list.push(kernels.swiglu.dispatch(ctx, t as u32, f4, gu, act)?);
+    project(
+        ctx,
+        &kernels.matmul,
+        list,
+        (t, act, f4 as usize),
+        down,
+        (hidden, true),
+    )
+}
+
+/// Appends a mixture-of-experts feed-forward block: router, expert products over the router's
+/// blocks, the weighted combine into `hidden`, and the shared experts.
+#[allow(clippy::too_many_arguments)]
+fn moe_block(
+    ctx: &GpuContext,
+    kernels: &Kernels,
+    list: &mut Vec<Dispatch>,
+    (layer, s, pass): (usize, ModelShape, Pass),
+    w: &GpuMoe,
+    b: &MoeBuffers,
+    normed: &wgpu::Buffer,
+    hidden: &wgpu::Buffer,
+) -> anyhow::Result<()> {
+    let t = pass.rows();
+    let moe = kernels.moe(ctx)?;
+    let dp = padded_cols(s.d_model as usize) as u32;
+    let fep = padded_cols(s.d_ff_expert as usize) as u32;
+    project(
+        ctx,
+        &kernels.matmul,
+        list,
+        (t, normed, (dp / 4) as usize),
+        &w.router,
+        (&b.logits, false),
+    )?;
+    list.push(moe.route(
+        ctx,
+        b.route,
+        layer as u32,
+        (&b.logits, w.router.n),
+        &b.routing,
+        &b.gates,
+        &b.stats,
+    )?);
+    for slab in &w.gate_up {
+        let pr = ExpertProduct {
+            n: 2 * fep,
+            k4: dp / 4,
+            a: normed,
+            lda4: dp / 4,
+            gather: true,
+            out: &b.gate_up,
+            ldc: 2 * fep,
+        };
+        list.push(moe.experts(ctx, b.route, &b.routing, slab, &pr)?);
+    }
+    list.push(
+        kernels
+            .swiglu
+            .dispatch(ctx, b.route.assignments(), fep / 4, &b.gate_up, &b.act)?,
+    );
+    for slab in &w.down {
+        let pr = ExpertProduct {
+            n: dp,
+            k4: fep / 4,
+            a: &b.act,
+            lda4: fep / 4,
+            gather: false,
+            out: &b.out,
+            ldc: dp,
+        };
+        list.push(moe.experts(ctx, b.route, &b.routing, slab, &pr)?);
+    }
+    list.push(moe.combine(ctx, b.route, (&b.routing, &b.gates), &b.out, dp / 4, hidden)?);
+    if let (Some((gate_up, down)), Some((gu, act))) = (&w.shared, &b.shared) {
+        swiglu_block(
+            ctx,
+            kernels,
+            list,
+            (t, normed, (dp / 4) as usize),
+            (gate_up, down),
+            (gu, act),
+            hidden,
+        )?;
+    }
+    Ok(())
 }
 
 enum Attention {

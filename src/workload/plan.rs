@@ -7,7 +7,7 @@ use std::rc::Rc;
 use super::forward::activation_buffers;
 use super::synthetic::SyntheticModel;
 use super::token::{ModelSession, TokenWorkload};
-use super::weights::{head_bytes, layer_bytes};
+use super::weights::{head_bytes, layers_bytes};
 use crate::InputError;
 use crate::gpu::{Device, DeviceFacts};
 use crate::kernels::{KernelConfig, WeightDtype};
@@ -111,7 +111,7 @@ pub fn default_preset(
             dtype,
             shared_layers: false,
         };
-        let bytes = u64::from(p.shape.n_layers) * layer_bytes(&model) + head_bytes(&model);
+        let bytes = layers_bytes(&model, p.shape.n_layers, false) + head_bytes(&model);
         budget.is_none_or(|b| bytes < b / 10 * 9)
     };
     ["llama3-8b-shape", "llama3.2-1b-shape", "qwen2.5-0.5b-shape"]
@@ -184,6 +184,22 @@ pub fn plan(
         }
     };
     shape.validate()?;
+    if shape.has_special_attention() {
+        return Err(InputError::new(format!(
+            "{preset}: its {} layers are not run by tokbench's kernels yet; run a dense or mixture-of-experts shape without them",
+            [
+                (shape.is_mla(), "multi-head latent attention"),
+                (shape.window > 0, "sliding-window"),
+                (shape.attention_sinks > 0, "attention-sink"),
+            ]
+            .iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, what)| *what)
+            .collect::<Vec<_>>()
+            .join(", ")
+        ))
+        .into());
+    }
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
     // Validated with the tier defaults first, so bad input costs no tuning.
     let defaults = KernelConfig::default_for(facts.traits());
@@ -221,8 +237,8 @@ pub fn plan(
         })
         .max()
         .unwrap_or(0);
-    let distinct = u64::from(layers_run) * layer_bytes(&model) + head_bytes(&model);
-    let shared = layer_bytes(&model) + head_bytes(&model);
+    let distinct = layers_bytes(&model, layers_run, false) + head_bytes(&model);
+    let shared = layers_bytes(&model, layers_run, true) + head_bytes(&model);
     if let Some(budget) = budget {
         let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
         if distinct + activations > budget {

@@ -19,6 +19,16 @@ pub enum Matrix {
     Down,
     /// LM head: d_model × vocab.
     LmHead,
+    /// Router of a mixture-of-experts layer: d_model × n_experts.
+    Router,
+    /// [gate | up] of routed expert `e`: d_model × 2·d_ff_expert.
+    ExpertGateUp(u32),
+    /// Down projection of routed expert `e`: d_ff_expert × d_model.
+    ExpertDown(u32),
+    /// [gate | up] of the shared experts, as one block: d_model × 2·(n_shared · d_ff_expert).
+    SharedGateUp,
+    /// Down projection of the shared experts: (n_shared · d_ff_expert) × d_model.
+    SharedDown,
 }
 
 /// The norm weights (gamma) of a layer, plus the final norm.
@@ -151,9 +161,13 @@ pub struct SyntheticModel {
     pub shared_layers: bool,
 }
 
-/// Seed space: one stream per (layer, tensor).
+/// Seed space: one stream per (layer, tensor); experts' tensors above bit 32.
 fn seed(layer: usize, tensor: u64) -> u64 {
     0x70CB_E7C0_0000_0000 ^ ((layer as u64) << 8) ^ tensor
+}
+
+fn expert_seed(layer: usize, expert: u32, tensor: u64) -> u64 {
+    seed(layer, (u64::from(expert) + 1) << 32 | tensor)
 }
 
 const LM_LAYER: usize = 1 << 20;
@@ -181,6 +195,23 @@ impl SyntheticModel {
             Matrix::GateUp => (d, vec![(f, seed(l, 5)), (f, seed(l, 6))]),
             Matrix::Down => (f, vec![(d, seed(l, 7))]),
             Matrix::LmHead => (d, vec![(s.vocab as usize, seed(LM_LAYER, 8))]),
+            Matrix::Router => (d, vec![(s.n_experts as usize, seed(l, 14))]),
+            Matrix::ExpertGateUp(e) => {
+                let fe = s.d_ff_expert as usize;
+                (
+                    d,
+                    vec![(fe, expert_seed(l, e, 5)), (fe, expert_seed(l, e, 6))],
+                )
+            }
+            Matrix::ExpertDown(e) => (s.d_ff_expert as usize, vec![(d, expert_seed(l, e, 7))]),
+            Matrix::SharedGateUp => {
+                let fs = (s.n_shared_experts * s.d_ff_expert) as usize;
+                (d, vec![(fs, seed(l, 15)), (fs, seed(l, 16))])
+            }
+            Matrix::SharedDown => (
+                (s.n_shared_experts * s.d_ff_expert) as usize,
+                vec![(d, seed(l, 17))],
+            ),
         };
         WeightMatrix {
             k,

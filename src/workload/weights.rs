@@ -5,6 +5,7 @@ use super::synthetic::{Matrix, Norm, SyntheticModel, WeightMatrix};
 use crate::gpu::GpuContext;
 use crate::kernels::WeightDtype;
 use crate::kernels::layout::padded_cols;
+use crate::kernels::moe::ExpertSlab;
 
 /// A slab of a weight matrix: a range of its outputs, one row of K each.
 #[derive(Debug)]
@@ -39,10 +40,35 @@ pub struct GpuLayer {
     pub o: GpuMatrix,
     /// Gamma before the feed-forward block.
     pub ffn_norm: wgpu::Buffer,
-    /// [gate | up] projection.
-    pub gate_up: GpuMatrix,
-    /// Down projection.
-    pub down: GpuMatrix,
+    /// The feed-forward block.
+    pub ffn: GpuFfn,
+}
+
+/// A layer's feed-forward weights.
+#[derive(Debug)]
+pub enum GpuFfn {
+    /// One SwiGLU block of width d_ff.
+    Dense {
+        /// [gate | up] projection.
+        gate_up: GpuMatrix,
+        /// Down projection.
+        down: GpuMatrix,
+    },
+    /// Routed experts and the shared ones.
+    Moe(GpuMoe),
+}
+
+/// A mixture-of-experts layer's feed-forward weights.
+#[derive(Debug)]
+pub struct GpuMoe {
+    /// d_model → n_experts logits.
+    pub router: GpuMatrix,
+    /// Every routed expert's [gate | up], in slabs of whole experts.
+    pub gate_up: Vec<ExpertSlab>,
+    /// Every routed expert's down projection, in slabs of whole experts.
+    pub down: Vec<ExpertSlab>,
+    /// The shared experts' [gate | up] and down, as one dense block.
+    pub shared: Option<(GpuMatrix, GpuMatrix)>,
 }
 
 /// All weights a forward pass reads.
@@ -52,8 +78,11 @@ pub struct GpuWeights {
     pub model: SyntheticModel,
     /// Layers a pass runs through.
     pub layers_run: u32,
-    /// Distinct layer weights: `layers_run` of them, or 1 when shared.
+    /// Distinct layer weights: `layers_run` of them, or one of each kind (dense,
+    /// mixture-of-experts) when shared.
     layers: Vec<GpuLayer>,
+    /// The distinct weights each layer of a pass runs with.
+    layer_index: Vec<usize>,
     /// Gamma before the LM head.
     pub final_norm: wgpu::Buffer,
     /// The LM head.
@@ -76,13 +105,40 @@ pub fn slab_ranges(k: usize, n: usize, dtype: WeightDtype, max_bytes: u64) -> Ve
     (0..n).step_by(per).map(|s| (s, (s + per).min(n))).collect()
 }
 
-/// Bytes of one layer's weights, as uploaded (padding included).
-pub fn layer_bytes(model: &SyntheticModel) -> u64 {
-    [Matrix::Qkv, Matrix::O, Matrix::GateUp, Matrix::Down]
+/// Bytes of one layer's weights, as uploaded (padding included): a dense layer, or with `moe`
+/// a mixture-of-experts one (all its experts).
+pub fn layer_bytes(model: &SyntheticModel, moe: bool) -> u64 {
+    let mut matrices = vec![Matrix::Qkv, Matrix::O];
+    if moe {
+        matrices.push(Matrix::Router);
+        if model.shape.n_shared_experts > 0 {
+            matrices.extend([Matrix::SharedGateUp, Matrix::SharedDown]);
+        }
+    } else {
+        matrices.extend([Matrix::GateUp, Matrix::Down]);
+    }
+    let experts = if moe {
+        u64::from(model.shape.n_experts)
+            * (matrix_bytes(&model.matrix(0, Matrix::ExpertGateUp(0)))
+                + matrix_bytes(&model.matrix(0, Matrix::ExpertDown(0))))
+    } else {
+        0
+    };
+    matrices
         .iter()
         .map(|&m| matrix_bytes(&model.matrix(0, m)))
         .sum::<u64>()
+        + experts
         + 2 * padded_cols(model.shape.d_model as usize) as u64 * 4
+}
+
+/// Bytes of the distinct layer weights of a pass through `layers_run` layers: every layer's, or
+/// with `shared` one of each kind.
+pub fn layers_bytes(model: &SyntheticModel, layers_run: u32, shared: bool) -> u64 {
+    let moe = model.shape.moe_layers(layers_run);
+    let dense = layers_run - moe;
+    let count = |n: u32| u64::from(if shared { n.min(1) } else { n });
+    count(dense) * layer_bytes(model, false) + count(moe) * layer_bytes(model, true)
 }
 
 /// Bytes of the final norm and the LM head.
@@ -104,45 +160,105 @@ impl GpuWeights {
         layers_run: u32,
         progress: &mut dyn FnMut(u64, u64),
     ) -> anyhow::Result<Self> {
-        let distinct = if model.shared_layers { 1 } else { layers_run };
-        let total = u64::from(distinct) * layer_bytes(&model) + head_bytes(&model);
-        let mut done = 0u64;
-        let mut matrix = |m: WeightMatrix, label: &str| -> anyhow::Result<GpuMatrix> {
-            let ranges = slab_ranges(m.k, m.padded_n(), m.dtype, ctx.max_binding_bytes());
-            let mut slabs = Vec::with_capacity(ranges.len());
-            for (s, e) in ranges {
-                let data = m.dtype.encode_rows(&m.slab(s, e), padded_cols(m.k));
-                slabs.push(Slab {
-                    buffer: ctx.storage_with(label, &data)?,
-                    c_off: s as u32,
-                    n: (e - s) as u32,
-                });
-                done += data.len() as u64;
-                progress(done, total);
-            }
-            ctx.take_device_error()?;
-            Ok(GpuMatrix {
-                k4: (padded_cols(m.k) / 4) as u32,
-                n: m.padded_n() as u32,
-                slabs,
+        // Shared weights: the first layer of each kind stands for every layer of that kind.
+        let kinds: Vec<bool> = (0..layers_run)
+            .map(|l| model.shape.layer_kind(l, layers_run).moe)
+            .collect();
+        let distinct: Vec<usize> = (0..kinds.len())
+            .filter(|&l| {
+                !model.shared_layers || kinds.iter().position(|&k| k == kinds[l]) == Some(l)
             })
+            .collect();
+        let layer_index = (0..kinds.len())
+            .map(|l| {
+                distinct
+                    .iter()
+                    .position(|&d| d == l || (model.shared_layers && kinds[d] == kinds[l]))
+                    .expect("every kind has a distinct layer")
+            })
+            .collect();
+        let total = layers_bytes(&model, layers_run, model.shared_layers) + head_bytes(&model);
+        let mut done = 0u64;
+        let max_binding = ctx.max_binding_bytes();
+        let mut upload = |label: &str, data: Vec<u8>| -> anyhow::Result<wgpu::Buffer> {
+            let buffer = ctx.storage_with(label, &data)?;
+            done += data.len() as u64;
+            progress(done, total);
+            Ok(buffer)
         };
-        let mut layers = Vec::with_capacity(distinct as usize);
-        for l in 0..distinct as usize {
+        let mut layers = Vec::with_capacity(distinct.len());
+        for &l in &distinct {
+            let ffn = if kinds[l] {
+                let s = &model.shape;
+                let shared = if s.n_shared_experts > 0 {
+                    Some((
+                        upload_matrix(
+                            ctx,
+                            model.matrix(l, Matrix::SharedGateUp),
+                            "w-shared-gate-up",
+                            &mut upload,
+                        )?,
+                        upload_matrix(
+                            ctx,
+                            model.matrix(l, Matrix::SharedDown),
+                            "w-shared-down",
+                            &mut upload,
+                        )?,
+                    ))
+                } else {
+                    None
+                };
+                let router = upload_matrix(
+                    ctx,
+                    model.matrix(l, Matrix::Router),
+                    "w-router",
+                    &mut upload,
+                )?;
+                let experts = |which: fn(u32) -> Matrix| -> Vec<WeightMatrix> {
+                    (0..s.n_experts)
+                        .map(|e| model.matrix(l, which(e)))
+                        .collect()
+                };
+                GpuFfn::Moe(GpuMoe {
+                    router,
+                    gate_up: expert_slabs(
+                        &experts(Matrix::ExpertGateUp),
+                        max_binding,
+                        &mut upload,
+                    )?,
+                    down: expert_slabs(&experts(Matrix::ExpertDown), max_binding, &mut upload)?,
+                    shared,
+                })
+            } else {
+                GpuFfn::Dense {
+                    gate_up: upload_matrix(
+                        ctx,
+                        model.matrix(l, Matrix::GateUp),
+                        "w-gate-up",
+                        &mut upload,
+                    )?,
+                    down: upload_matrix(ctx, model.matrix(l, Matrix::Down), "w-down", &mut upload)?,
+                }
+            };
             layers.push(GpuLayer {
-                qkv: matrix(model.matrix(l, Matrix::Qkv), "w-qkv")?,
-                o: matrix(model.matrix(l, Matrix::O), "w-o")?,
-                gate_up: matrix(model.matrix(l, Matrix::GateUp), "w-gate-up")?,
-                down: matrix(model.matrix(l, Matrix::Down), "w-down")?,
+                qkv: upload_matrix(ctx, model.matrix(l, Matrix::Qkv), "w-qkv", &mut upload)?,
+                o: upload_matrix(ctx, model.matrix(l, Matrix::O), "w-o", &mut upload)?,
+                ffn,
                 attn_norm: norm_buffer(ctx, &model, l, Norm::Attn)?,
                 ffn_norm: norm_buffer(ctx, &model, l, Norm::Ffn)?,
             });
         }
-        let lm_head = matrix(model.matrix(0, Matrix::LmHead), "w-lm-head")?;
+        let lm_head = upload_matrix(
+            ctx,
+            model.matrix(0, Matrix::LmHead),
+            "w-lm-head",
+            &mut upload,
+        )?;
         Ok(Self {
             model,
             layers_run,
             layers,
+            layer_index,
             final_norm: norm_buffer(ctx, &model, 0, Norm::Final)?,
             lm_head,
         })
@@ -150,8 +266,65 @@ impl GpuWeights {
 
     /// The weights layer `l` runs with.
     pub fn layer(&self, l: usize) -> &GpuLayer {
-        &self.layers[if self.model.shared_layers { 0 } else { l }]
+        &self.layers[self.layer_index[l]]
     }
+}
+
+/// Uploads a matrix in column slabs that each fit one binding.
+fn upload_matrix(
+    ctx: &GpuContext,
+    m: WeightMatrix,
+    label: &str,
+    upload: &mut dyn FnMut(&str, Vec<u8>) -> anyhow::Result<wgpu::Buffer>,
+) -> anyhow::Result<GpuMatrix> {
+    let ranges = slab_ranges(m.k, m.padded_n(), m.dtype, ctx.max_binding_bytes());
+    let mut slabs = Vec::with_capacity(ranges.len());
+    for (s, e) in ranges {
+        let data = m.dtype.encode_rows(&m.slab(s, e), padded_cols(m.k));
+        slabs.push(Slab {
+            buffer: upload(label, data)?,
+            c_off: s as u32,
+            n: (e - s) as u32,
+        });
+    }
+    ctx.take_device_error()?;
+    Ok(GpuMatrix {
+        k4: (padded_cols(m.k) / 4) as u32,
+        n: m.padded_n() as u32,
+        slabs,
+    })
+}
+
+/// Every expert's matrix (all of one shape) in slabs of whole experts, each within one binding
+/// of `max_bytes`: the rows of consecutive experts back to back, so expert e's row n is row
+/// (e − first) · n_rows + n of its slab.
+fn expert_slabs(
+    experts: &[WeightMatrix],
+    max_bytes: u64,
+    upload: &mut dyn FnMut(&str, Vec<u8>) -> anyhow::Result<wgpu::Buffer>,
+) -> anyhow::Result<Vec<ExpertSlab>> {
+    let Some(first) = experts.first() else {
+        return Ok(Vec::new());
+    };
+    let (kp, rows) = (padded_cols(first.k), first.padded_n());
+    let expert_bytes = (rows * first.dtype.row_bytes(kp)) as u64;
+    let per_slab = (max_bytes.saturating_sub(8) / expert_bytes).max(1) as usize;
+    anyhow::ensure!(
+        expert_bytes + 8 <= max_bytes,
+        "one expert's matrix is {} MiB but this adapter binds at most {} MiB",
+        expert_bytes >> 20,
+        max_bytes >> 20
+    );
+    let mut slabs = Vec::new();
+    for (i, chunk) in experts.chunks(per_slab).enumerate() {
+        let values: Vec<f32> = chunk.iter().flat_map(|m| m.slab(0, rows)).collect();
+        slabs.push(ExpertSlab {
+            buffer: upload("w-experts", first.dtype.encode_rows(&values, kp))?,
+            first: (i * per_slab) as u32,
+            count: chunk.len() as u32,
+        });
+    }
+    Ok(slabs)
 }
 
 fn norm_buffer(
