@@ -23,7 +23,8 @@ struct Params {
     qkv_stride4: u32,
     cache_len: u32,
     scale: f32,
-    _pad: u32,
+    // Sliding window: always 0 here (attention_coop.rs refuses windowed heads).
+    window: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -20,8 +20,17 @@ pub struct PrefillAttentionCoop {
 }
 
 /// The matrix size the cooperative attention uses for `heads` on an adapter with `support`,
-/// or why it cannot run (then prefill attention stays SIMT).
+/// or why it cannot run (then prefill attention stays SIMT). Sliding windows and attention
+/// sinks are SIMT-only.
 pub fn size_for(support: &CoopSupport, heads: &Heads) -> Result<u32, String> {
+    if heads.window != 0 || heads.sinks {
+        return Err(format!(
+            "sliding-window attention (window {}) and attention sinks ({}) run on the SIMT \
+             kernel only",
+            heads.window,
+            if heads.sinks { "on" } else { "off" }
+        ));
+    }
     support
         .sizes
         .iter()
@@ -132,6 +141,8 @@ mod gpu_tests {
             n_kv_heads,
             head_dim,
             cache_len,
+            window: 0,
+            sinks: false,
         };
         for (batch, seq_len, h) in [
             (1, 1, heads(2, 1, 16, 1)),
@@ -174,7 +185,7 @@ mod gpu_tests {
                 .flat_map(|t| {
                     let (b, i) = (t / seq_len as usize, t % seq_len as usize);
                     (0..h.n_heads as usize).flat_map(move |head| {
-                        reference_from_cache(&h, qkv, t, b, head, i + 1, k, v)
+                        reference_from_cache(&h, qkv, t, b, head, i + 1, k, v, None)
                     })
                 })
                 .collect();
@@ -202,6 +213,8 @@ mod tests {
             n_kv_heads: 1,
             head_dim,
             cache_len: 4,
+            window: 0,
+            sinks: false,
         };
         assert_eq!(size_for(&both, &h(128)), Ok(16));
         assert_eq!(size_for(&both, &h(24)), Ok(8));
@@ -212,5 +225,36 @@ mod tests {
             sg: 4,
         };
         assert!(size_for(&small_sg, &h(64)).is_err());
+    }
+
+    /// Windowed heads and heads with sinks fall back to the SIMT kernel, saying why.
+    #[test]
+    fn coop_attention_refuses_windows_and_sinks() {
+        let both = CoopSupport {
+            sizes: vec![16, 8],
+            sg: 32,
+        };
+        let full = Heads {
+            n_heads: 8,
+            n_kv_heads: 2,
+            head_dim: 64,
+            cache_len: 256,
+            window: 0,
+            sinks: false,
+        };
+        assert_eq!(size_for(&both, &full), Ok(16));
+        for h in [
+            Heads {
+                window: 128,
+                ..full
+            },
+            Heads {
+                sinks: true,
+                ..full
+            },
+        ] {
+            let why = size_for(&both, &h).unwrap_err();
+            assert!(why.contains("SIMT"), "{why}");
+        }
     }
 }
