@@ -56,7 +56,7 @@ impl Heads {
 
     /// Checks that `sinks` is given exactly when these heads have sinks, and holds a logit per
     /// query head.
-    fn check_sinks(&self, sinks: Option<&wgpu::Buffer>) -> anyhow::Result<()> {
+    pub(crate) fn check_sinks(&self, sinks: Option<&wgpu::Buffer>) -> anyhow::Result<()> {
         match sinks {
             Some(b) => anyhow::ensure!(
                 self.sinks && b.size() >= u64::from(self.n_heads) * 4,
@@ -191,9 +191,9 @@ pub struct FlashTiles {
 
 impl FlashTiles {
     /// Workgroup memory of these tiles for heads of `hd4` vec4s: q, K and V tiles, the scores
-    /// and the sequence loop's five words.
+    /// and the sequence loop's six words (three atomics, the sequence and the key range).
     pub fn workgroup_bytes(&self, hd4: u32) -> u32 {
-        (self.br + 2 * self.bc) * hd4 * 16 + self.br * self.bc * 4 + 20
+        (self.br + 2 * self.bc) * hd4 * 16 + self.br * self.bc * 4 + 24
     }
 
     /// The tiles `wanted` asks for, made to fit: fewer query rows while a row's lanes would own
