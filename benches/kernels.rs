@@ -72,6 +72,8 @@ fn bench_kernels() {
             n_kv_heads: shape.n_kv_heads,
             head_dim: shape.head_dim,
             cache_len: prompt,
+            window: 0,
+            sinks: false,
         };
         let qkv = ctx
             .storage_with(
@@ -119,6 +121,8 @@ fn bench_kernels() {
             n_kv_heads: shape.n_kv_heads,
             head_dim: shape.head_dim,
             cache_len: len,
+            window: 0,
+            sinks: false,
         };
         let qkv = ctx
             .storage_with(

@@ -120,6 +120,8 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
                 n_kv_heads,
                 head_dim,
                 cache_len: p,
+                window: 0,
+                sinks: false,
             };
             let kernel =
                 PrefillAttention::new(ctx, heads, config.wg, config.prefill_attention_tiles)

@@ -15,6 +15,13 @@
 // (sequence, position): it attends to keys 0..=position of that sequence, so one launch covers
 // sequences at ragged depths (kv_len then only sizes the grid). The reduce writes output row
 // row_base + b in both cases.
+//
+// Sliding window (gpt-oss): with `window` > 0 a token with kv_len keys attends to keys
+// kv_len - window..kv_len only (all of them while kv_len <= window). The splits cover that range
+// and nothing before it is read, so the work and bytes follow the window, not the depth; the
+// host sizes n_splits from min(kv_len, window).
+// Sinks (gpt-oss, SINKS): one logit per query head, `sinks[h]`, joins the softmax denominator
+// and adds no value. It enters once, in the reduce, as one more term of the max and the sum.
 
 struct Params {
     n_heads: u32,
@@ -27,8 +34,9 @@ struct Params {
     batch: u32,
     scale: f32,
     row_base: u32,
-    _pad1: u32,
-    _pad2: u32,
+    // Keys per query (sliding window); 0: all kv_len keys.
+    window: u32,
+    _pad: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -39,6 +47,8 @@ struct Params {
 
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read> rows: array<vec2<u32>>;
+// attention_reduce: n_heads sink logits when SINKS; a dummy otherwise (read only behind SINKS).
+@group(0) @binding(7) var<storage, read> sinks: array<f32>;
 
 override WG: u32 = 64u;
 override HD4: u32 = 16u;  // head_dim / 4, at most MAX_HD4
@@ -47,6 +57,8 @@ override HD4: u32 = 16u;  // head_dim / 4, at most MAX_HD4
 override R: u32 = 16u;
 override NV: u32 = 1u;
 override GW: u32 = 1u;
+// attention_reduce only: whether `sinks` holds a sink logit per query head.
+override SINKS: bool = false;
 
 const MAX_HD4: u32 = 64u;
 const MAX_G: u32 = 8u;
@@ -79,7 +91,16 @@ fn attention_split_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     split_keys(gid.x, gid.y, b, (p.row_base + b) * p.q_stride4, row.x, row.y + 1u);
 }
 
-// One split of batch row b, head h: q from qkv at q_row4, keys 0..kv_len of cache sequence seq.
+// The first key in the window of a token with keys 0..kv_len.
+fn window_start(kv_len: u32) -> u32 {
+    if (p.window == 0u || kv_len <= p.window) {
+        return 0u;
+    }
+    return kv_len - p.window;
+}
+
+// One split of batch row b, head h: q from qkv at q_row4, keys window_start(kv_len)..kv_len of
+// cache sequence seq.
 fn split_keys(split: u32, h: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32) {
     if (split >= p.n_splits || h >= p.n_heads) {
         return;
@@ -94,7 +115,7 @@ fn split_keys(split: u32, h: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32) {
     var m = NEG_BIG;
     var l = 0.0;
     let kv0 = (seq * p.n_kv_heads + kv_head) * p.cache_len * HD4;
-    let first = split * p.split_len;
+    let first = window_start(kv_len) + split * p.split_len;
     let last = min(first + p.split_len, kv_len);
     for (var j = first; j < last; j++) {
         var dot4 = vec4(0.0);
@@ -138,7 +159,8 @@ fn attention_groups_rows(
 }
 
 // One split of batch row b for the query heads of workgroup row y (KV head y / chunks, heads
-// chunk · GW.. of its group): q from qkv at q_row4, keys 0..kv_len of cache sequence seq.
+// chunk · GW.. of its group): q from qkv at q_row4, keys window_start(kv_len)..kv_len of cache
+// sequence seq.
 // Keys go in blocks of WG. Scores: lane i takes key i of the block, a whole row of K against
 // every query head (q from workgroup memory: the same address in every lane), so no lane
 // reduces across lanes. Values: the lanes form KG = WG / R key groups of R lanes; lane c of a
@@ -166,7 +188,7 @@ fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, li
     }
     // Uniform through workgroup memory (serving reads it from `rows`); also the barrier q needs.
     let n_keys = workgroupUniformLoad(&n_keys_sh);
-    let first = split * p.split_len;
+    let first = window_start(n_keys) + split * p.split_len;
     let last = min(first + p.split_len, n_keys);
     let kg_count = WG / R;
     let c = lid % R;
@@ -296,11 +318,19 @@ fn attention_reduce(@builtin(global_invocation_id) gid: vec3<u32>) {
         return;
     }
     let base = (b * p.n_heads + h) * p.n_splits * (HD4 + 1u);
+    // The sink is one more score with no value: in the max (so that a large sink cannot
+    // overflow) and in the sum, once per head.
     var m_all = NEG_BIG;
+    if (SINKS) {
+        m_all = sinks[h];
+    }
     for (var s = 0u; s < p.n_splits; s++) {
         m_all = max(m_all, partials[base + s * (HD4 + 1u)].x);
     }
     var l_all = 0.0;
+    if (SINKS) {
+        l_all = exp(sinks[h] - m_all);
+    }
     var o = vec4(0.0);
     for (var s = 0u; s < p.n_splits; s++) {
         let at = base + s * (HD4 + 1u);

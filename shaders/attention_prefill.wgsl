@@ -16,6 +16,13 @@
 // Serving (`attention_prefill_rows`, `attention_tiles_rows`): row t names its cache sequence and
 // position in `rows[t]` = (sequence, position) and attends to keys 0..=position of that
 // sequence: a chunk of a prompt that continues where an earlier chunk stopped.
+//
+// Sliding window (gpt-oss): with `window` > 0 the query at position pos attends to keys
+// pos + 1 - window ..= pos only. The per-row layout starts its key loop at the window; the tiled
+// layout starts its key tiles at the smallest window start of the tile's rows (tiles wholly
+// before every row's window are never loaded) and masks each row's window inside the tiles.
+// Sinks (gpt-oss, SINKS): one logit per query head, `sinks[h]`, joins the softmax denominator
+// and adds no value: out = Σ e^(s_j - M) v_j / (Σ e^(s_j - M) + e^(sink - M)).
 
 struct Params {
     tokens: u32,
@@ -25,7 +32,8 @@ struct Params {
     qkv_stride4: u32,
     cache_len: u32,
     scale: f32,
-    _pad: u32,
+    // Keys per query (sliding window); 0: all keys up to the query's position.
+    window: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -34,6 +42,8 @@ struct Params {
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> rows: array<vec2<u32>>;
+// n_heads sink logits when SINKS; a dummy otherwise (read only behind SINKS).
+@group(0) @binding(6) var<storage, read> sinks: array<f32>;
 
 override WG: u32 = 64u;
 override HD4: u32 = 16u;  // head_dim / 4, at most MAX_HD4
@@ -45,6 +55,8 @@ override BC: u32 = 1u;
 override NV: u32 = 1u;
 // attention_tiles only: keys each lane scores, ceil(BC / R) (at most MAX_KT).
 override KT: u32 = 1u;
+// Whether `sinks` holds a sink logit per query head.
+override SINKS: bool = false;
 
 const MAX_HD4: u32 = 64u;
 const KB: u32 = 8u;
@@ -61,7 +73,9 @@ var<workgroup> v_tile: array<vec4<f32>, BC * HD4>;
 var<workgroup> s_tile: array<f32, BR * BC>;
 var<workgroup> next_seq: atomic<u32>;
 var<workgroup> keys_needed: atomic<u32>;
+var<workgroup> keys_first: atomic<u32>;
 var<workgroup> shared_u32: u32;
+var<workgroup> shared_range: vec2<u32>;
 
 @compute @workgroup_size(WG, 1, 1)
 fn attention_prefill(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -82,7 +96,29 @@ fn attention_prefill_rows(@builtin(global_invocation_id) gid: vec3<u32>) {
     attend(t, gid.y, row.x, row.y + 1u);
 }
 
-// Query row t, head h, over keys 0..n_keys of cache sequence b.
+// The first key in the window of the query at position n_keys - 1 (keys 0..n_keys are causal).
+fn window_start(n_keys: u32) -> u32 {
+    if (p.window == 0u || n_keys <= p.window) {
+        return 0u;
+    }
+    return n_keys - p.window;
+}
+
+// The factor that turns head h's unnormalised output (running max m, sum l) into its
+// attention output: 1 / l, or with a sink 1 / (l + e^(sink - m)), taken about max(m, sink) so
+// that a sink far above the scores cannot overflow.
+fn normaliser(h: u32, m: f32, l: f32) -> f32 {
+    if (!SINKS) {
+        return 1.0 / l;
+    }
+    let sink = sinks[h];
+    let m_all = max(m, sink);
+    let corr = exp(m - m_all);
+    return corr / (l * corr + exp(sink - m_all));
+}
+
+// Query row t, head h, over the keys of cache sequence b in the window of the query at
+// position n_keys - 1.
 fn attend(t: u32, h: u32, b: u32, n_keys: u32) {
     if (h >= p.n_heads) {
         return;
@@ -97,7 +133,7 @@ fn attend(t: u32, h: u32, b: u32, n_keys: u32) {
     var m = NEG_BIG;
     var l = 0.0;
     let kv0 = (b * p.n_kv_heads + kv_head) * p.cache_len * HD4;
-    for (var j0 = 0u; j0 < n_keys; j0 += KB) {
+    for (var j0 = window_start(n_keys); j0 < n_keys; j0 += KB) {
         var s: array<f32, KB>;
         var m_blk = m;
         for (var jj = 0u; jj < KB; jj++) {
@@ -131,8 +167,9 @@ fn attend(t: u32, h: u32, b: u32, n_keys: u32) {
         m = m_blk;
     }
     let o_at = t * p.n_heads * HD4 + h * HD4;
+    let norm = normaliser(h, m, l);
     for (var d = 0u; d < HD4; d++) {
-        out[o_at + d] = acc[d] / l;
+        out[o_at + d] = acc[d] * norm;
     }
 }
 
@@ -169,9 +206,10 @@ fn attention_tiles_rows(
 }
 
 // Head h of query rows t0..t0 + n_rows; this lane's row r = lid / R is of cache sequence seq
-// at position pos and attends to keys 0..=pos. Rows of one tile may belong to different
-// sequences (serving): the tile takes its sequences one at a time, smallest first, each over
-// the keys its rows need; a whole-prompt tile has one.
+// at position pos and attends to keys window_start(pos + 1)..=pos. Rows of one tile may belong
+// to different sequences (serving): the tile takes its sequences one at a time, smallest first,
+// each over the keys its rows need (from the smallest window start of its rows to the largest
+// position); a whole-prompt tile has one.
 //
 // Per key tile: the workgroup loads K and V (contiguous rows, so the loads coalesce); lane
 // (r, c) scores keys c, c + R, ... of the tile against row r (q and k from workgroup memory,
@@ -203,6 +241,7 @@ fn flash_tile(h: u32, lid: u32, t0: u32, n_rows: u32, seq: u32, pos: u32) {
         if (lid == 0u) {
             atomicStore(&next_seq, NO_SEQUENCE);
             atomicStore(&keys_needed, 0u);
+            atomicStore(&keys_first, NO_SEQUENCE);
         }
         workgroupBarrier();
         if (!done) {
@@ -217,16 +256,20 @@ fn flash_tile(h: u32, lid: u32, t0: u32, n_rows: u32, seq: u32, pos: u32) {
             break;
         }
         let mine = !done && seq == cur;
+        let first = window_start(pos + 1u);
         if (mine) {
             atomicMax(&keys_needed, pos + 1u);
+            atomicMin(&keys_first, first);
         }
         workgroupBarrier();
         if (lid == 0u) {
-            shared_u32 = atomicLoad(&keys_needed);
+            shared_range = vec2(atomicLoad(&keys_first), atomicLoad(&keys_needed));
         }
-        let n_keys = workgroupUniformLoad(&shared_u32);
+        let range = workgroupUniformLoad(&shared_range);
+        let n_keys = range.y;
         let kv0 = (cur * p.n_kv_heads + kv_head) * p.cache_len * HD4;
-        for (var j0 = 0u; j0 < n_keys; j0 += BC) {
+        // Key tiles start at the first key any row of the tile attends to.
+        for (var j0 = range.x; j0 < n_keys; j0 += BC) {
             let tile_at = kv0 + j0 * HD4;
             let tile_len = min(BC, n_keys - j0) * HD4;
             for (var i = lid; i < BC * HD4; i += WG) {
@@ -240,10 +283,12 @@ fn flash_tile(h: u32, lid: u32, t0: u32, n_rows: u32, seq: u32, pos: u32) {
                 v_tile[i] = v;
             }
             workgroupBarrier();
-            // Keys j0..j0 + n_valid are this row's (causal).
+            // Keys j0 + lo..j0 + n_valid of the tile are this row's (causal, in its window).
+            var lo = 0u;
             var n_valid = 0u;
             if (mine && pos >= j0) {
                 n_valid = min(BC, pos + 1u - j0);
+                lo = min(max(first, j0) - j0, n_valid);
             }
             // KT keys per lane at once: each q vec4 read serves all of them.
             if (n_valid > c) {
@@ -261,15 +306,15 @@ fn flash_tile(h: u32, lid: u32, t0: u32, n_rows: u32, seq: u32, pos: u32) {
                 }
                 for (var t = 0u; t < KT; t++) {
                     let jj = c + t * lanes;
-                    if (jj < n_valid) {
+                    if (jj >= lo && jj < n_valid) {
                         s_tile[r * BC + jj] = dots[t].x + dots[t].y + dots[t].z + dots[t].w;
                     }
                 }
             }
             workgroupBarrier();
-            if (n_valid > 0u) {
+            if (n_valid > lo) {
                 var m_new = m;
-                for (var jj = 0u; jj < n_valid; jj++) {
+                for (var jj = lo; jj < n_valid; jj++) {
                     m_new = max(m_new, s_tile[r * BC + jj]);
                 }
                 let corr = exp(m - m_new);
@@ -278,7 +323,7 @@ fn flash_tile(h: u32, lid: u32, t0: u32, n_rows: u32, seq: u32, pos: u32) {
                     acc[i] *= corr;
                 }
                 m = m_new;
-                for (var jj = 0u; jj < n_valid; jj++) {
+                for (var jj = lo; jj < n_valid; jj++) {
                     let pj = exp(s_tile[r * BC + jj] - m);
                     l += pj;
                     for (var i = 0u; i < NV; i++) {
@@ -294,10 +339,11 @@ fn flash_tile(h: u32, lid: u32, t0: u32, n_rows: u32, seq: u32, pos: u32) {
         }
         if (mine) {
             let o_at = (t0 + r) * p.n_heads * HD4 + h * HD4;
+            let norm = normaliser(h, m, l);
             for (var i = 0u; i < NV; i++) {
                 let d = c + i * lanes;
                 if (d < HD4) {
-                    out[o_at + d] = acc[i] / l;
+                    out[o_at + d] = acc[i] * norm;
                 }
             }
             done = true;

@@ -13,7 +13,13 @@
 // by the softmax correction, then adds P · V through cooperative loads and stores.
 //
 // Per key block: stage K, V (f32 → f16) | S = Q · Kᵀ | per row: running max, P = exp(S − max)
-// (0 past the causal edge), rescale O's row | O += P · V. Barriers separate the steps.
+// (0 past the causal edge and before the row's window), rescale O's row | O += P · V. Barriers
+// separate the steps.
+//
+// Sliding window and sinks as in attention_prefill.wgsl: with `window` > 0 the query at
+// position pos attends to keys pos + 1 - window ..= pos; key blocks start at the window of the
+// block's first query (blocks before every row's window are never loaded). With SINKS,
+// `sinks[h]` joins each row's softmax denominator and adds no value.
 
 struct Params {
     tokens: u32,
@@ -23,7 +29,8 @@ struct Params {
     qkv_stride4: u32,
     cache_len: u32,
     scale: f32,
-    _pad: u32,
+    // Keys per query (sliding window); 0: all keys up to the query's position.
+    window: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -31,9 +38,12 @@ struct Params {
 @group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
+// n_heads sink logits when SINKS; a dummy otherwise (read only behind SINKS).
+@group(0) @binding(6) var<storage, read> sinks: array<f32>;
 
 override SG: u32 = 8u;   // the adapter's largest subgroup size: the workgroup size (>= D)
 override HD: u32 = 64u;  // head_dim: a multiple of D, at most 2048 / D
+override SINKS: bool = false;  // whether `sinks` holds a sink logit per query head
 
 const BQ: u32 = D;
 const BK: u32 = D;
@@ -45,7 +55,15 @@ var<workgroup> v_tile: array<f16, 2048>;  // BK × HD, row-major
 var<workgroup> o_tile: array<f32, 2048>;  // BQ × HD, row-major
 var<workgroup> s_tile: array<f32, D * D>; // BQ × BK scores
 var<workgroup> p_tile: array<f16, D * D>; // BQ × BK probabilities
-var<workgroup> l_tile: array<f32, D>;     // softmax denominators per row
+var<workgroup> l_tile: array<f32, D>;     // per row: the factor that normalises its output
+
+// The first key in the window of the query at position n_keys - 1.
+fn window_start(n_keys: u32) -> u32 {
+    if (p.window == 0u || n_keys <= p.window) {
+        return 0u;
+    }
+    return n_keys - p.window;
+}
 
 @compute @workgroup_size(SG, 1, 1)
 fn attention_prefill_coop(
@@ -84,7 +102,10 @@ fn attention_prefill_coop(
     var l_sum = 0.0;
     let kv0 = (b * p.n_kv_heads + kv_head) * p.cache_len * hd4;
     let n_keys = q0 + rows;  // keys the block's last query sees
-    for (var j0 = 0u; j0 < n_keys; j0 += BK) {
+    // This invocation's row attends to keys lo..=qpos; the block to keys from its first row's lo.
+    let qpos = q0 + li;
+    let lo = window_start(qpos + 1u);
+    for (var j0 = window_start(q0 + 1u); j0 < n_keys; j0 += BK) {
         // The previous block's reads of k_tile, v_tile, p_tile and o_tile are done.
         workgroupBarrier();
         for (var l = li; l < BK * hd4; l += SG) {
@@ -123,10 +144,9 @@ fn attention_prefill_coop(
         }
         workgroupBarrier();
         if (li < BQ) {
-            let qpos = q0 + li;
             var m_new = m;
             for (var jj = 0u; jj < BK; jj++) {
-                if (li < rows && j0 + jj <= qpos) {
+                if (li < rows && j0 + jj <= qpos && j0 + jj >= lo) {
                     m_new = max(m_new, s_tile[li * BK + jj]);
                 }
             }
@@ -134,7 +154,7 @@ fn attention_prefill_coop(
             var sum = 0.0;
             for (var jj = 0u; jj < BK; jj++) {
                 var pj = 0.0;
-                if (li < rows && j0 + jj <= qpos) {
+                if (li < rows && j0 + jj <= qpos && j0 + jj >= lo) {
                     pj = exp(s_tile[li * BK + jj] - m_new);
                 }
                 sum += pj;
@@ -160,7 +180,16 @@ fn attention_prefill_coop(
         }
     }
     if (li < BQ) {
-        l_tile[li] = l_sum;
+        // 1 / l, or with a sink 1 / (l + e^(sink - m)), about max(m, sink) so it cannot
+        // overflow.
+        var norm = 1.0 / l_sum;
+        if (SINKS) {
+            let sink = sinks[h];
+            let m_all = max(m, sink);
+            let corr = exp(m - m_all);
+            norm = corr / (l_sum * corr + exp(sink - m_all));
+        }
+        l_tile[li] = norm;
     }
     workgroupBarrier();
     for (var l = li; l < rows * hd4; l += SG) {
@@ -168,6 +197,6 @@ fn attention_prefill_coop(
         let d4 = l % hd4;
         let o = r * HD + d4 * 4u;
         let v = vec4<f32>(o_tile[o], o_tile[o + 1u], o_tile[o + 2u], o_tile[o + 3u]);
-        out[(row0 + r) * p.n_heads * hd4 + h * hd4 + d4] = v / l_tile[r];
+        out[(row0 + r) * p.n_heads * hd4 + h * hd4 + d4] = v * l_tile[r];
     }
 }

@@ -1,5 +1,6 @@
 //! `shaders/attention_prefill.wgsl` and `shaders/attention_decode.wgsl`: causal grouped-query
-//! attention over the KV cache.
+//! attention over the KV cache, optionally over a sliding window of keys and with a learned
+//! sink logit per query head (gpt-oss).
 
 pub use tokbench_core::kernel_config::{AttentionTiles, DecodeAttentionLayout};
 
@@ -20,6 +21,14 @@ pub struct Heads {
     pub head_dim: u32,
     /// Positions each cache holds per sequence and head.
     pub cache_len: u32,
+    /// Sliding window: 0 for full causal attention; otherwise the query at position p attends
+    /// to the keys at positions p + 1 - window ..= p only (at most `window` keys, its own
+    /// included).
+    pub window: u32,
+    /// Attention sinks: each query head has a learned logit that joins the softmax denominator
+    /// and contributes no value. The kernels then take a buffer of `n_heads` f32 sink logits (in
+    /// the units of the scaled scores q·k/√head_dim) at dispatch.
+    pub sinks: bool,
 }
 
 impl Heads {
@@ -29,6 +38,39 @@ impl Heads {
 
     pub(crate) fn qkv_stride4(&self) -> u32 {
         (self.n_heads + 2 * self.n_kv_heads) * self.hd4()
+    }
+
+    /// The first of keys 0..n_keys that the query at position n_keys - 1 attends to.
+    pub fn window_start(&self, n_keys: u32) -> u32 {
+        if self.window == 0 {
+            0
+        } else {
+            n_keys.saturating_sub(self.window)
+        }
+    }
+
+    /// How many of keys 0..n_keys the query at position n_keys - 1 attends to.
+    pub fn attended(&self, n_keys: u32) -> u32 {
+        n_keys - self.window_start(n_keys)
+    }
+
+    /// Checks that `sinks` is given exactly when these heads have sinks, and holds a logit per
+    /// query head.
+    pub(crate) fn check_sinks(&self, sinks: Option<&wgpu::Buffer>) -> anyhow::Result<()> {
+        match sinks {
+            Some(b) => anyhow::ensure!(
+                self.sinks && b.size() >= u64::from(self.n_heads) * 4,
+                "attention sinks: heads {self:?} take no sinks, or the buffer of {} bytes is \
+                 smaller than {} logits",
+                b.size(),
+                self.n_heads
+            ),
+            None => anyhow::ensure!(
+                !self.sinks,
+                "attention heads {self:?} have sinks: dispatch them with their sink logits"
+            ),
+        }
+        Ok(())
     }
 
     pub(crate) fn scale(&self) -> f32 {
@@ -58,7 +100,7 @@ pub(crate) struct PrefillParams {
     qkv_stride4: u32,
     cache_len: u32,
     scale: f32,
-    _pad: u32,
+    window: u32,
 }
 
 #[repr(C)]
@@ -74,7 +116,8 @@ struct DecodeParams {
     batch: u32,
     scale: f32,
     row_base: u32,
-    _pad: [u32; 2],
+    window: u32,
+    _pad: u32,
 }
 
 /// Query heads one workgroup of decode's `workgroup` layout takes at most (`MAX_G` in the
@@ -128,7 +171,7 @@ pub(crate) fn prefill_params(
         qkv_stride4: h.qkv_stride4(),
         cache_len: h.cache_len,
         scale: h.scale(),
-        _pad: 0,
+        window: h.window,
     })
 }
 
@@ -148,9 +191,9 @@ pub struct FlashTiles {
 
 impl FlashTiles {
     /// Workgroup memory of these tiles for heads of `hd4` vec4s: q, K and V tiles, the scores
-    /// and the sequence loop's three words.
+    /// and the sequence loop's six words (three atomics, the sequence and the key range).
     pub fn workgroup_bytes(&self, hd4: u32) -> u32 {
-        (self.br + 2 * self.bc) * hd4 * 16 + self.br * self.bc * 4 + 12
+        (self.br + 2 * self.bc) * hd4 * 16 + self.br * self.bc * 4 + 24
     }
 
     /// The tiles `wanted` asks for, made to fit: fewer query rows while a row's lanes would own
@@ -216,7 +259,11 @@ fn prefill_pipeline(
     rows: bool,
 ) -> anyhow::Result<(wgpu::ComputePipeline, Option<FlashTiles>)> {
     heads.check()?;
-    let mut constants = vec![("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+    let mut constants = vec![
+        ("WG", f64::from(wg)),
+        ("HD4", f64::from(heads.hd4())),
+        ("SINKS", f64::from(u8::from(heads.sinks))),
+    ];
     let fitted = match tiles {
         Some(t) => {
             let f = FlashTiles::fit(&heads, wg, t, ctx.limits.max_compute_workgroup_storage_size)?;
@@ -240,12 +287,19 @@ fn prefill_pipeline(
     Ok((pipeline, fitted))
 }
 
+/// A 16-byte storage buffer bound where a kernel built without sinks declares its sink logits
+/// (the binding exists in every pipeline of the shader; the shader never reads it then).
+fn no_sinks(ctx: &GpuContext) -> anyhow::Result<wgpu::Buffer> {
+    ctx.storage_zeroed("no-sinks", 16)
+}
+
 /// Causal attention of a whole prompt (prefill).
 pub struct PrefillAttention {
     pipeline: wgpu::ComputePipeline,
     heads: Heads,
     wg: u32,
     tiles: Option<FlashTiles>,
+    no_sinks: wgpu::Buffer,
 }
 
 impl PrefillAttention {
@@ -264,6 +318,7 @@ impl PrefillAttention {
             heads,
             wg,
             tiles,
+            no_sinks: no_sinks(ctx)?,
         })
     }
 
@@ -273,7 +328,8 @@ impl PrefillAttention {
     }
 
     /// Attention for `batch` prompts of `seq_len` tokens: q from `qkv`, K and V from the
-    /// caches (positions 0..seq_len), output rows in `out`.
+    /// caches (positions 0..seq_len, each query within its window), output rows in `out`.
+    /// Heads with sinks take [`PrefillAttention::dispatch_with_sinks`].
     pub fn dispatch(
         &self,
         ctx: &GpuContext,
@@ -283,17 +339,50 @@ impl PrefillAttention {
         v_cache: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
+        self.launch(ctx, (batch, seq_len), [qkv, k_cache, v_cache, out], None)
+    }
+
+    /// [`PrefillAttention::dispatch`] for heads with sinks: `sinks` holds the layer's
+    /// `n_heads` f32 sink logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_with_sinks(
+        &self,
+        ctx: &GpuContext,
+        (batch, seq_len): (u32, u32),
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        sinks: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        self.launch(
+            ctx,
+            (batch, seq_len),
+            [qkv, k_cache, v_cache, out],
+            Some(sinks),
+        )
+    }
+
+    fn launch(
+        &self,
+        ctx: &GpuContext,
+        (batch, seq_len): (u32, u32),
+        [qkv, k_cache, v_cache, out]: [&wgpu::Buffer; 4],
+        sinks: Option<&wgpu::Buffer>,
+    ) -> anyhow::Result<Dispatch> {
         let h = self.heads;
+        h.check_sinks(sinks)?;
         let params = prefill_params(&h, (batch, seq_len), qkv, k_cache, v_cache, out)?;
         // Tiles never straddle two prompts: one grid row of them per prompt.
         let grid = match self.tiles {
             Some(t) => [seq_len.div_ceil(t.br), h.n_heads, batch],
             None => [params.tokens.div_ceil(self.wg), h.n_heads, 1],
         };
+        let sinks = sinks.unwrap_or(&self.no_sinks);
         ctx.dispatch(
             &self.pipeline,
             &params,
-            &[(1, qkv), (2, k_cache), (3, v_cache), (4, out)],
+            &[(1, qkv), (2, k_cache), (3, v_cache), (4, out), (6, sinks)],
             grid,
         )
     }
@@ -306,6 +395,7 @@ pub struct PrefillAttentionRows {
     heads: Heads,
     wg: u32,
     tiles: Option<FlashTiles>,
+    no_sinks: wgpu::Buffer,
 }
 
 impl PrefillAttentionRows {
@@ -323,13 +413,15 @@ impl PrefillAttentionRows {
             heads,
             wg,
             tiles,
+            no_sinks: no_sinks(ctx)?,
         })
     }
 
-    /// Attention of the first `tokens` rows of `qkv`: row t attends to keys 0..=position of
-    /// the sequence `rows[t]` = (sequence, position) names, in caches of `sequences`
-    /// sequences. The caller keeps every position below `heads.cache_len` and every sequence
-    /// below `sequences` (the shader runs without bounds checks).
+    /// Attention of the first `tokens` rows of `qkv`: row t attends to keys 0..=position (those
+    /// in its window) of the sequence `rows[t]` = (sequence, position) names, in caches of
+    /// `sequences` sequences. The caller keeps every position below `heads.cache_len` and every
+    /// sequence below `sequences` (the shader runs without bounds checks). Heads with sinks
+    /// take [`PrefillAttentionRows::dispatch_with_sinks`].
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
@@ -341,7 +433,45 @@ impl PrefillAttentionRows {
         v_cache: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
+        self.launch(
+            ctx,
+            (tokens, sequences),
+            [qkv, rows, k_cache, v_cache, out],
+            None,
+        )
+    }
+
+    /// [`PrefillAttentionRows::dispatch`] for heads with sinks: `sinks` holds the layer's
+    /// `n_heads` f32 sink logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_with_sinks(
+        &self,
+        ctx: &GpuContext,
+        (tokens, sequences): (u32, u32),
+        qkv: &wgpu::Buffer,
+        rows: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        sinks: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        self.launch(
+            ctx,
+            (tokens, sequences),
+            [qkv, rows, k_cache, v_cache, out],
+            Some(sinks),
+        )
+    }
+
+    fn launch(
+        &self,
+        ctx: &GpuContext,
+        (tokens, sequences): (u32, u32),
+        [qkv, rows, k_cache, v_cache, out]: [&wgpu::Buffer; 5],
+        sinks: Option<&wgpu::Buffer>,
+    ) -> anyhow::Result<Dispatch> {
         let h = self.heads;
+        h.check_sinks(sinks)?;
         // One "prompt" per sequence of the cache for the size checks; seq_len is unused.
         let mut params = prefill_params(&h, (sequences, 1), qkv, k_cache, v_cache, out)?;
         anyhow::ensure!(
@@ -352,10 +482,18 @@ impl PrefillAttentionRows {
         );
         params.tokens = tokens;
         let rows_per_group = self.tiles.map_or(self.wg, |t| t.br);
+        let sinks = sinks.unwrap_or(&self.no_sinks);
         ctx.dispatch(
             &self.pipeline,
             &params,
-            &[(1, qkv), (2, k_cache), (3, v_cache), (4, out), (5, rows)],
+            &[
+                (1, qkv),
+                (2, k_cache),
+                (3, v_cache),
+                (4, out),
+                (5, rows),
+                (6, sinks),
+            ],
             [tokens.div_ceil(rows_per_group), h.n_heads, 1],
         )
     }
@@ -404,7 +542,7 @@ impl HeadGroups {
 }
 
 /// Attention of one new token per sequence over `kv_len` cached positions (decode), split
-/// over the KV length, then reduced.
+/// over the KV length (the last `window` positions only, with a sliding window), then reduced.
 pub struct DecodeAttention {
     split: wgpu::ComputePipeline,
     reduce: wgpu::ComputePipeline,
@@ -413,6 +551,7 @@ pub struct DecodeAttention {
     split_len: u32,
     /// `None`: the `invocation` layout.
     groups: Option<HeadGroups>,
+    no_sinks: wgpu::Buffer,
 }
 
 impl DecodeAttention {
@@ -489,27 +628,33 @@ impl DecodeAttention {
                 )?
             }
         };
+        // Only the reduce reads the sinks: the split pipelines do not depend on them.
+        let mut reduce_constants = constants.to_vec();
+        reduce_constants.push(("SINKS", f64::from(u8::from(heads.sinks))));
         Ok(Self {
             split,
             reduce: ctx.pipeline(
                 &ATTENTION_DECODE,
                 WeightDtype::F32,
                 "attention_reduce",
-                &constants,
+                &reduce_constants,
             )?,
             heads,
             wg,
             split_len,
             groups,
+            no_sinks: no_sinks(ctx)?,
         })
     }
 
-    /// Keys per split and splits for `batch` sequences at `kv_len` keys. The `workgroup`
-    /// layout takes as many splits as bring the grid to [`DECODE_TARGET_WORKGROUPS`], but none
-    /// shorter than the configured length (unless it is all the keys; so
-    /// [`DecodeAttention::partials_bytes`] bounds them), in whole blocks of `wg` keys where a
-    /// split is longer than one.
+    /// Keys per split and splits for `batch` sequences at `kv_len` keys, of which a sliding
+    /// window reads only the last `window` ([`Heads::attended`]): the splits cover those. The
+    /// `workgroup` layout takes as many splits as bring the grid to
+    /// [`DECODE_TARGET_WORKGROUPS`], but none shorter than the configured length (unless it is
+    /// all the keys; so [`DecodeAttention::partials_bytes`] bounds them), in whole blocks of
+    /// `wg` keys where a split is longer than one.
     pub fn splits(&self, batch: u32, kv_len: u32) -> (u32, u32) {
+        let kv_len = self.heads.attended(kv_len);
         let len = match self.groups {
             None => self.split_len,
             Some(g) => {
@@ -529,10 +674,10 @@ impl DecodeAttention {
 
     /// Decode attention of qkv rows `row_base..row_base + batch` at ragged depths (a kernel
     /// from [`DecodeAttention::new_rows`]): row r's token sits at the position `rows[r]` =
-    /// (sequence, position) names and attends to keys 0..=position of that sequence of the
-    /// caches (`sequences` of them); `max_len` (at most the cache length) sizes the split grid
-    /// and must cover every row's position + 1. Output rows go to the same row numbers of
-    /// `out`.
+    /// (sequence, position) names and attends to keys 0..=position (those in its window) of
+    /// that sequence of the caches (`sequences` of them); `max_len` (at most the cache length)
+    /// sizes the split grid and must cover every row's position + 1. Output rows go to the same
+    /// row numbers of `out`. Heads with sinks take [`DecodeAttention::dispatch_rows_with_sinks`].
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch_rows(
         &self,
@@ -545,6 +690,44 @@ impl DecodeAttention {
         partials: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<[Dispatch; 2]> {
+        self.launches_rows(
+            ctx,
+            (row_base, batch, sequences, max_len),
+            [qkv, rows, k_cache, v_cache, partials, out],
+            None,
+        )
+    }
+
+    /// [`DecodeAttention::dispatch_rows`] for heads with sinks: `sinks` holds the layer's
+    /// `n_heads` f32 sink logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_rows_with_sinks(
+        &self,
+        ctx: &GpuContext,
+        (row_base, batch, sequences, max_len): (u32, u32, u32, u32),
+        qkv: &wgpu::Buffer,
+        rows: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        sinks: &wgpu::Buffer,
+        partials: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<[Dispatch; 2]> {
+        self.launches_rows(
+            ctx,
+            (row_base, batch, sequences, max_len),
+            [qkv, rows, k_cache, v_cache, partials, out],
+            Some(sinks),
+        )
+    }
+
+    fn launches_rows(
+        &self,
+        ctx: &GpuContext,
+        (row_base, batch, sequences, max_len): (u32, u32, u32, u32),
+        [qkv, rows, k_cache, v_cache, partials, out]: [&wgpu::Buffer; 6],
+        sinks: Option<&wgpu::Buffer>,
+    ) -> anyhow::Result<[Dispatch; 2]> {
         let end = u64::from(row_base + batch);
         anyhow::ensure!(
             rows.size() >= end * 8,
@@ -554,20 +737,23 @@ impl DecodeAttention {
             ctx,
             (row_base, batch, sequences, max_len),
             [qkv, k_cache, v_cache, partials, out],
-            Some(rows),
+            (Some(rows), sinks),
         )
     }
 
-    /// Bytes of the partials buffer for `batch` sequences at `kv_len` keys.
+    /// Bytes of the partials buffer for `batch` sequences at `kv_len` keys: with a sliding
+    /// window, for the last `window` of them only.
     pub fn partials_bytes(&self, batch: u32, kv_len: u32) -> u64 {
         u64::from(batch)
             * u64::from(self.heads.n_heads)
-            * u64::from(kv_len.div_ceil(self.split_len))
+            * u64::from(self.heads.attended(kv_len).div_ceil(self.split_len))
             * u64::from(self.heads.hd4() + 1)
             * 16
     }
 
-    /// The two launches: q is row b of `qkv` for sequence b; keys are positions 0..kv_len.
+    /// The two launches: q is row b of `qkv` for sequence b; keys are positions 0..kv_len (the
+    /// last `window` of them with a sliding window). Heads with sinks take
+    /// [`DecodeAttention::dispatch_with_sinks`].
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
@@ -583,20 +769,43 @@ impl DecodeAttention {
             ctx,
             (0, batch, batch, kv_len),
             [qkv, k_cache, v_cache, partials, out],
-            None,
+            (None, None),
         )
     }
 
-    /// Both entry points' launches, after checking every buffer: the split pass (reading
-    /// `rows` when given) and the reduce.
+    /// [`DecodeAttention::dispatch`] for heads with sinks: `sinks` holds the layer's `n_heads`
+    /// f32 sink logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_with_sinks(
+        &self,
+        ctx: &GpuContext,
+        (batch, kv_len): (u32, u32),
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        sinks: &wgpu::Buffer,
+        partials: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<[Dispatch; 2]> {
+        self.launches(
+            ctx,
+            (0, batch, batch, kv_len),
+            [qkv, k_cache, v_cache, partials, out],
+            (None, Some(sinks)),
+        )
+    }
+
+    /// Every entry point's launches, after checking every buffer: the split pass (reading
+    /// `rows` when given) and the reduce (reading the sink logits when given).
     fn launches(
         &self,
         ctx: &GpuContext,
         (row_base, batch, sequences, kv_len): (u32, u32, u32, u32),
         [qkv, k_cache, v_cache, partials, out]: [&wgpu::Buffer; 5],
-        rows: Option<&wgpu::Buffer>,
+        (rows, sinks): (Option<&wgpu::Buffer>, Option<&wgpu::Buffer>),
     ) -> anyhow::Result<[Dispatch; 2]> {
         let h = self.heads;
+        h.check_sinks(sinks)?;
         let (split_len, n_splits) = self.splits(batch, kv_len);
         let end = u64::from(row_base + batch);
         let cache_bytes = u64::from(sequences)
@@ -625,7 +834,8 @@ impl DecodeAttention {
             batch,
             scale: h.scale(),
             row_base,
-            _pad: [0; 2],
+            window: h.window,
+            _pad: 0,
         };
         let grid = match self.groups {
             None => [n_splits.div_ceil(self.wg), h.n_heads, batch],
@@ -634,10 +844,11 @@ impl DecodeAttention {
         let mut bindings = vec![(1, qkv), (2, k_cache), (3, v_cache), (4, partials)];
         bindings.extend(rows.map(|r| (6, r)));
         let split = ctx.dispatch(&self.split, &params, &bindings, grid)?;
+        let sinks = sinks.unwrap_or(&self.no_sinks);
         let reduce = ctx.dispatch(
             &self.reduce,
             &params,
-            &[(4, partials), (5, out)],
+            &[(4, partials), (5, out), (7, sinks)],
             [h.hd4().div_ceil(self.wg), h.n_heads, batch],
         )?;
         Ok([split, reduce])
@@ -647,14 +858,29 @@ impl DecodeAttention {
 /// softmax(q·kᵀ/√d) · V for one query over `keys` and `values` (each a list of head_dim rows),
 /// in f64.
 pub fn reference(q: &[f64], keys: &[&[f64]], values: &[&[f64]]) -> Vec<f64> {
+    reference_with_sink(q, keys, values, None)
+}
+
+/// [`reference()`] with an optional attention sink: a logit (in the units of the scaled
+/// scores) that joins the softmax denominator and contributes no value.
+pub fn reference_with_sink(
+    q: &[f64],
+    keys: &[&[f64]],
+    values: &[&[f64]],
+    sink: Option<f64>,
+) -> Vec<f64> {
     let scale = 1.0 / (q.len() as f64).sqrt();
     let scores: Vec<f64> = keys
         .iter()
         .map(|k| q.iter().zip(*k).map(|(a, b)| a * b).sum::<f64>() * scale)
         .collect();
-    let max = scores.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let max = scores
+        .iter()
+        .copied()
+        .chain(sink)
+        .fold(f64::NEG_INFINITY, f64::max);
     let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
-    let total: f64 = weights.iter().sum();
+    let total: f64 = weights.iter().sum::<f64>() + sink.map_or(0.0, |s| (s - max).exp());
     let mut out = vec![0.0; q.len()];
     for (w, v) in weights.iter().zip(values) {
         for (o, x) in out.iter_mut().zip(*v) {
@@ -664,9 +890,10 @@ pub fn reference(q: &[f64], keys: &[&[f64]], values: &[&[f64]]) -> Vec<f64> {
     out
 }
 
-/// [`reference()`] for query head `head` of row `q_row` of `qkv` (rows of q|k|v heads), over
-/// keys 0..n_keys of sequence `b` in the caches as the kernels lay them out
-/// ([batch, kv_head, cache_len, head_dim]), in f64.
+/// [`reference_with_sink`] for query head `head` of row `q_row` of `qkv` (rows of q|k|v
+/// heads), over the keys of 0..n_keys of sequence `b` in the caches as the kernels lay them out
+/// ([batch, kv_head, cache_len, head_dim]) that the query at position n_keys - 1 attends to
+/// (`h.window`), in f64. `sinks` holds the `n_heads` sink logits when `h.sinks`.
 #[allow(clippy::too_many_arguments)]
 pub fn reference_from_cache(
     h: &Heads,
@@ -677,23 +904,31 @@ pub fn reference_from_cache(
     n_keys: usize,
     k: &[f32],
     v: &[f32],
+    sinks: Option<&[f32]>,
 ) -> Vec<f64> {
+    assert_eq!(
+        h.sinks,
+        sinks.is_some(),
+        "sink logits exactly for heads with sinks"
+    );
     let hd = h.head_dim as usize;
     let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
     let to64 = |s: &[f32]| s.iter().map(|&x| f64::from(x)).collect::<Vec<f64>>();
     let q = to64(&qkv[q_row * stride + head * hd..][..hd]);
     let kv = head / (h.n_heads / h.n_kv_heads) as usize;
     let base = (b * h.n_kv_heads as usize + kv) * h.cache_len as usize * hd;
-    let keys: Vec<Vec<f64>> = (0..n_keys)
+    let first = h.window_start(n_keys as u32) as usize;
+    let keys: Vec<Vec<f64>> = (first..n_keys)
         .map(|j| to64(&k[base + j * hd..][..hd]))
         .collect();
-    let values: Vec<Vec<f64>> = (0..n_keys)
+    let values: Vec<Vec<f64>> = (first..n_keys)
         .map(|j| to64(&v[base + j * hd..][..hd]))
         .collect();
-    reference(
+    reference_with_sink(
         &q,
         &keys.iter().map(Vec::as_slice).collect::<Vec<_>>(),
         &values.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+        sinks.map(|s| f64::from(s[head])),
     )
 }
 
@@ -708,6 +943,8 @@ pub(crate) struct RandomInputs {
     pub v: Vec<f32>,
     /// The three on the device.
     pub buffers: [wgpu::Buffer; 3],
+    /// One sink logit per query head and its device copy, when the heads have sinks.
+    pub sinks: Option<(Vec<f32>, wgpu::Buffer)>,
 }
 
 impl RandomInputs {
@@ -728,18 +965,67 @@ impl RandomInputs {
             ctx.storage_with("k", bytemuck::cast_slice(&k))?,
             ctx.storage_with("v", bytemuck::cast_slice(&v))?,
         ];
-        Ok(Self { qkv, k, v, buffers })
+        // Sinks of a few times the spread of the scores (about ±0.6), so that they weigh as
+        // much as a short window of keys: the checks see them.
+        let sinks = if h.sinks {
+            let s = random_values(h.n_heads as usize, seed + 3, 3.0);
+            let b = ctx.storage_with("sinks", bytemuck::cast_slice(&s))?;
+            Some((s, b))
+        } else {
+            None
+        };
+        Ok(Self {
+            qkv,
+            k,
+            v,
+            buffers,
+            sinks,
+        })
+    }
+
+    /// The device sink logits, when the heads have sinks.
+    pub(crate) fn sinks_buffer(&self) -> Option<&wgpu::Buffer> {
+        self.sinks.as_ref().map(|(_, b)| b)
     }
 
     /// [`reference_from_cache`] for every head of each (qkv row, sequence, keys) in `rows`.
     pub(crate) fn reference(&self, h: &Heads, rows: &[(usize, usize, usize)]) -> Vec<f64> {
+        let sinks = self.sinks.as_ref().map(|(s, _)| s.as_slice());
         rows.iter()
             .flat_map(|&(row, seq, n_keys)| {
                 (0..h.n_heads as usize).flat_map(move |head| {
-                    reference_from_cache(h, &self.qkv, row, seq, head, n_keys, &self.k, &self.v)
+                    reference_from_cache(
+                        h, &self.qkv, row, seq, head, n_keys, &self.k, &self.v, sinks,
+                    )
                 })
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+impl RandomInputs {
+    /// Sets the keys and values at `positions` of every sequence and KV head to NaN, on the
+    /// host and on the device: a kernel that reads any of them fails its check.
+    fn poison(
+        &mut self,
+        ctx: &GpuContext,
+        h: &Heads,
+        positions: impl Iterator<Item = usize>,
+    ) -> anyhow::Result<()> {
+        let hd = h.head_dim as usize;
+        let len = h.cache_len as usize;
+        let bad: std::collections::HashSet<usize> = positions.collect();
+        for cache in [&mut self.k, &mut self.v] {
+            for (i, x) in cache.iter_mut().enumerate() {
+                if bad.contains(&(i / hd % len)) {
+                    *x = f32::NAN;
+                }
+            }
+        }
+        self.buffers[1] = ctx.storage_with("k", bytemuck::cast_slice(&self.k))?;
+        self.buffers[2] = ctx.storage_with("v", bytemuck::cast_slice(&self.v))?;
+        Ok(())
     }
 }
 
@@ -751,13 +1037,28 @@ pub(crate) fn verify_decode(
     (batch, kv_len): (u32, u32),
     seed: u64,
 ) -> anyhow::Result<Correctness> {
+    let inputs = RandomInputs::new(ctx, &kernel.heads, (batch as usize, batch as usize), seed)?;
+    check_decode(ctx, kernel, (batch, kv_len), &inputs)
+}
+
+/// [`verify_decode`] on given inputs (of at least `batch` rows and sequences).
+fn check_decode(
+    ctx: &GpuContext,
+    kernel: &DecodeAttention,
+    (batch, kv_len): (u32, u32),
+    inputs: &RandomInputs,
+) -> anyhow::Result<Correctness> {
     let h = kernel.heads;
-    let inputs = RandomInputs::new(ctx, &h, (batch as usize, batch as usize), seed)?;
     let [qkv, k, v] = &inputs.buffers;
     let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(batch, kv_len))?;
     let len = (batch * h.n_heads * h.head_dim) as usize;
     let out = ctx.storage_zeroed("out", len as u64 * 4)?;
-    let d = kernel.dispatch(ctx, (batch, kv_len), qkv, k, v, &partials, &out)?;
+    let d = kernel.launches(
+        ctx,
+        (0, batch, batch, kv_len),
+        [qkv, k, v, &partials, &out],
+        (None, inputs.sinks_buffer()),
+    )?;
     ctx.execute(&d.to_vec())?;
     let got = ctx.read_f32(&out, len)?;
     let rows: Vec<_> = (0..batch as usize)
@@ -785,7 +1086,12 @@ pub(crate) fn verify_prefill(
     let [qkv, k, v] = &inputs.buffers;
     let len = tokens * (h.n_heads * h.head_dim) as usize;
     let out = ctx.storage_zeroed("out", len as u64 * 4)?;
-    ctx.execute(&kernel.dispatch(ctx, (batch, seq_len), qkv, k, v, &out)?)?;
+    ctx.execute(&kernel.launch(
+        ctx,
+        (batch, seq_len),
+        [qkv, k, v, &out],
+        inputs.sinks_buffer(),
+    )?)?;
     let got = ctx.read_f32(&out, len)?;
     let s = seq_len as usize;
     let rows: Vec<_> = (0..tokens).map(|t| (t, t / s, t % s + 1)).collect();
@@ -808,7 +1114,7 @@ pub(crate) fn prefill_params_layout() -> super::HostLayout {
         qkv_stride4,
         cache_len,
         scale,
-        _pad
+        window
     })
 }
 
@@ -826,6 +1132,7 @@ pub(crate) fn decode_params_layout() -> super::HostLayout {
         batch,
         scale,
         row_base,
+        window,
         _pad
     })
 }
@@ -842,7 +1149,14 @@ mod gpu_tests {
             n_kv_heads,
             head_dim,
             cache_len,
+            window: 0,
+            sinks: false,
         }
+    }
+
+    /// `h` with a sliding window of `window` keys (0: none) and sinks on or off.
+    fn windowed(h: Heads, window: u32, sinks: bool) -> Heads {
+        Heads { window, sinks, ..h }
     }
 
     const FLASH: Option<AttentionTiles> = Some(AttentionTiles { br: 16, bc: 16 });
@@ -959,7 +1273,8 @@ mod gpu_tests {
 
     /// Decode rows at ragged depths of different sequences, after a row that is not theirs
     /// (row_base 1), and prefill rows continuing prompts: a chunk at position 10 of sequence 1,
-    /// then rows of sequences 2 and 0 mixed into the same tiles.
+    /// then rows of sequences 2 and 0 mixed into the same tiles; with and without sliding
+    /// windows (5, which divides no tile, and 37) and sinks.
     #[test]
     fn rows_attend_to_their_own_sequence_up_to_their_position() {
         let ctx = test_context();
@@ -968,6 +1283,13 @@ mod gpu_tests {
             (heads(4, 2, 16, 40), 64, FLASH),
             (
                 heads(6, 3, 24, 40),
+                32,
+                Some(AttentionTiles { br: 4, bc: 8 }),
+            ),
+            (windowed(heads(8, 2, 16, 40), 5, true), 64, None),
+            (windowed(heads(8, 2, 16, 40), 5, true), 64, FLASH),
+            (
+                windowed(heads(6, 3, 24, 40), 37, true),
                 32,
                 Some(AttentionTiles { br: 4, bc: 8 }),
             ),
@@ -992,15 +1314,11 @@ mod gpu_tests {
                 .unwrap();
             let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
             let d = kernel
-                .dispatch_rows(
+                .launches_rows(
                     ctx,
                     (1, 3, sequences, 40),
-                    qkv_b,
-                    &rows_b,
-                    k_b,
-                    v_b,
-                    &partials,
-                    &out_b,
+                    [qkv_b, &rows_b, k_b, v_b, &partials, &out_b],
+                    inputs.sinks_buffer(),
                 )
                 .unwrap();
             ctx.execute(&d.to_vec()).unwrap();
@@ -1030,7 +1348,12 @@ mod gpu_tests {
             let out_b = ctx.storage_zeroed("out", (out_len(n) * 4) as u64).unwrap();
             let kernel = PrefillAttentionRows::new(ctx, h, wg, tiles).unwrap();
             let d = kernel
-                .dispatch(ctx, (n as u32, sequences), qkv_b, &rows_b, k_b, v_b, &out_b)
+                .launch(
+                    ctx,
+                    (n as u32, sequences),
+                    [qkv_b, &rows_b, k_b, v_b, &out_b],
+                    inputs.sinks_buffer(),
+                )
                 .unwrap();
             ctx.execute(&d).unwrap();
             let got = ctx.read_f32(&out_b, out_len(n)).unwrap();
@@ -1046,6 +1369,233 @@ mod gpu_tests {
                 "prefill rows".into(),
             );
             assert!(c.failure.is_none(), "{tiles:?} {h:?} prefill rows: {c:?}");
+        }
+    }
+
+    /// Sliding windows smaller than, equal to and larger than the prompt, windows that divide
+    /// no tile (5, 37) and one that is a whole tile (16), with and without sinks, four query
+    /// heads per KV head, in the per-row layout and FlashAttention-2 tiles of several shapes.
+    #[test]
+    fn windowed_prefill_with_sinks_matches_reference() {
+        let ctx = test_context();
+        let tiled = |br, bc| Some(AttentionTiles { br, bc });
+        for (batch, seq_len, h, wg, tiles) in [
+            (1, 70, windowed(heads(8, 2, 64, 70), 5, true), 64, None),
+            (3, 13, windowed(heads(8, 2, 12, 16), 16, false), 64, None),
+            (2, 21, windowed(heads(4, 1, 24, 24), 40, true), 64, None),
+            (1, 70, windowed(heads(8, 2, 64, 70), 5, true), 64, FLASH),
+            (2, 37, windowed(heads(8, 2, 24, 40), 37, false), 64, FLASH),
+            (1, 50, windowed(heads(8, 2, 16, 50), 16, true), 64, FLASH),
+            (1, 33, windowed(heads(4, 1, 128, 33), 100, true), 64, FLASH),
+            (1, 19, windowed(heads(8, 2, 64, 19), 0, true), 64, FLASH),
+            (
+                2,
+                45,
+                windowed(heads(8, 2, 64, 45), 37, true),
+                64,
+                tiled(4, 32),
+            ),
+            (
+                2,
+                21,
+                windowed(heads(4, 1, 24, 24), 1, false),
+                32,
+                tiled(8, 4),
+            ),
+        ] {
+            let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
+            let c = verify_prefill(ctx, &kernel, (batch, seq_len), 67).unwrap();
+            assert!(
+                c.failure.is_none(),
+                "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
+                kernel.tiles()
+            );
+        }
+    }
+
+    /// Windows smaller than, equal to and larger than the depth, depths that no split
+    /// divides, sinks on and off, four query heads per KV head, in both layouts; and a window
+    /// of 128 at a depth of 8192.
+    #[test]
+    fn windowed_decode_with_sinks_matches_reference() {
+        let ctx = test_context();
+        for layout in [Invocation, Workgroup] {
+            for (batch, kv_len, split_len, h, wg) in [
+                (1, 300, 8, windowed(heads(8, 2, 128, 300), 37, true), 64),
+                (2, 95, 16, windowed(heads(8, 2, 64, 96), 128, true), 32),
+                (3, 77, 16, windowed(heads(4, 1, 24, 80), 77, false), 64),
+                (1, 131, 4, windowed(heads(8, 2, 64, 131), 5, false), 64),
+                (2, 50, 8, windowed(heads(4, 1, 24, 50), 0, true), 64),
+                (1, 1, 16, windowed(heads(4, 1, 24, 4), 1, true), 64),
+                (2, 203, 16, windowed(heads(8, 2, 16, 210), 1, true), 64),
+                (1, 8192, 32, windowed(heads(4, 2, 16, 8192), 128, true), 64),
+            ] {
+                let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
+                let c = verify_decode(ctx, &kernel, (batch, kv_len), 73).unwrap();
+                assert!(
+                    c.failure.is_none(),
+                    "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
+                     (splits {:?}): {c:?}",
+                    kernel.splits(batch, kv_len)
+                );
+            }
+        }
+    }
+
+    /// Windowed decode sizes its splits, its partials and its grid by the window: the same at
+    /// every depth past the window as at the window itself, and fewer than full attention's.
+    #[test]
+    fn windowed_decode_splits_follow_the_window_not_the_depth() {
+        let ctx = test_context();
+        for layout in [Invocation, Workgroup] {
+            let full = heads(32, 8, 128, 8192);
+            let kf = DecodeAttention::new(ctx, full, layout, 64, 32).unwrap();
+            let kw = DecodeAttention::new(ctx, windowed(full, 128, false), layout, 64, 32).unwrap();
+            for depth in [128, 129, 1000, 8192] {
+                assert_eq!(kw.splits(1, depth), kf.splits(1, 128), "{layout:?} {depth}");
+                assert_eq!(
+                    kw.partials_bytes(1, depth),
+                    kf.partials_bytes(1, 128),
+                    "{layout:?} {depth}"
+                );
+            }
+            let (len, n) = kw.splits(1, 8192);
+            assert!(
+                len * n >= 128 && len * (n - 1) < 128,
+                "{layout:?}: {len} {n}"
+            );
+            assert!(kf.splits(1, 8192).1 > n, "{layout:?}");
+            assert!(kf.partials_bytes(1, 8192) > kw.partials_bytes(1, 8192));
+            // Below the window nothing changes.
+            assert_eq!(kw.splits(2, 50), kf.splits(2, 50), "{layout:?}");
+
+            // The split launch's grid, from real launches at two depths.
+            let h = heads(4, 2, 16, 2048);
+            let kernel =
+                DecodeAttention::new(ctx, windowed(h, 128, false), layout, 64, 16).unwrap();
+            let inputs = RandomInputs::new(ctx, &h, (1, 1), 5).unwrap();
+            let [qkv, k, v] = &inputs.buffers;
+            let partials = ctx
+                .storage_zeroed("partials", kernel.partials_bytes(1, 2048))
+                .unwrap();
+            let out = ctx.storage_zeroed("out", 4 * 16 * 4).unwrap();
+            let grid = |depth| {
+                kernel
+                    .dispatch(ctx, (1, depth), qkv, k, v, &partials, &out)
+                    .unwrap()[0]
+                    .workgroups
+            };
+            assert_eq!(grid(2048), grid(128), "{layout:?}");
+            assert_eq!(grid(2048), grid(1000), "{layout:?}");
+        }
+    }
+
+    /// Keys and values before every window (and past every position) are NaN: windowed decode
+    /// in both layouts and windowed prefill rows in both layouts (the FlashAttention-2 body is
+    /// the whole-prompt kernel's) still match the reference, so they never read them.
+    #[test]
+    fn windowed_kernels_read_no_key_outside_the_windows() {
+        let ctx = test_context();
+        let h = windowed(heads(8, 2, 16, 320), 37, true);
+        for layout in [Invocation, Workgroup] {
+            let kernel = DecodeAttention::new(ctx, h, layout, 64, 8).unwrap();
+            let mut inputs = RandomInputs::new(ctx, &h, (2, 2), 91).unwrap();
+            inputs
+                .poison(ctx, &h, (0..300 - 37).chain(300..320))
+                .unwrap();
+            let c = check_decode(ctx, &kernel, (2, 300), &inputs).unwrap();
+            assert!(c.failure.is_none(), "{layout:?} {h:?}: {c:?}");
+        }
+        // Rows 60..64 of sequence 1 (window keys 24..64) beside row 5 of sequence 0 (keys
+        // 0..6), in one tile.
+        let rows: Vec<[u32; 2]> = vec![[1, 60], [1, 61], [0, 5], [1, 62], [1, 63]];
+        for tiles in [None, FLASH] {
+            let mut inputs = RandomInputs::new(ctx, &h, (rows.len(), 2), 93).unwrap();
+            inputs.poison(ctx, &h, (6..24).chain(64..320)).unwrap();
+            let [qkv_b, k_b, v_b] = &inputs.buffers;
+            let rows_b = ctx
+                .storage_with("rows", bytemuck::cast_slice(&rows))
+                .unwrap();
+            let len = rows.len() * (h.n_heads * h.head_dim) as usize;
+            let out_b = ctx.storage_zeroed("out", len as u64 * 4).unwrap();
+            let kernel = PrefillAttentionRows::new(ctx, h, 64, tiles).unwrap();
+            let sinks = inputs.sinks_buffer().unwrap();
+            let d = kernel
+                .dispatch_with_sinks(
+                    ctx,
+                    (rows.len() as u32, 2),
+                    qkv_b,
+                    &rows_b,
+                    k_b,
+                    v_b,
+                    sinks,
+                    &out_b,
+                )
+                .unwrap();
+            ctx.execute(&d).unwrap();
+            let got = ctx.read_f32(&out_b, len).unwrap();
+            let want: Vec<_> = rows
+                .iter()
+                .enumerate()
+                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
+                .collect();
+            let c = compare(
+                &got,
+                &inputs.reference(&h, &want),
+                NMSE_F32,
+                "poisoned prefill rows".into(),
+            );
+            assert!(c.failure.is_none(), "{tiles:?} {h:?}: {c:?}");
+        }
+    }
+
+    /// A dispatch without sink logits for heads with sinks, or with them for heads without, is
+    /// refused.
+    #[test]
+    fn sinks_are_given_exactly_when_the_heads_have_them() {
+        let ctx = test_context();
+        let h = heads(4, 2, 16, 40);
+        let with = windowed(h, 0, true);
+        let inputs = RandomInputs::new(ctx, &with, (1, 1), 3).unwrap();
+        let [qkv, k, v] = &inputs.buffers;
+        let sinks = inputs.sinks_buffer().unwrap();
+        let out = ctx.storage_zeroed("out", 4 * 16 * 4).unwrap();
+        let plain = PrefillAttention::new(ctx, h, 64, None).unwrap();
+        assert!(plain.dispatch(ctx, (1, 1), qkv, k, v, &out).is_ok());
+        assert!(
+            plain
+                .dispatch_with_sinks(ctx, (1, 1), qkv, k, v, sinks, &out)
+                .is_err()
+        );
+        let sinking = PrefillAttention::new(ctx, with, 64, None).unwrap();
+        assert!(sinking.dispatch(ctx, (1, 1), qkv, k, v, &out).is_err());
+        let short = ctx.storage_zeroed("short", 8).unwrap();
+        assert!(
+            sinking
+                .dispatch_with_sinks(ctx, (1, 1), qkv, k, v, &short, &out)
+                .is_err()
+        );
+    }
+
+    /// The sink is one more softmax term with no value: a sink far below the scores changes
+    /// nothing, one far above them sends the output to zero, and without keys' spread the
+    /// weights split as e^s : e^sink.
+    #[test]
+    fn reference_sink_joins_the_denominator_only() {
+        let q = [1.0, 0.0, 0.0, 0.0];
+        let k0 = [0.0; 4];
+        let v0 = [2.0, -4.0, 0.0, 1.0];
+        let keys: [&[f64]; 2] = [&k0, &k0];
+        let values: [&[f64]; 2] = [&v0, &v0];
+        assert_eq!(reference_with_sink(&q, &keys, &values, None), v0.to_vec());
+        let low = reference_with_sink(&q, &keys, &values, Some(-1e3));
+        assert_eq!(low, v0.to_vec());
+        let high = reference_with_sink(&q, &keys, &values, Some(1e3));
+        assert!(high.iter().all(|x| x.abs() < 1e-300), "{high:?}");
+        // Two keys scoring 0 and a sink of ln 2: weights 1/4, 1/4 and 1/2.
+        let half = reference_with_sink(&q, &keys, &values, Some(2f64.ln()));
+        for (got, want) in half.iter().zip(v0) {
+            assert!((got - want / 2.0).abs() < 1e-12, "{half:?}");
         }
     }
 }

@@ -1,7 +1,7 @@
 //! `shaders/attention_prefill_coop.wgsl`: causal prefill attention with q·kᵀ and p·V on
 //! cooperative matrices (FlashAttention-2 layout), for runs whose products use the
 //! cooperative-matrix tier. Same inputs, outputs and cache layout as
-//! [`super::attention::PrefillAttention`].
+//! [`super::attention::PrefillAttention`], sliding windows and sinks included.
 
 use super::attention::{Heads, prefill_params};
 use super::matmul_coop::CoopSupport;
@@ -17,6 +17,8 @@ pub struct PrefillAttentionCoop {
     pipeline: wgpu::ComputePipeline,
     heads: Heads,
     size: u32,
+    /// Bound where the shader declares its sink logits, when the heads have none.
+    no_sinks: wgpu::Buffer,
 }
 
 /// The matrix size the cooperative attention uses for `heads` on an adapter with `support`,
@@ -76,6 +78,7 @@ impl PrefillAttentionCoop {
         let constants = [
             ("SG", f64::from(support.sg)),
             ("HD", f64::from(heads.head_dim)),
+            ("SINKS", f64::from(u8::from(heads.sinks))),
         ];
         let pipeline = ctx.pipeline(
             shader,
@@ -87,11 +90,13 @@ impl PrefillAttentionCoop {
             pipeline,
             heads,
             size,
+            no_sinks: ctx.storage_zeroed("no-sinks", 16)?,
         })
     }
 
     /// Attention for `batch` prompts of `seq_len` tokens, as
-    /// [`super::attention::PrefillAttention::dispatch`].
+    /// [`super::attention::PrefillAttention::dispatch`]. Heads with sinks take
+    /// [`PrefillAttentionCoop::dispatch_with_sinks`].
     pub fn dispatch(
         &self,
         ctx: &GpuContext,
@@ -101,11 +106,44 @@ impl PrefillAttentionCoop {
         v_cache: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
+        self.launch(ctx, (batch, seq_len), [qkv, k_cache, v_cache, out], None)
+    }
+
+    /// [`PrefillAttentionCoop::dispatch`] for heads with sinks: `sinks` holds the layer's
+    /// `n_heads` f32 sink logits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_with_sinks(
+        &self,
+        ctx: &GpuContext,
+        (batch, seq_len): (u32, u32),
+        qkv: &wgpu::Buffer,
+        k_cache: &wgpu::Buffer,
+        v_cache: &wgpu::Buffer,
+        sinks: &wgpu::Buffer,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<Dispatch> {
+        self.launch(
+            ctx,
+            (batch, seq_len),
+            [qkv, k_cache, v_cache, out],
+            Some(sinks),
+        )
+    }
+
+    fn launch(
+        &self,
+        ctx: &GpuContext,
+        (batch, seq_len): (u32, u32),
+        [qkv, k_cache, v_cache, out]: [&wgpu::Buffer; 4],
+        sinks: Option<&wgpu::Buffer>,
+    ) -> anyhow::Result<Dispatch> {
+        self.heads.check_sinks(sinks)?;
         let params = prefill_params(&self.heads, (batch, seq_len), qkv, k_cache, v_cache, out)?;
+        let sinks = sinks.unwrap_or(&self.no_sinks);
         ctx.dispatch(
             &self.pipeline,
             &params,
-            &[(1, qkv), (2, k_cache), (3, v_cache), (4, out)],
+            &[(1, qkv), (2, k_cache), (3, v_cache), (4, out), (6, sinks)],
             [seq_len.div_ceil(self.size), self.heads.n_heads, batch],
         )
     }
@@ -132,12 +170,22 @@ mod gpu_tests {
             n_kv_heads,
             head_dim,
             cache_len,
+            window: 0,
+            sinks: false,
         };
+        let windowed = |h: Heads, window, sinks| Heads { window, sinks, ..h };
         for (batch, seq_len, h) in [
             (1, 1, heads(2, 1, 16, 1)),
             (2, 13, heads(4, 2, 24, 16)),
             (1, 70, heads(6, 2, 64, 70)),
             (3, 9, heads(2, 2, 128, 9)),
+            // Sliding windows that divide no block (5, 37), equal to and longer than the
+            // prompt, sinks on and off, four query heads per KV head.
+            (1, 70, windowed(heads(8, 2, 64, 70), 5, true)),
+            (2, 40, windowed(heads(8, 2, 16, 40), 37, false)),
+            (2, 13, windowed(heads(4, 1, 24, 16), 13, true)),
+            (1, 21, windowed(heads(4, 1, 32, 21), 64, true)),
+            (2, 19, windowed(heads(8, 2, 16, 19), 0, true)),
         ] {
             let Ok(size) = size_for(&support, &h) else {
                 continue;
@@ -151,6 +199,11 @@ mod gpu_tests {
             let qkv = round(random_values(tokens * stride, 71, 1.0));
             let k = round(random_values(cache, 72, 1.0));
             let v = round(random_values(cache, 73, 1.0));
+            // Sinks weighing as much as a few keys (see RandomInputs).
+            let sinks = random_values(h.n_heads as usize, 74, 3.0);
+            let sinks_b = ctx
+                .storage_with("sinks", bytemuck::cast_slice(&sinks))
+                .unwrap();
             let (qkv_b, k_b, v_b) = (
                 ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap(),
                 ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
@@ -160,21 +213,30 @@ mod gpu_tests {
                 .storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64)
                 .unwrap();
             let kernel = PrefillAttentionCoop::new(ctx, h, &support, size).unwrap();
-            ctx.execute(
-                &kernel
-                    .dispatch(ctx, (batch, seq_len), &qkv_b, &k_b, &v_b, &out_b)
-                    .unwrap(),
-            )
-            .unwrap();
+            let d = if h.sinks {
+                kernel.dispatch_with_sinks(
+                    ctx,
+                    (batch, seq_len),
+                    &qkv_b,
+                    &k_b,
+                    &v_b,
+                    &sinks_b,
+                    &out_b,
+                )
+            } else {
+                kernel.dispatch(ctx, (batch, seq_len), &qkv_b, &k_b, &v_b, &out_b)
+            };
+            ctx.execute(&d.unwrap()).unwrap();
             let got = ctx
                 .read_f32(&out_b, tokens * h.n_heads as usize * hd)
                 .unwrap();
             let (qkv, k, v) = (&qkv, &k, &v);
+            let sinks = h.sinks.then_some(sinks.as_slice());
             let want: Vec<f64> = (0..tokens)
                 .flat_map(|t| {
                     let (b, i) = (t / seq_len as usize, t % seq_len as usize);
                     (0..h.n_heads as usize).flat_map(move |head| {
-                        reference_from_cache(&h, qkv, t, b, head, i + 1, k, v)
+                        reference_from_cache(&h, qkv, t, b, head, i + 1, k, v, sinks)
                     })
                 })
                 .collect();
@@ -202,6 +264,8 @@ mod tests {
             n_kv_heads: 1,
             head_dim,
             cache_len: 4,
+            window: 0,
+            sinks: false,
         };
         assert_eq!(size_for(&both, &h(128)), Ok(16));
         assert_eq!(size_for(&both, &h(24)), Ok(8));
@@ -212,5 +276,32 @@ mod tests {
             sg: 4,
         };
         assert!(size_for(&small_sg, &h(64)).is_err());
+    }
+
+    /// Windowed heads and heads with sinks take the same matrix size as full attention.
+    #[test]
+    fn coop_attention_takes_windows_and_sinks() {
+        let both = CoopSupport {
+            sizes: vec![16, 8],
+            sg: 32,
+        };
+        let full = Heads {
+            n_heads: 8,
+            n_kv_heads: 2,
+            head_dim: 64,
+            cache_len: 256,
+            window: 0,
+            sinks: false,
+        };
+        for h in [
+            full,
+            Heads {
+                window: 128,
+                sinks: true,
+                ..full
+            },
+        ] {
+            assert_eq!(size_for(&both, &h), Ok(16), "{h:?}");
+        }
     }
 }

@@ -119,6 +119,8 @@ impl<'a> Engine<'a> {
             n_kv_heads: s.n_kv_heads,
             head_dim: s.head_dim,
             cache_len: size.cache_len,
+            window: 0,
+            sinks: false,
         };
         let cfg = &loaded.1.config;
         let cache_bytes = f32s(

@@ -205,6 +205,8 @@ impl<'a> Bench<'a> {
             n_kv_heads: s.n_kv_heads,
             head_dim: s.head_dim,
             cache_len,
+            window: 0,
+            sinks: false,
         }
     }
 
@@ -538,6 +540,8 @@ fn check_decode_attention(
         n_kv_heads: 2,
         head_dim: 16,
         cache_len: 80,
+        window: 0,
+        sinks: false,
     };
     let kernel = DecodeAttention::new(ctx, heads, layout, wg, split_len)?;
     ensure_correct(attention::verify_decode(ctx, &kernel, (1, 77), 10)?)
@@ -554,6 +558,8 @@ fn check_prefill_attention(
         n_kv_heads: 2,
         head_dim: 16,
         cache_len: 19,
+        window: 0,
+        sinks: false,
     };
     let kernel = PrefillAttention::new(ctx, heads, wg, tiles)?;
     ensure_correct(attention::verify_prefill(ctx, &kernel, (1, 19), 16)?)

@@ -291,6 +291,8 @@ impl ForwardPass {
             n_kv_heads: s.n_kv_heads,
             head_dim: s.head_dim,
             cache_len,
+            window: 0,
+            sinks: false,
         };
         let cfg = &kernels.config;
         let mut list = vec![

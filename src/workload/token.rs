@@ -254,6 +254,8 @@ impl TokenWorkload {
             n_kv_heads: shape.n_kv_heads,
             head_dim: shape.head_dim,
             cache_len: self.pass.cache_len(),
+            window: 0,
+            sinks: false,
         };
         Some(
             match crate::kernels::attention_coop::for_tiles(ctx, s.config.matmul.tiles, &heads) {
