@@ -286,14 +286,6 @@ impl ForwardPass {
         }
         ctx.take_device_error()?;
 
-        let heads = Heads {
-            n_heads: s.n_heads,
-            n_kv_heads: s.n_kv_heads,
-            head_dim: s.head_dim,
-            cache_len,
-            window: 0,
-            sinks: false,
-        };
         let cfg = &kernels.config;
         let mut list = vec![
             kernels
@@ -318,32 +310,16 @@ impl ForwardPass {
             head_dim: s.head_dim,
             cache_len,
         };
-        let attention = match pass.phase {
-            // The cooperative-matrix tier takes attention too, where the heads fit it.
-            Phase::Prefill => match attention_coop::for_tiles(ctx, cfg.matmul.tiles, &heads) {
-                Ok((support, size)) => {
-                    Attention::PrefillCoop(PrefillAttentionCoop::new(ctx, heads, &support, size)?)
-                }
-                Err(_) => Attention::Prefill(PrefillAttention::new(
-                    ctx,
-                    heads,
-                    cfg.wg,
-                    cfg.prefill_attention_tiles,
-                )?),
-            },
-            Phase::Decode => {
-                let kernel = DecodeAttention::new(
-                    ctx,
-                    heads,
-                    cfg.decode_attention_layout,
-                    cfg.decode_attention_wg(),
-                    cfg.decode_split_for(pass.len),
-                )?;
-                let partials =
-                    ctx.storage_zeroed("partials", kernel.partials_bytes(pass.batch, cache_len))?;
-                Attention::Decode(kernel, partials)
+        // One attention kernel per attention span the layers have: full, and the window.
+        let layers_run = weights.layers_run;
+        let mut attentions: Vec<(u32, Attention)> = Vec::new();
+        for l in 0..layers_run {
+            let window = s.layer_kind(l, layers_run).window;
+            if attentions.iter().all(|(w, _)| *w != window) {
+                let heads = heads_of(&s, cache_len, window);
+                attentions.push((window, Attention::new(ctx, cfg, heads, pass)?));
             }
-        };
+        }
         let moe_buffers = if s.is_moe() {
             Some(MoeBuffers::new(ctx, &s, pass, layers)?)
         } else {
@@ -369,33 +345,19 @@ impl ForwardPass {
                     .rope
                     .dispatch(ctx, geometry, &qkv, &rope_table, k_cache, v_cache)?,
             );
-            match &attention {
-                Attention::Prefill(kernel) => list.push(kernel.dispatch(
-                    ctx,
-                    (pass.batch, pass.len),
-                    &qkv,
-                    k_cache,
-                    v_cache,
-                    &attn,
-                )?),
-                Attention::PrefillCoop(kernel) => list.push(kernel.dispatch(
-                    ctx,
-                    (pass.batch, pass.len),
-                    &qkv,
-                    k_cache,
-                    v_cache,
-                    &attn,
-                )?),
-                Attention::Decode(kernel, partials) => list.extend(kernel.dispatch(
-                    ctx,
-                    (pass.batch, cache_len),
-                    &qkv,
-                    k_cache,
-                    v_cache,
-                    partials,
-                    &attn,
-                )?),
-            }
+            let window = s.layer_kind(l as u32, layers_run).window;
+            let (_, attention) = attentions
+                .iter()
+                .find(|(w, _)| *w == window)
+                .expect("a kernel for every span");
+            attention.dispatch(
+                ctx,
+                &mut list,
+                pass,
+                (&qkv, k_cache, v_cache),
+                w.sinks.as_ref(),
+                &attn,
+            )?;
             project(
                 ctx,
                 &kernels.matmul,
@@ -676,10 +638,92 @@ fn moe_block(
     Ok(())
 }
 
+/// The heads of a layer of `s` whose caches hold `cache_len` positions and whose attention
+/// spans `window` positions (0: all).
+pub(crate) fn heads_of(s: &ModelShape, cache_len: u32, window: u32) -> Heads {
+    Heads {
+        n_heads: s.n_heads,
+        n_kv_heads: s.n_kv_heads,
+        head_dim: s.head_dim,
+        cache_len,
+        window,
+        sinks: s.attention_sinks > 0,
+    }
+}
+
 enum Attention {
     Prefill(PrefillAttention),
     PrefillCoop(PrefillAttentionCoop),
     Decode(DecodeAttention, wgpu::Buffer),
+}
+
+impl Attention {
+    /// The kernel a pass's tier runs for `heads`; decode's with its partials buffer.
+    fn new(ctx: &GpuContext, cfg: &KernelConfig, heads: Heads, pass: Pass) -> anyhow::Result<Self> {
+        Ok(match pass.phase {
+            // The cooperative-matrix tier takes attention too, where the heads fit it.
+            Phase::Prefill => match attention_coop::for_tiles(ctx, cfg.matmul.tiles, &heads) {
+                Ok((support, size)) => {
+                    Self::PrefillCoop(PrefillAttentionCoop::new(ctx, heads, &support, size)?)
+                }
+                Err(_) => Self::Prefill(PrefillAttention::new(
+                    ctx,
+                    heads,
+                    cfg.wg,
+                    cfg.prefill_attention_tiles,
+                )?),
+            },
+            Phase::Decode => {
+                let kernel = DecodeAttention::new(
+                    ctx,
+                    heads,
+                    cfg.decode_attention_layout,
+                    cfg.decode_attention_wg(),
+                    cfg.decode_split_for(pass.len),
+                )?;
+                let partials = ctx.storage_zeroed(
+                    "partials",
+                    kernel.partials_bytes(pass.batch, pass.cache_len()),
+                )?;
+                Self::Decode(kernel, partials)
+            }
+        })
+    }
+
+    /// Appends the launches of attention over one layer's caches, with its sink logits where
+    /// the heads have sinks.
+    fn dispatch(
+        &self,
+        ctx: &GpuContext,
+        list: &mut Vec<Dispatch>,
+        pass: Pass,
+        (qkv, k, v): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        sinks: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
+    ) -> anyhow::Result<()> {
+        let prompt = (pass.batch, pass.len);
+        let cached = (pass.batch, pass.cache_len());
+        match (self, sinks) {
+            (Self::Prefill(kernel), None) => {
+                list.push(kernel.dispatch(ctx, prompt, qkv, k, v, out)?)
+            }
+            (Self::Prefill(kernel), Some(sinks)) => {
+                list.push(kernel.dispatch_with_sinks(ctx, prompt, qkv, k, v, sinks, out)?)
+            }
+            (Self::PrefillCoop(kernel), None) => {
+                list.push(kernel.dispatch(ctx, prompt, qkv, k, v, out)?)
+            }
+            (Self::PrefillCoop(kernel), Some(sinks)) => {
+                list.push(kernel.dispatch_with_sinks(ctx, prompt, qkv, k, v, sinks, out)?)
+            }
+            (Self::Decode(kernel, partials), None) => {
+                list.extend(kernel.dispatch(ctx, cached, qkv, k, v, partials, out)?)
+            }
+            (Self::Decode(kernel, partials), Some(sinks)) => list
+                .extend(kernel.dispatch_with_sinks(ctx, cached, qkv, k, v, sinks, partials, out)?),
+        }
+        Ok(())
+    }
 }
 
 /// Appends the launches of out (+)= input · W, one per slab. `input` is (rows, buffer, vec4s

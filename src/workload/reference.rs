@@ -3,7 +3,7 @@
 //! small shapes (tiny, or a reduced copy of a large one).
 
 use super::synthetic::{Matrix, Norm, SyntheticModel, initial_cache, input_states};
-use crate::kernels::{attention, rmsnorm, rope, swiglu};
+use crate::kernels::{attention, moe, rmsnorm, rope, swiglu};
 use crate::model::{Pass, Phase};
 
 /// Outputs of the reference pass.
@@ -42,6 +42,75 @@ fn norm_rows(x: &[f64], d: usize, gamma: &[f32]) -> Vec<f64> {
         .collect()
 }
 
+/// swiglu(a · W_gate|up) · W_down for rows of width `d`, hidden width `f`.
+fn swiglu_block(a: &[f64], gate_up: &[f64], down: &[f64], (d, f): (usize, usize)) -> Vec<f64> {
+    let gu = matmul(a, gate_up, d, 2 * f);
+    let m: Vec<f64> = gu
+        .chunks_exact(2 * f)
+        .flat_map(|r| (0..f).map(move |c| swiglu::reference(r[c], r[f + c])))
+        .collect();
+    matmul(&m, down, f, d)
+}
+
+/// A mixture-of-experts block over rows `a`: each row's top-k experts by router logit, their
+/// outputs weighted by the softmax over the k, plus the shared experts. Only the experts some
+/// row chose are generated.
+fn moe_block(model: &SyntheticModel, l: usize, a: &[f64]) -> Vec<f64> {
+    let s = model.shape;
+    let (d, e, fe) = (
+        s.d_model as usize,
+        s.n_experts as usize,
+        s.d_ff_expert as usize,
+    );
+    let logits = matmul(a, &model.matrix(l, Matrix::Router).dense_f64(), d, e);
+    let choices: Vec<Vec<(usize, f64)>> = logits
+        .chunks_exact(e)
+        .map(|row| moe::reference_route(row, s.n_experts_active as usize))
+        .collect();
+    let mut out = vec![0.0; a.len()];
+    for expert in 0..e {
+        let rows: Vec<(usize, f64)> = choices
+            .iter()
+            .enumerate()
+            .filter_map(|(t, c)| c.iter().find(|x| x.0 == expert).map(|x| (t, x.1)))
+            .collect();
+        if rows.is_empty() {
+            continue;
+        }
+        let input: Vec<f64> = rows
+            .iter()
+            .flat_map(|&(t, _)| a[t * d..(t + 1) * d].to_vec())
+            .collect();
+        let y = swiglu_block(
+            &input,
+            &model
+                .matrix(l, Matrix::ExpertGateUp(expert as u32))
+                .dense_f64(),
+            &model
+                .matrix(l, Matrix::ExpertDown(expert as u32))
+                .dense_f64(),
+            (d, fe),
+        );
+        for (&(t, gate), yr) in rows.iter().zip(y.chunks_exact(d)) {
+            for (o, v) in out[t * d..(t + 1) * d].iter_mut().zip(yr) {
+                *o += gate * v;
+            }
+        }
+    }
+    if s.n_shared_experts > 0 {
+        let shared = swiglu_block(
+            a,
+            &model.matrix(l, Matrix::SharedGateUp).dense_f64(),
+            &model.matrix(l, Matrix::SharedDown).dense_f64(),
+            (d, (s.n_shared_experts * s.d_ff_expert) as usize),
+        );
+        for (o, v) in out.iter_mut().zip(shared) {
+            *o += v;
+        }
+    }
+    out
+}
+
 /// Runs `pass` through the first `layers` layers of `model`.
 pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
     let s = model.shape;
@@ -62,6 +131,8 @@ pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
     };
     let mut h: Vec<f64> = input_states(t, d).into_iter().map(f64::from).collect();
     for l in 0..layers as usize {
+        let kind = s.layer_kind(l as u32, layers);
+        let sinks = (s.attention_sinks > 0).then(|| model.sinks(l));
         let cache_dims = [b, nkv, cache_len, hd];
         let mut k_cache: Vec<f64> = initial_cache(l, false, cache_dims, filled)
             .into_iter()
@@ -94,14 +165,20 @@ pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
             for head in 0..nh {
                 let kv = head / (nh / nkv);
                 let q = &qkv[ti * qkv_dim + head * hd..ti * qkv_dim + (head + 1) * hd];
-                let keys: Vec<&[f64]> = (0..=pos)
+                // A windowed layer attends to the last `window` positions, its own included.
+                let first = match kind.window {
+                    0 => 0,
+                    w => (pos + 1).saturating_sub(w as usize),
+                };
+                let keys: Vec<&[f64]> = (first..=pos)
                     .map(|j| &k_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
                     .collect();
-                let values: Vec<&[f64]> = (0..=pos)
+                let values: Vec<&[f64]> = (first..=pos)
                     .map(|j| &v_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
                     .collect();
+                let sink = sinks.as_ref().map(|v| f64::from(v[head]));
                 out_row[head * hd..(head + 1) * hd]
-                    .copy_from_slice(&attention::reference(q, &keys, &values));
+                    .copy_from_slice(&attention::reference_with_sink(q, &keys, &values, sink));
             }
         }
         for (hv, o) in h.iter_mut().zip(matmul(
@@ -113,15 +190,17 @@ pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
             *hv += o;
         }
         let a = norm_rows(&h, d, &model.norm(l, Norm::Ffn));
-        let gu = matmul(&a, &model.matrix(l, Matrix::GateUp).dense_f64(), d, 2 * f);
-        let m: Vec<f64> = gu
-            .chunks_exact(2 * f)
-            .flat_map(|r| (0..f).map(move |c| swiglu::reference(r[c], r[f + c])))
-            .collect();
-        for (hv, o) in
-            h.iter_mut()
-                .zip(matmul(&m, &model.matrix(l, Matrix::Down).dense_f64(), f, d))
-        {
+        let out = if kind.moe {
+            moe_block(model, l, &a)
+        } else {
+            swiglu_block(
+                &a,
+                &model.matrix(l, Matrix::GateUp).dense_f64(),
+                &model.matrix(l, Matrix::Down).dense_f64(),
+                (d, f),
+            )
+        };
+        for (hv, o) in h.iter_mut().zip(out) {
             *hv += o;
         }
     }

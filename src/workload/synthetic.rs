@@ -233,6 +233,16 @@ impl SyntheticModel {
     }
 }
 
+impl SyntheticModel {
+    /// Attention-sink logits of `layer`, one per query head, in [−1, 1): about the size of a
+    /// score q·k/√d of these weights, so the sinks take a real share of each softmax.
+    pub fn sinks(&self, layer: usize) -> Vec<f32> {
+        (0..u64::from(self.shape.n_heads))
+            .map(|i| synthetic(seed(self.layer_seed(layer), 18), i))
+            .collect()
+    }
+}
+
 /// The input hidden states of a pass (rows × d_model), standing in for the embedding lookup.
 pub fn input_states(rows: usize, d_model: usize) -> Vec<f32> {
     (0..(rows * d_model) as u64)

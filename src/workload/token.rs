@@ -249,14 +249,7 @@ impl TokenWorkload {
             return None;
         }
         let shape = &s.model.shape;
-        let heads = crate::kernels::attention::Heads {
-            n_heads: shape.n_heads,
-            n_kv_heads: shape.n_kv_heads,
-            head_dim: shape.head_dim,
-            cache_len: self.pass.cache_len(),
-            window: 0,
-            sinks: false,
-        };
+        let heads = super::forward::heads_of(shape, self.pass.cache_len(), 0);
         Some(
             match crate::kernels::attention_coop::for_tiles(ctx, s.config.matmul.tiles, &heads) {
                 Ok((_, size)) => {

@@ -42,6 +42,8 @@ pub struct GpuLayer {
     pub ffn_norm: wgpu::Buffer,
     /// The feed-forward block.
     pub ffn: GpuFfn,
+    /// One attention-sink logit per query head, where the model has sinks.
+    pub sinks: Option<wgpu::Buffer>,
 }
 
 /// A layer's feed-forward weights.
@@ -246,6 +248,10 @@ impl GpuWeights {
                 ffn,
                 attn_norm: norm_buffer(ctx, &model, l, Norm::Attn)?,
                 ffn_norm: norm_buffer(ctx, &model, l, Norm::Ffn)?,
+                sinks: match model.shape.attention_sinks {
+                    0 => None,
+                    _ => Some(ctx.storage_with("sinks", bytemuck::cast_slice(&model.sinks(l)))?),
+                },
             });
         }
         let lm_head = upload_matrix(
