@@ -335,6 +335,7 @@ pub fn assemble(d: Description, correctness: Correctness, measured: &[Measured])
         j_per_token: energy.j_per_token,
         math: d.math,
         repetitions,
+        experts: token.and_then(|t| t.experts.clone()),
     }
 }
 

@@ -68,6 +68,8 @@ pub struct TokenDescription {
     pub layers_run: u32,
     /// True when every layer reads the same weights.
     pub weights_shared_across_layers: bool,
+    /// What the routers did, once the pass ran (mixture-of-experts models).
+    pub experts: Option<crate::result::ExpertsRecord>,
 }
 
 /// One measurable piece of work: it describes itself without a device, and prepares on one.

@@ -167,6 +167,7 @@ impl Workload for TokenWorkload {
                 model: s.model.shape,
                 layers_run: s.layers_run,
                 weights_shared_across_layers: s.model.shared_layers,
+                experts: None,
             }),
         }
     }
@@ -189,6 +190,7 @@ impl Workload for TokenWorkload {
         let loaded = self.session.loaded(ctx, progress)?;
         let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, self.pass)?;
         Ok(Box::new(PreparedPass {
+            ctx,
             workload: self,
             loaded,
             forward,
@@ -199,6 +201,7 @@ impl Workload for TokenWorkload {
 
 /// A forward pass on the device, with the weights and kernels it runs with.
 struct PreparedPass<'a> {
+    ctx: &'a GpuContext,
     workload: &'a TokenWorkload,
     loaded: Rc<(GpuWeights, Kernels)>,
     forward: ForwardPass,
@@ -219,6 +222,18 @@ impl Prepared for PreparedPass<'_> {
         // An out-of-memory fallback at upload time shares the weights.
         if let Some(t) = planned.tokens.as_mut() {
             t.weights_shared_across_layers = self.loaded.0.model.shared_layers;
+            // The experts the routers chose: the bytes are those experts' weights.
+            if let Ok(Some(touched)) = self.forward.read_experts_touched(self.ctx) {
+                let record = experts_record(&t.model, t.pass, touched);
+                planned.work = accounting::total_touching(
+                    &t.model,
+                    t.layers_run,
+                    planned.dtype,
+                    t.pass,
+                    record.touched_per_layer,
+                );
+                t.experts = Some(record);
+            }
         }
         if let (Some(record), Some(attention)) = (planned.math.as_mut(), &self.attention_math) {
             record.reason.push_str(attention);
@@ -405,6 +420,23 @@ impl TokenWorkload {
     }
 }
 
+/// The record of what the routers of a pass over `shape` touched, layer by layer.
+fn experts_record(
+    shape: &ModelShape,
+    pass: Pass,
+    touched: Vec<u32>,
+) -> crate::result::ExpertsRecord {
+    let mean = touched.iter().map(|&n| f64::from(n)).sum::<f64>() / touched.len().max(1) as f64;
+    crate::result::ExpertsRecord {
+        n_experts_active: shape.n_experts_active,
+        n_experts: shape.n_experts,
+        tokens_routed: pass.tokens(),
+        touched_per_layer: mean,
+        expected_per_layer: shape.expected_experts_touched(pass.tokens()),
+        touched_by_layer: touched,
+    }
+}
+
 /// Up to `count` indices spread evenly over 0..n, first and last included.
 fn spread(n: usize, count: usize) -> Vec<usize> {
     if n <= count {
@@ -417,7 +449,7 @@ fn spread(n: usize, count: usize) -> Vec<usize> {
 
 /// A small copy of `shape` for the full check: the same head width and grouping, one KV head,
 /// narrower feed-forward, two layers, a small odd vocabulary. A mixture-of-experts shape keeps
-/// its top-k and its dense share of layers, with at most [`REDUCED_EXPERTS`] narrower experts;
+/// its top-k and its dense share of layers, with at most `REDUCED_EXPERTS` narrower experts;
 /// windows and sinks are kept as they are.
 pub fn reduced(shape: &ModelShape) -> ModelShape {
     let group = shape.n_heads / shape.n_kv_heads;

@@ -294,8 +294,25 @@ pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype, tokens:
 
 /// Total work of a pass.
 pub fn total(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> Work {
+    total_touching(
+        shape,
+        layers,
+        dtype,
+        pass,
+        shape.expected_experts_touched(pass.tokens()),
+    )
+}
+
+/// Total work of a pass whose mixture-of-experts layers touch `touched` experts each.
+pub fn total_touching(
+    shape: &ModelShape,
+    layers: u32,
+    dtype: WeightDtype,
+    pass: Pass,
+    touched: f64,
+) -> Work {
     let mut sum = Work::default();
-    for op in ops(shape, layers, dtype, pass) {
+    for op in ops_touching(shape, layers, dtype, pass, touched) {
         sum += Work {
             flops: op.work.flops * f64::from(op.count),
             bytes: op.work.bytes * f64::from(op.count),

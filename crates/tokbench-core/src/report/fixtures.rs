@@ -82,6 +82,7 @@ fn token_workload(phase: Phase, len: u32, samples_s: &[f64]) -> WorkloadResult {
         bytes,
         stats,
         repetitions: Vec::new(),
+        experts: None,
     }
 }
 

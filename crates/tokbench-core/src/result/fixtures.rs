@@ -122,6 +122,7 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
         bytes,
         stats,
         repetitions: Vec::new(),
+        experts: None,
     }];
     doc
 }

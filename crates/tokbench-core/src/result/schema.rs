@@ -626,6 +626,29 @@ pub struct WorkloadResult {
     /// tokens/J. `check` gates on the repetitions when both sides have at least 3.
     #[serde(default)]
     pub repetitions: Vec<Repetition>,
+    /// What the routers of a mixture-of-experts model did in one execution; null for dense
+    /// models and non-token workloads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experts: Option<ExpertsRecord>,
+}
+
+/// The experts a mixture-of-experts pass touched: its bytes come from these weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExpertsRecord {
+    /// Routed experts each token uses (top-k) of `n_experts` per layer.
+    pub n_experts_active: u32,
+    /// Routed experts per mixture-of-experts layer.
+    pub n_experts: u32,
+    /// Tokens routed per layer in one execution (the pass's rows).
+    pub tokens_routed: u64,
+    /// Experts the router touched in each mixture-of-experts layer of one execution, in layer
+    /// order. Every timed execution replays the same tokens, so each step touches these.
+    pub touched_by_layer: Vec<u32>,
+    /// Mean of `touched_by_layer`: the count the pass's `bytes` are computed from.
+    pub touched_per_layer: f64,
+    /// What uniform routing would touch: E·(1 − (1 − k/E)^tokens_routed).
+    pub expected_per_layer: f64,
 }
 
 /// Which arithmetic a workload's products ran on, why, and the peak they are set against.
