@@ -31,7 +31,7 @@ fn main() {
     let request = ModelRequest {
         model: Some((preset.name.to_string(), preset.shape)),
         phases: vec![Phase::Prefill, Phase::Decode],
-        batch: 1,
+        batches: vec![1],
         prompt_len,
         depths: vec![depth],
         dtype: Some(WeightDtype::F32),

@@ -129,3 +129,27 @@ fn the_first_run_on_lavapipe_measures_a_real_shape_after_a_quick_tune() {
     );
     eprintln!("first run: {wall_s:.1} s wall\n{}", stderr(&out));
 }
+
+/// `--batch 1,4 --depth 8,16` sweeps: four decode workloads, each batch at each depth, and the
+/// plan records every batch.
+#[test]
+fn a_batch_list_sweeps_each_batch_at_every_depth() {
+    let doc = mock_run(&argv!["--phase decode --batch 1,4,1 --depth 8,16"]);
+    let decodes: Vec<(Option<u32>, Option<u32>)> = doc
+        .workloads
+        .iter()
+        .filter(|w| w.kind == tokbench::result::WorkloadKind::Decode)
+        .map(|w| (w.batch, w.depth))
+        .collect();
+    assert_eq!(
+        decodes,
+        [
+            (Some(1), Some(8)),
+            (Some(1), Some(16)),
+            (Some(4), Some(8)),
+            (Some(4), Some(16))
+        ]
+    );
+    let plan = doc.plan.model.unwrap();
+    assert_eq!((plan.batch, plan.batches), (1, vec![1, 4]));
+}

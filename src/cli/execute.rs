@@ -75,6 +75,7 @@ fn run_on(
     let mut report = vec![table::workloads(doc).to_string()];
     report.extend(table::roofline_warnings(doc));
     report.extend(table::math_ratios(doc));
+    report.extend(table::experts_touched(doc));
     report.push(format!("result: {}", outcome.path.display()));
     if common.jsonl {
         // stdout carries only the document; people read the table on stderr.

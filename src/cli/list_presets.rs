@@ -19,16 +19,23 @@ struct Listed {
     shape: ModelShape,
     /// Weights outside the embedding table.
     params: u64,
+    /// The part of `params` one token computes with (its routed and shared experts; all of
+    /// them for a dense model).
+    params_active: u64,
 }
 
 pub(super) fn run(json: bool) -> anyhow::Result<ExitCode> {
     let listed: Vec<Listed> = PRESETS
         .iter()
-        .map(|p| Listed {
-            name: p.name,
-            description: p.description,
-            shape: p.shape,
-            params: u64::from(p.shape.n_layers) * p.shape.layer_params() + p.shape.head_params(),
+        .map(|p| {
+            let (params, params_active) = p.shape.params(p.shape.n_layers);
+            Listed {
+                name: p.name,
+                description: p.description,
+                shape: p.shape,
+                params,
+                params_active,
+            }
         })
         .collect();
     if json {
@@ -45,6 +52,9 @@ pub(super) fn run(json: bool) -> anyhow::Result<ExitCode> {
         "d_ff",
         "vocab",
         "weights",
+        "active",
+        "experts",
+        "attention",
     ]);
     for l in &listed {
         let s = l.shape;
@@ -58,8 +68,49 @@ pub(super) fn run(json: bool) -> anyhow::Result<ExitCode> {
             table::num(s.d_ff),
             table::num(s.vocab),
             table::num(format!("{:.2} B", l.params as f64 / 1e9)),
+            table::num(format!("{:.2} B", l.params_active as f64 / 1e9)),
+            Cell::new(experts(&s)),
+            Cell::new(attention(&s)),
         ]);
     }
     println!("{t}");
     Ok(ExitCode::from(exit::OK))
+}
+
+/// "128 top-8, +1 shared, FFN 2048, first 3 dense", or "-" for a dense model.
+fn experts(s: &ModelShape) -> String {
+    if !s.is_moe() {
+        return "-".into();
+    }
+    let mut text = format!("{} top-{}", s.n_experts, s.n_experts_active);
+    if s.n_shared_experts > 0 {
+        text += &format!(", +{} shared", s.n_shared_experts);
+    }
+    text += &format!(", FFN {}", s.d_ff_expert);
+    if s.first_dense_layers > 0 {
+        text += &format!(", first {} dense", s.first_dense_layers);
+    }
+    text
+}
+
+/// "GQA", "MLA kv_lora 512 (rope 64, nope 128, v 128)", "GQA, window 128 on 1 of 2, sinks".
+fn attention(s: &ModelShape) -> String {
+    let mut text = if s.is_mla() {
+        format!(
+            "MLA q_lora {} kv_lora {} (rope {}, nope {}, v {})",
+            s.q_lora_rank, s.kv_lora_rank, s.qk_rope_head_dim, s.qk_nope_head_dim, s.v_head_dim
+        )
+    } else {
+        "GQA".to_string()
+    };
+    if s.window > 0 {
+        text += &format!(
+            ", window {} on {} of {} layers",
+            s.window, s.window_layers, s.window_period
+        );
+    }
+    if s.attention_sinks > 0 {
+        text += ", sinks";
+    }
+    text
 }

@@ -105,9 +105,9 @@ struct TuneArgs {
     /// run's shapes, and the cache keeps them apart).
     #[arg(long, value_delimiter = ',', default_value = "prefill,decode", value_parser = parse_phase)]
     phase: Vec<Phase>,
-    /// Sequences per pass of the run to tune for.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    batch: u32,
+    /// Sequences per pass of the run to tune for; a comma-separated list, like `run`'s.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: Vec<u32>,
     /// Prompt length of the run to tune for [default: `run`'s: 512; 128 on CPU adapters].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     prompt_len: Option<u32>,
@@ -231,9 +231,10 @@ struct RunArgs {
     /// Phases to run, comma-separated: prefill, decode.
     #[arg(long, value_delimiter = ',', default_value = "prefill,decode", value_parser = parse_phase)]
     phase: Vec<Phase>,
-    /// Sequences per pass (prefill prompts, or decode sequences).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    batch: u32,
+    /// Sequences per pass (prefill prompts, or decode sequences); a comma-separated list
+    /// sweeps, each batch at every depth.
+    #[arg(long, value_delimiter = ',', default_value = "1", value_parser = clap::value_parser!(u32).range(1..=4096))]
+    batch: Vec<u32>,
     /// Prefill prompt length, in tokens [default: 512; 128 on CPU adapters].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     prompt_len: Option<u32>,
@@ -590,7 +591,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let runs = tune::RunShapes {
                 phases: first_of_each(&a.phase),
-                batch: a.batch,
+                batches: first_of_each(&a.batch),
                 prompt_len: a.prompt_len,
                 depths: first_of_each(&a.depth),
             };
@@ -711,7 +712,7 @@ impl RunArgs {
         Ok(ModelRequest {
             model,
             phases: first_of_each(&self.phase),
-            batch: self.batch,
+            batches: first_of_each(&self.batch),
             // Set once the device is known (its default depends on the adapter).
             prompt_len: self.prompt_len.unwrap_or(512),
             depths: first_of_each(&self.depth),

@@ -120,7 +120,7 @@ impl ServeArgs {
         Ok(ModelRequest {
             model: super::model_choice(&self.preset, &self.model, &self.model_file)?,
             phases: Vec::new(),
-            batch: 1,
+            batches: vec![1],
             prompt_len: 1,
             depths: Vec::new(),
             dtype: self.dtype,

@@ -140,6 +140,31 @@ pub(super) fn math_ratios(doc: &RunResult) -> Vec<String> {
         .collect()
 }
 
+/// One line per mixture-of-experts workload: the experts its router touched per MoE layer
+/// beside E·(1 − (1 − k/E)^B), and the weight bytes per token that count gives.
+pub(super) fn experts_touched(doc: &RunResult) -> Vec<String> {
+    doc.workloads
+        .iter()
+        .filter_map(|w| {
+            let e = w.experts.as_ref()?;
+            let per_token = w.tokens.map(|t| w.bytes / t as f64);
+            Some(format!(
+                "{}: {:.1} of {} experts touched per MoE layer (expected {:.1} for {} tokens of top-{}){}",
+                w.id,
+                e.touched_per_layer,
+                e.n_experts,
+                e.expected_per_layer,
+                e.tokens_routed,
+                e.n_experts_active,
+                per_token.map_or(String::new(), |b| format!(
+                    ", {:.1} MB of weights and KV per token",
+                    b / 1e6
+                ))
+            ))
+        })
+        .collect()
+}
+
 /// The node summary of `--adapter all`: its GPUs, then per workload the node's tokens/s and how
 /// far its GPUs are apart.
 pub(super) fn node_summary(s: &crate::report::node_summary::NodeSummary) -> String {

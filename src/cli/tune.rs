@@ -19,8 +19,8 @@ use tokbench_core::kernel_config::MathRequest;
 pub(super) struct RunShapes {
     /// Phases, in order.
     pub phases: Vec<Phase>,
-    /// Sequences per pass.
-    pub batch: u32,
+    /// Sequences per pass, each at every prefill and decode shape.
+    pub batches: Vec<u32>,
     /// Prompt length; `None`: `run`'s default for the device.
     pub prompt_len: Option<u32>,
     /// Decode depths.
@@ -35,22 +35,7 @@ impl RunShapes {
         } else {
             512
         });
-        let mut passes = Vec::new();
-        for &phase in &self.phases {
-            match phase {
-                Phase::Prefill => passes.push(Pass {
-                    phase,
-                    batch: self.batch,
-                    len: prompt_len,
-                }),
-                Phase::Decode => passes.extend(self.depths.iter().map(|&len| Pass {
-                    phase,
-                    batch: self.batch,
-                    len,
-                })),
-            }
-        }
-        passes
+        Pass::sweep(&self.phases, &self.batches, prompt_len, &self.depths)
     }
 }
 

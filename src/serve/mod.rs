@@ -346,7 +346,7 @@ pub fn run(
     // at the deepest position.
     let most = req.max_concurrency();
     model_req.phases = vec![crate::model::Phase::Prefill, crate::model::Phase::Decode];
-    model_req.batch = most;
+    model_req.batches = vec![most];
     model_req.prompt_len = req.step_tokens.min(req.isl + most);
     model_req.depths = vec![req.isl + req.osl];
     let planned = plan::plan(device, &model_req, say).map_err(|e| {

@@ -159,14 +159,27 @@ impl Target {
 
     /// The shapes, for cache keys and messages: "prefill b1×p128, decode b1 at d512".
     pub fn describe_passes(&self) -> String {
-        let mut parts = Vec::new();
-        if let Some(p) = self.prefill() {
-            parts.push(format!("prefill b{}×p{}", p.batch, p.len));
-        }
+        let mut parts: Vec<String> = self
+            .passes
+            .iter()
+            .filter(|p| p.phase == Phase::Prefill)
+            .map(|p| format!("prefill b{}×p{}", p.batch, p.len))
+            .collect();
+        // Decodes grouped by batch, batches in first-seen order.
         let decodes = self.decodes();
-        if let Some(first) = decodes.first() {
-            let depths: Vec<String> = decodes.iter().map(|p| format!("d{}", p.len)).collect();
-            parts.push(format!("decode b{} at {}", first.batch, depths.join(",")));
+        let mut batches: Vec<u32> = Vec::new();
+        for p in &decodes {
+            if !batches.contains(&p.batch) {
+                batches.push(p.batch);
+            }
+        }
+        for b in batches {
+            let depths: Vec<String> = decodes
+                .iter()
+                .filter(|p| p.batch == b)
+                .map(|p| format!("d{}", p.len))
+                .collect();
+            parts.push(format!("decode b{b} at {}", depths.join(",")));
         }
         parts.join(", ")
     }
@@ -432,6 +445,17 @@ mod tests {
         assert_eq!(
             t.describe_passes(),
             "prefill b2×p128, decode b2 at d512,d4096"
+        );
+        // A swept batch keeps each batch's passes apart in the cache key.
+        let swept = target(Pass::sweep(
+            &[Phase::Prefill, Phase::Decode],
+            &[1, 8],
+            64,
+            &[20, 200],
+        ));
+        assert_eq!(
+            swept.describe_passes(),
+            "prefill b1×p64, prefill b8×p64, decode b1 at d20,d200, decode b8 at d20,d200"
         );
 
         let decode_only = target(vec![pass(Phase::Decode, 1, 64)]);

@@ -23,8 +23,8 @@ pub struct ModelRequest {
     pub model: Option<(String, ModelShape)>,
     /// Phases in order.
     pub phases: Vec<Phase>,
-    /// Sequences per pass.
-    pub batch: u32,
+    /// Sequences per pass: each batch runs every phase (and every depth).
+    pub batches: Vec<u32>,
     /// Prefill prompt length.
     pub prompt_len: u32,
     /// Decode depths.
@@ -193,21 +193,7 @@ pub fn plan(
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
     // Validated with the tier defaults first, so bad input costs no tuning.
     let defaults = KernelConfig::default_for(facts.traits());
-    let mut passes = Vec::new();
-    for phase in &req.phases {
-        match phase {
-            Phase::Prefill => passes.push(Pass {
-                phase: Phase::Prefill,
-                batch: req.batch,
-                len: req.prompt_len,
-            }),
-            Phase::Decode => passes.extend(req.depths.iter().map(|&d| Pass {
-                phase: Phase::Decode,
-                batch: req.batch,
-                len: d,
-            })),
-        }
-    }
+    let passes = Pass::sweep(&req.phases, &req.batches, req.prompt_len, &req.depths);
     for &pass in &passes {
         super::forward::check_bindings(&facts, &shape, pass, defaults.decode_split_for(pass.len))?;
     }
@@ -290,7 +276,8 @@ pub fn plan(
         layers_run,
         weights_shared_across_layers: model.shared_layers,
         phases: req.phases.clone(),
-        batch: req.batch,
+        batch: req.batches[0],
+        batches: req.batches.clone(),
         prompt_len: req.prompt_len,
         depths: req.depths.clone(),
     };
@@ -314,7 +301,7 @@ mod tests {
         ModelRequest {
             model: Some((p.name.into(), p.shape)),
             phases: vec![Phase::Prefill, Phase::Decode],
-            batch: 1,
+            batches: vec![1],
             prompt_len: 64,
             depths: vec![64],
             dtype: Some(WeightDtype::F32),

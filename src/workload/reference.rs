@@ -13,6 +13,8 @@ pub struct Reference {
     pub hidden: Vec<f64>,
     /// Logits: batch × vocab.
     pub logits: Vec<f64>,
+    /// Experts the router chose for some row, per mixture-of-experts layer in layer order.
+    pub experts_touched: Vec<u32>,
 }
 
 /// Multiply-adds of the reference for `pass`; callers use it to decide whether a shape is small
@@ -54,8 +56,8 @@ fn swiglu_block(a: &[f64], gate_up: &[f64], down: &[f64], (d, f): (usize, usize)
 
 /// A mixture-of-experts block over rows `a`: each row's top-k experts by router logit, their
 /// outputs weighted by the softmax over the k, plus the shared experts. Only the experts some
-/// row chose are generated.
-fn moe_block(model: &SyntheticModel, l: usize, a: &[f64]) -> Vec<f64> {
+/// row chose are generated. Also returns how many experts some row chose.
+fn moe_block(model: &SyntheticModel, l: usize, a: &[f64]) -> (Vec<f64>, u32) {
     let s = model.shape;
     let (d, e, fe) = (
         s.d_model as usize,
@@ -108,7 +110,7 @@ fn moe_block(model: &SyntheticModel, l: usize, a: &[f64]) -> Vec<f64> {
             *o += v;
         }
     }
-    out
+    (out, moe::touched(&choices) as u32)
 }
 
 /// Runs `pass` through the first `layers` layers of `model`.
@@ -130,6 +132,7 @@ pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
         Phase::Decode => pass.len as usize,
     };
     let mut h: Vec<f64> = input_states(t, d).into_iter().map(f64::from).collect();
+    let mut experts_touched = Vec::new();
     for l in 0..layers as usize {
         let kind = s.layer_kind(l as u32, layers);
         let sinks = (s.attention_sinks > 0).then(|| model.sinks(l));
@@ -191,7 +194,9 @@ pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
         }
         let a = norm_rows(&h, d, &model.norm(l, Norm::Ffn));
         let out = if kind.moe {
-            moe_block(model, l, &a)
+            let (out, touched) = moe_block(model, l, &a);
+            experts_touched.push(touched);
+            out
         } else {
             swiglu_block(
                 &a,
@@ -214,7 +219,11 @@ pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
         d,
         v,
     );
-    Reference { hidden: h, logits }
+    Reference {
+        hidden: h,
+        logits,
+        experts_touched,
+    }
 }
 
 /// Logits of columns `cols` for `rows` (each d_model wide, as the GPU normalised them) through

@@ -520,17 +520,29 @@ mod gpu_tests {
     use crate::model::presets::find;
 
     fn workload(dtype: WeightDtype, pass: Pass) -> TokenWorkload {
+        workload_of("tiny", dtype, pass, false)
+    }
+
+    /// `preset`'s model, all its layers, with weights shared across layers or not.
+    fn workload_of(preset: &str, dtype: WeightDtype, pass: Pass, shared: bool) -> TokenWorkload {
         let ctx = test_context();
+        let shape = find(preset).unwrap().shape;
         let model = SyntheticModel {
-            shape: find("tiny").unwrap().shape,
+            shape,
             dtype,
-            shared_layers: false,
+            shared_layers: shared,
         };
         let config = KernelConfig::default_for(ctx.traits());
         let math =
             MathChoice::new(ctx, dtype, tokbench_core::kernel_config::MathRequest::Simt).unwrap();
         TokenWorkload {
-            session: ModelSession::new("tiny".into(), model, 2, config, (math, "test".into())),
+            session: ModelSession::new(
+                preset.into(),
+                model,
+                shape.n_layers,
+                config,
+                (math, "test".into()),
+            ),
             pass,
         }
     }
@@ -540,11 +552,64 @@ mod gpu_tests {
         let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
         let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, w.pass).unwrap();
         ctx.execute(&forward).unwrap();
+        let layers = w.session.model.shape.n_layers;
         let full = w
-            .check_in_full(ctx, &forward, &w.session.model, 2, "test")
+            .check_in_full(ctx, &forward, &w.session.model, layers, "test")
             .unwrap();
         let reduced = w.check_reduced_and_spot(ctx, &loaded.1, &forward).unwrap();
         (full, reduced)
+    }
+
+    /// Mixture-of-experts and windowed shapes through the whole forward pass: prefill longer
+    /// than tiny-swa's 5-position window, decode past it, ragged batches, block formats, and
+    /// MoE weights shared across layers; the experts the GPU router touched are the reference's.
+    #[test]
+    fn moe_and_windowed_presets_match_the_reference() {
+        let passes = [
+            Pass {
+                phase: Phase::Prefill,
+                batch: 2,
+                len: 9,
+            },
+            Pass {
+                phase: Phase::Decode,
+                batch: 3,
+                len: 17,
+            },
+        ];
+        let cases = [
+            ("tiny-moe", WeightDtype::F32, false),
+            ("tiny-moe", WeightDtype::Q4_0, false),
+            ("tiny-moe", WeightDtype::F32, true),
+            ("tiny-swa", WeightDtype::F32, false),
+        ];
+        let ctx = test_context();
+        for (preset, dtype, shared) in cases {
+            for pass in passes {
+                let w = workload_of(preset, dtype, pass, shared);
+                let (full, reduced) = verdicts(&w);
+                let case = format!("{preset} {dtype:?} shared {shared} {pass:?}");
+                assert!(full.failure.is_none(), "{case}: {full:?}");
+                assert!(reduced.failure.is_none(), "{case}: {reduced:?}");
+                assert!(full.nmse.unwrap() < 1e-9, "{case}: {full:?}");
+
+                let model = &w.session.model;
+                if model.shape.n_experts == 0 {
+                    continue;
+                }
+                let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
+                let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, pass).unwrap();
+                ctx.execute(&forward).unwrap();
+                let gpu = forward.read_experts_touched(ctx).unwrap().unwrap();
+                let cpu = reference::forward(model, model.shape.n_layers, pass).experts_touched;
+                assert_eq!(gpu, cpu, "{case}");
+                // Two MoE layers of 8 experts, 6 or 3 rows of top-2: more than 2 touched.
+                assert!(
+                    gpu.len() == 2 && gpu.iter().all(|&n| n > 2),
+                    "{case}: {gpu:?}"
+                );
+            }
+        }
     }
 
     #[test]

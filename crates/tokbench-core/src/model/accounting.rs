@@ -84,6 +84,27 @@ impl Pass {
             Phase::Decode => self.len + 1,
         }
     }
+
+    /// The passes a run of these sizes measures, in this order: each phase, then each batch,
+    /// then (decode) each depth.
+    pub fn sweep(phases: &[Phase], batches: &[u32], prompt_len: u32, depths: &[u32]) -> Vec<Pass> {
+        let mut passes = Vec::new();
+        for &phase in phases {
+            for &batch in batches {
+                match phase {
+                    Phase::Prefill => passes.push(Pass {
+                        phase,
+                        batch,
+                        len: prompt_len,
+                    }),
+                    Phase::Decode => {
+                        passes.extend(depths.iter().map(|&len| Pass { phase, batch, len }))
+                    }
+                }
+            }
+        }
+        passes
+    }
 }
 
 /// One op's share of a forward pass.
@@ -325,6 +346,24 @@ pub fn total_touching(
 mod tests {
     use super::*;
     use crate::model::presets::find;
+
+    /// `--batch 1,8 --depth 20,200`: prefill per batch, then decode per batch at every depth.
+    #[test]
+    fn a_sweep_runs_every_batch_at_every_depth() {
+        let pass = |phase, batch, len| Pass { phase, batch, len };
+        let passes = Pass::sweep(&[Phase::Prefill, Phase::Decode], &[1, 8], 64, &[20, 200]);
+        assert_eq!(
+            passes,
+            vec![
+                pass(Phase::Prefill, 1, 64),
+                pass(Phase::Prefill, 8, 64),
+                pass(Phase::Decode, 1, 20),
+                pass(Phase::Decode, 1, 200),
+                pass(Phase::Decode, 8, 20),
+                pass(Phase::Decode, 8, 200),
+            ]
+        );
+    }
 
     #[test]
     fn decode_of_llama3_8b_streams_every_weight_once() {

@@ -60,6 +60,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
                 weights_shared_across_layers: false,
                 phases: vec![crate::model::Phase::Prefill, crate::model::Phase::Decode],
                 batch: 1,
+                batches: vec![1],
                 prompt_len: 512,
                 depths: vec![512],
             }),

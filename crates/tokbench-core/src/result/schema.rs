@@ -509,8 +509,12 @@ pub struct ModelPlan {
     pub weights_shared_across_layers: bool,
     /// Phases run, in order: "prefill", "decode".
     pub phases: Vec<Phase>,
-    /// Sequences per pass.
+    /// Sequences per pass: the first of `batches`.
     pub batch: u32,
+    /// Every batch the run swept (`--batch 1,8`), in order; each ran every phase and depth.
+    /// Documents from before the sweep have only `batch`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batches: Vec<u32>,
     /// Prompt length of prefill.
     pub prompt_len: u32,
     /// KV depths decode ran at.
