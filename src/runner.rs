@@ -256,7 +256,7 @@ fn measure_one(
             } else {
                 None
             };
-            Ok((prepared.describe(planned), correctness, measured))
+            Ok((prepared.describe(planned)?, correctness, measured))
         }
         Device::Mock(mock) => {
             let timer = MockTimer::for_work(planned.work, mock);

@@ -276,11 +276,11 @@ impl Prepared for PreparedMatrix<'_> {
         Ok(correctness)
     }
 
-    fn describe(&self, planned: Description) -> Description {
-        match self.subgroups.get() {
+    fn describe(&self, planned: Description) -> anyhow::Result<Description> {
+        Ok(match self.subgroups.get() {
             Some(subgroups) => self.workload.description(subgroups),
             None => planned,
-        }
+        })
     }
 }
 

@@ -218,12 +218,12 @@ impl Prepared for PreparedPass<'_> {
         self.workload.verify(ctx, &self.loaded.1, &self.forward)
     }
 
-    fn describe(&self, mut planned: Description) -> Description {
+    fn describe(&self, mut planned: Description) -> anyhow::Result<Description> {
         // An out-of-memory fallback at upload time shares the weights.
         if let Some(t) = planned.tokens.as_mut() {
             t.weights_shared_across_layers = self.loaded.0.model.shared_layers;
             // The experts the routers chose: the bytes are those experts' weights.
-            if let Ok(Some(touched)) = self.forward.read_experts_touched(self.ctx) {
+            if let Some(touched) = self.forward.read_experts_touched(self.ctx)? {
                 let record = experts_record(&t.model, t.pass, touched);
                 planned.work = accounting::total_touching(
                     &t.model,
@@ -238,7 +238,7 @@ impl Prepared for PreparedPass<'_> {
         if let (Some(record), Some(attention)) = (planned.math.as_mut(), &self.attention_math) {
             record.reason.push_str(attention);
         }
-        planned
+        Ok(planned)
     }
 }
 
