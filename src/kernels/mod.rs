@@ -10,6 +10,7 @@ pub mod layout;
 pub mod matmul;
 pub mod matmul_coop;
 pub mod matrix_probe;
+pub mod mla;
 pub mod moe;
 pub mod read_probe;
 pub mod rmsnorm;
@@ -154,6 +155,10 @@ pub const MOE_ROUTE: Shader = shader!("moe_route", trusted: false, product: fals
 pub const MOE_MATMUL: Shader = shader!("moe_matmul", trusted: false, product: true);
 /// Mixture-of-experts output: the gate-weighted sum of each token's expert rows.
 pub const MOE_COMBINE: Shader = shader!("moe_combine", trusted: false, product: false);
+/// Multi-head latent attention: latent-cache write with rotary parts, decompression, compaction.
+pub const MLA: Shader = shader!("mla", trusted: false, product: false);
+/// Multi-head latent attention's per-head products (the absorbed W_UK and W_UV).
+pub const HEAD_MATMUL: Shader = shader!("head_matmul", trusted: false, product: true);
 /// Streaming-sum read-bandwidth probe.
 pub const READ_PROBE: Shader = shader!("read_probe", trusted: true, product: false);
 
@@ -180,6 +185,8 @@ pub const ALL: &[Shader] = &[
     MOE_ROUTE,
     MOE_MATMUL,
     MOE_COMBINE,
+    MLA,
+    HEAD_MATMUL,
 ];
 
 /// The WGSL of a weight format for the product kernels: the directive it needs, and its
@@ -333,7 +340,7 @@ mod tests {
         ] {
             assert_uniform_layout(&shader, "Params", host);
         }
-        for (shader, name, host) in moe::params_layouts() {
+        for (shader, name, host) in moe::params_layouts().into_iter().chain(mla::params_layouts()) {
             assert_uniform_layout(&shader, name, host);
         }
     }
