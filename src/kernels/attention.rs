@@ -29,6 +29,10 @@ pub struct Heads {
     /// and contributes no value. The kernels then take a buffer of `n_heads` f32 sink logits (in
     /// the units of the scaled scores q·k/√head_dim) at dispatch.
     pub sinks: bool,
+    /// Scores are q·k/√score_dim; 0: head_dim. Multi-head latent attention's heads are wider
+    /// in the kernel than in the model (the latent row, or keys padded to the value width) and
+    /// keep the model's scale.
+    pub score_dim: u32,
 }
 
 impl Heads {
@@ -74,7 +78,12 @@ impl Heads {
     }
 
     pub(crate) fn scale(&self) -> f32 {
-        (1.0 / f64::from(self.head_dim).sqrt()) as f32
+        let dim = if self.score_dim == 0 {
+            self.head_dim
+        } else {
+            self.score_dim
+        };
+        (1.0 / f64::from(dim).sqrt()) as f32
     }
 
     pub(crate) fn check(&self) -> anyhow::Result<()> {
@@ -855,8 +864,8 @@ impl DecodeAttention {
     }
 }
 
-/// softmax(q·kᵀ/√d) · V for one query over `keys` and `values` (each a list of head_dim rows),
-/// in f64.
+/// softmax(q·kᵀ/√d) · V for one query over `keys` and `values` (lists of rows as wide as q,
+/// and of the value width), in f64.
 pub fn reference(q: &[f64], keys: &[&[f64]], values: &[&[f64]]) -> Vec<f64> {
     reference_with_sink(q, keys, values, None)
 }
@@ -881,7 +890,7 @@ pub fn reference_with_sink(
         .fold(f64::NEG_INFINITY, f64::max);
     let weights: Vec<f64> = scores.iter().map(|s| (s - max).exp()).collect();
     let total: f64 = weights.iter().sum::<f64>() + sink.map_or(0.0, |s| (s - max).exp());
-    let mut out = vec![0.0; q.len()];
+    let mut out = vec![0.0; values.first().map_or(q.len(), |v| v.len())];
     for (w, v) in weights.iter().zip(values) {
         for (o, x) in out.iter_mut().zip(*v) {
             *o += w / total * x;
@@ -1151,6 +1160,7 @@ mod gpu_tests {
             cache_len,
             window: 0,
             sinks: false,
+            score_dim: 0,
         }
     }
 

@@ -172,6 +172,7 @@ mod gpu_tests {
             cache_len,
             window: 0,
             sinks: false,
+            score_dim: 0,
         };
         let windowed = |h: Heads, window, sinks| Heads { window, sinks, ..h };
         for (batch, seq_len, h) in [
@@ -266,6 +267,7 @@ mod tests {
             cache_len: 4,
             window: 0,
             sinks: false,
+            score_dim: 0,
         };
         assert_eq!(size_for(&both, &h(128)), Ok(16));
         assert_eq!(size_for(&both, &h(24)), Ok(8));
@@ -292,6 +294,7 @@ mod tests {
             cache_len: 256,
             window: 0,
             sinks: false,
+            score_dim: 0,
         };
         for h in [
             full,

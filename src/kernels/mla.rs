@@ -75,6 +75,15 @@ pub enum MlaForm {
 }
 
 impl MlaForm {
+    /// The form engines run each phase in: prefill decompressed (the attention at the narrow
+    /// head width over a prompt), decode absorbed (one read of the latent cache per step).
+    pub fn for_phase(phase: crate::model::Phase) -> Self {
+        match phase {
+            crate::model::Phase::Prefill => Self::Decompressed,
+            crate::model::Phase::Decode => Self::Absorbed,
+        }
+    }
+
     /// The width of a head as the attention kernel sees it: the latent row (absorbed), or the
     /// larger of the key head and the value head (decompressed; the other is padded with zeros).
     pub fn att_dim(self, d: MlaDims) -> u32 {
@@ -552,7 +561,10 @@ mod gpu_tests {
                     }
                 }
                 let report = compare(&got, &want, NMSE_F32, "f64".into());
-                assert!(report.failure.is_none(), "{dtype:?} accumulate {accumulate}: {report:?}");
+                assert!(
+                    report.failure.is_none(),
+                    "{dtype:?} accumulate {accumulate}: {report:?}"
+                );
             }
         }
     }
@@ -681,7 +693,9 @@ mod gpu_tests {
         let cache = random_values((rows * d.row()) as usize, 6, 1.0);
         let floats = rows as usize * d.n_heads as usize * ad;
         let kvb_buf = ctx.storage_with("kvb", bytemuck::cast_slice(&kvb)).unwrap();
-        let cache_buf = ctx.storage_with("cache", bytemuck::cast_slice(&cache)).unwrap();
+        let cache_buf = ctx
+            .storage_with("cache", bytemuck::cast_slice(&cache))
+            .unwrap();
         let k = ctx.storage_zeroed("k", (floats * 4) as u64).unwrap();
         let v = ctx.storage_zeroed("v", (floats * 4) as u64).unwrap();
         let e = kernels
@@ -713,7 +727,9 @@ mod gpu_tests {
         }
         let tokens = 7u32;
         let wide = random_values(tokens as usize * h_n * ad, 8, 1.0);
-        let wide_buf = ctx.storage_with("wide", bytemuck::cast_slice(&wide)).unwrap();
+        let wide_buf = ctx
+            .storage_with("wide", bytemuck::cast_slice(&wide))
+            .unwrap();
         let narrow = ctx
             .storage_zeroed("narrow", u64::from(tokens * d.n_heads * d.v_dim) * 4)
             .unwrap();

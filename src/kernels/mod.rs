@@ -340,7 +340,10 @@ mod tests {
         ] {
             assert_uniform_layout(&shader, "Params", host);
         }
-        for (shader, name, host) in moe::params_layouts().into_iter().chain(mla::params_layouts()) {
+        for (shader, name, host) in moe::params_layouts()
+            .into_iter()
+            .chain(mla::params_layouts())
+        {
             assert_uniform_layout(&shader, name, host);
         }
     }

@@ -121,6 +121,7 @@ impl<'a> Engine<'a> {
             cache_len: size.cache_len,
             window: 0,
             sinks: false,
+            score_dim: 0,
         };
         let cfg = &loaded.1.config;
         let cache_bytes = f32s(
@@ -266,7 +267,7 @@ impl<'a> Engine<'a> {
                 &kernels.matmul,
                 &mut list,
                 (t, &self.normed, dp / 4),
-                &w.qkv,
+                w.qkv()?,
                 (&self.qkv, false),
             )?;
             list.push(kernels.rope.dispatch_rows(

@@ -207,6 +207,7 @@ impl<'a> Bench<'a> {
             cache_len,
             window: 0,
             sinks: false,
+            score_dim: 0,
         }
     }
 
@@ -542,6 +543,7 @@ fn check_decode_attention(
         cache_len: 80,
         window: 0,
         sinks: false,
+        score_dim: 0,
     };
     let kernel = DecodeAttention::new(ctx, heads, layout, wg, split_len)?;
     ensure_correct(attention::verify_decode(ctx, &kernel, (1, 77), 10)?)
@@ -560,6 +562,7 @@ fn check_prefill_attention(
         cache_len: 19,
         window: 0,
         sinks: false,
+        score_dim: 0,
     };
     let kernel = PrefillAttention::new(ctx, heads, wg, tiles)?;
     ensure_correct(attention::verify_prefill(ctx, &kernel, (1, 19), 16)?)

@@ -22,7 +22,7 @@
 //! for every timed sample measures the same work and leaves the same outputs.
 
 use super::synthetic::{SyntheticModel, initial_cache, input_states};
-use super::weights::{GpuFfn, GpuMatrix, GpuMoe, GpuWeights};
+use super::weights::{GpuAttention, GpuFfn, GpuMatrix, GpuMla, GpuMoe, GpuWeights};
 use crate::InputError;
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
 use crate::kernels::attention::{DecodeAttention, Heads, PrefillAttention};
@@ -30,6 +30,7 @@ use crate::kernels::attention_coop::{self, PrefillAttentionCoop};
 use crate::kernels::copy::Copy;
 use crate::kernels::layout::{pad_matrix, padded_cols, unpad_rows};
 use crate::kernels::matmul::{Matmul, Product};
+use crate::kernels::mla::{HeadMatmul, HeadProduct, MlaDims, MlaForm, MlaKernels, MlaTokens};
 use crate::kernels::moe::{ExpertProduct, MoeKernels, RouteLayout};
 use crate::kernels::rmsnorm::{NormRows, RmsNorm};
 use crate::kernels::rope::{self, RopeCache, RopeGeometry};
@@ -105,24 +106,30 @@ pub fn activation_buffers(
     let vp = padded_cols(shape.vocab as usize) as u64;
     let cache_len = u64::from(pass.cache_len());
     let need = |name, bytes, count| BufferNeed { name, bytes, count };
-    let mut out = vec![
-        need("hidden states", t * dp * 4, 3),
-        need("q|k|v", t * shape.qkv_dim() as u64 * 4, 1),
-        need("attention output", t * shape.q_dim() as u64 * 4, 1),
+    let mut out = vec![need("hidden states", t * dp * 4, 3)];
+    if shape.is_mla() {
+        out.extend(mla_buffers(shape, layers, pass));
+    } else {
+        out.extend([
+            need("q|k|v", t * shape.qkv_dim() as u64 * 4, 1),
+            need("attention output", t * shape.q_dim() as u64 * 4, 1),
+            need(
+                "rope table",
+                cache_len * u64::from(shape.head_dim / 2) * 8,
+                1,
+            ),
+            need(
+                "KV cache",
+                b * u64::from(shape.n_kv_heads) * cache_len * u64::from(shape.head_dim) * 4,
+                2 * u64::from(layers),
+            ),
+        ]);
+    }
+    out.extend([
         need("gate|up", t * 2 * fp * 4, 1),
         need("swiglu output", t * fp * 4, 1),
         need("logits", b * vp * 4, 1),
-        need(
-            "rope table",
-            cache_len * u64::from(shape.head_dim / 2) * 8,
-            1,
-        ),
-        need(
-            "KV cache",
-            b * u64::from(shape.n_kv_heads) * cache_len * u64::from(shape.head_dim) * 4,
-            2 * u64::from(layers),
-        ),
-    ];
+    ]);
     if shape.is_moe() {
         let route = route_layout(shape, pass);
         let tk = u64::from(route.assignments());
@@ -147,13 +154,89 @@ pub fn activation_buffers(
     }
     if pass.phase == Phase::Decode {
         let splits = cache_len.div_ceil(u64::from(split_len));
+        let head_dim = match shape.is_mla() {
+            true => MlaForm::for_phase(pass.phase).att_dim(MlaDims::of(shape)),
+            false => shape.head_dim,
+        };
         out.push(need(
             "attention partials",
-            b * u64::from(shape.n_heads) * splits * (u64::from(shape.head_dim / 4) + 1) * 16,
+            b * u64::from(shape.n_heads) * splits * (u64::from(head_dim / 4) + 1) * 16,
             1,
         ));
     }
     out
+}
+
+/// The buffers of a multi-head latent attention pass besides the hidden states (in the order
+/// [`MlaPass::new`] allocates them): its projections, the queries and outputs in the form the
+/// pass runs, the per-layer latent caches, and the decompressed form's keys and values.
+fn mla_buffers(shape: &ModelShape, layers: u32, pass: Pass) -> Vec<BufferNeed> {
+    let d = MlaDims::of(shape);
+    let form = MlaForm::for_phase(pass.phase);
+    let t = pass.rows() as u64;
+    let rows = u64::from(pass.batch) * u64::from(pass.cache_len());
+    let a_width = u64::from(mla_q_width(shape) + d.row());
+    let f = |n: u64| n * 4;
+    let need = |name, bytes, count| BufferNeed { name, bytes, count };
+    let mut out = vec![
+        need("MLA [q_a | c | k_rope]", f(t * a_width), 1),
+        need("MLA latent, normalised", f(t * u64::from(d.latent)), 1),
+        need(
+            "MLA attention queries",
+            f(t * u64::from(form.att_stride(d))),
+            1,
+        ),
+        need(
+            "attention output",
+            f(t * u64::from(d.n_heads * form.att_dim(d))),
+            1,
+        ),
+        need("MLA value heads", f(t * u64::from(d.n_heads * d.v_dim)), 1),
+        need(
+            "rope table",
+            u64::from(pass.cache_len()) * u64::from(d.rope_dim / 2) * 8,
+            1,
+        ),
+        need(
+            "MLA latent cache",
+            f(rows * u64::from(d.row())),
+            u64::from(layers),
+        ),
+    ];
+    if shape.q_lora_rank > 0 {
+        out.extend([
+            need(
+                "MLA query rank, normalised",
+                f(t * u64::from(shape.q_lora_rank)),
+                1,
+            ),
+            need("MLA queries", f(t * u64::from(d.n_heads * d.q_head())), 1),
+        ]);
+    }
+    if form == MlaForm::Decompressed {
+        out.extend([
+            need(
+                "MLA [k_nope | v] of the cache",
+                f(rows * u64::from(d.n_heads * d.kvb_head())),
+                1,
+            ),
+            need(
+                "MLA decompressed K and V",
+                f(rows * u64::from(d.n_heads * form.att_dim(d))),
+                2,
+            ),
+        ]);
+    }
+    out
+}
+
+/// Floats before the latent in a row of MLA's first projection: the query rank, or the
+/// queries themselves.
+fn mla_q_width(s: &ModelShape) -> u32 {
+    match s.q_lora_rank {
+        0 => s.n_heads * (s.qk_nope_head_dim + s.qk_rope_head_dim),
+        rank => rank,
+    }
 }
 
 /// Where the router of a pass writes: every token of the pass, routed to its experts.
@@ -234,6 +317,18 @@ impl ForwardPass {
         weights: &GpuWeights,
         pass: Pass,
     ) -> anyhow::Result<Self> {
+        Self::build_in(ctx, kernels, weights, pass, MlaForm::for_phase(pass.phase))
+    }
+
+    /// [`Self::build`] with multi-head latent attention in `form` whatever the phase (both
+    /// forms compute the same outputs; tests hold them to it).
+    pub fn build_in(
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        weights: &GpuWeights,
+        pass: Pass,
+        form: MlaForm,
+    ) -> anyhow::Result<Self> {
         let model: SyntheticModel = weights.model;
         let s = model.shape;
         let layers = weights.layers_run as usize;
@@ -251,8 +346,17 @@ impl ForwardPass {
         )?;
         let hidden = ctx.storage_zeroed("h", f32s(t * dp))?;
         let normed = ctx.storage_zeroed("a", f32s(t * dp))?;
-        let qkv = ctx.storage_zeroed("qkv", f32s(t * s.qkv_dim()))?;
-        let attn = ctx.storage_zeroed("attn", f32s(t * s.q_dim()))?;
+        let mla = match s.is_mla() {
+            true => Some(MlaPass::new(ctx, &model, pass, form)?),
+            false => None,
+        };
+        // A latent-attention pass keeps its queries and outputs in `mla`.
+        let (qkv_floats, attn_floats) = match mla {
+            Some(_) => (4, 4),
+            None => (t * s.qkv_dim(), t * s.q_dim()),
+        };
+        let qkv = ctx.storage_zeroed("qkv", f32s(qkv_floats))?;
+        let attn = ctx.storage_zeroed("attn", f32s(attn_floats))?;
         // A model whose every layer routes to experts has no dense block to hold.
         let dense = (0..layers as u32).any(|l| !s.layer_kind(l, layers as u32).moe);
         let rows_dense = if dense { t } else { 1 };
@@ -260,16 +364,15 @@ impl ForwardPass {
         let act = ctx.storage_zeroed("swiglu", f32s(rows_dense * fp))?;
         let final_rows = ctx.storage_zeroed("final", f32s(b * dp))?;
         let logits = ctx.storage_zeroed("logits", f32s(b * vp))?;
+        // MLA rotates only each head's rotary part.
+        let rotated = match s.is_mla() {
+            true => s.qk_rope_head_dim,
+            false => s.head_dim,
+        };
         let rope_table = ctx.storage_with(
             "rope",
-            bytemuck::cast_slice(&rope::table(cache_len as usize, s.head_dim as usize)),
+            bytemuck::cast_slice(&rope::table(cache_len as usize, rotated as usize)),
         )?;
-        let cache_dims = [
-            b,
-            s.n_kv_heads as usize,
-            cache_len as usize,
-            s.head_dim as usize,
-        ];
         // Decode reads `len` positions of history: fill them; prefill writes its own.
         let filled = match pass.phase {
             Phase::Prefill => 0,
@@ -277,12 +380,13 @@ impl ForwardPass {
         };
         let mut caches = Vec::with_capacity(layers);
         for l in 0..layers {
-            let k = initial_cache(l, false, cache_dims, filled);
-            let v = initial_cache(l, true, cache_dims, filled);
-            caches.push((
-                ctx.storage_with("k-cache", bytemuck::cast_slice(&k))?,
-                ctx.storage_with("v-cache", bytemuck::cast_slice(&v))?,
-            ));
+            caches.push(LayerCache::new(
+                ctx,
+                &s,
+                l,
+                (b, cache_len as usize),
+                filled,
+            )?);
         }
         ctx.take_device_error()?;
 
@@ -316,7 +420,10 @@ impl ForwardPass {
         for l in 0..layers_run {
             let window = s.layer_kind(l, layers_run).window;
             if attentions.iter().all(|(w, _)| *w != window) {
-                let heads = heads_of(&s, cache_len, window);
+                let heads = match &mla {
+                    Some(m) => m.heads(cache_len, window),
+                    None => heads_of(&s, cache_len, window),
+                };
                 attentions.push((window, Attention::new(ctx, cfg, heads, pass)?));
             }
         }
@@ -325,44 +432,65 @@ impl ForwardPass {
         } else {
             None
         };
-        for (l, (k_cache, v_cache)) in caches.iter().enumerate() {
+        for (l, cache) in caches.iter().enumerate() {
             let w = weights.layer(l);
             list.push(
                 kernels
                     .norm
                     .dispatch(ctx, rows(t), &hidden, &w.attn_norm, &normed)?,
             );
-            project(
-                ctx,
-                &kernels.matmul,
-                &mut list,
-                (t, &normed, dp / 4),
-                &w.qkv,
-                (&qkv, false),
-            )?;
-            list.push(
-                kernels
-                    .rope
-                    .dispatch(ctx, geometry, &qkv, &rope_table, k_cache, v_cache)?,
-            );
             let window = s.layer_kind(l as u32, layers_run).window;
             let (_, attention) = attentions
                 .iter()
                 .find(|(w, _)| *w == window)
                 .expect("a kernel for every span");
-            attention.dispatch(
-                ctx,
-                &mut list,
-                pass,
-                (&qkv, k_cache, v_cache),
-                w.sinks.as_ref(),
-                &attn,
-            )?;
+            // The output projection's input: the attention output, or MLA's value heads.
+            let o_input = match (&w.attention, cache, &mla) {
+                (GpuAttention::Gqa { qkv: w_qkv }, LayerCache::Kv(k_cache, v_cache), None) => {
+                    project(
+                        ctx,
+                        &kernels.matmul,
+                        &mut list,
+                        (t, &normed, dp / 4),
+                        w_qkv,
+                        (&qkv, false),
+                    )?;
+                    list.push(kernels.rope.dispatch(
+                        ctx,
+                        geometry,
+                        &qkv,
+                        &rope_table,
+                        k_cache,
+                        v_cache,
+                    )?);
+                    attention.dispatch(
+                        ctx,
+                        &mut list,
+                        pass,
+                        (&qkv, k_cache, v_cache),
+                        w.sinks.as_ref(),
+                        &attn,
+                    )?;
+                    (&attn, s.q_dim() / 4)
+                }
+                (GpuAttention::Mla(w_mla), LayerCache::Latent(latent), Some(m)) => {
+                    m.record(
+                        ctx,
+                        kernels,
+                        &mut list,
+                        (w_mla, w.sinks.as_ref()),
+                        (&normed, &rope_table, latent),
+                        attention,
+                    )?;
+                    (&m.values, (s.n_heads * s.v_head_dim / 4) as usize)
+                }
+                _ => anyhow::bail!("layer {l}: weights, cache and attention kinds disagree"),
+            };
             project(
                 ctx,
                 &kernels.matmul,
                 &mut list,
-                (t, &attn, s.q_dim() / 4),
+                (t, o_input.0, o_input.1),
                 &w.o,
                 (&hidden, true),
             )?;
@@ -481,6 +609,310 @@ impl ForwardPass {
             b,
             v,
         ))
+    }
+}
+
+/// One layer's attention cache.
+enum LayerCache {
+    /// Keys and values, [sequence, kv_head, position, head_dim] each.
+    Kv(wgpu::Buffer, wgpu::Buffer),
+    /// Multi-head latent attention's rows, [sequence, position, latent + rope_dim].
+    Latent(wgpu::Buffer),
+}
+
+impl LayerCache {
+    /// Layer `l`'s cache for `batch` sequences of `cache_len` positions, the first `filled`
+    /// holding synthetic history.
+    fn new(
+        ctx: &GpuContext,
+        s: &ModelShape,
+        l: usize,
+        (batch, cache_len): (usize, usize),
+        filled: usize,
+    ) -> anyhow::Result<Self> {
+        let upload = |label, data: Vec<f32>| ctx.storage_with(label, bytemuck::cast_slice(&data));
+        if s.is_mla() {
+            let dims = [batch, 1, cache_len, MlaDims::of(s).row() as usize];
+            return Ok(Self::Latent(upload(
+                "latent-cache",
+                initial_cache(l, false, dims, filled),
+            )?));
+        }
+        let dims = [batch, s.n_kv_heads as usize, cache_len, s.head_dim as usize];
+        Ok(Self::Kv(
+            upload("k-cache", initial_cache(l, false, dims, filled))?,
+            upload("v-cache", initial_cache(l, true, dims, filled))?,
+        ))
+    }
+}
+
+/// A multi-head latent attention pass: its form, kernels and activations (shared by every
+/// layer of the pass). See [`crate::kernels::mla`] for the two forms.
+struct MlaPass {
+    dims: MlaDims,
+    form: MlaForm,
+    pass: Pass,
+    sinks: bool,
+    q_width: u32,
+    kernels: MlaKernels,
+    /// The products with W_UV (the model's format, in W_kv_b) and W_UK (its own format).
+    uv: HeadMatmul,
+    uk: HeadMatmul,
+    /// [q_a | c | k_rope] (or [q | c | k_rope]) of each token.
+    a_out: wgpu::Buffer,
+    /// The normalised query rank and the queries decompressed from it, with a query rank.
+    q: Option<(wgpu::Buffer, wgpu::Buffer)>,
+    c_norm: wgpu::Buffer,
+    /// Query rows as the attention kernel reads them.
+    qatt: wgpu::Buffer,
+    /// Attention output, att_dim per head.
+    wide: wgpu::Buffer,
+    /// v_dim per head: the output projection's input.
+    values: wgpu::Buffer,
+    /// Decompressed form: [k_nope | v] of every cached row, and the per-head K and V.
+    decompressed: Option<(wgpu::Buffer, wgpu::Buffer, wgpu::Buffer)>,
+}
+
+impl MlaPass {
+    fn new(
+        ctx: &GpuContext,
+        model: &SyntheticModel,
+        pass: Pass,
+        form: MlaForm,
+    ) -> anyhow::Result<Self> {
+        let s = &model.shape;
+        let d = MlaDims::of(s);
+        let t = pass.rows() as u64;
+        let rows = u64::from(pass.batch) * u64::from(pass.cache_len());
+        let q_width = mla_q_width(s);
+        let f = |n: u64| n * 4;
+        let zeroed = |label, floats: u64| ctx.storage_zeroed(label, f(floats));
+        let q = match s.q_lora_rank {
+            0 => None,
+            rank => Some((
+                zeroed("mla-q-rank", t * u64::from(rank))?,
+                zeroed("mla-q", t * u64::from(d.n_heads * d.q_head()))?,
+            )),
+        };
+        let decompressed = match form {
+            MlaForm::Absorbed => None,
+            MlaForm::Decompressed => {
+                let kv = rows * u64::from(d.n_heads * form.att_dim(d));
+                Some((
+                    zeroed("mla-kv-b", rows * u64::from(d.n_heads * d.kvb_head()))?,
+                    zeroed("mla-k", kv)?,
+                    zeroed("mla-v", kv)?,
+                ))
+            }
+        };
+        Ok(Self {
+            dims: d,
+            form,
+            pass,
+            sinks: s.attention_sinks > 0,
+            q_width,
+            kernels: MlaKernels::new(ctx)?,
+            uv: HeadMatmul::new(ctx, model.dtype)?,
+            uk: HeadMatmul::new(ctx, model.mla_uk_dtype())?,
+            a_out: zeroed("mla-a", t * u64::from(q_width + d.row()))?,
+            q,
+            c_norm: zeroed("mla-c", t * u64::from(d.latent))?,
+            qatt: zeroed("mla-qatt", t * u64::from(form.att_stride(d)))?,
+            wide: zeroed("mla-attn", t * u64::from(d.n_heads * form.att_dim(d)))?,
+            values: zeroed("mla-values", t * u64::from(d.n_heads * d.v_dim))?,
+            decompressed,
+        })
+    }
+
+    /// The heads the attention kernel sees, for caches of `cache_len` positions.
+    fn heads(&self, cache_len: u32, window: u32) -> Heads {
+        let d = self.dims;
+        Heads {
+            n_heads: d.n_heads,
+            n_kv_heads: self.form.kv_heads(d),
+            head_dim: self.form.att_dim(d),
+            cache_len,
+            window,
+            sinks: self.sinks,
+            score_dim: d.q_head(),
+        }
+    }
+
+    /// Appends one layer's attention up to its value heads (`self.values`, the input of the
+    /// output projection): the projections of `normed`, the latent row written to `latent`,
+    /// and the attention in the pass's form.
+    fn record(
+        &self,
+        ctx: &GpuContext,
+        kernels: &Kernels,
+        list: &mut Vec<Dispatch>,
+        (w, sinks): (&GpuMla, Option<&wgpu::Buffer>),
+        (normed, rope_table, latent): (&wgpu::Buffer, &wgpu::Buffer, &wgpu::Buffer),
+        attention: &Attention,
+    ) -> anyhow::Result<()> {
+        let (d, pass, form) = (self.dims, self.pass, self.form);
+        let t = pass.rows();
+        let a_width = w.a.n;
+        project(
+            ctx,
+            &kernels.matmul,
+            list,
+            (t, normed, w.a.k4 as usize),
+            &w.a,
+            (&self.a_out, false),
+        )?;
+        // The queries: decompressed from the normalised rank, or straight from the projection.
+        let q_rows = match (&w.q_b, &self.q) {
+            (Some((gamma, q_b)), Some((rank, q))) => {
+                let r = q_b.k4 * 4;
+                list.push(kernels.norm.dispatch(
+                    ctx,
+                    NormRows {
+                        rows: t as u32,
+                        d: r,
+                        in_off4: 0,
+                        in_stride4: a_width / 4,
+                    },
+                    &self.a_out,
+                    gamma,
+                    rank,
+                )?);
+                project(
+                    ctx,
+                    &kernels.matmul,
+                    list,
+                    (t, rank, (r / 4) as usize),
+                    q_b,
+                    (q, false),
+                )?;
+                (q, d.n_heads * d.q_head())
+            }
+            (None, None) => (&self.a_out, a_width),
+            _ => anyhow::bail!("MLA query rank: weights and activations disagree"),
+        };
+        list.push(kernels.norm.dispatch(
+            ctx,
+            NormRows {
+                rows: t as u32,
+                d: d.latent,
+                in_off4: self.q_width / 4,
+                in_stride4: a_width / 4,
+            },
+            &self.a_out,
+            &w.kv_norm,
+            &self.c_norm,
+        )?);
+        let tokens = MlaTokens {
+            tokens: t as u32,
+            seq_len: match pass.phase {
+                Phase::Prefill => pass.len,
+                Phase::Decode => 1,
+            },
+            pos_base: match pass.phase {
+                Phase::Prefill => 0,
+                Phase::Decode => pass.len,
+            },
+            cache_len: pass.cache_len(),
+        };
+        list.push(self.kernels.rope(
+            ctx,
+            d,
+            form,
+            tokens,
+            (q_rows.0, q_rows.1, 0),
+            (&self.a_out, a_width, self.q_width + d.latent),
+            &self.c_norm,
+            rope_table,
+            latent,
+            &self.qatt,
+        )?);
+        let att_dim = form.att_dim(d);
+        match &self.decompressed {
+            None => {
+                // q_lat,h = q_nope,h · W_UK,h into each head's first `latent` floats.
+                list.push(self.uk.dispatch(
+                    ctx,
+                    &HeadProduct {
+                        rows: t as u32,
+                        heads: d.n_heads,
+                        k4: d.nope / 4,
+                        n: d.latent,
+                        a: q_rows.0,
+                        a_off4: 0,
+                        lda4: q_rows.1 / 4,
+                        a_head4: d.q_head() / 4,
+                        w: &w.uk,
+                        w_row_off: 0,
+                        w_head_rows: d.latent,
+                        c: &self.qatt,
+                        ldc: form.att_stride(d),
+                        c_off: 0,
+                        c_head: att_dim,
+                        accumulate: false,
+                    },
+                )?);
+                attention.dispatch(
+                    ctx,
+                    list,
+                    pass,
+                    (&self.qatt, latent, latent),
+                    sinks,
+                    &self.wide,
+                )?;
+                // o_h = o_lat,h · W_UV,h: W_UV,h is head h's value rows of W_kv_b.
+                list.push(self.uv.dispatch(
+                    ctx,
+                    &HeadProduct {
+                        rows: t as u32,
+                        heads: d.n_heads,
+                        k4: d.latent / 4,
+                        n: d.v_dim,
+                        a: &self.wide,
+                        a_off4: 0,
+                        lda4: d.n_heads * att_dim / 4,
+                        a_head4: att_dim / 4,
+                        w: &w.kv_b.slabs[0].buffer,
+                        w_row_off: d.nope,
+                        w_head_rows: d.kvb_head(),
+                        c: &self.values,
+                        ldc: d.n_heads * d.v_dim,
+                        c_off: 0,
+                        c_head: d.v_dim,
+                        accumulate: false,
+                    },
+                )?);
+            }
+            Some((kvb, k, v)) => {
+                // Every cached row through W_kv_b: this pass's and the history's.
+                let rows = pass.batch * pass.cache_len();
+                project(
+                    ctx,
+                    &kernels.matmul,
+                    list,
+                    (rows as usize, latent, (d.row() / 4) as usize),
+                    &w.kv_b,
+                    (kvb, false),
+                )?;
+                list.push(self.kernels.expand(
+                    ctx,
+                    d,
+                    (rows, pass.cache_len()),
+                    kvb,
+                    latent,
+                    k,
+                    v,
+                )?);
+                attention.dispatch(ctx, list, pass, (&self.qatt, k, v), sinks, &self.wide)?;
+                list.push(self.kernels.compact(
+                    ctx,
+                    d,
+                    (form, t as u32),
+                    &self.wide,
+                    &self.values,
+                )?);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -648,6 +1080,7 @@ pub(crate) fn heads_of(s: &ModelShape, cache_len: u32, window: u32) -> Heads {
         cache_len,
         window,
         sinks: s.attention_sinks > 0,
+        score_dim: 0,
     }
 }
 

@@ -113,10 +113,11 @@ fn moe_block(model: &SyntheticModel, l: usize, a: &[f64]) -> (Vec<f64>, u32) {
     (out, moe::touched(&choices) as u32)
 }
 
-/// Runs `pass` through the first `layers` layers of `model`.
-pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
+/// h += grouped-query attention of layer `l` over `h`'s rows (normalised), with the cache's
+/// synthetic history.
+fn gqa_attention(model: &SyntheticModel, l: usize, h: &mut [f64], pass: Pass, window: u32) {
     let s = model.shape;
-    let (d, f, v) = (s.d_model as usize, s.d_ff as usize, s.vocab as usize);
+    let d = s.d_model as usize;
     let (hd, nh, nkv) = (
         s.head_dim as usize,
         s.n_heads as usize,
@@ -131,66 +132,192 @@ pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
         Phase::Prefill => 0,
         Phase::Decode => pass.len as usize,
     };
+    let sinks = (s.attention_sinks > 0).then(|| model.sinks(l));
+    let cache_dims = [b, nkv, cache_len, hd];
+    let mut k_cache: Vec<f64> = initial_cache(l, false, cache_dims, filled)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let mut v_cache: Vec<f64> = initial_cache(l, true, cache_dims, filled)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let slot = |bi: usize, kv: usize, pos: usize| ((bi * nkv + kv) * cache_len + pos) * hd;
+
+    let a = norm_rows(h, d, &model.norm(l, Norm::Attn));
+    let mut qkv = matmul(&a, &model.matrix(l, Matrix::Qkv).dense_f64(), d, qkv_dim);
+    for (ti, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
+        let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
+        for head in row[..q_dim + kv_dim].chunks_exact_mut(hd) {
+            rope::reference_rotate(head, pos);
+        }
+        for kv in 0..nkv {
+            let at = slot(bi, kv, pos);
+            k_cache[at..at + hd].copy_from_slice(&row[q_dim + kv * hd..q_dim + (kv + 1) * hd]);
+            v_cache[at..at + hd]
+                .copy_from_slice(&row[q_dim + kv_dim + kv * hd..q_dim + kv_dim + (kv + 1) * hd]);
+        }
+    }
+    let mut attn = vec![0.0; t * q_dim];
+    for (ti, out_row) in attn.chunks_exact_mut(q_dim).enumerate() {
+        let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
+        for head in 0..nh {
+            let kv = head / (nh / nkv);
+            let q = &qkv[ti * qkv_dim + head * hd..ti * qkv_dim + (head + 1) * hd];
+            // A windowed layer attends to the last `window` positions, its own included.
+            let first = match window {
+                0 => 0,
+                w => (pos + 1).saturating_sub(w as usize),
+            };
+            let keys: Vec<&[f64]> = (first..=pos)
+                .map(|j| &k_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
+                .collect();
+            let values: Vec<&[f64]> = (first..=pos)
+                .map(|j| &v_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
+                .collect();
+            let sink = sinks.as_ref().map(|v| f64::from(v[head]));
+            out_row[head * hd..(head + 1) * hd]
+                .copy_from_slice(&attention::reference_with_sink(q, &keys, &values, sink));
+        }
+    }
+    for (hv, o) in h.iter_mut().zip(matmul(
+        &attn,
+        &model.matrix(l, Matrix::O).dense_f64(),
+        q_dim,
+        d,
+    )) {
+        *hv += o;
+    }
+}
+
+/// Multi-head latent attention of layer `l` over its normalised input rows `a`, in the
+/// decompressed form (keys and values rebuilt per head from the cached latent): the value
+/// heads, rows × n_heads · v_head_dim, before the output projection. The GPU decodes in the
+/// absorbed form, so comparing the two checks that absorbing W_UK and W_UV changes nothing.
+fn mla_attention(model: &SyntheticModel, l: usize, a: &[f64], pass: Pass, window: u32) -> Vec<f64> {
+    let s = model.shape;
+    let d = s.d_model as usize;
+    let (nh, lat, r, nope, vd) = (
+        s.n_heads as usize,
+        s.kv_lora_rank as usize,
+        s.qk_rope_head_dim as usize,
+        s.qk_nope_head_dim as usize,
+        s.v_head_dim as usize,
+    );
+    let row_w = lat + r;
+    let t = pass.rows();
+    let b = pass.batch as usize;
+    let per_seq = t / b;
+    let cache_len = pass.cache_len() as usize;
+    let filled = match pass.phase {
+        Phase::Prefill => 0,
+        Phase::Decode => pass.len as usize,
+    };
+    let q_width = match s.q_lora_rank {
+        0 => nh * (nope + r),
+        rank => rank as usize,
+    };
+    let a_w = q_width + row_w;
+    let a_out = matmul(a, &model.matrix(l, Matrix::MlaA).dense_f64(), d, a_w);
+    let q_all: Vec<f64> = match s.q_lora_rank {
+        0 => a_out
+            .chunks_exact(a_w)
+            .flat_map(|row| row[..q_width].to_vec())
+            .collect(),
+        rank => {
+            let rank = rank as usize;
+            let low: Vec<f64> = a_out
+                .chunks_exact(a_w)
+                .flat_map(|row| row[..rank].to_vec())
+                .collect();
+            let low = norm_rows(&low, rank, &model.norm(l, Norm::MlaQ));
+            matmul(
+                &low,
+                &model.matrix(l, Matrix::MlaQb).dense_f64(),
+                rank,
+                nh * (nope + r),
+            )
+        }
+    };
+    let mut cache: Vec<f64> = initial_cache(l, false, [b, 1, cache_len, row_w], filled)
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let kv_norm = model.norm(l, Norm::MlaKv);
+    for (ti, row) in a_out.chunks_exact(a_w).enumerate() {
+        let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
+        let at = (bi * cache_len + pos) * row_w;
+        cache[at..at + lat]
+            .copy_from_slice(&rmsnorm::reference(&row[q_width..q_width + lat], &kv_norm));
+        let mut k_rope = row[q_width + lat..a_w].to_vec();
+        rope::reference_rotate(&mut k_rope, pos);
+        cache[at + lat..at + row_w].copy_from_slice(&k_rope);
+    }
+    // [k_nope | v] per head of every cached row.
+    let latents: Vec<f64> = cache
+        .chunks_exact(row_w)
+        .flat_map(|row| row[..lat].to_vec())
+        .collect();
+    let kvb_w = nh * (nope + vd);
+    let kvb = matmul(
+        &latents,
+        &model.matrix(l, Matrix::MlaKvb).dense_f64(),
+        lat,
+        kvb_w,
+    );
+    let sinks = (s.attention_sinks > 0).then(|| model.sinks(l));
+    let mut out = vec![0.0; t * nh * vd];
+    for ti in 0..t {
+        let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
+        let first = match window {
+            0 => 0,
+            w => (pos + 1).saturating_sub(w as usize),
+        };
+        for head in 0..nh {
+            let q_src = &q_all[(ti * nh + head) * (nope + r)..][..nope + r];
+            let mut q = q_src.to_vec();
+            rope::reference_rotate(&mut q[nope..], pos);
+            let keys: Vec<Vec<f64>> = (first..=pos)
+                .map(|j| {
+                    let row = bi * cache_len + j;
+                    let mut k = kvb[row * kvb_w + head * (nope + vd)..][..nope].to_vec();
+                    k.extend_from_slice(&cache[row * row_w + lat..(row + 1) * row_w]);
+                    k
+                })
+                .collect();
+            let values: Vec<&[f64]> = (first..=pos)
+                .map(|j| &kvb[(bi * cache_len + j) * kvb_w + head * (nope + vd) + nope..][..vd])
+                .collect();
+            let keys: Vec<&[f64]> = keys.iter().map(Vec::as_slice).collect();
+            let sink = sinks.as_ref().map(|v| f64::from(v[head]));
+            out[(ti * nh + head) * vd..][..vd]
+                .copy_from_slice(&attention::reference_with_sink(&q, &keys, &values, sink));
+        }
+    }
+    out
+}
+
+/// Runs `pass` through the first `layers` layers of `model`.
+pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
+    let s = model.shape;
+    let (d, f, v) = (s.d_model as usize, s.d_ff as usize, s.vocab as usize);
+    let t = pass.rows();
+    let b = pass.batch as usize;
+    let per_seq = t / b;
     let mut h: Vec<f64> = input_states(t, d).into_iter().map(f64::from).collect();
     let mut experts_touched = Vec::new();
     for l in 0..layers as usize {
         let kind = s.layer_kind(l as u32, layers);
-        let sinks = (s.attention_sinks > 0).then(|| model.sinks(l));
-        let cache_dims = [b, nkv, cache_len, hd];
-        let mut k_cache: Vec<f64> = initial_cache(l, false, cache_dims, filled)
-            .into_iter()
-            .map(f64::from)
-            .collect();
-        let mut v_cache: Vec<f64> = initial_cache(l, true, cache_dims, filled)
-            .into_iter()
-            .map(f64::from)
-            .collect();
-        let slot = |bi: usize, kv: usize, pos: usize| ((bi * nkv + kv) * cache_len + pos) * hd;
-
-        let a = norm_rows(&h, d, &model.norm(l, Norm::Attn));
-        let mut qkv = matmul(&a, &model.matrix(l, Matrix::Qkv).dense_f64(), d, qkv_dim);
-        for (ti, row) in qkv.chunks_exact_mut(qkv_dim).enumerate() {
-            let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
-            for head in row[..q_dim + kv_dim].chunks_exact_mut(hd) {
-                rope::reference_rotate(head, pos);
+        if s.is_mla() {
+            let a = norm_rows(&h, d, &model.norm(l, Norm::Attn));
+            let attn = mla_attention(model, l, &a, pass, kind.window);
+            let wo = model.matrix(l, Matrix::O).dense_f64();
+            let vd = (s.n_heads * s.v_head_dim) as usize;
+            for (hv, o) in h.iter_mut().zip(matmul(&attn, &wo, vd, d)) {
+                *hv += o;
             }
-            for kv in 0..nkv {
-                let at = slot(bi, kv, pos);
-                k_cache[at..at + hd].copy_from_slice(&row[q_dim + kv * hd..q_dim + (kv + 1) * hd]);
-                v_cache[at..at + hd].copy_from_slice(
-                    &row[q_dim + kv_dim + kv * hd..q_dim + kv_dim + (kv + 1) * hd],
-                );
-            }
-        }
-        let mut attn = vec![0.0; t * q_dim];
-        for (ti, out_row) in attn.chunks_exact_mut(q_dim).enumerate() {
-            let (bi, pos) = (ti / per_seq, filled + ti % per_seq);
-            for head in 0..nh {
-                let kv = head / (nh / nkv);
-                let q = &qkv[ti * qkv_dim + head * hd..ti * qkv_dim + (head + 1) * hd];
-                // A windowed layer attends to the last `window` positions, its own included.
-                let first = match kind.window {
-                    0 => 0,
-                    w => (pos + 1).saturating_sub(w as usize),
-                };
-                let keys: Vec<&[f64]> = (first..=pos)
-                    .map(|j| &k_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
-                    .collect();
-                let values: Vec<&[f64]> = (first..=pos)
-                    .map(|j| &v_cache[slot(bi, kv, j)..slot(bi, kv, j) + hd])
-                    .collect();
-                let sink = sinks.as_ref().map(|v| f64::from(v[head]));
-                out_row[head * hd..(head + 1) * hd]
-                    .copy_from_slice(&attention::reference_with_sink(q, &keys, &values, sink));
-            }
-        }
-        for (hv, o) in h.iter_mut().zip(matmul(
-            &attn,
-            &model.matrix(l, Matrix::O).dense_f64(),
-            q_dim,
-            d,
-        )) {
-            *hv += o;
+        } else {
+            gqa_attention(model, l, &mut h, pass, kind.window);
         }
         let a = norm_rows(&h, d, &model.norm(l, Norm::Ffn));
         let out = if kind.moe {

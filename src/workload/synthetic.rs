@@ -29,6 +29,16 @@ pub enum Matrix {
     SharedGateUp,
     /// Down projection of the shared experts: (n_shared · d_ff_expert) × d_model.
     SharedDown,
+    /// MLA's projections of the layer input, fused: d_model × [q_a (q_lora_rank) | c
+    /// (kv_lora_rank) | k_rope (qk_rope_head_dim)]; without a query rank the queries themselves,
+    /// n_heads · (nope + rope), stand where q_a does.
+    MlaA,
+    /// MLA's query decompression: q_lora_rank × n_heads · (nope + rope), per head [nope | rope].
+    MlaQb,
+    /// MLA's latent decompression: kv_lora_rank × n_heads · (nope + v), per head [k_nope | v].
+    /// Its key columns of head h, transposed, are W_UK,h of the absorbed form; its value
+    /// columns are W_UV,h.
+    MlaKvb,
 }
 
 /// The norm weights (gamma) of a layer, plus the final norm.
@@ -40,6 +50,10 @@ pub enum Norm {
     Ffn,
     /// Before the LM head.
     Final,
+    /// MLA: on the query's low-rank projection (q_lora_rank wide).
+    MlaQ,
+    /// MLA: on the latent before it is cached (kv_lora_rank wide).
+    MlaKv,
 }
 
 /// One logical weight matrix: K rows; columns made of segments (for fused projections), each
@@ -191,6 +205,7 @@ impl SyntheticModel {
                     (s.kv_dim(), seed(l, 3)),
                 ],
             ),
+            Matrix::O if s.is_mla() => ((s.n_heads * s.v_head_dim) as usize, vec![(d, seed(l, 4))]),
             Matrix::O => (s.q_dim(), vec![(d, seed(l, 4))]),
             Matrix::GateUp => (d, vec![(f, seed(l, 5)), (f, seed(l, 6))]),
             Matrix::Down => (f, vec![(d, seed(l, 7))]),
@@ -212,6 +227,32 @@ impl SyntheticModel {
                 (s.n_shared_experts * s.d_ff_expert) as usize,
                 vec![(d, seed(l, 17))],
             ),
+            Matrix::MlaA => {
+                let q = match s.q_lora_rank {
+                    0 => (
+                        s.n_heads * (s.qk_nope_head_dim + s.qk_rope_head_dim),
+                        seed(l, 23),
+                    ),
+                    rank => (rank, seed(l, 20)),
+                };
+                let (c, k_rope) = (s.kv_lora_rank, s.qk_rope_head_dim);
+                let segments = [q, (c, seed(l, 21)), (k_rope, seed(l, 22))];
+                (d, segments.map(|(w, sd)| (w as usize, sd)).to_vec())
+            }
+            Matrix::MlaQb => (
+                s.q_lora_rank as usize,
+                vec![(
+                    (s.n_heads * (s.qk_nope_head_dim + s.qk_rope_head_dim)) as usize,
+                    seed(l, 24),
+                )],
+            ),
+            Matrix::MlaKvb => (
+                s.kv_lora_rank as usize,
+                vec![(
+                    (s.n_heads * (s.qk_nope_head_dim + s.v_head_dim)) as usize,
+                    seed(l, 25),
+                )],
+            ),
         };
         WeightMatrix {
             k,
@@ -220,20 +261,57 @@ impl SyntheticModel {
         }
     }
 
-    /// Norm weights (d_model of them, f32), near 1.
+    /// Norm weights (f32, near 1): d_model of them, or the width of the MLA rank they follow.
     pub fn norm(&self, layer: usize, n: Norm) -> Vec<f32> {
-        let (l, t) = match n {
-            Norm::Attn => (self.layer_seed(layer), 9),
-            Norm::Ffn => (self.layer_seed(layer), 10),
-            Norm::Final => (LM_LAYER, 11),
+        let s = &self.shape;
+        let (l, t, width) = match n {
+            Norm::Attn => (self.layer_seed(layer), 9, s.d_model),
+            Norm::Ffn => (self.layer_seed(layer), 10, s.d_model),
+            Norm::Final => (LM_LAYER, 11, s.d_model),
+            Norm::MlaQ => (self.layer_seed(layer), 26, s.q_lora_rank),
+            Norm::MlaKv => (self.layer_seed(layer), 27, s.kv_lora_rank),
         };
-        (0..u64::from(self.shape.d_model))
+        (0..u64::from(width))
             .map(|i| 1.0 + 0.1 * synthetic(seed(l, t), i))
             .collect()
     }
 }
 
 impl SyntheticModel {
+    /// The format of the absorbed form's W_UK: the model's where it stores each weight on its
+    /// own (f32, f16, bf16), so transposing W_kv_b's key columns keeps every value; f32 for
+    /// formats with scales along K (a block or a row), which cannot hold the transpose's values.
+    pub fn mla_uk_dtype(&self) -> WeightDtype {
+        match self.dtype {
+            WeightDtype::F32 | WeightDtype::F16 | WeightDtype::Bf16 => self.dtype,
+            _ => WeightDtype::F32,
+        }
+    }
+
+    /// W_UK of every head of `layer`, transposed for the absorbed form, as rows before
+    /// encoding in [`Self::mla_uk_dtype`]: head h's row j (j < kv_lora_rank) holds, for each
+    /// n < qk_nope_head_dim, the weight of latent j in W_kv_b's key column h·(nope + v) + n, as
+    /// the GPU holds W_kv_b. So q_nope,h · W_UK,h equals the decompressed form's q_nope · k_nope.
+    pub fn mla_uk_rows(&self, layer: usize) -> (Vec<f32>, WeightDtype) {
+        let s = &self.shape;
+        let (heads, latent, nope) = (
+            s.n_heads as usize,
+            s.kv_lora_rank as usize,
+            s.qk_nope_head_dim as usize,
+        );
+        let kvb = self.matrix(layer, Matrix::MlaKvb);
+        let per_head = nope + s.v_head_dim as usize;
+        let mut rows = vec![0.0f32; heads * latent * nope];
+        for h in 0..heads {
+            for n in 0..nope {
+                for (j, v) in kvb.column(h * per_head + n).into_iter().enumerate() {
+                    rows[(h * latent + j) * nope + n] = v;
+                }
+            }
+        }
+        (rows, self.mla_uk_dtype())
+    }
+
     /// Attention-sink logits of `layer`, one per query head, in [−1, 1): about the size of a
     /// score q·k/√d of these weights, so the sinks take a real share of each softmax.
     pub fn sinks(&self, layer: usize) -> Vec<f32> {

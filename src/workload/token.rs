@@ -517,6 +517,7 @@ mod gpu_tests {
     use super::*;
     use crate::gpu::test_context;
     use crate::kernels::WeightDtype;
+    use crate::model::ModelShape;
     use crate::model::presets::find;
 
     fn workload(dtype: WeightDtype, pass: Pass) -> TokenWorkload {
@@ -525,8 +526,17 @@ mod gpu_tests {
 
     /// `preset`'s model, all its layers, with weights shared across layers or not.
     fn workload_of(preset: &str, dtype: WeightDtype, pass: Pass, shared: bool) -> TokenWorkload {
+        workload_for(preset, find(preset).unwrap().shape, dtype, pass, shared)
+    }
+
+    fn workload_for(
+        preset: &str,
+        shape: ModelShape,
+        dtype: WeightDtype,
+        pass: Pass,
+        shared: bool,
+    ) -> TokenWorkload {
         let ctx = test_context();
-        let shape = find(preset).unwrap().shape;
         let model = SyntheticModel {
             shape,
             dtype,
@@ -607,6 +617,65 @@ mod gpu_tests {
                 assert!(
                     gpu.len() == 2 && gpu.iter().all(|&n| n > 2),
                     "{case}: {gpu:?}"
+                );
+            }
+        }
+    }
+
+    /// Multi-head latent attention through the whole forward pass, in both forms and both
+    /// phases (the GPU's absorbed form against the reference's decompressed one, and the
+    /// decompressed form too), with and without a query rank, in f32 and a block format (whose
+    /// W_UK is held in f32, as the transpose of what W_kv_b holds).
+    #[test]
+    fn mla_matches_the_reference_in_both_forms() {
+        use crate::kernels::mla::MlaForm;
+        let passes = [
+            Pass {
+                phase: Phase::Prefill,
+                batch: 2,
+                len: 9,
+            },
+            Pass {
+                phase: Phase::Decode,
+                batch: 3,
+                len: 17,
+            },
+        ];
+        let ctx = test_context();
+        let tiny_mla = find("tiny-mla").unwrap().shape;
+        let no_rank = ModelShape {
+            q_lora_rank: 0,
+            ..tiny_mla
+        };
+        for (shape, dtype) in [
+            (tiny_mla, WeightDtype::F32),
+            (no_rank, WeightDtype::F32),
+            (tiny_mla, WeightDtype::Q4_0),
+        ] {
+            for pass in passes {
+                let w = workload_for("tiny-mla", shape, dtype, pass, false);
+                let (full, reduced) = verdicts(&w);
+                let case = format!("q_lora {} {dtype:?} {pass:?}", shape.q_lora_rank);
+                assert!(full.failure.is_none(), "{case}: {full:?}");
+                assert!(reduced.failure.is_none(), "{case}: {reduced:?}");
+                assert!(full.nmse.unwrap() < 1e-9, "{case}: {full:?}");
+                // The other form: the same outputs.
+                let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
+                let other = match MlaForm::for_phase(pass.phase) {
+                    MlaForm::Absorbed => MlaForm::Decompressed,
+                    MlaForm::Decompressed => MlaForm::Absorbed,
+                };
+                let forward =
+                    ForwardPass::build_in(ctx, &loaded.1, &loaded.0, pass, other).unwrap();
+                ctx.execute(&forward).unwrap();
+                let layers = shape.n_layers;
+                let verdict = w
+                    .check_in_full(ctx, &forward, &w.session.model, layers, "test")
+                    .unwrap();
+                assert!(verdict.failure.is_none(), "{case} {other:?}: {verdict:?}");
+                assert!(
+                    verdict.nmse.unwrap() < 1e-9,
+                    "{case} {other:?}: {verdict:?}"
                 );
             }
         }

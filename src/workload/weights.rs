@@ -34,8 +34,8 @@ pub struct GpuMatrix {
 pub struct GpuLayer {
     /// Gamma before attention.
     pub attn_norm: wgpu::Buffer,
-    /// [q | k | v] projection.
-    pub qkv: GpuMatrix,
+    /// The projections before attention.
+    pub attention: GpuAttention,
     /// Attention output projection.
     pub o: GpuMatrix,
     /// Gamma before the feed-forward block.
@@ -44,6 +44,48 @@ pub struct GpuLayer {
     pub ffn: GpuFfn,
     /// One attention-sink logit per query head, where the model has sinks.
     pub sinks: Option<wgpu::Buffer>,
+}
+
+impl GpuLayer {
+    /// The fused [q | k | v] projection of a grouped-query attention layer.
+    pub fn qkv(&self) -> anyhow::Result<&GpuMatrix> {
+        match &self.attention {
+            GpuAttention::Gqa { qkv } => Ok(qkv),
+            GpuAttention::Mla(_) => {
+                anyhow::bail!("a multi-head latent attention layer has no fused q|k|v projection")
+            }
+        }
+    }
+}
+
+/// A layer's projections before attention.
+#[derive(Debug)]
+pub enum GpuAttention {
+    /// Grouped-query attention: one fused [q | k | v] projection.
+    Gqa {
+        /// [q | k | v] projection.
+        qkv: GpuMatrix,
+    },
+    /// Multi-head latent attention.
+    Mla(GpuMla),
+}
+
+/// A multi-head latent attention layer's weights before the output projection.
+#[derive(Debug)]
+pub struct GpuMla {
+    /// [q_a | c | k_rope] (or [q | c | k_rope]) from the layer input.
+    pub a: GpuMatrix,
+    /// Gamma and decompression of the query's low-rank projection, where the model has one.
+    pub q_b: Option<(wgpu::Buffer, GpuMatrix)>,
+    /// Gamma of the latent.
+    pub kv_norm: wgpu::Buffer,
+    /// [k_nope | v] per head from the latent (one slab: the absorbed form reads W_UV in it).
+    pub kv_b: GpuMatrix,
+    /// W_UK of every head, transposed: n_heads · kv_lora_rank rows of qk_nope_head_dim, in
+    /// `uk_dtype` ([`SyntheticModel::mla_uk_rows`]).
+    pub uk: wgpu::Buffer,
+    /// The format of `uk`.
+    pub uk_dtype: crate::kernels::WeightDtype,
 }
 
 /// A layer's feed-forward weights.
@@ -110,7 +152,21 @@ pub fn slab_ranges(k: usize, n: usize, dtype: WeightDtype, max_bytes: u64) -> Ve
 /// Bytes of one layer's weights, as uploaded (padding included): a dense layer, or with `moe`
 /// a mixture-of-experts one (all its experts).
 pub fn layer_bytes(model: &SyntheticModel, moe: bool) -> u64 {
-    let mut matrices = vec![Matrix::Qkv, Matrix::O];
+    let s = &model.shape;
+    let mut matrices = vec![Matrix::O];
+    let mut mla_extra = 0;
+    if s.is_mla() {
+        matrices.extend([Matrix::MlaA, Matrix::MlaKvb]);
+        if s.q_lora_rank > 0 {
+            matrices.push(Matrix::MlaQb);
+        }
+        let uk_dtype = model.mla_uk_dtype();
+        mla_extra = u64::from(s.n_heads * s.kv_lora_rank)
+            * uk_dtype.row_bytes(s.qk_nope_head_dim as usize) as u64
+            + u64::from(s.q_lora_rank + s.kv_lora_rank) * 4;
+    } else {
+        matrices.push(Matrix::Qkv);
+    }
     if moe {
         matrices.push(Matrix::Router);
         if model.shape.n_shared_experts > 0 {
@@ -131,6 +187,7 @@ pub fn layer_bytes(model: &SyntheticModel, moe: bool) -> u64 {
         .map(|&m| matrix_bytes(&model.matrix(0, m)))
         .sum::<u64>()
         + experts
+        + mla_extra
         + 2 * padded_cols(model.shape.d_model as usize) as u64 * 4
 }
 
@@ -242,8 +299,15 @@ impl GpuWeights {
                     down: upload_matrix(ctx, model.matrix(l, Matrix::Down), "w-down", &mut upload)?,
                 }
             };
+            let attention = if model.shape.is_mla() {
+                GpuAttention::Mla(upload_mla(ctx, &model, l, &mut upload)?)
+            } else {
+                GpuAttention::Gqa {
+                    qkv: upload_matrix(ctx, model.matrix(l, Matrix::Qkv), "w-qkv", &mut upload)?,
+                }
+            };
             layers.push(GpuLayer {
-                qkv: upload_matrix(ctx, model.matrix(l, Matrix::Qkv), "w-qkv", &mut upload)?,
+                attention,
                 o: upload_matrix(ctx, model.matrix(l, Matrix::O), "w-o", &mut upload)?,
                 ffn,
                 attn_norm: norm_buffer(ctx, &model, l, Norm::Attn)?,
@@ -274,6 +338,40 @@ impl GpuWeights {
     pub fn layer(&self, l: usize) -> &GpuLayer {
         &self.layers[self.layer_index[l]]
     }
+}
+
+/// Uploads the weights of an MLA layer's attention before its output projection.
+fn upload_mla(
+    ctx: &GpuContext,
+    model: &SyntheticModel,
+    l: usize,
+    upload: &mut dyn FnMut(&str, Vec<u8>) -> anyhow::Result<wgpu::Buffer>,
+) -> anyhow::Result<GpuMla> {
+    let kv_b = upload_matrix(ctx, model.matrix(l, Matrix::MlaKvb), "w-kv-b", upload)?;
+    anyhow::ensure!(
+        kv_b.slabs.len() == 1,
+        "MLA's W_kv_b ({} outputs of {}) needs one binding but this adapter binds at most {} MiB",
+        kv_b.n,
+        kv_b.k4 * 4,
+        ctx.max_binding_bytes() >> 20
+    );
+    let q_b = match model.shape.q_lora_rank {
+        0 => None,
+        _ => Some((
+            gamma_buffer(ctx, model.norm(l, Norm::MlaQ))?,
+            upload_matrix(ctx, model.matrix(l, Matrix::MlaQb), "w-q-b", upload)?,
+        )),
+    };
+    let (rows, uk_dtype) = model.mla_uk_rows(l);
+    let nope = model.shape.qk_nope_head_dim as usize;
+    Ok(GpuMla {
+        a: upload_matrix(ctx, model.matrix(l, Matrix::MlaA), "w-mla-a", upload)?,
+        q_b,
+        kv_norm: gamma_buffer(ctx, model.norm(l, Norm::MlaKv))?,
+        kv_b,
+        uk: upload("w-uk", uk_dtype.encode_rows(&rows, nope))?,
+        uk_dtype,
+    })
 }
 
 /// Uploads a matrix in column slabs that each fit one binding.
@@ -339,9 +437,12 @@ fn norm_buffer(
     layer: usize,
     n: Norm,
 ) -> anyhow::Result<wgpu::Buffer> {
-    let d = model.shape.d_model as usize;
-    let mut gamma = model.norm(layer, n);
-    gamma.resize(padded_cols(d), 0.0);
+    gamma_buffer(ctx, model.norm(layer, n))
+}
+
+/// A norm's gamma, padded with zeros to a multiple of 4.
+fn gamma_buffer(ctx: &GpuContext, mut gamma: Vec<f32>) -> anyhow::Result<wgpu::Buffer> {
+    gamma.resize(padded_cols(gamma.len()), 0.0);
     ctx.storage_with("gamma", bytemuck::cast_slice(&gamma))
 }
 
