@@ -48,7 +48,7 @@ pub(super) fn run(
         pass.tokens()
     );
     println!("{t}");
-    let weights = accounting::weight_bytes(&shape, shape.n_layers, dtype, pass.tokens());
+    let weights = accounting::weight_bytes(&shape, shape.n_layers, dtype, pass);
     println!(
         "weights: {:.3} MB per pass, {:.3} MB per token ({} bits per weight, scales included)",
         weights / 1e6,

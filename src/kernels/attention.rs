@@ -87,9 +87,18 @@ impl Heads {
     }
 
     pub(crate) fn check(&self) -> anyhow::Result<()> {
+        self.check_up_to(256)
+    }
+
+    /// Widest head the decode kernel's `workgroup` layout takes, whose lanes split the head
+    /// (MLA's absorbed form attends over DeepSeek-V3's 576-wide latent rows).
+    pub const MAX_WIDE_HEAD_DIM: u32 = 1024;
+
+    /// [`Self::check`] with heads up to `max_head_dim` wide.
+    pub(crate) fn check_up_to(&self, max_head_dim: u32) -> anyhow::Result<()> {
         anyhow::ensure!(
             self.head_dim.is_multiple_of(4)
-                && self.head_dim <= 256
+                && self.head_dim <= max_head_dim
                 && self.n_kv_heads > 0
                 && self.n_heads.is_multiple_of(self.n_kv_heads),
             "attention heads {self:?} unsupported"
@@ -596,7 +605,12 @@ impl DecodeAttention {
         split_len: u32,
         rows: bool,
     ) -> anyhow::Result<Self> {
-        heads.check()?;
+        // The invocation layout holds a head in registers (256 floats at most); the workgroup
+        // layout spreads it over its lanes.
+        match layout {
+            DecodeAttentionLayout::Invocation => heads.check()?,
+            DecodeAttentionLayout::Workgroup => heads.check_up_to(Heads::MAX_WIDE_HEAD_DIM)?,
+        }
         anyhow::ensure!(split_len >= 1, "split_len must be at least 1");
         let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
         let groups = match layout {
@@ -1242,6 +1256,29 @@ mod gpu_tests {
                 (1, 50, 8, heads(12, 1, 24, 50), 64),
                 (1, 45, 8, heads(8, 1, 256, 45), 32),
             ] {
+                cases(layout, batch, kv_len, split_len, h, wg);
+            }
+        }
+        // Heads wider than 256 (MLA's absorbed latent rows, 576 in DeepSeek-V3): the workgroup
+        // layout only, at a width that fills no lane block, and one the invocation layout
+        // refuses.
+        for (batch, kv_len, split_len, h, wg) in [
+            (2, 41, 8, heads(10, 1, 576, 41), 64),
+            (1, 70, 16, heads(5, 1, 300, 70), 32),
+        ] {
+            cases(Workgroup, batch, kv_len, split_len, h, wg);
+            assert!(DecodeAttention::new(ctx, h, Invocation, wg, split_len).is_err());
+        }
+        fn cases(
+            layout: DecodeAttentionLayout,
+            batch: u32,
+            kv_len: u32,
+            split_len: u32,
+            h: Heads,
+            wg: u32,
+        ) {
+            let ctx = test_context();
+            {
                 let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
                 let c = verify_decode(ctx, &kernel, (batch, kv_len), 71).unwrap();
                 assert!(

@@ -1107,10 +1107,16 @@ impl Attention {
                 )?),
             },
             Phase::Decode => {
+                // Heads wider than registers hold (MLA's absorbed latent rows) take the layout
+                // that spreads a head over a workgroup's lanes.
+                let layout = match heads.head_dim {
+                    0..=256 => cfg.decode_attention_layout,
+                    _ => crate::kernels::attention::DecodeAttentionLayout::Workgroup,
+                };
                 let kernel = DecodeAttention::new(
                     ctx,
                     heads,
-                    cfg.decode_attention_layout,
+                    layout,
                     cfg.decode_attention_wg(),
                     cfg.decode_split_for(pass.len),
                 )?;

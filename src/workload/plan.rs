@@ -184,12 +184,6 @@ pub fn plan(
         }
     };
     shape.validate()?;
-    if shape.is_mla() {
-        return Err(InputError::new(format!(
-            "{preset}: multi-head latent attention is not run by tokbench's forward pass yet; run a GQA shape (the MLA kernels are being built)"
-        ))
-        .into());
-    }
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
     // Validated with the tier defaults first, so bad input costs no tuning.
     let defaults = KernelConfig::default_for(facts.traits());

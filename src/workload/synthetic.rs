@@ -278,14 +278,9 @@ impl SyntheticModel {
 }
 
 impl SyntheticModel {
-    /// The format of the absorbed form's W_UK: the model's where it stores each weight on its
-    /// own (f32, f16, bf16), so transposing W_kv_b's key columns keeps every value; f32 for
-    /// formats with scales along K (a block or a row), which cannot hold the transpose's values.
+    /// The format of the absorbed form's W_UK ([`crate::model::mla::uk_dtype`]).
     pub fn mla_uk_dtype(&self) -> WeightDtype {
-        match self.dtype {
-            WeightDtype::F32 | WeightDtype::F16 | WeightDtype::Bf16 => self.dtype,
-            _ => WeightDtype::F32,
-        }
+        crate::model::mla::uk_dtype(self.dtype)
     }
 
     /// W_UK of every head of `layer`, transposed for the absorbed form, as rows before

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ModelShape;
 use super::flops;
+use super::mla::{MlaDims, MlaForm};
 use crate::dtype::WeightDtype;
 
 /// Work of one execution.
@@ -209,22 +210,38 @@ pub fn ops_touching(
             },
         ),
         per("attn_norm", layers, norm(t)),
-        per("qkv", layers, product(t, q + 2 * kv, d)),
-        per(
-            "rope_kv_write",
-            layers,
-            Work {
-                flops: t as f64
-                    * (heads + shape.n_kv_heads as usize) as f64
-                    * flops::rope_flops_per_head(hd),
-                bytes: act(t, q + 2 * kv) + act(t, q + 2 * kv),
-            },
-        ),
-        per("attention", layers - windowed, attention(0)),
-        per("attention_windowed", windowed, attention(shape.window)),
-        per("o_proj", layers, with_residual(product(t, d, q), t)),
-        per("ffn_norm", layers, norm(t)),
     ];
+    if shape.is_mla() {
+        let mla = mla_ops(shape, dtype, pass, &span);
+        out.extend(mla.into_iter().map(|(op, work)| {
+            let count = match op {
+                "mla_attention" => layers - windowed,
+                "mla_attention_windowed" => windowed,
+                _ => layers,
+            };
+            per(op, count, work)
+        }));
+        let o = (shape.n_heads * shape.v_head_dim) as usize;
+        out.push(per("o_proj", layers, with_residual(product(t, d, o), t)));
+    } else {
+        out.extend([
+            per("qkv", layers, product(t, q + 2 * kv, d)),
+            per(
+                "rope_kv_write",
+                layers,
+                Work {
+                    flops: t as f64
+                        * (heads + shape.n_kv_heads as usize) as f64
+                        * flops::rope_flops_per_head(hd),
+                    bytes: act(t, q + 2 * kv) + act(t, q + 2 * kv),
+                },
+            ),
+            per("attention", layers - windowed, attention(0)),
+            per("attention_windowed", windowed, attention(shape.window)),
+            per("o_proj", layers, with_residual(product(t, d, q), t)),
+        ]);
+    }
+    out.push(per("ffn_norm", layers, norm(t)));
     let swiglu = |rows: usize, width: usize| Work {
         flops: flops::SWIGLU_FLOPS_PER_ELEMENT * (rows * width) as f64,
         bytes: act(rows, 2 * width) + act(rows, width),
@@ -290,17 +307,127 @@ pub fn ops_touching(
     out
 }
 
-/// Bytes of every weight matrix a pass of `tokens` tokens through `layers` layers streams once
+/// The ops of one multi-head latent attention layer before its output projection, in the form
+/// the pass runs ([`MlaForm::for_phase`]): what the kernels compute and stream, the latent cache
+/// read once per sequence (absorbed) or every cached row decompressed (decompressed). `span(w)`
+/// gives (query-key pairs, keys read) per sequence and head for a window of `w`; the windowed
+/// op uses the model's window.
+fn mla_ops(
+    shape: &ModelShape,
+    dtype: WeightDtype,
+    pass: Pass,
+    span: &dyn Fn(u32) -> (f64, f64),
+) -> Vec<(&'static str, Work)> {
+    let m = MlaDims::of(shape);
+    let form = MlaForm::for_phase(pass.phase);
+    let (t, b) = (pass.rows(), pass.batch as usize);
+    let d = shape.d_model as usize;
+    let (h, lat, r, nope, vd) = (
+        m.n_heads as usize,
+        m.latent as usize,
+        m.rope_dim as usize,
+        m.nope as usize,
+        m.v_dim as usize,
+    );
+    let ql = shape.q_lora_rank as usize;
+    let q_width = if ql > 0 { ql } else { h * (nope + r) };
+    let act = |rows: usize, cols: usize| rows as f64 * cols as f64 * 4.0;
+    let product = |m: usize, n: usize, k: usize, dt: WeightDtype| Work {
+        flops: flops::product_flops(m, n, k),
+        bytes: flops::product_bytes(m, n, k, dt),
+    };
+    let norm = |width: usize| Work {
+        flops: flops::rmsnorm_flops(t, width),
+        bytes: 2.0 * act(t, width) + act(1, width),
+    };
+    let att = form.att_dim(m) as usize;
+    let mut out = vec![("mla_a", product(t, q_width + lat + r, d, dtype))];
+    if ql > 0 {
+        out.extend([
+            ("mla_q_norm", norm(ql)),
+            ("mla_q_b", product(t, h * (nope + r), ql, dtype)),
+        ]);
+    }
+    let q_written = match form {
+        MlaForm::Absorbed => h * r,
+        MlaForm::Decompressed => h * (nope + r),
+    };
+    out.extend([
+        ("mla_kv_norm", norm(lat)),
+        (
+            "mla_rope_latent_write",
+            Work {
+                flops: (t * (h + 1)) as f64 * flops::rope_flops_per_head(r),
+                bytes: act(t, h * (nope + r))
+                    + act(t, lat + r)
+                    + act(t, q_written)
+                    + act(t, lat + r),
+            },
+        ),
+    ]);
+    // Attention over the span of a window: (q·k width, p·v width, bytes of K and V per key
+    // and sequence) of the form.
+    let (qk, pv, kv_row) = match form {
+        MlaForm::Absorbed => (lat + r, lat + r, act(1, lat + r)),
+        MlaForm::Decompressed => (att, att, 2.0 * act(h, att)),
+    };
+    let attention = |w: u32| {
+        let (pairs, keys) = span(w);
+        let pairs = b as f64 * pairs;
+        Work {
+            flops: 2.0 * pairs * h as f64 * (qk + pv) as f64,
+            bytes: act(t, h * att) + b as f64 * keys * kv_row + act(t, h * att),
+        }
+    };
+    match form {
+        MlaForm::Absorbed => {
+            let uk = crate::model::mla::uk_dtype(dtype);
+            out.push(("mla_absorb_q", product(t, h * lat, nope, uk)));
+            out.push(("mla_attention", attention(0)));
+            out.push(("mla_attention_windowed", attention(shape.window)));
+            out.push(("mla_absorb_out", product(t, h * vd, lat, dtype)));
+        }
+        MlaForm::Decompressed => {
+            // Every cached row of the pass's sequences through W_kv_b, then laid out per head.
+            let rows = b * pass.cache_len() as usize;
+            out.push(("mla_kv_b", product(rows, h * (nope + vd), lat, dtype)));
+            out.push((
+                "mla_expand",
+                Work {
+                    flops: 0.0,
+                    bytes: act(rows, h * (nope + vd)) + act(rows, r) + 2.0 * act(rows, h * att),
+                },
+            ));
+            out.push(("mla_attention", attention(0)));
+            out.push(("mla_attention_windowed", attention(shape.window)));
+            out.push((
+                "mla_compact",
+                Work {
+                    flops: 0.0,
+                    bytes: 2.0 * act(t, h * vd),
+                },
+            ));
+        }
+    }
+    out
+}
+
+/// Bytes of every weight matrix `pass` through `layers` layers streams once
 /// (projections of each layer, the touched experts' of each mixture-of-experts layer, then the
 /// LM head), from the format's exact bits per weight, scales included.
-pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype, tokens: u64) -> f64 {
+pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> f64 {
+    let tokens = pass.tokens();
     let (d, f, v) = (
         shape.d_model as usize,
         shape.d_ff as usize,
         shape.vocab as usize,
     );
     let (q, kv) = (shape.q_dim(), shape.kv_dim());
-    let attention = dtype.matrix_bytes(q + 2 * kv, d) + dtype.matrix_bytes(d, q);
+    let attention = if shape.is_mla() {
+        mla_weight_bytes(shape, dtype, MlaForm::for_phase(pass.phase))
+    } else {
+        dtype.matrix_bytes(q + 2 * kv, d) + dtype.matrix_bytes(d, q)
+    };
     let ffn = |width: usize| dtype.matrix_bytes(2 * width, d) + dtype.matrix_bytes(d, width);
     let moe = shape.moe_layers(layers);
     let fe = shape.d_ff_expert as usize;
@@ -311,6 +438,35 @@ pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype, tokens:
         + f64::from(layers - moe) * ffn(f)
         + f64::from(moe) * moe_ffn
         + dtype.matrix_bytes(v, d)
+}
+
+/// Bytes of the attention weights of one MLA layer that a pass in `form` streams: the input
+/// projection, the query's decompression, W_kv_b (all of it decompressed; its value rows,
+/// W_UV, absorbed, with W_UK beside them) and the output projection.
+fn mla_weight_bytes(shape: &ModelShape, dtype: WeightDtype, form: MlaForm) -> f64 {
+    let m = MlaDims::of(shape);
+    let (d, h, lat, r, nope, vd) = (
+        shape.d_model as usize,
+        m.n_heads as usize,
+        m.latent as usize,
+        m.rope_dim as usize,
+        m.nope as usize,
+        m.v_dim as usize,
+    );
+    let ql = shape.q_lora_rank as usize;
+    let q = if ql > 0 {
+        dtype.matrix_bytes(ql + lat + r, d) + dtype.matrix_bytes(h * (nope + r), ql)
+    } else {
+        dtype.matrix_bytes(h * (nope + r) + lat + r, d)
+    };
+    let kv_b = match form {
+        MlaForm::Decompressed => dtype.matrix_bytes(h * (nope + vd), lat),
+        MlaForm::Absorbed => {
+            dtype.matrix_bytes(h * vd, lat)
+                + crate::model::mla::uk_dtype(dtype).matrix_bytes(h * lat, nope)
+        }
+    };
+    q + kv_b + dtype.matrix_bytes(d, h * vd)
 }
 
 /// Total work of a pass.
@@ -397,8 +553,8 @@ mod tests {
             batch: 1,
             len: 0,
         };
-        let q4 = weight_bytes(&s, s.n_layers, WeightDtype::Q4_0, 1) / pass.tokens() as f64;
-        let f16 = weight_bytes(&s, s.n_layers, WeightDtype::F16, 1) / pass.tokens() as f64;
+        let q4 = weight_bytes(&s, s.n_layers, WeightDtype::Q4_0, pass) / pass.tokens() as f64;
+        let f16 = weight_bytes(&s, s.n_layers, WeightDtype::F16, pass) / pass.tokens() as f64;
         let ratio = q4 / f16;
         assert!((ratio / (4.5 / 16.0) - 1.0).abs() < 0.005, "{ratio}");
         let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
@@ -533,5 +689,47 @@ mod tests {
             2.0 * 100.0 * 4.0 * f64::from(s.n_heads * s.head_dim)
         );
         assert!(at(999).bytes > 9.0 * at(99).bytes);
+    }
+
+    /// MLA decode reads the latent cache, one row of kv_lora_rank + rope per position for all
+    /// 128 heads: 576 floats where DeepSeek-V3 as GQA (128 heads of 192 keys and 128 values)
+    /// would read 40960. Prefill decompresses every cached row through W_kv_b.
+    #[test]
+    fn mla_decode_reads_the_latent_and_prefill_decompresses() {
+        let s = find("deepseek-v3-shape").unwrap().shape;
+        let op = |pass: Pass, name: &str| {
+            ops(&s, 1, WeightDtype::F16, pass)
+                .into_iter()
+                .find(|o| o.op == name)
+                .unwrap_or_else(|| panic!("{name}"))
+                .work
+        };
+        let decode = |len| Pass {
+            phase: Phase::Decode,
+            batch: 2,
+            len,
+        };
+        let grow = op(decode(1099), "mla_attention").bytes - op(decode(99), "mla_attention").bytes;
+        assert_eq!(grow, 2.0 * 1000.0 * 576.0 * 4.0);
+        let names: Vec<_> = ops(&s, 1, WeightDtype::F16, decode(99))
+            .into_iter()
+            .map(|o| o.op)
+            .collect();
+        assert!(names.contains(&"mla_absorb_q") && !names.contains(&"mla_kv_b"));
+        let prefill = Pass {
+            phase: Phase::Prefill,
+            batch: 1,
+            len: 64,
+        };
+        let kv_b = op(prefill, "mla_kv_b");
+        assert_eq!(kv_b.flops, 2.0 * 64.0 * 128.0 * 256.0 * 512.0);
+        // Absorbed decode streams W_UV (half of W_kv_b) and W_UK (f16, the same size).
+        let w = |form| mla_weight_bytes(&s, WeightDtype::F16, form);
+        assert_eq!(w(MlaForm::Absorbed), w(MlaForm::Decompressed));
+        assert!(
+            mla_weight_bytes(&s, WeightDtype::Q4_0, MlaForm::Absorbed)
+                > mla_weight_bytes(&s, WeightDtype::Q4_0, MlaForm::Decompressed),
+            "a block format's W_UK is held in f32"
+        );
     }
 }

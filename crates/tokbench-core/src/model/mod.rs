@@ -3,6 +3,7 @@
 
 pub mod accounting;
 pub mod flops;
+pub mod mla;
 pub mod presets;
 mod shape;
 
