@@ -74,6 +74,7 @@ fn bench_kernels() {
             cache_len: prompt,
             window: 0,
             sinks: false,
+            score_dim: 0,
         };
         let qkv = ctx
             .storage_with(
@@ -123,6 +124,7 @@ fn bench_kernels() {
             cache_len: len,
             window: 0,
             sinks: false,
+            score_dim: 0,
         };
         let qkv = ctx
             .storage_with(

@@ -122,6 +122,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
                 cache_len: p,
                 window: 0,
                 sinks: false,
+                score_dim: 0,
             };
             let kernel =
                 PrefillAttention::new(ctx, heads, config.wg, config.prefill_attention_tiles)
