@@ -113,6 +113,32 @@ fn moe_block(model: &SyntheticModel, l: usize, a: &[f64]) -> (Vec<f64>, u32) {
     (out, moe::touched(&choices) as u32)
 }
 
+/// Where a pass's rows sit: t rows, b sequences of per_seq rows each, caches of cache_len
+/// positions whose first `filled` hold synthetic history (decode).
+struct Rows {
+    t: usize,
+    b: usize,
+    per_seq: usize,
+    cache_len: usize,
+    filled: usize,
+}
+
+impl Rows {
+    fn of(pass: Pass) -> Self {
+        let t = pass.rows();
+        Self {
+            t,
+            b: pass.batch as usize,
+            per_seq: t / pass.batch as usize,
+            cache_len: pass.cache_len() as usize,
+            filled: match pass.phase {
+                Phase::Prefill => 0,
+                Phase::Decode => pass.len as usize,
+            },
+        }
+    }
+}
+
 /// h += grouped-query attention of layer `l` over `h`'s rows (normalised), with the cache's
 /// synthetic history.
 fn gqa_attention(model: &SyntheticModel, l: usize, h: &mut [f64], pass: Pass, window: u32) {
@@ -124,14 +150,13 @@ fn gqa_attention(model: &SyntheticModel, l: usize, h: &mut [f64], pass: Pass, wi
         s.n_kv_heads as usize,
     );
     let (q_dim, kv_dim, qkv_dim) = (s.q_dim(), s.kv_dim(), s.qkv_dim());
-    let t = pass.rows();
-    let b = pass.batch as usize;
-    let per_seq = t / b;
-    let cache_len = pass.cache_len() as usize;
-    let filled = match pass.phase {
-        Phase::Prefill => 0,
-        Phase::Decode => pass.len as usize,
-    };
+    let Rows {
+        t,
+        b,
+        per_seq,
+        cache_len,
+        filled,
+    } = Rows::of(pass);
     let sinks = (s.attention_sinks > 0).then(|| model.sinks(l));
     let cache_dims = [b, nkv, cache_len, hd];
     let mut k_cache: Vec<f64> = initial_cache(l, false, cache_dims, filled)
@@ -205,14 +230,13 @@ fn mla_attention(model: &SyntheticModel, l: usize, a: &[f64], pass: Pass, window
         s.v_head_dim as usize,
     );
     let row_w = lat + r;
-    let t = pass.rows();
-    let b = pass.batch as usize;
-    let per_seq = t / b;
-    let cache_len = pass.cache_len() as usize;
-    let filled = match pass.phase {
-        Phase::Prefill => 0,
-        Phase::Decode => pass.len as usize,
-    };
+    let Rows {
+        t,
+        b,
+        per_seq,
+        cache_len,
+        filled,
+    } = Rows::of(pass);
     let q_width = match s.q_lora_rank {
         0 => nh * (nope + r),
         rank => rank as usize,

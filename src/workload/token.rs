@@ -570,23 +570,27 @@ mod gpu_tests {
         (full, reduced)
     }
 
+    /// Prefill longer than tiny-swa's 5-position window and decode past it, at batches of 2
+    /// and 3: the passes the model-kind tests run.
+    const RAGGED_PASSES: [Pass; 2] = [
+        Pass {
+            phase: Phase::Prefill,
+            batch: 2,
+            len: 9,
+        },
+        Pass {
+            phase: Phase::Decode,
+            batch: 3,
+            len: 17,
+        },
+    ];
+
     /// Mixture-of-experts and windowed shapes through the whole forward pass: prefill longer
     /// than tiny-swa's 5-position window, decode past it, ragged batches, block formats, and
     /// MoE weights shared across layers; the experts the GPU router touched are the reference's.
     #[test]
     fn moe_and_windowed_presets_match_the_reference() {
-        let passes = [
-            Pass {
-                phase: Phase::Prefill,
-                batch: 2,
-                len: 9,
-            },
-            Pass {
-                phase: Phase::Decode,
-                batch: 3,
-                len: 17,
-            },
-        ];
+        let passes = RAGGED_PASSES;
         let cases = [
             ("tiny-moe", WeightDtype::F32, false),
             ("tiny-moe", WeightDtype::Q4_0, false),
@@ -629,18 +633,7 @@ mod gpu_tests {
     #[test]
     fn mla_matches_the_reference_in_both_forms() {
         use crate::kernels::mla::MlaForm;
-        let passes = [
-            Pass {
-                phase: Phase::Prefill,
-                batch: 2,
-                len: 9,
-            },
-            Pass {
-                phase: Phase::Decode,
-                batch: 3,
-                len: 17,
-            },
-        ];
+        let passes = RAGGED_PASSES;
         let ctx = test_context();
         let tiny_mla = find("tiny-mla").unwrap().shape;
         let no_rank = ModelShape {
