@@ -175,7 +175,7 @@ fn mla_buffers(shape: &ModelShape, layers: u32, pass: Pass) -> Vec<BufferNeed> {
     let form = MlaForm::for_phase(pass.phase);
     let t = pass.rows() as u64;
     let rows = u64::from(pass.batch) * u64::from(pass.cache_len());
-    let a_width = u64::from(mla_q_width(shape) + d.row());
+    let a_width = u64::from(crate::model::mla::q_width(shape) + d.row());
     let f = |n: u64| n * 4;
     let need = |name, bytes, count| BufferNeed { name, bytes, count };
     let mut out = vec![
@@ -228,15 +228,6 @@ fn mla_buffers(shape: &ModelShape, layers: u32, pass: Pass) -> Vec<BufferNeed> {
         ]);
     }
     out
-}
-
-/// Floats before the latent in a row of MLA's first projection: the query rank, or the
-/// queries themselves.
-fn mla_q_width(s: &ModelShape) -> u32 {
-    match s.q_lora_rank {
-        0 => s.n_heads * (s.qk_nope_head_dim + s.qk_rope_head_dim),
-        rank => rank,
-    }
 }
 
 /// Where the router of a pass writes: every token of the pass, routed to its experts.
@@ -684,7 +675,7 @@ impl MlaPass {
         let d = MlaDims::of(s);
         let t = pass.rows() as u64;
         let rows = u64::from(pass.batch) * u64::from(pass.cache_len());
-        let q_width = mla_q_width(s);
+        let q_width = crate::model::mla::q_width(s);
         let f = |n: u64| n * 4;
         let zeroed = |label, floats: u64| ctx.storage_zeroed(label, f(floats));
         let q = match s.q_lora_rank {

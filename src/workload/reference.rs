@@ -237,10 +237,7 @@ fn mla_attention(model: &SyntheticModel, l: usize, a: &[f64], pass: Pass, window
         cache_len,
         filled,
     } = Rows::of(pass);
-    let q_width = match s.q_lora_rank {
-        0 => nh * (nope + r),
-        rank => rank as usize,
-    };
+    let q_width = crate::model::mla::q_width(&s) as usize;
     let a_w = q_width + row_w;
     let a_out = matmul(a, &model.matrix(l, Matrix::MlaA).dense_f64(), d, a_w);
     let q_all: Vec<f64> = match s.q_lora_rank {

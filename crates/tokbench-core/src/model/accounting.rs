@@ -330,7 +330,7 @@ fn mla_ops(
         m.v_dim as usize,
     );
     let ql = shape.q_lora_rank as usize;
-    let q_width = if ql > 0 { ql } else { h * (nope + r) };
+    let q_width = super::mla::q_width(shape) as usize;
     let act = |rows: usize, cols: usize| rows as f64 * cols as f64 * 4.0;
     let product = |m: usize, n: usize, k: usize, dt: WeightDtype| Work {
         flops: flops::product_flops(m, n, k),

@@ -62,6 +62,15 @@ impl MlaDims {
     }
 }
 
+/// Floats before the latent in a row of MLA's first projection, [q_a | c | k_rope]: the
+/// query rank, or without one the queries themselves (n_heads · (nope + rope)).
+pub fn q_width(s: &ModelShape) -> u32 {
+    match s.q_lora_rank {
+        0 => s.n_heads * (s.qk_nope_head_dim + s.qk_rope_head_dim),
+        rank => rank,
+    }
+}
+
 /// How a pass runs MLA's attention (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MlaForm {
