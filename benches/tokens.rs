@@ -35,6 +35,7 @@ fn main() {
         prompt_len,
         depths: vec![depth],
         dtype: Some(WeightDtype::F32),
+        expert_dtype: None,
         layers: None,
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),

@@ -7,18 +7,19 @@ use comfy_table::Cell;
 
 use super::table;
 use crate::exit;
-use crate::kernels::WeightDtype;
 use crate::model::{ModelShape, Pass, accounting};
+use tokbench_core::dtype::WeightFormats;
 
 pub(super) fn run(
     name: &str,
     shape: ModelShape,
-    dtype: WeightDtype,
+    formats: WeightFormats,
     pass: Pass,
 ) -> anyhow::Result<ExitCode> {
+    let dtype = formats.dense;
     let tokens = pass.tokens() as f64;
     let mut t = table::new(&["op", "× per pass", "GFLOP / token", "MB / token"]);
-    let ops = accounting::ops(&shape, shape.n_layers, dtype, pass);
+    let ops = accounting::ops(&shape, shape.n_layers, formats, pass);
     for op in &ops {
         let n = f64::from(op.count);
         t.add_row(vec![
@@ -28,7 +29,7 @@ pub(super) fn run(
             table::num(format!("{:.3}", op.work.bytes * n / tokens / 1e6)),
         ]);
     }
-    let total = accounting::total(&shape, shape.n_layers, dtype, pass);
+    let total = accounting::total(&shape, shape.n_layers, formats, pass);
     t.add_row(vec![
         Cell::new("total"),
         Cell::new(""),
@@ -37,7 +38,7 @@ pub(super) fn run(
     ]);
     println!(
         "{name}, {} weights, {} batch {} {} {}: {} tokens per pass",
-        dtype.name(),
+        formats.describe(),
         pass.phase.name(),
         pass.batch,
         match pass.phase {
@@ -48,12 +49,16 @@ pub(super) fn run(
         pass.tokens()
     );
     println!("{t}");
-    let weights = accounting::weight_bytes(&shape, shape.n_layers, dtype, pass);
+    let weights = accounting::weight_bytes(&shape, shape.n_layers, formats, pass);
     println!(
-        "weights: {:.3} MB per pass, {:.3} MB per token ({} bits per weight, scales included)",
+        "weights: {:.3} MB per pass, {:.3} MB per token ({} bits per weight{}, scales included)",
         weights / 1e6,
         weights / tokens / 1e6,
-        dtype.bits_per_weight()
+        dtype.bits_per_weight(),
+        match formats.distinct_experts() {
+            Some(e) => format!("; experts {}", e.bits_per_weight()),
+            None => String::new(),
+        }
     );
     if shape.is_moe() {
         let (total, active) = shape.params(shape.n_layers);

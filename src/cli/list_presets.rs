@@ -22,6 +22,10 @@ struct Listed {
     /// The part of `params` one token computes with (its routed and shared experts; all of
     /// them for a dense model).
     params_active: u64,
+    /// The format the model ships its routed experts in, which runs default to (gpt-oss:
+    /// mxfp4); absent where the experts follow `--dtype`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expert_dtype: Option<crate::kernels::WeightDtype>,
 }
 
 pub(super) fn run(json: bool) -> anyhow::Result<ExitCode> {
@@ -35,6 +39,7 @@ pub(super) fn run(json: bool) -> anyhow::Result<ExitCode> {
                 shape: p.shape,
                 params,
                 params_active,
+                expert_dtype: p.expert_dtype,
             }
         })
         .collect();
@@ -69,7 +74,7 @@ pub(super) fn run(json: bool) -> anyhow::Result<ExitCode> {
             table::num(s.vocab),
             table::num(format!("{:.2} B", l.params as f64 / 1e9)),
             table::num(format!("{:.2} B", l.params_active as f64 / 1e9)),
-            Cell::new(experts(&s)),
+            Cell::new(experts(l)),
             Cell::new(attention(&s)),
         ]);
     }
@@ -77,8 +82,10 @@ pub(super) fn run(json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(exit::OK))
 }
 
-/// "128 top-8, +1 shared, FFN 2048, first 3 dense", or "-" for a dense model.
-fn experts(s: &ModelShape) -> String {
+/// "128 top-8, +1 shared, FFN 2048, first 3 dense", "32 top-4, FFN 2880, mxfp4", or "-" for
+/// a dense model.
+fn experts(l: &Listed) -> String {
+    let s = &l.shape;
     if !s.is_moe() {
         return "-".into();
     }
@@ -89,6 +96,9 @@ fn experts(s: &ModelShape) -> String {
     text += &format!(", FFN {}", s.d_ff_expert);
     if s.first_dense_layers > 0 {
         text += &format!(", first {} dense", s.first_dense_layers);
+    }
+    if let Some(dtype) = l.expert_dtype {
+        text += &format!(", {}", dtype.name());
     }
     text
 }

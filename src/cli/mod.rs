@@ -26,6 +26,7 @@ use crate::result::io::Destination;
 use crate::result::{DeviceDefault, SamplePolicy};
 use crate::tune::{TuneCache, Tuning};
 use crate::workload::plan::{self, ModelRequest};
+use tokbench_core::dtype::WeightFormats;
 use tokbench_core::kernel_config::MathRequest;
 
 /// Prompt length of `run` and `tune` on CPU adapters when none is given.
@@ -173,6 +174,11 @@ struct AccountingArgs {
     /// what a run uses where the adapter has SHADER_F16.
     #[arg(long, default_value = "f16")]
     dtype: WeightDtype,
+    /// Format of the routed experts' weights, where it should differ from --dtype (same
+    /// choices); mixture-of-experts models only. Default: the format the model ships its
+    /// experts in (gpt-oss: mxfp4), else --dtype.
+    #[arg(long, value_name = "DTYPE")]
+    expert_dtype: Option<WeightDtype>,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +250,11 @@ struct RunArgs {
     /// Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
     #[arg(long)]
     dtype: Option<WeightDtype>,
+    /// Format of the routed experts' weights, where it should differ from --dtype (same
+    /// choices); mixture-of-experts models only. Default: the format the model ships its
+    /// experts in (gpt-oss: mxfp4), else --dtype.
+    #[arg(long, value_name = "DTYPE")]
+    expert_dtype: Option<WeightDtype>,
     /// Run only the first N layers (recorded in the result).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     layers: Option<u32>,
@@ -613,7 +624,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 batch: a.batch,
                 len: a.len,
             };
-            accounting::run(p.name, p.shape, a.dtype, pass)
+            let formats =
+                WeightFormats::for_model(&p.shape, a.dtype, a.expert_dtype, p.expert_dtype)?;
+            accounting::run(p.name, p.shape, formats, pass)
         }
         Command::Kernel(KernelCommand::Matmul {
             m,
@@ -709,6 +722,9 @@ impl RunArgs {
     /// The model part of the plan, validated as far as it can be without a device.
     fn model_request(&self) -> anyhow::Result<ModelRequest> {
         let model = model_choice(&self.preset, &self.model, &self.model_file)?;
+        if let Some((_, shape)) = &model {
+            WeightFormats::check_experts_flag(shape, self.expert_dtype)?;
+        }
         Ok(ModelRequest {
             model,
             phases: first_of_each(&self.phase),
@@ -717,6 +733,7 @@ impl RunArgs {
             prompt_len: self.prompt_len.unwrap_or(512),
             depths: first_of_each(&self.depth),
             dtype: self.dtype,
+            expert_dtype: self.expert_dtype,
             layers: self.layers,
             memory_bytes: self
                 .device_memory_gib

@@ -124,6 +124,7 @@ impl ServeArgs {
             prompt_len: 1,
             depths: Vec::new(),
             dtype: self.dtype,
+            expert_dtype: None,
             layers: self.layers,
             memory_bytes: self
                 .device_memory_gib

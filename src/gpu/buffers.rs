@@ -42,6 +42,14 @@ impl GpuContext {
             }))
     }
 
+    /// Submits the uploads queued so far and waits for them. wgpu stages every buffer made with
+    /// contents in a host copy that lives until the next submission finishes; where device
+    /// memory is host memory (lavapipe), a model's weights would otherwise sit in RAM twice.
+    pub fn flush_uploads(&self) -> anyhow::Result<()> {
+        self.queue.submit([]);
+        self.wait_idle()
+    }
+
     /// A zero-filled storage buffer of `bytes` bytes (rounded up to 4).
     pub fn storage_zeroed(&self, label: &str, bytes: u64) -> anyhow::Result<wgpu::Buffer> {
         self.check_size(label, bytes)?;

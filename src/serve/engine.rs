@@ -391,6 +391,7 @@ mod gpu_tests {
         let model = SyntheticModel {
             shape: presets::find("tiny").unwrap().shape,
             dtype: crate::kernels::WeightDtype::F32,
+            expert_dtype: crate::kernels::WeightDtype::F32,
             shared_layers: false,
         };
         let layers = model.shape.n_layers;
@@ -398,7 +399,7 @@ mod gpu_tests {
         let kernels = Kernels::new(
             ctx,
             KernelConfig::default_for(ctx.traits()),
-            model.dtype,
+            model.formats(),
             false,
         )
         .unwrap();

@@ -37,6 +37,7 @@ use crate::kernels::rope::{self, RopeCache, RopeGeometry};
 use crate::kernels::swiglu::SwiGlu;
 use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase};
+use tokbench_core::dtype::WeightFormats;
 
 /// The kernels a forward pass uses, built once per device, weight type and configuration.
 pub struct Kernels {
@@ -49,7 +50,8 @@ pub struct Kernels {
     pub(crate) copy: Copy,
     /// The mixture-of-experts kernels, built by the first pass of a model that has experts.
     moe: std::cell::OnceCell<MoeKernels>,
-    dtype: WeightDtype,
+    /// The routed experts' format, which the expert products are built for.
+    expert_dtype: WeightDtype,
 }
 
 impl Kernels {
@@ -58,24 +60,25 @@ impl Kernels {
     pub fn new(
         ctx: &GpuContext,
         config: KernelConfig,
-        dtype: WeightDtype,
+        formats: WeightFormats,
         every_row_on_tiles: bool,
     ) -> anyhow::Result<Self> {
         Ok(Self {
-            matmul: Matmul::new(ctx, config.matmul, dtype)?.every_row_on_tiles(every_row_on_tiles),
+            matmul: Matmul::new(ctx, config.matmul, formats.dense)?
+                .every_row_on_tiles(every_row_on_tiles),
             norm: RmsNorm::new(ctx, config.norm_wg)?,
             rope: RopeCache::new(ctx, config.rope_wg())?,
             swiglu: SwiGlu::new(ctx, config.swiglu_wg())?,
             copy: Copy::new(ctx)?,
             moe: std::cell::OnceCell::new(),
-            dtype,
+            expert_dtype: formats.experts,
             config,
         })
     }
 
     fn moe(&self, ctx: &GpuContext) -> anyhow::Result<&MoeKernels> {
         if self.moe.get().is_none() {
-            let _ = self.moe.set(MoeKernels::new(ctx, self.dtype)?);
+            let _ = self.moe.set(MoeKernels::new(ctx, self.expert_dtype)?);
         }
         Ok(self.moe.get().expect("set above"))
     }

@@ -14,6 +14,7 @@ use crate::kernels::{KernelConfig, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, presets};
 use crate::result::ModelPlan;
 use crate::tune::{MathChoice, Tuning};
+use tokbench_core::dtype::WeightFormats;
 use tokbench_core::kernel_config::MathRequest;
 
 /// What the user asked for.
@@ -31,6 +32,9 @@ pub struct ModelRequest {
     pub depths: Vec<u32>,
     /// Weight format; `None` takes the device's default ([`resolve_dtype`]).
     pub dtype: Option<WeightDtype>,
+    /// The routed experts' format (`--expert-dtype`); `None` takes the preset's own, else
+    /// `dtype` ([`WeightFormats::for_model`]).
+    pub expert_dtype: Option<WeightDtype>,
     /// Cap on layers run.
     pub layers: Option<u32>,
     /// Device memory to plan for, overriding what tokbench can find out.
@@ -109,6 +113,7 @@ pub fn default_preset(
         let model = SyntheticModel {
             shape: p.shape,
             dtype,
+            expert_dtype: p.expert_dtype.unwrap_or(dtype),
             shared_layers: false,
         };
         let bytes = layers_bytes(&model, p.shape.n_layers, false) + head_bytes(&model);
@@ -133,13 +138,10 @@ pub fn resolve_dtype(
 ) -> anyhow::Result<(WeightDtype, Option<String>)> {
     let f16 = facts.has(wgpu::Features::SHADER_F16);
     match requested {
-        Some(WeightDtype::F16) if !f16 => Err(InputError::new(format!(
-            "--dtype f16: adapter {:?} has no SHADER_F16; use --dtype f32, bf16 or a packed \
-             format (fp8-e4m3, q8_0, q4_0, mxfp4)",
-            facts.info.name
-        ))
-        .into()),
-        Some(d) => Ok((d, None)),
+        Some(d) => {
+            runnable("--dtype", d, facts)?;
+            Ok((d, None))
+        }
         None if f16 => Ok((
             WeightDtype::F16,
             Some("no --dtype given: f16 weights, as the adapter has SHADER_F16".into()),
@@ -149,6 +151,19 @@ pub fn resolve_dtype(
             Some("no --dtype given: f32 weights, as the adapter has no SHADER_F16".into()),
         )),
     }
+}
+
+/// Fails where `flag`'s format `dtype` needs a feature the adapter lacks: f16 needs
+/// SHADER_F16; every other format is packed in u32 words, so any adapter runs it.
+fn runnable(flag: &str, dtype: WeightDtype, facts: &DeviceFacts) -> Result<(), InputError> {
+    if dtype == WeightDtype::F16 && !facts.has(wgpu::Features::SHADER_F16) {
+        return Err(InputError::new(format!(
+            "{flag} f16: adapter {:?} has no SHADER_F16; use {flag} f32, bf16 or a packed \
+             format (fp8-e4m3, q8_0, q4_0, mxfp4)",
+            facts.info.name
+        )));
+    }
+    Ok(())
 }
 
 /// Validates `req` against the device, chooses the kernels (tuning them on the GPU when the
@@ -184,6 +199,21 @@ pub fn plan(
         }
     };
     shape.validate()?;
+    let formats = WeightFormats::for_model(
+        &shape,
+        dtype,
+        req.expert_dtype,
+        presets::find(&preset).ok().and_then(|p| p.expert_dtype),
+    )?;
+    if let Some(e) = req.expert_dtype {
+        runnable("--expert-dtype", e, &facts)?;
+    }
+    if let (Some(e), None) = (formats.distinct_experts(), req.expert_dtype) {
+        notes.push(format!(
+            "{preset}: routed experts in {}, the format the model ships them in (--expert-dtype changes it)",
+            e.name()
+        ));
+    }
     let layers_run = req.layers.map_or(shape.n_layers, |l| l.min(shape.n_layers));
     // Validated with the tier defaults first, so bad input costs no tuning.
     let defaults = KernelConfig::default_for(facts.traits());
@@ -195,6 +225,7 @@ pub fn plan(
     let mut model = SyntheticModel {
         shape,
         dtype,
+        expert_dtype: formats.experts,
         shared_layers: false,
     };
     let activations = passes
@@ -267,6 +298,7 @@ pub fn plan(
         preset,
         model: shape,
         dtype,
+        expert_dtype: formats.distinct_experts(),
         layers_run,
         weights_shared_across_layers: model.shared_layers,
         phases: req.phases.clone(),
@@ -299,6 +331,7 @@ mod tests {
             prompt_len: 64,
             depths: vec![64],
             dtype: Some(WeightDtype::F32),
+            expert_dtype: None,
             layers: None,
             memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
             tuning: Tuning::Defaults,

@@ -20,7 +20,7 @@ pub struct Reference {
 /// Multiply-adds of the reference for `pass`; callers use it to decide whether a shape is small
 /// enough to check in full.
 pub fn cost(model: &SyntheticModel, layers: u32, pass: Pass) -> f64 {
-    let w = crate::model::accounting::total(&model.shape, layers, model.dtype, pass);
+    let w = crate::model::accounting::total(&model.shape, layers, model.formats(), pass);
     w.flops / 2.0
 }
 
@@ -403,6 +403,7 @@ mod tests {
         let model = SyntheticModel {
             shape: find("tiny").unwrap().shape,
             dtype: WeightDtype::F32,
+            expert_dtype: WeightDtype::F32,
             shared_layers: false,
         };
         let pass = Pass {

@@ -5,6 +5,7 @@
 use crate::kernels::WeightDtype;
 use crate::kernels::layout::{padded_cols, synthetic};
 use crate::model::ModelShape;
+use tokbench_core::dtype::WeightFormats;
 
 /// The weight matrices of a layer, plus the LM head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -169,8 +170,10 @@ impl WeightMatrix {
 pub struct SyntheticModel {
     /// The dimensions.
     pub shape: ModelShape,
-    /// Weight element type.
+    /// Format of every matrix but the routed experts'.
     pub dtype: WeightDtype,
+    /// Format of the routed experts' matrices.
+    pub expert_dtype: WeightDtype,
     /// All layers use layer 0's weights.
     pub shared_layers: bool,
 }
@@ -187,6 +190,14 @@ fn expert_seed(layer: usize, expert: u32, tensor: u64) -> u64 {
 const LM_LAYER: usize = 1 << 20;
 
 impl SyntheticModel {
+    /// The formats of its matrices, for the accounting.
+    pub fn formats(&self) -> WeightFormats {
+        WeightFormats {
+            dense: self.dtype,
+            experts: self.expert_dtype,
+        }
+    }
+
     fn layer_seed(&self, layer: usize) -> usize {
         if self.shared_layers { 0 } else { layer }
     }
@@ -254,11 +265,11 @@ impl SyntheticModel {
                 )],
             ),
         };
-        WeightMatrix {
-            k,
-            segments,
-            dtype: self.dtype,
-        }
+        let dtype = match m {
+            Matrix::ExpertGateUp(_) | Matrix::ExpertDown(_) => self.expert_dtype,
+            _ => self.dtype,
+        };
+        WeightMatrix { k, segments, dtype }
     }
 
     /// Norm weights (f32, near 1): d_model of them, or the width of the MLA rank they follow.
@@ -346,6 +357,7 @@ mod tests {
         SyntheticModel {
             shape: find("tiny").unwrap().shape,
             dtype,
+            expert_dtype: dtype,
             shared_layers: false,
         }
     }

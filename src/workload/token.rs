@@ -101,7 +101,7 @@ impl ModelSession {
         let kernels = Kernels::new(
             ctx,
             self.config.clone(),
-            self.model.dtype,
+            self.model.formats(),
             self.math.0.every_row_on_tiles(),
         )?;
         let l = Rc::new((weights, kernels));
@@ -136,8 +136,13 @@ impl Workload for TokenWorkload {
         } else {
             String::new()
         };
+        // Experts in a format of their own are a different workload: the id says so.
+        let experts = match s.model.formats().distinct_experts() {
+            Some(e) => format!("-experts-{}", e.name()),
+            None => String::new(),
+        };
         let id = format!(
-            "{}-{}-{}-b{}-{size}{layers}",
+            "{}-{}-{}{experts}-b{}-{size}{layers}",
             self.pass.phase.name(),
             s.preset,
             s.model.dtype.name(),
@@ -159,7 +164,7 @@ impl Workload for TokenWorkload {
             kind: self.pass.phase.into(),
             shape,
             dtype: s.model.dtype,
-            work: accounting::total(&s.model.shape, s.layers_run, s.model.dtype, self.pass),
+            work: accounting::total(&s.model.shape, s.layers_run, s.model.formats(), self.pass),
             math: Some(self.math_record()),
             tokens: Some(TokenDescription {
                 pass: self.pass,
@@ -224,11 +229,12 @@ impl Prepared for PreparedPass<'_> {
             t.weights_shared_across_layers = self.loaded.0.model.shared_layers;
             // The experts the routers chose: the bytes are those experts' weights.
             if let Some(touched) = self.forward.read_experts_touched(self.ctx)? {
-                let record = experts_record(&t.model, t.pass, touched);
+                let model = &self.loaded.0.model;
+                let record = experts_record(&t.model, model.expert_dtype, t.pass, touched);
                 planned.work = accounting::total_touching(
                     &t.model,
                     t.layers_run,
-                    planned.dtype,
+                    model.formats(),
                     t.pass,
                     record.touched_per_layer,
                 );
@@ -284,11 +290,14 @@ impl TokenWorkload {
 
     fn threshold(&self) -> f64 {
         // A forward pass compounds f32 rounding over layers; the other formats' threshold
-        // already allows for compounding (see verify::nmse_threshold).
-        match self.session.model.dtype {
+        // already allows for compounding (see verify::nmse_threshold). Experts in a format of
+        // their own take the looser of the two.
+        let of = |dtype| match dtype {
             crate::kernels::WeightDtype::F32 => verify::NMSE_F32_MODEL,
             dtype => verify::nmse_threshold(dtype),
-        }
+        };
+        let model = &self.session.model;
+        of(model.dtype).max(of(model.expert_dtype))
     }
 
     fn verify(
@@ -320,6 +329,7 @@ impl TokenWorkload {
         let model = SyntheticModel {
             shape: reduced(&s.model.shape),
             dtype: s.model.dtype,
+            expert_dtype: s.model.expert_dtype,
             shared_layers: false,
         };
         let layers = REDUCED_LAYERS.min(s.layers_run);
@@ -423,11 +433,13 @@ impl TokenWorkload {
 /// The record of what the routers of a pass over `shape` touched, layer by layer.
 fn experts_record(
     shape: &ModelShape,
+    dtype: crate::kernels::WeightDtype,
     pass: Pass,
     touched: Vec<u32>,
 ) -> crate::result::ExpertsRecord {
     let mean = touched.iter().map(|&n| f64::from(n)).sum::<f64>() / touched.len().max(1) as f64;
     crate::result::ExpertsRecord {
+        dtype: Some(dtype),
         n_experts_active: shape.n_experts_active,
         n_experts: shape.n_experts,
         tokens_routed: pass.tokens(),
@@ -493,6 +505,7 @@ mod tests {
         let model = SyntheticModel {
             shape: r,
             dtype: crate::kernels::WeightDtype::F32,
+            expert_dtype: crate::kernels::WeightDtype::F32,
             shared_layers: false,
         };
         let pass = Pass {
@@ -519,27 +532,36 @@ mod gpu_tests {
     use crate::kernels::WeightDtype;
     use crate::model::ModelShape;
     use crate::model::presets::find;
+    use tokbench_core::dtype::WeightFormats;
 
     fn workload(dtype: WeightDtype, pass: Pass) -> TokenWorkload {
         workload_of("tiny", dtype, pass, false)
     }
 
     /// `preset`'s model, all its layers, with weights shared across layers or not.
-    fn workload_of(preset: &str, dtype: WeightDtype, pass: Pass, shared: bool) -> TokenWorkload {
-        workload_for(preset, find(preset).unwrap().shape, dtype, pass, shared)
+    fn workload_of(
+        preset: &str,
+        formats: impl Into<WeightFormats>,
+        pass: Pass,
+        shared: bool,
+    ) -> TokenWorkload {
+        workload_for(preset, find(preset).unwrap().shape, formats, pass, shared)
     }
 
     fn workload_for(
         preset: &str,
         shape: ModelShape,
-        dtype: WeightDtype,
+        formats: impl Into<WeightFormats>,
         pass: Pass,
         shared: bool,
     ) -> TokenWorkload {
         let ctx = test_context();
+        let formats = formats.into();
+        let dtype = formats.dense;
         let model = SyntheticModel {
             shape,
             dtype,
+            expert_dtype: formats.experts,
             shared_layers: shared,
         };
         let config = KernelConfig::default_for(ctx.traits());
@@ -586,16 +608,22 @@ mod gpu_tests {
     ];
 
     /// Mixture-of-experts and windowed shapes through the whole forward pass: prefill longer
-    /// than tiny-swa's 5-position window, decode past it, ragged batches, block formats, and
-    /// MoE weights shared across layers; the experts the GPU router touched are the reference's.
+    /// than tiny-swa's 5-position window, decode past it, ragged batches, block formats, experts
+    /// in a format of their own (gpt-oss's MXFP4 beside wider attention weights), and MoE
+    /// weights shared across layers; the experts the GPU router touched are the reference's.
     #[test]
     fn moe_and_windowed_presets_match_the_reference() {
         let passes = RAGGED_PASSES;
+        let mxfp4_experts = WeightFormats {
+            dense: WeightDtype::F32,
+            experts: WeightDtype::Mxfp4,
+        };
         let cases = [
-            ("tiny-moe", WeightDtype::F32, false),
-            ("tiny-moe", WeightDtype::Q4_0, false),
-            ("tiny-moe", WeightDtype::F32, true),
-            ("tiny-swa", WeightDtype::F32, false),
+            ("tiny-moe", WeightDtype::F32.into(), false),
+            ("tiny-moe", WeightDtype::Q4_0.into(), false),
+            ("tiny-moe", mxfp4_experts, false),
+            ("tiny-moe", WeightDtype::F32.into(), true),
+            ("tiny-swa", WeightDtype::F32.into(), false),
         ];
         let ctx = test_context();
         for (preset, dtype, shared) in cases {
@@ -611,6 +639,12 @@ mod gpu_tests {
                 if model.shape.n_experts == 0 {
                     continue;
                 }
+                let id = w.describe().id;
+                assert_eq!(
+                    id.contains("-experts-mxfp4"),
+                    model.expert_dtype == WeightDtype::Mxfp4,
+                    "{case}: {id}"
+                );
                 let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
                 let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, pass).unwrap();
                 ctx.execute(&forward).unwrap();

@@ -7,6 +7,10 @@ use crate::kernels::WeightDtype;
 use crate::kernels::layout::padded_cols;
 use crate::kernels::moe::ExpertSlab;
 
+/// Upload bytes after which the staged copies are flushed: the most host memory an upload holds
+/// beyond the weights themselves.
+const FLUSH_BYTES: u64 = 256 << 20;
+
 /// A slab of a weight matrix: a range of its outputs, one row of K each.
 #[derive(Debug)]
 pub struct Slab {
@@ -237,11 +241,17 @@ impl GpuWeights {
             })
             .collect();
         let total = layers_bytes(&model, layers_run, model.shared_layers) + head_bytes(&model);
-        let mut done = 0u64;
+        let (mut done, mut unflushed) = (0u64, 0u64);
         let max_binding = ctx.max_binding_bytes();
         let mut upload = |label: &str, data: Vec<u8>| -> anyhow::Result<wgpu::Buffer> {
             let buffer = ctx.storage_with(label, &data)?;
             done += data.len() as u64;
+            unflushed += data.len() as u64;
+            // Bounds the host copies wgpu stages the uploads in (see `flush_uploads`).
+            if unflushed >= FLUSH_BYTES {
+                ctx.flush_uploads()?;
+                unflushed = 0;
+            }
             progress(done, total);
             Ok(buffer)
         };
@@ -324,6 +334,7 @@ impl GpuWeights {
             "w-lm-head",
             &mut upload,
         )?;
+        ctx.flush_uploads()?;
         Ok(Self {
             model,
             layers_run,

@@ -199,6 +199,78 @@ impl WeightDtype {
     }
 }
 
+/// The weight formats of a model: one for every matrix but the routed experts, which a model
+/// may ship in a format of their own (gpt-oss: MXFP4 experts beside bf16 attention).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct WeightFormats {
+    /// Attention, dense feed-forward, router, shared experts and LM head.
+    pub dense: WeightDtype,
+    /// Routed experts' gate|up and down projections.
+    pub experts: WeightDtype,
+}
+
+impl WeightFormats {
+    /// `dtype` for every matrix.
+    pub fn uniform(dtype: WeightDtype) -> Self {
+        Self {
+            dense: dtype,
+            experts: dtype,
+        }
+    }
+
+    /// The formats of a run of `shape` with `dense` weights: the routed experts in `requested`
+    /// (`--expert-dtype`), else in the preset's own format (`preset`), else in `dense`. Asking
+    /// for an experts' format on a model without experts is an input error.
+    pub fn for_model(
+        shape: &crate::model::ModelShape,
+        dense: WeightDtype,
+        requested: Option<WeightDtype>,
+        preset: Option<WeightDtype>,
+    ) -> Result<Self, crate::InputError> {
+        Self::check_experts_flag(shape, requested)?;
+        let experts = match shape.is_moe() {
+            true => requested.or(preset).unwrap_or(dense),
+            false => dense,
+        };
+        Ok(Self { dense, experts })
+    }
+
+    /// Fails where `--expert-dtype` was given for a model without routed experts; needs no
+    /// device, so a run checks it before opening one.
+    pub fn check_experts_flag(
+        shape: &crate::model::ModelShape,
+        requested: Option<WeightDtype>,
+    ) -> Result<(), crate::InputError> {
+        match requested {
+            Some(e) if !shape.is_moe() => Err(crate::InputError::new(format!(
+                "--expert-dtype {}: this model has no routed experts; drop the flag or choose a \
+                 mixture-of-experts preset (tokbench presets)",
+                e.name()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The experts' format where it differs from the rest, for records and names.
+    pub fn distinct_experts(self) -> Option<WeightDtype> {
+        (self.experts != self.dense).then_some(self.experts)
+    }
+
+    /// "f16", or "f16 with mxfp4 experts".
+    pub fn describe(self) -> String {
+        match self.distinct_experts() {
+            Some(e) => format!("{} with {} experts", self.dense.name(), e.name()),
+            None => self.dense.name().to_string(),
+        }
+    }
+}
+
+impl From<WeightDtype> for WeightFormats {
+    fn from(dtype: WeightDtype) -> Self {
+        Self::uniform(dtype)
+    }
+}
+
 impl std::str::FromStr for WeightDtype {
     type Err = crate::InputError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ModelShape;
 use super::flops;
 use super::mla::{MlaDims, MlaForm};
-use crate::dtype::WeightDtype;
+use crate::dtype::{WeightDtype, WeightFormats};
 
 /// Work of one execution.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -119,15 +119,15 @@ pub struct OpWork {
     pub work: Work,
 }
 
-/// Work of every op of a pass through `layers` layers of `shape` with `dtype` weights. A
+/// Work of every op of a pass through `layers` layers of `shape` with weights in `formats`. A
 /// mixture-of-experts layer's expert products stream the weights of the experts the batch is
 /// expected to touch ([`ModelShape::expected_experts_touched`]); [`ops_touching`] takes a
 /// measured count instead.
-pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> Vec<OpWork> {
+pub fn ops(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass) -> Vec<OpWork> {
     ops_touching(
         shape,
         layers,
-        dtype,
+        formats,
         pass,
         shape.expected_experts_touched(pass.tokens()),
     )
@@ -137,10 +137,11 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
 pub fn ops_touching(
     shape: &ModelShape,
     layers: u32,
-    dtype: WeightDtype,
+    formats: WeightFormats,
     pass: Pass,
     touched: f64,
 ) -> Vec<OpWork> {
+    let dtype = formats.dense;
     let t = pass.rows();
     let (d, f, v) = (
         shape.d_model as usize,
@@ -262,7 +263,7 @@ pub fn ops_touching(
         // Only the touched experts' weights are read; each is read once per pass.
         let experts = |n: usize, kk: usize| Work {
             flops: flops::product_flops(tk, n, kk),
-            bytes: touched * dtype.matrix_bytes(n, kk) + act(tk, kk) + act(tk, n),
+            bytes: touched * formats.experts.matrix_bytes(n, kk) + act(tk, kk) + act(tk, n),
         };
         let fs = shape.n_shared_experts as usize * fe;
         out.extend([
@@ -415,8 +416,8 @@ fn mla_ops(
 /// Bytes of every weight matrix `pass` through `layers` layers streams once
 /// (projections of each layer, the touched experts' of each mixture-of-experts layer, then the
 /// LM head), from the format's exact bits per weight, scales included.
-pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> f64 {
-    let tokens = pass.tokens();
+pub fn weight_bytes(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass) -> f64 {
+    let (dtype, tokens) = (formats.dense, pass.tokens());
     let (d, f, v) = (
         shape.d_model as usize,
         shape.d_ff as usize,
@@ -428,11 +429,14 @@ pub fn weight_bytes(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: P
     } else {
         dtype.matrix_bytes(q + 2 * kv, d) + dtype.matrix_bytes(d, q)
     };
-    let ffn = |width: usize| dtype.matrix_bytes(2 * width, d) + dtype.matrix_bytes(d, width);
+    let ffn_in = |dtype: WeightDtype, width: usize| {
+        dtype.matrix_bytes(2 * width, d) + dtype.matrix_bytes(d, width)
+    };
+    let ffn = |width: usize| ffn_in(dtype, width);
     let moe = shape.moe_layers(layers);
     let fe = shape.d_ff_expert as usize;
     let moe_ffn = dtype.matrix_bytes(shape.n_experts as usize, d)
-        + shape.expected_experts_touched(tokens) * ffn(fe)
+        + shape.expected_experts_touched(tokens) * ffn_in(formats.experts, fe)
         + ffn(shape.n_shared_experts as usize * fe);
     f64::from(layers) * attention
         + f64::from(layers - moe) * ffn(f)
@@ -470,11 +474,11 @@ fn mla_weight_bytes(shape: &ModelShape, dtype: WeightDtype, form: MlaForm) -> f6
 }
 
 /// Total work of a pass.
-pub fn total(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> Work {
+pub fn total(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass) -> Work {
     total_touching(
         shape,
         layers,
-        dtype,
+        formats,
         pass,
         shape.expected_experts_touched(pass.tokens()),
     )
@@ -484,12 +488,12 @@ pub fn total(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) ->
 pub fn total_touching(
     shape: &ModelShape,
     layers: u32,
-    dtype: WeightDtype,
+    formats: WeightFormats,
     pass: Pass,
     touched: f64,
 ) -> Work {
     let mut sum = Work::default();
-    for op in ops_touching(shape, layers, dtype, pass, touched) {
+    for op in ops_touching(shape, layers, formats, pass, touched) {
         sum += Work {
             flops: op.work.flops * f64::from(op.count),
             bytes: op.work.bytes * f64::from(op.count),
@@ -529,7 +533,7 @@ mod tests {
             batch: 1,
             len: 0,
         };
-        let w = total(&s, s.n_layers, WeightDtype::F32, pass);
+        let w = total(&s, s.n_layers, WeightDtype::F32.into(), pass);
         let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
         // Two FLOPs per weight, and every weight's bytes, plus a little for the rest.
         assert!(
@@ -539,7 +543,7 @@ mod tests {
             2.0 * weights
         );
         assert!((w.bytes / (4.0 * weights) - 1.0).abs() < 0.01);
-        let half = total(&s, s.n_layers, WeightDtype::F16, pass);
+        let half = total(&s, s.n_layers, WeightDtype::F16.into(), pass);
         assert!((half.bytes / (2.0 * weights) - 1.0).abs() < 0.01);
     }
 
@@ -553,8 +557,10 @@ mod tests {
             batch: 1,
             len: 0,
         };
-        let q4 = weight_bytes(&s, s.n_layers, WeightDtype::Q4_0, pass) / pass.tokens() as f64;
-        let f16 = weight_bytes(&s, s.n_layers, WeightDtype::F16, pass) / pass.tokens() as f64;
+        let q4 =
+            weight_bytes(&s, s.n_layers, WeightDtype::Q4_0.into(), pass) / pass.tokens() as f64;
+        let f16 =
+            weight_bytes(&s, s.n_layers, WeightDtype::F16.into(), pass) / pass.tokens() as f64;
         let ratio = q4 / f16;
         assert!((ratio / (4.5 / 16.0) - 1.0).abs() < 0.005, "{ratio}");
         let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
@@ -562,7 +568,7 @@ mod tests {
             (f16 / (2.0 * weights) - 1.0).abs() < 0.01,
             "{f16} vs {weights} weights"
         );
-        let total_q4 = total(&s, s.n_layers, WeightDtype::Q4_0, pass).bytes;
+        let total_q4 = total(&s, s.n_layers, WeightDtype::Q4_0.into(), pass).bytes;
         assert!(total_q4 > q4 && total_q4 < 1.01 * q4, "{total_q4} vs {q4}");
     }
 
@@ -580,7 +586,7 @@ mod tests {
             len: 100,
         };
         let attn = |p| {
-            ops(&s, 1, WeightDtype::F32, p)
+            ops(&s, 1, WeightDtype::F32.into(), p)
                 .into_iter()
                 .find(|o| o.op == "attention")
                 .unwrap()
@@ -604,7 +610,10 @@ mod tests {
                 batch,
                 len: 0,
             };
-            (total(&s, 2, WeightDtype::F16, pass), pass.tokens() as f64)
+            (
+                total(&s, 2, WeightDtype::F16.into(), pass),
+                pass.tokens() as f64,
+            )
         };
         let (one, _) = at(1);
         let (eight, tokens) = at(8);
@@ -632,9 +641,50 @@ mod tests {
             batch,
             len: 0,
         };
-        let flops = total(&s, s.n_layers, WeightDtype::F16, whole(1)).flops;
+        let flops = total(&s, s.n_layers, WeightDtype::F16.into(), whole(1)).flops;
         let (all_weights, _) = s.params(s.n_layers);
         assert!(flops < 0.12 * 2.0 * all_weights as f64, "{flops} {all}");
+    }
+
+    /// Experts in their own format (gpt-oss: MXFP4 beside f16): only the routed experts'
+    /// bytes change, by the ratio of the two formats' bits per weight.
+    #[test]
+    fn experts_in_their_own_format_change_only_the_experts_bytes() {
+        let s = find("gpt-oss-20b-shape").unwrap().shape;
+        let pass = Pass {
+            phase: Phase::Decode,
+            batch: 8,
+            len: 512,
+        };
+        let f16 = WeightFormats::uniform(WeightDtype::F16);
+        let mixed = WeightFormats {
+            experts: WeightDtype::Mxfp4,
+            ..f16
+        };
+        let bytes = |formats, op: &str| {
+            ops(&s, 2, formats, pass)
+                .into_iter()
+                .find(|o| o.op == op)
+                .map(|o| o.work.bytes)
+                .unwrap()
+        };
+        for op in ["qkv", "router", "lm_head"] {
+            assert_eq!(bytes(f16, op), bytes(mixed, op), "{op}");
+        }
+        let weights = |formats| {
+            s.expected_experts_touched(8) * WeightDtype::matrix_bytes(formats, 2 * 2880, 2880)
+        };
+        let saved = bytes(f16, "experts_gate_up") - bytes(mixed, "experts_gate_up");
+        let want = weights(WeightDtype::F16) - weights(WeightDtype::Mxfp4);
+        assert!((saved / want - 1.0).abs() < 1e-9, "{saved} {want}");
+        // Both MoE layers' gate|up and down (each 2880 × 2880 per half) and nothing else.
+        let whole = |formats| weight_bytes(&s, 2, formats, pass);
+        let experts_saved = 2.0 * 3.0 * want / 2.0;
+        let whole_saved = whole(f16) - whole(mixed);
+        assert!(
+            (whole_saved / experts_saved - 1.0).abs() < 1e-9,
+            "{whole_saved} {experts_saved}"
+        );
     }
 
     #[test]
@@ -646,7 +696,7 @@ mod tests {
             len: 99,
         };
         let op = |name| {
-            ops(&s, 2, WeightDtype::F32, decode)
+            ops(&s, 2, WeightDtype::F32.into(), decode)
                 .into_iter()
                 .find(|o| o.op == name)
                 .unwrap()
@@ -661,7 +711,7 @@ mod tests {
             batch: 1,
             len: 7,
         };
-        let w = ops(&s, 2, WeightDtype::F32, prefill)
+        let w = ops(&s, 2, WeightDtype::F32.into(), prefill)
             .into_iter()
             .find(|o| o.op == "attention_windowed")
             .unwrap();
@@ -678,7 +728,7 @@ mod tests {
                 batch: 2,
                 len,
             };
-            ops(&s, 1, WeightDtype::F32, pass)
+            ops(&s, 1, WeightDtype::F32.into(), pass)
                 .into_iter()
                 .find(|o| o.op == "attention")
                 .unwrap()
@@ -698,7 +748,7 @@ mod tests {
     fn mla_decode_reads_the_latent_and_prefill_decompresses() {
         let s = find("deepseek-v3-shape").unwrap().shape;
         let op = |pass: Pass, name: &str| {
-            ops(&s, 1, WeightDtype::F16, pass)
+            ops(&s, 1, WeightDtype::F16.into(), pass)
                 .into_iter()
                 .find(|o| o.op == name)
                 .unwrap_or_else(|| panic!("{name}"))
@@ -711,7 +761,7 @@ mod tests {
         };
         let grow = op(decode(1099), "mla_attention").bytes - op(decode(99), "mla_attention").bytes;
         assert_eq!(grow, 2.0 * 1000.0 * 576.0 * 4.0);
-        let names: Vec<_> = ops(&s, 1, WeightDtype::F16, decode(99))
+        let names: Vec<_> = ops(&s, 1, WeightDtype::F16.into(), decode(99))
             .into_iter()
             .map(|o| o.op)
             .collect();

@@ -2,6 +2,7 @@
 
 use super::{DENSE, ModelShape};
 use crate::InputError;
+use crate::dtype::WeightDtype;
 
 /// A named shape.
 #[derive(Debug, Clone, Copy)]
@@ -12,6 +13,9 @@ pub struct Preset {
     pub description: &'static str,
     /// The dimensions.
     pub shape: ModelShape,
+    /// The routed experts' format where the model ships them in one of their own (gpt-oss:
+    /// MXFP4); the run's `--dtype` covers every other matrix, and `--expert-dtype` overrides.
+    pub expert_dtype: Option<WeightDtype>,
 }
 
 const fn shape(
@@ -84,51 +88,61 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "tiny",
         description: "for tests: 2 layers, grouped-query heads, widths that divide no tile",
+        expert_dtype: None,
         shape: shape(96, 2, 4, 2, 24, 250, 509),
     },
     Preset {
         name: "tiny-moe",
         description: "for tests: tiny with 3 layers, the first dense, then 8 experts (top-2) of width 62 and one shared",
+        expert_dtype: None,
         shape: moe(shape(96, 3, 4, 2, 24, 250, 509), 8, 2, 1, 62, 1),
     },
     Preset {
         name: "tiny-swa",
         description: "for tests: tiny with a 5-position sliding window on every other layer and attention sinks (gpt-oss's pattern)",
+        expert_dtype: None,
         shape: windowed_with_sinks(shape(96, 2, 4, 2, 24, 250, 509), 5, 2, 1),
     },
     Preset {
         name: "tiny-mla",
         description: "for tests: tiny with multi-head latent attention (q_lora 48, kv_lora 36, rope 8, nope 12, v 20)",
+        expert_dtype: None,
         shape: mla(shape(96, 2, 4, 4, 20, 250, 509), 48, 36, 8, 12, 20),
     },
     Preset {
         name: "smollm2-135m-shape",
         description: "SmolLM2-135M's shape",
+        expert_dtype: None,
         shape: shape(576, 30, 9, 3, 64, 1536, 49152),
     },
     Preset {
         name: "qwen2.5-0.5b-shape",
         description: "Qwen2.5-0.5B's shape",
+        expert_dtype: None,
         shape: shape(896, 24, 14, 2, 64, 4864, 151936),
     },
     Preset {
         name: "llama3.2-1b-shape",
         description: "Llama 3.2 1B's shape",
+        expert_dtype: None,
         shape: shape(2048, 16, 32, 8, 64, 8192, 128256),
     },
     Preset {
         name: "llama3-8b-shape",
         description: "Llama 3 8B's shape",
+        expert_dtype: None,
         shape: shape(4096, 32, 32, 8, 128, 14336, 128256),
     },
     Preset {
         name: "qwen2.5-7b-shape",
         description: "Qwen2.5-7B's shape",
+        expert_dtype: None,
         shape: shape(3584, 28, 28, 4, 128, 18944, 152064),
     },
     Preset {
         name: "llama3-70b-shape",
         description: "Llama 3 70B's shape",
+        expert_dtype: None,
         shape: shape(8192, 80, 64, 8, 128, 28672, 128256),
     },
     // Qwen3-30B-A3B's config.json: hidden_size 2048, 48 layers, 32 heads / 4 KV heads of 128,
@@ -137,6 +151,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "qwen3-30b-a3b-shape",
         description: "Qwen3-30B-A3B's shape: 128 experts, 8 active, 3.3B of 30.5B weights per token",
+        expert_dtype: None,
         shape: moe(shape(2048, 48, 32, 4, 128, 6144, 151936), 128, 8, 0, 768, 0),
     },
     // Qwen3-235B-A22B's config.json: hidden_size 4096, 94 layers, 64 heads / 4 KV heads of 128,
@@ -145,6 +160,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "qwen3-235b-a22b-shape",
         description: "Qwen3-235B-A22B's shape: 128 experts, 8 active",
+        expert_dtype: None,
         shape: moe(
             shape(4096, 94, 64, 4, 128, 12288, 151936),
             128,
@@ -160,6 +176,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "mixtral-8x7b-shape",
         description: "Mixtral 8x7B's shape (MLPerf Inference's MoE): 8 experts, 2 active",
+        expert_dtype: None,
         shape: moe(shape(4096, 32, 32, 8, 128, 14336, 32000), 8, 2, 0, 14336, 0),
     },
     // Llama-4-Scout-17B-16E's config.json (text_config): hidden_size 5120, 48 layers, 40 heads
@@ -170,6 +187,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "llama4-scout-shape",
         description: "Llama 4 Scout's shape: 16 experts, 1 active, 1 shared (chunked attention run as full)",
+        expert_dtype: None,
         shape: moe(
             shape(5120, 48, 40, 8, 128, 16384, 202048),
             16,
@@ -182,10 +200,12 @@ pub const PRESETS: &[Preset] = &[
     // gpt-oss-20b's config.json: hidden_size 2880, 24 layers, 64 heads / 8 KV heads of 64,
     // 32 experts, 4 per token, intermediate_size 2880, vocab 201088, layer_types alternating
     // sliding_attention (window 128) and full_attention from layer 0, attention sinks. Its
-    // experts ship in MXFP4 (`--dtype mxfp4`; the run's --dtype applies to every matrix).
+    // experts ship in MXFP4 (quantization_config: mxfp4, modules_to_not_convert: attention,
+    // router, embeddings and head), so they default to MXFP4 beside the run's --dtype.
     Preset {
         name: "gpt-oss-20b-shape",
         description: "gpt-oss-20b's shape: 32 experts, 4 active, 128-token window on every other layer, sinks",
+        expert_dtype: Some(WeightDtype::Mxfp4),
         shape: windowed_with_sinks(
             moe(shape(2880, 24, 64, 8, 64, 2880, 201088), 32, 4, 0, 2880, 0),
             128,
@@ -197,6 +217,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "gpt-oss-120b-shape",
         description: "gpt-oss-120b's shape: 128 experts, 4 active, 128-token window on every other layer, sinks",
+        expert_dtype: Some(WeightDtype::Mxfp4),
         shape: windowed_with_sinks(
             moe(shape(2880, 36, 64, 8, 64, 2880, 201088), 128, 4, 0, 2880, 0),
             128,
@@ -213,6 +234,7 @@ pub const PRESETS: &[Preset] = &[
     Preset {
         name: "deepseek-v3-shape",
         description: "DeepSeek-V3/R1's shape: MLA, 256 experts, 8 active, 1 shared, 3 dense layers",
+        expert_dtype: None,
         shape: mla(
             moe(
                 shape(7168, 61, 128, 128, 192, 18432, 129280),
@@ -255,6 +277,16 @@ mod tests {
             assert_eq!(PRESETS.iter().filter(|q| q.name == p.name).count(), 1);
         }
         assert_eq!(find("llama3-8b-shape").unwrap().shape.d_ff, 14336);
+        // Only gpt-oss ships its experts in a format of their own, and only MoE presets may.
+        for p in PRESETS {
+            let mxfp4 = p.name.starts_with("gpt-oss");
+            assert_eq!(p.expert_dtype.is_some(), mxfp4, "{}", p.name);
+            assert!(p.expert_dtype.is_none() || p.shape.is_moe(), "{}", p.name);
+        }
+        assert_eq!(
+            find("gpt-oss-20b-shape").unwrap().expert_dtype,
+            Some(WeightDtype::Mxfp4)
+        );
         let err = find("gpt5").unwrap_err().to_string();
         assert!(err.contains("gpt5") && err.contains("tiny"), "{err}");
     }

@@ -56,6 +56,7 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
                 preset: "tiny".into(),
                 model: tiny,
                 dtype: crate::dtype::WeightDtype::F32,
+                expert_dtype: None,
                 layers_run: tiny.n_layers,
                 weights_shared_across_layers: false,
                 phases: vec![crate::model::Phase::Prefill, crate::model::Phase::Decode],

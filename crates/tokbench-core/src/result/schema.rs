@@ -500,8 +500,12 @@ pub struct ModelPlan {
     pub preset: String,
     /// The model shape.
     pub model: ModelShape,
-    /// Weight element type: "f32" or "f16".
+    /// Weight format of every matrix but the routed experts'.
     pub dtype: WeightDtype,
+    /// The routed experts' format where it differs from `dtype` (gpt-oss: MXFP4 by default,
+    /// `--expert-dtype`); absent where they share it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expert_dtype: Option<WeightDtype>,
     /// Layers each pass runs through (at most the model's n_layers; `--layers` caps it).
     pub layers_run: u32,
     /// True when the layers' weights did not fit in device memory, so every layer reads the same
@@ -640,6 +644,10 @@ pub struct WorkloadResult {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExpertsRecord {
+    /// Format of the routed experts' weights (the workload's `dtype` covers every other
+    /// matrix); null in documents from before experts could have a format of their own.
+    #[serde(default)]
+    pub dtype: Option<WeightDtype>,
     /// Routed experts each token uses (top-k) of `n_experts` per layer.
     pub n_experts_active: u32,
     /// Routed experts per mixture-of-experts layer.
