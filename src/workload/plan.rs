@@ -153,6 +153,46 @@ pub fn resolve_dtype(
     }
 }
 
+/// The first flag, in the order a user would reach for them, whose smaller weight format lets
+/// `model`'s weights, shared across layers, fit `room` bytes: `--expert-dtype` (where the model
+/// has experts, which hold most of its weights), then `--dtype`; with the bytes they would take.
+fn smaller_format_that_fits(
+    model: &SyntheticModel,
+    layers_run: u32,
+    room: u64,
+) -> Option<(String, u64)> {
+    let bytes = |m: &SyntheticModel| layers_bytes(m, layers_run, true) + head_bytes(m);
+    let smaller = |than: WeightDtype| {
+        [WeightDtype::Q8_0, WeightDtype::Q4_0]
+            .into_iter()
+            .filter(move |d| d.bits_per_weight() < than.bits_per_weight())
+    };
+    let experts = smaller(model.expert_dtype)
+        .filter(|_| model.shape.is_moe())
+        .map(|e| {
+            let m = SyntheticModel {
+                expert_dtype: e,
+                ..*model
+            };
+            (format!("--expert-dtype {}", e.name()), bytes(&m))
+        });
+    // `--dtype` moves the experts too, unless they are already smaller (gpt-oss's MXFP4).
+    let every = smaller(model.dtype).map(|d| {
+        let e = model.expert_dtype;
+        let m = SyntheticModel {
+            dtype: d,
+            expert_dtype: if e.bits_per_weight() < d.bits_per_weight() {
+                e
+            } else {
+                d
+            },
+            ..*model
+        };
+        (format!("--dtype {}", d.name()), bytes(&m))
+    });
+    experts.chain(every).find(|&(_, b)| b <= room)
+}
+
 /// Fails where `flag`'s format `dtype` needs a feature the adapter lacks: f16 needs
 /// SHADER_F16; every other format is packed in u32 words, so any adapter runs it.
 fn runnable(flag: &str, dtype: WeightDtype, facts: &DeviceFacts) -> Result<(), InputError> {
@@ -244,8 +284,21 @@ pub fn plan(
         let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
         if distinct + activations > budget {
             if shared + activations > budget {
+                let fix = match smaller_format_that_fits(
+                    &model,
+                    layers_run,
+                    budget - activations.min(budget),
+                ) {
+                    Some((flag, bytes)) => format!(
+                        "{flag} would fit ({:.1} GiB with weights shared)",
+                        gib(bytes + activations)
+                    ),
+                    None => {
+                        "reduce --depth, --batch or --prompt-len, or choose a smaller preset".into()
+                    }
+                };
                 return Err(InputError::new(format!(
-                    "{preset}: needs {:.1} GiB even with weights shared across layers ({:.1} GiB of KV cache and activations) but {:.1} GiB is available; reduce --depth, --batch or --prompt-len, use --layers, --dtype f16 or a smaller preset",
+                    "{preset}: needs {:.1} GiB even with weights shared across layers ({:.1} GiB of KV cache and activations) but {:.1} GiB is available; {fix}",
                     gib(shared + activations),
                     gib(activations),
                     gib(budget)
@@ -321,6 +374,7 @@ pub fn plan(
 mod tests {
     use super::*;
     use crate::gpu::{MockDevice, MockMode};
+    use crate::workload::Workload as _;
 
     fn request(memory_gib: f64) -> ModelRequest {
         let p = presets::find("qwen2.5-0.5b-shape").unwrap();
@@ -362,5 +416,45 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(err.contains("even with weights shared"), "{err}");
+    }
+
+    /// DeepSeek-V3's 256 experts of a layer (22.5 GB in f16) fit no 16 GiB device even shared:
+    /// the refusal names the first flag that would fit (q8_0 experts, 12 GB), and with it the
+    /// plan goes through.
+    #[test]
+    fn a_model_too_large_even_shared_is_refused_naming_a_format_that_fits() {
+        let mock = MockDevice::new(MockMode::Instant, std::time::Duration::ZERO);
+        let ctx = Device::Mock(&mock);
+        let deepseek = presets::find("deepseek-v3-shape").unwrap();
+        let req = ModelRequest {
+            model: Some((deepseek.name.into(), deepseek.shape)),
+            phases: vec![Phase::Decode],
+            batches: vec![1, 8],
+            depths: vec![512],
+            layers: Some(2),
+            dtype: Some(WeightDtype::F16),
+            memory_bytes: Some(16 << 30),
+            ..request(16.0)
+        };
+        let err = plan(ctx, &req, &mut |_| {}).err().unwrap();
+        assert!(err.chain().any(|e| e.is::<InputError>()), "exit 2: {err}");
+        let text = err.to_string();
+        assert!(text.contains("--expert-dtype q8_0 would fit"), "{text}");
+        let fixed = ModelRequest {
+            expert_dtype: Some(WeightDtype::Q8_0),
+            ..req
+        };
+        let ok = plan(ctx, &fixed, &mut |_| {}).unwrap();
+        assert_eq!(ok.plan.expert_dtype, Some(WeightDtype::Q8_0));
+        assert!(
+            ok.plan.weights_shared_across_layers,
+            "12 GB of q8_0 experts per layer"
+        );
+        assert!(
+            ok.workloads[0]
+                .describe()
+                .id
+                .contains("-f16-experts-q8_0-b1-d512-l2")
+        );
     }
 }
