@@ -149,17 +149,18 @@ pub(super) fn experts_touched(doc: &RunResult) -> Vec<String> {
             let e = w.experts.as_ref()?;
             let per_token = w.tokens.map(|t| w.bytes / t as f64);
             Some(format!(
-                "{}: {:.1} of {} experts touched per MoE layer (expected {:.1} for {} tokens of top-{}){}",
+                "{}: {:.1} of {} experts touched per MoE layer{} (expected {:.1} for {} tokens of top-{}){}",
                 w.id,
                 e.touched_per_layer,
                 e.n_experts,
+                match e.touched_by_step.len() {
+                    0 | 1 => String::new(),
+                    n => format!(", mean of {n} steps"),
+                },
                 e.expected_per_layer,
                 e.tokens_routed,
                 e.n_experts_active,
-                per_token.map_or(String::new(), |b| format!(
-                    ", {:.1} MB of weights and KV per token",
-                    b / 1e6
-                ))
+                per_token.map_or(String::new(), |b| format!(", {:.1} MB streamed per token", b / 1e6))
             ))
         })
         .collect()

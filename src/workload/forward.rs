@@ -21,7 +21,7 @@
 //! Every execution starts from the same x0 and writes the same cache positions, so replaying it
 //! for every timed sample measures the same work and leaves the same outputs.
 
-use super::synthetic::{SyntheticModel, initial_cache, input_states};
+use super::synthetic::{SyntheticModel, initial_cache, step_input_states};
 use super::weights::{GpuAttention, GpuFfn, GpuMatrix, GpuMla, GpuMoe, GpuWeights};
 use crate::InputError;
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
@@ -282,10 +282,20 @@ pub fn check_bindings(
     Ok(())
 }
 
+/// Decode steps of a mixture-of-experts model a pass rotates through: which experts a batch
+/// touches varies from step to step, as in a real decode, and the bytes counted are the mean.
+pub const MOE_DECODE_STEPS: usize = 8;
+
 /// A recorded forward pass and the buffers it reads back.
 pub struct ForwardPass {
     /// What one execution computes.
     pub pass: Pass,
+    /// One launch per step input, copying it into the residual stream: executions take them
+    /// in turn (a decode step of a mixture-of-experts model has [`MOE_DECODE_STEPS`]; every
+    /// other pass one).
+    step_inputs: Vec<Dispatch>,
+    /// The step the next execution runs.
+    next_step: std::cell::Cell<usize>,
     dispatches: Vec<Dispatch>,
     shape: ModelShape,
     layers_run: u32,
@@ -298,6 +308,9 @@ pub struct ForwardPass {
 
 impl PassRecorder for ForwardPass {
     fn record(&self, pass: &mut wgpu::ComputePass<'_>) {
+        let step = self.next_step.get();
+        self.next_step.set((step + 1) % self.step_inputs.len());
+        self.step_inputs[step].record(pass);
         self.dispatches.record(pass);
     }
 }
@@ -334,11 +347,23 @@ impl ForwardPass {
         let cache_len = pass.cache_len();
         let f32s = |n: usize| (n * 4) as u64;
 
-        let x0 = ctx.storage_with(
-            "x0",
-            bytemuck::cast_slice(&pad_matrix(&input_states(t, d), t, d, t)),
-        )?;
+        let steps = match (pass.phase, s.is_moe()) {
+            (Phase::Decode, true) => MOE_DECODE_STEPS,
+            _ => 1,
+        };
         let hidden = ctx.storage_zeroed("h", f32s(t * dp))?;
+        let mut step_inputs = Vec::with_capacity(steps);
+        for step in 0..steps {
+            let x0 = ctx.storage_with(
+                "x0",
+                bytemuck::cast_slice(&pad_matrix(&step_input_states(t, d, step), t, d, t)),
+            )?;
+            step_inputs.push(
+                kernels
+                    .copy
+                    .dispatch(ctx, (t * dp / 4) as u32, &x0, &hidden)?,
+            );
+        }
         let normed = ctx.storage_zeroed("a", f32s(t * dp))?;
         let mla = match s.is_mla() {
             true => Some(MlaPass::new(ctx, &model, pass, form)?),
@@ -385,11 +410,7 @@ impl ForwardPass {
         ctx.take_device_error()?;
 
         let cfg = &kernels.config;
-        let mut list = vec![
-            kernels
-                .copy
-                .dispatch(ctx, (t * dp / 4) as u32, &x0, &hidden)?,
-        ];
+        let mut list = Vec::new();
         let rows = |n: usize| NormRows {
             rows: n as u32,
             d: d as u32,
@@ -544,6 +565,8 @@ impl ForwardPass {
         ctx.take_device_error()?;
         Ok(Self {
             pass,
+            step_inputs,
+            next_step: std::cell::Cell::new(0),
             dispatches: list,
             shape: s,
             layers_run: weights.layers_run,
@@ -554,8 +577,36 @@ impl ForwardPass {
         })
     }
 
+    /// Makes the next execution run the first step, whose inputs the CPU reference uses.
+    pub fn rewind(&self) {
+        self.next_step.set(0);
+    }
+
+    /// Steps the executions take in turn (1 but for a mixture-of-experts decode).
+    pub fn steps(&self) -> usize {
+        self.step_inputs.len()
+    }
+
+    /// Runs each step once and reads the experts its routers touched: `[step][MoE layer]`;
+    /// `None` for a dense model. Leaves the next execution at the first step.
+    pub fn experts_touched_by_step(
+        &self,
+        ctx: &GpuContext,
+    ) -> anyhow::Result<Option<Vec<Vec<u32>>>> {
+        if self.experts_touched.is_none() {
+            return Ok(None);
+        }
+        self.rewind();
+        let mut by_step = Vec::with_capacity(self.steps());
+        for _ in 0..self.steps() {
+            ctx.execute(self)?;
+            by_step.extend(self.read_experts_touched(ctx)?);
+        }
+        Ok(Some(by_step))
+    }
+
     /// Experts the router touched in each mixture-of-experts layer of the last execution, in
-    /// layer order (every execution routes the same tokens); `None` for a dense model.
+    /// layer order; `None` for a dense model.
     pub fn read_experts_touched(&self, ctx: &GpuContext) -> anyhow::Result<Option<Vec<u32>>> {
         let Some(stats) = &self.experts_touched else {
             return Ok(None);
@@ -572,7 +623,7 @@ impl ForwardPass {
 
     /// Launches per execution.
     pub fn launches(&self) -> usize {
-        self.dispatches.len()
+        1 + self.dispatches.len()
     }
 
     /// The residual stream after the last layer: rows × d_model.

@@ -2,7 +2,7 @@
 //! weights, inputs and cache history: the correctness gate of the token workloads. Meant for
 //! small shapes (tiny, or a reduced copy of a large one).
 
-use super::synthetic::{Matrix, Norm, SyntheticModel, initial_cache, input_states};
+use super::synthetic::{Matrix, Norm, SyntheticModel, initial_cache, step_input_states};
 use crate::kernels::{attention, moe, rmsnorm, rope, swiglu};
 use crate::model::{Pass, Phase};
 
@@ -320,12 +320,20 @@ fn mla_attention(model: &SyntheticModel, l: usize, a: &[f64], pass: Pass, window
 
 /// Runs `pass` through the first `layers` layers of `model`.
 pub fn forward(model: &SyntheticModel, layers: u32, pass: Pass) -> Reference {
+    forward_step(model, layers, pass, 0)
+}
+
+/// [`forward`] of decode step `step`, whose inputs are [`step_input_states`].
+pub fn forward_step(model: &SyntheticModel, layers: u32, pass: Pass, step: usize) -> Reference {
     let s = model.shape;
     let (d, f, v) = (s.d_model as usize, s.d_ff as usize, s.vocab as usize);
     let t = pass.rows();
     let b = pass.batch as usize;
     let per_seq = t / b;
-    let mut h: Vec<f64> = input_states(t, d).into_iter().map(f64::from).collect();
+    let mut h: Vec<f64> = step_input_states(t, d, step)
+        .into_iter()
+        .map(f64::from)
+        .collect();
     let mut experts_touched = Vec::new();
     for l in 0..layers as usize {
         let kind = s.layer_kind(l as u32, layers);

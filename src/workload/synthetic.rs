@@ -329,8 +329,14 @@ impl SyntheticModel {
 
 /// The input hidden states of a pass (rows × d_model), standing in for the embedding lookup.
 pub fn input_states(rows: usize, d_model: usize) -> Vec<f32> {
+    step_input_states(rows, d_model, 0)
+}
+
+/// The input hidden states of decode step `step` (step 0: [`input_states`]): each step's tokens
+/// differ, so a mixture-of-experts router sends them to other experts.
+pub fn step_input_states(rows: usize, d_model: usize, step: usize) -> Vec<f32> {
     (0..(rows * d_model) as u64)
-        .map(|i| synthetic(0xE3B0_C442, i))
+        .map(|i| synthetic(0xE3B0_C442 ^ ((step as u64) << 40), i))
         .collect()
 }
 

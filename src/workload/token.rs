@@ -220,6 +220,11 @@ impl Prepared for PreparedPass<'_> {
     }
 
     fn verify(&self, ctx: &GpuContext) -> anyhow::Result<Correctness> {
+        // The reference computes the first step; the last timed execution may have run another.
+        if self.forward.steps() > 1 {
+            self.forward.rewind();
+            ctx.execute(&self.forward)?;
+        }
         self.workload.verify(ctx, &self.loaded.1, &self.forward)
     }
 
@@ -228,7 +233,7 @@ impl Prepared for PreparedPass<'_> {
         if let Some(t) = planned.tokens.as_mut() {
             t.weights_shared_across_layers = self.loaded.0.model.shared_layers;
             // The experts the routers chose: the bytes are those experts' weights.
-            if let Some(touched) = self.forward.read_experts_touched(self.ctx)? {
+            if let Some(touched) = self.forward.experts_touched_by_step(self.ctx)? {
                 let model = &self.loaded.0.model;
                 let record = experts_record(&t.model, model.expert_dtype, t.pass, touched);
                 planned.work = accounting::total_touching(
@@ -431,13 +436,19 @@ impl TokenWorkload {
 }
 
 /// The record of what the routers of a pass over `shape` touched, layer by layer.
+/// What the routers of a pass did: `by_step[step][MoE layer]` experts touched.
 fn experts_record(
     shape: &ModelShape,
     dtype: crate::kernels::WeightDtype,
     pass: Pass,
-    touched: Vec<u32>,
+    by_step: Vec<Vec<u32>>,
 ) -> crate::result::ExpertsRecord {
-    let mean = touched.iter().map(|&n| f64::from(n)).sum::<f64>() / touched.len().max(1) as f64;
+    let steps = by_step.len().max(1) as f64;
+    let layers = by_step.first().map_or(0, Vec::len);
+    let by_layer: Vec<f64> = (0..layers)
+        .map(|l| by_step.iter().map(|s| f64::from(s[l])).sum::<f64>() / steps)
+        .collect();
+    let mean = by_layer.iter().sum::<f64>() / layers.max(1) as f64;
     crate::result::ExpertsRecord {
         dtype: Some(dtype),
         n_experts_active: shape.n_experts_active,
@@ -445,7 +456,8 @@ fn experts_record(
         tokens_routed: pass.tokens(),
         touched_per_layer: mean,
         expected_per_layer: shape.expected_experts_touched(pass.tokens()),
-        touched_by_layer: touched,
+        touched_by_layer: by_layer,
+        touched_by_step: by_step,
     }
 }
 
@@ -647,15 +659,32 @@ mod gpu_tests {
                 );
                 let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
                 let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, pass).unwrap();
+                // Decode takes its steps in turn, each routing other tokens; prefill has one.
+                let by_step = forward.experts_touched_by_step(ctx).unwrap().unwrap();
+                let steps = match pass.phase {
+                    Phase::Decode => super::super::forward::MOE_DECODE_STEPS,
+                    Phase::Prefill => 1,
+                };
+                assert_eq!(by_step.len(), steps, "{case}");
+                for (step, gpu) in by_step.iter().enumerate() {
+                    let cpu = reference::forward_step(model, model.shape.n_layers, pass, step);
+                    assert_eq!(gpu, &cpu.experts_touched, "{case} step {step}");
+                    // Two MoE layers of 8 experts, 6 or 3 rows of top-2: more than 2 touched.
+                    assert!(
+                        gpu.len() == 2 && gpu.iter().all(|&n| n > 2),
+                        "{case}: {gpu:?}"
+                    );
+                }
+                if steps > 1 {
+                    assert!(
+                        by_step.iter().any(|s| s != &by_step[0]),
+                        "{case}: every step touched the same experts: {by_step:?}"
+                    );
+                }
+                // The steps are round robin: the next execution is the first step again.
                 ctx.execute(&forward).unwrap();
-                let gpu = forward.read_experts_touched(ctx).unwrap().unwrap();
-                let cpu = reference::forward(model, model.shape.n_layers, pass).experts_touched;
-                assert_eq!(gpu, cpu, "{case}");
-                // Two MoE layers of 8 experts, 6 or 3 rows of top-2: more than 2 touched.
-                assert!(
-                    gpu.len() == 2 && gpu.iter().all(|&n| n > 2),
-                    "{case}: {gpu:?}"
-                );
+                let again = forward.read_experts_touched(ctx).unwrap().unwrap();
+                assert_eq!(again, by_step[0], "{case}");
             }
         }
     }

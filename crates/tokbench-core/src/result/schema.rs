@@ -654,9 +654,14 @@ pub struct ExpertsRecord {
     pub n_experts: u32,
     /// Tokens routed per layer in one execution (the pass's rows).
     pub tokens_routed: u64,
-    /// Experts the router touched in each mixture-of-experts layer of one execution, in layer
-    /// order. Every timed execution replays the same tokens, so each step touches these.
-    pub touched_by_layer: Vec<u32>,
+    /// Experts the router touched in each mixture-of-experts layer, in layer order: the mean
+    /// over `touched_by_step`.
+    pub touched_by_layer: Vec<f64>,
+    /// Experts touched per step and layer (`[step][layer]`): a decode workload's executions
+    /// take its steps in turn, each with other tokens, so the experts they touch vary as a real
+    /// decode's do. Empty in documents from before steps varied (every execution replayed one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub touched_by_step: Vec<Vec<u32>>,
     /// Mean of `touched_by_layer`: the count the pass's `bytes` are computed from.
     pub touched_per_layer: f64,
     /// What uniform routing would touch: E·(1 − (1 − k/E)^tokens_routed).
