@@ -396,10 +396,11 @@ mod gpu_tests {
     /// Each head's product on the GPU equals the f64 product of the weights it holds, for
     /// widths that fill no workgroup, K that fills no block of 32, heads read at an offset into
     /// their slices of A and W, and accumulation; in the elementwise and the block formats.
+    /// 9 rows make a block of 8 and a block of one (decode's single-accumulator path).
     #[test]
     fn head_products_match_the_reference() {
         let ctx = test_context();
-        let (rows, heads, k, n) = (11usize, 3usize, 12usize, 13usize);
+        let (rows, heads, k, n) = (9usize, 3usize, 12usize, 13usize);
         let (a_head, a_off, lda) = (20usize, 4usize, 3 * 20 + 8);
         let (w_head_rows, w_row_off) = (n + 2, 1usize);
         let (c_head, ldc, c_off) = (n + 3, 3 * (n + 3) + 1, 2usize);
