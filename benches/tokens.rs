@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use criterion::Throughput;
 use tokbench::gpu::Device;
-use tokbench::kernels::WeightDtype;
+use tokbench::kernels::{KvDtype, WeightDtype};
 use tokbench::model::Phase;
 use tokbench::power::{AdapterIdentity, PowerMeter, PowerOptions};
 use tokbench::result::SamplePolicy;
@@ -35,6 +35,8 @@ fn main() {
         prompt_len,
         depths: vec![depth],
         dtype: Some(WeightDtype::F32),
+        // f32 as the weights: the bench's ids and figures stay those of earlier runs.
+        kv_dtype: Some(KvDtype::F32),
         layers: None,
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),

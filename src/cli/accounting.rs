@@ -7,18 +7,20 @@ use comfy_table::Cell;
 
 use super::table;
 use crate::exit;
-use crate::kernels::WeightDtype;
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, accounting};
 
 pub(super) fn run(
     name: &str,
     shape: ModelShape,
-    dtype: WeightDtype,
+    (dtype, kv): (WeightDtype, KvDtype),
     pass: Pass,
 ) -> anyhow::Result<ExitCode> {
+    // MLA's latent cache is f32 whatever the flag says (as `run` holds it).
+    let kv = if shape.is_mla() { KvDtype::F32 } else { kv };
     let tokens = pass.tokens() as f64;
     let mut t = table::new(&["op", "× per pass", "GFLOP / token", "MB / token"]);
-    let ops = accounting::ops(&shape, shape.n_layers, dtype, pass);
+    let ops = accounting::ops(&shape, shape.n_layers, (dtype, kv), pass);
     for op in &ops {
         let n = f64::from(op.count);
         t.add_row(vec![
@@ -28,7 +30,7 @@ pub(super) fn run(
             table::num(format!("{:.3}", op.work.bytes * n / tokens / 1e6)),
         ]);
     }
-    let total = accounting::total(&shape, shape.n_layers, dtype, pass);
+    let total = accounting::total(&shape, shape.n_layers, (dtype, kv), pass);
     t.add_row(vec![
         Cell::new("total"),
         Cell::new(""),
@@ -36,8 +38,9 @@ pub(super) fn run(
         table::num(format!("{:.3}", total.bytes / tokens / 1e6)),
     ]);
     println!(
-        "{name}, {} weights, {} batch {} {} {}: {} tokens per pass",
+        "{name}, {} weights, {} KV cache, {} batch {} {} {}: {} tokens per pass",
         dtype.name(),
+        kv.name(),
         pass.phase.name(),
         pass.batch,
         match pass.phase {
@@ -55,6 +58,21 @@ pub(super) fn run(
         weights / tokens / 1e6,
         dtype.bits_per_weight()
     );
+    if !shape.is_mla() {
+        // Every layer's K and V rows of the keys one pass reads (decode: depth + 1 per
+        // sequence; prefill: its prompt), as the cache stores them.
+        let rows = f64::from(pass.batch) * f64::from(pass.len + u32::from(pass.phase == crate::model::Phase::Decode));
+        let kv_bytes = rows
+            * 2.0
+            * f64::from(shape.n_kv_heads)
+            * kv.row_bytes(shape.head_dim as usize) as f64
+            * f64::from(shape.n_layers);
+        println!(
+            "KV cache: {:.3} MB read per token by attention without windows ({} bits per element, scales included)",
+            kv_bytes / tokens / 1e6,
+            kv.bits_per_element()
+        );
+    }
     if shape.is_moe() {
         let (total, active) = shape.params(shape.n_layers);
         println!(

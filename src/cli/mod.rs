@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::gpu::{AdapterSelector, BackendChoice, DeviceFacts};
-use crate::kernels::WeightDtype;
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Phase, presets};
 use crate::power::{PowerOptions, PowerRequest};
 use crate::result::Scope;
@@ -173,6 +173,10 @@ struct AccountingArgs {
     /// what a run uses where the adapter has SHADER_F16.
     #[arg(long, default_value = "f16")]
     dtype: WeightDtype,
+    /// KV cache format: f32, f16 or q8_0 (see `run --help`); f16 by default, as for
+    /// `--dtype`. Multi-head latent attention's latent cache counts as f32 whatever this says.
+    #[arg(long, default_value = "f16")]
+    kv_dtype: KvDtype,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +248,9 @@ struct RunArgs {
     /// Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
     #[arg(long)]
     dtype: Option<WeightDtype>,
+    /// KV cache format: f32 (32 bits per element), f16 (16, two per u32 word via WGSL's core pack2x16float: any adapter) or q8_0 (8.5: GGUF blocks of 32 int8 along head_dim with one f16 scale, a head_dim that is no multiple of 32 padded with zeros to whole blocks). The RoPE/cache-write kernel rounds or quantizes k and v into it; both attention kernels unpack it in registers and accumulate in f32. Default: f16 where the adapter has SHADER_F16, else f32. MLA presets keep their latent cache in f32 and refuse the others. A format other than the adapter's default is named in the workload ids ("-kvq8_0").
+    #[arg(long)]
+    kv_dtype: Option<KvDtype>,
     /// Run only the first N layers (recorded in the result).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     layers: Option<u32>,
@@ -613,7 +620,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 batch: a.batch,
                 len: a.len,
             };
-            accounting::run(p.name, p.shape, a.dtype, pass)
+            accounting::run(p.name, p.shape, (a.dtype, a.kv_dtype), pass)
         }
         Command::Kernel(KernelCommand::Matmul {
             m,
@@ -717,6 +724,7 @@ impl RunArgs {
             prompt_len: self.prompt_len.unwrap_or(512),
             depths: first_of_each(&self.depth),
             dtype: self.dtype,
+            kv_dtype: self.kv_dtype,
             layers: self.layers,
             memory_bytes: self
                 .device_memory_gib

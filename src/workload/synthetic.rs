@@ -2,7 +2,7 @@
 //! upload, the CPU reference and a spot check of one column all see the same numbers without
 //! ever holding a whole model on the host.
 
-use crate::kernels::WeightDtype;
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::kernels::layout::{padded_cols, synthetic};
 use crate::model::ModelShape;
 
@@ -171,6 +171,9 @@ pub struct SyntheticModel {
     pub shape: ModelShape,
     /// Weight element type.
     pub dtype: WeightDtype,
+    /// Storage format of the KV cache: the forward pass and the reference both hold cached
+    /// keys and values as [`KvDtype::quantize_rows`] gives them (MLA's latent cache is f32).
+    pub kv: KvDtype,
     /// All layers use layer 0's weights.
     pub shared_layers: bool,
 }
@@ -324,7 +327,8 @@ pub fn input_states(rows: usize, d_model: usize) -> Vec<f32> {
 }
 
 /// Initial cache contents of `layer` (K or V) for a decode pass: [batch, kv_head, pos, head_dim]
-/// with `cache_len` positions, of which the first `filled` hold synthetic values.
+/// with `cache_len` positions, of which the first `filled` hold synthetic values; before
+/// encoding into the cache's format (the reference takes [`KvDtype::quantize_rows`] of them).
 pub fn initial_cache(layer: usize, value: bool, dims: [usize; 4], filled: usize) -> Vec<f32> {
     let [batch, kv_heads, cache_len, hd] = dims;
     let s = seed(layer, if value { 13 } else { 12 });
@@ -346,6 +350,7 @@ mod tests {
         SyntheticModel {
             shape: find("tiny").unwrap().shape,
             dtype,
+            kv: KvDtype::F32,
             shared_layers: false,
         }
     }

@@ -15,7 +15,7 @@ use super::synthetic::SyntheticModel;
 use super::weights::GpuWeights;
 use super::{Description, Prepared, Progress, Stage, TokenDescription, Workload};
 use crate::gpu::{DeviceFacts, GpuContext, PassRecorder};
-use crate::kernels::KernelConfig;
+use crate::kernels::{KernelConfig, KvDtype};
 use crate::kernels::verify::{self, combine, compare};
 use crate::model::{ModelShape, Pass, Phase, accounting};
 use crate::result::Correctness;
@@ -51,17 +51,22 @@ pub struct ModelSession {
     /// The math tiers open to the run, and where `config` came from (for each result's math
     /// record).
     pub math: (MathChoice, String),
+    /// The KV format the adapter takes by default ([`super::plan::resolve_kv_dtype`]): workload
+    /// ids name the cache's format only when it is another, so default runs keep their ids.
+    pub kv_default: KvDtype,
     loaded: RefCell<Option<Rc<(GpuWeights, Kernels)>>>,
 }
 
 impl ModelSession {
-    /// A session whose weights are not uploaded yet.
+    /// A session whose weights are not uploaded yet; `kv_default` is the KV format the
+    /// adapter takes when none is asked for.
     pub fn new(
         preset: String,
         model: SyntheticModel,
         layers_run: u32,
         config: KernelConfig,
         math: (MathChoice, String),
+        kv_default: KvDtype,
     ) -> Rc<Self> {
         Rc::new(Self {
             preset,
@@ -69,6 +74,7 @@ impl ModelSession {
             layers_run,
             config,
             math,
+            kv_default,
             loaded: RefCell::new(None),
         })
     }
@@ -136,8 +142,15 @@ impl Workload for TokenWorkload {
         } else {
             String::new()
         };
+        // A cache other than the adapter's default is named ("-kvq8_0"), so runs of the same
+        // model in different KV formats never share an id; the default keeps the ids it had.
+        let kv = if s.model.kv == s.kv_default || s.model.shape.is_mla() {
+            String::new()
+        } else {
+            format!("-kv{}", s.model.kv.name())
+        };
         let id = format!(
-            "{}-{}-{}-b{}-{size}{layers}",
+            "{}-{}-{}-b{}-{size}{layers}{kv}",
             self.pass.phase.name(),
             s.preset,
             s.model.dtype.name(),
@@ -159,7 +172,12 @@ impl Workload for TokenWorkload {
             kind: self.pass.phase.into(),
             shape,
             dtype: s.model.dtype,
-            work: accounting::total(&s.model.shape, s.layers_run, s.model.dtype, self.pass),
+            work: accounting::total(
+                &s.model.shape,
+                s.layers_run,
+                (s.model.dtype, s.model.kv),
+                self.pass,
+            ),
             math: Some(self.math_record()),
             tokens: Some(TokenDescription {
                 pass: self.pass,
@@ -167,6 +185,7 @@ impl Workload for TokenWorkload {
                 model: s.model.shape,
                 layers_run: s.layers_run,
                 weights_shared_across_layers: s.model.shared_layers,
+                kv_dtype: s.model.kv,
                 experts: None,
             }),
         }
@@ -177,7 +196,10 @@ impl Workload for TokenWorkload {
             device,
             &self.session.model.shape,
             self.pass,
-            self.session.config.decode_split_for(self.pass.len),
+            (
+                self.session.config.decode_split_for(self.pass.len),
+                self.session.model.kv,
+            ),
         )?;
         Ok(())
     }
@@ -228,7 +250,7 @@ impl Prepared for PreparedPass<'_> {
                 planned.work = accounting::total_touching(
                     &t.model,
                     t.layers_run,
-                    planned.dtype,
+                    (planned.dtype, t.kv_dtype),
                     t.pass,
                     record.touched_per_layer,
                 );
@@ -264,7 +286,7 @@ impl TokenWorkload {
             return None;
         }
         let shape = &s.model.shape;
-        let heads = super::forward::heads_of(shape, self.pass.cache_len(), 0);
+        let heads = super::forward::heads_of(shape, self.pass.cache_len(), 0, s.model.kv);
         Some(
             match crate::kernels::attention_coop::for_tiles(ctx, s.config.matmul.tiles, &heads) {
                 Ok((_, size)) => {
@@ -320,6 +342,7 @@ impl TokenWorkload {
         let model = SyntheticModel {
             shape: reduced(&s.model.shape),
             dtype: s.model.dtype,
+            kv: s.model.kv,
             shared_layers: false,
         };
         let layers = REDUCED_LAYERS.min(s.layers_run);
@@ -493,6 +516,7 @@ mod tests {
         let model = SyntheticModel {
             shape: r,
             dtype: crate::kernels::WeightDtype::F32,
+            kv: KvDtype::F32,
             shared_layers: false,
         };
         let pass = Pass {
@@ -536,10 +560,22 @@ mod gpu_tests {
         pass: Pass,
         shared: bool,
     ) -> TokenWorkload {
+        workload_kv(preset, shape, (dtype, KvDtype::F32), pass, shared)
+    }
+
+    /// [`workload_for`] with the KV cache in `kv`.
+    fn workload_kv(
+        preset: &str,
+        shape: ModelShape,
+        (dtype, kv): (WeightDtype, KvDtype),
+        pass: Pass,
+        shared: bool,
+    ) -> TokenWorkload {
         let ctx = test_context();
         let model = SyntheticModel {
             shape,
             dtype,
+            kv,
             shared_layers: shared,
         };
         let config = KernelConfig::default_for(ctx.traits());
@@ -552,6 +588,7 @@ mod gpu_tests {
                 shape.n_layers,
                 config,
                 (math, "test".into()),
+                KvDtype::F32,
             ),
             pass,
         }
@@ -622,6 +659,35 @@ mod gpu_tests {
                     gpu.len() == 2 && gpu.iter().all(|&n| n > 2),
                     "{case}: {gpu:?}"
                 );
+            }
+        }
+    }
+
+    /// Every KV format through the whole forward pass: tiny (head_dim 24, so q8_0 pads each
+    /// cached row to one block) and tiny-swa (a 5-position window), prefill and decode at
+    /// ragged batches, f32 and q8_0 weights. The reference holds its cache as the format does,
+    /// so the gate stays as tight as with an f32 cache; the ids name the non-default formats.
+    #[test]
+    fn kv_formats_match_the_reference() {
+        for kv in KvDtype::ALL {
+            for (preset, dtype) in [
+                ("tiny", WeightDtype::F32),
+                ("tiny-swa", WeightDtype::F32),
+                ("tiny", WeightDtype::Q8_0),
+            ] {
+                for pass in RAGGED_PASSES {
+                    let shape = find(preset).unwrap().shape;
+                    let w = workload_kv(preset, shape, (dtype, kv), pass, false);
+                    let (full, reduced) = verdicts(&w);
+                    let case = format!("{preset} {dtype:?} KV {kv:?} {pass:?}");
+                    assert!(full.failure.is_none(), "{case}: {full:?}");
+                    assert!(reduced.failure.is_none(), "{case}: {reduced:?}");
+                    assert!(full.nmse.unwrap() < 1e-9, "{case}: {full:?}");
+                    let d = w.describe();
+                    assert_eq!(d.tokens.unwrap().kv_dtype, kv);
+                    assert_eq!(d.id.ends_with("-kvq8_0"), kv == KvDtype::Q8_0, "{}", d.id);
+                    assert_eq!(d.id.contains("-kv"), kv != KvDtype::F32, "{}", d.id);
+                }
             }
         }
     }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ModelShape;
 use super::flops;
 use super::mla::{MlaDims, MlaForm};
-use crate::dtype::WeightDtype;
+use crate::dtype::{KvDtype, WeightDtype};
 
 /// Work of one execution.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -119,15 +119,22 @@ pub struct OpWork {
     pub work: Work,
 }
 
-/// Work of every op of a pass through `layers` layers of `shape` with `dtype` weights. A
-/// mixture-of-experts layer's expert products stream the weights of the experts the batch is
-/// expected to touch ([`ModelShape::expected_experts_touched`]); [`ops_touching`] takes a
-/// measured count instead.
-pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> Vec<OpWork> {
+/// Work of every op of a pass through `layers` layers of `shape` with `dtype` weights and a KV
+/// cache in `kv` (the cache write and attention's reads count [`KvDtype::row_bytes`] per cached
+/// head row, q8_0's scales and block padding included; multi-head latent attention's latent
+/// cache is f32 whatever `kv`). A mixture-of-experts layer's expert products stream the weights
+/// of the experts the batch is expected to touch ([`ModelShape::expected_experts_touched`]);
+/// [`ops_touching`] takes a measured count instead.
+pub fn ops(
+    shape: &ModelShape,
+    layers: u32,
+    (dtype, kv): (WeightDtype, KvDtype),
+    pass: Pass,
+) -> Vec<OpWork> {
     ops_touching(
         shape,
         layers,
-        dtype,
+        (dtype, kv),
         pass,
         shape.expected_experts_touched(pass.tokens()),
     )
@@ -137,7 +144,7 @@ pub fn ops(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> V
 pub fn ops_touching(
     shape: &ModelShape,
     layers: u32,
-    dtype: WeightDtype,
+    (dtype, kv_dtype): (WeightDtype, KvDtype),
     pass: Pass,
     touched: f64,
 ) -> Vec<OpWork> {
@@ -186,11 +193,14 @@ pub fn ops_touching(
             }
         }
     };
+    // One cached head row (K or V of one position) as the cache stores it.
+    let kv_row = kv_dtype.row_bytes(hd) as f64;
+    let kv_heads = shape.n_kv_heads as f64;
     let attention = |w: u32| {
         let (pairs, keys) = span(w);
         Work {
             flops: flops::attention_flops(b as f64 * pairs, heads, hd),
-            bytes: act(t, q) + b as f64 * keys * 2.0 * kv as f64 * f32b + act(t, q),
+            bytes: act(t, q) + b as f64 * keys * 2.0 * kv_heads * kv_row + act(t, q),
         }
     };
     let kinds: Vec<_> = (0..layers).map(|l| shape.layer_kind(l, layers)).collect();
@@ -233,7 +243,8 @@ pub fn ops_touching(
                     flops: t as f64
                         * (heads + shape.n_kv_heads as usize) as f64
                         * flops::rope_flops_per_head(hd),
-                    bytes: act(t, q + 2 * kv) + act(t, q + 2 * kv),
+                    // Read q|k|v, write q back and k, v into the cache.
+                    bytes: act(t, q + 2 * kv) + act(t, q) + t as f64 * 2.0 * kv_heads * kv_row,
                 },
             ),
             per("attention", layers - windowed, attention(0)),
@@ -470,11 +481,16 @@ fn mla_weight_bytes(shape: &ModelShape, dtype: WeightDtype, form: MlaForm) -> f6
 }
 
 /// Total work of a pass.
-pub fn total(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) -> Work {
+pub fn total(
+    shape: &ModelShape,
+    layers: u32,
+    (dtype, kv): (WeightDtype, KvDtype),
+    pass: Pass,
+) -> Work {
     total_touching(
         shape,
         layers,
-        dtype,
+        (dtype, kv),
         pass,
         shape.expected_experts_touched(pass.tokens()),
     )
@@ -484,12 +500,12 @@ pub fn total(shape: &ModelShape, layers: u32, dtype: WeightDtype, pass: Pass) ->
 pub fn total_touching(
     shape: &ModelShape,
     layers: u32,
-    dtype: WeightDtype,
+    formats: (WeightDtype, KvDtype),
     pass: Pass,
     touched: f64,
 ) -> Work {
     let mut sum = Work::default();
-    for op in ops_touching(shape, layers, dtype, pass, touched) {
+    for op in ops_touching(shape, layers, formats, pass, touched) {
         sum += Work {
             flops: op.work.flops * f64::from(op.count),
             bytes: op.work.bytes * f64::from(op.count),
@@ -521,6 +537,41 @@ mod tests {
         );
     }
 
+    /// The KV cache's bytes follow its format: decode attention at depth 2047 of
+    /// smollm2-135m-shape (head_dim 64) reads 2048 keys and values per KV head, 4, 2 and 68/64
+    /// bytes per element; the cache write and the weights do not depend on the attention's.
+    #[test]
+    fn kv_bytes_follow_the_cache_format() {
+        let s = find("smollm2-135m-shape").unwrap().shape;
+        let pass = Pass {
+            phase: Phase::Decode,
+            batch: 1,
+            len: 2047,
+        };
+        let op = |kv, name: &str| {
+            ops(&s, 1, (WeightDtype::F16, kv), pass)
+                .into_iter()
+                .find(|o| o.op == name)
+                .unwrap()
+                .work
+        };
+        let q = s.q_dim() as f64 * 4.0;
+        let cache = |kv| op(kv, "attention").bytes - 2.0 * q;
+        let elements = 2048.0 * 2.0 * f64::from(s.n_kv_heads) * f64::from(s.head_dim);
+        assert_eq!(cache(KvDtype::F32), elements * 4.0);
+        assert_eq!(cache(KvDtype::F16), elements * 2.0);
+        assert_eq!(cache(KvDtype::Q8_0), elements * 34.0 / 32.0);
+        let write = |kv| op(kv, "rope_kv_write").bytes;
+        assert_eq!(
+            write(KvDtype::F32) - write(KvDtype::Q8_0),
+            2.0 * f64::from(s.n_kv_heads) * f64::from(s.head_dim) * (4.0 - 34.0 / 32.0)
+        );
+        assert_eq!(
+            op(KvDtype::F32, "attention").flops,
+            op(KvDtype::Q8_0, "attention").flops
+        );
+    }
+
     #[test]
     fn decode_of_llama3_8b_streams_every_weight_once() {
         let s = find("llama3-8b-shape").unwrap().shape;
@@ -529,7 +580,7 @@ mod tests {
             batch: 1,
             len: 0,
         };
-        let w = total(&s, s.n_layers, WeightDtype::F32, pass);
+        let w = total(&s, s.n_layers, (WeightDtype::F32, KvDtype::F32), pass);
         let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
         // Two FLOPs per weight, and every weight's bytes, plus a little for the rest.
         assert!(
@@ -539,7 +590,7 @@ mod tests {
             2.0 * weights
         );
         assert!((w.bytes / (4.0 * weights) - 1.0).abs() < 0.01);
-        let half = total(&s, s.n_layers, WeightDtype::F16, pass);
+        let half = total(&s, s.n_layers, (WeightDtype::F16, KvDtype::F32), pass);
         assert!((half.bytes / (2.0 * weights) - 1.0).abs() < 0.01);
     }
 
@@ -562,7 +613,7 @@ mod tests {
             (f16 / (2.0 * weights) - 1.0).abs() < 0.01,
             "{f16} vs {weights} weights"
         );
-        let total_q4 = total(&s, s.n_layers, WeightDtype::Q4_0, pass).bytes;
+        let total_q4 = total(&s, s.n_layers, (WeightDtype::Q4_0, KvDtype::F32), pass).bytes;
         assert!(total_q4 > q4 && total_q4 < 1.01 * q4, "{total_q4} vs {q4}");
     }
 
@@ -580,7 +631,7 @@ mod tests {
             len: 100,
         };
         let attn = |p| {
-            ops(&s, 1, WeightDtype::F32, p)
+            ops(&s, 1, (WeightDtype::F32, KvDtype::F32), p)
                 .into_iter()
                 .find(|o| o.op == "attention")
                 .unwrap()
@@ -604,7 +655,7 @@ mod tests {
                 batch,
                 len: 0,
             };
-            (total(&s, 2, WeightDtype::F16, pass), pass.tokens() as f64)
+            (total(&s, 2, (WeightDtype::F16, KvDtype::F32), pass), pass.tokens() as f64)
         };
         let (one, _) = at(1);
         let (eight, tokens) = at(8);
@@ -632,7 +683,7 @@ mod tests {
             batch,
             len: 0,
         };
-        let flops = total(&s, s.n_layers, WeightDtype::F16, whole(1)).flops;
+        let flops = total(&s, s.n_layers, (WeightDtype::F16, KvDtype::F32), whole(1)).flops;
         let (all_weights, _) = s.params(s.n_layers);
         assert!(flops < 0.12 * 2.0 * all_weights as f64, "{flops} {all}");
     }
@@ -646,7 +697,7 @@ mod tests {
             len: 99,
         };
         let op = |name| {
-            ops(&s, 2, WeightDtype::F32, decode)
+            ops(&s, 2, (WeightDtype::F32, KvDtype::F32), decode)
                 .into_iter()
                 .find(|o| o.op == name)
                 .unwrap()
@@ -661,7 +712,7 @@ mod tests {
             batch: 1,
             len: 7,
         };
-        let w = ops(&s, 2, WeightDtype::F32, prefill)
+        let w = ops(&s, 2, (WeightDtype::F32, KvDtype::F32), prefill)
             .into_iter()
             .find(|o| o.op == "attention_windowed")
             .unwrap();
@@ -678,7 +729,7 @@ mod tests {
                 batch: 2,
                 len,
             };
-            ops(&s, 1, WeightDtype::F32, pass)
+            ops(&s, 1, (WeightDtype::F32, KvDtype::F32), pass)
                 .into_iter()
                 .find(|o| o.op == "attention")
                 .unwrap()
@@ -698,7 +749,7 @@ mod tests {
     fn mla_decode_reads_the_latent_and_prefill_decompresses() {
         let s = find("deepseek-v3-shape").unwrap().shape;
         let op = |pass: Pass, name: &str| {
-            ops(&s, 1, WeightDtype::F16, pass)
+            ops(&s, 1, (WeightDtype::F16, KvDtype::F32), pass)
                 .into_iter()
                 .find(|o| o.op == name)
                 .unwrap_or_else(|| panic!("{name}"))
@@ -711,7 +762,7 @@ mod tests {
         };
         let grow = op(decode(1099), "mla_attention").bytes - op(decode(99), "mla_attention").bytes;
         assert_eq!(grow, 2.0 * 1000.0 * 576.0 * 4.0);
-        let names: Vec<_> = ops(&s, 1, WeightDtype::F16, decode(99))
+        let names: Vec<_> = ops(&s, 1, (WeightDtype::F16, KvDtype::F32), decode(99))
             .into_iter()
             .map(|o| o.op)
             .collect();
