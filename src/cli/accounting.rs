@@ -61,7 +61,8 @@ pub(super) fn run(
     if !shape.is_mla() {
         // Every layer's K and V rows of the keys one pass reads (decode: depth + 1 per
         // sequence; prefill: its prompt), as the cache stores them.
-        let rows = f64::from(pass.batch) * f64::from(pass.len + u32::from(pass.phase == crate::model::Phase::Decode));
+        let rows = f64::from(pass.batch)
+            * f64::from(pass.len + u32::from(pass.phase == crate::model::Phase::Decode));
         let kv_bytes = rows
             * 2.0
             * f64::from(shape.n_kv_heads)

@@ -3,11 +3,11 @@
 //! cooperative-matrix tier. Same inputs, outputs and cache layout as
 //! [`super::attention::PrefillAttention`], sliding windows and sinks included.
 
+#[cfg(test)]
+use super::KvDtype;
 use super::attention::{Heads, prefill_params};
 use super::matmul_coop::CoopSupport;
 use super::{ATTENTION_PREFILL_COOP8, ATTENTION_PREFILL_COOP16, WeightDtype};
-#[cfg(test)]
-use super::KvDtype;
 use crate::gpu::{Dispatch, GpuContext};
 use tokbench_core::kernel_config::ProductTiles;
 
@@ -206,8 +206,10 @@ mod gpu_tests {
             let round = |v: Vec<f32>| f16.quantize_rows(&v, 1);
             let qkv = round(random_values(tokens * stride, 71, 1.0));
             // The caches hold these in the heads' KV format.
-            let k = h.kv.quantize_rows(&round(random_values(cache, 72, 1.0)), hd);
-            let v = h.kv.quantize_rows(&round(random_values(cache, 73, 1.0)), hd);
+            let k =
+                h.kv.quantize_rows(&round(random_values(cache, 72, 1.0)), hd);
+            let v =
+                h.kv.quantize_rows(&round(random_values(cache, 73, 1.0)), hd);
             // Sinks weighing as much as a few keys (see RandomInputs).
             let sinks = random_values(h.n_heads as usize, 74, 3.0);
             let sinks_b = ctx

@@ -382,7 +382,11 @@ mod gpu_tests {
                     let c = ((seq * nkv + kvh) * g.cache_len as usize + pos) * hd;
                     want_k[c..c + hd].copy_from_slice(&stored(kv, &x, hd));
                     let v_at = t * stride + (nh + nkv + kvh) * hd;
-                    want_v[c..c + hd].copy_from_slice(&stored(kv, &to64(&qkv[v_at..v_at + hd]), hd));
+                    want_v[c..c + hd].copy_from_slice(&stored(
+                        kv,
+                        &to64(&qkv[v_at..v_at + hd]),
+                        hd,
+                    ));
                 }
             }
         }
@@ -392,7 +396,10 @@ mod gpu_tests {
             (&got_v, &want_v, "v cache"),
         ] {
             let c = compare(got, want, NMSE_F32, what.into());
-            assert!(c.failure.is_none(), "{kv:?} {g:?} by rows {by_rows} {what}: {c:?}");
+            assert!(
+                c.failure.is_none(),
+                "{kv:?} {g:?} by rows {by_rows} {what}: {c:?}"
+            );
         }
     }
 }

@@ -6,7 +6,6 @@
 
 use super::{Effort, Target, Trial};
 use crate::gpu::{Dispatch, GpuContext, PassRecorder};
-use crate::kernels::{KvDtype, WeightDtype};
 use crate::kernels::attention::{
     self, AttentionTiles, DecodeAttention, DecodeAttentionLayout, Heads, PrefillAttention,
     RandomInputs,
@@ -17,6 +16,7 @@ use crate::kernels::rmsnorm::{self, NormRows, RmsNorm};
 use crate::kernels::rope::{self, RopeCache, RopeGeometry};
 use crate::kernels::swiglu::{self, SwiGlu};
 use crate::kernels::verify::{self, compare};
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, flops};
 
 /// Most timed launches per candidate (after one untimed), and the time they should take, by

@@ -640,7 +640,10 @@ impl LayerCache {
             let values = initial_cache(l, value, dims, filled);
             ctx.storage_with(label, &model.kv.encode_rows(&values, dims[3]))
         };
-        Ok(Self::Kv(encoded("k-cache", false)?, encoded("v-cache", true)?))
+        Ok(Self::Kv(
+            encoded("k-cache", false)?,
+            encoded("v-cache", true)?,
+        ))
     }
 }
 

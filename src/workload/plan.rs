@@ -269,10 +269,15 @@ pub fn plan(
     let activations = passes
         .iter()
         .map(|&p| {
-            activation_buffers(&shape, layers_run, p, (defaults.decode_split_for(p.len), kv))
-                .iter()
-                .map(|b| b.bytes * b.count)
-                .sum::<u64>()
+            activation_buffers(
+                &shape,
+                layers_run,
+                p,
+                (defaults.decode_split_for(p.len), kv),
+            )
+            .iter()
+            .map(|b| b.bytes * b.count)
+            .sum::<u64>()
         })
         .max()
         .unwrap_or(0);
@@ -313,7 +318,12 @@ pub fn plan(
         ),
     };
     for &pass in &passes {
-        super::forward::check_bindings(&facts, &shape, pass, (config.decode_split_for(pass.len), kv))?;
+        super::forward::check_bindings(
+            &facts,
+            &shape,
+            pass,
+            (config.decode_split_for(pass.len), kv),
+        )?;
     }
     let matrix_probe = math.coop.as_ref().map(|s| s.sizes[0]);
     let session = ModelSession::new(
@@ -388,11 +398,15 @@ mod tests {
         let ctx = Device::Mock(&mock);
         let plain = plan(ctx, &request(8.0), &mut |_| {}).unwrap();
         assert_eq!(plain.plan.kv_dtype, Some(KvDtype::F32));
-        assert!(plain.notes.iter().any(|n| n.contains("no --kv-dtype given: f32")));
+        assert!(
+            plain
+                .notes
+                .iter()
+                .any(|n| n.contains("no --kv-dtype given: f32"))
+        );
         use crate::workload::Workload;
-        let ids = |p: &ModelWorkloads| -> Vec<String> {
-            p.workloads.iter().map(|w| w.id()).collect()
-        };
+        let ids =
+            |p: &ModelWorkloads| -> Vec<String> { p.workloads.iter().map(|w| w.id()).collect() };
         assert!(ids(&plain).iter().all(|id| !id.contains("-kv")));
         let q8 = plan(
             ctx,
@@ -404,7 +418,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(q8.plan.kv_dtype, Some(KvDtype::Q8_0));
-        assert!(ids(&q8).iter().all(|id| id.ends_with("-kvq8_0")), "{:?}", ids(&q8));
+        assert!(
+            ids(&q8).iter().all(|id| id.ends_with("-kvq8_0")),
+            "{:?}",
+            ids(&q8)
+        );
         let p = presets::find("tiny-mla").unwrap();
         let mla = ModelRequest {
             model: Some((p.name.into(), p.shape)),
@@ -414,7 +432,15 @@ mod tests {
         let err = plan(ctx, &mla, &mut |_| {}).err().unwrap();
         assert!(err.is::<InputError>(), "{err:#}");
         assert!(err.to_string().contains("--kv-dtype q8_0"), "{err:#}");
-        let f32_mla = plan(ctx, &ModelRequest { kv_dtype: None, ..mla }, &mut |_| {}).unwrap();
+        let f32_mla = plan(
+            ctx,
+            &ModelRequest {
+                kv_dtype: None,
+                ..mla
+            },
+            &mut |_| {},
+        )
+        .unwrap();
         assert_eq!(f32_mla.plan.kv_dtype, Some(KvDtype::F32));
     }
 

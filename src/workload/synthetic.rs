@@ -2,8 +2,8 @@
 //! upload, the CPU reference and a spot check of one column all see the same numbers without
 //! ever holding a whole model on the host.
 
-use crate::kernels::{KvDtype, WeightDtype};
 use crate::kernels::layout::{padded_cols, synthetic};
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::ModelShape;
 
 /// The weight matrices of a layer, plus the LM head.

@@ -655,7 +655,10 @@ mod tests {
                 batch,
                 len: 0,
             };
-            (total(&s, 2, (WeightDtype::F16, KvDtype::F32), pass), pass.tokens() as f64)
+            (
+                total(&s, 2, (WeightDtype::F16, KvDtype::F32), pass),
+                pass.tokens() as f64,
+            )
         };
         let (one, _) = at(1);
         let (eight, tokens) = at(8);
