@@ -389,20 +389,21 @@ mod tests {
         }
     }
 
-    /// The KV format: f32 on the mock device (no SHADER_F16) unless asked, the one asked for
-    /// recorded in the plan and the workloads' ids; MLA refuses any but f32 before any device
-    /// work.
+    /// The KV format: the adapter's default unless asked (the notes say which), the one asked
+    /// for recorded in the plan and named in the workloads' ids; MLA refuses any but f32
+    /// before any device work.
     #[test]
     fn kv_dtype_resolves_is_recorded_and_mla_refuses_packed_caches() {
         let mock = MockDevice::new(MockMode::Instant, std::time::Duration::ZERO);
         let ctx = Device::Mock(&mock);
         let plain = plan(ctx, &request(8.0), &mut |_| {}).unwrap();
-        assert_eq!(plain.plan.kv_dtype, Some(KvDtype::F32));
+        let default = default_kv_dtype(&ctx.facts());
+        assert_eq!(plain.plan.kv_dtype, Some(default));
+        let said = format!("no --kv-dtype given: {} KV cache", default.name());
         assert!(
-            plain
-                .notes
-                .iter()
-                .any(|n| n.contains("no --kv-dtype given: f32"))
+            plain.notes.iter().any(|n| n.contains(&said)),
+            "{:?}",
+            plain.notes
         );
         use crate::workload::Workload;
         let ids =
