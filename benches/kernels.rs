@@ -11,7 +11,7 @@ use tokbench::kernels::copy::Copy;
 use tokbench::kernels::fma_probe::FmaProbe;
 use tokbench::kernels::layout::{padded_cols, random_values};
 use tokbench::kernels::matmul::{Matmul, Product};
-use tokbench::kernels::{AdapterTraits, KernelConfig, WeightDtype};
+use tokbench::kernels::{AdapterTraits, KernelConfig, KvDtype, WeightDtype};
 use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
@@ -75,6 +75,7 @@ fn bench_kernels() {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: KvDtype::F32,
         };
         let qkv = ctx
             .storage_with(
@@ -125,6 +126,7 @@ fn bench_kernels() {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: KvDtype::F32,
         };
         let qkv = ctx
             .storage_with(

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 use criterion::Throughput;
 use tokbench::gpu::Device;
-use tokbench::kernels::WeightDtype;
+use tokbench::kernels::{KvDtype, WeightDtype};
 use tokbench::model::Phase;
 use tokbench::power::{AdapterIdentity, PowerMeter, PowerOptions};
 use tokbench::result::SamplePolicy;
@@ -36,6 +36,8 @@ fn main() {
         depths: vec![depth],
         dtype: Some(WeightDtype::F32),
         expert_dtype: None,
+        // f32 as the weights: the bench's ids and figures stay those of earlier runs.
+        kv_dtype: Some(KvDtype::F32),
         layers: None,
         memory_bytes: None,
         tuning: TuneCache::default_path().map_or(Tuning::Uncached, Tuning::Cached),

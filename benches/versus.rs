@@ -21,7 +21,7 @@ use tokbench::kernels::attention::{Heads, PrefillAttention};
 use tokbench::kernels::copy::Copy;
 use tokbench::kernels::layout::random_values;
 use tokbench::kernels::matmul::{Matmul, Product};
-use tokbench::kernels::{KernelConfig, WeightDtype};
+use tokbench::kernels::{KernelConfig, KvDtype, WeightDtype};
 use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
@@ -123,6 +123,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
                 window: 0,
                 sinks: false,
                 score_dim: 0,
+                kv: KvDtype::F32,
             };
             let kernel =
                 PrefillAttention::new(ctx, heads, config.wg, config.prefill_attention_tiles)

@@ -22,6 +22,10 @@
 // host sizes n_splits from min(kv_len, window).
 // Sinks (gpt-oss, SINKS): one logit per query head, `sinks[h]`, joins the softmax denominator
 // and adds no value. It enters once, in the reduce, as one more term of the max and the sum.
+//
+// K and V are read through the KV format src/kernels/attention.rs prepends
+// (shaders/common/kv/read_*.wgsl: `kv_word`, `k_vec4`, `v_vec4`; f32, packed f16 or q8_0
+// blocks), unpacked in registers; every sum is f32.
 
 struct Params {
     n_heads: u32,
@@ -41,8 +45,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<kv_word>;
+@group(0) @binding(3) var<storage, read> v_cache: array<kv_word>;
 @group(0) @binding(4) var<storage, read_write> partials: array<vec4<f32>>;
 
 @group(0) @binding(5) var<storage, read_write> out: array<vec4<f32>>;
@@ -114,13 +118,13 @@ fn split_keys(split: u32, h: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32) {
     var acc: array<vec4<f32>, MAX_HD4>;
     var m = NEG_BIG;
     var l = 0.0;
-    let kv0 = (seq * p.n_kv_heads + kv_head) * p.cache_len * HD4;
+    let row0 = (seq * p.n_kv_heads + kv_head) * p.cache_len;
     let first = window_start(kv_len) + split * p.split_len;
     let last = min(first + p.split_len, kv_len);
     for (var j = first; j < last; j++) {
         var dot4 = vec4(0.0);
         for (var d = 0u; d < HD4; d++) {
-            dot4 = fma(q[d], k_cache[kv0 + j * HD4 + d], dot4);
+            dot4 = fma(q[d], k_vec4(row0 + j, HD4, d), dot4);
         }
         let s = dot4.x + dot4.y + dot4.z + dot4.w;
         let m_new = max(m, s);
@@ -128,7 +132,7 @@ fn split_keys(split: u32, h: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32) {
         let pj = exp(s - m_new);
         l = l * corr + pj;
         for (var d = 0u; d < HD4; d++) {
-            acc[d] = fma(vec4(pj), v_cache[kv0 + j * HD4 + d], acc[d] * corr);
+            acc[d] = fma(vec4(pj), v_vec4(row0 + j, HD4, d), acc[d] * corr);
         }
         m = m_new;
     }
@@ -204,7 +208,7 @@ fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, li
     for (var a = 0u; a < GW * NV; a++) {
         acc[a] = vec4(0.0);
     }
-    let kv0 = (seq * p.n_kv_heads + kv_head) * p.cache_len * HD4;
+    let row0 = (seq * p.n_kv_heads + kv_head) * p.cache_len;
     for (var j0 = first; j0 < last; j0 += WG) {
         let j = j0 + lid;
         var s: array<f32, MAX_G>;
@@ -212,9 +216,8 @@ fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, li
             s[g] = 0.0;
         }
         if (j < last) {
-            let k_at = kv0 + j * HD4;
             for (var d = 0u; d < HD4; d++) {
-                let k = k_cache[k_at + d];
+                let k = k_vec4(row0 + j, HD4, d);
                 for (var g = 0u; g < GW; g++) {
                     s[g] += dot(q_sh[g * HD4 + d], k);
                 }
@@ -244,11 +247,10 @@ fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, li
                     pj[g] = exp(s_sh[g * WG + jj] - m[g]);
                     l[g] += pj[g];
                 }
-                let v_at = kv0 + (j0 + jj) * HD4;
                 for (var i = 0u; i < NV; i++) {
                     let d = c + i * R;
                     if (d < HD4) {
-                        let v = v_cache[v_at + d];
+                        let v = v_vec4(row0 + j0 + jj, HD4, d);
                         for (var g = 0u; g < GW; g++) {
                             acc[g * NV + i] = fma(vec4(pj[g]), v, acc[g * NV + i]);
                         }

@@ -23,6 +23,11 @@
 // before every row's window are never loaded) and masks each row's window inside the tiles.
 // Sinks (gpt-oss, SINKS): one logit per query head, `sinks[h]`, joins the softmax denominator
 // and adds no value: out = Σ e^(s_j - M) v_j / (Σ e^(s_j - M) + e^(sink - M)).
+//
+// K and V are read through the KV format src/kernels/attention.rs prepends
+// (shaders/common/kv/read_*.wgsl: `kv_word`, `k_vec4`, `v_vec4`; f32, packed f16 or q8_0
+// blocks), unpacked in registers (the tiled layout stages them in workgroup memory as f32);
+// every sum is f32.
 
 struct Params {
     tokens: u32,
@@ -38,8 +43,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<kv_word>;
+@group(0) @binding(3) var<storage, read> v_cache: array<kv_word>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 @group(0) @binding(5) var<storage, read> rows: array<vec2<u32>>;
 // n_heads sink logits when SINKS; a dummy otherwise (read only behind SINKS).
@@ -132,7 +137,7 @@ fn attend(t: u32, h: u32, b: u32, n_keys: u32) {
     var acc: array<vec4<f32>, MAX_HD4>;
     var m = NEG_BIG;
     var l = 0.0;
-    let kv0 = (b * p.n_kv_heads + kv_head) * p.cache_len * HD4;
+    let row0 = (b * p.n_kv_heads + kv_head) * p.cache_len;
     for (var j0 = window_start(n_keys); j0 < n_keys; j0 += KB) {
         var s: array<f32, KB>;
         var m_blk = m;
@@ -142,7 +147,7 @@ fn attend(t: u32, h: u32, b: u32, n_keys: u32) {
             if (j < n_keys) {
                 var dot4 = vec4(0.0);
                 for (var d = 0u; d < HD4; d++) {
-                    dot4 = fma(q[d], k_cache[kv0 + j * HD4 + d], dot4);
+                    dot4 = fma(q[d], k_vec4(row0 + j, HD4, d), dot4);
                 }
                 score = dot4.x + dot4.y + dot4.z + dot4.w;
             }
@@ -160,7 +165,7 @@ fn attend(t: u32, h: u32, b: u32, n_keys: u32) {
                 let pj = exp(s[jj] - m_blk);
                 l += pj;
                 for (var d = 0u; d < HD4; d++) {
-                    acc[d] = fma(vec4(pj), v_cache[kv0 + j * HD4 + d], acc[d]);
+                    acc[d] = fma(vec4(pj), v_vec4(row0 + j, HD4, d), acc[d]);
                 }
             }
         }
@@ -267,17 +272,16 @@ fn flash_tile(h: u32, lid: u32, t0: u32, n_rows: u32, seq: u32, pos: u32) {
         }
         let range = workgroupUniformLoad(&shared_range);
         let n_keys = range.y;
-        let kv0 = (cur * p.n_kv_heads + kv_head) * p.cache_len * HD4;
+        let row0 = (cur * p.n_kv_heads + kv_head) * p.cache_len;
         // Key tiles start at the first key any row of the tile attends to.
         for (var j0 = range.x; j0 < n_keys; j0 += BC) {
-            let tile_at = kv0 + j0 * HD4;
             let tile_len = min(BC, n_keys - j0) * HD4;
             for (var i = lid; i < BC * HD4; i += WG) {
                 var k = vec4(0.0);
                 var v = vec4(0.0);
                 if (i < tile_len) {
-                    k = k_cache[tile_at + i];
-                    v = v_cache[tile_at + i];
+                    k = k_vec4(row0 + j0 + i / HD4, HD4, i % HD4);
+                    v = v_vec4(row0 + j0 + i / HD4, HD4, i % HD4);
                 }
                 k_tile[i] = k;
                 v_tile[i] = v;

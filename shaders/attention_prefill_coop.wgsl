@@ -20,6 +20,10 @@
 // position pos attends to keys pos + 1 - window ..= pos; key blocks start at the window of the
 // block's first query (blocks before every row's window are never loaded). With SINKS,
 // `sinks[h]` joins each row's softmax denominator and adds no value.
+//
+// K and V are read through the KV format src/kernels/attention_coop.rs prepends after the
+// matrix prelude (shaders/common/kv/read_*.wgsl: f32, packed f16 or q8_0 blocks), unpacked to
+// f32 in registers and staged as f16 like the f32 cache.
 
 struct Params {
     tokens: u32,
@@ -35,8 +39,8 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> qkv: array<vec4<f32>>;
-@group(0) @binding(2) var<storage, read> k_cache: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> k_cache: array<kv_word>;
+@group(0) @binding(3) var<storage, read> v_cache: array<kv_word>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
 // n_heads sink logits when SINKS; a dummy otherwise (read only behind SINKS).
 @group(0) @binding(6) var<storage, read> sinks: array<f32>;
@@ -100,7 +104,7 @@ fn attention_prefill_coop(
     }
     var m = NEG_BIG;  // running max of this invocation's row (li < BQ)
     var l_sum = 0.0;
-    let kv0 = (b * p.n_kv_heads + kv_head) * p.cache_len * hd4;
+    let kv_row0 = (b * p.n_kv_heads + kv_head) * p.cache_len;
     let n_keys = q0 + rows;  // keys the block's last query sees
     // This invocation's row attends to keys lo..=qpos; the block to keys from its first row's lo.
     let qpos = q0 + li;
@@ -114,8 +118,8 @@ fn attention_prefill_coop(
             var kv = vec4<f32>(0.0);
             var vv = vec4<f32>(0.0);
             if (j0 + r < n_keys) {
-                kv = k_cache[kv0 + (j0 + r) * hd4 + d4];
-                vv = v_cache[kv0 + (j0 + r) * hd4 + d4];
+                kv = k_vec4(kv_row0 + j0 + r, hd4, d4);
+                vv = v_vec4(kv_row0 + j0 + r, hd4, d4);
             }
             let kh = vec4<f16>(kv);
             let vh = vec4<f16>(vv);

@@ -326,6 +326,7 @@ pub fn assemble(d: Description, correctness: Correctness, measured: &[Measured])
         prompt_len: len_of(Phase::Prefill),
         depth: len_of(Phase::Decode),
         layers_run: token.map(|t| t.layers_run),
+        kv_dtype: token.map(|t| t.kv_dtype),
         weights_shared_across_layers: token.map(|t| t.weights_shared_across_layers),
         tokens,
         tokens_per_s,

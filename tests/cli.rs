@@ -240,6 +240,18 @@ fn bad_model_requests_are_usage_errors_and_write_nothing() {
             "SHADER_F16",
         ),
         (vec!["--preset", "tiny", "--dtype", "f8"], "f8"),
+        (
+            vec!["--preset", "tiny", "--kv-dtype", "q4_0"],
+            "--kv-dtype \"q4_0\" is not a KV cache format: use one of f32, f16, q8_0",
+        ),
+        (
+            vec!["--preset", "tiny", "--kv-dtype", "int8"],
+            "f32, f16, q8_0",
+        ),
+        (
+            vec!["--preset", "tiny-mla", "--kv-dtype", "q8_0"],
+            "--kv-dtype q8_0: multi-head latent attention keeps its latent cache in f32",
+        ),
     ] {
         let mut full = vec!["run", "--out", out_arg];
         full.extend(args.iter().copied());
@@ -513,6 +525,39 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
     let text = String::from_utf8_lossy(&acc.stdout);
     assert!(
         text.contains("q4_0 weights") && text.contains("4.5 bits per weight"),
+        "{text}"
+    );
+}
+
+/// `--kv-dtype q8_0` runs a model end to end: the cache format is recorded in the plan and the
+/// workload, named in the id, and the run passes the correctness gate; accounting counts the
+/// cache at 8.5 bits per element.
+#[test]
+fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_path = dir.path().join("kv.json");
+    let mut args = argv![
+        "run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune --out",
+        out_path.to_str().unwrap()
+    ];
+    args.extend(QUICK);
+    let out = tokbench(&args);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = load(&out_path).unwrap();
+    let plan = doc.plan.model.as_ref().unwrap();
+    assert_eq!(plan.kv_dtype.map(|k| k.name()), Some("q8_0"));
+    let w = doc.workloads.iter().find(|w| w.phase.is_some()).unwrap();
+    assert!(w.id.ends_with("-kvq8_0"), "{}", w.id);
+    assert_eq!(w.kv_dtype.map(|k| k.name()), Some("q8_0"));
+    assert!(w.valid, "{:?}", w.correctness);
+
+    let acc = tokbench(&argv![
+        "accounting --preset smollm2-135m-shape --phase decode --len 2047 --kv-dtype q8_0"
+    ]);
+    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
+    let text = String::from_utf8_lossy(&acc.stdout);
+    assert!(
+        text.contains("q8_0 KV cache") && text.contains("8.5 bits per element"),
         "{text}"
     );
 }

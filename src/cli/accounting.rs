@@ -7,16 +7,25 @@ use comfy_table::Cell;
 
 use super::table;
 use crate::exit;
+use crate::kernels::KvDtype;
 use crate::model::{ModelShape, Pass, accounting};
-use tokbench_core::dtype::WeightFormats;
+use tokbench_core::dtype::Formats;
 
 pub(super) fn run(
     name: &str,
     shape: ModelShape,
-    formats: WeightFormats,
+    formats: Formats,
     pass: Pass,
 ) -> anyhow::Result<ExitCode> {
-    let dtype = formats.dense;
+    // MLA's latent cache is f32 whatever the flag says (as `run` holds it).
+    let formats = match shape.is_mla() {
+        true => Formats {
+            kv: KvDtype::F32,
+            ..formats
+        },
+        false => formats,
+    };
+    let (dtype, kv) = (formats.dense, formats.kv);
     let tokens = pass.tokens() as f64;
     let mut t = table::new(&["op", "× per pass", "GFLOP / token", "MB / token"]);
     let ops = accounting::ops(&shape, shape.n_layers, formats, pass);
@@ -37,8 +46,9 @@ pub(super) fn run(
         table::num(format!("{:.3}", total.bytes / tokens / 1e6)),
     ]);
     println!(
-        "{name}, {} weights, {} batch {} {} {}: {} tokens per pass",
+        "{name}, {} weights, {} KV cache, {} batch {} {} {}: {} tokens per pass",
         formats.describe(),
+        kv.name(),
         pass.phase.name(),
         pass.batch,
         match pass.phase {
@@ -60,6 +70,22 @@ pub(super) fn run(
             None => String::new(),
         }
     );
+    if !shape.is_mla() {
+        // Every layer's K and V rows of the keys one pass reads (decode: depth + 1 per
+        // sequence; prefill: its prompt), as the cache stores them.
+        let rows = f64::from(pass.batch)
+            * f64::from(pass.len + u32::from(pass.phase == crate::model::Phase::Decode));
+        let kv_bytes = rows
+            * 2.0
+            * f64::from(shape.n_kv_heads)
+            * kv.row_bytes(shape.head_dim as usize) as f64
+            * f64::from(shape.n_layers);
+        println!(
+            "KV cache: {:.3} MB read per token by attention without windows ({} bits per element, scales included)",
+            kv_bytes / tokens / 1e6,
+            kv.bits_per_element()
+        );
+    }
     if shape.is_moe() {
         let (total, active) = shape.params(shape.n_layers);
         println!(

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 use crate::gpu::{AdapterSelector, BackendChoice, DeviceFacts};
-use crate::kernels::WeightDtype;
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Phase, presets};
 use crate::power::{PowerOptions, PowerRequest};
 use crate::result::Scope;
@@ -26,7 +26,7 @@ use crate::result::io::Destination;
 use crate::result::{DeviceDefault, SamplePolicy};
 use crate::tune::{TuneCache, Tuning};
 use crate::workload::plan::{self, ModelRequest};
-use tokbench_core::dtype::WeightFormats;
+use tokbench_core::dtype::Formats;
 use tokbench_core::kernel_config::MathRequest;
 
 /// Prompt length of `run` and `tune` on CPU adapters when none is given.
@@ -179,6 +179,10 @@ struct AccountingArgs {
     /// experts in (gpt-oss: mxfp4), else --dtype.
     #[arg(long, value_name = "DTYPE")]
     expert_dtype: Option<WeightDtype>,
+    /// KV cache format: f32, f16 or q8_0 (see `run --help`); f16 by default, as for
+    /// `--dtype`. Multi-head latent attention's latent cache counts as f32 whatever this says.
+    #[arg(long, default_value = "f16")]
+    kv_dtype: KvDtype,
 }
 
 #[derive(Debug, Args)]
@@ -255,6 +259,9 @@ struct RunArgs {
     /// experts in (gpt-oss: mxfp4), else --dtype.
     #[arg(long, value_name = "DTYPE")]
     expert_dtype: Option<WeightDtype>,
+    /// KV cache format: f32 (32 bits per element), f16 (16, two per u32 word via WGSL's core pack2x16float: any adapter) or q8_0 (8.5: GGUF blocks of 32 int8 along head_dim with one f16 scale, a head_dim that is no multiple of 32 padded with zeros to whole blocks). The RoPE/cache-write kernel rounds or quantizes k and v into it; both attention kernels unpack it in registers and accumulate in f32. Default: f16 where the adapter has SHADER_F16, else f32. MLA presets keep their latent cache in f32 and refuse the others. A format other than the adapter's default is named in the workload ids ("-kvq8_0").
+    #[arg(long)]
+    kv_dtype: Option<KvDtype>,
     /// Run only the first N layers (recorded in the result).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     layers: Option<u32>,
@@ -624,8 +631,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 batch: a.batch,
                 len: a.len,
             };
-            let formats =
-                WeightFormats::for_model(&p.shape, a.dtype, a.expert_dtype, p.expert_dtype)?;
+            let formats = Formats::for_model(
+                &p.shape,
+                (a.dtype, a.kv_dtype),
+                a.expert_dtype,
+                p.expert_dtype,
+            )?;
             accounting::run(p.name, p.shape, formats, pass)
         }
         Command::Kernel(KernelCommand::Matmul {
@@ -723,7 +734,7 @@ impl RunArgs {
     fn model_request(&self) -> anyhow::Result<ModelRequest> {
         let model = model_choice(&self.preset, &self.model, &self.model_file)?;
         if let Some((_, shape)) = &model {
-            WeightFormats::check_experts_flag(shape, self.expert_dtype)?;
+            Formats::check_experts_flag(shape, self.expert_dtype)?;
         }
         Ok(ModelRequest {
             model,
@@ -734,6 +745,7 @@ impl RunArgs {
             depths: first_of_each(&self.depth),
             dtype: self.dtype,
             expert_dtype: self.expert_dtype,
+            kv_dtype: self.kv_dtype,
             layers: self.layers,
             memory_bytes: self
                 .device_memory_gib

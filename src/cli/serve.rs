@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{CommonArgs, EXIT_CODES, table};
 use crate::exit;
 
-use crate::kernels::WeightDtype;
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::power::{AdapterIdentity, PowerMeter};
 use crate::result::{PointSource, RunResult, ServingPoint};
 use crate::serve::{ServeObserver, ServeRequest};
@@ -64,6 +64,10 @@ pub(super) struct ServeArgs {
     /// f16 where the adapter has SHADER_F16, else f32.
     #[arg(long)]
     dtype: Option<WeightDtype>,
+    /// KV cache format of every slot: f32, f16 or q8_0 (see `run --help`). Default: f16 where
+    /// the adapter has SHADER_F16, else f32.
+    #[arg(long)]
+    kv_dtype: Option<KvDtype>,
     /// Run only the first N layers (recorded in the result).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     layers: Option<u32>,
@@ -125,6 +129,7 @@ impl ServeArgs {
             depths: Vec::new(),
             dtype: self.dtype,
             expert_dtype: None,
+            kv_dtype: self.kv_dtype,
             layers: self.layers,
             memory_bytes: self
                 .device_memory_gib

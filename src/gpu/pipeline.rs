@@ -3,7 +3,7 @@
 use anyhow::anyhow;
 
 use super::GpuContext;
-use crate::kernels::{Shader, WeightDtype};
+use crate::kernels::{KvDtype, KvSide, Shader, WeightDtype};
 
 /// Whether shader modules keep wgpu's runtime bounds checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,20 +27,39 @@ impl GpuContext {
         entry: &str,
         constants: &[(&str, f64)],
     ) -> anyhow::Result<wgpu::ComputePipeline> {
+        self.pipeline_kv(shader, (dtype, KvDtype::F32), entry, constants)
+    }
+
+    /// [`Self::pipeline`] for a shader that reads or writes the KV cache, with the cache in
+    /// `kv` (the weight type matters only to product kernels).
+    pub fn pipeline_kv(
+        &self,
+        shader: &Shader,
+        (dtype, kv): (WeightDtype, KvDtype),
+        entry: &str,
+        constants: &[(&str, f64)],
+    ) -> anyhow::Result<wgpu::ComputePipeline> {
         let checks = if shader.trusted {
             self.shader_checks
         } else {
             ShaderChecks::Checked
         };
         let dtype = shader.product.then_some(dtype);
-        let key = format!("{}:{dtype:?}:{entry}:{constants:?}:{checks:?}", shader.name);
+        let kv = (shader.kv != KvSide::None).then_some(kv);
+        let key = format!(
+            "{}:{dtype:?}:{kv:?}:{entry}:{constants:?}:{checks:?}",
+            shader.name
+        );
         if let Some(p) = self.pipelines.lock().expect("pipeline cache").get(&key) {
             return Ok(p.clone());
         }
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
         let desc = wgpu::ShaderModuleDescriptor {
             label: Some(shader.name),
-            source: wgpu::ShaderSource::Wgsl(shader.source_for(dtype.unwrap_or(WeightDtype::F32))),
+            source: wgpu::ShaderSource::Wgsl(shader.source_with(
+                dtype.unwrap_or(WeightDtype::F32),
+                kv.unwrap_or(KvDtype::F32),
+            )),
         };
         let module = match checks {
             ShaderChecks::Checked => self.device.create_shader_module(desc),

@@ -6,7 +6,7 @@ pub use tokbench_core::kernel_config::{AttentionTiles, DecodeAttentionLayout};
 
 use super::layout::random_values;
 use super::verify::{NMSE_F32, compare};
-use super::{ATTENTION_DECODE, ATTENTION_PREFILL, WeightDtype};
+use super::{ATTENTION_DECODE, ATTENTION_PREFILL, KvDtype, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::result::Correctness;
 
@@ -33,6 +33,8 @@ pub struct Heads {
     /// in the kernel than in the model (the latent row, or keys padded to the value width) and
     /// keep the model's scale.
     pub score_dim: u32,
+    /// Storage format of the K and V caches the kernels read.
+    pub kv: KvDtype,
 }
 
 impl Heads {
@@ -42,6 +44,12 @@ impl Heads {
 
     pub(crate) fn qkv_stride4(&self) -> u32 {
         (self.n_heads + 2 * self.n_kv_heads) * self.hd4()
+    }
+
+    /// Bytes of a K (or V) cache of `sequences` sequences in [`Self::kv`]'s layout.
+    pub fn cache_bytes(&self, sequences: u32) -> u64 {
+        let rows = u64::from(sequences) * u64::from(self.n_kv_heads) * u64::from(self.cache_len);
+        self.kv.buffer_bytes(rows, self.head_dim as usize)
     }
 
     /// The first of keys 0..n_keys that the query at position n_keys - 1 attends to.
@@ -168,11 +176,7 @@ pub(crate) fn prefill_params(
     out: &wgpu::Buffer,
 ) -> anyhow::Result<PrefillParams> {
     let tokens = batch * seq_len;
-    let cache_bytes = u64::from(batch)
-        * u64::from(h.n_kv_heads)
-        * u64::from(h.cache_len)
-        * u64::from(h.head_dim)
-        * 4;
+    let cache_bytes = h.cache_bytes(batch);
     anyhow::ensure!(
         seq_len <= h.cache_len
             && qkv.size() >= u64::from(tokens) * u64::from(h.qkv_stride4()) * 16
@@ -301,7 +305,12 @@ fn prefill_pipeline(
         (true, false) => "attention_tiles",
         (true, true) => "attention_tiles_rows",
     };
-    let pipeline = ctx.pipeline(&ATTENTION_PREFILL, WeightDtype::F32, entry, &constants)?;
+    let pipeline = ctx.pipeline_kv(
+        &ATTENTION_PREFILL,
+        (WeightDtype::F32, heads.kv),
+        entry,
+        &constants,
+    )?;
     Ok((pipeline, fitted))
 }
 
@@ -621,10 +630,11 @@ impl DecodeAttention {
                 ctx.limits.max_compute_workgroup_storage_size,
             )?),
         };
+        let formats = (WeightDtype::F32, heads.kv);
         let split = match groups {
-            None => ctx.pipeline(
+            None => ctx.pipeline_kv(
                 &ATTENTION_DECODE,
-                WeightDtype::F32,
+                formats,
                 if rows {
                     "attention_split_rows"
                 } else {
@@ -639,9 +649,9 @@ impl DecodeAttention {
                     ("NV", f64::from(g.nv)),
                     ("GW", f64::from(g.heads)),
                 ]);
-                ctx.pipeline(
+                ctx.pipeline_kv(
                     &ATTENTION_DECODE,
-                    WeightDtype::F32,
+                    formats,
                     if rows {
                         "attention_groups_rows"
                     } else {
@@ -656,9 +666,9 @@ impl DecodeAttention {
         reduce_constants.push(("SINKS", f64::from(u8::from(heads.sinks))));
         Ok(Self {
             split,
-            reduce: ctx.pipeline(
+            reduce: ctx.pipeline_kv(
                 &ATTENTION_DECODE,
-                WeightDtype::F32,
+                formats,
                 "attention_reduce",
                 &reduce_constants,
             )?,
@@ -831,11 +841,7 @@ impl DecodeAttention {
         h.check_sinks(sinks)?;
         let (split_len, n_splits) = self.splits(batch, kv_len);
         let end = u64::from(row_base + batch);
-        let cache_bytes = u64::from(sequences)
-            * u64::from(h.n_kv_heads)
-            * u64::from(h.cache_len)
-            * u64::from(h.head_dim)
-            * 4;
+        let cache_bytes = h.cache_bytes(sequences);
         anyhow::ensure!(
             kv_len >= 1
                 && kv_len <= h.cache_len
@@ -960,7 +966,8 @@ pub fn reference_from_cache(
 pub(crate) struct RandomInputs {
     /// `q_rows` rows of q|k|v heads.
     pub qkv: Vec<f32>,
-    /// K cache, [sequence, kv_head, cache_len, head_dim].
+    /// K cache, [sequence, kv_head, cache_len, head_dim]: the values the device's cache (in
+    /// the heads' KV format) holds.
     pub k: Vec<f32>,
     /// V cache, laid out as K.
     pub v: Vec<f32>,
@@ -981,12 +988,14 @@ impl RandomInputs {
         let stride = (h.n_heads + 2 * h.n_kv_heads) as usize * hd;
         let cache = sequences * (h.n_kv_heads * h.cache_len) as usize * hd;
         let qkv = random_values(q_rows * stride, seed, 1.0);
-        let k = random_values(cache, seed + 1, 1.0);
-        let v = random_values(cache, seed + 2, 1.0);
+        // The caches hold the values rounded or quantized to the heads' KV format; the
+        // reference computes with exactly those.
+        let k = h.kv.quantize_rows(&random_values(cache, seed + 1, 1.0), hd);
+        let v = h.kv.quantize_rows(&random_values(cache, seed + 2, 1.0), hd);
         let buffers = [
             ctx.storage_with("qkv", bytemuck::cast_slice(&qkv))?,
-            ctx.storage_with("k", bytemuck::cast_slice(&k))?,
-            ctx.storage_with("v", bytemuck::cast_slice(&v))?,
+            ctx.storage_with("k", &h.kv.encode_rows(&k, hd))?,
+            ctx.storage_with("v", &h.kv.encode_rows(&v, hd))?,
         ];
         // Sinks of a few times the spread of the scores (about ±0.6), so that they weigh as
         // much as a short window of keys: the checks see them.
@@ -1039,15 +1048,25 @@ impl RandomInputs {
         let hd = h.head_dim as usize;
         let len = h.cache_len as usize;
         let bad: std::collections::HashSet<usize> = positions.collect();
-        for cache in [&mut self.k, &mut self.v] {
+        let row_bytes = h.kv.row_bytes(hd);
+        for (cache, slot) in [(&mut self.k, 1), (&mut self.v, 2)] {
             for (i, x) in cache.iter_mut().enumerate() {
                 if bad.contains(&(i / hd % len)) {
                     *x = f32::NAN;
                 }
             }
+            let mut bytes = h.kv.encode_rows(cache, hd);
+            // q8_0's encoder turns NaN into quants of 0: poison those rows' scales instead (an
+            // f16 NaN), so a kernel that reads any of their blocks sees NaN.
+            if h.kv == KvDtype::Q8_0 {
+                for row in (0..cache.len() / hd).filter(|r| bad.contains(&(r % len))) {
+                    for blk in (row * row_bytes..(row + 1) * row_bytes).step_by(34) {
+                        bytes[blk..blk + 2].copy_from_slice(&half::f16::NAN.to_le_bytes());
+                    }
+                }
+            }
+            self.buffers[slot] = ctx.storage_with(["", "k", "v"][slot], &bytes)?;
         }
-        self.buffers[1] = ctx.storage_with("k", bytemuck::cast_slice(&self.k))?;
-        self.buffers[2] = ctx.storage_with("v", bytemuck::cast_slice(&self.v))?;
         Ok(())
     }
 }
@@ -1175,8 +1194,17 @@ mod gpu_tests {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: KvDtype::F32,
         }
     }
+
+    /// `h` with its caches in `kv`.
+    fn stored_as(h: Heads, kv: KvDtype) -> Heads {
+        Heads { kv, ..h }
+    }
+
+    /// The packed KV formats (the other tests run f32 caches).
+    const PACKED_KV: [KvDtype; 2] = [KvDtype::F16, KvDtype::Q8_0];
 
     /// `h` with a sliding window of `window` keys (0: none) and sinks on or off.
     fn windowed(h: Heads, window: u32, sinks: bool) -> Heads {
@@ -1340,7 +1368,10 @@ mod gpu_tests {
                 32,
                 Some(AttentionTiles { br: 4, bc: 8 }),
             ),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|(h, wg, tiles)| KvDtype::ALL.map(|kv| (stored_as(h, kv), wg, tiles)))
+        {
             let layout = if tiles.is_some() {
                 Workgroup
             } else {
@@ -1543,7 +1574,13 @@ mod gpu_tests {
     #[test]
     fn windowed_kernels_read_no_key_outside_the_windows() {
         let ctx = test_context();
-        let h = windowed(heads(8, 2, 16, 320), 37, true);
+        for kv in KvDtype::ALL {
+            poisoned_windows(ctx, windowed(stored_as(heads(8, 2, 40, 320), kv), 37, true));
+        }
+    }
+
+    /// [`windowed_kernels_read_no_key_outside_the_windows`] for heads `h`.
+    fn poisoned_windows(ctx: &GpuContext, h: Heads) {
         for layout in [Invocation, Workgroup] {
             let kernel = DecodeAttention::new(ctx, h, layout, 64, 8).unwrap();
             let mut inputs = RandomInputs::new(ctx, &h, (2, 2), 91).unwrap();
@@ -1593,6 +1630,69 @@ mod gpu_tests {
                 "poisoned prefill rows".into(),
             );
             assert!(c.failure.is_none(), "{tiles:?} {h:?}: {c:?}");
+        }
+    }
+
+    /// Prefill in both layouts over f16 and q8_0 caches, against the reference on the values
+    /// the caches hold: head widths that are no multiple of 32 (12, 24, 40: q8_0 rows padded
+    /// to whole blocks, rows starting mid-word) and that are (64, 128), prompts that fill no
+    /// tile, grouped heads, a window with sinks.
+    #[test]
+    fn prefill_reads_every_kv_format() {
+        let ctx = test_context();
+        let tiled = |br, bc| Some(AttentionTiles { br, bc });
+        for kv in PACKED_KV {
+            for (batch, seq_len, h, wg, tiles) in [
+                (2, 13, heads(4, 2, 12, 16), 64, None),
+                (1, 37, heads(6, 2, 40, 40), 64, None),
+                (1, 70, heads(6, 2, 64, 70), 64, None),
+                (2, 13, heads(4, 2, 12, 16), 64, FLASH),
+                (3, 21, heads(3, 3, 24, 21), 64, FLASH),
+                (2, 37, heads(4, 1, 24, 40), 32, tiled(8, 4)),
+                (1, 70, heads(6, 3, 64, 70), 64, FLASH),
+                (1, 33, heads(4, 2, 128, 33), 64, FLASH),
+                (1, 45, windowed(heads(8, 2, 40, 45), 5, true), 64, FLASH),
+            ] {
+                let h = stored_as(h, kv);
+                let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
+                let c = verify_prefill(ctx, &kernel, (batch, seq_len), 63).unwrap();
+                assert!(
+                    c.failure.is_none(),
+                    "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
+                    kernel.tiles()
+                );
+            }
+        }
+    }
+
+    /// Decode in both layouts over f16 and q8_0 caches: odd depths, splits that divide no
+    /// depth, head widths that are no multiple of 32 (8, 24, 40, 72) and that are (64, 128),
+    /// grouped heads, a window with sinks.
+    #[test]
+    fn decode_reads_every_kv_format() {
+        let ctx = test_context();
+        for kv in PACKED_KV {
+            for layout in [Invocation, Workgroup] {
+                for (batch, kv_len, split_len, h, wg) in [
+                    (1, 1, 16, heads(2, 2, 8, 4), 64),
+                    (3, 37, 8, heads(4, 2, 16, 40), 64),
+                    (2, 77, 16, heads(3, 3, 24, 80), 64),
+                    (1, 131, 32, heads(9, 3, 64, 131), 64),
+                    (2, 95, 8, heads(8, 2, 40, 96), 32),
+                    (1, 203, 16, heads(16, 4, 128, 210), 128),
+                    (1, 300, 8, windowed(heads(8, 2, 72, 300), 37, true), 64),
+                ] {
+                    let h = stored_as(h, kv);
+                    let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
+                    let c = verify_decode(ctx, &kernel, (batch, kv_len), 75).unwrap();
+                    assert!(
+                        c.failure.is_none(),
+                        "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
+                         (splits {:?}): {c:?}",
+                        kernel.splits(batch, kv_len)
+                    );
+                }
+            }
         }
     }
 

@@ -3,6 +3,8 @@
 //! cooperative-matrix tier. Same inputs, outputs and cache layout as
 //! [`super::attention::PrefillAttention`], sliding windows and sinks included.
 
+#[cfg(test)]
+use super::KvDtype;
 use super::attention::{Heads, prefill_params};
 use super::matmul_coop::CoopSupport;
 use super::{ATTENTION_PREFILL_COOP8, ATTENTION_PREFILL_COOP16, WeightDtype};
@@ -80,9 +82,9 @@ impl PrefillAttentionCoop {
             ("HD", f64::from(heads.head_dim)),
             ("SINKS", f64::from(u8::from(heads.sinks))),
         ];
-        let pipeline = ctx.pipeline(
+        let pipeline = ctx.pipeline_kv(
             shader,
-            WeightDtype::F16,
+            (WeightDtype::F16, heads.kv),
             "attention_prefill_coop",
             &constants,
         )?;
@@ -173,9 +175,10 @@ mod gpu_tests {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: KvDtype::F32,
         };
         let windowed = |h: Heads, window, sinks| Heads { window, sinks, ..h };
-        for (batch, seq_len, h) in [
+        let cases = [
             (1, 1, heads(2, 1, 16, 1)),
             (2, 13, heads(4, 2, 24, 16)),
             (1, 70, heads(6, 2, 64, 70)),
@@ -187,7 +190,11 @@ mod gpu_tests {
             (2, 13, windowed(heads(4, 1, 24, 16), 13, true)),
             (1, 21, windowed(heads(4, 1, 32, 21), 64, true)),
             (2, 19, windowed(heads(8, 2, 16, 19), 0, true)),
-        ] {
+        ];
+        // Every KV format: f16 and q8_0 caches unpack to f32, then round to f16 tiles as f32's
+        // do (head widths 16, 24, 64: no multiple of 32, or two whole q8_0 blocks).
+        let with_kv = |kv| cases.map(|(b, s, h)| (b, s, Heads { kv, ..h }));
+        for (batch, seq_len, h) in KvDtype::ALL.into_iter().flat_map(with_kv) {
             let Ok(size) = size_for(&support, &h) else {
                 continue;
             };
@@ -198,8 +205,11 @@ mod gpu_tests {
             // Inputs as f16 sees them: the reference then measures the kernel, not the rounding.
             let round = |v: Vec<f32>| f16.quantize_rows(&v, 1);
             let qkv = round(random_values(tokens * stride, 71, 1.0));
-            let k = round(random_values(cache, 72, 1.0));
-            let v = round(random_values(cache, 73, 1.0));
+            // The caches hold these in the heads' KV format.
+            let k =
+                h.kv.quantize_rows(&round(random_values(cache, 72, 1.0)), hd);
+            let v =
+                h.kv.quantize_rows(&round(random_values(cache, 73, 1.0)), hd);
             // Sinks weighing as much as a few keys (see RandomInputs).
             let sinks = random_values(h.n_heads as usize, 74, 3.0);
             let sinks_b = ctx
@@ -207,8 +217,8 @@ mod gpu_tests {
                 .unwrap();
             let (qkv_b, k_b, v_b) = (
                 ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap(),
-                ctx.storage_with("k", bytemuck::cast_slice(&k)).unwrap(),
-                ctx.storage_with("v", bytemuck::cast_slice(&v)).unwrap(),
+                ctx.storage_with("k", &h.kv.encode_rows(&k, hd)).unwrap(),
+                ctx.storage_with("v", &h.kv.encode_rows(&v, hd)).unwrap(),
             );
             let out_b = ctx
                 .storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64)
@@ -268,6 +278,7 @@ mod tests {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: KvDtype::F32,
         };
         assert_eq!(size_for(&both, &h(128)), Ok(16));
         assert_eq!(size_for(&both, &h(24)), Ok(8));
@@ -295,6 +306,7 @@ mod tests {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: KvDtype::F32,
         };
         for h in [
             full,

@@ -20,7 +20,7 @@ pub mod verify;
 
 use std::borrow::Cow;
 
-pub use tokbench_core::dtype::WeightDtype;
+pub use tokbench_core::dtype::{KvDtype, WeightDtype};
 pub use tokbench_core::kernel_config::{AdapterTraits, KernelConfig, SubgroupSizes};
 
 /// A WGSL source compiled into the binary.
@@ -42,12 +42,40 @@ pub struct Shader {
     /// WGSL put first (after the weight type's `enable`): the cooperative-matrix shaders' enables
     /// and their variant (matrix size and types); empty for the others.
     pub prelude: &'static str,
+    /// Whether the shader reads or writes the KV cache through a [`KvDtype`]'s functions
+    /// (`shaders/common/kv/`), prepended to its source.
+    pub kv: KvSide,
+}
+
+/// How a shader touches the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvSide {
+    /// Not at all (or through its own f32 buffers: MLA's latent cache).
+    None,
+    /// Reads K and V rows (`read_*.wgsl`: `kv_word`, `k_vec4`, `v_vec4`): attention.
+    Read,
+    /// Writes them (`write_*.wgsl`: `kv_store`, `KV_UNIT`, `k_store`, `v_store`): the
+    /// RoPE / cache-write kernel.
+    Write,
 }
 
 impl Shader {
     /// The full WGSL text, with the weight-type prelude and the product bindings where the
-    /// shader is a product kernel.
+    /// shader is a product kernel, and an f32 KV cache where it touches one.
     pub fn source_for(&self, dtype: WeightDtype) -> Cow<'static, str> {
+        self.source_with(dtype, KvDtype::F32)
+    }
+
+    /// [`Self::source_for`] with the KV cache in `kv` where the shader touches one.
+    pub fn source_with(&self, dtype: WeightDtype, kv: KvDtype) -> Cow<'static, str> {
+        match kv_prelude(self.kv, kv) {
+            "" => self.weights_source(dtype),
+            // The KV shaders have no weights; the prelude's directives must come first.
+            kv_text => Cow::Owned(format!("{}{kv_text}{}", self.prelude, self.source)),
+        }
+    }
+
+    fn weights_source(&self, dtype: WeightDtype) -> Cow<'static, str> {
         // Directives (`enable`) must precede every declaration.
         match (self.product, self.prelude) {
             (true, prelude) => {
@@ -78,6 +106,7 @@ macro_rules! shader {
             trusted: $trusted,
             product: $product,
             prelude: $prelude,
+            kv: KvSide::None,
         }
     };
 }
@@ -120,11 +149,20 @@ pub const GEMV_SUBGROUP: Shader = shader!("gemv_subgroup", trusted: true, produc
 /// RMSNorm.
 pub const RMSNORM: Shader = shader!("rmsnorm", trusted: true, product: false);
 /// Rotary embedding and KV-cache write.
-pub const ROPE_CACHE: Shader = shader!("rope_cache", trusted: true, product: false);
+pub const ROPE_CACHE: Shader = Shader {
+    kv: KvSide::Write,
+    ..shader!("rope_cache", trusted: true, product: false)
+};
 /// Causal flash-style attention for prefill.
-pub const ATTENTION_PREFILL: Shader = shader!("attention_prefill", trusted: true, product: false);
+pub const ATTENTION_PREFILL: Shader = Shader {
+    kv: KvSide::Read,
+    ..shader!("attention_prefill", trusted: true, product: false)
+};
 /// Split-KV attention for decode, with its reduce pass.
-pub const ATTENTION_DECODE: Shader = shader!("attention_decode", trusted: true, product: false);
+pub const ATTENTION_DECODE: Shader = Shader {
+    kv: KvSide::Read,
+    ..shader!("attention_decode", trusted: true, product: false)
+};
 /// SwiGLU activation.
 pub const SWIGLU: Shader = shader!("swiglu", trusted: true, product: false);
 /// Buffer copy (bandwidth probe, residual reset).
@@ -138,11 +176,17 @@ pub const MATMUL_COOP8: Shader = shader!("matmul_coop8", "matmul_coop", trusted:
 pub const MATMUL_COOP16: Shader = shader!("matmul_coop16", "matmul_coop", trusted: true,
     product: true, prelude: coop_prelude!("16"));
 /// Prefill attention on 8 × 8 cooperative matrices.
-pub const ATTENTION_PREFILL_COOP8: Shader = shader!("attention_prefill_coop8",
-    "attention_prefill_coop", trusted: true, product: false, prelude: coop_prelude!("8"));
+pub const ATTENTION_PREFILL_COOP8: Shader = Shader {
+    kv: KvSide::Read,
+    ..shader!("attention_prefill_coop8", "attention_prefill_coop", trusted: true,
+        product: false, prelude: coop_prelude!("8"))
+};
 /// Prefill attention on 16 × 16 cooperative matrices.
-pub const ATTENTION_PREFILL_COOP16: Shader = shader!("attention_prefill_coop16",
-    "attention_prefill_coop", trusted: true, product: false, prelude: coop_prelude!("16"));
+pub const ATTENTION_PREFILL_COOP16: Shader = Shader {
+    kv: KvSide::Read,
+    ..shader!("attention_prefill_coop16", "attention_prefill_coop", trusted: true,
+        product: false, prelude: coop_prelude!("16"))
+};
 /// Cooperative multiply-accumulate chain probe on 8 × 8 matrices.
 pub const MATRIX_PROBE8: Shader = shader!("matrix_probe8", "matrix_probe", trusted: true,
     product: false, prelude: coop_prelude!("8"));
@@ -188,6 +232,25 @@ pub const ALL: &[Shader] = &[
     MLA,
     HEAD_MATMUL,
 ];
+
+/// The WGSL of a KV cache format for a shader that touches the cache on `side`
+/// (`shaders/common/kv/`); empty for the others.
+fn kv_prelude(side: KvSide, kv: KvDtype) -> &'static str {
+    macro_rules! kv {
+        ($file:literal) => {
+            include_str!(concat!("../../shaders/common/kv/", $file, ".wgsl"))
+        };
+    }
+    match (side, kv) {
+        (KvSide::None, _) => "",
+        (KvSide::Read, KvDtype::F32) => kv!("read_f32"),
+        (KvSide::Read, KvDtype::F16) => kv!("read_f16"),
+        (KvSide::Read, KvDtype::Q8_0) => kv!("read_q8_0"),
+        (KvSide::Write, KvDtype::F32) => kv!("write_f32"),
+        (KvSide::Write, KvDtype::F16) => kv!("write_f16"),
+        (KvSide::Write, KvDtype::Q8_0) => kv!("write_q8_0"),
+    }
+}
 
 /// The WGSL of a weight format for the product kernels: the directive it needs, and its
 /// `shaders/common/weights/` file (the storage type `wword` and the unpacking functions
@@ -295,17 +358,27 @@ mod tests {
     fn every_shader_validates_with_naga() {
         use wgpu::naga;
         for shader in ALL {
+            let kvs: &[KvDtype] = match shader.kv {
+                KvSide::None => &[KvDtype::F32],
+                _ => &KvDtype::ALL,
+            };
             for dtype in WeightDtype::ALL {
-                let source = shader.source_for(dtype);
-                let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
-                    panic!("{} ({dtype:?}): {}", shader.path, e.emit_to_string(&source))
-                });
-                naga::valid::Validator::new(
-                    naga::valid::ValidationFlags::all(),
-                    naga::valid::Capabilities::all(),
-                )
-                .validate(&module)
-                .unwrap_or_else(|e| panic!("{} ({dtype:?}): {e:?}", shader.path));
+                for &kv in kvs {
+                    let source = shader.source_with(dtype, kv);
+                    let module = naga::front::wgsl::parse_str(&source).unwrap_or_else(|e| {
+                        panic!(
+                            "{} ({dtype:?}, KV {kv:?}): {}",
+                            shader.path,
+                            e.emit_to_string(&source)
+                        )
+                    });
+                    naga::valid::Validator::new(
+                        naga::valid::ValidationFlags::all(),
+                        naga::valid::Capabilities::all(),
+                    )
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{} ({dtype:?}, KV {kv:?}): {e:?}", shader.path));
+                }
             }
         }
     }

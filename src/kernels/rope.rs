@@ -1,6 +1,6 @@
 //! `shaders/rope_cache.wgsl`: rotary position embedding of q and k, and the KV-cache write.
 
-use super::{ROPE_CACHE, WeightDtype};
+use super::{KvDtype, ROPE_CACHE, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 
 /// RoPE base frequency (the original RoFormer / Llama 2 value).
@@ -24,6 +24,8 @@ pub struct RopeGeometry {
     pub head_dim: u32,
     /// Positions each cache holds per sequence and head.
     pub cache_len: u32,
+    /// Storage format of the caches: the kernel rounds or quantizes k and v into it.
+    pub kv: KvDtype,
 }
 
 impl RopeGeometry {
@@ -32,12 +34,16 @@ impl RopeGeometry {
         (self.n_heads + 2 * self.n_kv_heads) * self.head_dim
     }
 
-    /// Floats in one layer's K (or V) cache for `batch` sequences.
-    pub fn cache_floats(&self, batch: u32) -> u64 {
-        u64::from(batch)
-            * u64::from(self.n_kv_heads)
-            * u64::from(self.cache_len)
-            * u64::from(self.head_dim)
+    /// Cached rows (one head at one position) of one layer's K (or V) cache for `batch`
+    /// sequences.
+    pub fn cache_rows(&self, batch: u32) -> u64 {
+        u64::from(batch) * u64::from(self.n_kv_heads) * u64::from(self.cache_len)
+    }
+
+    /// Bytes of one layer's K (or V) cache for `batch` sequences, in [`Self::kv`]'s layout.
+    pub fn cache_bytes(&self, batch: u32) -> u64 {
+        self.kv
+            .buffer_bytes(self.cache_rows(batch), self.head_dim as usize)
     }
 }
 
@@ -71,22 +77,33 @@ fn inv_freq(i: usize, head_dim: usize) -> f64 {
     THETA.powf(-2.0 * i as f64 / head_dim as f64)
 }
 
-/// The RoPE + cache-write kernel.
+/// The RoPE + cache-write kernel, in every KV format (its pipelines are built on first use of
+/// each: the context caches them).
 pub struct RopeCache {
-    pipeline: wgpu::ComputePipeline,
     wg: u32,
 }
 
 impl RopeCache {
-    /// Builds the pipeline.
+    /// Builds the pipeline of the f32 cache (a shader or constant the driver rejects fails
+    /// here, not at the first dispatch).
     pub fn new(ctx: &GpuContext, wg: u32) -> anyhow::Result<Self> {
-        let pipeline = ctx.pipeline(
+        let kernel = Self { wg };
+        kernel.pipeline(ctx, KvDtype::F32, "rope_cache")?;
+        Ok(kernel)
+    }
+
+    fn pipeline(
+        &self,
+        ctx: &GpuContext,
+        kv: KvDtype,
+        entry: &str,
+    ) -> anyhow::Result<wgpu::ComputePipeline> {
+        ctx.pipeline_kv(
             &ROPE_CACHE,
-            WeightDtype::F32,
-            "rope_cache",
-            &[("WG", f64::from(wg))],
-        )?;
-        Ok(Self { pipeline, wg })
+            (WeightDtype::F32, kv),
+            entry,
+            &[("WG", f64::from(self.wg))],
+        )
     }
 
     /// Rotates the first `g.tokens` rows of `qkv` in place and writes their k and v into the
@@ -111,17 +128,11 @@ impl RopeCache {
                 && rows.size() >= u64::from(g.tokens) * 8
                 && qkv.size() >= u64::from(g.tokens) * u64::from(g.qkv_stride()) * 4
                 && rope.size() >= u64::from(g.cache_len) * u64::from(g.head_dim / 2) * 8
-                && k_cache.size() >= g.cache_floats(sequences) * 4
-                && v_cache.size() >= g.cache_floats(sequences) * 4,
+                && k_cache.size() >= g.cache_bytes(sequences)
+                && v_cache.size() >= g.cache_bytes(sequences),
             "rope rows: buffers too small for {g:?}"
         );
-        // The context caches pipelines: only the first call builds it.
-        let pipeline = ctx.pipeline(
-            &ROPE_CACHE,
-            WeightDtype::F32,
-            "rope_cache_rows",
-            &[("WG", f64::from(self.wg))],
-        )?;
+        let pipeline = self.pipeline(ctx, g.kv, "rope_cache_rows")?;
         let params = Params {
             tokens: g.tokens,
             seq_len: 1,
@@ -167,10 +178,11 @@ impl RopeCache {
         anyhow::ensure!(
             qkv.size() >= u64::from(g.tokens) * u64::from(g.qkv_stride()) * 4
                 && rope.size() >= positions * u64::from(g.head_dim / 2) * 8
-                && k_cache.size() >= g.cache_floats(batch) * 4
-                && v_cache.size() >= g.cache_floats(batch) * 4,
+                && k_cache.size() >= g.cache_bytes(batch)
+                && v_cache.size() >= g.cache_bytes(batch),
             "rope buffers too small for {g:?}"
         );
+        let pipeline = self.pipeline(ctx, g.kv, "rope_cache")?;
         let params = Params {
             tokens: g.tokens,
             seq_len: g.seq_len,
@@ -187,7 +199,7 @@ impl RopeCache {
             g.tokens,
         ];
         ctx.dispatch(
-            &self.pipeline,
+            &pipeline,
             &params,
             &[(1, qkv), (2, rope), (3, k_cache), (4, v_cache)],
             groups,
@@ -229,148 +241,152 @@ mod gpu_tests {
     use crate::kernels::layout::random_values;
     use crate::kernels::verify::{NMSE_F32, compare};
 
+    /// Head widths of one q8_0 block padded (12: rows of 34 bytes, so every other row starts
+    /// mid-word and neighbouring rows share a word), two blocks the second padded (40) and two
+    /// whole blocks (64).
+    const HEAD_DIMS: [u32; 3] = [12, 40, 64];
+
+    fn to64(x: &[f32]) -> Vec<f64> {
+        x.iter().map(|&v| f64::from(v)).collect()
+    }
+
+    /// What a cache in `kv` holds for `values` (rows of `hd`), in f64: the host's own rounding
+    /// or quantization of the values the reference computed.
+    fn stored(kv: KvDtype, values: &[f64], hd: usize) -> Vec<f64> {
+        let f: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        to64(&kv.quantize_rows(&f, hd))
+    }
+
     /// Prefill-style (several tokens per sequence from 0) and decode-style (one token at a
-    /// depth) calls: rotated q in place, rotated k and raw v at the right cache slots.
+    /// depth) calls in every KV format: rotated q in place, rotated k and raw v stored at the
+    /// right cache rows as the format holds them, and the rows around them (synthetic history,
+    /// sharing words with the written rows in q8_0) unchanged.
     #[test]
     fn rotates_q_and_fills_the_caches() {
         let ctx = test_context();
         let kernel = RopeCache::new(ctx, 64).unwrap();
-        for (batch, seq_len, pos_base) in [(2u32, 5u32, 0u32), (3, 1, 17)] {
-            let g = RopeGeometry {
-                tokens: batch * seq_len,
-                seq_len,
-                pos_base,
-                n_heads: 4,
-                n_kv_heads: 2,
-                head_dim: 12,
-                cache_len: 20,
-            };
-            let (hd, stride) = (g.head_dim as usize, g.qkv_stride() as usize);
-            let qkv = random_values(g.tokens as usize * stride, 51, 1.0);
-            let qkv_buf = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
-            let rope_buf = ctx
-                .storage_with(
-                    "rope",
-                    bytemuck::cast_slice(&table(g.cache_len as usize, hd)),
-                )
-                .unwrap();
-            let cache_bytes = g.cache_floats(batch) * 4;
-            let k_buf = ctx.storage_zeroed("k", cache_bytes).unwrap();
-            let v_buf = ctx.storage_zeroed("v", cache_bytes).unwrap();
-            let d = kernel
-                .dispatch(ctx, g, &qkv_buf, &rope_buf, &k_buf, &v_buf)
-                .unwrap();
-            ctx.execute(&d).unwrap();
-            let got_q = ctx.read_f32(&qkv_buf, qkv.len()).unwrap();
-            let got_k = ctx.read_f32(&k_buf, (cache_bytes / 4) as usize).unwrap();
-            let got_v = ctx.read_f32(&v_buf, (cache_bytes / 4) as usize).unwrap();
-
-            let (mut want_q, mut want_k, mut want_v) = (Vec::new(), Vec::new(), Vec::new());
-            let (mut have_q, mut have_k, mut have_v) = (Vec::new(), Vec::new(), Vec::new());
-            for t in 0..g.tokens as usize {
-                let (b, pos) = (
-                    t / seq_len as usize,
-                    pos_base as usize + t % seq_len as usize,
-                );
-                let row = &qkv[t * stride..(t + 1) * stride];
-                for h in 0..g.n_heads as usize {
-                    let mut x: Vec<f64> = row[h * hd..(h + 1) * hd]
-                        .iter()
-                        .map(|&v| f64::from(v))
-                        .collect();
-                    reference_rotate(&mut x, pos);
-                    want_q.extend(x);
-                    have_q
-                        .extend_from_slice(&got_q[t * stride + h * hd..t * stride + (h + 1) * hd]);
+        for kv in KvDtype::ALL {
+            for head_dim in HEAD_DIMS {
+                for (batch, seq_len, pos_base) in [(2u32, 5u32, 0u32), (3, 1, 17)] {
+                    let g = RopeGeometry {
+                        tokens: batch * seq_len,
+                        seq_len,
+                        pos_base,
+                        n_heads: 4,
+                        n_kv_heads: 2,
+                        head_dim,
+                        cache_len: 20,
+                        kv,
+                    };
+                    let rows = (0..g.tokens)
+                        .map(|t| [t / seq_len, pos_base + t % seq_len])
+                        .collect::<Vec<_>>();
+                    check(ctx, &kernel, g, batch, &rows, false);
                 }
-                for kv in 0..g.n_kv_heads as usize {
-                    let k_at = (g.n_heads as usize + kv) * hd;
-                    let v_at = (g.n_heads + g.n_kv_heads) as usize * hd + kv * hd;
-                    let mut x: Vec<f64> =
-                        row[k_at..k_at + hd].iter().map(|&v| f64::from(v)).collect();
-                    reference_rotate(&mut x, pos);
-                    want_k.extend(x);
-                    want_v.extend(row[v_at..v_at + hd].iter().map(|&v| f64::from(v)));
-                    let slot = ((b * g.n_kv_heads as usize + kv) * g.cache_len as usize + pos) * hd;
-                    have_k.extend_from_slice(&got_k[slot..slot + hd]);
-                    have_v.extend_from_slice(&got_v[slot..slot + hd]);
-                }
-            }
-            for (name, have, want) in [
-                ("q", have_q, want_q),
-                ("k", have_k, want_k),
-                ("v", have_v, want_v),
-            ] {
-                let c = compare(&have, &want, NMSE_F32, name.into());
-                assert!(
-                    c.failure.is_none(),
-                    "{name} batch {batch} seq {seq_len}: {c:?}"
-                );
             }
         }
     }
 
-    /// Rows at ragged (sequence, position): each row's q rotated for its position, its k and v
-    /// written at its own sequence and position, nothing else touched.
+    /// Rows at ragged (sequence, position), adjacent positions among them: each row's q
+    /// rotated for its position, its k and v stored at its own sequence and position, every
+    /// other cache row unchanged; in every KV format.
     #[test]
     fn rows_name_their_own_sequence_and_position() {
         let ctx = test_context();
         let kernel = RopeCache::new(ctx, 64).unwrap();
-        let rows: [[u32; 2]; 4] = [[1, 0], [1, 1], [0, 13], [2, 19]];
-        let g = RopeGeometry {
-            tokens: rows.len() as u32,
-            seq_len: 1,
-            pos_base: 0,
-            n_heads: 4,
-            n_kv_heads: 2,
-            head_dim: 12,
-            cache_len: 20,
-        };
-        let sequences = 3;
+        let rows: [[u32; 2]; 5] = [[1, 0], [1, 1], [0, 13], [2, 19], [1, 2]];
+        for kv in KvDtype::ALL {
+            for head_dim in HEAD_DIMS {
+                let g = RopeGeometry {
+                    tokens: rows.len() as u32,
+                    seq_len: 1,
+                    pos_base: 0,
+                    n_heads: 4,
+                    n_kv_heads: 2,
+                    head_dim,
+                    cache_len: 20,
+                    kv,
+                };
+                check(ctx, &kernel, g, 3, &rows, true);
+            }
+        }
+    }
+
+    /// Runs the kernel (`dispatch_rows` when `by_rows`, else `dispatch`) for `g` with qkv row t
+    /// at `rows[t]` = (sequence, position), over caches of `sequences` sequences that hold
+    /// synthetic history, and checks q and both whole caches against the reference.
+    fn check(
+        ctx: &GpuContext,
+        kernel: &RopeCache,
+        g: RopeGeometry,
+        sequences: u32,
+        rows: &[[u32; 2]],
+        by_rows: bool,
+    ) {
+        let kv = g.kv;
         let (hd, stride) = (g.head_dim as usize, g.qkv_stride() as usize);
-        let qkv = random_values(rows.len() * stride, 57, 1.0);
+        let qkv = random_values(g.tokens as usize * stride, 57, 1.0);
         let qkv_buf = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv)).unwrap();
-        let rows_buf = ctx
-            .storage_with("rows", bytemuck::cast_slice(&rows))
-            .unwrap();
         let rope_buf = ctx
             .storage_with(
                 "rope",
                 bytemuck::cast_slice(&table(g.cache_len as usize, hd)),
             )
             .unwrap();
-        let floats = g.cache_floats(sequences) as usize;
-        let k_buf = ctx.storage_zeroed("k", (floats * 4) as u64).unwrap();
-        let v_buf = ctx.storage_zeroed("v", (floats * 4) as u64).unwrap();
-        let d = kernel
-            .dispatch_rows(
-                ctx, g, sequences, &qkv_buf, &rows_buf, &rope_buf, &k_buf, &v_buf,
-            )
-            .unwrap();
+        let n_rows = g.cache_rows(sequences) as usize;
+        let history_k = random_values(n_rows * hd, 58, 0.5);
+        let history_v = random_values(n_rows * hd, 59, 0.5);
+        let upload = |label, x: &[f32]| {
+            let bytes = kv.encode_rows(x, hd);
+            assert_eq!(bytes.len() as u64, g.cache_bytes(sequences));
+            ctx.storage_with(label, &bytes).unwrap()
+        };
+        let k_buf = upload("k", &history_k);
+        let v_buf = upload("v", &history_v);
+        let d = if by_rows {
+            let rows_buf = ctx
+                .storage_with("rows", bytemuck::cast_slice(rows))
+                .unwrap();
+            kernel
+                .dispatch_rows(
+                    ctx, g, sequences, &qkv_buf, &rows_buf, &rope_buf, &k_buf, &v_buf,
+                )
+                .unwrap()
+        } else {
+            kernel
+                .dispatch(ctx, g, &qkv_buf, &rope_buf, &k_buf, &v_buf)
+                .unwrap()
+        };
         ctx.execute(&d).unwrap();
         let got_q = ctx.read_f32(&qkv_buf, qkv.len()).unwrap();
-        let got_k = ctx.read_f32(&k_buf, floats).unwrap();
-        let got_v = ctx.read_f32(&v_buf, floats).unwrap();
+        let read = |b: &wgpu::Buffer| {
+            let bytes = ctx.read_bytes(b, g.cache_bytes(sequences)).unwrap();
+            kv.decode_rows(&bytes, n_rows, hd)
+        };
+        let (got_k, got_v) = (read(&k_buf), read(&v_buf));
+
         let (nh, nkv) = (g.n_heads as usize, g.n_kv_heads as usize);
-        let mut want_q: Vec<f64> = qkv.iter().map(|&x| f64::from(x)).collect();
-        let mut want_k = vec![0.0f64; floats];
-        let mut want_v = vec![0.0f64; floats];
+        let mut want_q = to64(&qkv);
+        let mut want_k = stored(kv, &to64(&history_k), hd);
+        let mut want_v = stored(kv, &to64(&history_v), hd);
         for (t, &[seq, pos]) in rows.iter().enumerate() {
             let (seq, pos) = (seq as usize, pos as usize);
             for head in 0..nh + nkv {
                 let at = t * stride + head * hd;
-                let mut x: Vec<f64> = qkv[at..at + hd].iter().map(|&v| f64::from(v)).collect();
+                let mut x = to64(&qkv[at..at + hd]);
                 reference_rotate(&mut x, pos);
                 if head < nh {
                     want_q[at..at + hd].copy_from_slice(&x);
                 } else {
                     let kvh = head - nh;
                     let c = ((seq * nkv + kvh) * g.cache_len as usize + pos) * hd;
-                    want_k[c..c + hd].copy_from_slice(&x);
+                    want_k[c..c + hd].copy_from_slice(&stored(kv, &x, hd));
                     let v_at = t * stride + (nh + nkv + kvh) * hd;
-                    for i in 0..hd {
-                        want_v[c + i] = f64::from(qkv[v_at + i]);
-                    }
+                    want_v[c..c + hd].copy_from_slice(&stored(
+                        kv,
+                        &to64(&qkv[v_at..v_at + hd]),
+                        hd,
+                    ));
                 }
             }
         }
@@ -380,7 +396,10 @@ mod gpu_tests {
             (&got_v, &want_v, "v cache"),
         ] {
             let c = compare(got, want, NMSE_F32, what.into());
-            assert!(c.failure.is_none(), "{what}: {c:?}");
+            assert!(
+                c.failure.is_none(),
+                "{kv:?} {g:?} by rows {by_rows} {what}: {c:?}"
+            );
         }
     }
 }

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 
 use crate::gpu::{Dispatch, GpuContext};
+use crate::kernels::KvDtype;
 use crate::kernels::attention::{DecodeAttention, Heads, PrefillAttentionRows};
 use crate::kernels::layout::{pad_matrix, padded_cols};
 use crate::kernels::rmsnorm::NormRows;
@@ -33,24 +34,23 @@ pub struct EngineSize {
     pub max_rows: u32,
 }
 
-/// KV-cache and activation bytes of an engine of `size` for `shape` over `layers` layers, for
-/// planning: (bytes in all, largest single buffer).
+/// KV-cache (in `kv`) and activation bytes of an engine of `size` for `shape` over `layers`
+/// layers, for planning: (bytes in all, largest single buffer).
 pub fn engine_bytes(
     shape: &ModelShape,
     layers: u32,
     size: EngineSize,
-    split_len: u32,
+    (split_len, kv): (u32, KvDtype),
 ) -> (u64, u64) {
     let t = u64::from(size.max_rows);
     let dp = padded_cols(shape.d_model as usize) as u64;
     let fp = padded_cols(shape.d_ff as usize) as u64;
     let vp = padded_cols(shape.vocab as usize) as u64;
     let slots = u64::from(size.slots);
-    let cache = slots
-        * u64::from(shape.n_kv_heads)
-        * u64::from(size.cache_len)
-        * u64::from(shape.head_dim)
-        * 4;
+    let cache = kv.buffer_bytes(
+        slots * u64::from(shape.n_kv_heads) * u64::from(size.cache_len),
+        shape.head_dim as usize,
+    );
     let partials = slots
         * u64::from(shape.n_heads)
         * u64::from(size.cache_len.div_ceil(split_len))
@@ -122,14 +122,10 @@ impl<'a> Engine<'a> {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: loaded.0.model.kv,
         };
         let cfg = &loaded.1.config;
-        let cache_bytes = f32s(
-            size.slots as usize
-                * s.n_kv_heads as usize
-                * size.cache_len as usize
-                * s.head_dim as usize,
-        );
+        let cache_bytes = heads.cache_bytes(size.slots);
         let mut caches = Vec::with_capacity(layers);
         for _ in 0..layers {
             caches.push((
@@ -246,6 +242,7 @@ impl<'a> Engine<'a> {
             n_kv_heads: s.n_kv_heads,
             head_dim: s.head_dim,
             cache_len: self.size.cache_len,
+            kv: weights.model.kv,
         };
         let mut list =
             vec![
@@ -387,11 +384,20 @@ mod gpu_tests {
     /// chunk in its own sequence at positions 0.. and the decode row does not disturb it.
     #[test]
     fn a_chunk_in_a_shared_cache_matches_the_reference_prefill() {
+        for kv in KvDtype::ALL {
+            chunk_beside_a_decode_row(kv);
+        }
+    }
+
+    /// [`a_chunk_in_a_shared_cache_matches_the_reference_prefill`] with the caches in `kv`
+    /// (tiny's head_dim 24: one padded q8_0 block per row).
+    fn chunk_beside_a_decode_row(kv: KvDtype) {
         let ctx = test_context();
         let model = SyntheticModel {
             shape: presets::find("tiny").unwrap().shape,
             dtype: crate::kernels::WeightDtype::F32,
             expert_dtype: crate::kernels::WeightDtype::F32,
+            kv,
             shared_layers: false,
         };
         let layers = model.shape.n_layers;
@@ -431,6 +437,6 @@ mod gpu_tests {
             },
         );
         let c = compare(&got, &want.hidden, NMSE_F32_MODEL, "engine prefill".into());
-        assert!(c.failure.is_none(), "{c:?}");
+        assert!(c.failure.is_none(), "KV {kv:?}: {c:?}");
     }
 }

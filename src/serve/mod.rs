@@ -378,7 +378,7 @@ pub fn run(
         &shape,
         session.layers_run,
         size,
-        planned.config.decode_split_len,
+        (planned.config.decode_split_len, session.model.kv),
     );
     let gib = |b: u64| b as f64 / f64::from(1u32 << 30);
     if largest > facts.max_binding_bytes() {

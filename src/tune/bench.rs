@@ -6,7 +6,6 @@
 
 use super::{Effort, Target, Trial};
 use crate::gpu::{Dispatch, GpuContext, PassRecorder};
-use crate::kernels::WeightDtype;
 use crate::kernels::attention::{
     self, AttentionTiles, DecodeAttention, DecodeAttentionLayout, Heads, PrefillAttention,
     RandomInputs,
@@ -17,6 +16,7 @@ use crate::kernels::rmsnorm::{self, NormRows, RmsNorm};
 use crate::kernels::rope::{self, RopeCache, RopeGeometry};
 use crate::kernels::swiglu::{self, SwiGlu};
 use crate::kernels::verify::{self, compare};
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, flops};
 
 /// Most timed launches per candidate (after one untimed), and the time they should take, by
@@ -208,6 +208,7 @@ impl<'a> Bench<'a> {
             window: 0,
             sinks: false,
             score_dim: 0,
+            kv: KvDtype::F32,
         }
     }
 
@@ -297,6 +298,8 @@ impl<'a> Bench<'a> {
             n_kv_heads: s.n_kv_heads,
             head_dim: s.head_dim,
             cache_len: pass.cache_len(),
+            // Tuned on an f32 cache: the configuration serves every KV format.
+            kv: KvDtype::F32,
         }
     }
 
@@ -323,8 +326,8 @@ impl<'a> Bench<'a> {
                 "rope",
                 bytemuck::cast_slice(&rope::table(g.cache_len as usize, g.head_dim as usize)),
             )?;
-            let k = ctx.storage_zeroed("k", g.cache_floats(batch) * 4)?;
-            let v = ctx.storage_zeroed("v", g.cache_floats(batch) * 4)?;
+            let k = ctx.storage_zeroed("k", g.cache_bytes(batch))?;
+            let v = ctx.storage_zeroed("v", g.cache_bytes(batch))?;
             Ok(vec![kernel.dispatch(ctx, g, &qkv, &table, &k, &v)?])
         })
     }
@@ -449,12 +452,13 @@ fn check_rope(ctx: &GpuContext, kernel: &RopeCache) -> anyhow::Result<()> {
         n_kv_heads: 1,
         head_dim: 12,
         cache_len: 9,
+        kv: KvDtype::F32,
     };
     let (hd, stride) = (g.head_dim as usize, g.qkv_stride() as usize);
     let qkv = random_values(g.tokens as usize * stride, 23, 1.0);
     let qkv_buf = ctx.storage_with("qkv", bytemuck::cast_slice(&qkv))?;
     let table = ctx.storage_with("rope", bytemuck::cast_slice(&rope::table(9, hd)))?;
-    let bytes = g.cache_floats(2) * 4;
+    let bytes = g.cache_bytes(2);
     let (k_buf, v_buf) = (
         ctx.storage_zeroed("k", bytes)?,
         ctx.storage_zeroed("v", bytes)?,
@@ -544,6 +548,7 @@ fn check_decode_attention(
         window: 0,
         sinks: false,
         score_dim: 0,
+        kv: KvDtype::F32,
     };
     let kernel = DecodeAttention::new(ctx, heads, layout, wg, split_len)?;
     ensure_correct(attention::verify_decode(ctx, &kernel, (1, 77), 10)?)
@@ -563,6 +568,7 @@ fn check_prefill_attention(
         window: 0,
         sinks: false,
         score_dim: 0,
+        kv: KvDtype::F32,
     };
     let kernel = PrefillAttention::new(ctx, heads, wg, tiles)?;
     ensure_correct(attention::verify_prefill(ctx, &kernel, (1, 19), 16)?)

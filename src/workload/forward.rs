@@ -35,9 +35,9 @@ use crate::kernels::moe::{ExpertProduct, MoeKernels, RouteLayout};
 use crate::kernels::rmsnorm::{NormRows, RmsNorm};
 use crate::kernels::rope::{self, RopeCache, RopeGeometry};
 use crate::kernels::swiglu::SwiGlu;
-use crate::kernels::{KernelConfig, WeightDtype};
+use crate::kernels::{KernelConfig, KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase};
-use tokbench_core::dtype::WeightFormats;
+use tokbench_core::dtype::Formats;
 
 /// The kernels a forward pass uses, built once per device, weight type and configuration.
 pub struct Kernels {
@@ -60,7 +60,7 @@ impl Kernels {
     pub fn new(
         ctx: &GpuContext,
         config: KernelConfig,
-        formats: WeightFormats,
+        formats: Formats,
         every_row_on_tiles: bool,
     ) -> anyhow::Result<Self> {
         Ok(Self {
@@ -95,12 +95,13 @@ pub struct BufferNeed {
     pub count: u64,
 }
 
-/// Every buffer a pass through `layers` layers allocates besides the weights.
+/// Every buffer a pass through `layers` layers allocates besides the weights, with its KV
+/// caches in `kv` (multi-head latent attention's latent cache is f32 whatever `kv`).
 pub fn activation_buffers(
     shape: &ModelShape,
     layers: u32,
     pass: Pass,
-    split_len: u32,
+    (split_len, kv): (u32, KvDtype),
 ) -> Vec<BufferNeed> {
     let t = pass.rows() as u64;
     let b = u64::from(pass.batch);
@@ -123,7 +124,10 @@ pub fn activation_buffers(
             ),
             need(
                 "KV cache",
-                b * u64::from(shape.n_kv_heads) * cache_len * u64::from(shape.head_dim) * 4,
+                kv.buffer_bytes(
+                    b * u64::from(shape.n_kv_heads) * cache_len,
+                    shape.head_dim as usize,
+                ),
                 2 * u64::from(layers),
             ),
         ]);
@@ -242,13 +246,13 @@ pub fn route_layout(shape: &ModelShape, pass: Pass) -> RouteLayout {
     }
 }
 
-/// Checks that every buffer of a pass fits one binding and the grid limits; the error names the
-/// flag to change.
+/// Checks that every buffer of a pass (KV caches in `kv`) fits one binding and the grid limits;
+/// the error names the flag to change.
 pub fn check_bindings(
     device: &DeviceFacts,
     shape: &ModelShape,
     pass: Pass,
-    split_len: u32,
+    (split_len, kv): (u32, KvDtype),
 ) -> Result<(), InputError> {
     let what = match pass.phase {
         Phase::Prefill => "--batch or --prompt-len",
@@ -266,7 +270,7 @@ pub fn check_bindings(
         )));
     }
     let limit = device.max_binding_bytes();
-    for need in activation_buffers(shape, 1, pass, split_len) {
+    for need in activation_buffers(shape, 1, pass, (split_len, kv)) {
         if need.bytes > limit {
             return Err(InputError::new(format!(
                 "{} batch {} length {}: the {} buffer needs {} MiB but this adapter binds at most {} MiB; reduce {what}",
@@ -401,7 +405,7 @@ impl ForwardPass {
         for l in 0..layers {
             caches.push(LayerCache::new(
                 ctx,
-                &s,
+                &model,
                 l,
                 (b, cache_len as usize),
                 filled,
@@ -428,6 +432,7 @@ impl ForwardPass {
             n_kv_heads: s.n_kv_heads,
             head_dim: s.head_dim,
             cache_len,
+            kv: model.kv,
         };
         // One attention kernel per attention span the layers have: full, and the window.
         let layers_run = weights.layers_run;
@@ -437,7 +442,7 @@ impl ForwardPass {
             if attentions.iter().all(|(w, _)| *w != window) {
                 let heads = match &mla {
                     Some(m) => m.heads(cache_len, window),
-                    None => heads_of(&s, cache_len, window),
+                    None => heads_of(&s, cache_len, window, model.kv),
                 };
                 attentions.push((window, Attention::new(ctx, cfg, heads, pass)?));
             }
@@ -667,14 +672,15 @@ enum LayerCache {
 
 impl LayerCache {
     /// Layer `l`'s cache for `batch` sequences of `cache_len` positions, the first `filled`
-    /// holding synthetic history.
+    /// holding synthetic history; K and V in the model's KV format.
     fn new(
         ctx: &GpuContext,
-        s: &ModelShape,
+        model: &SyntheticModel,
         l: usize,
         (batch, cache_len): (usize, usize),
         filled: usize,
     ) -> anyhow::Result<Self> {
+        let s = &model.shape;
         let upload = |label, data: Vec<f32>| ctx.storage_with(label, bytemuck::cast_slice(&data));
         if s.is_mla() {
             let dims = [batch, 1, cache_len, MlaDims::of(s).row() as usize];
@@ -684,9 +690,13 @@ impl LayerCache {
             )?));
         }
         let dims = [batch, s.n_kv_heads as usize, cache_len, s.head_dim as usize];
+        let encoded = |label, value| {
+            let values = initial_cache(l, value, dims, filled);
+            ctx.storage_with(label, &model.kv.encode_rows(&values, dims[3]))
+        };
         Ok(Self::Kv(
-            upload("k-cache", initial_cache(l, false, dims, filled))?,
-            upload("v-cache", initial_cache(l, true, dims, filled))?,
+            encoded("k-cache", false)?,
+            encoded("v-cache", true)?,
         ))
     }
 }
@@ -780,6 +790,8 @@ impl MlaPass {
             window,
             sinks: self.sinks,
             score_dim: d.q_head(),
+            // The latent cache and the decompressed K and V are f32 (see `--kv-dtype`).
+            kv: KvDtype::F32,
         }
     }
 
@@ -1115,9 +1127,9 @@ fn moe_block(
     Ok(())
 }
 
-/// The heads of a layer of `s` whose caches hold `cache_len` positions and whose attention
-/// spans `window` positions (0: all).
-pub(crate) fn heads_of(s: &ModelShape, cache_len: u32, window: u32) -> Heads {
+/// The heads of a layer of `s` whose caches hold `cache_len` positions in `kv` and whose
+/// attention spans `window` positions (0: all).
+pub(crate) fn heads_of(s: &ModelShape, cache_len: u32, window: u32, kv: KvDtype) -> Heads {
     Heads {
         n_heads: s.n_heads,
         n_kv_heads: s.n_kv_heads,
@@ -1126,6 +1138,7 @@ pub(crate) fn heads_of(s: &ModelShape, cache_len: u32, window: u32) -> Heads {
         window,
         sinks: s.attention_sinks > 0,
         score_dim: 0,
+        kv,
     }
 }
 

@@ -68,6 +68,8 @@ pub struct TokenDescription {
     pub layers_run: u32,
     /// True when every layer reads the same weights.
     pub weights_shared_across_layers: bool,
+    /// Storage format of the KV cache.
+    pub kv_dtype: crate::kernels::KvDtype,
     /// What the routers did, once the pass ran (mixture-of-experts models).
     pub experts: Option<crate::result::ExpertsRecord>,
 }

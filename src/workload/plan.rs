@@ -10,11 +10,11 @@ use super::token::{ModelSession, TokenWorkload};
 use super::weights::{head_bytes, layers_bytes};
 use crate::InputError;
 use crate::gpu::{Device, DeviceFacts};
-use crate::kernels::{KernelConfig, WeightDtype};
+use crate::kernels::{KernelConfig, KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, presets};
 use crate::result::ModelPlan;
 use crate::tune::{MathChoice, Tuning};
-use tokbench_core::dtype::WeightFormats;
+use tokbench_core::dtype::Formats;
 use tokbench_core::kernel_config::MathRequest;
 
 /// What the user asked for.
@@ -33,8 +33,10 @@ pub struct ModelRequest {
     /// Weight format; `None` takes the device's default ([`resolve_dtype`]).
     pub dtype: Option<WeightDtype>,
     /// The routed experts' format (`--expert-dtype`); `None` takes the preset's own, else
-    /// `dtype` ([`WeightFormats::for_model`]).
+    /// `dtype` ([`Formats::for_model`]).
     pub expert_dtype: Option<WeightDtype>,
+    /// KV cache format; `None` takes the device's default ([`resolve_kv_dtype`]).
+    pub kv_dtype: Option<KvDtype>,
     /// Cap on layers run.
     pub layers: Option<u32>,
     /// Device memory to plan for, overriding what tokbench can find out.
@@ -114,6 +116,7 @@ pub fn default_preset(
             shape: p.shape,
             dtype,
             expert_dtype: p.expert_dtype.unwrap_or(dtype),
+            kv: KvDtype::F32,
             shared_layers: false,
         };
         let bytes = layers_bytes(&model, p.shape.n_layers, false) + head_bytes(&model);
@@ -206,6 +209,64 @@ fn runnable(flag: &str, dtype: WeightDtype, facts: &DeviceFacts) -> Result<(), I
     Ok(())
 }
 
+/// The KV cache format the adapter takes when none is asked for: f16 where it has SHADER_F16
+/// (as for weights), else f32. The kernels pack f16 into u32 words with WGSL's core
+/// `pack2x16float`, so an f16 cache asked for runs on any adapter; only the default follows the
+/// feature, as the issue asks.
+pub fn default_kv_dtype(facts: &DeviceFacts) -> KvDtype {
+    if facts.has(wgpu::Features::SHADER_F16) {
+        KvDtype::F16
+    } else {
+        KvDtype::F32
+    }
+}
+
+/// The KV cache format a run of `shape` uses: `requested`, or, when none is,
+/// [`default_kv_dtype`] (with a note saying which and why for `notes`). Multi-head latent
+/// attention keeps its latent cache (and the keys and values decompressed from it) in f32: a
+/// shape with MLA takes f32, and any other format asked for is an input error.
+pub fn resolve_kv_dtype(
+    requested: Option<KvDtype>,
+    facts: &DeviceFacts,
+    shape: &ModelShape,
+) -> Result<(KvDtype, Option<String>), InputError> {
+    if shape.is_mla() {
+        return match requested {
+            None | Some(KvDtype::F32) => Ok((
+                KvDtype::F32,
+                requested.is_none().then(|| {
+                    "no --kv-dtype given: f32 KV cache, as multi-head latent attention keeps its \
+                     latent cache in f32"
+                        .into()
+                }),
+            )),
+            Some(kv) => Err(InputError::new(format!(
+                "--kv-dtype {}: multi-head latent attention keeps its latent cache in f32 (f16 \
+                 and q8_0 caches are for grouped-query attention); use --kv-dtype f32 or leave \
+                 the flag out",
+                kv.name()
+            ))),
+        };
+    }
+    Ok(match requested {
+        Some(kv) => (kv, None),
+        None => {
+            let kv = default_kv_dtype(facts);
+            let why = match kv {
+                KvDtype::F16 => "as the adapter has SHADER_F16",
+                _ => "as the adapter has no SHADER_F16",
+            };
+            (
+                kv,
+                Some(format!(
+                    "no --kv-dtype given: {} KV cache, {why}",
+                    kv.name()
+                )),
+            )
+        }
+    })
+}
+
 /// Validates `req` against the device, chooses the kernels (tuning them on the GPU when the
 /// cache has nothing; messages go to `say`; the mock device keeps the tier defaults) and
 /// builds its workloads.
@@ -239,9 +300,11 @@ pub fn plan(
         }
     };
     shape.validate()?;
-    let formats = WeightFormats::for_model(
+    let (kv, kv_note) = resolve_kv_dtype(req.kv_dtype, &facts, &shape)?;
+    notes.extend(kv_note);
+    let formats = Formats::for_model(
         &shape,
-        dtype,
+        (dtype, kv),
         req.expert_dtype,
         presets::find(&preset).ok().and_then(|p| p.expert_dtype),
     )?;
@@ -259,22 +322,33 @@ pub fn plan(
     let defaults = KernelConfig::default_for(facts.traits());
     let passes = Pass::sweep(&req.phases, &req.batches, req.prompt_len, &req.depths);
     for &pass in &passes {
-        super::forward::check_bindings(&facts, &shape, pass, defaults.decode_split_for(pass.len))?;
+        super::forward::check_bindings(
+            &facts,
+            &shape,
+            pass,
+            (defaults.decode_split_for(pass.len), kv),
+        )?;
     }
 
     let mut model = SyntheticModel {
         shape,
         dtype,
         expert_dtype: formats.experts,
+        kv,
         shared_layers: false,
     };
     let activations = passes
         .iter()
         .map(|&p| {
-            activation_buffers(&shape, layers_run, p, defaults.decode_split_for(p.len))
-                .iter()
-                .map(|b| b.bytes * b.count)
-                .sum::<u64>()
+            activation_buffers(
+                &shape,
+                layers_run,
+                p,
+                (defaults.decode_split_for(p.len), kv),
+            )
+            .iter()
+            .map(|b| b.bytes * b.count)
+            .sum::<u64>()
         })
         .max()
         .unwrap_or(0);
@@ -328,7 +402,12 @@ pub fn plan(
         ),
     };
     for &pass in &passes {
-        super::forward::check_bindings(&facts, &shape, pass, config.decode_split_for(pass.len))?;
+        super::forward::check_bindings(
+            &facts,
+            &shape,
+            pass,
+            (config.decode_split_for(pass.len), kv),
+        )?;
     }
     let matrix_probe = math.coop.as_ref().map(|s| s.sizes[0]);
     let session = ModelSession::new(
@@ -337,6 +416,7 @@ pub fn plan(
         layers_run,
         config.clone(),
         (math, config_source.clone()),
+        default_kv_dtype(&facts),
     );
     let workloads = passes
         .iter()
@@ -352,6 +432,7 @@ pub fn plan(
         model: shape,
         dtype,
         expert_dtype: formats.distinct_experts(),
+        kv_dtype: Some(kv),
         layers_run,
         weights_shared_across_layers: model.shared_layers,
         phases: req.phases.clone(),
@@ -386,12 +467,69 @@ mod tests {
             depths: vec![64],
             dtype: Some(WeightDtype::F32),
             expert_dtype: None,
+            kv_dtype: None,
             layers: None,
             memory_bytes: Some((memory_gib * f64::from(1u32 << 30)) as u64),
             tuning: Tuning::Defaults,
             math: MathRequest::Auto,
             cpu_cache_bytes: None,
         }
+    }
+
+    /// The KV format: the adapter's default unless asked (the notes say which), the one asked
+    /// for recorded in the plan and named in the workloads' ids; MLA refuses any but f32
+    /// before any device work.
+    #[test]
+    fn kv_dtype_resolves_is_recorded_and_mla_refuses_packed_caches() {
+        let mock = MockDevice::new(MockMode::Instant, std::time::Duration::ZERO);
+        let ctx = Device::Mock(&mock);
+        let plain = plan(ctx, &request(8.0), &mut |_| {}).unwrap();
+        let default = default_kv_dtype(&ctx.facts());
+        assert_eq!(plain.plan.kv_dtype, Some(default));
+        let said = format!("no --kv-dtype given: {} KV cache", default.name());
+        assert!(
+            plain.notes.iter().any(|n| n.contains(&said)),
+            "{:?}",
+            plain.notes
+        );
+        use crate::workload::Workload;
+        let ids =
+            |p: &ModelWorkloads| -> Vec<String> { p.workloads.iter().map(|w| w.id()).collect() };
+        assert!(ids(&plain).iter().all(|id| !id.contains("-kv")));
+        let q8 = plan(
+            ctx,
+            &ModelRequest {
+                kv_dtype: Some(KvDtype::Q8_0),
+                ..request(8.0)
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(q8.plan.kv_dtype, Some(KvDtype::Q8_0));
+        assert!(
+            ids(&q8).iter().all(|id| id.ends_with("-kvq8_0")),
+            "{:?}",
+            ids(&q8)
+        );
+        let p = presets::find("tiny-mla").unwrap();
+        let mla = ModelRequest {
+            model: Some((p.name.into(), p.shape)),
+            kv_dtype: Some(KvDtype::Q8_0),
+            ..request(8.0)
+        };
+        let err = plan(ctx, &mla, &mut |_| {}).err().unwrap();
+        assert!(err.is::<InputError>(), "{err:#}");
+        assert!(err.to_string().contains("--kv-dtype q8_0"), "{err:#}");
+        let f32_mla = plan(
+            ctx,
+            &ModelRequest {
+                kv_dtype: None,
+                ..mla
+            },
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(f32_mla.plan.kv_dtype, Some(KvDtype::F32));
     }
 
     /// qwen2.5-0.5b in f32: about 1.9 GiB of weights for 24 layers, 0.6 GiB for one layer and

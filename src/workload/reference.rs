@@ -3,7 +3,7 @@
 //! small shapes (tiny, or a reduced copy of a large one).
 
 use super::synthetic::{Matrix, Norm, SyntheticModel, initial_cache, step_input_states};
-use crate::kernels::{attention, moe, rmsnorm, rope, swiglu};
+use crate::kernels::{KvDtype, attention, moe, rmsnorm, rope, swiglu};
 use crate::model::{Pass, Phase};
 
 /// Outputs of the reference pass.
@@ -159,14 +159,32 @@ fn gqa_attention(model: &SyntheticModel, l: usize, h: &mut [f64], pass: Pass, wi
     } = Rows::of(pass);
     let sinks = (s.attention_sinks > 0).then(|| model.sinks(l));
     let cache_dims = [b, nkv, cache_len, hd];
-    let mut k_cache: Vec<f64> = initial_cache(l, false, cache_dims, filled)
-        .into_iter()
-        .map(f64::from)
-        .collect();
-    let mut v_cache: Vec<f64> = initial_cache(l, true, cache_dims, filled)
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    // The cache holds every key and value as its format stores them: the history as encoded
+    // on the host, each new row as the cache-write kernel rounds or quantizes it (an f32 cache
+    // keeps the reference's f64 rows: the kernel's own rounding is what the gate measures).
+    let format = model.kv;
+    let stored = |row: &[f64]| -> Vec<f64> {
+        match format {
+            KvDtype::F32 => row.to_vec(),
+            _ => {
+                let f: Vec<f32> = row.iter().map(|&x| x as f32).collect();
+                format
+                    .quantize_rows(&f, row.len())
+                    .into_iter()
+                    .map(f64::from)
+                    .collect()
+            }
+        }
+    };
+    let history = |value| -> Vec<f64> {
+        format
+            .quantize_rows(&initial_cache(l, value, cache_dims, filled), hd)
+            .into_iter()
+            .map(f64::from)
+            .collect()
+    };
+    let mut k_cache = history(false);
+    let mut v_cache = history(true);
     let slot = |bi: usize, kv: usize, pos: usize| ((bi * nkv + kv) * cache_len + pos) * hd;
 
     let a = norm_rows(h, d, &model.norm(l, Norm::Attn));
@@ -178,9 +196,11 @@ fn gqa_attention(model: &SyntheticModel, l: usize, h: &mut [f64], pass: Pass, wi
         }
         for kv in 0..nkv {
             let at = slot(bi, kv, pos);
-            k_cache[at..at + hd].copy_from_slice(&row[q_dim + kv * hd..q_dim + (kv + 1) * hd]);
-            v_cache[at..at + hd]
-                .copy_from_slice(&row[q_dim + kv_dim + kv * hd..q_dim + kv_dim + (kv + 1) * hd]);
+            k_cache[at..at + hd]
+                .copy_from_slice(&stored(&row[q_dim + kv * hd..q_dim + (kv + 1) * hd]));
+            v_cache[at..at + hd].copy_from_slice(&stored(
+                &row[q_dim + kv_dim + kv * hd..q_dim + kv_dim + (kv + 1) * hd],
+            ));
         }
     }
     let mut attn = vec![0.0; t * q_dim];
@@ -412,6 +432,7 @@ mod tests {
             shape: find("tiny").unwrap().shape,
             dtype: WeightDtype::F32,
             expert_dtype: WeightDtype::F32,
+            kv: KvDtype::F32,
             shared_layers: false,
         };
         let pass = Pass {

@@ -2,10 +2,10 @@
 //! upload, the CPU reference and a spot check of one column all see the same numbers without
 //! ever holding a whole model on the host.
 
-use crate::kernels::WeightDtype;
 use crate::kernels::layout::{padded_cols, synthetic};
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::ModelShape;
-use tokbench_core::dtype::WeightFormats;
+use tokbench_core::dtype::Formats;
 
 /// The weight matrices of a layer, plus the LM head.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -174,6 +174,9 @@ pub struct SyntheticModel {
     pub dtype: WeightDtype,
     /// Format of the routed experts' matrices.
     pub expert_dtype: WeightDtype,
+    /// Storage format of the KV cache: the forward pass and the reference both hold cached
+    /// keys and values as [`KvDtype::quantize_rows`] gives them (MLA's latent cache is f32).
+    pub kv: KvDtype,
     /// All layers use layer 0's weights.
     pub shared_layers: bool,
 }
@@ -190,11 +193,12 @@ fn expert_seed(layer: usize, expert: u32, tensor: u64) -> u64 {
 const LM_LAYER: usize = 1 << 20;
 
 impl SyntheticModel {
-    /// The formats of its matrices, for the accounting.
-    pub fn formats(&self) -> WeightFormats {
-        WeightFormats {
+    /// The formats of its matrices and KV cache, for the accounting and the kernels.
+    pub fn formats(&self) -> Formats {
+        Formats {
             dense: self.dtype,
             experts: self.expert_dtype,
+            kv: self.kv,
         }
     }
 
@@ -341,7 +345,8 @@ pub fn step_input_states(rows: usize, d_model: usize, step: usize) -> Vec<f32> {
 }
 
 /// Initial cache contents of `layer` (K or V) for a decode pass: [batch, kv_head, pos, head_dim]
-/// with `cache_len` positions, of which the first `filled` hold synthetic values.
+/// with `cache_len` positions, of which the first `filled` hold synthetic values; before
+/// encoding into the cache's format (the reference takes [`KvDtype::quantize_rows`] of them).
 pub fn initial_cache(layer: usize, value: bool, dims: [usize; 4], filled: usize) -> Vec<f32> {
     let [batch, kv_heads, cache_len, hd] = dims;
     let s = seed(layer, if value { 13 } else { 12 });
@@ -364,6 +369,7 @@ mod tests {
             shape: find("tiny").unwrap().shape,
             dtype,
             expert_dtype: dtype,
+            kv: KvDtype::F32,
             shared_layers: false,
         }
     }

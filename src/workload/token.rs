@@ -15,8 +15,8 @@ use super::synthetic::SyntheticModel;
 use super::weights::GpuWeights;
 use super::{Description, Prepared, Progress, Stage, TokenDescription, Workload};
 use crate::gpu::{DeviceFacts, GpuContext, PassRecorder};
-use crate::kernels::KernelConfig;
 use crate::kernels::verify::{self, combine, compare};
+use crate::kernels::{KernelConfig, KvDtype};
 use crate::model::{ModelShape, Pass, Phase, accounting};
 use crate::result::Correctness;
 use crate::tune::MathChoice;
@@ -51,17 +51,22 @@ pub struct ModelSession {
     /// The math tiers open to the run, and where `config` came from (for each result's math
     /// record).
     pub math: (MathChoice, String),
+    /// The KV format the adapter takes by default ([`super::plan::resolve_kv_dtype`]): workload
+    /// ids name the cache's format only when it is another, so default runs keep their ids.
+    pub kv_default: KvDtype,
     loaded: RefCell<Option<Rc<(GpuWeights, Kernels)>>>,
 }
 
 impl ModelSession {
-    /// A session whose weights are not uploaded yet.
+    /// A session whose weights are not uploaded yet; `kv_default` is the KV format the
+    /// adapter takes when none is asked for.
     pub fn new(
         preset: String,
         model: SyntheticModel,
         layers_run: u32,
         config: KernelConfig,
         math: (MathChoice, String),
+        kv_default: KvDtype,
     ) -> Rc<Self> {
         Rc::new(Self {
             preset,
@@ -69,6 +74,7 @@ impl ModelSession {
             layers_run,
             config,
             math,
+            kv_default,
             loaded: RefCell::new(None),
         })
     }
@@ -141,8 +147,15 @@ impl Workload for TokenWorkload {
             Some(e) => format!("-experts-{}", e.name()),
             None => String::new(),
         };
+        // A cache other than the adapter's default is named ("-kvq8_0"), so runs of the same
+        // model in different KV formats never share an id; the default keeps the ids it had.
+        let kv = if s.model.kv == s.kv_default || s.model.shape.is_mla() {
+            String::new()
+        } else {
+            format!("-kv{}", s.model.kv.name())
+        };
         let id = format!(
-            "{}-{}-{}{experts}-b{}-{size}{layers}",
+            "{}-{}-{}{experts}-b{}-{size}{layers}{kv}",
             self.pass.phase.name(),
             s.preset,
             s.model.dtype.name(),
@@ -172,6 +185,7 @@ impl Workload for TokenWorkload {
                 model: s.model.shape,
                 layers_run: s.layers_run,
                 weights_shared_across_layers: s.model.shared_layers,
+                kv_dtype: s.model.kv,
                 experts: None,
             }),
         }
@@ -182,7 +196,10 @@ impl Workload for TokenWorkload {
             device,
             &self.session.model.shape,
             self.pass,
-            self.session.config.decode_split_for(self.pass.len),
+            (
+                self.session.config.decode_split_for(self.pass.len),
+                self.session.model.kv,
+            ),
         )?;
         Ok(())
     }
@@ -275,7 +292,7 @@ impl TokenWorkload {
             return None;
         }
         let shape = &s.model.shape;
-        let heads = super::forward::heads_of(shape, self.pass.cache_len(), 0);
+        let heads = super::forward::heads_of(shape, self.pass.cache_len(), 0, s.model.kv);
         Some(
             match crate::kernels::attention_coop::for_tiles(ctx, s.config.matmul.tiles, &heads) {
                 Ok((_, size)) => {
@@ -335,6 +352,7 @@ impl TokenWorkload {
             shape: reduced(&s.model.shape),
             dtype: s.model.dtype,
             expert_dtype: s.model.expert_dtype,
+            kv: s.model.kv,
             shared_layers: false,
         };
         let layers = REDUCED_LAYERS.min(s.layers_run);
@@ -518,6 +536,7 @@ mod tests {
             shape: r,
             dtype: crate::kernels::WeightDtype::F32,
             expert_dtype: crate::kernels::WeightDtype::F32,
+            kv: KvDtype::F32,
             shared_layers: false,
         };
         let pass = Pass {
@@ -544,26 +563,27 @@ mod gpu_tests {
     use crate::kernels::WeightDtype;
     use crate::model::ModelShape;
     use crate::model::presets::find;
-    use tokbench_core::dtype::WeightFormats;
+    use tokbench_core::dtype::Formats;
 
     fn workload(dtype: WeightDtype, pass: Pass) -> TokenWorkload {
-        workload_of("tiny", dtype, pass, false)
+        workload_of("tiny", (dtype, KvDtype::F32), pass, false)
     }
 
     /// `preset`'s model, all its layers, with weights shared across layers or not.
     fn workload_of(
         preset: &str,
-        formats: impl Into<WeightFormats>,
+        formats: impl Into<Formats>,
         pass: Pass,
         shared: bool,
     ) -> TokenWorkload {
         workload_for(preset, find(preset).unwrap().shape, formats, pass, shared)
     }
 
+    /// A model of `shape` with weights and KV cache in `formats`.
     fn workload_for(
         preset: &str,
         shape: ModelShape,
-        formats: impl Into<WeightFormats>,
+        formats: impl Into<Formats>,
         pass: Pass,
         shared: bool,
     ) -> TokenWorkload {
@@ -574,6 +594,7 @@ mod gpu_tests {
             shape,
             dtype,
             expert_dtype: formats.experts,
+            kv: formats.kv,
             shared_layers: shared,
         };
         let config = KernelConfig::default_for(ctx.traits());
@@ -586,6 +607,7 @@ mod gpu_tests {
                 shape.n_layers,
                 config,
                 (math, "test".into()),
+                KvDtype::F32,
             ),
             pass,
         }
@@ -626,16 +648,32 @@ mod gpu_tests {
     #[test]
     fn moe_and_windowed_presets_match_the_reference() {
         let passes = RAGGED_PASSES;
-        let mxfp4_experts = WeightFormats {
-            dense: WeightDtype::F32,
+        let mxfp4_experts = Formats {
             experts: WeightDtype::Mxfp4,
+            ..Formats::uniform(WeightDtype::F32, KvDtype::F32)
         };
         let cases = [
-            ("tiny-moe", WeightDtype::F32.into(), false),
-            ("tiny-moe", WeightDtype::Q4_0.into(), false),
+            (
+                "tiny-moe",
+                Formats::uniform(WeightDtype::F32, KvDtype::F32),
+                false,
+            ),
+            (
+                "tiny-moe",
+                Formats::uniform(WeightDtype::Q4_0, KvDtype::F32),
+                false,
+            ),
             ("tiny-moe", mxfp4_experts, false),
-            ("tiny-moe", WeightDtype::F32.into(), true),
-            ("tiny-swa", WeightDtype::F32.into(), false),
+            (
+                "tiny-moe",
+                Formats::uniform(WeightDtype::F32, KvDtype::F32),
+                true,
+            ),
+            (
+                "tiny-swa",
+                Formats::uniform(WeightDtype::F32, KvDtype::F32),
+                false,
+            ),
         ];
         let ctx = test_context();
         for (preset, dtype, shared) in cases {
@@ -689,6 +727,35 @@ mod gpu_tests {
         }
     }
 
+    /// Every KV format through the whole forward pass: tiny (head_dim 24, so q8_0 pads each
+    /// cached row to one block) and tiny-swa (a 5-position window), prefill and decode at
+    /// ragged batches, f32 and q8_0 weights. The reference holds its cache as the format does,
+    /// so the gate stays as tight as with an f32 cache; the ids name the non-default formats.
+    #[test]
+    fn kv_formats_match_the_reference() {
+        for kv in KvDtype::ALL {
+            for (preset, dtype) in [
+                ("tiny", WeightDtype::F32),
+                ("tiny-swa", WeightDtype::F32),
+                ("tiny", WeightDtype::Q8_0),
+            ] {
+                for pass in RAGGED_PASSES {
+                    let shape = find(preset).unwrap().shape;
+                    let w = workload_for(preset, shape, (dtype, kv), pass, false);
+                    let (full, reduced) = verdicts(&w);
+                    let case = format!("{preset} {dtype:?} KV {kv:?} {pass:?}");
+                    assert!(full.failure.is_none(), "{case}: {full:?}");
+                    assert!(reduced.failure.is_none(), "{case}: {reduced:?}");
+                    assert!(full.nmse.unwrap() < 1e-9, "{case}: {full:?}");
+                    let d = w.describe();
+                    assert_eq!(d.tokens.unwrap().kv_dtype, kv);
+                    assert_eq!(d.id.ends_with("-kvq8_0"), kv == KvDtype::Q8_0, "{}", d.id);
+                    assert_eq!(d.id.contains("-kv"), kv != KvDtype::F32, "{}", d.id);
+                }
+            }
+        }
+    }
+
     /// Multi-head latent attention through the whole forward pass, in both forms and both
     /// phases (the GPU's absorbed form against the reference's decompressed one, and the
     /// decompressed form too), with and without a query rank, in f32 and a block format (whose
@@ -709,7 +776,7 @@ mod gpu_tests {
             (tiny_mla, WeightDtype::Q4_0),
         ] {
             for pass in passes {
-                let w = workload_for("tiny-mla", shape, dtype, pass, false);
+                let w = workload_for("tiny-mla", shape, (dtype, KvDtype::F32), pass, false);
                 let (full, reduced) = verdicts(&w);
                 let case = format!("q_lora {} {dtype:?} {pass:?}", shape.q_lora_rank);
                 assert!(full.failure.is_none(), "{case}: {full:?}");

@@ -199,31 +199,35 @@ impl WeightDtype {
     }
 }
 
-/// The weight formats of a model: one for every matrix but the routed experts, which a model
-/// may ship in a format of their own (gpt-oss: MXFP4 experts beside bf16 attention).
+/// The storage formats of a model run: its weights, one format for every matrix but the routed
+/// experts (which a model may ship in a format of their own: gpt-oss's MXFP4 experts beside
+/// bf16 attention), and its KV cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct WeightFormats {
+pub struct Formats {
     /// Attention, dense feed-forward, router, shared experts and LM head.
     pub dense: WeightDtype,
     /// Routed experts' gate|up and down projections.
     pub experts: WeightDtype,
+    /// The KV cache (multi-head latent attention's latent cache is f32 whatever this says).
+    pub kv: KvDtype,
 }
 
-impl WeightFormats {
-    /// `dtype` for every matrix.
-    pub fn uniform(dtype: WeightDtype) -> Self {
+impl Formats {
+    /// `dtype` for every matrix, and a `kv` cache.
+    pub fn uniform(dtype: WeightDtype, kv: KvDtype) -> Self {
         Self {
             dense: dtype,
             experts: dtype,
+            kv,
         }
     }
 
-    /// The formats of a run of `shape` with `dense` weights: the routed experts in `requested`
-    /// (`--expert-dtype`), else in the preset's own format (`preset`), else in `dense`. Asking
-    /// for an experts' format on a model without experts is an input error.
+    /// The formats of a run of `shape` with `dense` weights and a `kv` cache: the routed experts
+    /// in `requested` (`--expert-dtype`), else in the preset's own format (`preset`), else in
+    /// `dense`. Asking for an experts' format on a model without experts is an input error.
     pub fn for_model(
         shape: &crate::model::ModelShape,
-        dense: WeightDtype,
+        (dense, kv): (WeightDtype, KvDtype),
         requested: Option<WeightDtype>,
         preset: Option<WeightDtype>,
     ) -> Result<Self, crate::InputError> {
@@ -232,7 +236,7 @@ impl WeightFormats {
             true => requested.or(preset).unwrap_or(dense),
             false => dense,
         };
-        Ok(Self { dense, experts })
+        Ok(Self { dense, experts, kv })
     }
 
     /// Fails where `--expert-dtype` was given for a model without routed experts; needs no
@@ -265,9 +269,9 @@ impl WeightFormats {
     }
 }
 
-impl From<WeightDtype> for WeightFormats {
-    fn from(dtype: WeightDtype) -> Self {
-        Self::uniform(dtype)
+impl From<(WeightDtype, KvDtype)> for Formats {
+    fn from((dtype, kv): (WeightDtype, KvDtype)) -> Self {
+        Self::uniform(dtype, kv)
     }
 }
 
@@ -282,6 +286,98 @@ impl std::str::FromStr for WeightDtype {
                 let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
                 crate::InputError::new(format!(
                     "--dtype {s:?} is not a weight format: use one of {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
+
+/// Storage format of the KV cache (`--kv-dtype`). Each cached row is one head of one position
+/// (`head_dim` values), stored in the layout of the weight format of the same name
+/// ([`Self::layout`]): f32 and f16 little-endian elements, q8_0 GGUF `block_q8_0`s (a row whose
+/// head_dim is not a multiple of 32 is padded with zeros to whole blocks, as weight rows pad K).
+/// Rows lie back to back, so the cache streams exactly [`Self::row_bytes`] per row. Kernels
+/// read every format as u32 words, unpack in registers and accumulate in f32; f16 is packed
+/// with WGSL's core `pack2x16float`, so it needs no SHADER_F16.
+#[derive(Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KvDtype {
+    /// 32-bit float.
+    F32,
+    /// 16-bit IEEE float, two per u32 word.
+    F16,
+    /// GGUF Q8_0 along head_dim: blocks of 32 int8 with one f16 scale (8.5 bits per element).
+    #[serde(rename = "q8_0")]
+    Q8_0,
+}
+
+impl KvDtype {
+    /// Every KV format, in the order tables list them.
+    pub const ALL: [Self; 3] = [Self::F32, Self::F16, Self::Q8_0];
+
+    /// The name the CLI and the result documents use.
+    pub fn name(self) -> &'static str {
+        self.layout().name()
+    }
+
+    /// The weight format whose row layout (and encoder) the cache rows use.
+    pub fn layout(self) -> WeightDtype {
+        match self {
+            Self::F32 => WeightDtype::F32,
+            Self::F16 => WeightDtype::F16,
+            Self::Q8_0 => WeightDtype::Q8_0,
+        }
+    }
+
+    /// Bits per cached element with the scales included, for heads whose width is a multiple
+    /// of 32 ([`Self::row_bytes`] is exact).
+    pub fn bits_per_element(self) -> f64 {
+        self.layout().bits_per_weight()
+    }
+
+    /// Exact bytes of one cached row (one head at one position) of `head_dim` values, block
+    /// padding and scales included: 4·hd, 2·hd, or 34 per started block of 32.
+    pub fn row_bytes(self, head_dim: usize) -> usize {
+        self.layout().row_bytes(head_dim)
+    }
+
+    /// Bytes of a cache buffer of `rows` rows: the rows back to back, rounded up to whole u32
+    /// words, plus one spare word for q8_0 (its kernels read blocks at any even byte offset as
+    /// pairs of words), as [`WeightDtype::encode_rows`] lays them out.
+    pub fn buffer_bytes(self, rows: u64, head_dim: usize) -> u64 {
+        let spare = if self == Self::Q8_0 { 4 } else { 0 };
+        (rows * self.row_bytes(head_dim) as u64).div_ceil(4) * 4 + spare
+    }
+
+    /// The cache buffer holding `values` (rows of `head_dim`), as the kernels lay it out.
+    pub fn encode_rows(self, values: &[f32], head_dim: usize) -> Vec<u8> {
+        self.layout().encode_rows(values, head_dim)
+    }
+
+    /// The values a cache of `rows` rows encoded by [`Self::encode_rows`] holds.
+    pub fn decode_rows(self, bytes: &[u8], rows: usize, head_dim: usize) -> Vec<f32> {
+        self.layout().decode_rows(bytes, rows, head_dim)
+    }
+
+    /// The values the kernels read back for `values` stored in this format (rows of
+    /// `head_dim`): the CPU references compute with these.
+    pub fn quantize_rows(self, values: &[f32], head_dim: usize) -> Vec<f32> {
+        self.layout().quantize_rows(values, head_dim)
+    }
+}
+
+impl std::str::FromStr for KvDtype {
+    type Err = crate::InputError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        Self::ALL
+            .into_iter()
+            .find(|d| d.name() == lower)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
+                crate::InputError::new(format!(
+                    "--kv-dtype {s:?} is not a KV cache format: use one of {}",
                     names.join(", ")
                 ))
             })
@@ -380,6 +476,35 @@ mod tests {
                     "{d:?}: re-encoding moved {b} to {a}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn kv_formats_parse_count_and_round_trip() {
+        for d in KvDtype::ALL {
+            assert_eq!(d.name().parse::<KvDtype>().unwrap(), d);
+            assert_eq!(serde_json::to_value(d).unwrap(), d.name());
+        }
+        for bad in ["q4_0", "bf16", "int8"] {
+            let err = bad.parse::<KvDtype>().unwrap_err().to_string();
+            assert!(
+                err.contains("--kv-dtype") && err.contains(bad) && err.contains("f32, f16, q8_0"),
+                "{err}"
+            );
+        }
+        // 34 bytes per 32 values; a head of 24 pads to one block, one of 80 to three.
+        assert_eq!(KvDtype::Q8_0.row_bytes(64), 68);
+        assert_eq!(KvDtype::Q8_0.row_bytes(24), 34);
+        assert_eq!(KvDtype::Q8_0.row_bytes(80), 102);
+        assert_eq!(KvDtype::F16.row_bytes(24), 48);
+        assert_eq!(KvDtype::Q8_0.bits_per_element(), 8.5);
+        // Rows back to back: 3 rows of 80 are 306 bytes, 308 in words, plus the spare word.
+        assert_eq!(KvDtype::Q8_0.buffer_bytes(3, 80), 312);
+        let values: Vec<f32> = (0..3 * 80).map(|i| (i as f32 * 0.37).sin()).collect();
+        for d in KvDtype::ALL {
+            let bytes = d.encode_rows(&values, 80);
+            assert_eq!(bytes.len() as u64, d.buffer_bytes(3, 80), "{d:?}");
+            assert_eq!(d.decode_rows(&bytes, 3, 80), d.quantize_rows(&values, 80));
         }
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::ModelShape;
 use super::flops;
 use super::mla::{MlaDims, MlaForm};
-use crate::dtype::{WeightDtype, WeightFormats};
+use crate::dtype::{Formats, WeightDtype};
 
 /// Work of one execution.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -119,11 +119,13 @@ pub struct OpWork {
     pub work: Work,
 }
 
-/// Work of every op of a pass through `layers` layers of `shape` with weights in `formats`. A
-/// mixture-of-experts layer's expert products stream the weights of the experts the batch is
-/// expected to touch ([`ModelShape::expected_experts_touched`]); [`ops_touching`] takes a
-/// measured count instead.
-pub fn ops(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass) -> Vec<OpWork> {
+/// Work of every op of a pass through `layers` layers of `shape` with weights and KV cache in
+/// `formats` (the cache write and attention's reads count [`KvDtype::row_bytes`] per cached
+/// head row, q8_0's scales and block padding included; multi-head latent attention's latent
+/// cache is f32 whatever `formats.kv`). A mixture-of-experts layer's expert products stream the weights
+/// of the experts the batch is expected to touch ([`ModelShape::expected_experts_touched`]);
+/// [`ops_touching`] takes a measured count instead.
+pub fn ops(shape: &ModelShape, layers: u32, formats: Formats, pass: Pass) -> Vec<OpWork> {
     ops_touching(
         shape,
         layers,
@@ -137,11 +139,11 @@ pub fn ops(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass) 
 pub fn ops_touching(
     shape: &ModelShape,
     layers: u32,
-    formats: WeightFormats,
+    formats: Formats,
     pass: Pass,
     touched: f64,
 ) -> Vec<OpWork> {
-    let dtype = formats.dense;
+    let (dtype, kv_dtype) = (formats.dense, formats.kv);
     let t = pass.rows();
     let (d, f, v) = (
         shape.d_model as usize,
@@ -187,11 +189,14 @@ pub fn ops_touching(
             }
         }
     };
+    // One cached head row (K or V of one position) as the cache stores it.
+    let kv_row = kv_dtype.row_bytes(hd) as f64;
+    let kv_heads = shape.n_kv_heads as f64;
     let attention = |w: u32| {
         let (pairs, keys) = span(w);
         Work {
             flops: flops::attention_flops(b as f64 * pairs, heads, hd),
-            bytes: act(t, q) + b as f64 * keys * 2.0 * kv as f64 * f32b + act(t, q),
+            bytes: act(t, q) + b as f64 * keys * 2.0 * kv_heads * kv_row + act(t, q),
         }
     };
     let kinds: Vec<_> = (0..layers).map(|l| shape.layer_kind(l, layers)).collect();
@@ -234,7 +239,8 @@ pub fn ops_touching(
                     flops: t as f64
                         * (heads + shape.n_kv_heads as usize) as f64
                         * flops::rope_flops_per_head(hd),
-                    bytes: act(t, q + 2 * kv) + act(t, q + 2 * kv),
+                    // Read q|k|v, write q back and k, v into the cache.
+                    bytes: act(t, q + 2 * kv) + act(t, q) + t as f64 * 2.0 * kv_heads * kv_row,
                 },
             ),
             per("attention", layers - windowed, attention(0)),
@@ -416,7 +422,7 @@ fn mla_ops(
 /// Bytes of every weight matrix `pass` through `layers` layers streams once
 /// (projections of each layer, the touched experts' of each mixture-of-experts layer, then the
 /// LM head), from the format's exact bits per weight, scales included.
-pub fn weight_bytes(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass) -> f64 {
+pub fn weight_bytes(shape: &ModelShape, layers: u32, formats: Formats, pass: Pass) -> f64 {
     let (dtype, tokens) = (formats.dense, pass.tokens());
     let (d, f, v) = (
         shape.d_model as usize,
@@ -474,7 +480,7 @@ fn mla_weight_bytes(shape: &ModelShape, dtype: WeightDtype, form: MlaForm) -> f6
 }
 
 /// Total work of a pass.
-pub fn total(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass) -> Work {
+pub fn total(shape: &ModelShape, layers: u32, formats: Formats, pass: Pass) -> Work {
     total_touching(
         shape,
         layers,
@@ -488,7 +494,7 @@ pub fn total(shape: &ModelShape, layers: u32, formats: WeightFormats, pass: Pass
 pub fn total_touching(
     shape: &ModelShape,
     layers: u32,
-    formats: WeightFormats,
+    formats: Formats,
     pass: Pass,
     touched: f64,
 ) -> Work {
@@ -505,6 +511,7 @@ pub fn total_touching(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dtype::KvDtype;
     use crate::model::presets::find;
 
     /// `--batch 1,8 --depth 20,200`: prefill per batch, then decode per batch at every depth.
@@ -525,6 +532,41 @@ mod tests {
         );
     }
 
+    /// The KV cache's bytes follow its format: decode attention at depth 2047 of
+    /// smollm2-135m-shape (head_dim 64) reads 2048 keys and values per KV head, 4, 2 and 68/64
+    /// bytes per element; the cache write and the weights do not depend on the attention's.
+    #[test]
+    fn kv_bytes_follow_the_cache_format() {
+        let s = find("smollm2-135m-shape").unwrap().shape;
+        let pass = Pass {
+            phase: Phase::Decode,
+            batch: 1,
+            len: 2047,
+        };
+        let op = |kv, name: &str| {
+            ops(&s, 1, (WeightDtype::F16, kv).into(), pass)
+                .into_iter()
+                .find(|o| o.op == name)
+                .unwrap()
+                .work
+        };
+        let q = s.q_dim() as f64 * 4.0;
+        let cache = |kv| op(kv, "attention").bytes - 2.0 * q;
+        let elements = 2048.0 * 2.0 * f64::from(s.n_kv_heads) * f64::from(s.head_dim);
+        assert_eq!(cache(KvDtype::F32), elements * 4.0);
+        assert_eq!(cache(KvDtype::F16), elements * 2.0);
+        assert_eq!(cache(KvDtype::Q8_0), elements * 34.0 / 32.0);
+        let write = |kv| op(kv, "rope_kv_write").bytes;
+        assert_eq!(
+            write(KvDtype::F32) - write(KvDtype::Q8_0),
+            2.0 * f64::from(s.n_kv_heads) * f64::from(s.head_dim) * (4.0 - 34.0 / 32.0)
+        );
+        assert_eq!(
+            op(KvDtype::F32, "attention").flops,
+            op(KvDtype::Q8_0, "attention").flops
+        );
+    }
+
     #[test]
     fn decode_of_llama3_8b_streams_every_weight_once() {
         let s = find("llama3-8b-shape").unwrap().shape;
@@ -533,7 +575,12 @@ mod tests {
             batch: 1,
             len: 0,
         };
-        let w = total(&s, s.n_layers, WeightDtype::F32.into(), pass);
+        let w = total(
+            &s,
+            s.n_layers,
+            (WeightDtype::F32, KvDtype::F32).into(),
+            pass,
+        );
         let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
         // Two FLOPs per weight, and every weight's bytes, plus a little for the rest.
         assert!(
@@ -543,7 +590,12 @@ mod tests {
             2.0 * weights
         );
         assert!((w.bytes / (4.0 * weights) - 1.0).abs() < 0.01);
-        let half = total(&s, s.n_layers, WeightDtype::F16.into(), pass);
+        let half = total(
+            &s,
+            s.n_layers,
+            (WeightDtype::F16, KvDtype::F32).into(),
+            pass,
+        );
         assert!((half.bytes / (2.0 * weights) - 1.0).abs() < 0.01);
     }
 
@@ -557,10 +609,18 @@ mod tests {
             batch: 1,
             len: 0,
         };
-        let q4 =
-            weight_bytes(&s, s.n_layers, WeightDtype::Q4_0.into(), pass) / pass.tokens() as f64;
-        let f16 =
-            weight_bytes(&s, s.n_layers, WeightDtype::F16.into(), pass) / pass.tokens() as f64;
+        let q4 = weight_bytes(
+            &s,
+            s.n_layers,
+            (WeightDtype::Q4_0, KvDtype::F32).into(),
+            pass,
+        ) / pass.tokens() as f64;
+        let f16 = weight_bytes(
+            &s,
+            s.n_layers,
+            (WeightDtype::F16, KvDtype::F32).into(),
+            pass,
+        ) / pass.tokens() as f64;
         let ratio = q4 / f16;
         assert!((ratio / (4.5 / 16.0) - 1.0).abs() < 0.005, "{ratio}");
         let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
@@ -568,7 +628,13 @@ mod tests {
             (f16 / (2.0 * weights) - 1.0).abs() < 0.01,
             "{f16} vs {weights} weights"
         );
-        let total_q4 = total(&s, s.n_layers, WeightDtype::Q4_0.into(), pass).bytes;
+        let total_q4 = total(
+            &s,
+            s.n_layers,
+            (WeightDtype::Q4_0, KvDtype::F32).into(),
+            pass,
+        )
+        .bytes;
         assert!(total_q4 > q4 && total_q4 < 1.01 * q4, "{total_q4} vs {q4}");
     }
 
@@ -586,7 +652,7 @@ mod tests {
             len: 100,
         };
         let attn = |p| {
-            ops(&s, 1, WeightDtype::F32.into(), p)
+            ops(&s, 1, (WeightDtype::F32, KvDtype::F32).into(), p)
                 .into_iter()
                 .find(|o| o.op == "attention")
                 .unwrap()
@@ -611,7 +677,7 @@ mod tests {
                 len: 0,
             };
             (
-                total(&s, 2, WeightDtype::F16.into(), pass),
+                total(&s, 2, (WeightDtype::F16, KvDtype::F32).into(), pass),
                 pass.tokens() as f64,
             )
         };
@@ -641,7 +707,13 @@ mod tests {
             batch,
             len: 0,
         };
-        let flops = total(&s, s.n_layers, WeightDtype::F16.into(), whole(1)).flops;
+        let flops = total(
+            &s,
+            s.n_layers,
+            (WeightDtype::F16, KvDtype::F32).into(),
+            whole(1),
+        )
+        .flops;
         let (all_weights, _) = s.params(s.n_layers);
         assert!(flops < 0.12 * 2.0 * all_weights as f64, "{flops} {all}");
     }
@@ -656,8 +728,8 @@ mod tests {
             batch: 8,
             len: 512,
         };
-        let f16 = WeightFormats::uniform(WeightDtype::F16);
-        let mixed = WeightFormats {
+        let f16 = Formats::uniform(WeightDtype::F16, KvDtype::F16);
+        let mixed = Formats {
             experts: WeightDtype::Mxfp4,
             ..f16
         };
@@ -696,7 +768,7 @@ mod tests {
             len: 99,
         };
         let op = |name| {
-            ops(&s, 2, WeightDtype::F32.into(), decode)
+            ops(&s, 2, (WeightDtype::F32, KvDtype::F32).into(), decode)
                 .into_iter()
                 .find(|o| o.op == name)
                 .unwrap()
@@ -711,7 +783,7 @@ mod tests {
             batch: 1,
             len: 7,
         };
-        let w = ops(&s, 2, WeightDtype::F32.into(), prefill)
+        let w = ops(&s, 2, (WeightDtype::F32, KvDtype::F32).into(), prefill)
             .into_iter()
             .find(|o| o.op == "attention_windowed")
             .unwrap();
@@ -728,7 +800,7 @@ mod tests {
                 batch: 2,
                 len,
             };
-            ops(&s, 1, WeightDtype::F32.into(), pass)
+            ops(&s, 1, (WeightDtype::F32, KvDtype::F32).into(), pass)
                 .into_iter()
                 .find(|o| o.op == "attention")
                 .unwrap()
@@ -748,7 +820,7 @@ mod tests {
     fn mla_decode_reads_the_latent_and_prefill_decompresses() {
         let s = find("deepseek-v3-shape").unwrap().shape;
         let op = |pass: Pass, name: &str| {
-            ops(&s, 1, WeightDtype::F16.into(), pass)
+            ops(&s, 1, (WeightDtype::F16, KvDtype::F32).into(), pass)
                 .into_iter()
                 .find(|o| o.op == name)
                 .unwrap_or_else(|| panic!("{name}"))
@@ -761,7 +833,7 @@ mod tests {
         };
         let grow = op(decode(1099), "mla_attention").bytes - op(decode(99), "mla_attention").bytes;
         assert_eq!(grow, 2.0 * 1000.0 * 576.0 * 4.0);
-        let names: Vec<_> = ops(&s, 1, WeightDtype::F16.into(), decode(99))
+        let names: Vec<_> = ops(&s, 1, (WeightDtype::F16, KvDtype::F32).into(), decode(99))
             .into_iter()
             .map(|o| o.op)
             .collect();

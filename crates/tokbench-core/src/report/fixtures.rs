@@ -70,6 +70,7 @@ fn token_workload(phase: Phase, len: u32, samples_s: &[f64]) -> WorkloadResult {
         prompt_len,
         depth,
         layers_run: Some(tiny.n_layers),
+        kv_dtype: None,
         weights_shared_across_layers: Some(false),
         tokens: Some(tokens),
         tokens_per_s: Some(tokens as f64 / stats.median_s),

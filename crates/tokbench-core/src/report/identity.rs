@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::dtype::WeightDtype;
+use crate::dtype::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Phase};
 use crate::result::{RunResult, WorkloadKind, WorkloadResult};
 
@@ -25,6 +25,9 @@ pub struct WorkloadKey {
     pub model: Option<ModelShape>,
     /// Weight element type.
     pub dtype: WeightDtype,
+    /// KV cache format of a token workload (f32 for documents from before `--kv-dtype`);
+    /// null for kernels and probes. Runs with different caches did different work.
+    pub kv_dtype: Option<KvDtype>,
     /// Sequences per pass.
     pub batch: Option<u32>,
     /// Prefill prompt length.
@@ -47,6 +50,7 @@ impl WorkloadKey {
             preset: w.preset.clone(),
             model: w.model,
             dtype: w.dtype,
+            kv_dtype: w.kv_format(),
             batch: w.batch,
             prompt_len: w.prompt_len,
             depth: w.depth,
@@ -71,6 +75,7 @@ impl WorkloadKey {
             phase_rank,
             self.preset.as_deref(),
             self.dtype.name(),
+            self.kv_dtype.map(KvDtype::name),
             self.batch,
             self.prompt_len,
             self.depth,
@@ -79,7 +84,8 @@ impl WorkloadKey {
         )
     }
 
-    /// One line for people: "prefill · tiny · f32 · batch 1 · prompt 512 · 2 layers".
+    /// One line for people: "prefill · tiny · f32 · batch 1 · prompt 512 · 2 layers" (with
+    /// "KV f16" or "KV q8_0" after the weight type for a cache other than f32).
     pub fn describe(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
         parts.push(self.phase.map_or(self.kind.name(), Phase::name).to_string());
@@ -87,6 +93,10 @@ impl WorkloadKey {
             parts.push(p.clone());
         }
         parts.push(self.dtype.name().to_string());
+        // f32, the only cache before `--kv-dtype`, goes unsaid: older reports read the same.
+        if let Some(kv) = self.kv_dtype.filter(|&k| k != KvDtype::F32) {
+            parts.push(format!("KV {}", kv.name()));
+        }
         if let Some(b) = self.batch {
             parts.push(format!("batch {b}"));
         }
@@ -117,6 +127,8 @@ impl WorkloadKey {
         field("phase", phase(self.phase), phase(other.phase));
         field("preset", text(&self.preset), text(&other.preset));
         field("dtype", self.dtype.name().into(), other.dtype.name().into());
+        let kv = |k: Option<KvDtype>| k.map_or("null", KvDtype::name).to_string();
+        field("kv_dtype", kv(self.kv_dtype), kv(other.kv_dtype));
         field("batch", opt(self.batch), opt(other.batch));
         field("prompt_len", opt(self.prompt_len), opt(other.prompt_len));
         field("depth", opt(self.depth), opt(other.depth));
@@ -245,6 +257,23 @@ mod tests {
             a.describe(),
             "prefill · tiny · f32 · batch 1 · prompt 512 · 2 of 2 layers"
         );
+    }
+
+    /// Token workloads with different KV caches are different workloads; a document from
+    /// before `--kv-dtype` reads as an f32 cache.
+    #[test]
+    fn kv_formats_are_kept_apart() {
+        let old = fixtures::prefill(512, &[0.1]);
+        assert_eq!(old.kv_dtype, None);
+        let mut f32_kv = old.clone();
+        f32_kv.kv_dtype = Some(KvDtype::F32);
+        assert_eq!(WorkloadKey::of(&old), WorkloadKey::of(&f32_kv));
+        let mut q8 = old.clone();
+        q8.kv_dtype = Some(KvDtype::Q8_0);
+        let (a, b) = (WorkloadKey::of(&old), WorkloadKey::of(&q8));
+        assert_ne!(a, b);
+        assert_eq!(a.differences(&b), ["kv_dtype q8_0 instead of f32"]);
+        assert!(b.describe().contains("f32 · KV q8_0 ·"), "{}", b.describe());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::serving::ServingSection;
-use crate::dtype::WeightDtype;
+use crate::dtype::{KvDtype, WeightDtype};
 use crate::kernel_config::{KernelConfig, Math};
 use crate::model::{ModelShape, Phase};
 
@@ -506,6 +506,10 @@ pub struct ModelPlan {
     /// `--expert-dtype`); absent where they share it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expert_dtype: Option<WeightDtype>,
+    /// Storage format of the KV cache (`--kv-dtype`): "f32", "f16" or "q8_0". Null in
+    /// documents written before the flag existed, whose caches were f32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_dtype: Option<KvDtype>,
     /// Layers each pass runs through (at most the model's n_layers; `--layers` caps it).
     pub layers_run: u32,
     /// True when the layers' weights did not fit in device memory, so every layer reads the same
@@ -603,6 +607,11 @@ pub struct WorkloadResult {
     pub depth: Option<u32>,
     /// Layers the pass ran through; null for kernel workloads.
     pub layers_run: Option<u32>,
+    /// Storage format of the KV cache the pass wrote and attention read: "f32", "f16" or
+    /// "q8_0"; null for kernel and probe workloads, and in documents written before the flag
+    /// existed (whose caches were f32: [`WorkloadResult::kv_format`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kv_dtype: Option<KvDtype>,
     /// True when every layer read the same weights (they did not all fit); null for kernel
     /// workloads.
     pub weights_shared_across_layers: Option<bool>,
@@ -638,6 +647,19 @@ pub struct WorkloadResult {
     /// models and non-token workloads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub experts: Option<ExpertsRecord>,
+}
+
+impl WorkloadResult {
+    /// The KV cache format of a token workload: the recorded one, or f32 for documents written
+    /// before `--kv-dtype` existed (their caches were f32); null for kernel and probe
+    /// workloads.
+    pub fn kv_format(&self) -> Option<KvDtype> {
+        match (self.kv_dtype, self.phase) {
+            (Some(kv), _) => Some(kv),
+            (None, Some(_)) => Some(KvDtype::F32),
+            (None, None) => None,
+        }
+    }
 }
 
 /// The experts a mixture-of-experts pass touched: its bytes come from these weights.
