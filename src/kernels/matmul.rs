@@ -12,9 +12,7 @@
 
 use anyhow::ensure;
 
-use super::{
-    GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_LARGE, MATMUL_TILED, SubgroupSizes, WeightDtype,
-};
+use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_LARGE, MATMUL_TILED, SubgroupSizes, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 pub use tokbench_core::kernel_config::{GemvConfig, MatmulConfig, ProductTiles};
 
@@ -155,39 +153,34 @@ pub fn fit_large_tiles(
          {max_threads} invocations and 8 vec4 loads of a tile each, split_k 1..=64"
     );
     let allowed = limits.max_compute_workgroup_storage_size;
-    let need = |t: ProductTiles| t.workgroup_bytes().unwrap_or(0);
-    let mut fitted = tiles;
-    while need(fitted) > allowed {
-        let ProductTiles::Large { bk, .. } = fitted else {
-            unreachable!("fitted stays large")
-        };
+    let with_bk = |bk| ProductTiles::Large {
+        bm,
+        bn,
+        bk,
+        tm,
+        tn,
+        split_k,
+    };
+    let need = |bk| with_bk(bk).workgroup_bytes().unwrap_or(0);
+    let mut fitted_bk = bk;
+    while need(fitted_bk) > allowed {
         ensure!(
-            bk > 4,
+            fitted_bk > 4,
             "large tile bm {bm} bn {bn} needs {} bytes of workgroup memory even at bk 4 and the \
              adapter allows {allowed}",
-            need(fitted)
+            need(4)
         );
-        fitted = ProductTiles::Large {
-            bm,
-            bn,
-            bk: bk / 2,
-            tm,
-            tn,
-            split_k,
-        };
+        fitted_bk /= 2;
     }
-    let note = (fitted != tiles).then(|| {
+    let note = (fitted_bk != bk).then(|| {
         format!(
             "large tiles {bm}×{bn} with bk {bk} need {} bytes of workgroup memory and the \
-             adapter allows {allowed}: using bk {} ({} bytes)",
-            need(tiles),
-            match fitted {
-                ProductTiles::Large { bk, .. } => bk,
-                _ => bk,
-            },
-            need(fitted)
+             adapter allows {allowed}: using bk {fitted_bk} ({} bytes)",
+            need(bk),
+            need(fitted_bk)
         )
     });
+    let fitted = with_bk(fitted_bk);
     Ok((fitted, note))
 }
 
@@ -256,6 +249,10 @@ pub struct Matmul {
     /// Why the tiles built differ from those asked for (large tiles over the adapter's
     /// workgroup memory).
     note: Option<String>,
+    /// Split-K's partial sums, shared by every launch of this kernel set: launches run one
+    /// after another on one queue (wgpu orders each reduction before the next partial pass), so
+    /// a forward pass of many split products holds one buffer, the largest any of them needed.
+    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Matmul {
@@ -345,6 +342,7 @@ impl Matmul {
             dtype,
             every_row_on_tiles: false,
             note,
+            scratch: std::sync::Mutex::new(None),
         })
     }
 
@@ -459,10 +457,18 @@ impl Matmul {
     ) -> anyhow::Result<Dispatch> {
         let slices = groups[2];
         let n4 = pr.n.div_ceil(4);
-        let scratch = ctx.storage_zeroed(
-            "split-k partials",
-            u64::from(slices) * u64::from(pr.m) * u64::from(n4) * 16,
-        )?;
+        let bytes = u64::from(slices) * u64::from(pr.m) * u64::from(n4) * 16;
+        let scratch = {
+            let mut held = self.scratch.lock().expect("split-k scratch");
+            match &*held {
+                Some(b) if b.size() >= bytes => b.clone(),
+                _ => {
+                    let b = ctx.storage_zeroed("split-k partials", bytes)?;
+                    *held = Some(b.clone());
+                    b
+                }
+            }
+        };
         let partial = Params {
             ldc: n4 * 4,
             c_off: 0,
@@ -737,7 +743,10 @@ mod tests {
         assert_eq!(split_k_slices(t, 16, 128, 32), 2);
         assert_eq!(split_k_slices(t, 16, 128, 28), 1);
         // split_k 1 never splits; other tiers never do.
-        assert_eq!(split_k_slices(large(128, 128, 16, 8, 8, 1), 16, 128, 3584), 1);
+        assert_eq!(
+            split_k_slices(large(128, 128, 16, 8, 8, 1), 16, 128, 3584),
+            1
+        );
         let tiled = ProductTiles::Workgroup {
             bm: 64,
             bn: 64,
@@ -1053,13 +1062,18 @@ mod gpu_tests {
         let ctx = test_context();
         let gemv = GemvConfig::Rows { wg: 64, tn: 2 };
         let allowed = ctx.limits.max_compute_workgroup_storage_size;
-        let kernel = Matmul::new(ctx, MatmulConfig { tiles: LARGE, gemv }, WeightDtype::F32)
-            .unwrap();
+        let kernel =
+            Matmul::new(ctx, MatmulConfig { tiles: LARGE, gemv }, WeightDtype::F32).unwrap();
         let built = kernel.config().tiles;
         assert!(built.workgroup_bytes().unwrap() <= allowed, "{built:?}");
         assert_eq!(kernel.note().is_some(), built != LARGE);
         if LARGE.workgroup_bytes().unwrap() > allowed {
-            assert!(kernel.note().unwrap().contains(&format!("allows {allowed}")));
+            assert!(
+                kernel
+                    .note()
+                    .unwrap()
+                    .contains(&format!("allows {allowed}"))
+            );
         }
         for tiles in LARGE_VARIANTS {
             let kernel = Matmul::new(ctx, MatmulConfig { tiles, gemv }, WeightDtype::F32).unwrap();
@@ -1067,7 +1081,8 @@ mod gpu_tests {
         }
     }
 
-    /// Split-K's reduction writes at C's column offset and row stride and adds to what C holds.
+    /// Split-K's reduction writes at C's column offset and row stride and adds to what C holds;
+    /// launches of one kernel set share its scratch buffer.
     #[test]
     fn split_k_accumulates_into_a_slab_of_c() {
         let ctx = test_context();
@@ -1105,13 +1120,15 @@ mod gpu_tests {
         };
         let d = kernel.dispatch(ctx, &pr).unwrap();
         assert_eq!((d.workgroups[2], d.then.len()), (8, 1));
-        ctx.execute(&d).unwrap();
+        // Twice in one pass, through the one scratch buffer both launches share.
+        let again = kernel.dispatch(ctx, &pr).unwrap();
+        ctx.execute(&vec![d, again]).unwrap();
         let c = ctx.read_f32(&c_buf, m * ldc).unwrap();
         let product = reference_rows(&a, &w, (n, k), &(0..m).collect::<Vec<_>>());
         let mut expected: Vec<f64> = residual.iter().map(|&x| f64::from(x)).collect();
         for r in 0..m {
             for j in 0..n {
-                expected[r * ldc + c_off + j] += product[r * n + j];
+                expected[r * ldc + c_off + j] += 2.0 * product[r * n + j];
             }
         }
         let result = compare(&c, &expected, NMSE_F32, "split-k slab".into());

@@ -282,7 +282,12 @@ impl ProductTiles {
                 tn,
                 split_k,
             } => format!("large-{bm}x{bn}-bk{bk}-{tm}x{tn}-sk{split_k}"),
-            Self::Coop { size, sg_m, sg_n, sg } => format!("coop-{size}-{sg_m}x{sg_n}-sg{sg}"),
+            Self::Coop {
+                size,
+                sg_m,
+                sg_n,
+                sg,
+            } => format!("coop-{size}-{sg_m}x{sg_n}-sg{sg}"),
         }
     }
 
