@@ -309,6 +309,42 @@ mod tests {
         assert_eq!(small.checked_rows().len(), 100);
     }
 
+    /// Tiles chosen by `--tiles` measure side by side: each id names its tiles, and large tiles
+    /// over the adapter's workgroup memory still build (a smaller BK).
+    #[test]
+    fn named_tiles_get_their_own_ids_and_run() {
+        let ctx = test_context();
+        let large = ProductTiles::Large {
+            bm: 128,
+            bn: 128,
+            bk: 16,
+            tm: 8,
+            tn: 8,
+            split_k: 16,
+        };
+        let register = KernelConfig::default_for(ctx.traits()).matmul.tiles;
+        let ids: Vec<String> = [register, large]
+            .into_iter()
+            .map(|t| {
+                MatmulWorkload::with_tiles(&ctx.facts(), (20, 40, 300), Some(WeightDtype::F32), t)
+                    .unwrap()
+                    .id()
+            })
+            .collect();
+        assert_eq!(
+            ids[1],
+            "matmul-f32-m20-n40-k300-large-128x128-bk16-8x8-sk16"
+        );
+        assert_ne!(ids[0], ids[1]);
+        let w =
+            MatmulWorkload::with_tiles(&ctx.facts(), (20, 40, 300), Some(WeightDtype::F32), large)
+                .unwrap();
+        let prepared = w.prepare(ctx, &mut |_| {}).unwrap();
+        ctx.execute(prepared.execution()).unwrap();
+        let correctness = prepared.verify(ctx).unwrap();
+        assert!(correctness.failure.is_none(), "{correctness:?}");
+    }
+
     #[test]
     fn ids_name_the_shape_dtype_and_tier() {
         let ctx = test_context();
