@@ -27,7 +27,7 @@ use crate::result::{DeviceDefault, SamplePolicy};
 use crate::tune::{TuneCache, Tuning};
 use crate::workload::plan::{self, ModelRequest};
 use tokbench_core::dtype::Formats;
-use tokbench_core::kernel_config::MathRequest;
+use tokbench_core::kernel_config::{MathRequest, ProductTiles};
 
 /// Prompt length of `run` and `tune` on CPU adapters when none is given.
 const DEFAULT_CPU_PROMPT_LEN: u32 = 128;
@@ -221,9 +221,21 @@ enum KernelCommand {
         /// Format of B. Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
         #[arg(long)]
         dtype: Option<WeightDtype>,
+        /// Measure these many-row tiles instead of the tier's choice, as JSON; repeat the flag to
+        /// measure several side by side (each workload id names its tiles). For example
+        /// '{"tier":"register","wg_x":64,"wg_y":1,"tm":8,"tn":4}',
+        /// '{"tier":"workgroup","bm":64,"bn":64,"tm":4,"tn":4}' or
+        /// '{"tier":"large","bm":128,"bn":128,"bk":16,"tm":8,"tn":8,"split_k":16}'.
+        #[arg(long, value_name = "JSON", value_parser = parse_tiles)]
+        tiles: Vec<ProductTiles>,
         #[command(flatten)]
         common: CommonArgs,
     },
+}
+
+/// `--tiles`: one [`ProductTiles`] as JSON.
+fn parse_tiles(text: &str) -> Result<ProductTiles, String> {
+    serde_json::from_str(text).map_err(|e| format!("--tiles {text}: {e}"))
 }
 
 #[derive(Debug, Args)]
@@ -644,17 +656,34 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             n,
             k,
             dtype,
+            tiles,
             common,
         }) => {
             let math = common.math;
             execute::run_workloads("kernel", &common, |device| {
-                let (dtype, dtype_note) = plan::resolve_dtype(dtype, &device.facts())?;
-                let workloads = crate::workload::matmul::MatmulWorkload::for_math(
-                    device,
-                    (m as usize, n as usize, k as usize),
-                    Some(dtype),
-                    math,
-                )?;
+                let facts = device.facts();
+                let (dtype, dtype_note) = plan::resolve_dtype(dtype, &facts)?;
+                let shape = (m as usize, n as usize, k as usize);
+                let workloads = if tiles.is_empty() {
+                    crate::workload::matmul::MatmulWorkload::for_math(
+                        device,
+                        shape,
+                        Some(dtype),
+                        math,
+                    )?
+                } else {
+                    tiles
+                        .iter()
+                        .map(|&t| {
+                            crate::workload::matmul::MatmulWorkload::with_tiles(
+                                &facts,
+                                shape,
+                                Some(dtype),
+                                t,
+                            )
+                        })
+                        .collect::<anyhow::Result<_>>()?
+                };
                 // auto without cooperative matrices says why it measured SIMT only.
                 let notes = dtype_note
                     .into_iter()

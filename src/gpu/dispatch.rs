@@ -14,6 +14,9 @@ pub struct Dispatch {
     pub bind_group: wgpu::BindGroup,
     /// Workgroup counts along x, y, z.
     pub workgroups: [u32; 3],
+    /// Launches recorded right after this one, in order (split-K's reduction of its partial
+    /// sums): they belong to it, so every list of launches that holds it runs them.
+    pub then: Vec<Dispatch>,
 }
 
 impl PassRecorder for Dispatch {
@@ -22,6 +25,9 @@ impl PassRecorder for Dispatch {
         pass.set_bind_group(0, &self.bind_group, &[]);
         let [x, y, z] = self.workgroups;
         pass.dispatch_workgroups(x, y, z);
+        for d in &self.then {
+            d.record(pass);
+        }
     }
 }
 
@@ -62,6 +68,7 @@ impl GpuContext {
             bind_group: self.bind(pipeline, &entries),
             pipeline: pipeline.clone(),
             workgroups,
+            then: Vec::new(),
         })
     }
 }

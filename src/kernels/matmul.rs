@@ -1,6 +1,7 @@
 //! Products of activations (f32) and weights (any [`WeightDtype`], unpacked to f32 in
 //! registers): `shaders/matmul.wgsl` (register
-//! tier), `shaders/matmul_tiled.wgsl` (workgroup tier), `shaders/gemv.wgsl` and
+//! tier), `shaders/matmul_tiled.wgsl` (workgroup tier), `shaders/matmul_large.wgsl` (large
+//! tiles and split-K for big GPUs), `shaders/gemv.wgsl` and
 //! `shaders/gemv_subgroup.wgsl` (up to 8 rows), and the cooperative-matrix tier
 //! `shaders/matmul_coop.wgsl` (see [`super::matmul_coop`]).
 //!
@@ -11,7 +12,7 @@
 
 use anyhow::ensure;
 
-use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_TILED, SubgroupSizes, WeightDtype};
+use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_LARGE, MATMUL_TILED, SubgroupSizes, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 pub use tokbench_core::kernel_config::{GemvConfig, MatmulConfig, ProductTiles};
 
@@ -101,6 +102,114 @@ pub fn workgroup_tiles_fit(limits: &wgpu::Limits) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Workgroups a product's grid should reach before split-K stops splitting: two per streaming
+/// multiprocessor of a 132-SM H100 (MI300X has 304 compute units, so it still gets one each).
+pub const SPLIT_K_FILL: u32 = 264;
+/// K steps (of BK) each split-K slice keeps at least, so the partial sums' extra traffic stays
+/// small beside the slice's own loads.
+pub const SPLIT_K_MIN_STEPS: u32 = 4;
+/// Largest scratch buffer of partial sums split-K allocates per product.
+pub const SPLIT_K_MAX_SCRATCH_BYTES: u64 = 64 << 20;
+
+/// Checks the geometry of large tiles (`shaders/matmul_large.wgsl`) against what the shader
+/// supports and the adapter's invocations per workgroup, and fits their workgroup memory to the
+/// adapter's limit: a tile that needs more is replaced by the same tile with BK halved (the
+/// register block, and so the loads per FMA, stay the same; only the barriers per K double)
+/// until it fits. Returns the tiles to build and, where they changed, a note saying why. Other
+/// tiers pass through unchanged.
+pub fn fit_large_tiles(
+    tiles: ProductTiles,
+    limits: &wgpu::Limits,
+) -> anyhow::Result<(ProductTiles, Option<String>)> {
+    let ProductTiles::Large {
+        bm,
+        bn,
+        bk,
+        tm,
+        tn,
+        split_k,
+    } = tiles
+    else {
+        return Ok((tiles, None));
+    };
+    let threads = (bm / tm.max(1)) * (bn / tn.max(1));
+    let max_threads = limits.max_compute_invocations_per_workgroup;
+    // Each invocation loads at most 8 vec4s of either tile per step (the shader's MAX_LOADS).
+    let loads = |cols: u32, bk: u32| (cols * bk / 4).div_ceil(threads.max(1));
+    ensure!(
+        matches!(tm, 4 | 8)
+            && matches!(tn, 4 | 8)
+            && matches!(bk, 4 | 8 | 16 | 32)
+            && bm.is_multiple_of(32)
+            && bn.is_multiple_of(32)
+            && (32..=256).contains(&bm)
+            && (32..=256).contains(&bn)
+            && threads <= max_threads
+            && loads(bm, bk) <= 8
+            && loads(bn, bk) <= 8
+            && (1..=64).contains(&split_k),
+        "large tile bm {bm} bn {bn} bk {bk} tm {tm} tn {tn} split_k {split_k} unsupported: tm \
+         and tn 4 or 8, bk 4, 8, 16 or 32, bm and bn multiples of 32 up to 256, at most \
+         {max_threads} invocations and 8 vec4 loads of a tile each, split_k 1..=64"
+    );
+    let allowed = limits.max_compute_workgroup_storage_size;
+    let with_bk = |bk| ProductTiles::Large {
+        bm,
+        bn,
+        bk,
+        tm,
+        tn,
+        split_k,
+    };
+    let need = |bk| with_bk(bk).workgroup_bytes().unwrap_or(0);
+    let mut fitted_bk = bk;
+    while need(fitted_bk) > allowed {
+        ensure!(
+            fitted_bk > 4,
+            "large tile bm {bm} bn {bn} needs {} bytes of workgroup memory even at bk 4 and the \
+             adapter allows {allowed}",
+            need(4)
+        );
+        fitted_bk /= 2;
+    }
+    let note = (fitted_bk != bk).then(|| {
+        format!(
+            "large tiles {bm}×{bn} with bk {bk} need {} bytes of workgroup memory and the \
+             adapter allows {allowed}: using bk {fitted_bk} ({} bytes)",
+            need(bk),
+            need(fitted_bk)
+        )
+    });
+    let fitted = with_bk(fitted_bk);
+    Ok((fitted, note))
+}
+
+/// How many slices split-K cuts K into for an m × n product of `k4` vec4s on `tiles`: 1 (no
+/// split) unless the tiles are large and allow it, and the grid of tiles has fewer than
+/// [`SPLIT_K_FILL`] workgroups; then enough slices to reach it, at most `split_k`, each at least
+/// [`SPLIT_K_MIN_STEPS`] steps of K, the partial sums within [`SPLIT_K_MAX_SCRATCH_BYTES`].
+pub fn split_k_slices(tiles: ProductTiles, m: u32, n: u32, k4: u32) -> u32 {
+    let ProductTiles::Large {
+        bm,
+        bn,
+        bk,
+        split_k,
+        ..
+    } = tiles
+    else {
+        return 1;
+    };
+    let grid = m.div_ceil(bm) * n.div_ceil(bn);
+    let steps = k4.div_ceil(bk / 4);
+    let row_bytes = u64::from(m) * u64::from(n.div_ceil(4)) * 16;
+    let by_scratch = (SPLIT_K_MAX_SCRATCH_BYTES / row_bytes.max(1)).min(64) as u32;
+    let slices = split_k
+        .min(SPLIT_K_FILL.div_ceil(grid.max(1)))
+        .min(steps / SPLIT_K_MIN_STEPS)
+        .min(by_scratch);
+    if slices < 2 { 1 } else { slices }
+}
+
 /// Whether the subgroup GEMV `gemv` runs on an adapter with these subgroup sizes (`None`: no
 /// SUBGROUP) and invocations per workgroup: its workgroup a multiple of the largest size, so
 /// subgroups are whole whichever size the driver picks, and of `sg`; 1 to 4 outputs per pass.
@@ -137,6 +246,13 @@ pub struct Matmul {
     dtype: WeightDtype,
     /// Send few-row products to the many-row kernel too (see [`Self::every_row_on_tiles`]).
     every_row_on_tiles: bool,
+    /// Why the tiles built differ from those asked for (large tiles over the adapter's
+    /// workgroup memory).
+    note: Option<String>,
+    /// Split-K's partial sums, shared by every launch of this kernel set: launches run one
+    /// after another on one queue (wgpu orders each reduction before the next partial pass), so
+    /// a forward pass of many split products holds one buffer, the largest any of them needed.
+    scratch: std::sync::Mutex<Option<wgpu::Buffer>>,
 }
 
 impl Matmul {
@@ -153,6 +269,8 @@ impl Matmul {
         dtype: WeightDtype,
         coop: Option<&super::matmul_coop::CoopSupport>,
     ) -> anyhow::Result<Self> {
+        let (tiles, note) = fit_large_tiles(config.tiles, &ctx.limits)?;
+        let config = MatmulConfig { tiles, ..config };
         let tiles_pipeline = match config.tiles {
             ProductTiles::Register { wg_x, wg_y, tm, tn } => {
                 ensure!(
@@ -189,6 +307,14 @@ impl Matmul {
                 ];
                 ctx.pipeline(&MATMUL_TILED, dtype, "matmul_tiled", &constants)?
             }
+            ProductTiles::Large {
+                bm, bn, bk, tm, tn, ..
+            } => ctx.pipeline(
+                &MATMUL_LARGE,
+                dtype,
+                "matmul_large",
+                &large_constants(bm, bn, bk, tm, tn),
+            )?,
             ProductTiles::Coop { .. } => {
                 let own;
                 let support = match coop {
@@ -215,7 +341,15 @@ impl Matmul {
             config,
             dtype,
             every_row_on_tiles: false,
+            note,
+            scratch: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Why the tiles in use differ from those asked for, where they do (see
+    /// [`fit_large_tiles`]).
+    pub fn note(&self) -> Option<&str> {
+        self.note.as_deref()
     }
 
     /// This kernel set with every product, even a one-row one, on the many-row kernel: what
@@ -227,7 +361,7 @@ impl Matmul {
         }
     }
 
-    /// The configuration in use.
+    /// The configuration in use (after [`fit_large_tiles`]).
     pub fn config(&self) -> MatmulConfig {
         self.config
     }
@@ -296,10 +430,78 @@ impl Matmul {
                 [pr.n.div_ceil(tn * wg_x), pr.m.div_ceil(tm * wg_y), 1]
             }
             ProductTiles::Workgroup { bm, bn, .. } => [pr.n.div_ceil(bn), pr.m.div_ceil(bm), 1],
+            ProductTiles::Large { bm, bn, .. } => {
+                let slices = split_k_slices(self.config.tiles, pr.m, pr.n, pr.k4);
+                let groups = [pr.n.div_ceil(bn), pr.m.div_ceil(bm), slices];
+                if slices > 1 {
+                    return self.split_k_launch(ctx, pr, params, groups);
+                }
+                groups
+            }
             ProductTiles::Coop { .. } => super::matmul_coop::groups(self.config.tiles, pr.m, pr.n),
         };
         let buffers = [(1, pr.a), (2, pr.w), (3, pr.c)];
         ctx.dispatch(&self.tiles_pipeline, params, &buffers, groups)
+    }
+
+    /// Split-K: the large kernel writes each slice's partial sums into a scratch buffer (slice
+    /// z's rows at z · m, rows padded to vec4s), then `matmul_large_reduce` adds them into C
+    /// (with C's offset, stride and accumulation). The reduction rides on the launch
+    /// ([`Dispatch::then`]), so callers see one launch.
+    fn split_k_launch(
+        &self,
+        ctx: &GpuContext,
+        pr: &Product<'_>,
+        params: &Params,
+        groups: [u32; 3],
+    ) -> anyhow::Result<Dispatch> {
+        let slices = groups[2];
+        let n4 = pr.n.div_ceil(4);
+        let bytes = u64::from(slices) * u64::from(pr.m) * u64::from(n4) * 16;
+        let scratch = {
+            let mut held = self.scratch.lock().expect("split-k scratch");
+            match &*held {
+                Some(b) if b.size() >= bytes => b.clone(),
+                _ => {
+                    let b = ctx.storage_zeroed("split-k partials", bytes)?;
+                    *held = Some(b.clone());
+                    b
+                }
+            }
+        };
+        let partial = Params {
+            ldc: n4 * 4,
+            c_off: 0,
+            accumulate: 0,
+            ..*params
+        };
+        let mut launch = ctx.dispatch(
+            &self.tiles_pipeline,
+            &partial,
+            &[(1, pr.a), (2, pr.w), (3, &scratch)],
+            groups,
+        )?;
+        // The reduction uses no tiles: the smallest ones keep its declared workgroup memory
+        // nominal wherever a driver counts unused variables.
+        let reduce = ctx.pipeline(
+            &MATMUL_LARGE,
+            self.dtype,
+            "matmul_large_reduce",
+            &large_constants(32, 32, 4, 4, 4),
+        )?;
+        let sums = Params {
+            k4: slices,
+            lda4: n4,
+            a_off4: 0,
+            ..*params
+        };
+        launch.then.push(ctx.dispatch(
+            &reduce,
+            &sums,
+            &[(1, &scratch), (3, pr.c)],
+            [n4.div_ceil(64), pr.m, 1],
+        )?);
+        Ok(launch)
     }
 
     /// The uniforms of `pr`, after checking every buffer is large enough for it.
@@ -329,6 +531,17 @@ impl Matmul {
             accumulate: u32::from(pr.accumulate),
         })
     }
+}
+
+/// The override constants of `shaders/matmul_large.wgsl`.
+fn large_constants(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32) -> [(&'static str, f64); 5] {
+    [
+        ("BM", f64::from(bm)),
+        ("BN", f64::from(bn)),
+        ("BK", f64::from(bk)),
+        ("TM", f64::from(tm)),
+        ("TN", f64::from(tn)),
+    ]
 }
 
 /// Rows `rows` of C = A · W in f64, from unpadded row-major A (· × k) and W (k × n, the
@@ -404,6 +617,150 @@ mod tests {
         workgroup_tiles_fit(&native).unwrap();
     }
 
+    const fn large(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32, split_k: u32) -> ProductTiles {
+        ProductTiles::Large {
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+            split_k,
+        }
+    }
+
+    fn limits(workgroup_bytes: u32) -> wgpu::Limits {
+        wgpu::Limits {
+            max_compute_workgroup_storage_size: workgroup_bytes,
+            max_compute_invocations_per_workgroup: 1024,
+            ..wgpu::Limits::default()
+        }
+    }
+
+    #[test]
+    fn large_tiles_over_the_workgroup_memory_limit_fall_back_to_a_smaller_bk() {
+        let big = large(128, 128, 16, 8, 8, 16);
+        assert_eq!(big.workgroup_bytes(), Some(33280));
+        // An H100 under Vulkan allows 48 KiB: built as asked.
+        assert_eq!(fit_large_tiles(big, &limits(49152)).unwrap(), (big, None));
+        // lavapipe's 32 KiB: BK 8, and a note naming both figures.
+        let (fitted, note) = fit_large_tiles(big, &limits(32768)).unwrap();
+        assert_eq!(fitted, large(128, 128, 8, 8, 8, 16));
+        let note = note.unwrap();
+        assert!(
+            note.contains("33280 bytes") && note.contains("allows 32768") && note.contains("bk 8"),
+            "{note}"
+        );
+        // WebGPU's 16 KiB default: down to BK 4.
+        let (fitted, _) = fit_large_tiles(big, &limits(16384)).unwrap();
+        assert_eq!(fitted, large(128, 128, 4, 8, 8, 16));
+        assert!(fitted.workgroup_bytes().unwrap() <= 16384);
+        // Nothing fits 4 KiB; tiles the shader cannot run are refused whatever the memory.
+        assert!(fit_large_tiles(big, &limits(4096)).is_err());
+        for bad in [
+            large(128, 128, 16, 2, 8, 1),
+            large(128, 128, 12, 8, 8, 1),
+            large(100, 128, 16, 4, 4, 1),
+            large(512, 128, 16, 8, 8, 1),
+            large(128, 128, 16, 8, 8, 0),
+            // 1024 invocations load a 256 × 32 tile in 2 vec4s each, but are too many for 512.
+            large(256, 256, 32, 8, 8, 1),
+            // 64 invocations would each load 16 vec4s of a 128 × 32 tile.
+            large(128, 32, 32, 8, 8, 1),
+        ] {
+            let mut l = limits(1 << 20);
+            l.max_compute_invocations_per_workgroup = 512;
+            assert!(fit_large_tiles(bad, &l).is_err(), "{bad:?}");
+        }
+        // Other tiers pass through.
+        let tiled = ProductTiles::Workgroup {
+            bm: 64,
+            bn: 64,
+            tm: 4,
+            tn: 4,
+        };
+        assert_eq!(fit_large_tiles(tiled, &limits(0)).unwrap(), (tiled, None));
+    }
+
+    /// The bytes [`ProductTiles::workgroup_bytes`] computes (and the adapter check uses) are what
+    /// naga lays out for `shaders/matmul_large.wgsl` once its override constants are set.
+    #[test]
+    fn large_workgroup_bytes_match_what_the_shader_declares() {
+        use wgpu::naga;
+        let source = MATMUL_LARGE.source_for(WeightDtype::F32);
+        let module = naga::front::wgsl::parse_str(&source).unwrap();
+        let info = naga::valid::Validator::new(
+            naga::valid::ValidationFlags::all(),
+            naga::valid::Capabilities::all(),
+        )
+        .validate(&module)
+        .unwrap();
+        for tiles in [
+            large(128, 128, 16, 8, 8, 1),
+            large(128, 128, 8, 8, 8, 1),
+            large(64, 32, 32, 4, 4, 1),
+            large(32, 32, 4, 4, 4, 1),
+            large(256, 128, 8, 8, 8, 1),
+        ] {
+            let ProductTiles::Large {
+                bm, bn, bk, tm, tn, ..
+            } = tiles
+            else {
+                unreachable!()
+            };
+            let mut constants = naga::back::PipelineConstants::default();
+            for (name, value) in large_constants(bm, bn, bk, tm, tn) {
+                constants.insert(name.to_string(), value);
+            }
+            let (resolved, _) = naga::back::pipeline_constants::process_overrides(
+                &module,
+                &info,
+                Some((naga::ShaderStage::Compute, "matmul_large")),
+                &constants,
+            )
+            .unwrap();
+            let mut layouter = naga::proc::Layouter::default();
+            layouter.update(resolved.to_ctx()).unwrap();
+            let declared: u32 = resolved
+                .global_variables
+                .iter()
+                .filter(|(_, v)| v.space == naga::AddressSpace::WorkGroup)
+                .map(|(_, v)| layouter[v.ty].size)
+                .sum();
+            assert_eq!(Some(declared), tiles.workgroup_bytes(), "{tiles:?}");
+        }
+    }
+
+    #[test]
+    fn split_k_cuts_skinny_products_only() {
+        let t = large(128, 128, 16, 8, 8, 16);
+        // 4096³: a 32 × 32 grid fills the device.
+        assert_eq!(split_k_slices(t, 4096, 4096, 1024), 1);
+        // 64 rows × 4096 outputs, K 4096: 32 workgroups; 9 slices make 288.
+        assert_eq!(split_k_slices(t, 64, 4096, 1024), 9);
+        // One tile, K 14336: as many as split_k allows.
+        assert_eq!(split_k_slices(t, 16, 128, 3584), 16);
+        // Short K: each slice keeps at least SPLIT_K_MIN_STEPS steps.
+        assert_eq!(split_k_slices(t, 16, 128, 32), 2);
+        assert_eq!(split_k_slices(t, 16, 128, 28), 1);
+        // split_k 1 never splits; other tiers never do.
+        assert_eq!(
+            split_k_slices(large(128, 128, 16, 8, 8, 1), 16, 128, 3584),
+            1
+        );
+        let tiled = ProductTiles::Workgroup {
+            bm: 64,
+            bn: 64,
+            tm: 4,
+            tn: 4,
+        };
+        assert_eq!(split_k_slices(tiled, 16, 128, 3584), 1);
+        // The partial sums stay within their scratch budget: 200 tiles of 256 × 256 would take
+        // 2 slices, whose 105 MB of partials are over it; 50 tiles would take 6, and 5 fit.
+        let wide = large(256, 256, 8, 8, 8, 64);
+        assert_eq!(split_k_slices(wide, 256, 200 * 256, 1 << 16), 1);
+        assert_eq!(split_k_slices(wide, 256, 50 * 256, 1 << 16), 5);
+    }
+
     #[test]
     fn subgroup_gemv_geometry_is_checked_against_the_adapter() {
         let sizes = Some(SubgroupSizes { min: 32, max: 64 });
@@ -452,6 +809,43 @@ mod gpu_tests {
         tm: 4,
         tn: 4,
     };
+
+    const fn large(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32, split_k: u32) -> ProductTiles {
+        ProductTiles::Large {
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+            split_k,
+        }
+    }
+
+    /// The GPU default (128 × 128, 8 × 8 per invocation, BK 16, split-K up to 16): over
+    /// lavapipe's 32 KiB of workgroup memory, so built there with BK 8.
+    const LARGE: ProductTiles = large(128, 128, 16, 8, 8, 16);
+
+    /// Every large-tile variant `tune` offers that differs in what the shader does (BK 4 to 32,
+    /// 4 or 8 rows and outputs per invocation, tiles not square, loads not dividing evenly),
+    /// with split-K allowed; each fits 32 KiB of workgroup memory as given.
+    const LARGE_VARIANTS: [ProductTiles; 6] = [
+        large(128, 128, 8, 8, 8, 16),
+        large(64, 64, 16, 4, 4, 16),
+        large(128, 64, 16, 8, 8, 16),
+        large(64, 128, 16, 8, 4, 16),
+        large(64, 32, 32, 4, 4, 16),
+        large(32, 32, 4, 4, 4, 16),
+    ];
+
+    /// `tiles` with split-K off.
+    fn whole_k(tiles: ProductTiles) -> ProductTiles {
+        match tiles {
+            ProductTiles::Large {
+                bm, bn, bk, tm, tn, ..
+            } => large(bm, bn, bk, tm, tn, 1),
+            other => other,
+        }
+    }
 
     /// Every GEMV kind this adapter can run, the subgroup ones from [`subgroup_kinds`].
     fn gemv_kinds() -> Vec<GemvConfig> {
@@ -614,6 +1008,133 @@ mod gpu_tests {
         }
     }
 
+    /// The large tiles against f64 at shapes that divide no tile, K no multiple of BK (nor of
+    /// 32, the block formats' block), in every weight format, with split-K and without: at
+    /// (67, 131, 99) the 128 × 128 default splits K into 3 slices (BK 8 here), at (20, 40, 1000)
+    /// into 16.
+    #[test]
+    fn large_tiles_match_reference_in_every_format_with_and_without_split_k() {
+        let ctx = test_context();
+        let gemv = GemvConfig::Rows { wg: 64, tn: 2 };
+        let f16 = ctx.has(wgpu::Features::SHADER_F16);
+        for dtype in WeightDtype::ALL {
+            if dtype == WeightDtype::F16 && !f16 {
+                continue;
+            }
+            for tiles in [LARGE, whole_k(LARGE)] {
+                for shape in [(67, 131, 99), (20, 40, 1000)] {
+                    check(MatmulConfig { tiles, gemv }, dtype, shape);
+                }
+            }
+        }
+        let built = Matmul::new(ctx, MatmulConfig { tiles: LARGE, gemv }, WeightDtype::F32)
+            .unwrap()
+            .config()
+            .tiles;
+        assert_eq!(split_k_slices(built, 67, 131, 25), 3, "{built:?}");
+        assert_eq!(split_k_slices(built, 20, 40, 250), 16, "{built:?}");
+        assert_eq!(split_k_slices(whole_k(built), 20, 40, 250), 1);
+    }
+
+    /// Every large-tile variant, with and without split-K, at shapes that divide none of them.
+    #[test]
+    fn every_large_tile_variant_is_correct() {
+        let gemv = GemvConfig::Rows { wg: 64, tn: 2 };
+        for tiles in LARGE_VARIANTS {
+            for tiles in [tiles, whole_k(tiles)] {
+                for shape in [(67, 131, 99), (130, 70, 90), (9, 257, 333)] {
+                    check(MatmulConfig { tiles, gemv }, WeightDtype::F32, shape);
+                }
+            }
+            // One packed format per variant: the block format's loads go through w_vec4.
+            check(
+                MatmulConfig { tiles, gemv },
+                WeightDtype::Q4_0,
+                (37, 45, 29),
+            );
+        }
+    }
+
+    /// Tiles over the adapter's workgroup memory are built with a smaller BK, and say so; ones
+    /// that fit are built as asked.
+    #[test]
+    fn large_tiles_fall_back_to_what_the_adapter_allows() {
+        let ctx = test_context();
+        let gemv = GemvConfig::Rows { wg: 64, tn: 2 };
+        let allowed = ctx.limits.max_compute_workgroup_storage_size;
+        let kernel =
+            Matmul::new(ctx, MatmulConfig { tiles: LARGE, gemv }, WeightDtype::F32).unwrap();
+        let built = kernel.config().tiles;
+        assert!(built.workgroup_bytes().unwrap() <= allowed, "{built:?}");
+        assert_eq!(kernel.note().is_some(), built != LARGE);
+        if LARGE.workgroup_bytes().unwrap() > allowed {
+            assert!(
+                kernel
+                    .note()
+                    .unwrap()
+                    .contains(&format!("allows {allowed}"))
+            );
+        }
+        for tiles in LARGE_VARIANTS {
+            let kernel = Matmul::new(ctx, MatmulConfig { tiles, gemv }, WeightDtype::F32).unwrap();
+            assert_eq!((kernel.config().tiles, kernel.note()), (tiles, None));
+        }
+    }
+
+    /// Split-K's reduction writes at C's column offset and row stride and adds to what C holds;
+    /// launches of one kernel set share its scratch buffer.
+    #[test]
+    fn split_k_accumulates_into_a_slab_of_c() {
+        let ctx = test_context();
+        let (m, n, k, ldc, c_off) = (20usize, 12usize, 600usize, 30usize, 5usize);
+        let a = random_values(m * k, 31, 1.0);
+        let (w_bytes, w) = encode_weights(WeightDtype::F32, &random_values(k * n, 32, 1.0), k, n);
+        let residual = random_values(m * ldc, 33, 1.0);
+        let a_buf = ctx
+            .storage_with("A", bytemuck::cast_slice(&pad_matrix(&a, m, k, m)))
+            .unwrap();
+        let w_buf = ctx.storage_with("W", &w_bytes).unwrap();
+        let c_buf = ctx
+            .storage_with("C", bytemuck::cast_slice(&residual))
+            .unwrap();
+        let tiles = large(64, 64, 16, 4, 4, 8);
+        let config = MatmulConfig {
+            tiles,
+            gemv: GemvConfig::Rows { wg: 64, tn: 2 },
+        };
+        let kernel = Matmul::new(ctx, config, WeightDtype::F32).unwrap();
+        let k4 = k.div_ceil(4) as u32;
+        assert_eq!(split_k_slices(tiles, m as u32, n as u32, k4), 8);
+        let pr = Product {
+            m: m as u32,
+            k4,
+            n: n as u32,
+            a: &a_buf,
+            a_off4: 0,
+            lda4: k4,
+            w: &w_buf,
+            c: &c_buf,
+            c_off: c_off as u32,
+            ldc: ldc as u32,
+            accumulate: true,
+        };
+        let d = kernel.dispatch(ctx, &pr).unwrap();
+        assert_eq!((d.workgroups[2], d.then.len()), (8, 1));
+        // Twice in one pass, through the one scratch buffer both launches share.
+        let again = kernel.dispatch(ctx, &pr).unwrap();
+        ctx.execute(&vec![d, again]).unwrap();
+        let c = ctx.read_f32(&c_buf, m * ldc).unwrap();
+        let product = reference_rows(&a, &w, (n, k), &(0..m).collect::<Vec<_>>());
+        let mut expected: Vec<f64> = residual.iter().map(|&x| f64::from(x)).collect();
+        for r in 0..m {
+            for j in 0..n {
+                expected[r * ldc + c_off + j] += 2.0 * product[r * n + j];
+            }
+        }
+        let result = compare(&c, &expected, NMSE_F32, "split-k slab".into());
+        assert!(result.failure.is_none(), "{result:?}");
+    }
+
     /// A wrong unpacking must fail the check: q4_0's bytes read as q8_0's.
     #[test]
     fn a_wrong_layout_fails_the_check() {
@@ -708,7 +1229,7 @@ mod gpu_tests {
         let c_buf = ctx
             .storage_with("C", bytemuck::cast_slice(&residual))
             .unwrap();
-        for tiles in [REGISTER, WORKGROUP] {
+        for tiles in [REGISTER, WORKGROUP, LARGE] {
             for gemv in gemv_kinds() {
                 let kernel =
                     Matmul::new(ctx, MatmulConfig { tiles, gemv }, WeightDtype::F32).unwrap();

@@ -142,6 +142,8 @@ macro_rules! coop_prelude {
 pub const MATMUL: Shader = shader!("matmul", trusted: true, product: true);
 /// Workgroup-memory tiled matrix multiply (prefill projections on GPUs).
 pub const MATMUL_TILED: Shader = shader!("matmul_tiled", trusted: true, product: true);
+/// Large-tile matrix multiply with split-K (prefill projections on big GPUs).
+pub const MATMUL_LARGE: Shader = shader!("matmul_large", trusted: true, product: true);
 /// Skinny multiply for up to 8 rows (decode projections, the LM head).
 pub const GEMV: Shader = shader!("gemv", trusted: true, product: true);
 /// Skinny multiply reduced with subgroup operations (adapters with SUBGROUP).
@@ -210,6 +212,7 @@ pub const READ_PROBE: Shader = shader!("read_probe", trusted: true, product: fal
 pub const ALL: &[Shader] = &[
     MATMUL,
     MATMUL_TILED,
+    MATMUL_LARGE,
     GEMV,
     GEMV_SUBGROUP,
     RMSNORM,
@@ -407,6 +410,7 @@ mod tests {
             (ATTENTION_PREFILL, attention::prefill_params_layout()),
             (ATTENTION_DECODE, attention::decode_params_layout()),
             (MATMUL, matmul::params_layout()),
+            (MATMUL_LARGE, matmul::params_layout()),
             (RMSNORM, rmsnorm::params_layout()),
             (ROPE_CACHE, rope::params_layout()),
             (READ_PROBE, read_probe::params_layout()),

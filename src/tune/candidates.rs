@@ -69,7 +69,54 @@ pub fn all(
             tm,
             tn,
         }));
-    } else if crate::kernels::matmul::workgroup_tiles_fit(&facts.limits).is_ok() {
+    } else {
+        // Large tiles (bm, bn, bk, tm, tn, split_k): the register block and BK trade loads per
+        // FMA against occupancy and barriers; split_k 1 lets skinny shapes try no split. Those
+        // over the adapter's workgroup memory are left out: built, they would fall back to a
+        // smaller BK that is a candidate of its own.
+        let large: &[(u32, u32, u32, u32, u32, u32)] = if quick {
+            &[
+                (128, 128, 16, 8, 8, 16),
+                (128, 128, 8, 8, 8, 16),
+                (128, 64, 16, 8, 8, 16),
+                (64, 64, 16, 4, 4, 16),
+                (128, 128, 16, 8, 8, 1),
+            ]
+        } else {
+            &[
+                (128, 128, 16, 8, 8, 16),
+                (128, 128, 8, 8, 8, 16),
+                (128, 128, 32, 8, 8, 16),
+                (128, 64, 16, 8, 8, 16),
+                (64, 128, 16, 8, 8, 16),
+                (256, 128, 8, 8, 8, 16),
+                (128, 256, 8, 8, 8, 16),
+                (64, 64, 16, 4, 4, 16),
+                (64, 64, 32, 4, 4, 16),
+                (128, 128, 16, 8, 4, 16),
+                (128, 128, 16, 8, 8, 4),
+                (128, 128, 16, 8, 8, 64),
+                (128, 128, 16, 8, 8, 1),
+            ]
+        };
+        products.extend(
+            large
+                .iter()
+                .map(|&(bm, bn, bk, tm, tn, split_k)| ProductTiles::Large {
+                    bm,
+                    bn,
+                    bk,
+                    tm,
+                    tn,
+                    split_k,
+                })
+                .filter(|&t| {
+                    crate::kernels::matmul::fit_large_tiles(t, &facts.limits)
+                        .is_ok_and(|(fitted, _)| fitted == t)
+                }),
+        );
+    }
+    if !cpu && crate::kernels::matmul::workgroup_tiles_fit(&facts.limits).is_ok() {
         let shapes: &[(u32, u32, u32, u32)] = if quick {
             &[
                 (64, 64, 4, 4),
@@ -381,7 +428,7 @@ mod tests {
             let defaults = KernelConfig::default_for(facts.traits());
             let name = &facts.info.name;
             assert!(
-                matches!(defaults.matmul.tiles, ProductTiles::Workgroup { .. }),
+                matches!(defaults.matmul.tiles, ProductTiles::Large { .. }),
                 "{name}: {:?}",
                 defaults.matmul.tiles
             );
@@ -415,11 +462,38 @@ mod tests {
                         .iter()
                         .any(|g| matches!(g, GemvConfig::Split { .. }))
                 );
+                // The large tiles and split-K first, the smaller workgroup tiles after, every
+                // one within the adapter's workgroup memory as it stands.
                 assert!(
+                    l.products.iter().all(|t| matches!(
+                        t,
+                        ProductTiles::Workgroup { .. } | ProductTiles::Large { .. }
+                    )),
+                    "{name}: {:?}",
                     l.products
-                        .iter()
-                        .all(|t| matches!(t, ProductTiles::Workgroup { .. }))
                 );
+                let large: Vec<_> = l
+                    .products
+                    .iter()
+                    .filter(|t| matches!(t, ProductTiles::Large { .. }))
+                    .collect();
+                assert!(large.len() >= 4, "{name} {effort:?}: {large:?}");
+                assert!(large.iter().any(|t| matches!(
+                    t,
+                    ProductTiles::Large {
+                        bm: 128,
+                        bn: 128,
+                        tm: 8,
+                        tn: 8,
+                        ..
+                    }
+                )));
+                for t in &large[1..] {
+                    assert!(
+                        t.workgroup_bytes().unwrap() <= 32768,
+                        "{name}: {t:?} over the limit"
+                    );
+                }
             }
         }
 

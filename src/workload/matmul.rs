@@ -36,6 +36,9 @@ pub struct MatmulWorkload {
     pub tiles: ProductTiles,
     /// The math record the result carries.
     pub math: MathRecord,
+    /// The tiles were chosen by name (`kernel matmul --tiles`): the workload id carries their
+    /// label, so several choices measure side by side in one run.
+    pub named_tiles: bool,
 }
 
 impl MatmulWorkload {
@@ -49,7 +52,35 @@ impl MatmulWorkload {
             dtype: WeightDtype::F32,
             tiles,
             math: math::record(Math::SimtF32, MathRequest::Simt, "--math simt".into()),
+            named_tiles: false,
         }
+    }
+
+    /// A product on the tiles given (`kernel matmul --tiles`), whatever the tier defaults;
+    /// `dtype` `None` takes the device's default. Tiles the adapter cannot build fail when
+    /// the workload is prepared; large tiles over its workgroup memory run with a smaller BK
+    /// ([`matmul::fit_large_tiles`]).
+    pub fn with_tiles(
+        device: &DeviceFacts,
+        (m, n, k): (usize, usize, usize),
+        dtype: Option<WeightDtype>,
+        tiles: ProductTiles,
+    ) -> anyhow::Result<Self> {
+        let (dtype, _) = super::plan::resolve_dtype(dtype, device)?;
+        let request = if tiles.math(dtype).is_coop() {
+            MathRequest::Coopmat
+        } else {
+            MathRequest::Simt
+        };
+        Ok(Self {
+            m,
+            n,
+            k,
+            dtype,
+            tiles,
+            math: math::record(tiles.math(dtype), request, "--tiles".into()),
+            named_tiles: true,
+        })
     }
 
     /// The workloads `tokbench kernel matmul` measures for `request`: the SIMT kernel; with
@@ -79,6 +110,7 @@ impl MatmulWorkload {
             dtype,
             tiles: simt_tiles,
             math: math::record(simt_tiles.math(dtype), request, reason),
+            named_tiles: false,
         };
         Ok(match &choice.coop {
             None => {
@@ -144,8 +176,13 @@ impl Workload for MatmulWorkload {
     fn describe(&self) -> Description {
         let (m, n, k) = (self.m, self.n, self.k);
         let tier = if self.is_coop() { "-coopmat" } else { "" };
+        let named = if self.named_tiles {
+            format!("-{}", self.tiles.label())
+        } else {
+            String::new()
+        };
         Description {
-            id: format!("matmul-{}{tier}-m{m}-n{n}-k{k}", self.dtype.name()),
+            id: format!("matmul-{}{tier}-m{m}-n{n}-k{k}{named}", self.dtype.name()),
             kind: WorkloadKind::Matmul,
             shape: BTreeMap::from([
                 ("m".to_string(), m as u64),
@@ -207,6 +244,9 @@ impl Workload for MatmulWorkload {
             gemv: KernelConfig::default_for(ctx.traits()).matmul.gemv,
         };
         let kernel = Matmul::new(ctx, config, self.dtype)?;
+        if let Some(note) = kernel.note() {
+            eprintln!("tokbench: {}: {note}", self.id());
+        }
         let product = Product::dense(&a_buf, &b_buf, &c_buf, (m, n, k));
         let dispatch = if self.is_coop() {
             kernel.dispatch_tiles(ctx, &product)?
@@ -267,6 +307,42 @@ mod tests {
         assert_eq!((rows[0], *rows.last().unwrap()), (0, 4095));
         let small = MatmulWorkload::simt_f32(&test_context().facts(), (100, 1, 100));
         assert_eq!(small.checked_rows().len(), 100);
+    }
+
+    /// Tiles chosen by `--tiles` measure side by side: each id names its tiles, and large tiles
+    /// over the adapter's workgroup memory still build (a smaller BK).
+    #[test]
+    fn named_tiles_get_their_own_ids_and_run() {
+        let ctx = test_context();
+        let large = ProductTiles::Large {
+            bm: 128,
+            bn: 128,
+            bk: 16,
+            tm: 8,
+            tn: 8,
+            split_k: 16,
+        };
+        let register = KernelConfig::default_for(ctx.traits()).matmul.tiles;
+        let ids: Vec<String> = [register, large]
+            .into_iter()
+            .map(|t| {
+                MatmulWorkload::with_tiles(&ctx.facts(), (20, 40, 300), Some(WeightDtype::F32), t)
+                    .unwrap()
+                    .id()
+            })
+            .collect();
+        assert_eq!(
+            ids[1],
+            "matmul-f32-m20-n40-k300-large-128x128-bk16-8x8-sk16"
+        );
+        assert_ne!(ids[0], ids[1]);
+        let w =
+            MatmulWorkload::with_tiles(&ctx.facts(), (20, 40, 300), Some(WeightDtype::F32), large)
+                .unwrap();
+        let prepared = w.prepare(ctx, &mut |_| {}).unwrap();
+        ctx.execute(prepared.execution()).unwrap();
+        let correctness = prepared.verify(ctx).unwrap();
+        assert!(correctness.failure.is_none(), "{correctness:?}");
     }
 
     #[test]

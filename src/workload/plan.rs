@@ -409,6 +409,12 @@ pub fn plan(
             (config.decode_split_for(pass.len), kv),
         )?;
     }
+    // Large tiles over the adapter's workgroup memory are built with a smaller BK: say so.
+    if let Ok((_, Some(note))) =
+        crate::kernels::matmul::fit_large_tiles(config.matmul.tiles, &facts.limits)
+    {
+        notes.push(note);
+    }
     let matrix_probe = math.coop.as_ref().map(|s| s.sizes[0]);
     let session = ModelSession::new(
         preset.clone(),

@@ -130,7 +130,7 @@ impl KernelConfig {
 
     /// Defaults by tier (the CPU ones measured on lavapipe with `tokbench tune`): on CPU
     /// adapters the register tier (no workgroup memory; a norm row per SIMD-wide workgroup); on
-    /// GPUs workgroup-memory tiles and subgroup (or workgroup) reductions. Attention likewise: a
+    /// GPUs large workgroup-memory tiles with split-K, and subgroup (or workgroup) reductions. Attention likewise: a
     /// row (prefill) or split (decode) per invocation on CPU adapters, where both ran faster
     /// on lavapipe than the GPU layouts (`cargo bench --bench kernels -- attention`); the
     /// FlashAttention-2 and workgroup-per-KV-head layouts on GPUs.
@@ -159,11 +159,17 @@ impl KernelConfig {
         } else {
             Self {
                 matmul: MatmulConfig {
-                    tiles: ProductTiles::Workgroup {
-                        bm: 64,
-                        bn: 64,
-                        tm: 4,
-                        tn: 4,
+                    // 128 × 128 tiles, 8 × 8 outputs per invocation: 256 invocations, 33 KB of
+                    // workgroup memory at BK 16 (an adapter allowing less gets BK 8 when the
+                    // kernel is built); split-K up to 16 slices for skinny products (on paper:
+                    // no big GPU has measured it yet).
+                    tiles: ProductTiles::Large {
+                        bm: 128,
+                        bn: 128,
+                        bk: 16,
+                        tm: 8,
+                        tn: 8,
+                        split_k: 16,
                     },
                     // Two outputs per subgroup: each activation load serves both rows (on paper:
                     // no big GPU has measured it yet).
@@ -226,6 +232,27 @@ pub enum ProductTiles {
         /// Outputs per invocation (1..=4).
         tn: u32,
     },
+    /// `shaders/matmul_large.wgsl`: large workgroup tiles for big GPUs (H100/MI300 class): vec4
+    /// tiles padded so the transposed stores hit distinct banks, double-buffered K steps of `bk`,
+    /// up to 8 × 8 outputs per invocation, and split-K for products whose grid of tiles would
+    /// leave the device idle. Workgroup memory grows with the tiles
+    /// ([`ProductTiles::workgroup_bytes`]); a tile too large for the adapter falls back to a
+    /// smaller one when the kernel is built.
+    Large {
+        /// Tile rows (a multiple of 4 · bm / tm, at most 256).
+        bm: u32,
+        /// Tile outputs (a multiple of 4 · bn / tn, at most 256).
+        bn: u32,
+        /// K per step: 4, 8, 16 or 32.
+        bk: u32,
+        /// Rows per invocation: 4 or 8.
+        tm: u32,
+        /// Outputs per invocation: 4 or 8.
+        tn: u32,
+        /// The most slices K may be split into when the grid of tiles is too small to fill the
+        /// device (1: never split).
+        split_k: u32,
+    },
     /// `shaders/matmul_coop.wgsl`: cooperative matrices (tensor cores), f16 A and W, f32
     /// accumulate; a tile of C is (sg_m · 2 · size) × (sg_n · 2 · size).
     Coop {
@@ -241,6 +268,43 @@ pub enum ProductTiles {
 }
 
 impl ProductTiles {
+    /// A short name of the tier and its sizes, for workload ids: `register-64x1-8x4`,
+    /// `workgroup-64x64-4x4`, `large-128x128-bk16-8x8-sk16`, `coop-16-2x2-sg32`.
+    pub fn label(&self) -> String {
+        match *self {
+            Self::Register { wg_x, wg_y, tm, tn } => format!("register-{wg_x}x{wg_y}-{tm}x{tn}"),
+            Self::Workgroup { bm, bn, tm, tn } => format!("workgroup-{bm}x{bn}-{tm}x{tn}"),
+            Self::Large {
+                bm,
+                bn,
+                bk,
+                tm,
+                tn,
+                split_k,
+            } => format!("large-{bm}x{bn}-bk{bk}-{tm}x{tn}-sk{split_k}"),
+            Self::Coop {
+                size,
+                sg_m,
+                sg_n,
+                sg,
+            } => format!("coop-{size}-{sg_m}x{sg_n}-sg{sg}"),
+        }
+    }
+
+    /// Workgroup memory the many-row kernel declares with these tiles, in bytes: for the large
+    /// tier two buffers (double buffering) of an A and a W tile, each BK rows of BM (BN) floats
+    /// plus 8 vec4s of bank padding, as `shaders/matmul_large.wgsl` sizes them from its override
+    /// constants; `None` for the other tiers (fixed, or none).
+    pub fn workgroup_bytes(&self) -> Option<u32> {
+        match *self {
+            Self::Large { bm, bn, bk, .. } => {
+                let vec4s = |cols: u32| bk * cols / 4 + 8;
+                Some(2 * (vec4s(bm) + vec4s(bn)) * 16)
+            }
+            _ => None,
+        }
+    }
+
     /// The math the many-row product does with weights of `dtype`.
     pub fn math(&self, dtype: crate::dtype::WeightDtype) -> Math {
         match self {
