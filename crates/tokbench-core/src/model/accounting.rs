@@ -120,7 +120,7 @@ pub struct OpWork {
 }
 
 /// Work of every op of a pass through `layers` layers of `shape` with weights and KV cache in
-/// `formats` (the cache write and attention's reads count [`KvDtype::row_bytes`] per cached
+/// `formats` (the cache write and attention's reads count [`crate::dtype::KvDtype::row_bytes`] per cached
 /// head row, q8_0's scales and block padding included; multi-head latent attention's latent
 /// cache is f32 whatever `formats.kv`). A mixture-of-experts layer's expert products stream the weights
 /// of the experts the batch is expected to touch ([`ModelShape::expected_experts_touched`]);
