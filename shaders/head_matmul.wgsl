@@ -44,8 +44,8 @@ fn head_rows(
     let a0 = p.a_off4 + r0 * p.lda4 + h * g.a_head4;
     let base = w_base(g.w_row_off + h * g.w_head_rows + j);
     if (rows == 1u) {
-        // Decode at batch 1: one accumulator, in registers (see one_row).
-        store(r0 * p.ldc + p.c_off + h * g.c_head + j, one_row(base, a0));
+        // Decode at batch 1: one accumulator, in registers (see row_dot).
+        store(r0 * p.ldc + p.c_off + h * g.c_head + j, row_dot(base, a0));
         return;
     }
     var acc: array<vec4<f32>, BM>;
@@ -71,20 +71,4 @@ fn store(at: u32, v: f32) {
     } else {
         c[at] = v;
     }
-}
-
-// Output `base`'s weight row times the A row from vec4 `a0`, K = 4 · p.k4. A loop over a
-// block's `rows` indexes its accumulators dynamically, which puts them in memory; one row keeps
-// its accumulator in registers (moe_matmul.wgsl has the same).
-fn one_row(base: u32, a0: u32) -> f32 {
-    var acc = vec4<f32>(0.0);
-    // Past K a block's weights are zero (block formats pad K to 32); A's index is clamped so it
-    // stays inside the head's own slice.
-    for (var blk = 0u; blk * WB < p.k4; blk++) {
-        let wb = w_block(base, blk);
-        for (var i = 0u; i < WB; i++) {
-            acc = fma(a[a0 + min(blk * WB + i, p.k4 - 1u)], wb[i], acc);
-        }
-    }
-    return dot(acc, vec4(1.0));
 }

@@ -50,7 +50,7 @@ fn moe_rows(
     if (rows == 1u) {
         // A decode batch's token alone on its expert, the common case: one accumulator.
         let a0 = select(start, route[g.sorted_at + start], g.gather != 0u) * p.lda4;
-        c[start * p.ldc + n] = one_row(base, a0);
+        c[start * p.ldc + n] = row_dot(base, a0);
         return;
     }
     var a_row: array<u32, BM>;
@@ -72,20 +72,4 @@ fn moe_rows(
     for (var r = 0u; r < rows; r++) {
         c[(start + r) * p.ldc + n] = dot(acc[r], vec4(1.0));
     }
-}
-
-// Output `base`'s weight row times the A row from vec4 `a0`, K = 4 · p.k4. A loop over a
-// block's `rows` indexes its accumulators dynamically, which puts them in memory; one row keeps
-// its accumulator in registers, and is what a decode step mostly runs (many times faster on
-// lavapipe). head_matmul.wgsl has the same.
-fn one_row(base: u32, a0: u32) -> f32 {
-    var acc = vec4<f32>(0.0);
-    // Past K a block's weights are zero (block formats pad K to 32); A's index is clamped.
-    for (var blk = 0u; blk * WB < p.k4; blk++) {
-        let wb = w_block(base, blk);
-        for (var i = 0u; i < WB; i++) {
-            acc = fma(a[a0 + min(blk * WB + i, p.k4 - 1u)], wb[i], acc);
-        }
-    }
-    return dot(acc, vec4(1.0));
 }
