@@ -529,6 +529,30 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
     );
 }
 
+/// gpt-oss's experts default to MXFP4 beside the run's --dtype, `--expert-dtype` changes them,
+/// and asking for an experts' format on a model without experts is a usage error (no device is
+/// opened for it).
+#[test]
+fn experts_take_their_own_format() {
+    let acc = tokbench(&argv!["accounting --preset gpt-oss-20b-shape --batch 8"]);
+    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
+    let text = String::from_utf8_lossy(&acc.stdout);
+    assert!(
+        text.contains("f16 (experts mxfp4) weights") && text.contains("experts 4.25"),
+        "{text}"
+    );
+    let q8 = tokbench(&argv![
+        "accounting --preset gpt-oss-20b-shape --batch 8 --expert-dtype q8_0"
+    ]);
+    let q8_text = String::from_utf8_lossy(&q8.stdout);
+    assert!(q8_text.contains("f16 (experts q8_0) weights"), "{q8_text}");
+    let dense = tokbench(&argv!["run --preset tiny --expert-dtype q4_0 --idle-s 0"]);
+    assert_usage_error(
+        &dense,
+        "--expert-dtype q4_0: this model has no routed experts",
+    );
+}
+
 /// `--kv-dtype q8_0` runs a model end to end: the cache format is recorded in the plan and the
 /// workload, named in the id, and the run passes the correctness gate; accounting counts the
 /// cache at 8.5 bits per element.

@@ -260,10 +260,10 @@ impl Formats {
         (self.experts != self.dense).then_some(self.experts)
     }
 
-    /// "f16", or "f16 with mxfp4 experts".
+    /// "f16", or "f16 (experts mxfp4)".
     pub fn describe(self) -> String {
         match self.distinct_experts() {
-            Some(e) => format!("{} with {} experts", self.dense.name(), e.name()),
+            Some(e) => format!("{} (experts {})", self.dense.name(), e.name()),
             None => self.dense.name().to_string(),
         }
     }
