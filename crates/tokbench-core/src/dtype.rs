@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Storage format of the weights. Activations, norms and the KV cache stay f32; products
+/// Storage format of the weights. Activations and norms stay f32 (the KV cache has [`KvDtype`]); products
 /// unpack in registers and accumulate in f32 whatever the format. Serialized as the CLI spells it
 /// ("f32", "f16", "bf16", "fp8-e4m3", "q8_0", "q4_0", "mxfp4"); the byte layouts are in
 /// [`crate::format`].
