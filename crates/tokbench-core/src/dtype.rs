@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Storage format of the weights. Activations and norms stay f32 (the KV cache has [`KvDtype`]); products
-/// unpack in registers and accumulate in f32 whatever the format. Serialized as the CLI spells it
+/// Storage format of the weights. Activations and norms stay f32 (the KV cache has its own
+/// [`KvDtype`]); products unpack in registers and accumulate in f32 whatever the format.
+/// Serialized as the CLI spells it
 /// ("f32", "f16", "bf16", "fp8-e4m3", "q8_0", "q4_0", "mxfp4"); the byte layouts are in
 /// [`crate::format`].
 #[derive(Serialize, Deserialize, schemars::JsonSchema)]
