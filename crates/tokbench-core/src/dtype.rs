@@ -276,20 +276,31 @@ impl From<(WeightDtype, KvDtype)> for Formats {
     }
 }
 
+/// The one of `all` whose `name` is `s` (any case); the error names `flag` and lists the names.
+fn by_name<T: Copy>(
+    s: &str,
+    all: &[T],
+    name: fn(T) -> &'static str,
+    flag: &str,
+    what: &str,
+) -> Result<T, crate::InputError> {
+    let lower = s.to_ascii_lowercase();
+    all.iter()
+        .copied()
+        .find(|&d| name(d) == lower)
+        .ok_or_else(|| {
+            let names: Vec<&str> = all.iter().map(|&d| name(d)).collect();
+            crate::InputError::new(format!(
+                "{flag} {s:?} is not {what}: use one of {}",
+                names.join(", ")
+            ))
+        })
+}
+
 impl std::str::FromStr for WeightDtype {
     type Err = crate::InputError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.to_ascii_lowercase();
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == lower)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
-                crate::InputError::new(format!(
-                    "--dtype {s:?} is not a weight format: use one of {}",
-                    names.join(", ")
-                ))
-            })
+        by_name(s, &Self::ALL, Self::name, "--dtype", "a weight format")
     }
 }
 
@@ -371,17 +382,7 @@ impl KvDtype {
 impl std::str::FromStr for KvDtype {
     type Err = crate::InputError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let lower = s.to_ascii_lowercase();
-        Self::ALL
-            .into_iter()
-            .find(|d| d.name() == lower)
-            .ok_or_else(|| {
-                let names: Vec<&str> = Self::ALL.iter().map(|d| d.name()).collect();
-                crate::InputError::new(format!(
-                    "--kv-dtype {s:?} is not a KV cache format: use one of {}",
-                    names.join(", ")
-                ))
-            })
+        by_name(s, &Self::ALL, Self::name, "--kv-dtype", "a KV cache format")
     }
 }
 
