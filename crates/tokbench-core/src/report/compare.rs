@@ -15,6 +15,7 @@ use super::fleet::FleetStats;
 use super::identity::{Fingerprint, HardwareGroup, WorkloadKey, node_label};
 use super::load::{Loaded, Skipped, Source};
 use crate::InputError;
+use crate::dtype::WeightDtype;
 use crate::result::{AdapterInfo, Provenance, RunResult, Scope, TimingMethod, WorkloadResult};
 
 /// What nodes are ranked by.
@@ -105,6 +106,36 @@ pub struct CompareReport {
     /// never ranked; absent when there are none.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub references: Vec<super::reference::ReferenceRow>,
+    /// One node's tokens/s for one workload in each weight format it ran, side by side: the
+    /// formats are different workloads, never ranked against each other, so this is where
+    /// they meet. Absent when no node ran a workload in two or more formats.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub by_format: Vec<FormatRow>,
+}
+
+/// A node's tokens/s for one workload (all but the weight format the same) in each format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FormatRow {
+    /// The node: host name, with the scheduler's node name when it differs.
+    pub node: String,
+    /// Adapter and driver.
+    pub hardware: HardwareGroup,
+    /// The workload id with the weight format left out ("decode-llama3.2-1b-shape-b1-d512").
+    pub workload: String,
+    /// Tokens/s in each format, in the order of [`WeightDtype::ALL`] (widest first); the most
+    /// recent valid result where the node ran a format more than once.
+    pub formats: Vec<FormatFigure>,
+}
+
+/// One format's figure in a [`FormatRow`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FormatFigure {
+    /// The weight format.
+    pub dtype: WeightDtype,
+    /// Tokens per second.
+    pub tokens_per_s: f64,
+    /// The result file it comes from.
+    pub source: String,
 }
 
 /// One workload across nodes.
@@ -333,7 +364,94 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         skipped: loaded.skipped.clone(),
         serving,
         references: loaded.references.clone(),
+        by_format: by_format(loaded),
     })
+}
+
+/// The by-format view: valid prefill and decode figures grouped by node (host and hardware) and
+/// by workload definition less its weight format, kept where a group holds two formats or more.
+fn by_format(loaded: &Loaded) -> Vec<FormatRow> {
+    struct Group<'a> {
+        node: String,
+        fingerprint: String,
+        key: WorkloadKey,
+        row: FormatRow,
+        started: Vec<&'a chrono::DateTime<chrono::Utc>>,
+    }
+    let mut groups: Vec<Group<'_>> = Vec::new();
+    for source in &loaded.results {
+        let doc = &source.doc;
+        let node = node_label(doc);
+        let fingerprint = Fingerprint::of(doc).digest();
+        for w in doc
+            .workloads
+            .iter()
+            .filter(|w| w.phase.is_some() && w.valid)
+        {
+            let Some(tokens_per_s) = w.tokens_per_s else {
+                continue;
+            };
+            let key = WorkloadKey {
+                id: String::new(),
+                dtype: WeightDtype::F32,
+                ..WorkloadKey::of(w)
+            };
+            let figure = FormatFigure {
+                dtype: w.dtype,
+                tokens_per_s,
+                source: source.label.clone(),
+            };
+            let started = &doc.started_at;
+            let at = groups
+                .iter()
+                .position(|g| g.node == node && g.fingerprint == fingerprint && g.key == key);
+            let Some(at) = at else {
+                groups.push(Group {
+                    node: node.clone(),
+                    fingerprint: fingerprint.clone(),
+                    key,
+                    row: FormatRow {
+                        node: node.clone(),
+                        hardware: HardwareGroup::of(doc),
+                        workload: without_format(&w.id, w.dtype),
+                        formats: vec![figure],
+                    },
+                    started: vec![started],
+                });
+                continue;
+            };
+            let g = &mut groups[at];
+            match g.row.formats.iter().position(|f| f.dtype == w.dtype) {
+                Some(i) if started > g.started[i] => {
+                    g.row.formats[i] = figure;
+                    g.started[i] = started;
+                }
+                Some(_) => {}
+                None => {
+                    g.row.formats.push(figure);
+                    g.started.push(started);
+                }
+            }
+        }
+    }
+    let order = |d: WeightDtype| WeightDtype::ALL.iter().position(|&x| x == d);
+    groups
+        .into_iter()
+        .filter(|g| g.row.formats.len() >= 2)
+        .map(|mut g| {
+            g.row.formats.sort_by_key(|f| order(f.dtype));
+            g.row
+        })
+        .collect()
+}
+
+/// `id` less its weight format's part ("decode-x-q4_0-b1" → "decode-x-b1").
+fn without_format(id: &str, dtype: WeightDtype) -> String {
+    let part = format!("-{}-", dtype.name());
+    match id.find(&part) {
+        Some(at) => format!("{}-{}", &id[..at], &id[at + part.len()..]),
+        None => id.replace(&format!("-{}", dtype.name()), ""),
+    }
 }
 
 fn compare_workload(
@@ -648,6 +766,64 @@ mod tests {
             "GPU A",
             vec![prefill(64, &jittered(median_s, 0.01, 10, 1))],
         )
+    }
+
+    /// `w` run in `dtype` instead.
+    fn in_format(mut w: WorkloadResult, dtype: WeightDtype) -> WorkloadResult {
+        w.id = w.id.replace("-f32-", &format!("-{}-", dtype.name()));
+        w.dtype = dtype;
+        w
+    }
+
+    #[test]
+    fn a_nodes_formats_stand_side_by_side_and_are_never_ranked_together() {
+        let f32_run = fixtures::run("a", "GPU A", vec![decode(512, &[0.010; 5])]);
+        let mut q4 = fixtures::run(
+            "a",
+            "GPU A",
+            vec![in_format(decode(512, &[0.004; 5]), WeightDtype::Q4_0)],
+        );
+        q4.started_at = f32_run.started_at + chrono::Duration::minutes(5);
+        // A rerun of q4_0 an hour earlier: the later figure is the one shown.
+        let mut q4_old = q4.clone();
+        q4_old.started_at = f32_run.started_at - chrono::Duration::hours(1);
+        q4_old.workloads[0] = in_format(decode(512, &[0.008; 5]), WeightDtype::Q4_0);
+        // Another node with one format only: no row; a second depth on node a: no row either.
+        let other = fixtures::run("b", "GPU A", vec![decode(512, &[0.009; 5])]);
+        let deeper = fixtures::run("a", "GPU A", vec![decode(1024, &[0.011; 5])]);
+        let report = compare(
+            &loaded(vec![f32_run, q4, q4_old, other, deeper]),
+            &CompareOptions::default(),
+        )
+        .expect("report");
+        // Each format stays its own workload in the rankings.
+        let ids: Vec<&str> = report
+            .workloads
+            .iter()
+            .map(|w| w.workload.id.as_str())
+            .collect();
+        assert!(
+            ids.contains(&"decode-tiny-f32-b1-d512") && ids.contains(&"decode-tiny-q4_0-b1-d512"),
+            "{ids:?}"
+        );
+        assert_eq!(report.by_format.len(), 1, "{:#?}", report.by_format);
+        let row = &report.by_format[0];
+        assert_eq!(row.node, "a");
+        assert_eq!(row.workload, "decode-tiny-b1-d512");
+        let figures: Vec<(WeightDtype, f64)> = row
+            .formats
+            .iter()
+            .map(|f| (f.dtype, f.tokens_per_s))
+            .collect();
+        assert_eq!(
+            figures,
+            vec![(WeightDtype::F32, 100.0), (WeightDtype::Q4_0, 250.0)]
+        );
+        let table = crate::report::CompareFormat::Table
+            .render(&report)
+            .expect("table");
+        assert!(table.contains("tokens/s by weight format"), "{table}");
+        assert!(table.contains("q4_0 tok/s"), "{table}");
     }
 
     #[test]

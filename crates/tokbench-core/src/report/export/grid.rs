@@ -6,6 +6,7 @@
 //! itself: each format escapes the first its own way and writes the second as it is.
 
 use super::{basis_text, change_text, check_figures, cost_headers};
+use crate::dtype::WeightDtype;
 use crate::model::Phase;
 use crate::report::check::{CheckMetric, CheckReport, Verdict};
 use crate::report::compare::{CompareReport, Entry, Excluded, WorkloadComparison};
@@ -210,6 +211,37 @@ pub(crate) fn probes(r: &CompareReport) -> Option<Grid> {
             ],
             false,
         );
+    }
+    Some(g)
+}
+
+/// Tokens/s by weight format: one row per node and workload, one column per format any row
+/// has (widest first).
+pub(crate) fn by_format(r: &CompareReport) -> Option<Grid> {
+    if r.by_format.is_empty() {
+        return None;
+    }
+    let formats: Vec<WeightDtype> = WeightDtype::ALL
+        .into_iter()
+        .filter(|d| {
+            r.by_format
+                .iter()
+                .any(|row| row.formats.iter().any(|f| f.dtype == *d))
+        })
+        .collect();
+    let mut g = Grid::new(&[("node", Left), ("workload", Left)]);
+    for d in &formats {
+        g.column(format!("{} tok/s", d.name()), Right);
+    }
+    for row in &r.by_format {
+        let mut cells = vec![Cell::text(&row.node), Cell::text(&row.workload)];
+        cells.extend(formats.iter().map(|d| {
+            row.formats
+                .iter()
+                .find(|f| f.dtype == *d)
+                .map_or_else(Cell::empty, |f| Cell::figure(num(f.tokens_per_s)))
+        }));
+        g.push(cells, false);
     }
     Some(g)
 }

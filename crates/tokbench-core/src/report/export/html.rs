@@ -97,6 +97,13 @@ pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
     for w in &r.workloads {
         workload(&mut h, r, w)?;
     }
+    if let Some(g) = grid::by_format(r) {
+        h.push_str(
+            "<section>\n<h2>Tokens/s by weight format</h2>\n<p>Each node's own results; formats are different workloads, never ranked together.</p>\n",
+        );
+        render(&mut h, &g);
+        h.push_str("</section>\n");
+    }
     if let Some(g) = grid::probes(r) {
         h.push_str("<section>\n<h2>Measured peaks (probes)</h2>\n");
         render(&mut h, &g);

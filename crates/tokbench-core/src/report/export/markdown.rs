@@ -79,6 +79,13 @@ pub(super) fn compare(r: &CompareReport) -> String {
         out.push('\n');
         workload(&mut out, r, w);
     }
+    if let Some(g) = grid::by_format(r) {
+        let _ = writeln!(
+            out,
+            "\n### Tokens/s by weight format\n\nEach node's own results; formats are different workloads, never ranked together.\n"
+        );
+        out.push_str(&render(&g));
+    }
     if let Some(g) = grid::probes(r) {
         let _ = writeln!(out, "\n### Measured peaks (probes)\n");
         out.push_str(&render(&g));

@@ -48,6 +48,13 @@ pub(super) fn compare(r: &CompareReport) -> String {
         out.push('\n');
         workload(&mut out, r, w);
     }
+    if let Some(g) = grid::by_format(r) {
+        let _ = writeln!(
+            out,
+            "\ntokens/s by weight format (each node's own results; formats are different workloads, never ranked together)\n{}",
+            render(&g)
+        );
+    }
     if let Some(g) = grid::probes(r) {
         let _ = writeln!(out, "\nmeasured peaks (probes)\n{}", render(&g));
     }
