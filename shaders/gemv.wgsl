@@ -6,7 +6,9 @@
 //
 //   gemv_rows:  one invocation per TN outputs, streaming their weight rows along K (register
 //               tier: CPU drivers, where each SIMD lane then follows its own sequential
-//               streams, and one load of A serves TN of them);
+//               streams). Each block of A is loaded once and serves all TN rows: a CPU driver
+//               loads storage one lane and one component at a time, so A's loads, not the
+//               arithmetic, are what more rows per invocation save;
 //   gemv_split: one workgroup per output, its invocations splitting K, the partial sums reduced
 //               in workgroup memory (GPUs without subgroup operations).
 
@@ -17,7 +19,7 @@ override M: u32 = 1u;    // rows of A, 1..=MAX_M; equals p.m
 override TN: u32 = 1u;   // outputs per invocation of gemv_rows, 1..=MAX_TN
 
 const MAX_M: u32 = 8u;
-const MAX_TN: u32 = 4u;
+const MAX_TN: u32 = 16u;
 
 fn store(r: u32, n: u32, v: f32) {
     let idx = r * p.ldc + p.c_off + n;
@@ -37,29 +39,30 @@ fn gemv_rows(
     if (n0 >= p.n) {
         return;
     }
-    // TN weight rows per invocation share each load of A (the same for every lane).
     var base: array<u32, MAX_TN>;
     for (var j = 0u; j < TN; j++) {
         base[j] = w_base(min(n0 + j, p.n - 1u));
     }
-    var acc: array<vec4<f32>, 32>;  // MAX_M * MAX_TN
-    var av: array<vec4<f32>, MAX_M>;
-    // K in the format's blocks of WB vec4s, each unpacked once into registers. Past K a block's
-    // weights are zero (block formats pad K to 32) and A's index is clamped to stay in its row.
+    // Every loop below runs a constant number of times (M, TN and WB are constants), so the
+    // compiler unrolls them and these arrays stay in registers.
+    var acc: array<vec4<f32>, 128>;  // MAX_M * MAX_TN
+    // K in the format's blocks of WB vec4s. Past K a block's weights are zero (block formats
+    // pad K to 32) and A's index is clamped to stay in its row.
     for (var b = 0u; b * WB < p.k4; b++) {
-        var wb: array<array<vec4<f32>, WB>, MAX_TN>;
-        for (var j = 0u; j < TN; j++) {
-            wb[j] = w_block(base[j], b);
-        }
-        for (var i = 0u; i < WB; i++) {
-            let kk = min(b * WB + i, p.k4 - 1u);
-            for (var r = 0u; r < M; r++) {
-                av[r] = a[p.a_off4 + r * p.lda4 + kk];
+        var av: array<array<vec4<f32>, WB>, MAX_M>;
+        for (var r = 0u; r < M; r++) {
+            for (var i = 0u; i < WB; i++) {
+                av[r][i] = a[p.a_off4 + r * p.lda4 + min(b * WB + i, p.k4 - 1u)];
             }
-            for (var j = 0u; j < TN; j++) {
-                for (var r = 0u; r < M; r++) {
-                    acc[r * MAX_TN + j] = fma(av[r], wb[j][i], acc[r * MAX_TN + j]);
+        }
+        for (var j = 0u; j < TN; j++) {
+            let wb = w_block(base[j], b);
+            for (var r = 0u; r < M; r++) {
+                var s = acc[r * MAX_TN + j];
+                for (var i = 0u; i < WB; i++) {
+                    s = fma(av[r][i], wb[i], s);
                 }
+                acc[r * MAX_TN + j] = s;
             }
         }
     }

@@ -90,7 +90,7 @@ struct TuneArgs {
     /// A custom shape, as for `run --model`.
     #[arg(long, value_name = "SHAPE")]
     model: Option<String>,
-    /// Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
+    /// Weight format: f32, f16, bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
     #[arg(long)]
     dtype: Option<WeightDtype>,
     /// Try only a few candidates, with few timed launches each (what `run` does without a
@@ -218,7 +218,7 @@ enum KernelCommand {
         /// Columns of A, rows of B.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         k: u32,
-        /// Format of B. Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
+        /// Format of B. Weight format: f32, f16, bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
         #[arg(long)]
         dtype: Option<WeightDtype>,
         /// Measure these many-row tiles instead of the tier's choice, as JSON; repeat the flag to
@@ -263,7 +263,7 @@ struct RunArgs {
     /// Decode KV depth(s): tokens already in the cache; a comma-separated list sweeps.
     #[arg(long, value_delimiter = ',', default_value = "512", value_parser = clap::value_parser!(u32).range(0..=1_048_576))]
     depth: Vec<u32>,
-    /// Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
+    /// Weight format: f32, f16, bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
     #[arg(long)]
     dtype: Option<WeightDtype>,
     /// Format of the routed experts' weights, where it should differ from --dtype (same

@@ -59,7 +59,7 @@ pub(super) struct ServeArgs {
     /// MLPerf set (llama3.1-8b-server, llama3.1-8b-interactive, llama2-70b-server, ...).
     #[arg(long, value_name = "SLO")]
     slo: Option<String>,
-    /// Weight format: f32, f16 (adapters with SHADER_F16), bf16, fp8-e4m3, q8_0, q4_0 or mxfp4
+    /// Weight format: f32, f16, bf16, fp8-e4m3, q8_0, q4_0 or mxfp4
     /// (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default:
     /// f16 where the adapter has SHADER_F16, else f32.
     #[arg(long)]

@@ -19,6 +19,10 @@ pub use tokbench_core::kernel_config::{GemvConfig, MatmulConfig, ProductTiles};
 /// Rows up to which the GEMV kernels are used.
 pub const GEMV_MAX_ROWS: u32 = 8;
 
+/// Most accumulators (rows of A × outputs) one lane of the rows GEMV holds: a
+/// [`GemvConfig::Rows`] with more outputs per invocation takes fewer at many rows.
+pub const GEMV_ROWS_ACCUMULATORS: u32 = 32;
+
 /// Uniform block shared by every product shader.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
@@ -378,7 +382,11 @@ impl Matmul {
         let rows = f64::from(pr.m);
         let (pipeline, groups) = match self.config.gemv {
             GemvConfig::Rows { wg, tn } => {
-                ensure!((1..=4).contains(&tn), "gemv rows tn {tn} (1..=4)");
+                ensure!((1..=16).contains(&tn), "gemv rows tn {tn} (1..=16)");
+                // A lane holds rows × outputs accumulators: past GEMV_ROWS_ACCUMULATORS they
+                // spill (and the unrolled shader takes long to compile), while outputs beyond
+                // that no longer save loads of A, already shared by the rows.
+                let tn = tn.min(GEMV_ROWS_ACCUMULATORS / pr.m).max(1);
                 let constants = [("WG", f64::from(wg)), ("M", rows), ("TN", f64::from(tn))];
                 (
                     ctx.pipeline(&GEMV, self.dtype, "gemv_rows", &constants)?,
@@ -852,6 +860,7 @@ mod gpu_tests {
         let mut kinds = vec![
             GemvConfig::Rows { wg: 64, tn: 1 },
             GemvConfig::Rows { wg: 16, tn: 3 },
+            GemvConfig::Rows { wg: 4, tn: 16 },
             GemvConfig::Split { wg: 64 },
         ];
         kinds.extend(subgroup_kinds());
@@ -968,6 +977,7 @@ mod gpu_tests {
             for gemv in [
                 GemvConfig::Rows { wg: 8, tn: 4 },
                 GemvConfig::Rows { wg: 16, tn: 3 },
+                GemvConfig::Rows { wg: 4, tn: 13 },
             ] {
                 for m in 1..=GEMV_MAX_ROWS as usize {
                     let config = MatmulConfig {
@@ -1193,6 +1203,7 @@ mod gpu_tests {
         for gemv in [
             GemvConfig::Rows { wg: 1, tn: 1 },
             GemvConfig::Rows { wg: 8, tn: 4 },
+            GemvConfig::Rows { wg: 2, tn: 16 },
             GemvConfig::Rows { wg: 256, tn: 2 },
             GemvConfig::Split { wg: 1 },
             GemvConfig::Split { wg: 256 },

@@ -79,9 +79,9 @@ impl Shader {
         // Directives (`enable`) must precede every declaration.
         match (self.product, self.prelude) {
             (true, prelude) => {
-                let (enable, weights) = weight_prelude(dtype);
+                let weights = weight_prelude(dtype);
                 Cow::Owned(format!(
-                    "{enable}{prelude}{weights}{PRODUCT_BINDINGS}{}",
+                    "{prelude}{weights}{PRODUCT_BINDINGS}{}",
                     self.source
                 ))
             }
@@ -255,11 +255,10 @@ fn kv_prelude(side: KvSide, kv: KvDtype) -> &'static str {
     }
 }
 
-/// The WGSL of a weight format for the product kernels: the directive it needs, and its
-/// `shaders/common/weights/` file (the storage type `wword` and the unpacking functions
+/// The WGSL of a weight format for the product kernels: its `shaders/common/weights/` file (the storage type `wword` and the unpacking functions
 /// `w_base`, `w_vec4`, `w_block`), after the byte-read helpers where the format is packed in
 /// blocks.
-fn weight_prelude(dtype: WeightDtype) -> (&'static str, Cow<'static, str>) {
+fn weight_prelude(dtype: WeightDtype) -> Cow<'static, str> {
     macro_rules! weights {
         ($file:literal) => {
             include_str!(concat!("../../shaders/common/weights/", $file, ".wgsl"))
@@ -267,7 +266,7 @@ fn weight_prelude(dtype: WeightDtype) -> (&'static str, Cow<'static, str>) {
     }
     let text = match dtype {
         WeightDtype::F32 => weights!("f32"),
-        WeightDtype::F16 => return ("enable f16;\n", Cow::Borrowed(weights!("f16"))),
+        WeightDtype::F16 => weights!("f16"),
         WeightDtype::Bf16 => weights!("bf16"),
         WeightDtype::Fp8E4m3 => weights!("fp8_e4m3"),
         WeightDtype::Q8_0 => weights!("q8_0"),
@@ -275,9 +274,9 @@ fn weight_prelude(dtype: WeightDtype) -> (&'static str, Cow<'static, str>) {
         WeightDtype::Mxfp4 => weights!("mxfp4"),
     };
     if dtype.is_block() {
-        ("", Cow::Owned(format!("{}{text}", weights!("packed"))))
+        Cow::Owned(format!("{}{text}", weights!("packed")))
     } else {
-        ("", Cow::Borrowed(text))
+        Cow::Borrowed(text)
     }
 }
 

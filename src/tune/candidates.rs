@@ -195,18 +195,12 @@ pub fn all(
         gemvs.retain(|&g| subgroup_gemv_fits(g, Some(sizes), max_threads).is_ok());
     }
     if cpu {
+        // More outputs per lane share each load of A, which a CPU driver loads a lane and a
+        // component at a time; fewer per workgroup keep small products on every core.
         let sizes: &[(u32, u32)] = if quick {
-            &[(64, 1), (64, 2), (64, 4)]
+            &[(8, 4), (8, 8), (2, 16)]
         } else {
-            &[
-                (16, 1),
-                (64, 1),
-                (16, 2),
-                (64, 2),
-                (128, 2),
-                (16, 4),
-                (64, 4),
-            ]
+            &[(16, 2), (8, 4), (64, 4), (8, 8), (2, 16), (4, 16), (16, 16)]
         };
         gemvs.extend(sizes.iter().map(|&(wg, tn)| GemvConfig::Rows { wg, tn }));
     } else {
@@ -522,7 +516,7 @@ mod tests {
             defaults.matmul.tiles,
             ProductTiles::Register { .. }
         ));
-        assert_eq!(defaults.matmul.gemv, GemvConfig::Rows { wg: 16, tn: 2 });
+        assert_eq!(defaults.matmul.gemv, GemvConfig::Rows { wg: 4, tn: 16 });
         let quick = all(&lavapipe, &defaults, Effort::Quick, &simt);
         assert_eq!(quick.gemvs.len(), 4, "{:?}", quick.gemvs);
         assert!(

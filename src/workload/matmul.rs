@@ -86,8 +86,8 @@ impl MatmulWorkload {
     /// The workloads `tokbench kernel matmul` measures for `request`: the SIMT kernel; with
     /// cooperative matrices the cooperative kernel too (the SIMT one of the same dtype beside
     /// it, so the two compare in one run). `dtype` `None` takes the device's default
-    /// ([`super::plan::resolve_dtype`]). `--math coopmat` where the tier cannot run, or f16
-    /// without SHADER_F16, is an input error.
+    /// ([`super::plan::resolve_dtype`]). `--math coopmat` where the tier cannot run is an
+    /// input error.
     pub fn for_math(
         device: Device<'_>,
         (m, n, k): (usize, usize, usize),

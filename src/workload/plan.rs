@@ -132,19 +132,16 @@ pub fn default_preset(
 }
 
 /// The weight format a run uses: `requested`, or, when none is, f16 where the adapter has
-/// SHADER_F16 and f32 elsewhere (with a note saying so for `notes`). f16 requested where the
-/// adapter has no SHADER_F16 is an input error; every other format is packed in u32 words and
-/// unpacked in registers, so any adapter runs it.
+/// SHADER_F16 and f32 elsewhere (with a note saying so for `notes`). Every format is stored in
+/// u32 words and unpacked in registers (f16 with WGSL's core `unpack2x16float`), so any adapter
+/// runs any of them.
 pub fn resolve_dtype(
     requested: Option<WeightDtype>,
     facts: &DeviceFacts,
 ) -> anyhow::Result<(WeightDtype, Option<String>)> {
     let f16 = facts.has(wgpu::Features::SHADER_F16);
     match requested {
-        Some(d) => {
-            runnable("--dtype", d, facts)?;
-            Ok((d, None))
-        }
+        Some(d) => Ok((d, None)),
         None if f16 => Ok((
             WeightDtype::F16,
             Some("no --dtype given: f16 weights, as the adapter has SHADER_F16".into()),
@@ -194,19 +191,6 @@ fn smaller_format_that_fits(
         (format!("--dtype {}", d.name()), bytes(&m))
     });
     experts.chain(every).find(|&(_, b)| b <= room)
-}
-
-/// Fails where `flag`'s format `dtype` needs a feature the adapter lacks: f16 needs
-/// SHADER_F16; every other format is packed in u32 words, so any adapter runs it.
-fn runnable(flag: &str, dtype: WeightDtype, facts: &DeviceFacts) -> Result<(), InputError> {
-    if dtype == WeightDtype::F16 && !facts.has(wgpu::Features::SHADER_F16) {
-        return Err(InputError::new(format!(
-            "{flag} f16: adapter {:?} has no SHADER_F16; use {flag} f32, bf16 or a packed \
-             format (fp8-e4m3, q8_0, q4_0, mxfp4)",
-            facts.info.name
-        )));
-    }
-    Ok(())
 }
 
 /// The KV cache format the adapter takes when none is asked for: f16 where it has SHADER_F16
@@ -308,9 +292,6 @@ pub fn plan(
         req.expert_dtype,
         presets::find(&preset).ok().and_then(|p| p.expert_dtype),
     )?;
-    if let Some(e) = req.expert_dtype {
-        runnable("--expert-dtype", e, &facts)?;
-    }
     if let (Some(e), None) = (formats.distinct_experts(), req.expert_dtype) {
         notes.push(format!(
             "{preset}: routed experts in {}, the format the model ships them in (--expert-dtype changes it)",

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub enum WeightDtype {
     /// 32-bit float.
     F32,
-    /// 16-bit IEEE float (needs the adapter's SHADER_F16).
+    /// 16-bit IEEE float, two per u32 word (WGSL's core `unpack2x16float`: any adapter).
     F16,
     /// bfloat16: the top 16 bits of an f32 (rounded to nearest even), unpacked from u32 words.
     Bf16,

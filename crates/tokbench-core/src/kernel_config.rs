@@ -144,7 +144,7 @@ impl KernelConfig {
                         tm: 8,
                         tn: 4,
                     },
-                    gemv: GemvConfig::Rows { wg: 16, tn: 2 },
+                    gemv: GemvConfig::Rows { wg: 4, tn: 16 },
                 },
                 norm_wg: 8,
                 wg: 64,
@@ -407,7 +407,7 @@ pub enum GemvConfig {
     Rows {
         /// Invocations per workgroup.
         wg: u32,
-        /// Outputs per invocation (1..=4).
+        /// Outputs per invocation (1..=16), sharing each load of the activations.
         tn: u32,
     },
     /// One workgroup per output, reduced in workgroup memory.
