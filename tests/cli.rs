@@ -336,6 +336,20 @@ fn tune_caches_a_winner_that_run_then_uses() {
         serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
     let (key, entry) = cached.as_object().unwrap().iter().next().unwrap();
     assert!(key.contains("tokbench"), "{key}");
+    // The attention candidates were timed with the run's default cache (f16 on lavapipe).
+    assert!(key.contains("| kv f16 |"), "{key}");
+
+    // Another KV format is another entry.
+    let out = tokbench(&argv![
+        "tune --quick --preset tiny --phase decode --depth 4 --kv-dtype q8_0 --tune-cache",
+        cache_arg
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let both: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let keys: Vec<&String> = both.as_object().unwrap().keys().collect();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.iter().any(|k| k.contains("| kv q8_0 |")), "{keys:?}");
 
     let result = dir.path().join("r.json");
     let mut args = argv![

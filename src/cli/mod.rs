@@ -93,6 +93,10 @@ struct TuneArgs {
     /// Weight format: f32, f16, bf16, fp8-e4m3, q8_0, q4_0 or mxfp4 (packed in u32 words, unpacked in registers: any adapter); accumulation is f32. Default: f16 where the adapter has SHADER_F16, else f32.
     #[arg(long)]
     dtype: Option<WeightDtype>,
+    /// KV cache format the attention candidates are timed with, as for `run --kv-dtype` (the
+    /// cache keeps formats apart). Default: f16 where the adapter has SHADER_F16, else f32.
+    #[arg(long)]
+    kv_dtype: Option<KvDtype>,
     /// Try only a few candidates, with few timed launches each (what `run` does without a
     /// cache entry).
     #[arg(long)]
@@ -628,7 +632,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             tune::run(
                 &selector,
                 model,
-                (a.dtype, a.math),
+                (a.dtype, a.kv_dtype, a.math),
                 effort,
                 &runs,
                 a.tune_cache.clone().or_else(TuneCache::default_path),

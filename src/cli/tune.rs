@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::table;
 use crate::exit;
 use crate::gpu::{AdapterSelector, GpuContext};
-use crate::kernels::WeightDtype;
+use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase};
 use crate::tune::{Effort, MathChoice, Target, TuneCache, TuneKey, cache::CacheEntry};
 use crate::workload::plan;
@@ -44,7 +44,7 @@ impl RunShapes {
 pub(super) fn run(
     selector: &AdapterSelector,
     model: Option<(String, ModelShape)>,
-    (dtype, math): (Option<WeightDtype>, MathRequest),
+    (dtype, kv, math): (Option<WeightDtype>, Option<KvDtype>, MathRequest),
     effort: Effort,
     runs: &RunShapes,
     cache_path: Option<std::path::PathBuf>,
@@ -64,10 +64,14 @@ pub(super) fn run(
     });
     let choice = MathChoice::new(&ctx, dtype, math)?;
     let facts = ctx.facts();
+    let (kv, kv_note) = plan::resolve_kv_dtype(kv, &facts, &shape)?;
+    if let Some(note) = kv_note {
+        eprintln!("tokbench tune: {note}");
+    }
     let target = Target::new(
         &facts,
         shape,
-        dtype,
+        (dtype, kv),
         runs.passes(&facts),
         crate::node::largest_cpu_cache_bytes(sysfs_root),
     );

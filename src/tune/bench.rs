@@ -208,7 +208,7 @@ impl<'a> Bench<'a> {
             window: 0,
             sinks: false,
             score_dim: 0,
-            kv: KvDtype::F32,
+            kv: self.target.kv,
         }
     }
 

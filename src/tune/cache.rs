@@ -20,7 +20,7 @@ use crate::model::ModelShape;
 pub struct TuneKey(String);
 
 impl TuneKey {
-    /// The key for `target` (its shape, weight type and the run's passes: tuning is at the
+    /// The key for `target` (its shape, weight and KV formats and the run's passes: tuning is at the
     /// run's shapes) on this device, tuned over the tiers `math` allows.
     pub fn new(
         ctx: &GpuContext,
@@ -30,7 +30,7 @@ impl TuneKey {
         let info = &ctx.info;
         let tool = crate::runner::tool_info();
         Self(format!(
-            "{} [{:04x}:{:04x}] {:?} {} {} | {} | math {} | {} | {} | tokbench {} {}",
+            "{} [{:04x}:{:04x}] {:?} {} {} | {} | kv {} | math {} | {} | {} | tokbench {} {}",
             info.name,
             info.vendor,
             info.device,
@@ -38,6 +38,7 @@ impl TuneKey {
             info.driver,
             info.driver_info,
             target.dtype.name(),
+            target.kv.name(),
             math.name(),
             shape_class(&target.shape),
             target.describe_passes(),
@@ -166,7 +167,7 @@ impl TuneCache {
 mod tests {
     use super::*;
     use crate::gpu::test_context;
-    use crate::kernels::WeightDtype;
+    use crate::kernels::{KvDtype, WeightDtype};
     use crate::model::presets::find;
     use crate::model::{Pass, Phase};
 
@@ -182,7 +183,13 @@ mod tests {
             len,
         };
         let target = |shape, dtype, depth| {
-            Target::new(&ctx.facts(), shape, dtype, vec![decode(depth)], None)
+            Target::new(
+                &ctx.facts(),
+                shape,
+                (dtype, KvDtype::F32),
+                vec![decode(depth)],
+                None,
+            )
         };
         let k1 = TuneKey::new(ctx, &target(tiny, WeightDtype::F32, 64), Auto);
         assert_ne!(

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::gpu::GpuContext;
 use crate::kernels::matmul::GEMV_MAX_ROWS;
-use crate::kernels::{KernelConfig, WeightDtype};
+use crate::kernels::{KernelConfig, KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase};
 
 pub use cache::{TuneCache, TuneKey};
@@ -72,6 +72,8 @@ pub struct Target {
     pub shape: ModelShape,
     /// Weight type.
     pub dtype: WeightDtype,
+    /// KV cache format the attention candidates are timed with.
+    pub kv: KvDtype,
     /// The passes the run measures (prefill at its batch and prompt, decode at each depth).
     pub passes: Vec<Pass>,
     /// The largest cache the adapter or host CPU reports, in bytes.
@@ -86,7 +88,7 @@ impl Target {
     pub fn new(
         facts: &crate::gpu::DeviceFacts,
         shape: ModelShape,
-        dtype: WeightDtype,
+        (dtype, kv): (WeightDtype, KvDtype),
         passes: Vec<Pass>,
         cpu_cache: Option<u64>,
     ) -> Self {
@@ -99,6 +101,7 @@ impl Target {
         Self {
             shape,
             dtype,
+            kv,
             passes,
             cache_bytes,
             memory_bytes: crate::workload::plan::memory_budget(facts, None),
@@ -411,7 +414,13 @@ mod tests {
             .facts()
             .clone();
         let shape = find("smollm2-135m-shape").unwrap().shape;
-        Target::new(&facts, shape, WeightDtype::F32, passes, Some(480 << 20))
+        Target::new(
+            &facts,
+            shape,
+            (WeightDtype::F32, KvDtype::F32),
+            passes,
+            Some(480 << 20),
+        )
     }
 
     fn pass(phase: Phase, batch: u32, len: u32) -> Pass {
@@ -478,6 +487,7 @@ mod tests {
         let target = Target {
             shape,
             dtype: WeightDtype::F32,
+            kv: KvDtype::F16,
             passes,
             // A small cache keeps the test short; the weights still exceed it several times.
             cache_bytes: 1 << 20,

@@ -371,8 +371,13 @@ pub fn plan(
 
     let (config, config_source) = match device.gpu() {
         Some(ctx) => {
-            let mut target =
-                crate::tune::Target::new(&facts, shape, dtype, passes.clone(), req.cpu_cache_bytes);
+            let mut target = crate::tune::Target::new(
+                &facts,
+                shape,
+                (dtype, kv),
+                passes.clone(),
+                req.cpu_cache_bytes,
+            );
             // What the user said the device has, where they did.
             target.memory_bytes = budget;
             crate::tune::choose(ctx, &target, &req.tuning, &math, say)?
