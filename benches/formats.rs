@@ -4,7 +4,7 @@
 //! bytes streamed (the exact bits per weight, scales included), so formats compare by how close
 //! each comes to the memory system; the summary gives each format's share of f16's weight
 //! bytes/s (goal: q8_0 and q4_0 at least 80%, so unpacking is not what limits them) and, on
-//! lavapipe, GFLOP/s beside llama.cpp's Vulkan backend from `shared/PEERS.md`.
+//! lavapipe, GFLOP/s beside llama.cpp's Vulkan backend (`common::LLAMA_CPP_GEMV`).
 //!
 //! `cargo bench --bench formats` (a few minutes on lavapipe; `TOKBENCH_QUICK=1` shortens the
 //! sampling, not the shapes).
@@ -19,16 +19,6 @@ use tokbench::kernels::{KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
-
-/// llama.cpp's figures for the 4096 × 14336 GEMV, GFLOP/s: `test-backend-ops perf -o MUL_MAT -b
-/// Vulkan0 -p "type_a=T,type_b=f32,m=4096,n=1,k=14336"`, llama.cpp 0c1e57098 (ggml 0.25.3, as
-/// vendored by llama-cpp-python 0.3.36) on lavapipe of Mesa 22.3.6, 2026-12-01, as recorded in
-/// shared/PEERS.md (not measured by this bench).
-const LLAMA_CPP_K14336: [(WeightDtype, f64); 3] = [
-    (WeightDtype::F16, 1.46),
-    (WeightDtype::Q8_0, 1.51),
-    (WeightDtype::Q4_0, 2.79),
-];
 
 /// Median of `runs` timed executions after one warm-up, in seconds.
 fn median_s(work: &dyn PassRecorder, runs: u32) -> f64 {
@@ -100,10 +90,10 @@ fn main() {
             .find(|r| r.0 == k && r.1 == WeightDtype::F16)
             .map(|r| r.2);
         let share = f16.map_or("-".into(), |f| format!("{:.0}%", 100.0 * gbps / f));
-        let peer = LLAMA_CPP_K14336
+        let peer = common::LLAMA_CPP_GEMV
             .iter()
-            .find(|p| k == 14336 && p.0 == dtype && ctx.traits().cpu)
-            .map(|p| p.1);
+            .find(|p| p.k == k && p.dtype == dtype && ctx.traits().cpu)
+            .map(|p| p.gflops);
         let (peer_s, ratio_s) = peer.map_or(("-".into(), "-".into()), |p| {
             (format!("{p:.2}"), format!("{:.1}×", gflops / p))
         });
@@ -114,8 +104,8 @@ fn main() {
         );
     }
     println!(
-        "goals: q8_0 and q4_0 at least 80% of f16's weight GB/s; llama.cpp ratio (its \
-         0c1e57098 Vulkan backend, Mesa 22.3.6 lavapipe, 2026-12-01, shared/PEERS.md) at least \
-         3×; peer figures are printed only on CPU adapters, where they were measured"
+        "goals: q8_0 and q4_0 at least 80% of f16's weight GB/s, and at least 3× llama.cpp's \
+         GFLOP/s; llama.cpp: {} (printed only on CPU adapters, where they were measured)",
+        common::LLAMA_CPP_GEMV_SOURCE
     );
 }

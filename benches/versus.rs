@@ -10,7 +10,11 @@
 //! converted to causal pairs only (tokbench counts no masked pair). Also prints the GEMV's share
 //! of tokbench's own copy-probe bandwidth (goal 80%).
 //!
-//! `cargo bench --bench versus` (about two minutes on lavapipe). The reference figures are
+//! - "llama.cpp": llama.cpp's decode GEMV in f16, q8_0 and q4_0 (`common::LLAMA_CPP_GEMV`, with
+//!   its version and date), beside tokbench's GEMV in the same format (goal for the block
+//!   formats: 3×).
+//!
+//! `cargo bench --bench versus` (about three minutes on lavapipe). The reference figures are
 //! lavapipe's; on another device the ratios compare unlike with unlike and are not printed.
 
 mod common;
@@ -179,6 +183,24 @@ fn main() {
         };
         rows.push((case, figure));
     }
+    // The decode GEMV in each weight format llama.cpp's figure exists for.
+    let mut formats = Vec::new();
+    for peer in &common::LLAMA_CPP_GEMV {
+        let label = format!(
+            "MUL_MAT {} m=4096 n=1 k={} (GEMV)",
+            peer.dtype.name(),
+            peer.k
+        );
+        let shape = Shape::Product(1, 4096, peer.k, peer.dtype);
+        if (peer.dtype.matrix_bytes(4096, peer.k) as u64) > ctx.max_binding_bytes() {
+            eprintln!("{label}: skipped, the weight exceeds one binding");
+            continue;
+        }
+        let (d, flops, _) = setup(&shape, &config);
+        group.throughput(Throughput::Elements(flops as u64));
+        group.bench_function(&label, |b| b.iter_custom(|iters| gpu_time(&d, iters)));
+        formats.push((label, peer, flops / median_s(&d, 5) / 1e9));
+    }
     group.finish();
     c.final_summary();
 
@@ -229,4 +251,17 @@ fn main() {
     println!(
         "issue: the kernel-speed issue's figures; ggml: ggml d99724f measured on this machine, 2026-11-22"
     );
+    println!(
+        "\n{:<38} {:>15} | {:>9} {:>7} {:>5}",
+        "decode GEMV by weight format", "tokbench", "llama.cpp", "ratio", "goal"
+    );
+    for (label, peer, gflops) in formats {
+        let goal = if peer.dtype.is_block() { "3×" } else { "-" };
+        println!(
+            "{label:<38} {gflops:>7.2} GFLOP/s | {:>9.3} {:>7} {goal:>5}",
+            peer.gflops,
+            ratio(gflops, peer.gflops)
+        );
+    }
+    println!("llama.cpp: {}", common::LLAMA_CPP_GEMV_SOURCE);
 }

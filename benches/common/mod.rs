@@ -100,3 +100,41 @@ pub fn gpu_time(work: &dyn PassRecorder, iters: u64) -> Duration {
     }
     Duration::from_secs_f64(total)
 }
+
+/// One figure of llama.cpp's decode GEMV (`MUL_MAT m=4096 n=1 k=K`, a 4096 × K weight of type
+/// `dtype` times one f32 activation row), in GFLOP/s.
+pub struct PeerGemv {
+    /// Weight type (`type_a`).
+    pub dtype: tokbench::kernels::WeightDtype,
+    /// K.
+    pub k: usize,
+    /// GFLOP/s as `test-backend-ops` prints them (2 · 4096 · K per run).
+    pub gflops: f64,
+}
+
+/// Where [`LLAMA_CPP_GEMV`] comes from (procedure: `shared/PEERS.md`; nothing of llama.cpp is in
+/// this project).
+pub const LLAMA_CPP_GEMV_SOURCE: &str = "llama.cpp 0c1e57098 (ggml 0.25.3, as vendored by \
+     llama-cpp-python 0.3.36), Vulkan backend on Debian 12's lavapipe (Mesa 22.3.6), \
+     `test-backend-ops perf -o MUL_MAT -b Vulkan0 -p type_a=T,type_b=f32,m=4096,n=1,k=14336`, \
+     measured on this project's 2-core VM on 2026-12-06";
+
+/// llama.cpp's decode GEMV figures on lavapipe ([`LLAMA_CPP_GEMV_SOURCE`]): printed beside
+/// tokbench's on CPU adapters only, where they were measured.
+pub const LLAMA_CPP_GEMV: [PeerGemv; 3] = [
+    PeerGemv {
+        dtype: tokbench::kernels::WeightDtype::F16,
+        k: 14336,
+        gflops: 0.356,
+    },
+    PeerGemv {
+        dtype: tokbench::kernels::WeightDtype::Q8_0,
+        k: 14336,
+        gflops: 0.203,
+    },
+    PeerGemv {
+        dtype: tokbench::kernels::WeightDtype::Q4_0,
+        k: 14336,
+        gflops: 0.324,
+    },
+];
