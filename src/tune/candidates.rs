@@ -198,7 +198,7 @@ pub fn all(
         // More outputs per lane share each load of A, which a CPU driver loads a lane and a
         // component at a time; fewer per workgroup keep small products on every core.
         let sizes: &[(u32, u32)] = if quick {
-            &[(8, 4), (8, 8), (4, 16)]
+            &[(8, 4), (8, 8), (2, 16)]
         } else {
             &[(16, 2), (8, 4), (8, 8), (2, 16), (4, 16), (16, 16)]
         };
