@@ -372,7 +372,6 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
 /// by workload definition less its weight format, kept where a group holds two formats or more.
 fn by_format(loaded: &Loaded) -> Vec<FormatRow> {
     struct Group<'a> {
-        node: String,
         fingerprint: String,
         key: WorkloadKey,
         row: FormatRow,
@@ -404,10 +403,9 @@ fn by_format(loaded: &Loaded) -> Vec<FormatRow> {
             let started = &doc.started_at;
             let at = groups
                 .iter()
-                .position(|g| g.node == node && g.fingerprint == fingerprint && g.key == key);
+                .position(|g| g.row.node == node && g.fingerprint == fingerprint && g.key == key);
             let Some(at) = at else {
                 groups.push(Group {
-                    node: node.clone(),
                     fingerprint: fingerprint.clone(),
                     key,
                     row: FormatRow {
