@@ -7,10 +7,16 @@
 //   attention_groups: a workgroup per (split, KV head, sequence) takes `split_len` keys for GW
 //                     query heads of the KV head's group at once, so each key and value row is
 //                     read once for all of them (see `group_keys`);
+//   attention_subgroups: the same workgroups, with each subgroup's lanes spanning the head, so
+//                     neighbouring lanes read neighbouring words of a key row and subgroupAdd
+//                     reduces each score (adapters with SUBGROUP: in
+//                     shaders/attention_decode_subgroup.wgsl, appended to this file, so that
+//                     adapters without subgroups still validate this one);
 //   attention_reduce: combines the partials of each (sequence, head): o = Σ e^(m_s - M) o_s /
 //                     Σ e^(m_s - M) l_s, with M the largest m_s.
 // Partials are laid out per (b, h, split) as one vec4 (m, l, 0, 0) followed by HD4 vec4s of o.
-// Serving (`attention_split_rows`, `attention_groups_rows`): batch row b is qkv row
+// Serving (`attention_split_rows`, `attention_groups_rows`, `attention_subgroups_rows`): batch
+// row b is qkv row
 // row_base + b, and `rows` names its cache sequence and the position of its token,
 // (sequence, position): it attends to keys 0..=position of that sequence, so one launch covers
 // sequences at ragged depths (kv_len then only sizes the grid). The reduce writes output row
@@ -58,9 +64,12 @@ override WG: u32 = 64u;
 override HD4: u32 = 16u;  // head_dim / 4, at most MAX_HD4
 // attention_groups only: lanes per key group (min(HD4, WG)), vec4s of the head each lane owns
 // (ceil(HD4 / R), GW · NV at most MAX_ACC) and query heads per workgroup (at most MAX_G).
+// attention_subgroups takes GW and NV (ceil(HD4 / the adapter's smallest subgroup size), the
+// most a lane can own) and NSG, the most subgroups a workgroup holds (WG / the smallest size).
 override R: u32 = 16u;
 override NV: u32 = 1u;
 override GW: u32 = 1u;
+override NSG: u32 = 1u;
 // attention_reduce only: whether `sinks` holds a sink logit per query head.
 override SINKS: bool = false;
 

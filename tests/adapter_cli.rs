@@ -128,18 +128,25 @@ fn a_gl_fallback_says_a_vulkan_driver_is_the_supported_path() {
 }
 
 #[test]
-fn adapter_all_writes_a_result_per_gpu_and_a_node_summary() {
-    // This machine has one adapter to run on (lavapipe; its GL twin is not run again).
+fn adapters_run_at_once_each_into_its_result_and_the_node_sums_them() {
+    // lavapipe through Vulkan (0) and through GL (1): two adapters this machine has (`all`
+    // would run only the Vulkan one, GL being the same device again). Formats named, since the
+    // two default to different ones (GL has no SHADER_F16).
     let dir = tempfile::tempdir().unwrap();
     let results = dir.path().join("results");
     let mut args = argv![
         "run --preset tiny --phase decode --depth 16 --no-tune --power-source none --idle-s 0",
-        "--adapter all --results-dir",
+        "--dtype f32 --kv-dtype f32 --adapter 0,1 --results-dir",
         results.to_str().unwrap()
     ];
     args.extend(common::QUICK);
     let out = command().args(&args).output().unwrap();
     assert_code(&out, 0);
+    let err = stderr(&out);
+    assert!(
+        err.contains("all at once") && err.contains("[gpu 1]"),
+        "{err}"
+    );
     let host_dir = std::fs::read_dir(&results)
         .unwrap()
         .next()
@@ -154,31 +161,53 @@ fn adapter_all_writes_a_result_per_gpu_and_a_node_summary() {
         .iter()
         .find(|p| p.to_str().unwrap().ends_with("-node-summary.json"))
         .expect("a node summary");
-    assert_eq!(files.len(), 2, "one result and the summary: {files:?}");
+    assert_eq!(files.len(), 3, "two results and the summary: {files:?}");
     let s: tokbench::report::node_summary::NodeSummary =
         serde_json::from_str(&std::fs::read_to_string(summary).unwrap()).unwrap();
-    assert_eq!(s.gpus.len(), 1);
-    let result = s.gpus[0].result.as_deref().unwrap();
-    assert!(files.iter().any(|f| f.to_str() == Some(result)), "{s:?}");
-    assert_eq!(s.gpus[0].exit_code, 0);
-    // One GPU: the node's decode figure is that GPU's.
-    let doc = tokbench::result::io::load(std::path::Path::new(result)).unwrap();
-    let decode = doc
-        .workloads
+    assert_eq!(s.gpus.len(), 2);
+    assert_eq!(
+        s.gpus
+            .iter()
+            .map(|g| g.backend.as_str())
+            .collect::<Vec<_>>(),
+        ["Vulkan", "Gl"]
+    );
+    let docs: Vec<_> = s
+        .gpus
         .iter()
-        .find(|w| w.id.starts_with("decode"))
-        .unwrap();
+        .map(|g| {
+            assert_eq!(g.exit_code, 0, "{g:?}");
+            let result = g.result.as_deref().unwrap();
+            assert!(files.iter().any(|f| f.to_str() == Some(result)), "{s:?}");
+            tokbench::result::io::load(std::path::Path::new(result)).unwrap()
+        })
+        .collect();
+    // At once, not one after another: each replica started before the other finished.
+    let last_start = docs.iter().map(|d| d.started_at).max().unwrap();
+    let first_end = docs.iter().map(|d| d.finished_at.unwrap()).min().unwrap();
+    assert!(
+        last_start < first_end,
+        "the runs did not overlap: {last_start} .. {first_end}"
+    );
+    // The node's decode figure is the sum of its GPUs'.
+    let decode: Vec<_> = docs
+        .iter()
+        .map(|d| {
+            d.workloads
+                .iter()
+                .find(|w| w.id.starts_with("decode"))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(decode[0].id, decode[1].id);
     let node = s
         .workloads
         .iter()
-        .find(|w| w.id == decode.id)
+        .find(|w| w.id == decode[0].id)
         .expect("decode in the summary");
-    assert_eq!(node.gpus, 1);
-    assert_eq!(node.spread, 0.0);
-    assert!(
-        (node.tokens_per_s - decode.tokens_per_s.unwrap()).abs() < 1e-9,
-        "{s:?}"
-    );
+    assert_eq!(node.gpus, 2);
+    let sum: f64 = decode.iter().map(|w| w.tokens_per_s.unwrap()).sum();
+    assert!((node.tokens_per_s - sum).abs() < 1e-9 * sum, "{s:?}");
     assert!(stdout(&out).contains("node summary:"), "{}", stdout(&out));
     // --out names one file: refused before any work.
     let one = dir.path().join("one.json");

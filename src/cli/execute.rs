@@ -1,8 +1,7 @@
 //! The CLI side of a run: open the device, plan, show progress, print the table.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::Context as _;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -12,7 +11,6 @@ use super::CommonArgs;
 use super::table;
 use crate::gpu::{AdapterSelector, Device, GpuContext, MockDevice, ShaderChecks};
 use crate::power::{AdapterIdentity, PowerMeter};
-use crate::report::node_summary::{GpuRun, NodeSummary};
 use crate::result::{RunResult, WorkloadResult};
 use crate::runner::{self, Observer, Planned, RunSpec};
 use crate::workload::Stage;
@@ -23,8 +21,8 @@ use crate::{InputError, exit};
 const PREFLIGHT_BYTES: usize = 64 << 10;
 
 /// Opens the device, plans with `plan`, runs, and prints the table. Exit 1 when a workload
-/// failed its correctness check. With `--adapter all`, the same on every GPU of the node, one
-/// after another, and a node summary beside their results.
+/// failed its correctness check. With `--adapter all` (or a list), the same on every GPU of the
+/// node at once, one process each, and a node summary beside their results.
 pub(super) fn run_workloads(
     command: &str,
     common: &CommonArgs,
@@ -36,20 +34,20 @@ pub(super) fn run_workloads(
     common
         .destination()
         .preflight(&crate::node::hostname(), PREFLIGHT_BYTES)?;
-    if common.every_adapter() {
-        return every_adapter(command, common, &mut plan);
+    if let Some(wanted) = common.replicas() {
+        return super::replicas::run_replicas(common, wanted);
     }
-    let (code, _) = run_on(command, common, &common.selector(), &mut plan)?;
+    let code = run_on(command, common, &common.selector(), &mut plan)?;
     Ok(ExitCode::from(code))
 }
 
-/// One run on the adapter `selector` names: its exit code and result file.
+/// One run on the adapter `selector` names: its exit code.
 fn run_on(
     command: &str,
     common: &CommonArgs,
     selector: &AdapterSelector,
     plan: &mut dyn FnMut(Device<'_>) -> anyhow::Result<Planned>,
-) -> anyhow::Result<(u8, PathBuf)> {
+) -> anyhow::Result<u8> {
     let (device, adapter_warnings) = open_device(common, selector)?;
     let mut planned = plan(device)?;
     let (policy, chosen) = common.policy(&device.facts());
@@ -106,103 +104,7 @@ fn run_on(
         );
         exit::FAILURE
     };
-    Ok((code, outcome.path))
-}
-
-/// `--adapter all`: the run on every GPU of the node ([`crate::gpu::every_node_adapter`]), one
-/// after another; a GPU that fails is recorded and the next one still runs. Then the node
-/// summary (`<results dir>/<host>/<time>-node-summary.json`) and its table. The exit code is
-/// the worst of the runs'.
-fn every_adapter(
-    command: &str,
-    common: &CommonArgs,
-    plan: &mut dyn FnMut(Device<'_>) -> anyhow::Result<Planned>,
-) -> anyhow::Result<ExitCode> {
-    if common.out.is_some() {
-        return Err(InputError::new(
-            "--adapter all writes one result per GPU under --results-dir and a node summary \
-             beside them; --out names a single file, so leave it out",
-        )
-        .into());
-    }
-    if common.mock_device.is_some() {
-        return Err(InputError::new(
-            "--adapter all runs on the node's real adapters; --mock-device is one device",
-        )
-        .into());
-    }
-    let adapters = crate::gpu::every_node_adapter(common.backend);
-    if adapters.is_empty() {
-        return Err(
-            InputError::new("--adapter all: no adapter found (see `tokbench devices`)").into(),
-        );
-    }
-    let started = crate::runner::now_utc();
-    eprintln!(
-        "tokbench: --adapter all: {} adapter(s), one after another: {}",
-        adapters.len(),
-        adapters
-            .iter()
-            .map(|(i, a)| format!("{i}: {}", a.name))
-            .collect::<Vec<_>>()
-            .join("; ")
-    );
-    let mut runs = Vec::new();
-    let mut worst = exit::OK;
-    for (index, info) in adapters {
-        eprintln!("tokbench: adapter {index}: {}", info.name);
-        let selector = AdapterSelector {
-            adapter: Some(index.to_string()),
-            backend: common.backend,
-        };
-        let (code, path, error) = match run_on(command, common, &selector, plan) {
-            Ok((code, path)) => (code, Some(path), None),
-            Err(e) => {
-                eprintln!("tokbench: adapter {index} ({}) failed: {e:#}", info.name);
-                let code = if e.chain().any(|c| c.is::<InputError>()) {
-                    exit::USAGE
-                } else {
-                    exit::FAILURE
-                };
-                (code, None, Some(format!("{e:#}")))
-            }
-        };
-        let doc = path
-            .as_deref()
-            .and_then(|p| crate::result::io::load(p).ok());
-        runs.push((
-            GpuRun {
-                adapter_index: index,
-                adapter: info.name.clone(),
-                backend: format!("{:?}", info.backend),
-                result: path.map(|p| p.display().to_string()),
-                exit_code: code,
-                error,
-            },
-            doc,
-        ));
-        worst = worst.max(code);
-        if code == exit::INTERRUPTED {
-            break;
-        }
-    }
-    let host = crate::node::hostname();
-    let summary = NodeSummary::new(&host, runs);
-    let dir = common.results_dir.join(crate::result::io::slug(&host));
-    std::fs::create_dir_all(&dir)
-        .with_context(|| format!("creating the results directory {}", dir.display()))?;
-    let path = dir.join(format!(
-        "{}-node-summary.json",
-        started.format("%Y%m%dT%H%M%SZ")
-    ));
-    crate::result::io::replace_atomically(
-        &path,
-        serde_json::to_string_pretty(&summary)?.as_bytes(),
-    )
-    .with_context(|| format!("writing the node summary {}", path.display()))?;
-    println!("{}", table::node_summary(&summary));
-    println!("node summary: {}", path.display());
-    Ok(ExitCode::from(worst))
+    Ok(code)
 }
 
 /// Opens the device the flags choose (the mock device, or a wgpu adapter checked by
@@ -213,11 +115,11 @@ pub(super) fn open_device(
     common: &CommonArgs,
     selector: &AdapterSelector,
 ) -> anyhow::Result<(Device<'static>, Vec<String>)> {
-    if common.every_adapter() && selector.adapter.as_deref() == common.adapter.as_deref() {
-        return Err(InputError::new(
-            "--adapter all is for `run` and `kernel`; this command measures one adapter: give \
-             its index or name (see `tokbench devices`)",
-        )
+    if let Some(wanted) = common.replicas() {
+        return Err(InputError::new(format!(
+            "--adapter {wanted} is for `run` and `kernel`; this command measures one adapter: \
+             give its index or name (see `tokbench devices`)"
+        ))
         .into());
     }
     let timeout = Duration::from_secs_f64(common.timeout_s);

@@ -7,6 +7,7 @@ mod compare;
 mod devices;
 mod execute;
 mod list_presets;
+mod replicas;
 mod serve;
 mod signals;
 mod table;
@@ -275,7 +276,7 @@ struct RunArgs {
     /// experts in (gpt-oss: mxfp4), else --dtype.
     #[arg(long, value_name = "DTYPE")]
     expert_dtype: Option<WeightDtype>,
-    /// KV cache format: f32 (32 bits per element), f16 (16, two per u32 word via WGSL's core pack2x16float: any adapter) or q8_0 (8.5: GGUF blocks of 32 int8 along head_dim with one f16 scale, a head_dim that is no multiple of 32 padded with zeros to whole blocks). The RoPE/cache-write kernel rounds or quantizes k and v into it; both attention kernels unpack it in registers and accumulate in f32. Default: f16 where the adapter has SHADER_F16, else f32. MLA presets keep their latent cache in f32 and refuse the others. A format other than the adapter's default is named in the workload ids ("-kvq8_0").
+    /// KV cache format: f32 (32 bits per element), f16 (16, two per u32 word via WGSL's core pack2x16float: any adapter) or q8_0 (8.5: GGUF blocks of 32 int8 along head_dim with one f16 scale, a head_dim that is no multiple of 32 padded with zeros to whole blocks). The RoPE/cache-write kernel rounds or quantizes k and v into it; both attention kernels unpack it in registers and accumulate in f32. Default: f16 where the adapter has SHADER_F16, else f32. MLA presets keep their latent cache in f32 and refuse the others. A format other than f16 is named in the workload ids ("-kvq8_0", "-kvf32").
     #[arg(long)]
     kv_dtype: Option<KvDtype>,
     /// Run only the first N layers (recorded in the result).
@@ -300,10 +301,11 @@ struct CommonArgs {
     /// f16 weights; refused, exit 2, on adapters without them).
     #[arg(long, default_value = "auto", value_name = "auto|simt|coopmat")]
     math: MathRequest,
-    /// Adapter to use: an index from `tokbench devices`, or part of its name; `all` (run and
-    /// kernel) measures every GPU of the node, one after another, each into its own result,
-    /// and writes a node summary beside them.
-    #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME|all")]
+    /// Adapter to use: an index from `tokbench devices`, or part of its name; `all` or a list
+    /// ("0,1") (run and kernel) measures every GPU of the node, or those listed, all at once:
+    /// one process per GPU, each with its own device and result, and a node summary beside
+    /// them.
+    #[arg(long, env = "TOKBENCH_ADAPTER", value_name = "INDEX|NAME|all|LIST")]
     adapter: Option<String>,
     /// Only consider adapters of this backend: vulkan, metal, dx12 or gl.
     #[arg(long, value_name = "BACKEND")]
@@ -473,11 +475,11 @@ impl CommonArgs {
         }
     }
 
-    /// `--adapter all`: every GPU of the node, one after another.
-    fn every_adapter(&self) -> bool {
+    /// `--adapter all` or a list: one replica per adapter, all at once; the value as given.
+    fn replicas(&self) -> Option<&str> {
         self.adapter
             .as_deref()
-            .is_some_and(|a| a.eq_ignore_ascii_case("all"))
+            .filter(|a| a.eq_ignore_ascii_case("all") || a.contains(','))
     }
 
     fn selector(&self) -> AdapterSelector {

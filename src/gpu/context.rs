@@ -166,17 +166,39 @@ pub fn node_adapters(infos: &[wgpu::AdapterInfo]) -> Vec<usize> {
     }
 }
 
-/// The adapters `--adapter all` runs on (see `node_adapters`) among what wgpu sees for
-/// `backend`, each with its index in `tokbench devices` and its facts.
-pub fn every_node_adapter(backend: Option<BackendChoice>) -> Vec<(usize, wgpu::AdapterInfo)> {
+/// The adapters one replica each runs on, with their index in `tokbench devices` and facts:
+/// `all` is every GPU of the node (see [`node_adapters`]) among what wgpu sees for `backend`;
+/// a comma-separated list ("0,1", or parts of names) names them, each once.
+pub fn replica_adapters(
+    wanted: &str,
+    backend: Option<BackendChoice>,
+) -> Result<Vec<(usize, wgpu::AdapterInfo)>, InputError> {
     let infos: Vec<wgpu::AdapterInfo> = enumerate_adapters(backend)
         .iter()
         .map(|a| a.get_info())
         .collect();
-    node_adapters(&infos)
-        .into_iter()
-        .map(|i| (i, infos[i].clone()))
-        .collect()
+    let indices = if wanted.eq_ignore_ascii_case("all") {
+        node_adapters(&infos)
+    } else {
+        let mut indices = Vec::new();
+        for name in wanted.split(',').map(str::trim) {
+            let i = pick_named(&infos, name)?;
+            if indices.contains(&i) {
+                return Err(InputError::new(format!(
+                    "--adapter {wanted}: {name:?} names adapter {i} again; each adapter runs one \
+                     replica"
+                )));
+            }
+            indices.push(i);
+        }
+        indices
+    };
+    if indices.is_empty() {
+        return Err(InputError::new(format!(
+            "--adapter {wanted}: no adapter found (see `tokbench devices`)"
+        )));
+    }
+    Ok(indices.into_iter().map(|i| (i, infos[i].clone())).collect())
 }
 
 fn pick_best(infos: &[wgpu::AdapterInfo]) -> usize {

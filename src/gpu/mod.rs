@@ -13,7 +13,7 @@ mod timer;
 
 pub use context::{
     AdapterSelector, BackendChoice, DeviceError, DeviceErrorKind, DeviceFacts, GpuContext,
-    USEFUL_FEATURES, adapter_record, coop_name, enumerate_adapters, every_node_adapter,
+    USEFUL_FEATURES, adapter_record, coop_name, enumerate_adapters, replica_adapters,
     select_adapter,
 };
 pub use dispatch::Dispatch;

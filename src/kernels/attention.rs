@@ -6,7 +6,7 @@ pub use tokbench_core::kernel_config::{AttentionTiles, DecodeAttentionLayout};
 
 use super::layout::random_values;
 use super::verify::{NMSE_F32, compare};
-use super::{ATTENTION_DECODE, ATTENTION_PREFILL, KvDtype, WeightDtype};
+use super::{ATTENTION_DECODE, ATTENTION_DECODE_SUBGROUP, ATTENTION_PREFILL, KvDtype, WeightDtype};
 use crate::gpu::{Dispatch, GpuContext};
 use crate::result::Correctness;
 
@@ -529,26 +529,46 @@ impl PrefillAttentionRows {
 /// How decode's `workgroup` layout spreads a KV head's group over a workgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct HeadGroups {
-    /// Lanes per key group (`R`): min(head_dim / 4, wg).
+    /// Lanes per key group (`R`; the smallest subgroup size in the `subgroup` layout):
+    /// min(head_dim / 4, that).
     lanes: u32,
-    /// vec4s of the head each lane owns (`NV`).
+    /// vec4s of the head each lane owns at most (`NV`).
     nv: u32,
     /// Query heads per workgroup (`GW`).
     heads: u32,
     /// Workgroups per KV head (its group of query heads in chunks of `heads`).
     chunks: u32,
+    /// The most subgroups a workgroup holds (`NSG`; 1 in the `workgroup` layout).
+    subgroups: u32,
 }
 
 impl HeadGroups {
-    fn new(h: &Heads, wg: u32, max_storage: u32) -> anyhow::Result<Self> {
+    /// The `workgroup` layout's groups with `wg` invocations (`lanes` = min(head_dim / 4, wg)),
+    /// or the `subgroup` layout's on an adapter whose subgroups are `sizes` (`lanes` = the
+    /// smallest size, which bounds what a lane owns).
+    fn new(
+        h: &Heads,
+        wg: u32,
+        sizes: Option<crate::kernels::SubgroupSizes>,
+        max_storage: u32,
+    ) -> anyhow::Result<Self> {
         let hd4 = h.hd4();
-        let lanes = hd4.min(wg);
+        let lanes = hd4.min(sizes.map_or(wg, |s| s.min)).max(1);
         let nv = hd4.div_ceil(lanes);
         anyhow::ensure!(
             wg >= 1 && nv <= DECODE_MAX_ACC,
-            "decode attention: {wg} invocations cannot span heads of {}",
+            "decode attention: {lanes} lanes cannot span heads of {}",
             h.head_dim
         );
+        if let Some(sizes) = sizes {
+            // Whole subgroups only: a partial one would own more of the head than NV holds.
+            anyhow::ensure!(
+                wg.is_multiple_of(sizes.max),
+                "decode attention's subgroup layout needs a workgroup size that is a multiple \
+                 of the largest subgroup size, {}; got {wg}",
+                sizes.max
+            );
+        }
         let group = h.n_heads / h.n_kv_heads;
         let heads = group.min(DECODE_MAX_HEADS).min(DECODE_MAX_ACC / nv);
         let groups = Self {
@@ -556,9 +576,12 @@ impl HeadGroups {
             nv,
             heads,
             chunks: group.div_ceil(heads),
+            subgroups: sizes.map_or(1, |s| wg / s.min),
         };
-        // q (later the merge buffer), the scores, (m, l) per head and the key count.
-        let bytes = heads * hd4 * 16 + heads * wg * 4 + heads * 8 + 4;
+        // q (later the merge buffer), the scores (workgroup layout only), (m, l) per head and
+        // the key count.
+        let scores = if sizes.is_some() { 0 } else { heads * wg * 4 };
+        let bytes = heads * hd4 * 16 + scores + heads * 8 + 4;
         anyhow::ensure!(
             bytes <= max_storage,
             "decode attention with {wg} invocations needs {bytes} bytes of workgroup memory; \
@@ -566,6 +589,15 @@ impl HeadGroups {
         );
         Ok(groups)
     }
+}
+
+/// Whether the `subgroup` decode layout holds heads of `head_dim` on an adapter whose
+/// subgroups are `sizes`: a lane owns ⌈head_dim / 4 / the smallest size⌉ vec4s of each, at most
+/// 16 (MLA's 576-wide latent heads need subgroups of 16 or more; the `workgroup` layout takes
+/// them on smaller ones).
+pub fn subgroup_layout_holds(head_dim: u32, sizes: crate::kernels::SubgroupSizes) -> bool {
+    let hd4 = head_dim.div_ceil(4);
+    hd4.div_ceil(hd4.min(sizes.min).max(1)) <= DECODE_MAX_ACC
 }
 
 /// Attention of one new token per sequence over `kv_len` cached positions (decode), split
@@ -618,17 +650,39 @@ impl DecodeAttention {
         // layout spreads it over its lanes.
         match layout {
             DecodeAttentionLayout::Invocation => heads.check()?,
-            DecodeAttentionLayout::Workgroup => heads.check_up_to(Heads::MAX_WIDE_HEAD_DIM)?,
+            DecodeAttentionLayout::Workgroup | DecodeAttentionLayout::Subgroup => {
+                heads.check_up_to(Heads::MAX_WIDE_HEAD_DIM)?
+            }
         }
         anyhow::ensure!(split_len >= 1, "split_len must be at least 1");
         let constants = [("WG", f64::from(wg)), ("HD4", f64::from(heads.hd4()))];
+        let max_storage = ctx.limits.max_compute_workgroup_storage_size;
         let groups = match layout {
             DecodeAttentionLayout::Invocation => None,
-            DecodeAttentionLayout::Workgroup => Some(HeadGroups::new(
-                &heads,
-                wg,
-                ctx.limits.max_compute_workgroup_storage_size,
-            )?),
+            DecodeAttentionLayout::Workgroup => {
+                Some(HeadGroups::new(&heads, wg, None, max_storage)?)
+            }
+            DecodeAttentionLayout::Subgroup => {
+                let sizes = ctx.traits().subgroups.ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "decode attention's subgroup layout needs an adapter with SUBGROUP; \
+                         this one has none (use the workgroup layout)"
+                    )
+                })?;
+                Some(HeadGroups::new(&heads, wg, Some(sizes), max_storage)?)
+            }
+        };
+        let (groups_shader, groups_entry, rows_entry) = match layout {
+            DecodeAttentionLayout::Subgroup => (
+                &ATTENTION_DECODE_SUBGROUP,
+                "attention_subgroups",
+                "attention_subgroups_rows",
+            ),
+            _ => (
+                &ATTENTION_DECODE,
+                "attention_groups",
+                "attention_groups_rows",
+            ),
         };
         let formats = (WeightDtype::F32, heads.kv);
         let split = match groups {
@@ -649,14 +703,13 @@ impl DecodeAttention {
                     ("NV", f64::from(g.nv)),
                     ("GW", f64::from(g.heads)),
                 ]);
+                if layout == DecodeAttentionLayout::Subgroup {
+                    with_groups.push(("NSG", f64::from(g.subgroups)));
+                }
                 ctx.pipeline_kv(
-                    &ATTENTION_DECODE,
+                    groups_shader,
                     formats,
-                    if rows {
-                        "attention_groups_rows"
-                    } else {
-                        "attention_groups"
-                    },
+                    if rows { rows_entry } else { groups_entry },
                     &with_groups,
                 )?
             }
@@ -1181,9 +1234,25 @@ pub(crate) fn decode_params_layout() -> super::HostLayout {
 
 #[cfg(test)]
 mod gpu_tests {
-    use super::DecodeAttentionLayout::{Invocation, Workgroup};
+    use super::DecodeAttentionLayout::{Invocation, Subgroup, Workgroup};
     use super::*;
     use crate::gpu::test_context;
+
+    /// The decode layouts for GPUs the test adapter can run: subgroups where it has them.
+    fn gpu_layouts() -> Vec<DecodeAttentionLayout> {
+        let mut layouts = vec![Workgroup];
+        if test_context().traits().subgroups.is_some() {
+            layouts.push(Subgroup);
+        }
+        layouts
+    }
+
+    /// Every decode layout the test adapter can run.
+    fn decode_layouts() -> Vec<DecodeAttentionLayout> {
+        let mut layouts = vec![Invocation];
+        layouts.extend(gpu_layouts());
+        layouts
+    }
 
     fn heads(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Heads {
         Heads {
@@ -1271,7 +1340,7 @@ mod gpu_tests {
     #[test]
     fn decode_matches_reference_across_split_sizes() {
         let ctx = test_context();
-        for layout in [Invocation, Workgroup] {
+        for layout in decode_layouts() {
             for (batch, kv_len, split_len, h, wg) in [
                 (1, 1, 16, heads(2, 2, 8, 4), 64),
                 (3, 37, 8, heads(4, 2, 16, 40), 64),
@@ -1295,6 +1364,14 @@ mod gpu_tests {
             (1, 70, 16, heads(5, 1, 300, 70), 32),
         ] {
             cases(Workgroup, batch, kv_len, split_len, h, wg);
+            if let Some(sizes) = ctx.traits().subgroups {
+                match subgroup_layout_holds(h.head_dim, sizes) {
+                    true => cases(Subgroup, batch, kv_len, split_len, h, wg),
+                    false => {
+                        assert!(DecodeAttention::new(ctx, h, Subgroup, wg, split_len).is_err())
+                    }
+                }
+            }
             assert!(DecodeAttention::new(ctx, h, Invocation, wg, split_len).is_err());
         }
         fn cases(
@@ -1372,48 +1449,49 @@ mod gpu_tests {
         .into_iter()
         .flat_map(|(h, wg, tiles)| KvDtype::ALL.map(|kv| (stored_as(h, kv), wg, tiles)))
         {
-            let layout = if tiles.is_some() {
-                Workgroup
-            } else {
-                Invocation
-            };
             let sequences = 3u32;
             let out_len = |rows: usize| rows * (h.n_heads * h.head_dim) as usize;
-
-            let decode_rows: [[u32; 2]; 4] = [[0, 0], [2, 5], [0, 39], [1, 0]];
-            let inputs = RandomInputs::new(ctx, &h, (4, sequences as usize), 81).unwrap();
-            let [qkv_b, k_b, v_b] = &inputs.buffers;
-            let rows_b = ctx
-                .storage_with("rows", bytemuck::cast_slice(&decode_rows))
-                .unwrap();
-            let kernel = DecodeAttention::new_rows(ctx, h, layout, wg, 8).unwrap();
-            let partials = ctx
-                .storage_zeroed("partials", kernel.partials_bytes(3, 40))
-                .unwrap();
-            let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
-            let d = kernel
-                .launches_rows(
-                    ctx,
-                    (1, 3, sequences, 40),
-                    [qkv_b, &rows_b, k_b, v_b, &partials, &out_b],
-                    inputs.sinks_buffer(),
-                )
-                .unwrap();
-            ctx.execute(&d.to_vec()).unwrap();
-            let got = ctx.read_f32(&out_b, out_len(4)).unwrap();
-            let want: Vec<_> = decode_rows
-                .iter()
-                .enumerate()
-                .skip(1)
-                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
-                .collect();
-            let c = compare(
-                &got[out_len(1)..],
-                &inputs.reference(&h, &want),
-                NMSE_F32,
-                "decode rows".into(),
-            );
-            assert!(c.failure.is_none(), "{layout:?} {h:?} decode rows: {c:?}");
+            let layouts = if tiles.is_some() {
+                gpu_layouts()
+            } else {
+                vec![Invocation]
+            };
+            for layout in layouts {
+                let decode_rows: [[u32; 2]; 4] = [[0, 0], [2, 5], [0, 39], [1, 0]];
+                let inputs = RandomInputs::new(ctx, &h, (4, sequences as usize), 81).unwrap();
+                let [qkv_b, k_b, v_b] = &inputs.buffers;
+                let rows_b = ctx
+                    .storage_with("rows", bytemuck::cast_slice(&decode_rows))
+                    .unwrap();
+                let kernel = DecodeAttention::new_rows(ctx, h, layout, wg, 8).unwrap();
+                let partials = ctx
+                    .storage_zeroed("partials", kernel.partials_bytes(3, 40))
+                    .unwrap();
+                let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
+                let d = kernel
+                    .launches_rows(
+                        ctx,
+                        (1, 3, sequences, 40),
+                        [qkv_b, &rows_b, k_b, v_b, &partials, &out_b],
+                        inputs.sinks_buffer(),
+                    )
+                    .unwrap();
+                ctx.execute(&d.to_vec()).unwrap();
+                let got = ctx.read_f32(&out_b, out_len(4)).unwrap();
+                let want: Vec<_> = decode_rows
+                    .iter()
+                    .enumerate()
+                    .skip(1)
+                    .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
+                    .collect();
+                let c = compare(
+                    &got[out_len(1)..],
+                    &inputs.reference(&h, &want),
+                    NMSE_F32,
+                    "decode rows".into(),
+                );
+                assert!(c.failure.is_none(), "{layout:?} {h:?} decode rows: {c:?}");
+            }
 
             let mut prefill_rows: Vec<[u32; 2]> = (10..23).map(|p| [1, p]).collect();
             prefill_rows.extend([[2, 3], [0, 7], [2, 4], [0, 0], [2, 39], [0, 8]]);
@@ -1497,7 +1575,7 @@ mod gpu_tests {
     #[test]
     fn windowed_decode_with_sinks_matches_reference() {
         let ctx = test_context();
-        for layout in [Invocation, Workgroup] {
+        for layout in decode_layouts() {
             for (batch, kv_len, split_len, h, wg) in [
                 (1, 300, 8, windowed(heads(8, 2, 128, 300), 37, true), 64),
                 (2, 95, 16, windowed(heads(8, 2, 64, 96), 128, true), 32),
@@ -1525,7 +1603,7 @@ mod gpu_tests {
     #[test]
     fn windowed_decode_splits_follow_the_window_not_the_depth() {
         let ctx = test_context();
-        for layout in [Invocation, Workgroup] {
+        for layout in decode_layouts() {
             let full = heads(32, 8, 128, 8192);
             let kf = DecodeAttention::new(ctx, full, layout, 64, 32).unwrap();
             let kw = DecodeAttention::new(ctx, windowed(full, 128, false), layout, 64, 32).unwrap();
@@ -1581,7 +1659,7 @@ mod gpu_tests {
 
     /// [`windowed_kernels_read_no_key_outside_the_windows`] for heads `h`.
     fn poisoned_windows(ctx: &GpuContext, h: Heads) {
-        for layout in [Invocation, Workgroup] {
+        for layout in decode_layouts() {
             let kernel = DecodeAttention::new(ctx, h, layout, 64, 8).unwrap();
             let mut inputs = RandomInputs::new(ctx, &h, (2, 2), 91).unwrap();
             inputs
@@ -1672,7 +1750,7 @@ mod gpu_tests {
     fn decode_reads_every_kv_format() {
         let ctx = test_context();
         for kv in PACKED_KV {
-            for layout in [Invocation, Workgroup] {
+            for layout in decode_layouts() {
                 for (batch, kv_len, split_len, h, wg) in [
                     (1, 1, 16, heads(2, 2, 8, 4), 64),
                     (3, 37, 8, heads(4, 2, 16, 40), 64),

@@ -165,6 +165,17 @@ pub const ATTENTION_DECODE: Shader = Shader {
     kv: KvSide::Read,
     ..shader!("attention_decode", trusted: true, product: false)
 };
+/// Decode attention's `subgroup` layout (adapters with SUBGROUP): attention_decode.wgsl with
+/// attention_decode_subgroup.wgsl appended.
+pub const ATTENTION_DECODE_SUBGROUP: Shader = Shader {
+    name: "attention_decode_subgroup",
+    path: "shaders/attention_decode.wgsl + shaders/attention_decode_subgroup.wgsl",
+    source: concat!(
+        include_str!("../../shaders/attention_decode.wgsl"),
+        include_str!("../../shaders/attention_decode_subgroup.wgsl")
+    ),
+    ..ATTENTION_DECODE
+};
 /// SwiGLU activation.
 pub const SWIGLU: Shader = shader!("swiglu", trusted: true, product: false);
 /// Buffer copy (bandwidth probe, residual reset).
@@ -219,6 +230,7 @@ pub const ALL: &[Shader] = &[
     ROPE_CACHE,
     ATTENTION_PREFILL,
     ATTENTION_DECODE,
+    ATTENTION_DECODE_SUBGROUP,
     SWIGLU,
     COPY,
     FMA_PROBE,
@@ -391,8 +403,12 @@ mod tests {
         for entry in std::fs::read_dir(dir).unwrap() {
             let name = entry.unwrap().file_name().into_string().unwrap();
             if let Some(stem) = name.strip_suffix(".wgsl") {
+                // A path may name several files ("a.wgsl + b.wgsl": b appended to a).
                 assert!(
-                    ALL.iter().any(|s| s.path == format!("shaders/{stem}.wgsl")),
+                    ALL.iter().any(|s| s
+                        .path
+                        .split(" + ")
+                        .any(|p| p == format!("shaders/{stem}.wgsl"))),
                     "shaders/{name} is not in kernels::ALL"
                 );
             }

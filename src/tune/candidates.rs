@@ -252,13 +252,17 @@ pub fn all(
     }
     dedup(&mut prefill_tiles);
 
-    // Both decode layouts where a full tune has time; a quick one keeps the tier's.
+    // Every decode layout the adapter can run where a full tune has time; a quick one keeps
+    // the tier's.
     let mut decode_layouts = vec![defaults.decode_attention_layout];
     if !quick {
         decode_layouts.extend([
             DecodeAttentionLayout::Workgroup,
             DecodeAttentionLayout::Invocation,
         ]);
+        if facts.subgroup_sizes().is_some() {
+            decode_layouts.push(DecodeAttentionLayout::Subgroup);
+        }
     }
     dedup(&mut decode_layouts);
 

@@ -174,6 +174,41 @@ pub fn activation_buffers(
     out
 }
 
+/// At most the bytes of split-K's partial sums in a pass with `tiles` (see
+/// [`crate::kernels::matmul::split_k_slices`]): large tiles split the K of products whose grid
+/// would not fill the device, each product's slices taking up to
+/// [`crate::kernels::matmul::SPLIT_K_MAX_SCRATCH_BYTES`]. A kernel set keeps one scratch buffer
+/// and grows it to the largest product, the smaller ones living until the pass has run, so the
+/// bound is the sum over the pass's product shapes: the attention projections (not MLA's), the
+/// dense FFN (not a mixture of experts': its experts run their own kernel) and the head.
+pub fn split_k_scratch_bytes(
+    shape: &ModelShape,
+    pass: Pass,
+    tiles: tokbench_core::kernel_config::ProductTiles,
+) -> u64 {
+    let t = pass.rows() as u32;
+    let (d, f) = (shape.d_model, shape.d_ff);
+    let mut products = vec![(pass.batch, shape.vocab, d)];
+    if !shape.is_mla() {
+        products.extend([(t, shape.qkv_dim() as u32, d), (t, d, shape.q_dim() as u32)]);
+    }
+    if !shape.is_moe() {
+        products.extend([(t, 2 * f, d), (t, d, f)]);
+    }
+    products.sort_unstable();
+    products.dedup();
+    products
+        .into_iter()
+        .map(|(m, n, k)| {
+            let slices = crate::kernels::matmul::split_k_slices(tiles, m, n, k.div_ceil(4));
+            match slices {
+                1 => 0,
+                s => u64::from(s) * u64::from(m) * u64::from(n.div_ceil(4)) * 16,
+            }
+        })
+        .sum()
+}
+
 /// The buffers of a multi-head latent attention pass besides the hidden states (in the order
 /// [`MlaPass::new`] allocates them): its projections, the queries and outputs in the form the
 /// pass runs, the per-layer latent caches, and the decompressed form's keys and values.
@@ -1166,10 +1201,20 @@ impl Attention {
             },
             Phase::Decode => {
                 // Heads wider than registers hold (MLA's absorbed latent rows) take the layout
-                // that spreads a head over a workgroup's lanes.
-                let layout = match heads.head_dim {
-                    0..=256 => cfg.decode_attention_layout,
-                    _ => crate::kernels::attention::DecodeAttentionLayout::Workgroup,
+                // that spreads a head over a workgroup's lanes, and so do heads wider than a
+                // small subgroup's lanes hold.
+                use crate::kernels::attention::{DecodeAttentionLayout, subgroup_layout_holds};
+                let layout = match (heads.head_dim, cfg.decode_attention_layout) {
+                    (257.., DecodeAttentionLayout::Invocation) => DecodeAttentionLayout::Workgroup,
+                    (d, DecodeAttentionLayout::Subgroup)
+                        if !ctx
+                            .traits()
+                            .subgroups
+                            .is_some_and(|s| subgroup_layout_holds(d, s)) =>
+                    {
+                        DecodeAttentionLayout::Workgroup
+                    }
+                    (_, layout) => layout,
                 };
                 let kernel = DecodeAttention::new(
                     ctx,

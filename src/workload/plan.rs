@@ -330,6 +330,7 @@ pub fn plan(
             .iter()
             .map(|b| b.bytes * b.count)
             .sum::<u64>()
+                + super::forward::split_k_scratch_bytes(&shape, p, defaults.matmul.tiles)
         })
         .max()
         .unwrap_or(0);
@@ -408,7 +409,6 @@ pub fn plan(
         layers_run,
         config.clone(),
         (math, config_source.clone()),
-        default_kv_dtype(&facts),
     );
     let workloads = passes
         .iter()
@@ -448,6 +448,39 @@ mod tests {
     use super::*;
     use crate::gpu::{MockDevice, MockMode};
     use crate::workload::Workload as _;
+
+    /// Llama 3 8B's prefill of 512 tokens on the GPU tier (128 × 128 tiles, split-K up to 16,
+    /// 264 workgroups to fill): q|k|v (n 6144, a 4 × 48 grid) takes 2 slices, the output
+    /// projection (n 4096, 4 × 32) and the down projection (n 4096, k 14336) 3 each, of 512 rows
+    /// of n / 4 vec4s; gate|up (4 × 224) and the head (one row) fill the device unsplit. The
+    /// CPU tier's register tiles never split.
+    #[test]
+    fn split_k_partial_sums_are_planned_on_the_gpu_tier() {
+        use crate::kernels::AdapterTraits;
+        let shape = presets::find("llama3-8b-shape").unwrap().shape;
+        let prefill = Pass {
+            phase: Phase::Prefill,
+            batch: 1,
+            len: 512,
+        };
+        let tiles = |cpu| {
+            KernelConfig::default_for(AdapterTraits {
+                cpu,
+                subgroups: None,
+            })
+            .matmul
+            .tiles
+        };
+        let row = 512 * (4096 / 4) * 16;
+        assert_eq!(
+            super::super::forward::split_k_scratch_bytes(&shape, prefill, tiles(false)),
+            2 * 512 * (6144 / 4) * 16 + 3 * row + 3 * row
+        );
+        assert_eq!(
+            super::super::forward::split_k_scratch_bytes(&shape, prefill, tiles(true)),
+            0
+        );
+    }
 
     fn request(memory_gib: f64) -> ModelRequest {
         let p = presets::find("qwen2.5-0.5b-shape").unwrap();

@@ -51,22 +51,17 @@ pub struct ModelSession {
     /// The math tiers open to the run, and where `config` came from (for each result's math
     /// record).
     pub math: (MathChoice, String),
-    /// The KV format the adapter takes by default ([`super::plan::resolve_kv_dtype`]): workload
-    /// ids name the cache's format only when it is another, so default runs keep their ids.
-    pub kv_default: KvDtype,
     loaded: RefCell<Option<Rc<(GpuWeights, Kernels)>>>,
 }
 
 impl ModelSession {
-    /// A session whose weights are not uploaded yet; `kv_default` is the KV format the
-    /// adapter takes when none is asked for.
+    /// A session whose weights are not uploaded yet.
     pub fn new(
         preset: String,
         model: SyntheticModel,
         layers_run: u32,
         config: KernelConfig,
         math: (MathChoice, String),
-        kv_default: KvDtype,
     ) -> Rc<Self> {
         Rc::new(Self {
             preset,
@@ -74,7 +69,6 @@ impl ModelSession {
             layers_run,
             config,
             math,
-            kv_default,
             loaded: RefCell::new(None),
         })
     }
@@ -147,9 +141,10 @@ impl Workload for TokenWorkload {
             Some(e) => format!("-experts-{}", e.name()),
             None => String::new(),
         };
-        // A cache other than the adapter's default is named ("-kvq8_0"), so runs of the same
-        // model in different KV formats never share an id; the default keeps the ids it had.
-        let kv = if s.model.kv == s.kv_default || s.model.shape.is_mla() {
+        // A cache other than f16 is named ("-kvq8_0", "-kvf32"), so an id means one KV format
+        // on every adapter, whichever format each takes by default; f16, what adapters with
+        // SHADER_F16 take, keeps the ids it had.
+        let kv = if s.model.kv == KvDtype::F16 || s.model.shape.is_mla() {
             String::new()
         } else {
             format!("-kv{}", s.model.kv.name())
@@ -607,7 +602,6 @@ mod gpu_tests {
                 shape.n_layers,
                 config,
                 (math, "test".into()),
-                KvDtype::F32,
             ),
             pass,
         }
@@ -730,7 +724,7 @@ mod gpu_tests {
     /// Every KV format through the whole forward pass: tiny (head_dim 24, so q8_0 pads each
     /// cached row to one block) and tiny-swa (a 5-position window), prefill and decode at
     /// ragged batches, f32 and q8_0 weights. The reference holds its cache as the format does,
-    /// so the gate stays as tight as with an f32 cache; the ids name the non-default formats.
+    /// so the gate stays as tight as with an f32 cache; the ids name the formats other than f16.
     #[test]
     fn kv_formats_match_the_reference() {
         for kv in KvDtype::ALL {
@@ -750,7 +744,7 @@ mod gpu_tests {
                     let d = w.describe();
                     assert_eq!(d.tokens.unwrap().kv_dtype, kv);
                     assert_eq!(d.id.ends_with("-kvq8_0"), kv == KvDtype::Q8_0, "{}", d.id);
-                    assert_eq!(d.id.contains("-kv"), kv != KvDtype::F32, "{}", d.id);
+                    assert_eq!(d.id.contains("-kv"), kv != KvDtype::F16, "{}", d.id);
                 }
             }
         }

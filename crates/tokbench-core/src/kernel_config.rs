@@ -56,6 +56,10 @@ pub enum DecodeAttentionLayout {
     /// row is read once for all query heads of the KV head's group, and there are as many
     /// splits (of at least `decode_split_len` keys) as it takes to fill a large GPU.
     Workgroup,
+    /// The same workgroups, with each subgroup's lanes spanning the head (neighbouring lanes
+    /// read neighbouring words of a key row) and subgroupAdd reducing each score: adapters
+    /// with SUBGROUP.
+    Subgroup,
 }
 
 /// Tiles of prefill attention's FlashAttention-2 layout: a workgroup per (`br` query rows,
@@ -187,7 +191,12 @@ impl KernelConfig {
                 decode_attention_wg: Some(64),
                 rope_wg: Some(64),
                 swiglu_wg: Some(64),
-                decode_attention_layout: DecodeAttentionLayout::Workgroup,
+                // Subgroup reductions where the adapter has them (on paper: no big GPU has
+                // measured either layout yet).
+                decode_attention_layout: match adapter.subgroups {
+                    Some(_) => DecodeAttentionLayout::Subgroup,
+                    None => DecodeAttentionLayout::Workgroup,
+                },
                 prefill_attention_tiles: Some(AttentionTiles { br: 16, bc: 16 }),
                 decode_split_len: 32,
                 decode_split_by_depth: BTreeMap::new(),
@@ -461,8 +470,14 @@ mod tests {
             cpu: false,
             subgroups: Some(SubgroupSizes { min: 32, max: 32 }),
         });
+        // Subgroup reductions where the adapter has subgroups, workgroup memory where not.
+        assert_eq!(gpu.decode_attention_layout, DecodeAttentionLayout::Subgroup);
+        let no_subgroups = KernelConfig::default_for(AdapterTraits {
+            cpu: false,
+            subgroups: None,
+        });
         assert_eq!(
-            gpu.decode_attention_layout,
+            no_subgroups.decode_attention_layout,
             DecodeAttentionLayout::Workgroup
         );
         assert!(gpu.prefill_attention_tiles.is_some());

@@ -2,21 +2,21 @@
 //! gave which result, and per workload what the node makes with every GPU (the sum of their
 //! tokens/s) and how far its GPUs are apart (a slow GPU in a node is what a buyer must know).
 //!
-//! The GPUs are measured one after another, each alone, so the node figure is a sum that
-//! assumes they do not slow each other; what they share (the power and cooling of the chassis,
-//! PCIe, the host's CPU) is not loaded together, and the summary says so in `method`.
+//! The GPUs run at once, one replica each, so what they share (the power and cooling of the
+//! chassis, PCIe, the host's CPU) is loaded together, as in service; the summary says so in
+//! `method`.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::result::RunResult;
+use crate::result::{RunResult, Scope};
 
 /// The `kind` of a node summary document.
 pub const KIND: &str = "tokbench-node-summary";
 /// The layout version of a node summary document.
 pub const VERSION: u32 = 1;
 /// How the GPUs were measured, as the summary records it.
-pub const METHOD: &str = "one GPU at a time, each alone, with the same request; node tokens/s is the sum over the GPUs, which assumes they do not slow each other (shared power, cooling, PCIe and host CPU were not loaded together)";
+pub const METHOD: &str = "every GPU at once, one process each with the same request, started together; node tokens/s is the sum over the GPUs of what each measured while the others ran (each GPU's own timed windows, which overlap as far as their speeds let)";
 
 /// The summary of one node whose GPUs each ran the same request.
 #[derive(Serialize, Deserialize, JsonSchema)]
@@ -74,7 +74,9 @@ pub struct NodeWorkload {
     /// fastest / slowest − 1: how far apart the GPUs are (0 for one GPU).
     pub spread: f64,
     /// The node's tokens per joule: its tokens/s over the sum of the GPUs' average power
-    /// (each tokens/s ÷ tokens/J); null unless every GPU has a tokens/J figure.
+    /// (each tokens/s ÷ tokens/J); null unless every GPU has a tokens/J figure of its own
+    /// board or package: a meter the GPUs share (node wall, CPU package) was read by every
+    /// replica at once, so its watts cannot be summed or split per GPU.
     pub tokens_per_j: Option<f64>,
 }
 
@@ -86,7 +88,11 @@ impl NodeSummary {
         for doc in runs.iter().filter_map(|(_, doc)| doc.as_ref()) {
             for w in doc.workloads.iter().filter(|w| w.valid) {
                 let Some(rate) = w.tokens_per_s else { continue };
-                let power = w.tokens_per_j.filter(|j| *j > 0.0).map(|j| rate / j);
+                let per_gpu = matches!(w.power.scope, Some(Scope::GpuBoard | Scope::GpuPackage));
+                let power = w
+                    .tokens_per_j
+                    .filter(|j| *j > 0.0 && per_gpu)
+                    .map(|j| rate / j);
                 match workloads.iter().position(|n| n.id == w.id) {
                     Some(i) => {
                         let n = &mut workloads[i];
@@ -130,7 +136,7 @@ impl NodeSummary {
 mod tests {
     use super::*;
     use crate::report::fixtures::{decode, run, with_power};
-    use crate::result::{Provenance, Scope};
+    use crate::result::Provenance;
 
     fn gpu(i: usize, result: Option<&str>, exit_code: u8) -> GpuRun {
         GpuRun {
@@ -178,6 +184,30 @@ mod tests {
             (w.tokens_per_j.unwrap() - 180.0 / 130.0).abs() < 1e-6,
             "{w:?}"
         );
+    }
+
+    #[test]
+    fn a_meter_the_gpus_share_gives_no_node_tokens_per_joule() {
+        let shared = |i| {
+            let w = with_power(
+                decode(512, &[0.01; 5]),
+                Scope::NodeWall,
+                Provenance::MeasuredSampled,
+                400.0,
+            );
+            run("node", &format!("GPU {i}"), vec![w])
+        };
+        let s = NodeSummary::new(
+            "node",
+            vec![
+                (gpu(0, Some("a.json"), 0), Some(shared(0))),
+                (gpu(1, Some("b.json"), 0), Some(shared(1))),
+            ],
+        );
+        assert_eq!(s.workloads[0].gpus, 2);
+        assert!((s.workloads[0].tokens_per_s - 200.0).abs() < 1e-6);
+        // Both replicas read the same 400 W wall: 800 W summed would halve tokens/J.
+        assert_eq!(s.workloads[0].tokens_per_j, None);
     }
 
     #[test]
