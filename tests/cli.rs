@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{QUICK, assert_usage_error, stderr, tokbench};
+use common::{QUICK, assert_code, assert_usage_error, run_ok, stderr, tokbench};
 use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
 
@@ -13,20 +13,14 @@ use tokbench::result::io::load;
 fn kernel_matmul_writes_a_valid_result() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("r.json");
-    let out_arg = out_path.to_str().unwrap();
-    let mut args = vec![
-        "kernel", "matmul", "--m", "33", "--n", "17", "--k", "9", "--dtype", "f32", "--out",
-        out_arg,
-    ];
+    let mut args = argv!["kernel matmul --m 33 --n 17 --k 9 --dtype f32"];
     args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (out, doc) = run_ok(&args, &out_path);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(out_arg),
+        stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(out_path.to_str().unwrap()),
         "{stdout}"
     );
-    let doc = load(&out_path).unwrap();
     assert_eq!(doc.workloads.len(), 1);
     let w = &doc.workloads[0];
     assert!(w.valid, "{:?}", w.correctness);
@@ -120,7 +114,7 @@ fn unwritable_or_existing_output_is_refused_before_measuring() {
 #[test]
 fn devices_lists_adapters_as_json() {
     let out = tokbench(&["devices", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_code(&out, 0);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &list.as_array().expect("array")[0];
     assert_eq!(first["index"], 0);
@@ -147,14 +141,9 @@ fn help_documents_exit_codes() {
 fn run_tiny_measures_tokens_against_the_probes() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("tiny.json");
-    let mut args = argv![
-        "run --preset tiny --prompt-len 33 --depth 7,40 --batch 2 --out",
-        out_path.to_str().unwrap()
-    ];
+    let mut args = argv!["run --preset tiny --prompt-len 33 --depth 7,40 --batch 2"];
     args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&out_path).unwrap();
+    let (_, doc) = run_ok(&args, &out_path);
     let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.name()).collect();
     assert_eq!(
         kinds,
@@ -293,7 +282,7 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
         .env("SLURM_PROCID", "2")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_code(&out, 0);
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let doc = tokbench::result::io::parse(stdout.trim()).unwrap();
@@ -318,12 +307,10 @@ fn f16_weights_run_on_an_adapter_without_shader_f16() {
     // with WGSL's core unpack2x16float, so the product still runs and matches its reference.
     let dir = tempfile::tempdir().unwrap();
     let result = dir.path().join("k.json");
-    let out = tokbench(&argv![
-        "kernel matmul --m 3 --n 33 --k 45 --dtype f16 --backend gl --samples 2 --out",
-        result.to_str().unwrap()
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&result).unwrap();
+    let (_, doc) = run_ok(
+        &argv!["kernel matmul --m 3 --n 33 --k 45 --dtype f16 --backend gl --samples 2"],
+        &result,
+    );
     assert!(!doc.adapter.features.iter().any(|f| f == "SHADER_F16"));
     assert!(doc.workloads.iter().all(|w| w.valid), "{:?}", doc.workloads);
 }
@@ -339,7 +326,7 @@ fn tune_caches_a_winner_that_run_then_uses() {
         cache_arg
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_code(&out, 0);
     assert!(
         stdout.contains("product") && stdout.contains("winner") && stdout.contains("saved to"),
         "{stdout}"
@@ -356,7 +343,7 @@ fn tune_caches_a_winner_that_run_then_uses() {
         "tune --quick --preset tiny --phase decode --depth 4 --kv-dtype q8_0 --tune-cache",
         cache_arg
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_code(&out, 0);
     let both: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
     let keys: Vec<&String> = both.as_object().unwrap().keys().collect();
@@ -366,14 +353,10 @@ fn tune_caches_a_winner_that_run_then_uses() {
     let result = dir.path().join("r.json");
     let mut args = argv![
         "run --preset tiny --phase decode --depth 4 --idle-s 0 --tune-cache",
-        cache_arg,
-        "--out",
-        result.to_str().unwrap()
+        cache_arg
     ];
     args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&result).unwrap();
+    let (_, doc) = run_ok(&args, &result);
     assert!(
         doc.kernel_config_source
             .as_deref()
@@ -388,19 +371,10 @@ fn tune_caches_a_winner_that_run_then_uses() {
     );
 
     let untuned = dir.path().join("u.json");
-    let mut args = argv![
-        "run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune --out",
-        untuned.to_str().unwrap()
-    ];
+    let mut args = argv!["run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune"];
     args.extend(QUICK);
-    assert_eq!(tokbench(&args).status.code(), Some(0));
-    assert!(
-        load(&untuned)
-            .unwrap()
-            .kernel_config_source
-            .unwrap()
-            .contains("defaults")
-    );
+    let (_, doc) = run_ok(&args, &untuned);
+    assert!(doc.kernel_config_source.unwrap().contains("defaults"));
 }
 
 #[test]
@@ -488,7 +462,7 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
             "--out",
             out_path.to_str().unwrap(),
         ]));
-        assert_eq!(auto.status.code(), Some(0), "{}", stderr(&auto));
+        assert_code(&auto, 0);
         assert!(
             stderr(&auto).contains("--math auto: SIMT because"),
             "{}",
@@ -504,7 +478,7 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
         );
     } else {
         // An adapter with the tier: both kernels measured, the ratio printed.
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_code(&out, 0);
         let doc = load(&out_path).unwrap();
         let tiers: Vec<&str> = doc
             .workloads
@@ -524,14 +498,9 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
 fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("q4.json");
-    let mut args = argv![
-        "kernel matmul --m 3 --n 17 --k 45 --dtype q4_0 --out",
-        out_path.to_str().unwrap()
-    ];
+    let mut args = argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"];
     args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&out_path).unwrap();
+    let (_, doc) = run_ok(&args, &out_path);
     let w = &doc.workloads[0];
     assert_eq!(w.id, "matmul-q4_0-m3-n17-k45");
     assert!(w.valid, "{:?}", w.correctness);
@@ -547,7 +516,7 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
     assert_usage_error(&bad, "f32, f16, bf16, fp8-e4m3, q8_0, q4_0, mxfp4");
 
     let acc = tokbench(&argv!["accounting --preset llama3-8b-shape --dtype q4_0"]);
-    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
+    assert_code(&acc, 0);
     let text = String::from_utf8_lossy(&acc.stdout);
     assert!(
         text.contains("q4_0 weights") && text.contains("4.5 bits per weight"),
@@ -561,7 +530,7 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
 #[test]
 fn experts_take_their_own_format() {
     let acc = tokbench(&argv!["accounting --preset gpt-oss-20b-shape --batch 8"]);
-    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
+    assert_code(&acc, 0);
     let text = String::from_utf8_lossy(&acc.stdout);
     assert!(
         text.contains("f16 (experts mxfp4) weights") && text.contains("experts 4.25"),
@@ -586,14 +555,10 @@ fn experts_take_their_own_format() {
 fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("kv.json");
-    let mut args = argv![
-        "run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune --out",
-        out_path.to_str().unwrap()
-    ];
+    let mut args =
+        argv!["run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune"];
     args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&out_path).unwrap();
+    let (_, doc) = run_ok(&args, &out_path);
     let plan = doc.plan.model.as_ref().unwrap();
     assert_eq!(plan.kv_dtype.map(|k| k.name()), Some("q8_0"));
     let w = doc.workloads.iter().find(|w| w.phase.is_some()).unwrap();
@@ -604,7 +569,7 @@ fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
     let acc = tokbench(&argv![
         "accounting --preset smollm2-135m-shape --phase decode --len 2047 --kv-dtype q8_0"
     ]);
-    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
+    assert_code(&acc, 0);
     let text = String::from_utf8_lossy(&acc.stdout);
     assert!(
         text.contains("q8_0 KV cache") && text.contains("8.5 bits per element"),

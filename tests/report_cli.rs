@@ -2,39 +2,13 @@
 //! result files written from hand-made documents. No GPU involved.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 
+use common::{assert_code, stderr, stdout, tokbench};
 use tokbench::report::fixtures::{self, decode, jittered, prefill, with_power};
 use tokbench::result::{Provenance, RunResult, Scope};
-
-fn tokbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokbench"))
-        .args(args)
-        .output()
-        .expect("run tokbench")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing both streams when it is wrong, and that nothing panicked.
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(out),
-        stderr(out)
-    );
-    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
-}
 
 fn write(dir: &Path, name: &str, doc: &RunResult) -> PathBuf {
     let path = dir.join(name);
@@ -147,7 +121,7 @@ fn check_calls_a_20_percent_slowdown_hidden_in_wild_noise_inconclusive() {
 /// `tokbench run --repeat N` on the mock device: the probes, a prefill and a decode of `tiny`.
 fn repeated_run(dir: &Path, name: &str, repeat: &str) -> PathBuf {
     let path = dir.join(name);
-    let out = common::tokbench(&argv![
+    let out = tokbench(&argv![
         "run --mock-device instant --preset tiny --prompt-len 16 --depth 16 --repeat",
         repeat,
         "--samples 6 --min-time 0 --max-warmup 0 --power-source none --idle-s 0 --out",

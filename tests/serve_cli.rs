@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_code, assert_usage_error, stderr, stdout, tokbench};
+use common::{assert_code, assert_usage_error, run_ok, stderr, stdout, tokbench};
 use tokbench::result::PointSource;
 use tokbench::result::io::load;
 
@@ -212,17 +212,15 @@ fn on_a_cpu_adapter_serve_defaults_to_a_small_preset_and_records_why() {
     // request per slot), says so and records both choices in the result.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.json");
-    let out = tokbench(&argv![
-        "serve --isl 12 --osl 3 --concurrency 1,2 --power-source none --idle-s 0 --out",
-        path.to_str().unwrap()
-    ]);
-    assert_code(&out, 0);
+    let (out, doc) = run_ok(
+        &argv!["serve --isl 12 --osl 3 --concurrency 1,2 --power-source none --idle-s 0"],
+        &path,
+    );
     assert!(
         stderr(&out).contains("--preset tiny: CPU adapter"),
         "{}",
         stderr(&out)
     );
-    let doc = load(&path).unwrap();
     assert_eq!(doc.plan.model.as_ref().unwrap().preset, "tiny");
     let flags: Vec<&str> = doc
         .plan

@@ -270,7 +270,7 @@ fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
 mod tests {
     use super::*;
     use crate::InputError;
-    use crate::power::hwmon::tests::{fake_hwmon, gpu};
+    use crate::power::hwmon::tests::{amdgpu, fake_amdgpu, fake_hwmon, gpu};
     use crate::power::nvml::fake::{Energy, FakeDevice, FakeNvml};
     use crate::power::rapl::tests::{fake_rapl, set_energy};
     use crate::power::{TokenEnergy, VENDOR_AMD, VENDOR_INTEL, VENDOR_NVIDIA, token_energy};
@@ -655,16 +655,10 @@ mod tests {
     #[test]
     fn amdgpu_power_is_sampled_and_integrated() {
         let root = tempfile::tempdir().unwrap();
-        fake_hwmon(
-            root.path(),
-            0,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
-            &[("power1_average", "153000000\n")],
-        );
+        fake_amdgpu(root.path(), 0, &[("power1_average", "153000000\n")]);
         let meter = PowerMeter::open_with(
             &opts(root.path(), PowerRequest::Hwmon),
-            &gpu(VENDOR_AMD, 0x73bf),
+            &amdgpu(),
             &no_nvml,
         )
         .unwrap();
@@ -763,22 +757,16 @@ mod tests {
     #[test]
     fn amdgpu_hwmon_telemetry_gives_clocks_temperature_and_power_cap() {
         let root = tempfile::tempdir().unwrap();
-        let hw = fake_hwmon(
-            root.path(),
-            0,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
-            &[
+        let hw = fake_amdgpu(root.path(), 0, &[
                 ("power1_average", "153000000\n"),
                 ("freq1_input", "2500000000\n"),
                 ("freq2_input", "1000000000\n"),
                 ("temp1_input", "65000\n"),
                 ("power1_cap", "300000000\n"),
-            ],
-        );
+            ]);
         let meter = PowerMeter::open_with(
             &opts(root.path(), PowerRequest::Auto),
-            &gpu(VENDOR_AMD, 0x73bf),
+            &amdgpu(),
             &no_nvml,
         )
         .unwrap();
@@ -807,13 +795,7 @@ mod tests {
     #[test]
     fn a_cpu_adapter_has_no_telemetry() {
         let root = tempfile::tempdir().unwrap();
-        fake_hwmon(
-            root.path(),
-            0,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
-            &[("temp1_input", "65000\n")],
-        );
+        fake_amdgpu(root.path(), 0, &[("temp1_input", "65000\n")]);
         let o = PowerOptions {
             watts: Some(65.0),
             ..opts(root.path(), PowerRequest::Declared)

@@ -314,14 +314,7 @@ mod tests {
     #[test]
     fn named_tiles_get_their_own_ids_and_run() {
         let ctx = test_context();
-        let large = ProductTiles::Large {
-            bm: 128,
-            bn: 128,
-            bk: 16,
-            tm: 8,
-            tn: 8,
-            split_k: 16,
-        };
+        let large = ProductTiles::LARGE_DEFAULT;
         let register = KernelConfig::default_for(ctx.traits()).matmul.tiles;
         let ids: Vec<String> = [register, large]
             .into_iter()

@@ -6,7 +6,6 @@
 //! probe's bandwidth, the others against the copy's.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 
 use super::{Description, Launch, Prepared, Progress, Workload};
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
@@ -16,7 +15,6 @@ use crate::kernels::fma_probe::FmaProbe;
 use crate::kernels::matrix_probe::MatrixProbe;
 use crate::kernels::read_probe::{self, ReadProbe};
 use crate::kernels::verify::{self, compare};
-use crate::model::Work;
 use crate::result::{Correctness, WorkloadKind};
 
 /// Peak arithmetic: independent FMA chains, no memory traffic to speak of.
@@ -39,21 +37,16 @@ impl FmaProbeWorkload {
 
 impl Workload for FmaProbeWorkload {
     fn describe(&self) -> Description {
-        Description {
-            id: "probe-fma".into(),
-            kind: WorkloadKind::ProbeFma,
-            shape: BTreeMap::from([
-                ("invocations".to_string(), u64::from(self.invocations)),
-                ("iterations".to_string(), u64::from(self.iterations)),
-            ]),
-            dtype: WeightDtype::F32,
-            work: Work {
-                flops: FmaProbe::flops_of(self.iterations, self.invocations),
-                bytes: f64::from(self.invocations) * 16.0,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeFma,
+            &[
+                ("invocations", u64::from(self.invocations)),
+                ("iterations", u64::from(self.iterations)),
+            ],
+            WeightDtype::F32,
+            FmaProbe::flops_of(self.iterations, self.invocations),
+            f64::from(self.invocations) * 16.0,
+        )
     }
 
     fn prepare<'a>(
@@ -112,18 +105,13 @@ fn probe_bytes(device: &DeviceFacts) -> u64 {
 
 impl Workload for CopyProbeWorkload {
     fn describe(&self) -> Description {
-        Description {
-            id: "probe-copy".into(),
-            kind: WorkloadKind::ProbeCopy,
-            shape: BTreeMap::from([("bytes".to_string(), self.bytes)]),
-            dtype: WeightDtype::F32,
-            work: Work {
-                flops: 0.0,
-                bytes: 2.0 * self.bytes as f64,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeCopy,
+            &[("bytes", self.bytes)],
+            WeightDtype::F32,
+            0.0,
+            2.0 * self.bytes as f64,
+        )
     }
 
     fn prepare<'a>(
@@ -178,23 +166,18 @@ impl MatrixProbeWorkload {
     /// as many as the workgroups said they had.
     fn description(&self, subgroups: u64) -> Description {
         let d2 = u64::from(self.size * self.size);
-        Description {
-            id: "probe-matrix".into(),
-            kind: WorkloadKind::ProbeMatrix,
-            shape: BTreeMap::from([
-                ("size".to_string(), u64::from(self.size)),
-                ("workgroups".to_string(), u64::from(self.groups)),
-                ("subgroups".to_string(), subgroups),
-                ("iterations".to_string(), u64::from(self.iterations)),
-            ]),
-            dtype: WeightDtype::F16,
-            work: Work {
-                flops: MatrixProbe::flops_of(self.size, self.iterations, subgroups),
-                bytes: (subgroups * d2 * 4) as f64,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeMatrix,
+            &[
+                ("size", u64::from(self.size)),
+                ("workgroups", u64::from(self.groups)),
+                ("subgroups", subgroups),
+                ("iterations", u64::from(self.iterations)),
+            ],
+            WeightDtype::F16,
+            MatrixProbe::flops_of(self.size, self.iterations, subgroups),
+            (subgroups * d2 * 4) as f64,
+        )
     }
 }
 
@@ -306,21 +289,16 @@ impl ReadProbeWorkload {
 
 impl Workload for ReadProbeWorkload {
     fn describe(&self) -> Description {
-        Description {
-            id: "probe-read".into(),
-            kind: WorkloadKind::ProbeRead,
-            shape: BTreeMap::from([
-                ("bytes".to_string(), self.bytes),
-                ("workgroups".to_string(), u64::from(self.workgroups)),
-            ]),
-            dtype: WeightDtype::F32,
-            work: Work {
-                flops: (self.bytes / 4) as f64,
-                bytes: (self.bytes + ReadProbe::sums_bytes(self.workgroups)) as f64,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeRead,
+            &[
+                ("bytes", self.bytes),
+                ("workgroups", u64::from(self.workgroups)),
+            ],
+            WeightDtype::F32,
+            (self.bytes / 4) as f64,
+            (self.bytes + ReadProbe::sums_bytes(self.workgroups)) as f64,
+        )
     }
 
     fn prepare<'a>(

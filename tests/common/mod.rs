@@ -2,8 +2,10 @@
 //! accessors and the usual assertions. Each test binary uses only some of them.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use tokbench::result::RunResult;
 
 /// A command line as a `Vec<&str>`: each string literal is split at white space, so flags read as
 /// they would be typed; any other expression (a path, a variable) is one argument as it is.
@@ -42,6 +44,13 @@ pub fn tokbench(args: &[&str]) -> Output {
     command().args(args).output().expect("run tokbench")
 }
 
+/// Runs `tokbench args --out path`, asserts it succeeded, and loads the result it wrote.
+pub fn run_ok(args: &[&str], path: &Path) -> (Output, RunResult) {
+    let out = tokbench(&[args, &["--out", path.to_str().expect("a UTF-8 path")]].concat());
+    assert_code(&out, 0);
+    (out, tokbench::result::io::load(path).expect("the result written"))
+}
+
 /// A tuning cache private to this test process, so tests never touch the user's.
 pub fn test_tune_cache() -> PathBuf {
     std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
@@ -57,15 +66,16 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Asserts the exit code, showing both streams when it differs.
+/// Asserts the exit code, showing both streams when it differs, and that nothing panicked.
 pub fn assert_code(out: &Output, code: i32) {
     assert_eq!(
         out.status.code(),
         Some(code),
-        "stdout: {}\nstderr: {}",
+        "stdout:\n{}\nstderr:\n{}",
         stdout(out),
         stderr(out)
     );
+    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
 }
 
 /// Asserts exit code 2 with an error that mentions `needle`, and no panic.
