@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{QUICK, assert_code, assert_usage_error, run_ok, stderr, tokbench};
+use common::{QUICK, assert_code, assert_usage_error, run_ok, stderr, stdout_ok, tokbench};
 use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
 
@@ -515,9 +515,7 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
     ]);
     assert_usage_error(&bad, "f32, f16, bf16, fp8-e4m3, q8_0, q4_0, mxfp4");
 
-    let acc = tokbench(&argv!["accounting --preset llama3-8b-shape --dtype q4_0"]);
-    assert_code(&acc, 0);
-    let text = String::from_utf8_lossy(&acc.stdout);
+    let text = stdout_ok(&argv!["accounting --preset llama3-8b-shape --dtype q4_0"]);
     assert!(
         text.contains("q4_0 weights") && text.contains("4.5 bits per weight"),
         "{text}"
@@ -529,9 +527,7 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
 /// opened for it).
 #[test]
 fn experts_take_their_own_format() {
-    let acc = tokbench(&argv!["accounting --preset gpt-oss-20b-shape --batch 8"]);
-    assert_code(&acc, 0);
-    let text = String::from_utf8_lossy(&acc.stdout);
+    let text = stdout_ok(&argv!["accounting --preset gpt-oss-20b-shape --batch 8"]);
     assert!(
         text.contains("f16 (experts mxfp4) weights") && text.contains("experts 4.25"),
         "{text}"
@@ -566,11 +562,9 @@ fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
     assert_eq!(w.kv_dtype.map(|k| k.name()), Some("q8_0"));
     assert!(w.valid, "{:?}", w.correctness);
 
-    let acc = tokbench(&argv![
+    let text = stdout_ok(&argv![
         "accounting --preset smollm2-135m-shape --phase decode --len 2047 --kv-dtype q8_0"
     ]);
-    assert_code(&acc, 0);
-    let text = String::from_utf8_lossy(&acc.stdout);
     assert!(
         text.contains("q8_0 KV cache") && text.contains("8.5 bits per element"),
         "{text}"

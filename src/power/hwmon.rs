@@ -446,11 +446,8 @@ pub(crate) mod tests {
         assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(s.provenance(), Provenance::MeasuredCounter);
         assert_eq!(s.info().scope(), Scope::GpuPackage);
-        assert!(
-            s.info().describe().contains("hwmon3 (i915"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.contains("hwmon3 (i915"), "{describe}");
         let a = counter(&s).read_counter().unwrap();
         // Read at least every quarter of 65.5 kJ at 2 kW, so the driver never misses a wrap.
         assert_eq!(counter(&s).wrap_period_s(), Some(32.768));
@@ -469,11 +466,8 @@ pub(crate) mod tests {
         fake_amdgpu(root.path(), 1, &[("power1_average", "153000000\n"), ("power1_input", "1\n")]);
         let (s, _) = HwmonSource::open(root.path(), &amdgpu()).unwrap();
         assert_eq!(s.provenance(), Provenance::MeasuredSampled);
-        assert!(
-            s.info().describe().ends_with("power1_average"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.ends_with("power1_average"), "{describe}");
         assert!((gauge(&s).read_watts().unwrap() - 153.0).abs() < 1e-9);
         assert_eq!(s.info().min_window_s(), 1.0);
     }
@@ -491,11 +485,8 @@ pub(crate) mod tests {
         // Listed but unreadable (the driver returns an error on such parts).
         fs::create_dir(dir.join("power1_average")).unwrap();
         let (s, _) = HwmonSource::open(root.path(), &gpu(VENDOR_AMD, 0x744c)).unwrap();
-        assert!(
-            s.info().describe().ends_with("power1_input"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.ends_with("power1_input"), "{describe}");
         assert!((gauge(&s).read_watts().unwrap() - 48.0).abs() < 1e-9);
     }
 
@@ -542,11 +533,8 @@ pub(crate) mod tests {
         let mut adapter = amdgpu();
         adapter.pci_bus_id = Some("0000:83:00.0".into());
         let (s, notes) = HwmonSource::open(root.path(), &adapter).unwrap();
-        assert!(
-            s.info().describe().contains("hwmon1"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.contains("hwmon1"), "{describe}");
         assert!(notes.is_empty(), "{notes:?}");
         adapter.pci_bus_id = None;
         let (s, notes) = HwmonSource::open(root.path(), &adapter).unwrap();

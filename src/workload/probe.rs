@@ -103,6 +103,19 @@ fn probe_bytes(device: &DeviceFacts) -> u64 {
     device.max_binding_bytes().min(cap) / 16 * 16
 }
 
+/// `n` floats counting 0, 1, … up to `period` − 1 and again (integers, exact in f32), and a
+/// storage buffer holding them.
+fn repeating_source(
+    ctx: &GpuContext,
+    label: &str,
+    n: usize,
+    period: usize,
+) -> anyhow::Result<(Vec<f32>, wgpu::Buffer)> {
+    let src: Vec<f32> = (0..n).map(|i| (i % period) as f32).collect();
+    let buf = ctx.storage_with(label, bytemuck::cast_slice(&src))?;
+    Ok((src, buf))
+}
+
 impl Workload for CopyProbeWorkload {
     fn describe(&self) -> Description {
         Description::probe(
@@ -120,8 +133,7 @@ impl Workload for CopyProbeWorkload {
         _progress: Progress<'_>,
     ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
         let n = (self.bytes / 4) as usize;
-        let src: Vec<f32> = (0..n).map(|i| (i % 65_521) as f32).collect();
-        let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src))?;
+        let (src, src_buf) = repeating_source(ctx, "copy-src", n, 65_521)?;
         let dst_buf = ctx.storage_zeroed("copy-dst", self.bytes)?;
         let launch = Copy::new(ctx)?.dispatch(ctx, (self.bytes / 16) as u32, &src_buf, &dst_buf)?;
         Ok(Box::new(Launch {
@@ -306,10 +318,8 @@ impl Workload for ReadProbeWorkload {
         ctx: &'a GpuContext,
         _progress: Progress<'_>,
     ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
-        let n = (self.bytes / 4) as usize;
         // Small integers: every partial sum stays exact in f32, so the check is exact.
-        let src: Vec<f32> = (0..n).map(|i| (i % 13) as f32).collect();
-        let src_buf = ctx.storage_with("read-src", bytemuck::cast_slice(&src))?;
+        let (src, src_buf) = repeating_source(ctx, "read-src", (self.bytes / 4) as usize, 13)?;
         let sums = ctx.storage_zeroed("read-sums", ReadProbe::sums_bytes(self.workgroups))?;
         let launch = ReadProbe::new(ctx)?.dispatch(
             ctx,

@@ -44,6 +44,13 @@ pub fn tokbench(args: &[&str]) -> Output {
     command().args(args).output().expect("run tokbench")
 }
 
+/// Runs `tokbench args`, asserts it succeeded, and returns its standard output.
+pub fn stdout_ok(args: &[&str]) -> String {
+    let out = tokbench(args);
+    assert_code(&out, 0);
+    stdout(&out)
+}
+
 /// Runs `tokbench args --out path`, asserts it succeeded, and loads the result it wrote.
 pub fn run_ok(args: &[&str], path: &Path) -> (Output, RunResult) {
     let out = tokbench(&[args, &["--out", path.to_str().expect("a UTF-8 path")]].concat());

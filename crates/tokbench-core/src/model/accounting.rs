@@ -515,6 +515,11 @@ mod tests {
     /// f32 weights and cache.
     const F32: (WeightDtype, KvDtype) = (WeightDtype::F32, KvDtype::F32);
 
+    /// Weights of every layer and the head of `s`.
+    fn model_weights(s: &ModelShape) -> f64 {
+        (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64
+    }
+
     /// The op `name` of `pass` through `layers` layers of `s`.
     fn op(s: &ModelShape, layers: u32, formats: impl Into<Formats>, pass: Pass, name: &str) -> OpWork {
         ops(s, layers, formats.into(), pass)
@@ -569,14 +574,10 @@ mod tests {
     #[test]
     fn decode_of_llama3_8b_streams_every_weight_once() {
         let s = find("llama3-8b-shape").unwrap().shape;
-        let pass = Pass::decode(1, 0);
-        let w = total(
-            &s,
-            s.n_layers,
-            F32.into(),
-            pass,
-        );
-        let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
+        let formats = |dtype| Formats::uniform(dtype, KvDtype::F32);
+        let whole = |dtype| total(&s, s.n_layers, formats(dtype), Pass::decode(1, 0));
+        let w = whole(WeightDtype::F32);
+        let weights = model_weights(&s);
         // Two FLOPs per weight, and every weight's bytes, plus a little for the rest.
         assert!(
             (w.flops / (2.0 * weights) - 1.0).abs() < 0.01,
@@ -585,12 +586,7 @@ mod tests {
             2.0 * weights
         );
         assert!((w.bytes / (4.0 * weights) - 1.0).abs() < 0.01);
-        let half = total(
-            &s,
-            s.n_layers,
-            (WeightDtype::F16, KvDtype::F32).into(),
-            pass,
-        );
+        let half = whole(WeightDtype::F16);
         assert!((half.bytes / (2.0 * weights) - 1.0).abs() < 0.01);
     }
 
@@ -600,32 +596,18 @@ mod tests {
     fn q4_0_weights_are_4_5_sixteenths_of_f16() {
         let s = find("llama3-8b-shape").unwrap().shape;
         let pass = Pass::decode(1, 0);
-        let q4 = weight_bytes(
-            &s,
-            s.n_layers,
-            (WeightDtype::Q4_0, KvDtype::F32).into(),
-            pass,
-        ) / pass.tokens() as f64;
-        let f16 = weight_bytes(
-            &s,
-            s.n_layers,
-            (WeightDtype::F16, KvDtype::F32).into(),
-            pass,
-        ) / pass.tokens() as f64;
+        let formats = |dtype| Formats::uniform(dtype, KvDtype::F32);
+        let per_token = |dtype| weight_bytes(&s, s.n_layers, formats(dtype), pass) / pass.tokens() as f64;
+        let q4 = per_token(WeightDtype::Q4_0);
+        let f16 = per_token(WeightDtype::F16);
         let ratio = q4 / f16;
         assert!((ratio / (4.5 / 16.0) - 1.0).abs() < 0.005, "{ratio}");
-        let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
+        let weights = model_weights(&s);
         assert!(
             (f16 / (2.0 * weights) - 1.0).abs() < 0.01,
             "{f16} vs {weights} weights"
         );
-        let total_q4 = total(
-            &s,
-            s.n_layers,
-            (WeightDtype::Q4_0, KvDtype::F32).into(),
-            pass,
-        )
-        .bytes;
+        let total_q4 = total(&s, s.n_layers, formats(WeightDtype::Q4_0), pass).bytes;
         assert!(total_q4 > q4 && total_q4 < 1.01 * q4, "{total_q4} vs {q4}");
     }
 

@@ -338,16 +338,22 @@ fn curve_chart(title: &str, curves: &[Curve]) -> anyhow::Result<String> {
                 )
                 .map_err(|e| chart_err(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| chart_err(&e))?;
+        draw_legend(&mut chart).map_err(|e| chart_err(&e))?;
         root.present().map_err(|e| chart_err(&e))?;
     }
     Ok(svg + "\n")
+}
+
+/// Draws the series' labels at the top right of `chart`, on a light box.
+fn draw_legend<DB: DrawingBackend, CT: CoordTranslate>(
+    chart: &mut ChartContext<'_, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
 }
 
 /// An axis figure without trailing zeros: "2", "0.5", "20000".
@@ -471,13 +477,7 @@ pub(crate) fn stacked_chart(
             }
         }
         if legend {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(|e| chart_err(&e))?;
+            draw_legend(&mut chart).map_err(|e| chart_err(&e))?;
         }
         root.present().map_err(|e| chart_err(&e))?;
     }
