@@ -58,6 +58,11 @@ pub fn run_ok(args: &[&str], path: &Path) -> (Output, RunResult) {
     (out, tokbench::result::io::load(path).expect("the result written"))
 }
 
+/// [`run_ok`] with [`QUICK`] sampling.
+pub fn quick_ok(args: &[&str], path: &Path) -> (Output, RunResult) {
+    run_ok(&[args, &QUICK].concat(), path)
+}
+
 /// A tuning cache private to this test process, so tests never touch the user's.
 pub fn test_tune_cache() -> PathBuf {
     std::env::temp_dir().join(format!("tokbench-test-tune-{}.json", std::process::id()))
