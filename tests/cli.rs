@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{QUICK, assert_code, assert_usage_error, quick_ok, run_ok, stderr, stdout_ok, tokbench};
+use common::{QUICK, assert_code, assert_contains, assert_usage_error, quick_ok, run_ok, stderr, stdout_ok, tokbench};
 use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
 
@@ -455,11 +455,7 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
             out_path.to_str().unwrap(),
         ]));
         assert_code(&auto, 0);
-        assert!(
-            stderr(&auto).contains("--math auto: SIMT because"),
-            "{}",
-            stderr(&auto)
-        );
+        assert_contains(&stderr(&auto), "--math auto: SIMT because");
         let doc = load(&out_path).unwrap();
         let math = doc.workloads[0].math.as_ref().expect("math recorded");
         assert_eq!(math.tier.name(), "simt-f16");

@@ -6,7 +6,7 @@ use std::process::Output;
 
 mod common;
 
-use common::{assert_code, stderr, stdout, tokbench};
+use common::{assert_code, assert_contains, stderr, stdout, tokbench};
 use tokbench::report::fixtures::{self, decode, jittered, prefill, with_power};
 use tokbench::result::{Provenance, RunResult, Scope};
 
@@ -68,11 +68,7 @@ fn check_passes_one_percent_noise_either_way() {
             &[],
         );
         assert_code(&out, 0);
-        assert!(
-            stdout(&out).contains("PASS: no regression"),
-            "{}",
-            stdout(&out)
-        );
+        assert_contains(&stdout(&out), "PASS: no regression");
     }
 }
 
@@ -111,11 +107,7 @@ fn check_calls_a_20_percent_slowdown_hidden_in_wild_noise_inconclusive() {
     assert!(text.contains(&format!("(run --repeat {needed})")), "{text}");
     let out = check(dir.path(), &base, &current, &["--strict"]);
     assert_code(&out, 1);
-    assert!(
-        stdout(&out).contains("FAIL: 1 inconclusive (--strict)"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "FAIL: 1 inconclusive (--strict)");
 }
 
 /// `tokbench run --repeat N` on the mock device: the probes, a prefill and a decode of `tiny`.
@@ -192,7 +184,7 @@ fn run_repeat_keeps_every_repetition_and_check_gates_on_them() {
     );
     let out = check(&["--scale-current", "0"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("is not a factor"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "is not a factor");
 }
 
 #[test]
@@ -238,11 +230,7 @@ fn check_fails_an_invalid_current_result() {
         &["--format", "md"],
     );
     assert_code(&out, 1);
-    assert!(
-        stdout(&out).contains("## tokbench check: FAIL: 1 invalid current result(s)"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "## tokbench check: FAIL: 1 invalid current result(s)");
     assert!(
         stderr(&out).contains("tokbench check: FAIL"),
         "verdict in the log too"
@@ -257,19 +245,11 @@ fn check_refuses_other_hardware_unless_allowed() {
     let base = run("ci", 0.010, 0.001, 0.01, 1);
     let out = check(dir.path(), &base, &current, &[]);
     assert_code(&out, 2);
-    assert!(
-        stderr(&out).contains("node.cpu_brand: \"Example CPU\" (baseline) vs \"Other CPU\""),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "node.cpu_brand: \"Example CPU\" (baseline) vs \"Other CPU\"");
     assert!(stdout(&out).is_empty());
     let out = check(dir.path(), &base, &current, &["--allow-different-hardware"]);
     assert_code(&out, 1);
-    assert!(
-        stdout(&out).contains("hardware differs (allowed)"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "hardware differs (allowed)");
 }
 
 #[test]
@@ -436,11 +416,7 @@ fn compare_reads_json_lines_and_costs_from_a_toml_prices_file() {
     let energy: f64 = rows[0][col("energy_cost_per_mtok")].parse().unwrap();
     let hardware: f64 = rows[0][col("hardware_cost_per_mtok")].parse().unwrap();
     assert!((cost - energy - hardware).abs() < 1e-12 && energy > 0.0 && hardware > 0.0);
-    assert!(
-        stderr(&out).contains("fleet.jsonl: 1 line(s) that are not JSON documents ignored"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "fleet.jsonl: 1 line(s) that are not JSON documents ignored");
 }
 
 #[test]
@@ -519,7 +495,7 @@ fn compare_exit_codes() {
         arg(&d.join("prices.json")),
     ]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("prices.json"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "prices.json");
     assert_code(&tokbench(&["compare"]), 2);
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{assert_code, assert_usage_error, run_ok, stderr, stdout, tokbench};
+use common::{assert_code, assert_contains, assert_usage_error, run_ok, stderr, stdout, tokbench};
 use tokbench::result::PointSource;
 use tokbench::result::io::load;
 
@@ -216,11 +216,7 @@ fn on_a_cpu_adapter_serve_defaults_to_a_small_preset_and_records_why() {
         &argv!["serve --isl 12 --osl 3 --concurrency 1,2 --power-source none --idle-s 0"],
         &path,
     );
-    assert!(
-        stderr(&out).contains("--preset tiny: CPU adapter"),
-        "{}",
-        stderr(&out)
-    );
+    assert_contains(&stderr(&out), "--preset tiny: CPU adapter");
     assert_eq!(doc.plan.model.as_ref().unwrap().preset, "tiny");
     let flags: Vec<&str> = doc
         .plan

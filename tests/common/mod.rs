@@ -90,6 +90,11 @@ pub fn assert_code(out: &Output, code: i32) {
     assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
 }
 
+/// Asserts that `text` contains `needle`, showing the text when it does not.
+pub fn assert_contains(text: &str, needle: &str) {
+    assert!(text.contains(needle), "expected {needle:?} in: {text}");
+}
+
 /// Asserts exit code 2 with an error that mentions `needle`, and no panic.
 pub fn assert_usage_error(out: &Output, needle: &str) {
     let err = stderr(out);
