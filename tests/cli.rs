@@ -5,7 +5,10 @@ mod common;
 
 use std::path::Path;
 
-use common::{QUICK, assert_code, assert_contains, assert_usage_error, quick_ok, run_ok, stderr, stdout_ok, tokbench};
+use common::{
+    QUICK, assert_code, assert_contains, assert_usage_error, quick_ok, run_ok, stderr, stdout_ok,
+    tokbench,
+};
 use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
 
@@ -13,7 +16,10 @@ use tokbench::result::io::load;
 fn kernel_matmul_writes_a_valid_result() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("r.json");
-    let (out, doc) = quick_ok(&argv!["kernel matmul --m 33 --n 17 --k 9 --dtype f32"], &out_path);
+    let (out, doc) = quick_ok(
+        &argv!["kernel matmul --m 33 --n 17 --k 9 --dtype f32"],
+        &out_path,
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(out_path.to_str().unwrap()),
@@ -139,7 +145,10 @@ fn help_documents_exit_codes() {
 fn run_tiny_measures_tokens_against_the_probes() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("tiny.json");
-    let (_, doc) = quick_ok(&argv!["run --preset tiny --prompt-len 33 --depth 7,40 --batch 2"], &out_path);
+    let (_, doc) = quick_ok(
+        &argv!["run --preset tiny --prompt-len 33 --depth 7,40 --batch 2"],
+        &out_path,
+    );
     let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.name()).collect();
     assert_eq!(
         kinds,
@@ -347,10 +356,13 @@ fn tune_caches_a_winner_that_run_then_uses() {
     assert!(keys.iter().any(|k| k.contains("| kv q8_0 |")), "{keys:?}");
 
     let result = dir.path().join("r.json");
-    let (_, doc) = quick_ok(&argv![
-        "run --preset tiny --phase decode --depth 4 --idle-s 0 --tune-cache",
-        cache_arg
-    ], &result);
+    let (_, doc) = quick_ok(
+        &argv![
+            "run --preset tiny --phase decode --depth 4 --idle-s 0 --tune-cache",
+            cache_arg
+        ],
+        &result,
+    );
     assert!(
         doc.kernel_config_source
             .as_deref()
@@ -365,7 +377,10 @@ fn tune_caches_a_winner_that_run_then_uses() {
     );
 
     let untuned = dir.path().join("u.json");
-    let (_, doc) = quick_ok(&argv!["run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune"], &untuned);
+    let (_, doc) = quick_ok(
+        &argv!["run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune"],
+        &untuned,
+    );
     assert!(doc.kernel_config_source.unwrap().contains("defaults"));
 }
 
@@ -486,7 +501,10 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
 fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("q4.json");
-    let (_, doc) = quick_ok(&argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"], &out_path);
+    let (_, doc) = quick_ok(
+        &argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"],
+        &out_path,
+    );
     let w = &doc.workloads[0];
     assert_eq!(w.id, "matmul-q4_0-m3-n17-k45");
     assert!(w.valid, "{:?}", w.correctness);
@@ -537,7 +555,10 @@ fn experts_take_their_own_format() {
 fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("kv.json");
-    let (_, doc) = quick_ok(&argv!["run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune"], &out_path);
+    let (_, doc) = quick_ok(
+        &argv!["run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune"],
+        &out_path,
+    );
     let plan = doc.plan.model.as_ref().unwrap();
     assert_eq!(plan.kv_dtype.map(|k| k.name()), Some("q8_0"));
     let w = doc.workloads.iter().find(|w| w.phase.is_some()).unwrap();

@@ -230,7 +230,10 @@ fn check_fails_an_invalid_current_result() {
         &["--format", "md"],
     );
     assert_code(&out, 1);
-    assert_contains(&stdout(&out), "## tokbench check: FAIL: 1 invalid current result(s)");
+    assert_contains(
+        &stdout(&out),
+        "## tokbench check: FAIL: 1 invalid current result(s)",
+    );
     assert!(
         stderr(&out).contains("tokbench check: FAIL"),
         "verdict in the log too"
@@ -245,7 +248,10 @@ fn check_refuses_other_hardware_unless_allowed() {
     let base = run("ci", 0.010, 0.001, 0.01, 1);
     let out = check(dir.path(), &base, &current, &[]);
     assert_code(&out, 2);
-    assert_contains(&stderr(&out), "node.cpu_brand: \"Example CPU\" (baseline) vs \"Other CPU\"");
+    assert_contains(
+        &stderr(&out),
+        "node.cpu_brand: \"Example CPU\" (baseline) vs \"Other CPU\"",
+    );
     assert!(stdout(&out).is_empty());
     let out = check(dir.path(), &base, &current, &["--allow-different-hardware"]);
     assert_code(&out, 1);
@@ -416,7 +422,10 @@ fn compare_reads_json_lines_and_costs_from_a_toml_prices_file() {
     let energy: f64 = rows[0][col("energy_cost_per_mtok")].parse().unwrap();
     let hardware: f64 = rows[0][col("hardware_cost_per_mtok")].parse().unwrap();
     assert!((cost - energy - hardware).abs() < 1e-12 && energy > 0.0 && hardware > 0.0);
-    assert_contains(&stderr(&out), "fleet.jsonl: 1 line(s) that are not JSON documents ignored");
+    assert_contains(
+        &stderr(&out),
+        "fleet.jsonl: 1 line(s) that are not JSON documents ignored",
+    );
 }
 
 #[test]

@@ -463,7 +463,11 @@ pub(crate) mod tests {
     #[test]
     fn amdgpu_power_average_is_sampled_in_microwatts() {
         let root = tempfile::tempdir().unwrap();
-        fake_amdgpu(root.path(), 1, &[("power1_average", "153000000\n"), ("power1_input", "1\n")]);
+        fake_amdgpu(
+            root.path(),
+            1,
+            &[("power1_average", "153000000\n"), ("power1_input", "1\n")],
+        );
         let (s, _) = HwmonSource::open(root.path(), &amdgpu()).unwrap();
         assert_eq!(s.provenance(), Provenance::MeasuredSampled);
         let describe = s.info().describe();

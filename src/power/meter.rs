@@ -656,12 +656,9 @@ mod tests {
     fn amdgpu_power_is_sampled_and_integrated() {
         let root = tempfile::tempdir().unwrap();
         fake_amdgpu(root.path(), 0, &[("power1_average", "153000000\n")]);
-        let meter = PowerMeter::open_with(
-            &opts(root.path(), PowerRequest::Hwmon),
-            &amdgpu(),
-            &no_nvml,
-        )
-        .unwrap();
+        let meter =
+            PowerMeter::open_with(&opts(root.path(), PowerRequest::Hwmon), &amdgpu(), &no_nvml)
+                .unwrap();
         assert_eq!(meter.min_window_s(), 1.0);
         let r = window(&meter, 150);
         assert_eq!(r.provenance, Provenance::MeasuredSampled);
@@ -757,19 +754,20 @@ mod tests {
     #[test]
     fn amdgpu_hwmon_telemetry_gives_clocks_temperature_and_power_cap() {
         let root = tempfile::tempdir().unwrap();
-        let hw = fake_amdgpu(root.path(), 0, &[
+        let hw = fake_amdgpu(
+            root.path(),
+            0,
+            &[
                 ("power1_average", "153000000\n"),
                 ("freq1_input", "2500000000\n"),
                 ("freq2_input", "1000000000\n"),
                 ("temp1_input", "65000\n"),
                 ("power1_cap", "300000000\n"),
-            ]);
-        let meter = PowerMeter::open_with(
-            &opts(root.path(), PowerRequest::Auto),
-            &amdgpu(),
-            &no_nvml,
-        )
-        .unwrap();
+            ],
+        );
+        let meter =
+            PowerMeter::open_with(&opts(root.path(), PowerRequest::Auto), &amdgpu(), &no_nvml)
+                .unwrap();
         let source = meter.setup().telemetry_source.unwrap();
         assert!(source.starts_with("hwmon: hwmon0 (amdgpu"), "{source}");
         let start = meter.begin();

@@ -416,11 +416,7 @@ mod gpu_tests {
         };
         assert!(engine.step(&plan).unwrap() > 0.0);
         let got = engine.read_hidden(prompt as usize).unwrap();
-        let want = reference::forward(
-            &model,
-            layers,
-            Pass::prefill(1, prompt),
-        );
+        let want = reference::forward(&model, layers, Pass::prefill(1, prompt));
         let c = compare(&got, &want.hidden, NMSE_F32_MODEL, "engine prefill".into());
         assert!(c.failure.is_none(), "KV {kv:?}: {c:?}");
     }

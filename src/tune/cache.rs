@@ -168,8 +168,8 @@ mod tests {
     use super::*;
     use crate::gpu::test_context;
     use crate::kernels::{KvDtype, WeightDtype};
-    use crate::model::presets::find;
     use crate::model::Pass;
+    use crate::model::presets::find;
 
     #[test]
     fn entries_survive_a_round_trip_and_keys_separate_shapes_and_types() {

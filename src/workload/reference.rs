@@ -437,16 +437,8 @@ mod tests {
         assert!(a.hidden.iter().chain(&a.logits).all(|x| x.is_finite()));
         assert_eq!(forward(&model, 2, pass).logits, a.logits);
         // Decode reads synthetic history, so it differs from a fresh prompt of one token.
-        let decode = forward(
-            &model,
-            2,
-            Pass::decode(2, 3),
-        );
-        let fresh = forward(
-            &model,
-            2,
-            Pass::prefill(2, 1),
-        );
+        let decode = forward(&model, 2, Pass::decode(2, 3));
+        let fresh = forward(&model, 2, Pass::prefill(2, 1));
         assert_ne!(decode.logits, fresh.logits);
     }
 }

@@ -624,10 +624,7 @@ mod gpu_tests {
 
     /// Prefill longer than tiny-swa's 5-position window and decode past it, at batches of 2
     /// and 3: the passes the model-kind tests run.
-    const RAGGED_PASSES: [Pass; 2] = [
-        Pass::prefill(2, 9),
-        Pass::decode(3, 17),
-    ];
+    const RAGGED_PASSES: [Pass; 2] = [Pass::prefill(2, 9), Pass::decode(3, 17)];
 
     /// Mixture-of-experts and windowed shapes through the whole forward pass: prefill longer
     /// than tiny-swa's 5-position window, decode past it, ragged batches, block formats, experts
@@ -809,10 +806,7 @@ mod gpu_tests {
     #[test]
     fn a_wrong_reference_fails_the_check() {
         let ctx = test_context();
-        let w = workload(
-            WeightDtype::F32,
-            Pass::decode(1, 5),
-        );
+        let w = workload(WeightDtype::F32, Pass::decode(1, 5));
         let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
         let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, w.pass).unwrap();
         ctx.execute(&forward).unwrap();

@@ -55,7 +55,10 @@ pub fn stdout_ok(args: &[&str]) -> String {
 pub fn run_ok(args: &[&str], path: &Path) -> (Output, RunResult) {
     let out = tokbench(&[args, &["--out", path.to_str().expect("a UTF-8 path")]].concat());
     assert_code(&out, 0);
-    (out, tokbench::result::io::load(path).expect("the result written"))
+    (
+        out,
+        tokbench::result::io::load(path).expect("the result written"),
+    )
 }
 
 /// [`run_ok`] with [`QUICK`] sampling.

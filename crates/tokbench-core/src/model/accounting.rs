@@ -521,7 +521,13 @@ mod tests {
     }
 
     /// The op `name` of `pass` through `layers` layers of `s`.
-    fn op(s: &ModelShape, layers: u32, formats: impl Into<Formats>, pass: Pass, name: &str) -> OpWork {
+    fn op(
+        s: &ModelShape,
+        layers: u32,
+        formats: impl Into<Formats>,
+        pass: Pass,
+        name: &str,
+    ) -> OpWork {
         ops(s, layers, formats.into(), pass)
             .into_iter()
             .find(|o| o.op == name)
@@ -597,7 +603,8 @@ mod tests {
         let s = find("llama3-8b-shape").unwrap().shape;
         let pass = Pass::decode(1, 0);
         let formats = |dtype| Formats::uniform(dtype, KvDtype::F32);
-        let per_token = |dtype| weight_bytes(&s, s.n_layers, formats(dtype), pass) / pass.tokens() as f64;
+        let per_token =
+            |dtype| weight_bytes(&s, s.n_layers, formats(dtype), pass) / pass.tokens() as f64;
         let q4 = per_token(WeightDtype::Q4_0);
         let f16 = per_token(WeightDtype::F16);
         let ratio = q4 / f16;
@@ -702,8 +709,8 @@ mod tests {
     fn windowed_layers_read_at_most_the_window() {
         let s = find("tiny-swa").unwrap().shape;
         let decode = Pass::decode(1, 99);
-        let op = |name| op(&s, 2, F32, decode, name);
-        let (full, windowed) = (op("attention"), op("attention_windowed"));
+        let decode_op = |name| op(&s, 2, F32, decode, name);
+        let (full, windowed) = (decode_op("attention"), decode_op("attention_windowed"));
         assert_eq!((full.count, windowed.count), (1, 1));
         let per_key = 4.0 * f64::from(s.n_heads * s.head_dim);
         assert_eq!(full.work.flops, 100.0 * per_key);
@@ -731,7 +738,8 @@ mod tests {
     #[test]
     fn mla_decode_reads_the_latent_and_prefill_decompresses() {
         let s = find("deepseek-v3-shape").unwrap().shape;
-        let op = |pass: Pass, name: &str| op(&s, 1, (WeightDtype::F16, KvDtype::F32), pass, name).work;
+        let op =
+            |pass: Pass, name: &str| op(&s, 1, (WeightDtype::F16, KvDtype::F32), pass, name).work;
         let decode = |len| Pass::decode(2, len);
         let grow = op(decode(1099), "mla_attention").bytes - op(decode(99), "mla_attention").bytes;
         assert_eq!(grow, 2.0 * 1000.0 * 576.0 * 4.0);

@@ -345,8 +345,8 @@ fn curve_chart(title: &str, curves: &[Curve]) -> anyhow::Result<String> {
 }
 
 /// Draws the series' labels at the top right of `chart`, on a light box.
-fn draw_legend<DB: DrawingBackend, CT: CoordTranslate>(
-    chart: &mut ChartContext<'_, DB, CT>,
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
 ) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
     chart
         .configure_series_labels()
