@@ -6,23 +6,19 @@ mod common;
 use std::path::Path;
 
 use common::{
-    QUICK, assert_code, assert_contains, assert_usage_error, quick_ok, run_ok, stderr, stdout_ok,
-    tokbench,
+    QUICK, Written, assert_code, assert_contains, assert_usage_error, quick_ok, run_ok, stderr,
+    stdout_ok, tokbench,
 };
 use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
 
 #[test]
 fn kernel_matmul_writes_a_valid_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("r.json");
-    let (out, doc) = quick_ok(
-        &argv!["kernel matmul --m 33 --n 17 --k 9 --dtype f32"],
-        &out_path,
-    );
+    let Written { out, path, doc, .. } =
+        quick_ok(&argv!["kernel matmul --m 33 --n 17 --k 9 --dtype f32"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(out_path.to_str().unwrap()),
+        stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(path.to_str().unwrap()),
         "{stdout}"
     );
     assert_eq!(doc.workloads.len(), 1);
@@ -143,12 +139,10 @@ fn help_documents_exit_codes() {
 
 #[test]
 fn run_tiny_measures_tokens_against_the_probes() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("tiny.json");
-    let (_, doc) = quick_ok(
-        &argv!["run --preset tiny --prompt-len 33 --depth 7,40 --batch 2"],
-        &out_path,
-    );
+    let doc = quick_ok(&argv![
+        "run --preset tiny --prompt-len 33 --depth 7,40 --batch 2"
+    ])
+    .doc;
     let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.name()).collect();
     assert_eq!(
         kinds,
@@ -310,12 +304,10 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
 fn f16_weights_run_on_an_adapter_without_shader_f16() {
     // lavapipe through GL has no SHADER_F16; f16 weights are read as u32 pairs and unpacked
     // with WGSL's core unpack2x16float, so the product still runs and matches its reference.
-    let dir = tempfile::tempdir().unwrap();
-    let result = dir.path().join("k.json");
-    let (_, doc) = run_ok(
-        &argv!["kernel matmul --m 3 --n 33 --k 45 --dtype f16 --backend gl --samples 2"],
-        &result,
-    );
+    let doc = run_ok(&argv![
+        "kernel matmul --m 3 --n 33 --k 45 --dtype f16 --backend gl --samples 2"
+    ])
+    .doc;
     assert!(!doc.adapter.features.iter().any(|f| f == "SHADER_F16"));
     assert!(doc.workloads.iter().all(|w| w.valid), "{:?}", doc.workloads);
 }
@@ -355,14 +347,11 @@ fn tune_caches_a_winner_that_run_then_uses() {
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().any(|k| k.contains("| kv q8_0 |")), "{keys:?}");
 
-    let result = dir.path().join("r.json");
-    let (_, doc) = quick_ok(
-        &argv![
-            "run --preset tiny --phase decode --depth 4 --idle-s 0 --tune-cache",
-            cache_arg
-        ],
-        &result,
-    );
+    let doc = quick_ok(&argv![
+        "run --preset tiny --phase decode --depth 4 --idle-s 0 --tune-cache",
+        cache_arg
+    ])
+    .doc;
     assert!(
         doc.kernel_config_source
             .as_deref()
@@ -376,11 +365,10 @@ fn tune_caches_a_winner_that_run_then_uses() {
         entry["config"]
     );
 
-    let untuned = dir.path().join("u.json");
-    let (_, doc) = quick_ok(
-        &argv!["run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune"],
-        &untuned,
-    );
+    let doc = quick_ok(&argv![
+        "run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune"
+    ])
+    .doc;
     assert!(doc.kernel_config_source.unwrap().contains("defaults"));
 }
 
@@ -499,16 +487,12 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
 /// the exact bits.
 #[test]
 fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("q4.json");
-    let (_, doc) = quick_ok(
-        &argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"],
-        &out_path,
-    );
+    let Written { path, doc, .. } =
+        quick_ok(&argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"]);
     let w = &doc.workloads[0];
     assert_eq!(w.id, "matmul-q4_0-m3-n17-k45");
     assert!(w.valid, "{:?}", w.correctness);
-    let json = std::fs::read_to_string(&out_path).unwrap();
+    let json = std::fs::read_to_string(&path).unwrap();
     assert!(
         json.contains("\"dtype\": \"q4_0\""),
         "serialized as the CLI spells it"
@@ -553,12 +537,10 @@ fn experts_take_their_own_format() {
 /// cache at 8.5 bits per element.
 #[test]
 fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("kv.json");
-    let (_, doc) = quick_ok(
-        &argv!["run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune"],
-        &out_path,
-    );
+    let doc = quick_ok(&argv![
+        "run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune"
+    ])
+    .doc;
     let plan = doc.plan.model.as_ref().unwrap();
     assert_eq!(plan.kv_dtype.map(|k| k.name()), Some("q8_0"));
     let w = doc.workloads.iter().find(|w| w.phase.is_some()).unwrap();

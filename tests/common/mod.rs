@@ -2,7 +2,7 @@
 //! accessors and the usual assertions. Each test binary uses only some of them.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 use tokbench::result::RunResult;
@@ -51,19 +51,37 @@ pub fn stdout_ok(args: &[&str]) -> String {
     stdout(&out)
 }
 
-/// Runs `tokbench args --out path`, asserts it succeeded, and loads the result it wrote.
-pub fn run_ok(args: &[&str], path: &Path) -> (Output, RunResult) {
+/// A successful run and the result it wrote, in a temporary directory that lives as long as
+/// this does.
+pub struct Written {
+    /// What the run printed.
+    pub out: Output,
+    /// The result file.
+    pub path: PathBuf,
+    /// The result.
+    pub doc: RunResult,
+    _dir: tempfile::TempDir,
+}
+
+/// Runs `tokbench args --out FILE`, FILE in a fresh temporary directory, asserts it succeeded,
+/// and loads the result it wrote.
+pub fn run_ok(args: &[&str]) -> Written {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let path = dir.path().join("result.json");
     let out = tokbench(&[args, &["--out", path.to_str().expect("a UTF-8 path")]].concat());
     assert_code(&out, 0);
-    (
+    let doc = tokbench::result::io::load(&path).expect("the result written");
+    Written {
         out,
-        tokbench::result::io::load(path).expect("the result written"),
-    )
+        path,
+        doc,
+        _dir: dir,
+    }
 }
 
 /// [`run_ok`] with [`QUICK`] sampling.
-pub fn quick_ok(args: &[&str], path: &Path) -> (Output, RunResult) {
-    run_ok(&[args, &QUICK].concat(), path)
+pub fn quick_ok(args: &[&str]) -> Written {
+    run_ok(&[args, &QUICK].concat())
 }
 
 /// A tuning cache private to this test process, so tests never touch the user's.
