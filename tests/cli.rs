@@ -487,12 +487,11 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
 /// the exact bits.
 #[test]
 fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
-    let Written { path, doc, .. } =
-        quick_ok(&argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"]);
-    let w = &doc.workloads[0];
+    let q4 = quick_ok(&argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"]);
+    let w = &q4.doc.workloads[0];
     assert_eq!(w.id, "matmul-q4_0-m3-n17-k45");
     assert!(w.valid, "{:?}", w.correctness);
-    let json = std::fs::read_to_string(&path).unwrap();
+    let json = std::fs::read_to_string(&q4.path).unwrap();
     assert!(
         json.contains("\"dtype\": \"q4_0\""),
         "serialized as the CLI spells it"

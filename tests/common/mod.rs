@@ -52,7 +52,7 @@ pub fn stdout_ok(args: &[&str]) -> String {
 }
 
 /// A successful run and the result it wrote, in a temporary directory that lives as long as
-/// this does.
+/// this does (a pattern that leaves fields out with `..` drops it at once).
 pub struct Written {
     /// What the run printed.
     pub out: Output,
