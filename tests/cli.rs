@@ -6,8 +6,8 @@ mod common;
 use std::path::Path;
 
 use common::{
-    QUICK, Written, assert_code, assert_contains, assert_usage_error, quick_ok, run_ok, stderr,
-    stdout_ok, tokbench,
+    QUICK, Written, assert_code, assert_contains, assert_usage_error, quick_ok, read_json, run_ok,
+    stderr, stdout_ok, tokbench,
 };
 use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
@@ -328,8 +328,7 @@ fn tune_caches_a_winner_that_run_then_uses() {
         stdout.contains("product") && stdout.contains("winner") && stdout.contains("saved to"),
         "{stdout}"
     );
-    let cached: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let cached = read_json(&cache);
     let (key, entry) = cached.as_object().unwrap().iter().next().unwrap();
     assert!(key.contains("tokbench"), "{key}");
     // The attention candidates were timed with the run's default cache (f16 on lavapipe).
@@ -341,8 +340,7 @@ fn tune_caches_a_winner_that_run_then_uses() {
         cache_arg
     ]);
     assert_code(&out, 0);
-    let both: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let both = read_json(&cache);
     let keys: Vec<&String> = both.as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().any(|k| k.contains("| kv q8_0 |")), "{keys:?}");

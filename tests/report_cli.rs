@@ -6,7 +6,7 @@ use std::process::Output;
 
 mod common;
 
-use common::{assert_code, assert_contains, stderr, stdout, tokbench};
+use common::{assert_code, assert_contains, read_json, stderr, stdout, tokbench};
 use tokbench::report::fixtures::{self, decode, jittered, prefill, with_power};
 use tokbench::result::{Provenance, RunResult, Scope};
 
@@ -128,8 +128,7 @@ fn run_repeat_keeps_every_repetition_and_check_gates_on_them() {
     let dir = tempfile::tempdir().unwrap();
     let base = repeated_run(dir.path(), "base.json", "3");
     let cur = repeated_run(dir.path(), "cur.json", "3");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    let doc = read_json(&base);
     assert_eq!(doc["plan"]["repetitions"], 3);
     for w in doc["workloads"].as_array().unwrap() {
         let reps = w["repetitions"].as_array().unwrap();
@@ -192,8 +191,7 @@ fn check_of_single_runs_says_the_verdict_ignores_run_to_run_noise() {
     let dir = tempfile::tempdir().unwrap();
     let base = repeated_run(dir.path(), "base.json", "1");
     let cur = repeated_run(dir.path(), "cur.json", "3");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    let doc = read_json(&base);
     assert_eq!(
         doc["workloads"][2]["repetitions"].as_array().map(Vec::len),
         Some(0)
@@ -309,8 +307,7 @@ fn check_writes_bencher_metric_format() {
         &["--format", "bmf", "--out", out_path.to_str().unwrap()],
     );
     assert_code(&out, 0);
-    let bmf: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    let bmf = read_json(&out_path);
     let tps = bmf["prefill-tiny-f32-b1-p128"]["tokens-per-s"]["value"]
         .as_f64()
         .unwrap();

@@ -675,6 +675,13 @@ mod tests {
         );
     }
 
+    /// Asserts that `meter` found no source, and that the `i`th source tried says `why`.
+    fn assert_no_source(meter: &PowerMeter, i: usize, why: &str) {
+        let setup = meter.setup();
+        assert_eq!(setup.source, None);
+        assert!(setup.tried[i].detail.contains(why), "{setup:?}");
+    }
+
     fn nvml_meter(device: FakeDevice) -> PowerMeter {
         let api = FakeNvml::new(vec![device]);
         let root = tempfile::tempdir().unwrap();
@@ -849,23 +856,14 @@ mod tests {
     #[test]
     fn nvml_with_nothing_supported_is_skipped_under_auto() {
         let meter = nvml_meter(FakeDevice::new(Energy::NotSupported, None));
-        let setup = meter.setup();
-        assert_eq!(setup.source, None);
-        assert!(setup.tried[0].detail.contains("not supported"), "{setup:?}");
+        assert_no_source(&meter, 0, "not supported");
     }
 
     #[test]
     fn the_real_nvml_with_a_missing_library_is_unavailable_without_a_panic() {
         let root = tempfile::tempdir().unwrap();
         let meter = PowerMeter::open(&opts(root.path(), PowerRequest::Auto), &h100()).unwrap();
-        let setup = meter.setup();
-        assert_eq!(setup.source, None);
-        assert!(
-            setup.tried[0]
-                .detail
-                .contains("cannot load the NVML library"),
-            "{setup:?}"
-        );
+        assert_no_source(&meter, 0, "cannot load the NVML library");
         let r = window(&meter, 1);
         assert_eq!(r.provenance, Provenance::Unavailable);
         assert!(
@@ -982,9 +980,7 @@ mod tests {
             ..opts(root.path(), PowerRequest::Auto)
         };
         let meter = PowerMeter::open_with(&o, &lavapipe(), &no_nvml).unwrap();
-        let setup = meter.setup();
-        assert_eq!(setup.source, None);
-        assert!(setup.tried[3].detail.contains("no number"), "{setup:?}");
+        assert_no_source(&meter, 3, "no number");
     }
 
     #[test]

@@ -343,23 +343,15 @@ mod tests {
         let ctx = test_context();
         let w = MatmulWorkload::simt_f32(&ctx.facts(), (1, 2, 3));
         assert_eq!(w.id(), "matmul-f32-m1-n2-k3");
-        let simt = MatmulWorkload::for_math(
-            Device::Gpu(ctx),
-            (1, 2, 3),
-            Some(WeightDtype::F16),
-            MathRequest::Simt,
-        )
-        .unwrap();
+        let f16 = |math| {
+            MatmulWorkload::for_math(Device::Gpu(ctx), (1, 2, 3), Some(WeightDtype::F16), math)
+                .unwrap()
+        };
+        let simt = f16(MathRequest::Simt);
         assert_eq!(simt.len(), 1);
         assert_eq!(simt[0].id(), "matmul-f16-m1-n2-k3");
         assert_eq!(simt[0].math.tier, Math::SimtF16);
-        let auto = MatmulWorkload::for_math(
-            Device::Gpu(ctx),
-            (1, 2, 3),
-            Some(WeightDtype::F16),
-            MathRequest::Auto,
-        )
-        .unwrap();
+        let auto = f16(MathRequest::Auto);
         if auto.len() == 2 {
             assert_eq!(auto[0].id(), "matmul-f16-coopmat-m1-n2-k3");
             assert_eq!(auto[0].math.tier, Math::CoopmatF16);

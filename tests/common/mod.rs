@@ -111,6 +111,12 @@ pub fn assert_code(out: &Output, code: i32) {
     assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
 }
 
+/// The JSON document in the file at `path`.
+pub fn read_json(path: impl AsRef<std::path::Path>) -> serde_json::Value {
+    let text = std::fs::read_to_string(path).expect("a readable file");
+    serde_json::from_str(&text).expect("a JSON document")
+}
+
 /// Asserts that `text` contains `needle`, showing the text when it does not.
 pub fn assert_contains(text: &str, needle: &str) {
     assert!(text.contains(needle), "expected {needle:?} in: {text}");
