@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{assert_code, assert_usage_error, command, stderr, stdout};
+use common::{assert_code, assert_contains, assert_usage_error, command, stderr, stdout};
 
 /// `tokbench args` with `--dev-root`/`--sysfs-root` pointed at the fake machine `root`.
 fn on_machine(root: &std::path::Path, args: &[&str]) -> std::process::Output {
@@ -66,13 +66,13 @@ fn a_cpu_adapter_beside_an_nvidia_gpu_wgpu_cannot_see_is_said_loudly() {
     );
     let out = matmul(root.path(), &["--require-gpu"]);
     assert_usage_error(&out, "--require-gpu");
-    assert!(stderr(&out).contains("nvidia_icd.json"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "nvidia_icd.json");
     // `serve` says it too, and its result keeps the warning.
     let dir = tempfile::tempdir().unwrap();
     let result = dir.path().join("serve.json");
     let out = serve(root.path(), &result, &["--idle-s", "0"]);
     assert_code(&out, 0);
-    assert!(stderr(&out).contains("/dev/nvidia0"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "/dev/nvidia0");
     let doc = tokbench::result::io::load(&result).unwrap();
     assert!(
         doc.plan
@@ -208,7 +208,7 @@ fn adapters_run_at_once_each_into_its_result_and_the_node_sums_them() {
     assert_eq!(node.gpus, 2);
     let sum: f64 = decode.iter().map(|w| w.tokens_per_s.unwrap()).sum();
     assert!((node.tokens_per_s - sum).abs() < 1e-9 * sum, "{s:?}");
-    assert!(stdout(&out).contains("node summary:"), "{}", stdout(&out));
+    assert_contains(&stdout(&out), "node summary:");
     // --out names one file: refused before any work.
     let one = dir.path().join("one.json");
     let out = command()

@@ -5,28 +5,22 @@ mod common;
 
 use std::path::Path;
 
-use common::{QUICK, assert_usage_error, stderr, tokbench};
+use common::{
+    QUICK, Written, assert_code, assert_contains, assert_usage_error, quick_ok, read_json, run_ok,
+    stderr, stdout_ok, tokbench,
+};
 use tokbench::result::WorkloadKind;
 use tokbench::result::io::load;
 
 #[test]
 fn kernel_matmul_writes_a_valid_result() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("r.json");
-    let out_arg = out_path.to_str().unwrap();
-    let mut args = vec![
-        "kernel", "matmul", "--m", "33", "--n", "17", "--k", "9", "--dtype", "f32", "--out",
-        out_arg,
-    ];
-    args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let Written { out, path, doc, .. } =
+        quick_ok(&argv!["kernel matmul --m 33 --n 17 --k 9 --dtype f32"]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(out_arg),
+        stdout.contains("matmul-f32-m33-n17-k9") && stdout.contains(path.to_str().unwrap()),
         "{stdout}"
     );
-    let doc = load(&out_path).unwrap();
     assert_eq!(doc.workloads.len(), 1);
     let w = &doc.workloads[0];
     assert!(w.valid, "{:?}", w.correctness);
@@ -120,7 +114,7 @@ fn unwritable_or_existing_output_is_refused_before_measuring() {
 #[test]
 fn devices_lists_adapters_as_json() {
     let out = tokbench(&["devices", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_code(&out, 0);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let first = &list.as_array().expect("array")[0];
     assert_eq!(first["index"], 0);
@@ -145,16 +139,10 @@ fn help_documents_exit_codes() {
 
 #[test]
 fn run_tiny_measures_tokens_against_the_probes() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("tiny.json");
-    let mut args = argv![
-        "run --preset tiny --prompt-len 33 --depth 7,40 --batch 2 --out",
-        out_path.to_str().unwrap()
-    ];
-    args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&out_path).unwrap();
+    let doc = quick_ok(&argv![
+        "run --preset tiny --prompt-len 33 --depth 7,40 --batch 2"
+    ])
+    .doc;
     let kinds: Vec<&str> = doc.workloads.iter().map(|w| w.kind.name()).collect();
     assert_eq!(
         kinds,
@@ -293,7 +281,7 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
         .env("SLURM_PROCID", "2")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_code(&out, 0);
     let stdout = String::from_utf8(out.stdout.clone()).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
     let doc = tokbench::result::io::parse(stdout.trim()).unwrap();
@@ -316,14 +304,10 @@ fn jsonl_prints_exactly_one_result_line_on_stdout() {
 fn f16_weights_run_on_an_adapter_without_shader_f16() {
     // lavapipe through GL has no SHADER_F16; f16 weights are read as u32 pairs and unpacked
     // with WGSL's core unpack2x16float, so the product still runs and matches its reference.
-    let dir = tempfile::tempdir().unwrap();
-    let result = dir.path().join("k.json");
-    let out = tokbench(&argv![
-        "kernel matmul --m 3 --n 33 --k 45 --dtype f16 --backend gl --samples 2 --out",
-        result.to_str().unwrap()
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&result).unwrap();
+    let doc = run_ok(&argv![
+        "kernel matmul --m 3 --n 33 --k 45 --dtype f16 --backend gl --samples 2"
+    ])
+    .doc;
     assert!(!doc.adapter.features.iter().any(|f| f == "SHADER_F16"));
     assert!(doc.workloads.iter().all(|w| w.valid), "{:?}", doc.workloads);
 }
@@ -339,13 +323,12 @@ fn tune_caches_a_winner_that_run_then_uses() {
         cache_arg
     ]);
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_code(&out, 0);
     assert!(
         stdout.contains("product") && stdout.contains("winner") && stdout.contains("saved to"),
         "{stdout}"
     );
-    let cached: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    let cached = read_json(&cache);
     let (key, entry) = cached.as_object().unwrap().iter().next().unwrap();
     assert!(key.contains("tokbench"), "{key}");
     // The attention candidates were timed with the run's default cache (f16 on lavapipe).
@@ -356,24 +339,17 @@ fn tune_caches_a_winner_that_run_then_uses() {
         "tune --quick --preset tiny --phase decode --depth 4 --kv-dtype q8_0 --tune-cache",
         cache_arg
     ]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let both: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&cache).unwrap()).unwrap();
+    assert_code(&out, 0);
+    let both = read_json(&cache);
     let keys: Vec<&String> = both.as_object().unwrap().keys().collect();
     assert_eq!(keys.len(), 2, "{keys:?}");
     assert!(keys.iter().any(|k| k.contains("| kv q8_0 |")), "{keys:?}");
 
-    let result = dir.path().join("r.json");
-    let mut args = argv![
+    let doc = quick_ok(&argv![
         "run --preset tiny --phase decode --depth 4 --idle-s 0 --tune-cache",
-        cache_arg,
-        "--out",
-        result.to_str().unwrap()
-    ];
-    args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&result).unwrap();
+        cache_arg
+    ])
+    .doc;
     assert!(
         doc.kernel_config_source
             .as_deref()
@@ -387,20 +363,11 @@ fn tune_caches_a_winner_that_run_then_uses() {
         entry["config"]
     );
 
-    let untuned = dir.path().join("u.json");
-    let mut args = argv![
-        "run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune --out",
-        untuned.to_str().unwrap()
-    ];
-    args.extend(QUICK);
-    assert_eq!(tokbench(&args).status.code(), Some(0));
-    assert!(
-        load(&untuned)
-            .unwrap()
-            .kernel_config_source
-            .unwrap()
-            .contains("defaults")
-    );
+    let doc = quick_ok(&argv![
+        "run --preset tiny --phase decode --depth 4 --idle-s 0 --no-tune"
+    ])
+    .doc;
+    assert!(doc.kernel_config_source.unwrap().contains("defaults"));
 }
 
 #[test]
@@ -488,12 +455,8 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
             "--out",
             out_path.to_str().unwrap(),
         ]));
-        assert_eq!(auto.status.code(), Some(0), "{}", stderr(&auto));
-        assert!(
-            stderr(&auto).contains("--math auto: SIMT because"),
-            "{}",
-            stderr(&auto)
-        );
+        assert_code(&auto, 0);
+        assert_contains(&stderr(&auto), "--math auto: SIMT because");
         let doc = load(&out_path).unwrap();
         let math = doc.workloads[0].math.as_ref().expect("math recorded");
         assert_eq!(math.tier.name(), "simt-f16");
@@ -504,7 +467,7 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
         );
     } else {
         // An adapter with the tier: both kernels measured, the ratio printed.
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_code(&out, 0);
         let doc = load(&out_path).unwrap();
         let tiers: Vec<&str> = doc
             .workloads
@@ -522,20 +485,11 @@ fn math_coopmat_is_refused_where_it_cannot_run_and_auto_says_why_it_used_simt() 
 /// the exact bits.
 #[test]
 fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("q4.json");
-    let mut args = argv![
-        "kernel matmul --m 3 --n 17 --k 45 --dtype q4_0 --out",
-        out_path.to_str().unwrap()
-    ];
-    args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&out_path).unwrap();
-    let w = &doc.workloads[0];
+    let q4 = quick_ok(&argv!["kernel matmul --m 3 --n 17 --k 45 --dtype q4_0"]);
+    let w = &q4.doc.workloads[0];
     assert_eq!(w.id, "matmul-q4_0-m3-n17-k45");
     assert!(w.valid, "{:?}", w.correctness);
-    let json = std::fs::read_to_string(&out_path).unwrap();
+    let json = std::fs::read_to_string(&q4.path).unwrap();
     assert!(
         json.contains("\"dtype\": \"q4_0\""),
         "serialized as the CLI spells it"
@@ -546,9 +500,7 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
     ]);
     assert_usage_error(&bad, "f32, f16, bf16, fp8-e4m3, q8_0, q4_0, mxfp4");
 
-    let acc = tokbench(&argv!["accounting --preset llama3-8b-shape --dtype q4_0"]);
-    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
-    let text = String::from_utf8_lossy(&acc.stdout);
+    let text = stdout_ok(&argv!["accounting --preset llama3-8b-shape --dtype q4_0"]);
     assert!(
         text.contains("q4_0 weights") && text.contains("4.5 bits per weight"),
         "{text}"
@@ -560,9 +512,7 @@ fn every_weight_format_is_accepted_and_unknown_names_are_refused() {
 /// opened for it).
 #[test]
 fn experts_take_their_own_format() {
-    let acc = tokbench(&argv!["accounting --preset gpt-oss-20b-shape --batch 8"]);
-    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
-    let text = String::from_utf8_lossy(&acc.stdout);
+    let text = stdout_ok(&argv!["accounting --preset gpt-oss-20b-shape --batch 8"]);
     assert!(
         text.contains("f16 (experts mxfp4) weights") && text.contains("experts 4.25"),
         "{text}"
@@ -584,16 +534,10 @@ fn experts_take_their_own_format() {
 /// cache at 8.5 bits per element.
 #[test]
 fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let out_path = dir.path().join("kv.json");
-    let mut args = argv![
-        "run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune --out",
-        out_path.to_str().unwrap()
-    ];
-    args.extend(QUICK);
-    let out = tokbench(&args);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let doc = load(&out_path).unwrap();
+    let doc = quick_ok(&argv![
+        "run --preset tiny --phase decode --depth 40 --dtype f32 --kv-dtype q8_0 --no-tune"
+    ])
+    .doc;
     let plan = doc.plan.model.as_ref().unwrap();
     assert_eq!(plan.kv_dtype.map(|k| k.name()), Some("q8_0"));
     let w = doc.workloads.iter().find(|w| w.phase.is_some()).unwrap();
@@ -601,11 +545,9 @@ fn a_q8_0_kv_cache_runs_is_recorded_and_counted() {
     assert_eq!(w.kv_dtype.map(|k| k.name()), Some("q8_0"));
     assert!(w.valid, "{:?}", w.correctness);
 
-    let acc = tokbench(&argv![
+    let text = stdout_ok(&argv![
         "accounting --preset smollm2-135m-shape --phase decode --len 2047 --kv-dtype q8_0"
     ]);
-    assert_eq!(acc.status.code(), Some(0), "{}", stderr(&acc));
-    let text = String::from_utf8_lossy(&acc.stdout);
     assert!(
         text.contains("q8_0 KV cache") && text.contains("8.5 bits per element"),
         "{text}"

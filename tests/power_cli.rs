@@ -37,6 +37,13 @@ fn run_tiny(extra: &[&str], sysfs: &Path) -> (Output, Option<RunResult>) {
     (out, doc)
 }
 
+/// `run_tiny` that must succeed: its result document.
+fn run_tiny_ok(extra: &[&str], sysfs: &Path) -> RunResult {
+    let (out, doc) = run_tiny(extra, sysfs);
+    common::assert_code(&out, 0);
+    doc.expect("a result document")
+}
+
 fn decode(doc: &RunResult) -> &tokbench::result::WorkloadResult {
     doc.workloads
         .iter()
@@ -79,14 +86,7 @@ fn assert_tokens_per_j_counts_the_windows_tokens(w: &tokbench::result::WorkloadR
 #[test]
 fn declared_watts_give_tokens_per_joule_of_window_tokens_over_watts_times_window() {
     let sysfs = tempfile::tempdir().unwrap();
-    let (out, doc) = run_tiny(&["--watts", "65"], sysfs.path());
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = doc.unwrap();
+    let doc = run_tiny_ok(&["--watts", "65"], sysfs.path());
     let w = decode(&doc);
     assert_eq!(w.power.provenance, Provenance::Declared);
     assert_eq!(w.power.scope, Some(Scope::NodeWall));
@@ -103,17 +103,10 @@ fn declared_watts_give_tokens_per_joule_of_window_tokens_over_watts_times_window
 #[test]
 fn without_any_source_power_is_unavailable_with_a_reason_never_zero() {
     let sysfs = tempfile::tempdir().unwrap(); // empty: no hwmon, no RAPL
-    let (out, doc) = run_tiny(
+    let doc = run_tiny_ok(
         &["--nvml-lib", "/nonexistent/libnvidia-ml.so.1"],
         sysfs.path(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let doc = doc.unwrap();
     let w = decode(&doc);
     assert_eq!(w.power.provenance, Provenance::Unavailable);
     assert!(!w.power.reason.as_deref().unwrap_or("").is_empty());
@@ -132,17 +125,11 @@ fn without_any_source_power_is_unavailable_with_a_reason_never_zero() {
 #[test]
 fn a_meter_command_is_sampled_and_integrated() {
     let sysfs = tempfile::tempdir().unwrap();
-    let (out, doc) = run_tiny(
+    let doc = run_tiny_ok(
         &["--power-cmd", "echo 42.5", "--power-hz", "20"],
         sysfs.path(),
     );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w = decode(doc.as_ref().unwrap()).clone();
+    let w = decode(&doc);
     assert_eq!(w.power.provenance, Provenance::MeasuredSampled);
     assert_eq!(w.power.scope, Some(Scope::NodeWall));
     assert!(
@@ -151,10 +138,10 @@ fn a_meter_command_is_sampled_and_integrated() {
         w.power
     );
     assert!(w.power.samples.unwrap() >= 2);
-    assert_tokens_per_j_counts_the_windows_tokens(&w);
+    assert_tokens_per_j_counts_the_windows_tokens(w);
     // Without --sustain-s there is no drift record.
     assert_eq!(w.power.sustain, None);
-    assert_eq!(doc.unwrap().plan.sampling.sustain_s, None);
+    assert_eq!(doc.plan.sampling.sustain_s, None);
 }
 
 #[test]
@@ -164,25 +151,19 @@ fn rapl_energy_counter_from_a_fake_tree() {
     let rapl = FakeRapl::start(sysfs.path(), 262_143_328_850, |t| {
         1000 + 2_000_000 * (t.as_millis() / 100) as u64
     });
-    let (out, doc) = run_tiny(
+    let doc = run_tiny_ok(
         &["--power-source", "rapl", "--min-energy-s", "1"],
         sysfs.path(),
     );
     drop(rapl);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w = decode(doc.as_ref().unwrap()).clone();
+    let w = decode(&doc);
     assert_eq!(w.power.provenance, Provenance::MeasuredCounter);
     assert_eq!(w.power.scope, Some(Scope::CpuPackage));
     assert!(w.power.window_s >= 1.0, "stretched to --min-energy-s");
     // The counter steps every 100 ms, so a 1 s window sees 18-22 W.
     let watts = w.power.avg_power_w.unwrap();
     assert!((15.0..25.0).contains(&watts), "{watts} W");
-    assert_tokens_per_j_counts_the_windows_tokens(&w);
+    assert_tokens_per_j_counts_the_windows_tokens(w);
 }
 
 #[test]
@@ -192,18 +173,12 @@ fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
     let rapl = FakeRapl::start(sysfs.path(), 50_000_000, |t| {
         (65e6 * t.as_secs_f64()) as u64 % 50_000_000
     });
-    let (out, doc) = run_tiny(
+    let doc = run_tiny_ok(
         &argv!["--power-source rapl --min-energy-s 2 --sustain-s 2"],
         sysfs.path(),
     );
     drop(rapl);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let w = decode(doc.as_ref().unwrap()).clone();
+    let w = decode(&doc);
     assert_eq!(w.power.provenance, Provenance::MeasuredCounter);
     assert!(w.power.window_s >= 2.0, "{:?}", w.power);
     let watts = w.power.avg_power_w.unwrap();
@@ -212,10 +187,10 @@ fn a_rapl_counter_that_wraps_several_times_per_window_reads_its_power() {
         w.power.window_s
     );
     assert!((watts - 65.0).abs() <= 6.5, "{watts} W");
-    assert_tokens_per_j_counts_the_windows_tokens(&w);
+    assert_tokens_per_j_counts_the_windows_tokens(w);
     // --sustain-s: the first and last tenth of the window each drew the same 65 W (within
     // 20%: a tenth is 0.2 s, and the fake's writer lags by a few ms on a busy machine).
-    assert_eq!(doc.as_ref().unwrap().plan.sampling.sustain_s, Some(2.0));
+    assert_eq!(doc.plan.sampling.sustain_s, Some(2.0));
     let sustain = w.power.sustain.unwrap();
     assert_eq!(sustain.sustain_s, 2.0);
     for tenth_w in [sustain.first_tenth_power_w, sustain.last_tenth_power_w] {

@@ -2,39 +2,13 @@
 //! result files written from hand-made documents. No GPU involved.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 mod common;
 
+use common::{assert_code, assert_contains, read_json, stderr, stdout, tokbench};
 use tokbench::report::fixtures::{self, decode, jittered, prefill, with_power};
 use tokbench::result::{Provenance, RunResult, Scope};
-
-fn tokbench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_tokbench"))
-        .args(args)
-        .output()
-        .expect("run tokbench")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts the exit code, showing both streams when it is wrong, and that nothing panicked.
-fn assert_code(out: &Output, code: i32) {
-    assert_eq!(
-        out.status.code(),
-        Some(code),
-        "stdout:\n{}\nstderr:\n{}",
-        stdout(out),
-        stderr(out)
-    );
-    assert!(!stderr(out).contains("panicked"), "{}", stderr(out));
-}
 
 fn write(dir: &Path, name: &str, doc: &RunResult) -> PathBuf {
     let path = dir.join(name);
@@ -94,11 +68,7 @@ fn check_passes_one_percent_noise_either_way() {
             &[],
         );
         assert_code(&out, 0);
-        assert!(
-            stdout(&out).contains("PASS: no regression"),
-            "{}",
-            stdout(&out)
-        );
+        assert_contains(&stdout(&out), "PASS: no regression");
     }
 }
 
@@ -137,17 +107,13 @@ fn check_calls_a_20_percent_slowdown_hidden_in_wild_noise_inconclusive() {
     assert!(text.contains(&format!("(run --repeat {needed})")), "{text}");
     let out = check(dir.path(), &base, &current, &["--strict"]);
     assert_code(&out, 1);
-    assert!(
-        stdout(&out).contains("FAIL: 1 inconclusive (--strict)"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "FAIL: 1 inconclusive (--strict)");
 }
 
 /// `tokbench run --repeat N` on the mock device: the probes, a prefill and a decode of `tiny`.
 fn repeated_run(dir: &Path, name: &str, repeat: &str) -> PathBuf {
     let path = dir.join(name);
-    let out = common::tokbench(&argv![
+    let out = tokbench(&argv![
         "run --mock-device instant --preset tiny --prompt-len 16 --depth 16 --repeat",
         repeat,
         "--samples 6 --min-time 0 --max-warmup 0 --power-source none --idle-s 0 --out",
@@ -162,8 +128,7 @@ fn run_repeat_keeps_every_repetition_and_check_gates_on_them() {
     let dir = tempfile::tempdir().unwrap();
     let base = repeated_run(dir.path(), "base.json", "3");
     let cur = repeated_run(dir.path(), "cur.json", "3");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    let doc = read_json(&base);
     assert_eq!(doc["plan"]["repetitions"], 3);
     for w in doc["workloads"].as_array().unwrap() {
         let reps = w["repetitions"].as_array().unwrap();
@@ -218,7 +183,7 @@ fn run_repeat_keeps_every_repetition_and_check_gates_on_them() {
     );
     let out = check(&["--scale-current", "0"]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("is not a factor"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "is not a factor");
 }
 
 #[test]
@@ -226,8 +191,7 @@ fn check_of_single_runs_says_the_verdict_ignores_run_to_run_noise() {
     let dir = tempfile::tempdir().unwrap();
     let base = repeated_run(dir.path(), "base.json", "1");
     let cur = repeated_run(dir.path(), "cur.json", "3");
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&base).unwrap()).unwrap();
+    let doc = read_json(&base);
     assert_eq!(
         doc["workloads"][2]["repetitions"].as_array().map(Vec::len),
         Some(0)
@@ -264,10 +228,9 @@ fn check_fails_an_invalid_current_result() {
         &["--format", "md"],
     );
     assert_code(&out, 1);
-    assert!(
-        stdout(&out).contains("## tokbench check: FAIL: 1 invalid current result(s)"),
-        "{}",
-        stdout(&out)
+    assert_contains(
+        &stdout(&out),
+        "## tokbench check: FAIL: 1 invalid current result(s)",
     );
     assert!(
         stderr(&out).contains("tokbench check: FAIL"),
@@ -283,19 +246,14 @@ fn check_refuses_other_hardware_unless_allowed() {
     let base = run("ci", 0.010, 0.001, 0.01, 1);
     let out = check(dir.path(), &base, &current, &[]);
     assert_code(&out, 2);
-    assert!(
-        stderr(&out).contains("node.cpu_brand: \"Example CPU\" (baseline) vs \"Other CPU\""),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "node.cpu_brand: \"Example CPU\" (baseline) vs \"Other CPU\"",
     );
     assert!(stdout(&out).is_empty());
     let out = check(dir.path(), &base, &current, &["--allow-different-hardware"]);
     assert_code(&out, 1);
-    assert!(
-        stdout(&out).contains("hardware differs (allowed)"),
-        "{}",
-        stdout(&out)
-    );
+    assert_contains(&stdout(&out), "hardware differs (allowed)");
 }
 
 #[test]
@@ -349,8 +307,7 @@ fn check_writes_bencher_metric_format() {
         &["--format", "bmf", "--out", out_path.to_str().unwrap()],
     );
     assert_code(&out, 0);
-    let bmf: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&out_path).unwrap()).unwrap();
+    let bmf = read_json(&out_path);
     let tps = bmf["prefill-tiny-f32-b1-p128"]["tokens-per-s"]["value"]
         .as_f64()
         .unwrap();
@@ -462,10 +419,9 @@ fn compare_reads_json_lines_and_costs_from_a_toml_prices_file() {
     let energy: f64 = rows[0][col("energy_cost_per_mtok")].parse().unwrap();
     let hardware: f64 = rows[0][col("hardware_cost_per_mtok")].parse().unwrap();
     assert!((cost - energy - hardware).abs() < 1e-12 && energy > 0.0 && hardware > 0.0);
-    assert!(
-        stderr(&out).contains("fleet.jsonl: 1 line(s) that are not JSON documents ignored"),
-        "{}",
-        stderr(&out)
+    assert_contains(
+        &stderr(&out),
+        "fleet.jsonl: 1 line(s) that are not JSON documents ignored",
     );
 }
 
@@ -545,7 +501,7 @@ fn compare_exit_codes() {
         arg(&d.join("prices.json")),
     ]);
     assert_code(&out, 2);
-    assert!(stderr(&out).contains("prices.json"), "{}", stderr(&out));
+    assert_contains(&stderr(&out), "prices.json");
     assert_code(&tokbench(&["compare"]), 2);
 }
 

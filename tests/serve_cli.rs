@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{assert_code, assert_usage_error, stderr, stdout, tokbench};
+use common::{
+    Written, assert_code, assert_contains, assert_usage_error, run_ok, stderr, stdout, tokbench,
+};
 use tokbench::result::PointSource;
 use tokbench::result::io::load;
 
@@ -210,19 +212,10 @@ fn other_tools_files_are_reference_rows_beside_serving_results_and_never_ranked(
 fn on_a_cpu_adapter_serve_defaults_to_a_small_preset_and_records_why() {
     // This machine's adapter is lavapipe: without --preset, serve takes `tiny` (and one
     // request per slot), says so and records both choices in the result.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.json");
-    let out = tokbench(&argv![
-        "serve --isl 12 --osl 3 --concurrency 1,2 --power-source none --idle-s 0 --out",
-        path.to_str().unwrap()
+    let Written { out, doc, .. } = run_ok(&argv![
+        "serve --isl 12 --osl 3 --concurrency 1,2 --power-source none --idle-s 0"
     ]);
-    assert_code(&out, 0);
-    assert!(
-        stderr(&out).contains("--preset tiny: CPU adapter"),
-        "{}",
-        stderr(&out)
-    );
-    let doc = load(&path).unwrap();
+    assert_contains(&stderr(&out), "--preset tiny: CPU adapter");
     assert_eq!(doc.plan.model.as_ref().unwrap().preset, "tiny");
     let flags: Vec<&str> = doc
         .plan

@@ -402,6 +402,19 @@ pub(crate) mod tests {
         dir
     }
 
+    /// The PCI device id of the amdgpu most tests fake (a Radeon RX 6800).
+    const AMDGPU: u32 = 0x73bf;
+
+    /// That amdgpu's hwmon directory `hwmon{n}`, with `files` (name, contents).
+    pub(crate) fn fake_amdgpu(root: &Path, n: u32, files: &[(&str, &str)]) -> PathBuf {
+        fake_hwmon(root, n, "amdgpu", Some((VENDOR_AMD, AMDGPU)), files)
+    }
+
+    /// That amdgpu as an adapter.
+    pub(crate) fn amdgpu() -> AdapterIdentity {
+        gpu(VENDOR_AMD, AMDGPU)
+    }
+
     pub(crate) fn gpu(vendor_id: u32, device_id: u32) -> AdapterIdentity {
         AdapterIdentity {
             name: "test gpu".into(),
@@ -433,11 +446,8 @@ pub(crate) mod tests {
         assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(s.provenance(), Provenance::MeasuredCounter);
         assert_eq!(s.info().scope(), Scope::GpuPackage);
-        assert!(
-            s.info().describe().contains("hwmon3 (i915"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.contains("hwmon3 (i915"), "{describe}");
         let a = counter(&s).read_counter().unwrap();
         // Read at least every quarter of 65.5 kJ at 2 kW, so the driver never misses a wrap.
         assert_eq!(counter(&s).wrap_period_s(), Some(32.768));
@@ -453,20 +463,15 @@ pub(crate) mod tests {
     #[test]
     fn amdgpu_power_average_is_sampled_in_microwatts() {
         let root = tempfile::tempdir().unwrap();
-        fake_hwmon(
+        fake_amdgpu(
             root.path(),
             1,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
             &[("power1_average", "153000000\n"), ("power1_input", "1\n")],
         );
-        let (s, _) = HwmonSource::open(root.path(), &gpu(VENDOR_AMD, 0x73bf)).unwrap();
+        let (s, _) = HwmonSource::open(root.path(), &amdgpu()).unwrap();
         assert_eq!(s.provenance(), Provenance::MeasuredSampled);
-        assert!(
-            s.info().describe().ends_with("power1_average"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.ends_with("power1_average"), "{describe}");
         assert!((gauge(&s).read_watts().unwrap() - 153.0).abs() < 1e-9);
         assert_eq!(s.info().min_window_s(), 1.0);
     }
@@ -484,24 +489,15 @@ pub(crate) mod tests {
         // Listed but unreadable (the driver returns an error on such parts).
         fs::create_dir(dir.join("power1_average")).unwrap();
         let (s, _) = HwmonSource::open(root.path(), &gpu(VENDOR_AMD, 0x744c)).unwrap();
-        assert!(
-            s.info().describe().ends_with("power1_input"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.ends_with("power1_input"), "{describe}");
         assert!((gauge(&s).read_watts().unwrap() - 48.0).abs() < 1e-9);
     }
 
     #[test]
     fn the_hwmon_of_another_gpu_is_not_used() {
         let root = tempfile::tempdir().unwrap();
-        fake_hwmon(
-            root.path(),
-            0,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
-            &[("power1_average", "1000000")],
-        );
+        fake_amdgpu(root.path(), 0, &[("power1_average", "1000000")]);
         fake_hwmon(
             root.path(),
             1,
@@ -514,7 +510,7 @@ pub(crate) mod tests {
             err.contains("0x56a0") && err.contains("hwmon0 (amdgpu, PCI 1002:73bf)"),
             "{err}"
         );
-        let (s, _) = HwmonSource::open(root.path(), &gpu(VENDOR_AMD, 0x73bf)).unwrap();
+        let (s, _) = HwmonSource::open(root.path(), &amdgpu()).unwrap();
         assert!(s.info().describe().starts_with("hwmon0"));
     }
 
@@ -538,14 +534,11 @@ pub(crate) mod tests {
             fs::remove_dir(dir.join("device")).unwrap();
             std::os::unix::fs::symlink(&pci, dir.join("device")).unwrap();
         }
-        let mut adapter = gpu(VENDOR_AMD, 0x73bf);
+        let mut adapter = amdgpu();
         adapter.pci_bus_id = Some("0000:83:00.0".into());
         let (s, notes) = HwmonSource::open(root.path(), &adapter).unwrap();
-        assert!(
-            s.info().describe().contains("hwmon1"),
-            "{}",
-            s.info().describe()
-        );
+        let describe = s.info().describe();
+        assert!(describe.contains("hwmon1"), "{describe}");
         assert!(notes.is_empty(), "{notes:?}");
         adapter.pci_bus_id = None;
         let (s, notes) = HwmonSource::open(root.path(), &adapter).unwrap();

@@ -194,6 +194,15 @@ mod tests {
         (actual - expected).abs() <= rel * expected.abs()
     }
 
+    /// Asserts the window's energy is `expected` J within `rel`.
+    fn assert_energy(i: &Integral, expected: f64, rel: f64) {
+        assert!(
+            within(i.energy_j, expected, rel),
+            "{} vs {expected}",
+            i.energy_j
+        );
+    }
+
     #[test]
     fn constant_power_integrates_to_power_times_window() {
         let trace = sample(|_| 100.0, -0.1, 10.1, 10.0);
@@ -211,11 +220,7 @@ mod tests {
         let trace = sample(|t| 20.0 * t, -0.5, 10.5, 10.0);
         let i = integrate_window(&trace, 0.03, 9.97).unwrap();
         let expected = 10.0 * (9.97f64.powi(2) - 0.03f64.powi(2));
-        assert!(
-            within(i.energy_j, expected, 1e-9),
-            "{} vs {expected}",
-            i.energy_j
-        );
+        assert_energy(&i, expected, 1e-9);
     }
 
     #[test]
@@ -232,11 +237,7 @@ mod tests {
         let i = integrate_window(&trace, 0.5, 19.5).unwrap();
         // 0.5..1 at 50 W, 1..19 nine periods of 150 W + 50 W, 19..19.5 at 150 W.
         let expected = 0.5 * 50.0 + 9.0 * (150.0 + 50.0) + 0.5 * 150.0;
-        assert!(
-            within(i.energy_j, expected, 0.01),
-            "{} vs {expected}",
-            i.energy_j
-        );
+        assert_energy(&i, expected, 0.01);
     }
 
     #[test]
@@ -254,11 +255,7 @@ mod tests {
             .collect();
         let i = integrate_window(&trace, 0.0, 10.0).unwrap();
         let expected = 1000.0 + 50.0 * (1.0 - 10f64.cos());
-        assert!(
-            within(i.energy_j, expected, 0.01),
-            "{} vs {expected}",
-            i.energy_j
-        );
+        assert_energy(&i, expected, 0.01);
     }
 
     #[test]

@@ -270,7 +270,7 @@ fn start(found: Found, hz: f64) -> anyhow::Result<Active> {
 mod tests {
     use super::*;
     use crate::InputError;
-    use crate::power::hwmon::tests::{fake_hwmon, gpu};
+    use crate::power::hwmon::tests::{amdgpu, fake_amdgpu, fake_hwmon, gpu};
     use crate::power::nvml::fake::{Energy, FakeDevice, FakeNvml};
     use crate::power::rapl::tests::{fake_rapl, set_energy};
     use crate::power::{TokenEnergy, VENDOR_AMD, VENDOR_INTEL, VENDOR_NVIDIA, token_energy};
@@ -655,19 +655,10 @@ mod tests {
     #[test]
     fn amdgpu_power_is_sampled_and_integrated() {
         let root = tempfile::tempdir().unwrap();
-        fake_hwmon(
-            root.path(),
-            0,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
-            &[("power1_average", "153000000\n")],
-        );
-        let meter = PowerMeter::open_with(
-            &opts(root.path(), PowerRequest::Hwmon),
-            &gpu(VENDOR_AMD, 0x73bf),
-            &no_nvml,
-        )
-        .unwrap();
+        fake_amdgpu(root.path(), 0, &[("power1_average", "153000000\n")]);
+        let meter =
+            PowerMeter::open_with(&opts(root.path(), PowerRequest::Hwmon), &amdgpu(), &no_nvml)
+                .unwrap();
         assert_eq!(meter.min_window_s(), 1.0);
         let r = window(&meter, 150);
         assert_eq!(r.provenance, Provenance::MeasuredSampled);
@@ -682,6 +673,13 @@ mod tests {
                 .any(|w| w.contains("shorter than the 1.0 s")),
             "{r:?}"
         );
+    }
+
+    /// Asserts that `meter` found no source, and that the `i`th source tried says `why`.
+    fn assert_no_source(meter: &PowerMeter, i: usize, why: &str) {
+        let setup = meter.setup();
+        assert_eq!(setup.source, None);
+        assert!(setup.tried[i].detail.contains(why), "{setup:?}");
     }
 
     fn nvml_meter(device: FakeDevice) -> PowerMeter {
@@ -763,11 +761,9 @@ mod tests {
     #[test]
     fn amdgpu_hwmon_telemetry_gives_clocks_temperature_and_power_cap() {
         let root = tempfile::tempdir().unwrap();
-        let hw = fake_hwmon(
+        let hw = fake_amdgpu(
             root.path(),
             0,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
             &[
                 ("power1_average", "153000000\n"),
                 ("freq1_input", "2500000000\n"),
@@ -776,12 +772,9 @@ mod tests {
                 ("power1_cap", "300000000\n"),
             ],
         );
-        let meter = PowerMeter::open_with(
-            &opts(root.path(), PowerRequest::Auto),
-            &gpu(VENDOR_AMD, 0x73bf),
-            &no_nvml,
-        )
-        .unwrap();
+        let meter =
+            PowerMeter::open_with(&opts(root.path(), PowerRequest::Auto), &amdgpu(), &no_nvml)
+                .unwrap();
         let source = meter.setup().telemetry_source.unwrap();
         assert!(source.starts_with("hwmon: hwmon0 (amdgpu"), "{source}");
         let start = meter.begin();
@@ -807,13 +800,7 @@ mod tests {
     #[test]
     fn a_cpu_adapter_has_no_telemetry() {
         let root = tempfile::tempdir().unwrap();
-        fake_hwmon(
-            root.path(),
-            0,
-            "amdgpu",
-            Some((VENDOR_AMD, 0x73bf)),
-            &[("temp1_input", "65000\n")],
-        );
+        fake_amdgpu(root.path(), 0, &[("temp1_input", "65000\n")]);
         let o = PowerOptions {
             watts: Some(65.0),
             ..opts(root.path(), PowerRequest::Declared)
@@ -869,23 +856,14 @@ mod tests {
     #[test]
     fn nvml_with_nothing_supported_is_skipped_under_auto() {
         let meter = nvml_meter(FakeDevice::new(Energy::NotSupported, None));
-        let setup = meter.setup();
-        assert_eq!(setup.source, None);
-        assert!(setup.tried[0].detail.contains("not supported"), "{setup:?}");
+        assert_no_source(&meter, 0, "not supported");
     }
 
     #[test]
     fn the_real_nvml_with_a_missing_library_is_unavailable_without_a_panic() {
         let root = tempfile::tempdir().unwrap();
         let meter = PowerMeter::open(&opts(root.path(), PowerRequest::Auto), &h100()).unwrap();
-        let setup = meter.setup();
-        assert_eq!(setup.source, None);
-        assert!(
-            setup.tried[0]
-                .detail
-                .contains("cannot load the NVML library"),
-            "{setup:?}"
-        );
+        assert_no_source(&meter, 0, "cannot load the NVML library");
         let r = window(&meter, 1);
         assert_eq!(r.provenance, Provenance::Unavailable);
         assert!(
@@ -1002,9 +980,7 @@ mod tests {
             ..opts(root.path(), PowerRequest::Auto)
         };
         let meter = PowerMeter::open_with(&o, &lavapipe(), &no_nvml).unwrap();
-        let setup = meter.setup();
-        assert_eq!(setup.source, None);
-        assert!(setup.tried[3].detail.contains("no number"), "{setup:?}");
+        assert_no_source(&meter, 3, "no number");
     }
 
     #[test]

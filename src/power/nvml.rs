@@ -214,12 +214,12 @@ pub fn open(api: Arc<dyn NvmlApi>, adapter: &AdapterIdentity) -> Result<NvmlChoi
     let power = api.power_mw(index);
     match (energy, power) {
         (Ok(_), Ok(_)) => Ok(NvmlChoice {
-            primary: Source::Counter(Arc::new(NvmlEnergy(device.clone()))),
-            cross_check: Some(Arc::new(NvmlPower(device))),
+            primary: Source::Counter(Arc::new(NvmlAttr::<true>(device.clone()))),
+            cross_check: Some(Arc::new(NvmlAttr::<false>(device))),
             notes,
         }),
         (Ok(_), Err(_)) => Ok(NvmlChoice {
-            primary: Source::Counter(Arc::new(NvmlEnergy(device))),
+            primary: Source::Counter(Arc::new(NvmlAttr::<true>(device))),
             cross_check: None,
             notes,
         }),
@@ -230,7 +230,7 @@ pub fn open(api: Arc<dyn NvmlApi>, adapter: &AdapterIdentity) -> Result<NvmlChoi
                 ));
             }
             Ok(NvmlChoice {
-                primary: Source::Gauge(Arc::new(NvmlPower(device))),
+                primary: Source::Gauge(Arc::new(NvmlAttr::<false>(device))),
                 cross_check: None,
                 notes,
             })
@@ -397,13 +397,17 @@ impl TelemetrySource for NvmlTelemetry {
     }
 }
 
-/// NVML's total-energy counter (mJ), a `measured-counter` source of the whole board.
-struct NvmlEnergy(NvmlDevice);
+/// One NVML reading of a device as a source of its kind, as hwmon's attributes are:
+/// `NvmlAttr<true>` is the total-energy counter (mJ), a `measured-counter` source;
+/// `NvmlAttr<false>` is power usage (mW), a `measured-sampled` one. Both cover the whole board.
+struct NvmlAttr<const ENERGY: bool>(NvmlDevice);
 
-/// NVML's power usage (mW), a `measured-sampled` source of the whole board.
-struct NvmlPower(NvmlDevice);
+/// The total-energy counter.
+type NvmlEnergy = NvmlAttr<true>;
+/// Power usage.
+type NvmlPower = NvmlAttr<false>;
 
-impl SourceInfo for NvmlEnergy {
+impl<const ENERGY: bool> SourceInfo for NvmlAttr<ENERGY> {
     fn name(&self) -> &'static str {
         "nvml"
     }
@@ -413,11 +417,17 @@ impl SourceInfo for NvmlEnergy {
     }
 
     fn describe(&self) -> String {
-        format!("{}: total energy counter", self.0.label)
+        let what = if ENERGY {
+            "total energy counter"
+        } else {
+            "power usage, sampled"
+        };
+        format!("{}: {what}", self.0.label)
     }
 
-    /// The counter advances in steps of the driver's own power samples; a window of a second
-    /// keeps the step small beside the total, and matches the cross-check's 1 s average.
+    /// Power usage is a 1-second average on recent GPUs; the counter advances in steps of the
+    /// driver's own power samples, so a window of a second keeps the step small beside the
+    /// total, and matches the cross-check's 1 s average.
     fn min_window_s(&self) -> f64 {
         1.0
     }
@@ -440,25 +450,6 @@ impl CounterSource for NvmlEnergy {
     /// A 64-bit count of millijoules: it never wraps, so the window's edges suffice.
     fn wrap_period_s(&self) -> Option<f64> {
         None
-    }
-}
-
-impl SourceInfo for NvmlPower {
-    fn name(&self) -> &'static str {
-        "nvml"
-    }
-
-    fn scope(&self) -> Scope {
-        Scope::GpuBoard
-    }
-
-    fn describe(&self) -> String {
-        format!("{}: power usage, sampled", self.0.label)
-    }
-
-    /// Power usage is a 1-second average on recent GPUs.
-    fn min_window_s(&self) -> f64 {
-        1.0
     }
 }
 

@@ -216,6 +216,15 @@ pub(crate) mod tests {
         s.read_counter().unwrap()
     }
 
+    /// Joules `s` counts from now until package i's `energy_uj` reads `after[i]`.
+    fn joules_until(s: &RaplSource, root: &Path, after: &[u64]) -> f64 {
+        let a = counter(s);
+        for (package, &uj) in after.iter().enumerate() {
+            set_energy(root, package, uj);
+        }
+        counter_delta_j(&a, &counter(s)).unwrap()
+    }
+
     #[test]
     fn packages_are_summed_and_sub_zones_ignored() {
         let root = tempfile::tempdir().unwrap();
@@ -227,12 +236,9 @@ pub(crate) mod tests {
         assert_eq!(s.scope(), Scope::CpuPackage);
         assert!(s.describe().contains("package-0") && s.describe().contains("package-1"));
         assert!(!s.describe().contains("mmio"));
-        let a = counter(&s);
-        assert_eq!(a.zones.len(), 2);
-        set_energy(root.path(), 0, 4_000_000);
-        set_energy(root.path(), 1, 2_500_000);
-        let b = counter(&s);
-        assert!((counter_delta_j(&a, &b).unwrap() - 3.5).abs() < 1e-12);
+        assert_eq!(counter(&s).zones.len(), 2);
+        let joules = joules_until(&s, root.path(), &[4_000_000, 2_500_000]);
+        assert!((joules - 3.5).abs() < 1e-12);
     }
 
     #[test]
@@ -241,10 +247,7 @@ pub(crate) mod tests {
         let range = 262_143_328_850;
         fake_rapl(root.path(), &[(range - 500_000, range)]);
         let s = RaplSource::open(root.path()).unwrap();
-        let a = counter(&s);
-        set_energy(root.path(), 0, 1_500_000);
-        let b = counter(&s);
-        assert!((counter_delta_j(&a, &b).unwrap() - 2.0).abs() < 1e-12);
+        assert!((joules_until(&s, root.path(), &[1_500_000]) - 2.0).abs() < 1e-12);
     }
 
     #[test]

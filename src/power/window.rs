@@ -400,27 +400,24 @@ mod tests {
 
     #[test]
     fn tokens_per_joule_counts_every_execution_in_the_window() {
-        let r = PowerRecord::counter(
-            "rapl",
-            crate::result::Scope::CpuPackage,
-            50.0,
-            Some(2.0),
-            10.0,
-            4,
-        );
+        // 4 executions over 10 s with 2 W idle, drawing `energy_j` in all.
+        let counted = |energy_j| {
+            PowerRecord::counter(
+                "rapl",
+                crate::result::Scope::CpuPackage,
+                energy_j,
+                Some(2.0),
+                10.0,
+                4,
+            )
+        };
+        let r = counted(50.0);
         // 4 executions of 25 tokens over 50 J gross, 50 − 2 × 10 = 30 J dynamic.
         let te = token_energy(Some(25), &r);
         assert_eq!(te.tokens_per_j, Some(2.0));
         assert_eq!(te.j_per_token, Some(0.5));
         assert_eq!(te.tokens_per_j_dynamic, Some(100.0 / 30.0));
-        let below_idle = PowerRecord::counter(
-            "rapl",
-            crate::result::Scope::CpuPackage,
-            10.0,
-            Some(2.0),
-            10.0,
-            4,
-        );
+        let below_idle = counted(10.0);
         assert_eq!(
             token_energy(Some(25), &below_idle).tokens_per_j_dynamic,
             None

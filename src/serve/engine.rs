@@ -19,7 +19,7 @@ use crate::kernels::rmsnorm::NormRows;
 use crate::kernels::rope::{self, RopeGeometry};
 use crate::model::ModelShape;
 use crate::serving::schedule::StepPlan;
-use crate::workload::forward::{Kernels, project};
+use crate::workload::forward::{Kernels, heads_of, norm_rows, project};
 use crate::workload::synthetic::input_states;
 use crate::workload::weights::GpuWeights;
 
@@ -115,14 +115,8 @@ impl<'a> Engine<'a> {
         let vp = padded_cols(s.vocab as usize);
         let f32s = |n: usize| (n * 4) as u64;
         let heads = Heads {
-            n_heads: s.n_heads,
-            n_kv_heads: s.n_kv_heads,
-            head_dim: s.head_dim,
-            cache_len: size.cache_len,
-            window: 0,
             sinks: false,
-            score_dim: 0,
-            kv: loaded.0.model.kv,
+            ..heads_of(&s, size.cache_len, 0, loaded.0.model.kv)
         };
         let cfg = &loaded.1.config;
         let cache_bytes = heads.cache_bytes(size.slots);
@@ -228,12 +222,7 @@ impl<'a> Engine<'a> {
         let s = weights.model.shape;
         let t = (chunk + decode) as usize;
         let (d, dp) = (s.d_model as usize, padded_cols(s.d_model as usize));
-        let rows = |n: usize| NormRows {
-            rows: n as u32,
-            d: d as u32,
-            in_off4: 0,
-            in_stride4: (dp / 4) as u32,
-        };
+        let rows = |n: usize| norm_rows(n, d, dp);
         let geometry = RopeGeometry {
             tokens: t as u32,
             seq_len: 1,
@@ -374,7 +363,7 @@ mod gpu_tests {
     use crate::gpu::test_context;
     use crate::kernels::KernelConfig;
     use crate::kernels::verify::{NMSE_F32_MODEL, compare};
-    use crate::model::{Pass, Phase, presets};
+    use crate::model::{Pass, presets};
     use crate::serving::schedule::{Chunk, DecodeRow};
     use crate::workload::reference;
     use crate::workload::synthetic::SyntheticModel;
@@ -427,15 +416,7 @@ mod gpu_tests {
         };
         assert!(engine.step(&plan).unwrap() > 0.0);
         let got = engine.read_hidden(prompt as usize).unwrap();
-        let want = reference::forward(
-            &model,
-            layers,
-            Pass {
-                phase: Phase::Prefill,
-                batch: 1,
-                len: prompt,
-            },
-        );
+        let want = reference::forward(&model, layers, Pass::prefill(1, prompt));
         let c = compare(&got, &want.hidden, NMSE_F32_MODEL, "engine prefill".into());
         assert!(c.failure.is_none(), "KV {kv:?}: {c:?}");
     }

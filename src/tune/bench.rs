@@ -18,6 +18,7 @@ use crate::kernels::swiglu::{self, SwiGlu};
 use crate::kernels::verify::{self, compare};
 use crate::kernels::{KvDtype, WeightDtype};
 use crate::model::{ModelShape, Pass, Phase, flops};
+use crate::workload::forward::heads_of;
 
 /// Most timed launches per candidate (after one untimed), and the time they should take, by
 /// effort: a candidate whose untimed launch is long gets fewer (at least one), so a quick tune
@@ -198,17 +199,11 @@ impl<'a> Bench<'a> {
         })
     }
 
+    /// The target's attention heads over `cache_len` positions, without a window or sinks.
     fn heads(&self, cache_len: u32) -> Heads {
-        let s = self.shape();
         Heads {
-            n_heads: s.n_heads,
-            n_kv_heads: s.n_kv_heads,
-            head_dim: s.head_dim,
-            cache_len,
-            window: 0,
             sinks: false,
-            score_dim: 0,
-            kv: self.target.kv,
+            ..heads_of(self.shape(), cache_len, 0, self.target.kv)
         }
     }
 
@@ -281,11 +276,7 @@ impl<'a> Bench<'a> {
             .target
             .prefill()
             .or_else(|| self.target.decodes().first().copied())
-            .unwrap_or(Pass {
-                phase: Phase::Prefill,
-                batch: 1,
-                len: 1,
-            });
+            .unwrap_or(Pass::prefill(1, 1));
         let (seq_len, pos_base) = match pass.phase {
             Phase::Prefill => (pass.len, 0),
             Phase::Decode => (1, pass.len),
@@ -533,6 +524,21 @@ fn check_product(
     ))
 }
 
+/// The attention checks' heads: 4 query heads over 2 KV heads of 16, an f32 cache of
+/// `cache_len` positions, no window, no sinks.
+fn check_heads(cache_len: u32) -> Heads {
+    Heads {
+        n_heads: 4,
+        n_kv_heads: 2,
+        head_dim: 16,
+        cache_len,
+        window: 0,
+        sinks: false,
+        score_dim: 0,
+        kv: KvDtype::F32,
+    }
+}
+
 /// Decode attention on a small cache (2 query heads per KV head, 77 keys) against f64.
 fn check_decode_attention(
     ctx: &GpuContext,
@@ -540,16 +546,7 @@ fn check_decode_attention(
     wg: u32,
     split_len: u32,
 ) -> anyhow::Result<()> {
-    let heads = Heads {
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 16,
-        cache_len: 80,
-        window: 0,
-        sinks: false,
-        score_dim: 0,
-        kv: KvDtype::F32,
-    };
+    let heads = check_heads(80);
     let kernel = DecodeAttention::new(ctx, heads, layout, wg, split_len)?;
     ensure_correct(attention::verify_decode(ctx, &kernel, (1, 77), 10)?)
 }
@@ -560,16 +557,7 @@ fn check_prefill_attention(
     wg: u32,
     tiles: Option<AttentionTiles>,
 ) -> anyhow::Result<()> {
-    let heads = Heads {
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 16,
-        cache_len: 19,
-        window: 0,
-        sinks: false,
-        score_dim: 0,
-        kv: KvDtype::F32,
-    };
+    let heads = check_heads(19);
     let kernel = PrefillAttention::new(ctx, heads, wg, tiles)?;
     ensure_correct(attention::verify_prefill(ctx, &kernel, (1, 19), 16)?)
 }

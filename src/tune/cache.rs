@@ -168,8 +168,8 @@ mod tests {
     use super::*;
     use crate::gpu::test_context;
     use crate::kernels::{KvDtype, WeightDtype};
+    use crate::model::Pass;
     use crate::model::presets::find;
-    use crate::model::{Pass, Phase};
 
     #[test]
     fn entries_survive_a_round_trip_and_keys_separate_shapes_and_types() {
@@ -177,11 +177,7 @@ mod tests {
         let tiny = find("tiny").unwrap().shape;
         let big = find("llama3-8b-shape").unwrap().shape;
         use tokbench_core::kernel_config::MathRequest::{Auto, Coopmat};
-        let decode = |len| Pass {
-            phase: Phase::Decode,
-            batch: 1,
-            len,
-        };
+        let decode = |len| Pass::decode(1, len);
         let target = |shape, dtype, depth| {
             Target::new(
                 &ctx.facts(),

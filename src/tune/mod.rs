@@ -423,16 +423,12 @@ mod tests {
         )
     }
 
-    fn pass(phase: Phase, batch: u32, len: u32) -> Pass {
-        Pass { phase, batch, len }
-    }
-
     #[test]
     fn the_target_takes_the_run_s_rows_and_gemv_weights_several_times_the_cache() {
         let t = target(vec![
-            pass(Phase::Prefill, 2, 128),
-            pass(Phase::Decode, 2, 512),
-            pass(Phase::Decode, 2, 4096),
+            Pass::prefill(2, 128),
+            Pass::decode(2, 512),
+            Pass::decode(2, 4096),
         ]);
         assert_eq!(t.product_rows(), Some(256), "batch × prompt");
         assert_eq!(t.gemv_rows(), Some(2), "decode's batch");
@@ -467,10 +463,10 @@ mod tests {
             "prefill b1×p64, prefill b8×p64, decode b1 at d20,d200, decode b8 at d20,d200"
         );
 
-        let decode_only = target(vec![pass(Phase::Decode, 1, 64)]);
+        let decode_only = target(vec![Pass::decode(1, 64)]);
         assert_eq!(decode_only.product_rows(), None, "every product is a GEMV");
         assert_eq!(decode_only.gemv_rows(), Some(1));
-        let big_batch = target(vec![pass(Phase::Decode, 32, 64)]);
+        let big_batch = target(vec![Pass::decode(32, 64)]);
         assert_eq!(big_batch.product_rows(), Some(32));
         assert_eq!(big_batch.gemv_rows(), None);
     }
@@ -480,9 +476,9 @@ mod tests {
         let ctx = crate::gpu::test_context();
         let shape = find("tiny").unwrap().shape;
         let passes = vec![
-            pass(Phase::Prefill, 1, 16),
-            pass(Phase::Decode, 1, 4),
-            pass(Phase::Decode, 1, 40),
+            Pass::prefill(1, 16),
+            Pass::decode(1, 4),
+            Pass::decode(1, 40),
         ];
         let target = Target {
             shape,

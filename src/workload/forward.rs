@@ -450,12 +450,7 @@ impl ForwardPass {
 
         let cfg = &kernels.config;
         let mut list = Vec::new();
-        let rows = |n: usize| NormRows {
-            rows: n as u32,
-            d: d as u32,
-            in_off4: 0,
-            in_stride4: (dp / 4) as u32,
-        };
+        let rows = |n: usize| norm_rows(n, d, dp);
         let geometry = RopeGeometry {
             tokens: t as u32,
             seq_len: match pass.phase {
@@ -1164,6 +1159,17 @@ fn moe_block(
 
 /// The heads of a layer of `s` whose caches hold `cache_len` positions in `kv` and whose
 /// attention spans `window` positions (0: all).
+/// RMSNorm over `n` rows of a residual stream `d` floats wide, each row padded to `dp`
+/// floats (whole vec4s), from row 0.
+pub(crate) fn norm_rows(n: usize, d: usize, dp: usize) -> NormRows {
+    NormRows {
+        rows: n as u32,
+        d: d as u32,
+        in_off4: 0,
+        in_stride4: (dp / 4) as u32,
+    }
+}
+
 pub(crate) fn heads_of(s: &ModelShape, cache_len: u32, window: u32, kv: KvDtype) -> Heads {
     Heads {
         n_heads: s.n_heads,

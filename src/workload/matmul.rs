@@ -314,14 +314,7 @@ mod tests {
     #[test]
     fn named_tiles_get_their_own_ids_and_run() {
         let ctx = test_context();
-        let large = ProductTiles::Large {
-            bm: 128,
-            bn: 128,
-            bk: 16,
-            tm: 8,
-            tn: 8,
-            split_k: 16,
-        };
+        let large = ProductTiles::LARGE_DEFAULT;
         let register = KernelConfig::default_for(ctx.traits()).matmul.tiles;
         let ids: Vec<String> = [register, large]
             .into_iter()
@@ -350,23 +343,15 @@ mod tests {
         let ctx = test_context();
         let w = MatmulWorkload::simt_f32(&ctx.facts(), (1, 2, 3));
         assert_eq!(w.id(), "matmul-f32-m1-n2-k3");
-        let simt = MatmulWorkload::for_math(
-            Device::Gpu(ctx),
-            (1, 2, 3),
-            Some(WeightDtype::F16),
-            MathRequest::Simt,
-        )
-        .unwrap();
+        let f16 = |math| {
+            MatmulWorkload::for_math(Device::Gpu(ctx), (1, 2, 3), Some(WeightDtype::F16), math)
+                .unwrap()
+        };
+        let simt = f16(MathRequest::Simt);
         assert_eq!(simt.len(), 1);
         assert_eq!(simt[0].id(), "matmul-f16-m1-n2-k3");
         assert_eq!(simt[0].math.tier, Math::SimtF16);
-        let auto = MatmulWorkload::for_math(
-            Device::Gpu(ctx),
-            (1, 2, 3),
-            Some(WeightDtype::F16),
-            MathRequest::Auto,
-        )
-        .unwrap();
+        let auto = f16(MathRequest::Auto);
         if auto.len() == 2 {
             assert_eq!(auto[0].id(), "matmul-f16-coopmat-m1-n2-k3");
             assert_eq!(auto[0].math.tier, Math::CoopmatF16);

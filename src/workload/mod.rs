@@ -55,6 +55,28 @@ pub struct Description {
     pub tokens: Option<TokenDescription>,
 }
 
+impl Description {
+    /// A probe's description: its kind's name as id, its named sizes, and the work of one
+    /// execution; probes have no math tier and no tokens.
+    pub fn probe(
+        kind: WorkloadKind,
+        sizes: &[(&str, u64)],
+        dtype: WeightDtype,
+        flops: f64,
+        bytes: f64,
+    ) -> Self {
+        Self {
+            id: kind.name().into(),
+            kind,
+            shape: sizes.iter().map(|&(k, v)| (k.to_string(), v)).collect(),
+            dtype,
+            work: Work { flops, bytes },
+            math: None,
+            tokens: None,
+        }
+    }
+}
+
 /// The model side of a prefill or decode workload.
 #[derive(Debug, Clone)]
 pub struct TokenDescription {

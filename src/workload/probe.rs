@@ -6,7 +6,6 @@
 //! probe's bandwidth, the others against the copy's.
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
 
 use super::{Description, Launch, Prepared, Progress, Workload};
 use crate::gpu::{DeviceFacts, Dispatch, GpuContext, PassRecorder};
@@ -16,7 +15,6 @@ use crate::kernels::fma_probe::FmaProbe;
 use crate::kernels::matrix_probe::MatrixProbe;
 use crate::kernels::read_probe::{self, ReadProbe};
 use crate::kernels::verify::{self, compare};
-use crate::model::Work;
 use crate::result::{Correctness, WorkloadKind};
 
 /// Peak arithmetic: independent FMA chains, no memory traffic to speak of.
@@ -39,21 +37,16 @@ impl FmaProbeWorkload {
 
 impl Workload for FmaProbeWorkload {
     fn describe(&self) -> Description {
-        Description {
-            id: "probe-fma".into(),
-            kind: WorkloadKind::ProbeFma,
-            shape: BTreeMap::from([
-                ("invocations".to_string(), u64::from(self.invocations)),
-                ("iterations".to_string(), u64::from(self.iterations)),
-            ]),
-            dtype: WeightDtype::F32,
-            work: Work {
-                flops: FmaProbe::flops_of(self.iterations, self.invocations),
-                bytes: f64::from(self.invocations) * 16.0,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeFma,
+            &[
+                ("invocations", u64::from(self.invocations)),
+                ("iterations", u64::from(self.iterations)),
+            ],
+            WeightDtype::F32,
+            FmaProbe::flops_of(self.iterations, self.invocations),
+            f64::from(self.invocations) * 16.0,
+        )
     }
 
     fn prepare<'a>(
@@ -110,20 +103,28 @@ fn probe_bytes(device: &DeviceFacts) -> u64 {
     device.max_binding_bytes().min(cap) / 16 * 16
 }
 
+/// `n` floats counting 0, 1, … up to `period` − 1 and again (integers, exact in f32), and a
+/// storage buffer holding them.
+fn repeating_source(
+    ctx: &GpuContext,
+    label: &str,
+    n: usize,
+    period: usize,
+) -> anyhow::Result<(Vec<f32>, wgpu::Buffer)> {
+    let src: Vec<f32> = (0..n).map(|i| (i % period) as f32).collect();
+    let buf = ctx.storage_with(label, bytemuck::cast_slice(&src))?;
+    Ok((src, buf))
+}
+
 impl Workload for CopyProbeWorkload {
     fn describe(&self) -> Description {
-        Description {
-            id: "probe-copy".into(),
-            kind: WorkloadKind::ProbeCopy,
-            shape: BTreeMap::from([("bytes".to_string(), self.bytes)]),
-            dtype: WeightDtype::F32,
-            work: Work {
-                flops: 0.0,
-                bytes: 2.0 * self.bytes as f64,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeCopy,
+            &[("bytes", self.bytes)],
+            WeightDtype::F32,
+            0.0,
+            2.0 * self.bytes as f64,
+        )
     }
 
     fn prepare<'a>(
@@ -132,8 +133,7 @@ impl Workload for CopyProbeWorkload {
         _progress: Progress<'_>,
     ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
         let n = (self.bytes / 4) as usize;
-        let src: Vec<f32> = (0..n).map(|i| (i % 65_521) as f32).collect();
-        let src_buf = ctx.storage_with("copy-src", bytemuck::cast_slice(&src))?;
+        let (src, src_buf) = repeating_source(ctx, "copy-src", n, 65_521)?;
         let dst_buf = ctx.storage_zeroed("copy-dst", self.bytes)?;
         let launch = Copy::new(ctx)?.dispatch(ctx, (self.bytes / 16) as u32, &src_buf, &dst_buf)?;
         Ok(Box::new(Launch {
@@ -178,23 +178,18 @@ impl MatrixProbeWorkload {
     /// as many as the workgroups said they had.
     fn description(&self, subgroups: u64) -> Description {
         let d2 = u64::from(self.size * self.size);
-        Description {
-            id: "probe-matrix".into(),
-            kind: WorkloadKind::ProbeMatrix,
-            shape: BTreeMap::from([
-                ("size".to_string(), u64::from(self.size)),
-                ("workgroups".to_string(), u64::from(self.groups)),
-                ("subgroups".to_string(), subgroups),
-                ("iterations".to_string(), u64::from(self.iterations)),
-            ]),
-            dtype: WeightDtype::F16,
-            work: Work {
-                flops: MatrixProbe::flops_of(self.size, self.iterations, subgroups),
-                bytes: (subgroups * d2 * 4) as f64,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeMatrix,
+            &[
+                ("size", u64::from(self.size)),
+                ("workgroups", u64::from(self.groups)),
+                ("subgroups", subgroups),
+                ("iterations", u64::from(self.iterations)),
+            ],
+            WeightDtype::F16,
+            MatrixProbe::flops_of(self.size, self.iterations, subgroups),
+            (subgroups * d2 * 4) as f64,
+        )
     }
 }
 
@@ -306,21 +301,16 @@ impl ReadProbeWorkload {
 
 impl Workload for ReadProbeWorkload {
     fn describe(&self) -> Description {
-        Description {
-            id: "probe-read".into(),
-            kind: WorkloadKind::ProbeRead,
-            shape: BTreeMap::from([
-                ("bytes".to_string(), self.bytes),
-                ("workgroups".to_string(), u64::from(self.workgroups)),
-            ]),
-            dtype: WeightDtype::F32,
-            work: Work {
-                flops: (self.bytes / 4) as f64,
-                bytes: (self.bytes + ReadProbe::sums_bytes(self.workgroups)) as f64,
-            },
-            math: None,
-            tokens: None,
-        }
+        Description::probe(
+            WorkloadKind::ProbeRead,
+            &[
+                ("bytes", self.bytes),
+                ("workgroups", u64::from(self.workgroups)),
+            ],
+            WeightDtype::F32,
+            (self.bytes / 4) as f64,
+            (self.bytes + ReadProbe::sums_bytes(self.workgroups)) as f64,
+        )
     }
 
     fn prepare<'a>(
@@ -328,10 +318,8 @@ impl Workload for ReadProbeWorkload {
         ctx: &'a GpuContext,
         _progress: Progress<'_>,
     ) -> anyhow::Result<Box<dyn Prepared + 'a>> {
-        let n = (self.bytes / 4) as usize;
         // Small integers: every partial sum stays exact in f32, so the check is exact.
-        let src: Vec<f32> = (0..n).map(|i| (i % 13) as f32).collect();
-        let src_buf = ctx.storage_with("read-src", bytemuck::cast_slice(&src))?;
+        let (src, src_buf) = repeating_source(ctx, "read-src", (self.bytes / 4) as usize, 13)?;
         let sums = ctx.storage_zeroed("read-sums", ReadProbe::sums_bytes(self.workgroups))?;
         let launch = ReadProbe::new(ctx)?.dispatch(
             ctx,

@@ -4,6 +4,7 @@
 
 use super::synthetic::{Matrix, Norm, SyntheticModel, initial_cache, step_input_states};
 use crate::kernels::{KvDtype, attention, moe, rmsnorm, rope, swiglu};
+use crate::model::mla::MlaDims;
 use crate::model::{Pass, Phase};
 
 /// Outputs of the reference pass.
@@ -242,13 +243,7 @@ fn gqa_attention(model: &SyntheticModel, l: usize, h: &mut [f64], pass: Pass, wi
 fn mla_attention(model: &SyntheticModel, l: usize, a: &[f64], pass: Pass, window: u32) -> Vec<f64> {
     let s = model.shape;
     let d = s.d_model as usize;
-    let (nh, lat, r, nope, vd) = (
-        s.n_heads as usize,
-        s.kv_lora_rank as usize,
-        s.qk_rope_head_dim as usize,
-        s.qk_nope_head_dim as usize,
-        s.v_head_dim as usize,
-    );
+    let (nh, lat, r, nope, vd) = MlaDims::of(&s).widths();
     let row_w = lat + r;
     let Rows {
         t,
@@ -435,35 +430,15 @@ mod tests {
             kv: KvDtype::F32,
             shared_layers: false,
         };
-        let pass = Pass {
-            phase: Phase::Prefill,
-            batch: 2,
-            len: 5,
-        };
+        let pass = Pass::prefill(2, 5);
         let a = forward(&model, 2, pass);
         assert_eq!(a.hidden.len(), 10 * 96);
         assert_eq!(a.logits.len(), 2 * 509);
         assert!(a.hidden.iter().chain(&a.logits).all(|x| x.is_finite()));
         assert_eq!(forward(&model, 2, pass).logits, a.logits);
         // Decode reads synthetic history, so it differs from a fresh prompt of one token.
-        let decode = forward(
-            &model,
-            2,
-            Pass {
-                phase: Phase::Decode,
-                batch: 2,
-                len: 3,
-            },
-        );
-        let fresh = forward(
-            &model,
-            2,
-            Pass {
-                phase: Phase::Prefill,
-                batch: 2,
-                len: 1,
-            },
-        );
+        let decode = forward(&model, 2, Pass::decode(2, 3));
+        let fresh = forward(&model, 2, Pass::prefill(2, 1));
         assert_ne!(decode.logits, fresh.logits);
     }
 }

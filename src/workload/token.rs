@@ -534,11 +534,7 @@ mod tests {
             kv: KvDtype::F32,
             shared_layers: false,
         };
-        let pass = Pass {
-            phase: Phase::Prefill,
-            batch: 1,
-            len: REDUCED_PROMPT,
-        };
+        let pass = Pass::prefill(1, REDUCED_PROMPT);
         assert!(reference::cost(&model, REDUCED_LAYERS, pass) < 3e9);
     }
 
@@ -622,18 +618,7 @@ mod gpu_tests {
 
     /// Prefill longer than tiny-swa's 5-position window and decode past it, at batches of 2
     /// and 3: the passes the model-kind tests run.
-    const RAGGED_PASSES: [Pass; 2] = [
-        Pass {
-            phase: Phase::Prefill,
-            batch: 2,
-            len: 9,
-        },
-        Pass {
-            phase: Phase::Decode,
-            batch: 3,
-            len: 17,
-        },
-    ];
+    const RAGGED_PASSES: [Pass; 2] = [Pass::prefill(2, 9), Pass::decode(3, 17)];
 
     /// Mixture-of-experts and windowed shapes through the whole forward pass: prefill longer
     /// than tiny-swa's 5-position window, decode past it, ragged batches, block formats, experts
@@ -642,32 +627,21 @@ mod gpu_tests {
     #[test]
     fn moe_and_windowed_presets_match_the_reference() {
         let passes = RAGGED_PASSES;
+        let f32 = Formats::uniform(WeightDtype::F32, KvDtype::F32);
         let mxfp4_experts = Formats {
             experts: WeightDtype::Mxfp4,
-            ..Formats::uniform(WeightDtype::F32, KvDtype::F32)
+            ..f32
         };
         let cases = [
-            (
-                "tiny-moe",
-                Formats::uniform(WeightDtype::F32, KvDtype::F32),
-                false,
-            ),
+            ("tiny-moe", f32, false),
             (
                 "tiny-moe",
                 Formats::uniform(WeightDtype::Q4_0, KvDtype::F32),
                 false,
             ),
             ("tiny-moe", mxfp4_experts, false),
-            (
-                "tiny-moe",
-                Formats::uniform(WeightDtype::F32, KvDtype::F32),
-                true,
-            ),
-            (
-                "tiny-swa",
-                Formats::uniform(WeightDtype::F32, KvDtype::F32),
-                false,
-            ),
+            ("tiny-moe", f32, true),
+            ("tiny-swa", f32, false),
         ];
         let ctx = test_context();
         for (preset, dtype, shared) in cases {
@@ -806,26 +780,10 @@ mod gpu_tests {
         }
         for dtype in dtypes {
             for pass in [
-                Pass {
-                    phase: Phase::Prefill,
-                    batch: 2,
-                    len: 9,
-                },
-                Pass {
-                    phase: Phase::Prefill,
-                    batch: 1,
-                    len: 70,
-                },
-                Pass {
-                    phase: Phase::Decode,
-                    batch: 3,
-                    len: 17,
-                },
-                Pass {
-                    phase: Phase::Decode,
-                    batch: 1,
-                    len: 0,
-                },
+                Pass::prefill(2, 9),
+                Pass::prefill(1, 70),
+                Pass::decode(3, 17),
+                Pass::decode(1, 0),
             ] {
                 let (full, reduced) = verdicts(&workload(dtype, pass));
                 assert!(full.failure.is_none(), "{dtype:?} {pass:?}: {full:?}");
@@ -842,14 +800,7 @@ mod gpu_tests {
     #[test]
     fn a_wrong_reference_fails_the_check() {
         let ctx = test_context();
-        let w = workload(
-            WeightDtype::F32,
-            Pass {
-                phase: Phase::Decode,
-                batch: 1,
-                len: 5,
-            },
-        );
+        let w = workload(WeightDtype::F32, Pass::decode(1, 5));
         let loaded = w.session.loaded(ctx, &mut |_| {}).unwrap();
         let forward = ForwardPass::build(ctx, &loaded.1, &loaded.0, w.pass).unwrap();
         ctx.execute(&forward).unwrap();

@@ -167,14 +167,7 @@ impl KernelConfig {
                     // workgroup memory at BK 16 (an adapter allowing less gets BK 8 when the
                     // kernel is built); split-K up to 16 slices for skinny products (on paper:
                     // no big GPU has measured it yet).
-                    tiles: ProductTiles::Large {
-                        bm: 128,
-                        bn: 128,
-                        bk: 16,
-                        tm: 8,
-                        tn: 8,
-                        split_k: 16,
-                    },
+                    tiles: ProductTiles::LARGE_DEFAULT,
                     // Two outputs per subgroup: each activation load serves both rows (on paper:
                     // no big GPU has measured it yet).
                     gemv: match adapter.subgroups {
@@ -277,6 +270,17 @@ pub enum ProductTiles {
 }
 
 impl ProductTiles {
+    /// The large tier's default tiles: 128 × 128, BK 16, 8 × 8 outputs per invocation,
+    /// split-K up to 16 slices.
+    pub const LARGE_DEFAULT: Self = Self::Large {
+        bm: 128,
+        bn: 128,
+        bk: 16,
+        tm: 8,
+        tn: 8,
+        split_k: 16,
+    };
+
     /// A short name of the tier and its sizes, for workload ids: `register-64x1-8x4`,
     /// `workgroup-64x64-4x4`, `large-128x128-bk16-8x8-sk16`, `coop-16-2x2-sg32`.
     pub fn label(&self) -> String {

@@ -65,6 +65,21 @@ pub struct Pass {
 }
 
 impl Pass {
+    /// A pass of `phase` over `batch` sequences of `len` (prompt length or KV depth).
+    pub const fn new(phase: Phase, batch: u32, len: u32) -> Self {
+        Self { phase, batch, len }
+    }
+
+    /// A prefill of `batch` prompts of `len` tokens each.
+    pub const fn prefill(batch: u32, len: u32) -> Self {
+        Self::new(Phase::Prefill, batch, len)
+    }
+
+    /// A decode step of `batch` sequences at KV depth `depth`.
+    pub const fn decode(batch: u32, depth: u32) -> Self {
+        Self::new(Phase::Decode, batch, depth)
+    }
+
     /// Tokens one execution produces: batch · prompt length for prefill, batch for decode.
     pub fn tokens(&self) -> u64 {
         match self.phase {
@@ -93,13 +108,9 @@ impl Pass {
         for &phase in phases {
             for &batch in batches {
                 match phase {
-                    Phase::Prefill => passes.push(Pass {
-                        phase,
-                        batch,
-                        len: prompt_len,
-                    }),
+                    Phase::Prefill => passes.push(Pass::prefill(batch, prompt_len)),
                     Phase::Decode => {
-                        passes.extend(depths.iter().map(|&len| Pass { phase, batch, len }))
+                        passes.extend(depths.iter().map(|&len| Pass::decode(batch, len)))
                     }
                 }
             }
@@ -329,13 +340,7 @@ fn mla_ops(
     let form = MlaForm::for_phase(pass.phase);
     let (t, b) = (pass.rows(), pass.batch as usize);
     let d = shape.d_model as usize;
-    let (h, lat, r, nope, vd) = (
-        m.n_heads as usize,
-        m.latent as usize,
-        m.rope_dim as usize,
-        m.nope as usize,
-        m.v_dim as usize,
-    );
+    let (h, lat, r, nope, vd) = m.widths();
     let ql = shape.q_lora_rank as usize;
     let q_width = super::mla::q_width(shape) as usize;
     let act = |rows: usize, cols: usize| rows as f64 * cols as f64 * 4.0;
@@ -454,15 +459,8 @@ pub fn weight_bytes(shape: &ModelShape, layers: u32, formats: Formats, pass: Pas
 /// projection, the query's decompression, W_kv_b (all of it decompressed; its value rows,
 /// W_UV, absorbed, with W_UK beside them) and the output projection.
 fn mla_weight_bytes(shape: &ModelShape, dtype: WeightDtype, form: MlaForm) -> f64 {
-    let m = MlaDims::of(shape);
-    let (d, h, lat, r, nope, vd) = (
-        shape.d_model as usize,
-        m.n_heads as usize,
-        m.latent as usize,
-        m.rope_dim as usize,
-        m.nope as usize,
-        m.v_dim as usize,
-    );
+    let d = shape.d_model as usize;
+    let (h, lat, r, nope, vd) = MlaDims::of(shape).widths();
     let ql = shape.q_lora_rank as usize;
     let q = if ql > 0 {
         dtype.matrix_bytes(ql + lat + r, d) + dtype.matrix_bytes(h * (nope + r), ql)
@@ -514,10 +512,32 @@ mod tests {
     use crate::dtype::KvDtype;
     use crate::model::presets::find;
 
+    /// f32 weights and cache.
+    const F32: (WeightDtype, KvDtype) = (WeightDtype::F32, KvDtype::F32);
+
+    /// Weights of every layer and the head of `s`.
+    fn model_weights(s: &ModelShape) -> f64 {
+        (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64
+    }
+
+    /// The op `name` of `pass` through `layers` layers of `s`.
+    fn op(
+        s: &ModelShape,
+        layers: u32,
+        formats: impl Into<Formats>,
+        pass: Pass,
+        name: &str,
+    ) -> OpWork {
+        ops(s, layers, formats.into(), pass)
+            .into_iter()
+            .find(|o| o.op == name)
+            .unwrap_or_else(|| panic!("no {name} in {pass:?}"))
+    }
+
     /// `--batch 1,8 --depth 20,200`: prefill per batch, then decode per batch at every depth.
     #[test]
     fn a_sweep_runs_every_batch_at_every_depth() {
-        let pass = |phase, batch, len| Pass { phase, batch, len };
+        let pass = Pass::new;
         let passes = Pass::sweep(&[Phase::Prefill, Phase::Decode], &[1, 8], 64, &[20, 200]);
         assert_eq!(
             passes,
@@ -538,18 +558,8 @@ mod tests {
     #[test]
     fn kv_bytes_follow_the_cache_format() {
         let s = find("smollm2-135m-shape").unwrap().shape;
-        let pass = Pass {
-            phase: Phase::Decode,
-            batch: 1,
-            len: 2047,
-        };
-        let op = |kv, name: &str| {
-            ops(&s, 1, (WeightDtype::F16, kv).into(), pass)
-                .into_iter()
-                .find(|o| o.op == name)
-                .unwrap()
-                .work
-        };
+        let pass = Pass::decode(1, 2047);
+        let op = |kv, name: &str| op(&s, 1, (WeightDtype::F16, kv), pass, name).work;
         let q = s.q_dim() as f64 * 4.0;
         let cache = |kv| op(kv, "attention").bytes - 2.0 * q;
         let elements = 2048.0 * 2.0 * f64::from(s.n_kv_heads) * f64::from(s.head_dim);
@@ -570,18 +580,10 @@ mod tests {
     #[test]
     fn decode_of_llama3_8b_streams_every_weight_once() {
         let s = find("llama3-8b-shape").unwrap().shape;
-        let pass = Pass {
-            phase: Phase::Decode,
-            batch: 1,
-            len: 0,
-        };
-        let w = total(
-            &s,
-            s.n_layers,
-            (WeightDtype::F32, KvDtype::F32).into(),
-            pass,
-        );
-        let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
+        let formats = |dtype| Formats::uniform(dtype, KvDtype::F32);
+        let whole = |dtype| total(&s, s.n_layers, formats(dtype), Pass::decode(1, 0));
+        let w = whole(WeightDtype::F32);
+        let weights = model_weights(&s);
         // Two FLOPs per weight, and every weight's bytes, plus a little for the rest.
         assert!(
             (w.flops / (2.0 * weights) - 1.0).abs() < 0.01,
@@ -590,12 +592,7 @@ mod tests {
             2.0 * weights
         );
         assert!((w.bytes / (4.0 * weights) - 1.0).abs() < 0.01);
-        let half = total(
-            &s,
-            s.n_layers,
-            (WeightDtype::F16, KvDtype::F32).into(),
-            pass,
-        );
+        let half = whole(WeightDtype::F16);
         assert!((half.bytes / (2.0 * weights) - 1.0).abs() < 0.01);
     }
 
@@ -604,61 +601,29 @@ mod tests {
     #[test]
     fn q4_0_weights_are_4_5_sixteenths_of_f16() {
         let s = find("llama3-8b-shape").unwrap().shape;
-        let pass = Pass {
-            phase: Phase::Decode,
-            batch: 1,
-            len: 0,
-        };
-        let q4 = weight_bytes(
-            &s,
-            s.n_layers,
-            (WeightDtype::Q4_0, KvDtype::F32).into(),
-            pass,
-        ) / pass.tokens() as f64;
-        let f16 = weight_bytes(
-            &s,
-            s.n_layers,
-            (WeightDtype::F16, KvDtype::F32).into(),
-            pass,
-        ) / pass.tokens() as f64;
+        let pass = Pass::decode(1, 0);
+        let formats = |dtype| Formats::uniform(dtype, KvDtype::F32);
+        let per_token =
+            |dtype| weight_bytes(&s, s.n_layers, formats(dtype), pass) / pass.tokens() as f64;
+        let q4 = per_token(WeightDtype::Q4_0);
+        let f16 = per_token(WeightDtype::F16);
         let ratio = q4 / f16;
         assert!((ratio / (4.5 / 16.0) - 1.0).abs() < 0.005, "{ratio}");
-        let weights = (u64::from(s.n_layers) * s.layer_params() + s.head_params()) as f64;
+        let weights = model_weights(&s);
         assert!(
             (f16 / (2.0 * weights) - 1.0).abs() < 0.01,
             "{f16} vs {weights} weights"
         );
-        let total_q4 = total(
-            &s,
-            s.n_layers,
-            (WeightDtype::Q4_0, KvDtype::F32).into(),
-            pass,
-        )
-        .bytes;
+        let total_q4 = total(&s, s.n_layers, formats(WeightDtype::Q4_0), pass).bytes;
         assert!(total_q4 > q4 && total_q4 < 1.01 * q4, "{total_q4} vs {q4}");
     }
 
     #[test]
     fn prefill_counts_causal_attention_pairs_only() {
         let s = find("tiny").unwrap().shape;
-        let short = Pass {
-            phase: Phase::Prefill,
-            batch: 1,
-            len: 1,
-        };
-        let long = Pass {
-            phase: Phase::Prefill,
-            batch: 1,
-            len: 100,
-        };
-        let attn = |p| {
-            ops(&s, 1, (WeightDtype::F32, KvDtype::F32).into(), p)
-                .into_iter()
-                .find(|o| o.op == "attention")
-                .unwrap()
-                .work
-                .flops
-        };
+        let short = Pass::prefill(1, 1);
+        let long = Pass::prefill(1, 100);
+        let attn = |p| op(&s, 1, F32, p, "attention").work.flops;
         let per_pair = 4.0 * f64::from(s.n_heads * s.head_dim);
         assert_eq!(attn(short), per_pair);
         assert_eq!(attn(long), per_pair * 5050.0);
@@ -671,11 +636,7 @@ mod tests {
     fn moe_decode_bytes_grow_with_the_experts_a_batch_touches() {
         let s = find("qwen3-30b-a3b-shape").unwrap().shape;
         let at = |batch| {
-            let pass = Pass {
-                phase: Phase::Decode,
-                batch,
-                len: 0,
-            };
+            let pass = Pass::decode(batch, 0);
             (
                 total(&s, 2, (WeightDtype::F16, KvDtype::F32).into(), pass),
                 pass.tokens() as f64,
@@ -702,16 +663,11 @@ mod tests {
         // whole model computes with 3.3 of its 30.5 billion weights per token.
         let (all, active) = s.params(2);
         assert!((one.flops / (2.0 * active as f64) - 1.0).abs() < 0.02);
-        let whole = |batch| Pass {
-            phase: Phase::Decode,
-            batch,
-            len: 0,
-        };
         let flops = total(
             &s,
             s.n_layers,
             (WeightDtype::F16, KvDtype::F32).into(),
-            whole(1),
+            Pass::decode(1, 0),
         )
         .flops;
         let (all_weights, _) = s.params(s.n_layers);
@@ -723,23 +679,13 @@ mod tests {
     #[test]
     fn experts_in_their_own_format_change_only_the_experts_bytes() {
         let s = find("gpt-oss-20b-shape").unwrap().shape;
-        let pass = Pass {
-            phase: Phase::Decode,
-            batch: 8,
-            len: 512,
-        };
+        let pass = Pass::decode(8, 512);
         let f16 = Formats::uniform(WeightDtype::F16, KvDtype::F16);
         let mixed = Formats {
             experts: WeightDtype::Mxfp4,
             ..f16
         };
-        let bytes = |formats, op: &str| {
-            ops(&s, 2, formats, pass)
-                .into_iter()
-                .find(|o| o.op == op)
-                .map(|o| o.work.bytes)
-                .unwrap()
-        };
+        let bytes = |formats: Formats, name: &str| op(&s, 2, formats, pass, name).work.bytes;
         for op in ["qkv", "router", "lm_head"] {
             assert_eq!(bytes(f16, op), bytes(mixed, op), "{op}");
         }
@@ -762,31 +708,15 @@ mod tests {
     #[test]
     fn windowed_layers_read_at_most_the_window() {
         let s = find("tiny-swa").unwrap().shape;
-        let decode = Pass {
-            phase: Phase::Decode,
-            batch: 1,
-            len: 99,
-        };
-        let op = |name| {
-            ops(&s, 2, (WeightDtype::F32, KvDtype::F32).into(), decode)
-                .into_iter()
-                .find(|o| o.op == name)
-                .unwrap()
-        };
-        let (full, windowed) = (op("attention"), op("attention_windowed"));
+        let decode = Pass::decode(1, 99);
+        let decode_op = |name| op(&s, 2, F32, decode, name);
+        let (full, windowed) = (decode_op("attention"), decode_op("attention_windowed"));
         assert_eq!((full.count, windowed.count), (1, 1));
         let per_key = 4.0 * f64::from(s.n_heads * s.head_dim);
         assert_eq!(full.work.flops, 100.0 * per_key);
         assert_eq!(windowed.work.flops, 5.0 * per_key);
-        let prefill = Pass {
-            phase: Phase::Prefill,
-            batch: 1,
-            len: 7,
-        };
-        let w = ops(&s, 2, (WeightDtype::F32, KvDtype::F32).into(), prefill)
-            .into_iter()
-            .find(|o| o.op == "attention_windowed")
-            .unwrap();
+        let prefill = Pass::prefill(1, 7);
+        let w = op(&s, 2, F32, prefill, "attention_windowed");
         // Positions 0..4 see 1..5 keys, positions 5 and 6 see 5 each.
         assert_eq!(w.work.flops, (15.0 + 10.0) * per_key);
     }
@@ -794,18 +724,7 @@ mod tests {
     #[test]
     fn decode_attention_grows_with_depth() {
         let s = find("tiny").unwrap().shape;
-        let at = |len| {
-            let pass = Pass {
-                phase: Phase::Decode,
-                batch: 2,
-                len,
-            };
-            ops(&s, 1, (WeightDtype::F32, KvDtype::F32).into(), pass)
-                .into_iter()
-                .find(|o| o.op == "attention")
-                .unwrap()
-                .work
-        };
+        let at = |len| op(&s, 1, F32, Pass::decode(2, len), "attention").work;
         assert_eq!(
             at(99).flops,
             2.0 * 100.0 * 4.0 * f64::from(s.n_heads * s.head_dim)
@@ -819,18 +738,9 @@ mod tests {
     #[test]
     fn mla_decode_reads_the_latent_and_prefill_decompresses() {
         let s = find("deepseek-v3-shape").unwrap().shape;
-        let op = |pass: Pass, name: &str| {
-            ops(&s, 1, (WeightDtype::F16, KvDtype::F32).into(), pass)
-                .into_iter()
-                .find(|o| o.op == name)
-                .unwrap_or_else(|| panic!("{name}"))
-                .work
-        };
-        let decode = |len| Pass {
-            phase: Phase::Decode,
-            batch: 2,
-            len,
-        };
+        let op =
+            |pass: Pass, name: &str| op(&s, 1, (WeightDtype::F16, KvDtype::F32), pass, name).work;
+        let decode = |len| Pass::decode(2, len);
         let grow = op(decode(1099), "mla_attention").bytes - op(decode(99), "mla_attention").bytes;
         assert_eq!(grow, 2.0 * 1000.0 * 576.0 * 4.0);
         let names: Vec<_> = ops(&s, 1, (WeightDtype::F16, KvDtype::F32).into(), decode(99))
@@ -838,11 +748,7 @@ mod tests {
             .map(|o| o.op)
             .collect();
         assert!(names.contains(&"mla_absorb_q") && !names.contains(&"mla_kv_b"));
-        let prefill = Pass {
-            phase: Phase::Prefill,
-            batch: 1,
-            len: 64,
-        };
+        let prefill = Pass::prefill(1, 64);
         let kv_b = op(prefill, "mla_kv_b");
         assert_eq!(kv_b.flops, 2.0 * 64.0 * 128.0 * 256.0 * 512.0);
         // Absorbed decode streams W_UV (half of W_kv_b) and W_UK (f16, the same size).

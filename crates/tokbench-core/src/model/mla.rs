@@ -60,6 +60,17 @@ impl MlaDims {
     pub fn kvb_head(&self) -> u32 {
         self.nope + self.v_dim
     }
+
+    /// The five widths as `usize`, for indexing: (n_heads, latent, rope_dim, nope, v_dim).
+    pub fn widths(&self) -> (usize, usize, usize, usize, usize) {
+        (
+            self.n_heads as usize,
+            self.latent as usize,
+            self.rope_dim as usize,
+            self.nope as usize,
+            self.v_dim as usize,
+        )
+    }
 }
 
 /// Floats before the latent in a row of MLA's first projection, [q_a | c | k_rope]: the

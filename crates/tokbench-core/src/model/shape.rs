@@ -125,6 +125,16 @@ pub const MAX_EXPERTS: u32 = 512;
 /// Most experts per token the router kernel takes.
 pub const MAX_EXPERTS_ACTIVE: u32 = 16;
 
+/// Fields that mean nothing without `needed` (it is 0): the first that is set is an error.
+fn all_zero_without(fields: &[(&str, u32)], needed: &str) -> Result<(), InputError> {
+    match fields.iter().find(|(_, v)| *v != 0) {
+        Some((name, _)) => Err(InputError::new(format!(
+            "model shape: {name} needs {needed}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 impl ModelShape {
     /// Checks that the kernels can run this shape; the error names the offending field.
     pub fn validate(&self) -> Result<(), InputError> {
@@ -186,12 +196,7 @@ impl ModelShape {
             ("first_dense_layers", self.first_dense_layers),
         ];
         if self.n_experts == 0 {
-            return match fields.iter().find(|(_, v)| *v != 0) {
-                Some((name, _)) => Err(InputError::new(format!(
-                    "model shape: {name} needs n_experts (routed experts per layer)"
-                ))),
-                None => Ok(()),
-            };
+            return all_zero_without(&fields, "n_experts (routed experts per layer)");
         }
         if self.n_experts > MAX_EXPERTS {
             return Err(InputError::new(format!(
@@ -230,16 +235,8 @@ impl ModelShape {
             ("v_head_dim", self.v_head_dim),
         ];
         if self.kv_lora_rank == 0 {
-            return match parts
-                .iter()
-                .chain(&[("q_lora_rank", self.q_lora_rank)])
-                .find(|(_, v)| *v != 0)
-            {
-                Some((name, _)) => Err(InputError::new(format!(
-                    "model shape: {name} needs kv_lora_rank (MLA's cached latent)"
-                ))),
-                None => Ok(()),
-            };
+            let all = [parts.as_slice(), &[("q_lora_rank", self.q_lora_rank)]].concat();
+            return all_zero_without(&all, "kv_lora_rank (MLA's cached latent)");
         }
         for (name, v) in parts.iter().chain(&[("kv_lora_rank", self.kv_lora_rank)]) {
             if *v == 0 || !v.is_multiple_of(4) || *v > 1024 {

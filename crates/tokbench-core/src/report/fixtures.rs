@@ -2,15 +2,13 @@
 //! result types, never captured from one machine. Public (and hidden from the docs) so that
 //! `tests/` can write them to files and run the binary on them.
 
-use std::collections::BTreeMap;
-
-use crate::dtype::WeightDtype;
 use crate::model::Phase;
 use crate::model::presets;
 use crate::result::*;
 use crate::stats::{SplitMix64, summarize, summarize_repetitions};
 
 pub use crate::result::fixtures::node;
+use crate::result::fixtures::workload;
 
 /// `node` with `workloads`.
 pub fn run(hostname: &str, adapter: &str, workloads: Vec<WorkloadResult>) -> RunResult {
@@ -32,7 +30,6 @@ pub fn decode(depth: u32, samples_s: &[f64]) -> WorkloadResult {
 
 fn token_workload(phase: Phase, len: u32, samples_s: &[f64]) -> WorkloadResult {
     let tiny = presets::find("tiny").expect("tiny preset").shape;
-    let stats = summarize(samples_s, 3);
     let tokens: u64 = if phase == Phase::Prefill {
         len.into()
     } else {
@@ -43,66 +40,53 @@ fn token_workload(phase: Phase, len: u32, samples_s: &[f64]) -> WorkloadResult {
     } else {
         (format!("d{len}"), None, Some(len))
     };
-    // Round figures: reports never recompute them.
-    let flops = 1e6 * tokens as f64;
-    let bytes = 4e5 * tokens as f64;
-    let window_s: f64 = samples_s.iter().sum();
-    WorkloadResult {
-        id: format!("{}-tiny-f32-b1-{size}", phase.name()),
-        kind: phase.into(),
-        shape: BTreeMap::new(),
-        dtype: WeightDtype::F32,
-        valid: true,
-        correctness: Correctness {
+    let mut w = counted(
+        format!("{}-tiny-f32-b1-{size}", phase.name()),
+        phase.into(),
+        samples_s,
+        tokens,
+        "cpu-f64 forward of the whole model: logits",
+    );
+    w.phase = Some(phase);
+    w.preset = Some("tiny".into());
+    w.model = Some(tiny);
+    w.batch = Some(1);
+    w.prompt_len = prompt_len;
+    w.depth = depth;
+    w.layers_run = Some(tiny.n_layers);
+    w.weights_shared_across_layers = Some(false);
+    w.tokens = Some(tokens);
+    w.tokens_per_s = Some(tokens as f64 / w.stats.median_s);
+    w
+}
+
+/// A valid workload that counts round figures for `tokens` tokens (reports never recompute
+/// them), checked against `reference`.
+fn counted(
+    id: String,
+    kind: WorkloadKind,
+    samples_s: &[f64],
+    tokens: u64,
+    reference: &str,
+) -> WorkloadResult {
+    workload(
+        id,
+        kind,
+        samples_s,
+        (1e6 * tokens as f64, 4e5 * tokens as f64),
+        Correctness {
             nmse: Some(1e-12),
             max_abs_err: Some(1e-6),
-            reference: "cpu-f64 forward of the whole model: logits".into(),
+            reference: reference.into(),
             nmse_threshold: 1e-5,
             failure: None,
         },
-        achieved_gflops: flops / stats.median_s / 1e9,
-        achieved_gbps: bytes / stats.median_s / 1e9,
-        roofline: None,
-        phase: Some(phase),
-        preset: Some("tiny".into()),
-        model: Some(tiny),
-        batch: Some(1),
-        prompt_len,
-        depth,
-        layers_run: Some(tiny.n_layers),
-        kv_dtype: None,
-        weights_shared_across_layers: Some(false),
-        tokens: Some(tokens),
-        tokens_per_s: Some(tokens as f64 / stats.median_s),
-        power: PowerRecord::unavailable("--power-source none", window_s, samples_s.len() as u64),
-        tokens_per_j: None,
-        tokens_per_j_dynamic: None,
-        j_per_token: None,
-        math: None,
-        flops,
-        bytes,
-        stats,
-        repetitions: Vec::new(),
-        experts: None,
-    }
+    )
 }
 
 /// A valid probe workload (`ProbeFma` or `ProbeCopy`) timed at `samples_s`: no tokens.
 pub fn probe(kind: WorkloadKind, samples_s: &[f64]) -> WorkloadResult {
-    let mut w = token_workload(Phase::Prefill, 1, samples_s);
-    w.id = kind.name().into();
-    w.kind = kind;
-    w.correctness.reference = "exact".into();
-    w.phase = None;
-    w.preset = None;
-    w.model = None;
-    w.batch = None;
-    w.prompt_len = None;
-    w.layers_run = None;
-    w.weights_shared_across_layers = None;
-    w.tokens = None;
-    w.tokens_per_s = None;
-    w
+    counted(kind.name().into(), kind, samples_s, 1, "exact")
 }
 
 /// `w` with a measured power figure of `avg_power_w` over its window, and tokens/J from it.
@@ -116,25 +100,9 @@ pub fn with_power(
     let executions = w.power.executions;
     let energy_j = avg_power_w * window_s;
     w.power = PowerRecord {
-        source: Some("rapl".into()),
-        scope: Some(scope),
         provenance,
-        method: Some("counter-delta".into()),
-        reason: None,
-        energy_j: Some(energy_j),
         avg_power_w: Some(avg_power_w),
-        idle_power_w: None,
-        dynamic_energy_j: None,
-        window_s,
-        executions,
-        duty_cycle: None,
-        samples: None,
-        coverage: None,
-        max_gap_s: None,
-        cross_check_power_w: None,
-        telemetry: None,
-        sustain: None,
-        warnings: Vec::new(),
+        ..PowerRecord::counter("rapl", scope, energy_j, None, window_s, executions)
     };
     let tokens = w.tokens.unwrap_or(0) as f64 * executions as f64;
     let tokens_per_j = tokens / energy_j;

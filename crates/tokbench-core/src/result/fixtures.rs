@@ -84,25 +84,24 @@ pub fn node(hostname: &str, adapter: &str) -> RunResult {
     }
 }
 
-/// A run with one valid matmul workload whose samples are `samples_s`.
-pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
-    let stats = summarize(samples_s, 4);
-    let flops = 2.0 * 64.0 * 64.0 * 64.0;
-    let bytes = 4.0 * 3.0 * 64.0 * 64.0;
-    let mut doc = node(hostname, "Example GPU");
-    doc.workloads = vec![WorkloadResult {
-        id: "matmul-f32-m64-n64-k64".into(),
-        kind: WorkloadKind::Matmul,
-        shape: BTreeMap::from([("m".into(), 64), ("n".into(), 64), ("k".into(), 64)]),
+/// A valid workload `id` of `kind`, timed at `samples_s`, that counts `flops` and `bytes` per
+/// execution and passed `correctness`: F32, no named sizes, no model or tokens, and no power
+/// over a window of the samples' sum. Token fixtures fill in their model fields.
+pub fn workload(
+    id: impl Into<String>,
+    kind: WorkloadKind,
+    samples_s: &[f64],
+    (flops, bytes): (f64, f64),
+    correctness: Correctness,
+) -> WorkloadResult {
+    let stats = summarize(samples_s, 3);
+    WorkloadResult {
+        id: id.into(),
+        kind,
+        shape: BTreeMap::new(),
         dtype: crate::dtype::WeightDtype::F32,
         valid: true,
-        correctness: Correctness {
-            nmse: Some(1e-14),
-            max_abs_err: Some(1e-6),
-            reference: "cpu-f64, all 4096 outputs".into(),
-            nmse_threshold: 1e-6,
-            failure: None,
-        },
+        correctness,
         achieved_gflops: flops / stats.median_s / 1e9,
         achieved_gbps: bytes / stats.median_s / 1e9,
         roofline: None,
@@ -117,7 +116,11 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
         weights_shared_across_layers: None,
         tokens: None,
         tokens_per_s: None,
-        power: PowerRecord::unavailable("--power-source none", 1.0, samples_s.len() as u64),
+        power: PowerRecord::unavailable(
+            "--power-source none",
+            samples_s.iter().sum(),
+            samples_s.len() as u64,
+        ),
         tokens_per_j: None,
         tokens_per_j_dynamic: None,
         j_per_token: None,
@@ -127,6 +130,30 @@ pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
         stats,
         repetitions: Vec::new(),
         experts: None,
-    }];
+    }
+}
+
+/// A run with one valid matmul workload whose samples are `samples_s`.
+pub fn run_with_samples(hostname: &str, samples_s: &[f64]) -> RunResult {
+    let flops = 2.0 * 64.0 * 64.0 * 64.0;
+    let bytes = 4.0 * 3.0 * 64.0 * 64.0;
+    let mut w = workload(
+        "matmul-f32-m64-n64-k64",
+        WorkloadKind::Matmul,
+        samples_s,
+        (flops, bytes),
+        Correctness {
+            nmse: Some(1e-14),
+            max_abs_err: Some(1e-6),
+            reference: "cpu-f64, all 4096 outputs".into(),
+            nmse_threshold: 1e-6,
+            failure: None,
+        },
+    );
+    w.shape = BTreeMap::from([("m".into(), 64), ("n".into(), 64), ("k".into(), 64)]);
+    w.stats.warmup_iterations = 4;
+    w.power.window_s = 1.0;
+    let mut doc = node(hostname, "Example GPU");
+    doc.workloads = vec![w];
     doc
 }

@@ -33,14 +33,7 @@ impl Destination {
     pub fn preflight(&self, hostname: &str, probe_bytes: usize) -> anyhow::Result<()> {
         let dir = match self {
             Self::Exact(path) => {
-                if path.exists() {
-                    return Err(InputError::new(format!(
-                        "--out {}: file already exists; tokbench never overwrites a result, \
-                         so choose another path or remove it",
-                        path.display()
-                    ))
-                    .into());
-                }
+                refuse_existing(path)?;
                 parent_dir(path)
             }
             Self::Generated { results_dir } => results_dir.join(slug(hostname)),
@@ -64,6 +57,18 @@ impl Destination {
     }
 }
 
+/// Refuses an `--out` path that exists: tokbench never overwrites a result.
+fn refuse_existing(path: &Path) -> Result<(), InputError> {
+    if path.exists() {
+        return Err(InputError::new(format!(
+            "--out {}: file already exists; tokbench never overwrites a result, \
+             so choose another path or remove it",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
 /// Owns a run's result file while the run goes on.
 #[derive(Debug)]
 pub struct ResultWriter {
@@ -76,14 +81,7 @@ impl ResultWriter {
     pub fn create(destination: &Destination, doc: RunResult) -> anyhow::Result<Self> {
         let path = match destination {
             Destination::Exact(path) => {
-                if path.exists() {
-                    return Err(InputError::new(format!(
-                        "--out {}: file already exists; tokbench never overwrites a result, \
-                         so choose another path or remove it",
-                        path.display()
-                    ))
-                    .into());
-                }
+                refuse_existing(path)?;
                 let dir = parent_dir(path);
                 ensure_dir(&dir)?;
                 reserve(path, &doc)?.ok_or_else(|| {

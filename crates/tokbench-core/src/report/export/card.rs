@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use plotters::style::RGBColor;
 
-use super::html::{Bar, STYLE, bar_chart, esc, stacked_chart};
+use super::html::{Bar, bar_chart, esc, page_start, stacked_chart};
 use crate::report::card::{
     CardDocument, CardPhase, CardWorkload, Figure, FigureProvenance, NodeCard,
 };
@@ -63,17 +63,7 @@ fn size(w: &CardWorkload) -> String {
 
 /// The cards as an HTML page.
 pub(super) fn html(doc: &CardDocument) -> anyhow::Result<String> {
-    let mut h = String::new();
-    h.push_str(
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
-         <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>tokbench node card</title>\n",
-    );
-    let _ = writeln!(
-        h,
-        "<style>{STYLE}{CARD_STYLE}</style>\n</head>\n<body>\n<h1>tokbench node card</h1>"
-    );
+    let mut h = page_start("tokbench node card", CARD_STYLE);
     let _ = writeln!(
         h,
         "<p>{} node(s); made {}.</p>",

@@ -71,19 +71,25 @@ tr.slow td{background:#fde8e8}\
 .charts{display:flex;flex-wrap:wrap;gap:1rem}\
 section{border-top:1px solid #ddd;margin-top:1.5rem}";
 
-/// The comparison as an HTML page.
-pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
+/// The start of a self-contained page titled `title` (also its heading), styled by [`STYLE`]
+/// and `extra_style`: no scripts, nothing fetched.
+pub(crate) fn page_start(title: &str, extra_style: &str) -> String {
     let mut h = String::new();
     h.push_str(
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>tokbench compare</title>\n",
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n",
     );
     let _ = writeln!(
         h,
-        "<style>{STYLE}</style>\n</head>\n<body>\n<h1>tokbench compare</h1>"
+        "<title>{title}</title>\n<style>{STYLE}{extra_style}</style>\n</head>\n<body>\n<h1>{title}</h1>"
     );
+    h
+}
+
+/// The comparison as an HTML page.
+pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
+    let mut h = page_start("tokbench compare", "");
     let _ = writeln!(
         h,
         "<p>{} result(s), {} workload(s), {} skipped.</p>",
@@ -332,16 +338,22 @@ fn curve_chart(title: &str, curves: &[Curve]) -> anyhow::Result<String> {
                 )
                 .map_err(|e| chart_err(&e))?;
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| chart_err(&e))?;
+        draw_legend(&mut chart).map_err(|e| chart_err(&e))?;
         root.present().map_err(|e| chart_err(&e))?;
     }
     Ok(svg + "\n")
+}
+
+/// Draws the series' labels at the top right of `chart`, on a light box.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+) -> Result<(), DrawingAreaErrorKind<DB::ErrorType>> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
 }
 
 /// An axis figure without trailing zeros: "2", "0.5", "20000".
@@ -465,13 +477,7 @@ pub(crate) fn stacked_chart(
             }
         }
         if legend {
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperRight)
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK.mix(0.3))
-                .draw()
-                .map_err(|e| chart_err(&e))?;
+            draw_legend(&mut chart).map_err(|e| chart_err(&e))?;
         }
         root.present().map_err(|e| chart_err(&e))?;
     }
