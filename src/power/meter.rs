@@ -272,7 +272,7 @@ mod tests {
     use crate::InputError;
     use crate::power::hwmon::tests::{amdgpu, fake_amdgpu, fake_hwmon, gpu};
     use crate::power::nvml::fake::{Energy, FakeDevice, FakeNvml};
-    use crate::power::rapl::tests::{fake_rapl, set_energy};
+    use crate::power::rapl::tests::{fake_rapl, replace_whole, set_energy};
     use crate::power::{TokenEnergy, VENDOR_AMD, VENDOR_INTEL, VENDOR_NVIDIA, token_energy};
     use crate::result::Provenance;
     use crate::result::Scope;
@@ -437,8 +437,7 @@ mod tests {
         let writer = std::thread::spawn(move || {
             while !flag.load(Ordering::SeqCst) {
                 let uj = (watts * 1e6 * t0.elapsed().as_secs_f64()) as u64 % range_uj;
-                fs::write(zone.join("energy_uj.tmp"), format!("{uj}\n")).unwrap();
-                fs::rename(zone.join("energy_uj.tmp"), zone.join("energy_uj")).unwrap();
+                replace_whole(&zone.join("energy_uj"), &format!("{uj}\n"));
                 std::thread::sleep(Duration::from_millis(5));
             }
         });
@@ -646,7 +645,7 @@ mod tests {
         assert_eq!(setup.source.as_deref(), Some("hwmon"));
         assert_eq!(setup.scope, Some(Scope::GpuPackage));
         let start = meter.begin();
-        fs::write(hw.join("energy1_input"), "3500000\n").unwrap();
+        replace_whole(&hw.join("energy1_input"), "3500000\n");
         let r = meter.end(start, 1);
         assert_eq!(r.provenance, Provenance::MeasuredCounter);
         assert!(close(r.energy_j.unwrap(), 2.5, 1e-12));

@@ -209,7 +209,16 @@ pub(crate) mod tests {
 
     pub(crate) fn set_energy(root: &Path, package: usize, energy_uj: u64) {
         let path = root.join(format!("class/powercap/intel-rapl:{package}/energy_uj"));
-        fs::write(path, format!("{energy_uj}\n")).unwrap();
+        replace_whole(&path, &format!("{energy_uj}\n"));
+    }
+
+    /// Replaces a fake sysfs file as the kernel does, whole: a meter polling it on its own
+    /// thread reads the old value or the new one, never the empty file `fs::write` leaves
+    /// between truncating and writing.
+    pub(crate) fn replace_whole(path: &Path, text: &str) {
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, text).unwrap();
+        fs::rename(tmp, path).unwrap();
     }
 
     fn counter(s: &RaplSource) -> CounterSnapshot {
