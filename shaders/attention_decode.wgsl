@@ -171,9 +171,136 @@ fn attention_groups_rows(
     group_keys(wid.x, wid.y, b, (p.row_base + b) * p.q_stride4, row.x, row.y + 1u, lid);
 }
 
-// One split of batch row b for the query heads of workgroup row y (KV head y / chunks, heads
-// chunk · GW.. of its group): q from qkv at q_row4, keys window_start(kv_len)..kv_len of cache
-// sequence seq.
+// The query heads workgroup row y of the group layouts takes: KV head y / chunks and heads
+// h0 .. h0 + gw of its group (chunk y % chunks of GW heads; the last may be short). Heads h0..
+// are adjacent in the q row.
+struct Chunk {
+    kv_head: u32,
+    h0: u32,
+    gw: u32,
+}
+
+fn head_chunk(y: u32) -> Chunk {
+    let group = p.n_heads / p.n_kv_heads;
+    let chunks = (group + GW - 1u) / GW;
+    let kv_head = y / chunks;
+    return Chunk(kv_head, kv_head * group + (y % chunks) * GW, min(GW, group - (y % chunks) * GW));
+}
+
+// Stores the chunk's GW query rows, scaled, in q_sh (zero rows past gw: every loop over heads
+// runs to GW, a constant the driver can unroll, keeping the per-head arrays in registers; the
+// heads past gw score zero q rows and are never written), and returns the keys first..last
+// that split `split` takes of a token with kv_len keys, the same in every invocation (read back
+// through workgroup memory, as serving reads kv_len from `rows`; also the barrier q_sh needs).
+fn load_queries(ch: Chunk, q_row4: u32, split: u32, kv_len: u32, lid: u32) -> vec2<u32> {
+    for (var i = lid; i < GW * HD4; i += WG) {
+        var q = vec4(0.0);
+        if (i < ch.gw * HD4) {
+            q = qkv[q_row4 + ch.h0 * HD4 + i] * p.scale;
+        }
+        q_sh[i] = q;
+    }
+    if (lid == 0u) {
+        n_keys_sh = kv_len;
+    }
+    let n_keys = workgroupUniformLoad(&n_keys_sh);
+    let first = window_start(n_keys) + split * p.split_len;
+    return vec2(first, min(first + p.split_len, n_keys));
+}
+
+// A lane's online softmax over the keys its owner (key group or subgroup) took, for each head
+// g of the chunk: running max m, sum l, and the unnormalised output of the vec4s of the head
+// the lane owns (acc[g · NV + i] for vec4 c + i · stride).
+struct Running {
+    m: array<f32, MAX_G>,
+    l: array<f32, MAX_G>,
+    acc: array<vec4<f32>, MAX_ACC>,
+}
+
+fn running_start() -> Running {
+    var r: Running;
+    for (var g = 0u; g < GW; g++) {
+        r.m[g] = NEG_BIG;
+        r.l[g] = 0.0;
+    }
+    for (var a = 0u; a < GW * NV; a++) {
+        r.acc[a] = vec4(0.0);
+    }
+    return r;
+}
+
+// Owner `src` of the lanes hands its running sums to owner 0 through workgroup memory (q_sh,
+// free once every owner is done with q), and owner 0 folds them into its own when `present`.
+// Every invocation calls it (it holds the barriers). `me`: the lane's owner; the lane owns
+// vec4s c, c + stride, ... (nv of them).
+fn merge_into_first(
+    src: u32,
+    present: bool,
+    me: u32,
+    c: u32,
+    stride: u32,
+    nv: u32,
+    r: ptr<function, Running>,
+) {
+    if (me == src) {
+        for (var g = 0u; g < GW; g++) {
+            if (c == 0u) {
+                ml_sh[g] = vec2((*r).m[g], (*r).l[g]);
+            }
+            for (var i = 0u; i < nv; i++) {
+                let d = c + i * stride;
+                if (d < HD4) {
+                    q_sh[g * HD4 + d] = (*r).acc[g * NV + i];
+                }
+            }
+        }
+    }
+    workgroupBarrier();
+    if (me == 0u && present) {
+        for (var g = 0u; g < GW; g++) {
+            let other = ml_sh[g];
+            let m_new = max((*r).m[g], other.x);
+            let mine = exp((*r).m[g] - m_new);
+            let theirs = exp(other.x - m_new);
+            (*r).l[g] = (*r).l[g] * mine + other.y * theirs;
+            for (var i = 0u; i < nv; i++) {
+                let d = c + i * stride;
+                if (d < HD4) {
+                    (*r).acc[g * NV + i] = (*r).acc[g * NV + i] * mine + q_sh[g * HD4 + d] * theirs;
+                }
+            }
+            (*r).m[g] = m_new;
+        }
+    }
+    workgroupBarrier();
+}
+
+// Owner 0 writes the chunk's partials of split `split`, batch row b (layout as above).
+fn store_partials(
+    r: ptr<function, Running>,
+    ch: Chunk,
+    b: u32,
+    split: u32,
+    c: u32,
+    stride: u32,
+    nv: u32,
+) {
+    for (var g = 0u; g < ch.gw; g++) {
+        let at = ((b * p.n_heads + ch.h0 + g) * p.n_splits + split) * (HD4 + 1u);
+        if (c == 0u) {
+            partials[at] = vec4((*r).m[g], (*r).l[g], 0.0, 0.0);
+        }
+        for (var i = 0u; i < nv; i++) {
+            let d = c + i * stride;
+            if (d < HD4) {
+                partials[at + 1u + d] = (*r).acc[g * NV + i];
+            }
+        }
+    }
+}
+
+// One split of batch row b for the query heads of workgroup row y (see `head_chunk`): q from
+// qkv at q_row4, keys window_start(kv_len)..kv_len of cache sequence seq.
 // Keys go in blocks of WG. Scores: lane i takes key i of the block, a whole row of K against
 // every query head (q from workgroup memory: the same address in every lane), so no lane
 // reduces across lanes. Values: the lanes form KG = WG / R key groups of R lanes; lane c of a
@@ -181,43 +308,16 @@ fn attention_groups_rows(
 // block's keys kg, kg + KG, ...: one softmax rescale per block, not per key. At the end the key
 // groups' (m, l, o) merge through workgroup memory into one partial per head.
 fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, lid: u32) {
-    let group = p.n_heads / p.n_kv_heads;
-    let chunks = (group + GW - 1u) / GW;
-    let kv_head = y / chunks;
-    let h0 = kv_head * group + (y % chunks) * GW;
-    let gw = min(GW, group - (y % chunks) * GW);
-    // Heads h0.. are adjacent in the q row. Every loop over heads runs to GW, a constant the
-    // driver can unroll (keeping the per-head arrays in registers); the heads of a last, short
-    // chunk past gw score zero q rows and are never written.
-    for (var i = lid; i < GW * HD4; i += WG) {
-        var q = vec4(0.0);
-        if (i < gw * HD4) {
-            q = qkv[q_row4 + h0 * HD4 + i] * p.scale;
-        }
-        q_sh[i] = q;
-    }
-    if (lid == 0u) {
-        n_keys_sh = kv_len;
-    }
-    // Uniform through workgroup memory (serving reads it from `rows`); also the barrier q needs.
-    let n_keys = workgroupUniformLoad(&n_keys_sh);
-    let first = window_start(n_keys) + split * p.split_len;
-    let last = min(first + p.split_len, n_keys);
+    let ch = head_chunk(y);
+    let keys = load_queries(ch, q_row4, split, kv_len, lid);
+    let first = keys.x;
+    let last = keys.y;
     let kg_count = WG / R;
     let c = lid % R;
     let kg = lid / R;
     let values = kg < kg_count;
-    var m: array<f32, MAX_G>;
-    var l: array<f32, MAX_G>;
-    var acc: array<vec4<f32>, MAX_ACC>;
-    for (var g = 0u; g < GW; g++) {
-        m[g] = NEG_BIG;
-        l[g] = 0.0;
-    }
-    for (var a = 0u; a < GW * NV; a++) {
-        acc[a] = vec4(0.0);
-    }
-    let row0 = (seq * p.n_kv_heads + kv_head) * p.cache_len;
+    var r = running_start();
+    let row0 = (seq * p.n_kv_heads + ch.kv_head) * p.cache_len;
     for (var j0 = first; j0 < last; j0 += WG) {
         let j = j0 + lid;
         var s: array<f32, MAX_G>;
@@ -239,29 +339,29 @@ fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, li
         let n_block = min(WG, last - j0);
         if (values) {
             for (var g = 0u; g < GW; g++) {
-                var m_new = m[g];
+                var m_new = r.m[g];
                 for (var jj = kg; jj < n_block; jj += kg_count) {
                     m_new = max(m_new, s_sh[g * WG + jj]);
                 }
-                let corr = exp(m[g] - m_new);
-                l[g] *= corr;
+                let corr = exp(r.m[g] - m_new);
+                r.l[g] *= corr;
                 for (var i = 0u; i < NV; i++) {
-                    acc[g * NV + i] *= corr;
+                    r.acc[g * NV + i] *= corr;
                 }
-                m[g] = m_new;
+                r.m[g] = m_new;
             }
             for (var jj = kg; jj < n_block; jj += kg_count) {
                 var pj: array<f32, MAX_G>;
                 for (var g = 0u; g < GW; g++) {
-                    pj[g] = exp(s_sh[g * WG + jj] - m[g]);
-                    l[g] += pj[g];
+                    pj[g] = exp(s_sh[g * WG + jj] - r.m[g]);
+                    r.l[g] += pj[g];
                 }
                 for (var i = 0u; i < NV; i++) {
                     let d = c + i * R;
                     if (d < HD4) {
                         let v = v_vec4(row0 + j0 + jj, HD4, d);
                         for (var g = 0u; g < GW; g++) {
-                            acc[g * NV + i] = fma(vec4(pj[g]), v, acc[g * NV + i]);
+                            r.acc[g * NV + i] = fma(vec4(pj[g]), v, r.acc[g * NV + i]);
                         }
                     }
                 }
@@ -270,53 +370,13 @@ fn group_keys(split: u32, y: u32, b: u32, q_row4: u32, seq: u32, kv_len: u32, li
         // The next block overwrites the scores.
         workgroupBarrier();
     }
-    // Key group 0 takes in the others one at a time; q_sh is free now.
+    // Key group 0 takes in the others one at a time; q_sh is free after the last block's
+    // barrier.
     for (var src = 1u; src < kg_count; src++) {
-        if (kg == src) {
-            for (var g = 0u; g < GW; g++) {
-                if (c == 0u) {
-                    ml_sh[g] = vec2(m[g], l[g]);
-                }
-                for (var i = 0u; i < NV; i++) {
-                    let d = c + i * R;
-                    if (d < HD4) {
-                        q_sh[g * HD4 + d] = acc[g * NV + i];
-                    }
-                }
-            }
-        }
-        workgroupBarrier();
-        if (kg == 0u) {
-            for (var g = 0u; g < GW; g++) {
-                let other = ml_sh[g];
-                let m_new = max(m[g], other.x);
-                let mine = exp(m[g] - m_new);
-                let theirs = exp(other.x - m_new);
-                l[g] = l[g] * mine + other.y * theirs;
-                for (var i = 0u; i < NV; i++) {
-                    let d = c + i * R;
-                    if (d < HD4) {
-                        acc[g * NV + i] = acc[g * NV + i] * mine + q_sh[g * HD4 + d] * theirs;
-                    }
-                }
-                m[g] = m_new;
-            }
-        }
-        workgroupBarrier();
+        merge_into_first(src, true, kg, c, R, NV, &r);
     }
-    for (var g = 0u; g < GW; g++) {
-        if (kg == 0u && g < gw) {
-            let at = ((b * p.n_heads + h0 + g) * p.n_splits + split) * (HD4 + 1u);
-            if (c == 0u) {
-                partials[at] = vec4(m[g], l[g], 0.0, 0.0);
-            }
-            for (var i = 0u; i < NV; i++) {
-                let d = c + i * R;
-                if (d < HD4) {
-                    partials[at + 1u + d] = acc[g * NV + i];
-                }
-            }
-        }
+    if (kg == 0u) {
+        store_partials(&r, ch, b, split, c, R, NV);
     }
 }
 
