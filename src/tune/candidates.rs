@@ -383,7 +383,8 @@ mod tests {
 
     /// The tier and kernels chosen for adapters described, not opened: every GPU with SUBGROUP
     /// gets the subgroup GEMV (whatever its size range), whole subgroups of its largest size
-    /// per workgroup, in its defaults and in every candidate; lavapipe keeps the CPU tier.
+    /// per workgroup, in its defaults and in every candidate, and the subgroup decode
+    /// attention; lavapipe keeps the CPU tier.
     #[test]
     fn each_adapter_gets_its_tier_and_a_subgroup_gemv_that_fits_it() {
         use wgpu::Backend::{Gl, Metal, Vulkan};
@@ -436,6 +437,24 @@ mod tests {
             assert!(
                 wg.is_multiple_of(sizes.max) && (sizes.min..=sizes.max).contains(&sg),
                 "{name}: wg {wg} rows {rows} sg {sg}"
+            );
+            // Decode attention reduces scores with subgroups, its workgroup whole subgroups;
+            // a full tune times the workgroup-memory layout beside it.
+            assert_eq!(
+                defaults.decode_attention_layout,
+                DecodeAttentionLayout::Subgroup,
+                "{name}"
+            );
+            assert!(
+                defaults.decode_attention_wg().is_multiple_of(sizes.max),
+                "{name}"
+            );
+            let full = all(facts, &defaults, Effort::Full, &simt);
+            assert!(
+                full.decode_layouts
+                    .contains(&DecodeAttentionLayout::Workgroup),
+                "{name}: {:?}",
+                full.decode_layouts
             );
             for effort in [Effort::Quick, Effort::Full] {
                 let l = all(facts, &defaults, effort, &simt);
@@ -506,6 +525,11 @@ mod tests {
                 .iter()
                 .any(|g| matches!(g, GemvConfig::Subgroup { .. }))
         );
+        assert_eq!(
+            defaults.decode_attention_layout,
+            DecodeAttentionLayout::Workgroup
+        );
+        assert!(!l.decode_layouts.contains(&DecodeAttentionLayout::Subgroup));
 
         // lavapipe: the CPU tier (register tiles, a lane per output row), and a quick tune as
         // short as before: no subgroup candidates, whose reductions lose there.
@@ -521,6 +545,10 @@ mod tests {
             ProductTiles::Register { .. }
         ));
         assert_eq!(defaults.matmul.gemv, GemvConfig::Rows { wg: 4, tn: 16 });
+        assert_eq!(
+            defaults.decode_attention_layout,
+            DecodeAttentionLayout::Invocation
+        );
         let quick = all(&lavapipe, &defaults, Effort::Quick, &simt);
         assert_eq!(quick.gemvs.len(), 4, "{:?}", quick.gemvs);
         assert!(
