@@ -167,7 +167,7 @@ pub fn node_adapters(infos: &[wgpu::AdapterInfo]) -> Vec<usize> {
 }
 
 /// The adapters one replica each runs on, with their index in `tokbench devices` and facts:
-/// `all` is every GPU of the node (see [`node_adapters`]) among what wgpu sees for `backend`;
+/// `all` is every GPU of the node (see `node_adapters`) among what wgpu sees for `backend`;
 /// a comma-separated list ("0,1", or parts of names) names them, each once.
 pub fn replica_adapters(
     wanted: &str,
