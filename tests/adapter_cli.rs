@@ -209,6 +209,18 @@ fn adapters_run_at_once_each_into_its_result_and_the_node_sums_them() {
     let sum: f64 = decode.iter().map(|w| w.tokens_per_s.unwrap()).sum();
     assert!((node.tokens_per_s - sum).abs() < 1e-9 * sum, "{s:?}");
     assert_contains(&stdout(&out), "node summary:");
+    // `compare` ranks the node by its summary beside the GPUs' own results.
+    let out = command()
+        .args(argv!["compare --format md", results.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_code(&out, 0);
+    let md = stdout(&out);
+    assert_contains(&md, "### Nodes");
+    assert!(
+        !md.contains("node-summary.json:"),
+        "the summary was skipped: {md}"
+    );
     // --out names one file: refused before any work.
     let one = dir.path().join("one.json");
     let out = command()

@@ -111,6 +111,40 @@ pub struct CompareReport {
     /// they meet. Absent when no node ran a workload in two or more formats.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub by_format: Vec<FormatRow>,
+    /// Whole nodes ranked by their node summaries (`run --adapter all`: every GPU at once),
+    /// one ranking per workload, fastest node first; absent without node summaries.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<NodeRanking>,
+}
+
+/// Nodes ranked by what all their GPUs make together for one workload.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRanking {
+    /// The workload id, as in each GPU's result.
+    pub workload: String,
+    /// One row per node summary that holds the workload, by node tokens/s, highest first.
+    pub nodes: Vec<NodeRow>,
+}
+
+/// One node in a [`NodeRanking`].
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeRow {
+    /// 1 for the fastest node.
+    pub rank: usize,
+    /// The node's host name.
+    pub hostname: String,
+    /// GPUs whose result holds the workload, valid.
+    pub gpus: u32,
+    /// The node's tokens/s: the sum over those GPUs.
+    pub tokens_per_s: f64,
+    /// The slowest GPU's tokens/s.
+    pub slowest_tokens_per_s: f64,
+    /// fastest / slowest − 1 among the node's GPUs.
+    pub spread: f64,
+    /// The node's tokens per joule; null unless every GPU measured its own power.
+    pub tokens_per_j: Option<f64>,
+    /// The node summary file.
+    pub source: String,
 }
 
 /// A node's tokens/s for one workload (all but the weight format the same) in each format.
@@ -278,7 +312,7 @@ impl CompareReport {
 /// Compares the loaded results. Fails (an input error) only when there is nothing to compare:
 /// no result at all, or no prefill or decode workload in any of them.
 pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareReport, InputError> {
-    if loaded.results.is_empty() {
+    if loaded.results.is_empty() && loaded.node_summaries.is_empty() {
         let mut why = loaded.skipped_lines();
         if why.is_empty() {
             why.push("no paths given".into());
@@ -301,7 +335,8 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         options.at_interactivity,
         options.prices.as_ref(),
     );
-    if by_id.is_empty() && serving.is_none() {
+    let nodes = rank_nodes(loaded);
+    if by_id.is_empty() && serving.is_none() && nodes.is_empty() {
         return Err(InputError::new(format!(
             "nothing to compare: none of the {} result(s) holds a prefill or decode workload \
              or a serving section (run `tokbench run` or `tokbench serve`; kernel results have \
@@ -365,7 +400,40 @@ pub fn compare(loaded: &Loaded, options: &CompareOptions) -> Result<CompareRepor
         serving,
         references: loaded.references.clone(),
         by_format: by_format(loaded),
+        nodes,
     })
+}
+
+/// The node summaries' workloads, each with its nodes ranked by node tokens/s.
+fn rank_nodes(loaded: &Loaded) -> Vec<NodeRanking> {
+    let mut by_id: BTreeMap<&str, Vec<NodeRow>> = BTreeMap::new();
+    for (source, summary) in &loaded.node_summaries {
+        for w in &summary.workloads {
+            by_id.entry(&w.id).or_default().push(NodeRow {
+                rank: 0,
+                hostname: summary.hostname.clone(),
+                gpus: w.gpus,
+                tokens_per_s: w.tokens_per_s,
+                slowest_tokens_per_s: w.slowest_tokens_per_s,
+                spread: w.spread,
+                tokens_per_j: w.tokens_per_j,
+                source: source.clone(),
+            });
+        }
+    }
+    by_id
+        .into_iter()
+        .map(|(id, mut nodes)| {
+            nodes.sort_by(|a, b| b.tokens_per_s.total_cmp(&a.tokens_per_s));
+            for (i, n) in nodes.iter_mut().enumerate() {
+                n.rank = i + 1;
+            }
+            NodeRanking {
+                workload: id.to_string(),
+                nodes,
+            }
+        })
+        .collect()
 }
 
 /// The by-format view: valid prefill and decode figures grouped by node (host and hardware) and
@@ -822,6 +890,54 @@ mod tests {
             .expect("table");
         assert!(table.contains("tokens/s by weight format"), "{table}");
         assert!(table.contains("q4_0 tok/s"), "{table}");
+    }
+
+    /// Node summaries (`run --adapter all`) rank whole nodes: a two-GPU node's 180 tok/s
+    /// above a one-GPU node's 100, in the JSON and in every rendering.
+    #[test]
+    fn whole_nodes_are_ranked_by_their_summaries() {
+        use crate::report::node_summary::{GpuRun, NodeSummary};
+        let summary = |host: &str, steps: &[f64]| {
+            let runs = steps.iter().enumerate().map(|(i, &step_s)| {
+                let gpu = GpuRun {
+                    adapter_index: i,
+                    adapter: format!("GPU {i}"),
+                    backend: "Vulkan".into(),
+                    result: Some(format!("{host}-{i}.json")),
+                    exit_code: 0,
+                    error: None,
+                };
+                let doc = fixtures::run(host, &gpu.adapter, vec![decode(512, &[step_s; 5])]);
+                (gpu, Some(doc))
+            });
+            NodeSummary::new(host, runs.collect())
+        };
+        let mut l = loaded(Vec::new());
+        l.node_summaries = vec![
+            ("one.json".into(), summary("one", &[0.01])),
+            ("two.json".into(), summary("two", &[0.01, 0.0125])),
+        ];
+        let r = compare(&l, &CompareOptions::default()).unwrap();
+        assert_eq!(r.nodes.len(), 1, "{:#?}", r.nodes);
+        let rows: Vec<_> = r.nodes[0]
+            .nodes
+            .iter()
+            .map(|n| (n.rank, n.hostname.as_str(), n.gpus))
+            .collect();
+        assert_eq!(rows, [(1, "two", 2), (2, "one", 1)]);
+        assert!((r.nodes[0].nodes[0].tokens_per_s - 180.0).abs() < 1e-6);
+        assert!((r.nodes[0].nodes[0].spread - 0.25).abs() < 1e-9);
+        for format in [
+            crate::report::CompareFormat::Table,
+            crate::report::CompareFormat::Md,
+            crate::report::CompareFormat::Html,
+        ] {
+            let text = format.render(&r).expect("rendered");
+            assert!(
+                text.contains("two") && text.contains("180"),
+                "{format:?}: {text}"
+            );
+        }
     }
 
     #[test]

@@ -40,6 +40,8 @@ pub struct Loaded {
     /// Other tools' result files (llama-bench, `vllm bench serve`): shown beside tokbench's
     /// figures, never ranked.
     pub references: Vec<super::reference::ReferenceRow>,
+    /// Node summaries (`run --adapter all`), each with its file: nodes ranked as a whole.
+    pub node_summaries: Vec<(String, super::node_summary::NodeSummary)>,
 }
 
 impl Loaded {
@@ -179,6 +181,12 @@ fn load_file(path: &Path, loaded: &mut Loaded) {
     if let Some(rows) = super::reference::parse(&text, &label) {
         loaded.references.extend(rows);
         return;
+    }
+    if let Some(summary) = super::node_summary::parse(&text) {
+        return match summary {
+            Ok(s) => loaded.node_summaries.push((label, s)),
+            Err(e) => loaded.skip(label, e),
+        };
     }
     if !lines_by_name {
         match parse(&text) {

@@ -132,6 +132,28 @@ impl NodeSummary {
     }
 }
 
+/// A node summary in `text`: `None` when the text is not one (its `kind` is not [`KIND`]), else
+/// the document or why it cannot be read (another layout version, a damaged file).
+pub fn parse(text: &str) -> Option<Result<NodeSummary, String>> {
+    #[derive(Deserialize)]
+    struct Kind {
+        kind: Option<String>,
+        version: Option<u32>,
+    }
+    let head: Kind = serde_json::from_str(text).ok()?;
+    if head.kind.as_deref() != Some(KIND) {
+        return None;
+    }
+    Some(match head.version {
+        Some(VERSION) => {
+            serde_json::from_str(text).map_err(|e| format!("not a valid node summary: {e}"))
+        }
+        other => Err(format!(
+            "node summary layout version {other:?}; this tokbench reads version {VERSION}"
+        )),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -208,6 +230,26 @@ mod tests {
         assert!((s.workloads[0].tokens_per_s - 200.0).abs() < 1e-6);
         // Both replicas read the same 400 W wall: 800 W summed would halve tokens/J.
         assert_eq!(s.workloads[0].tokens_per_j, None);
+    }
+
+    #[test]
+    fn a_summary_file_reads_back_and_other_documents_are_not_one() {
+        let s = NodeSummary::new(
+            "node",
+            vec![(gpu(0, Some("a.json"), 0), Some(result(0, 0.01, None)))],
+        );
+        let text = serde_json::to_string_pretty(&s).unwrap();
+        assert_eq!(parse(&text), Some(Ok(s.clone())));
+        let newer = text.replace("\"version\": 1", "\"version\": 9");
+        assert!(
+            parse(&newer)
+                .unwrap()
+                .unwrap_err()
+                .contains("version Some(9)")
+        );
+        let result = serde_json::to_string(&result(0, 0.01, None)).unwrap();
+        assert_eq!(parse(&result), None);
+        assert_eq!(parse("{\"a\": 1}\n{\"a\": 2}"), None);
     }
 
     #[test]

@@ -246,6 +246,42 @@ pub(crate) fn by_format(r: &CompareReport) -> Option<Grid> {
     Some(g)
 }
 
+/// Nodes ranked by their summaries: one row per node and workload, fastest node first.
+pub(crate) fn nodes(r: &CompareReport) -> Option<Grid> {
+    if r.nodes.is_empty() {
+        return None;
+    }
+    let mut g = Grid::new(&[
+        ("workload", Left),
+        ("rank", Right),
+        ("node", Left),
+        ("GPUs", Right),
+        ("node tok/s", Right),
+        ("slowest GPU tok/s", Right),
+        ("spread", Right),
+        ("node tok/J", Right),
+    ]);
+    for ranking in &r.nodes {
+        for n in &ranking.nodes {
+            g.push(
+                vec![
+                    Cell::text(&ranking.workload),
+                    Cell::figure(n.rank.to_string()),
+                    Cell::text(&n.hostname),
+                    Cell::figure(n.gpus.to_string()),
+                    Cell::figure(num(n.tokens_per_s)),
+                    Cell::figure(num(n.slowest_tokens_per_s)),
+                    Cell::figure(format!("{:.1}%", n.spread * 100.0)),
+                    n.tokens_per_j
+                        .map_or_else(Cell::empty, |j| Cell::figure(num(j))),
+                ],
+                false,
+            );
+        }
+    }
+    Some(g)
+}
+
 /// The checked workloads with their verdicts.
 pub(crate) fn check(r: &CheckReport) -> Grid {
     let (unit, change) = match r.metric {

@@ -110,6 +110,13 @@ pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
         render(&mut h, &g);
         h.push_str("</section>\n");
     }
+    if let Some(g) = grid::nodes(r) {
+        h.push_str(
+            "<section>\n<h2>Nodes</h2>\n<p>Ranked by their node summaries (<code>run --adapter all</code>: every GPU at once; node tokens/s is the sum over its GPUs).</p>\n",
+        );
+        render(&mut h, &g);
+        h.push_str("</section>\n");
+    }
     if let Some(g) = grid::probes(r) {
         h.push_str("<section>\n<h2>Measured peaks (probes)</h2>\n");
         render(&mut h, &g);

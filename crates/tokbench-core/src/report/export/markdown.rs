@@ -86,6 +86,13 @@ pub(super) fn compare(r: &CompareReport) -> String {
         );
         out.push_str(&render(&g));
     }
+    if let Some(g) = grid::nodes(r) {
+        let _ = writeln!(
+            out,
+            "\n### Nodes\n\nRanked by their node summaries (`run --adapter all`: every GPU at once; node tokens/s is the sum over its GPUs).\n"
+        );
+        out.push_str(&render(&g));
+    }
     if let Some(g) = grid::probes(r) {
         let _ = writeln!(out, "\n### Measured peaks (probes)\n");
         out.push_str(&render(&g));

@@ -55,6 +55,13 @@ pub(super) fn compare(r: &CompareReport) -> String {
             render(&g)
         );
     }
+    if let Some(g) = grid::nodes(r) {
+        let _ = writeln!(
+            out,
+            "\nnodes ranked by their summaries (run --adapter all: every GPU at once; node tokens/s is the sum over its GPUs)\n{}",
+            render(&g)
+        );
+    }
     if let Some(g) = grid::probes(r) {
         let _ = writeln!(out, "\nmeasured peaks (probes)\n{}", render(&g));
     }
