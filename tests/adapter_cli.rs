@@ -143,8 +143,9 @@ fn adapters_run_at_once_each_into_its_result_and_the_node_sums_them() {
     let out = command().args(&args).output().unwrap();
     assert_code(&out, 0);
     let err = stderr(&out);
+    // Not a terminal: each replica's lines, prefixed, with the workload it starts.
     assert!(
-        err.contains("all at once") && err.contains("[gpu 1]"),
+        err.contains("all at once") && err.contains("[gpu 1] tokbench: workload 1/"),
         "{err}"
     );
     let host_dir = std::fs::read_dir(&results)

@@ -223,6 +223,14 @@ impl Observer for ProgressBars {
             String::new()
         };
         bar.set_prefix(format!("[{}/{total}] {id}{round}", index + 1));
+        if std::env::var_os(super::replicas::REPLICA_ENV).is_some() {
+            // A replica's stderr is a pipe (no bar): the line its parent's bar follows.
+            eprintln!(
+                "{}{}/{total}: {id}{round}",
+                super::replicas::WORKLOAD_LINE,
+                index + 1
+            );
+        }
         self.bar = Some(bar);
         self.last_stage = None;
     }

@@ -16,12 +16,20 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 use super::CommonArgs;
 use super::signals;
 use super::table;
 use crate::report::node_summary::{GpuRun, NodeSummary};
 use crate::{InputError, exit};
+
+/// Set in a replica's environment: it then says on stderr which workload it starts
+/// ([`WORKLOAD_LINE`]), since its own progress bars are hidden on a pipe.
+pub(super) const REPLICA_ENV: &str = "TOKBENCH_REPLICA";
+
+/// How a replica's line announcing a workload begins: "tokbench: workload 2/5: <id>".
+pub(super) const WORKLOAD_LINE: &str = "tokbench: workload ";
 
 /// One replica in flight: its GPU, its process and the threads that drain its output.
 struct Replica {
@@ -36,6 +44,15 @@ struct Replica {
     /// Echoes stderr line by line, prefixed with the GPU, and keeps the last line (the error
     /// of a replica that failed).
     stderr: JoinHandle<Option<String>>,
+    /// Its workloads done of all, with their ETA (hidden when stderr is not a terminal).
+    bar: ProgressBar,
+}
+
+/// "2/5: <id>" from a replica's workload line: (2, 5, "<id>").
+fn workload_line(line: &str) -> Option<(u64, u64, &str)> {
+    let (count, id) = line.strip_prefix(WORKLOAD_LINE)?.split_once(": ")?;
+    let (index, total) = count.split_once('/')?;
+    Some((index.parse().ok()?, total.parse().ok()?, id))
 }
 
 /// Runs `wanted` (`all` or a list) as one replica per adapter at once and writes the node
@@ -78,6 +95,12 @@ pub(super) fn run_replicas(common: &CommonArgs, wanted: &str) -> anyhow::Result<
     let exe = std::env::current_exe().context("finding this program to start the replicas")?;
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let clock = Instant::now();
+    let bars = MultiProgress::new();
+    let style = ProgressStyle::with_template(
+        "{prefix} [{bar:20}] {pos}/{len} workloads, {elapsed_precise}, eta {eta} {wide_msg}",
+    )
+    .expect("static template")
+    .progress_chars("=> ");
     let mut replicas = Vec::new();
     for (index, info) in adapters {
         let out = dir.join(format!(
@@ -87,6 +110,7 @@ pub(super) fn run_replicas(common: &CommonArgs, wanted: &str) -> anyhow::Result<
         let mut child = Command::new(&exe)
             .args(replica_args(&args, index, &out))
             .env_remove("TOKBENCH_ADAPTER")
+            .env(REPLICA_ENV, "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -101,11 +125,25 @@ pub(super) fn run_replicas(common: &CommonArgs, wanted: &str) -> anyhow::Result<
             let _ = stdout_pipe.read_to_end(&mut bytes);
             bytes
         });
+        let bar = bars.add(ProgressBar::new(0).with_style(style.clone()));
+        bar.set_prefix(format!("[gpu {index}]"));
         let stderr_pipe = child.stderr.take().expect("piped");
+        let (shown, board) = (bar.clone(), bars.clone());
         let stderr = std::thread::spawn(move || {
             let mut last = None;
             for line in BufReader::new(stderr_pipe).lines().map_while(Result::ok) {
-                eprintln!("[gpu {index}] {line}");
+                match workload_line(&line) {
+                    // On a terminal the bar says it; in a log, the line does.
+                    Some((i, n, id)) if !shown.is_hidden() => {
+                        shown.set_length(n);
+                        shown.set_position(i - 1);
+                        shown.set_message(id.to_string());
+                    }
+                    _ if !shown.is_hidden() => {
+                        let _ = board.println(format!("[gpu {index}] {line}"));
+                    }
+                    _ => eprintln!("[gpu {index}] {line}"),
+                }
                 if !line.trim().is_empty() {
                     last = Some(line);
                 }
@@ -120,6 +158,7 @@ pub(super) fn run_replicas(common: &CommonArgs, wanted: &str) -> anyhow::Result<
             child,
             stdout,
             stderr,
+            bar,
         });
     }
     let mut runs = Vec::new();
@@ -137,12 +176,18 @@ pub(super) fn run_replicas(common: &CommonArgs, wanted: &str) -> anyhow::Result<
             .code()
             .and_then(|c| u8::try_from(c).ok())
             .unwrap_or(exit::FAILURE);
-        eprintln!(
+        r.bar
+            .finish_with_message(format!("ended, exit code {code}"));
+        let ended = format!(
             "tokbench: adapter {} ({}) ended after {:.0} s with exit code {code}",
             r.index,
             r.adapter,
             clock.elapsed().as_secs_f64()
         );
+        // Above the bars on a terminal, so that they stay whole.
+        if bars.is_hidden() || bars.println(&ended).is_err() {
+            eprintln!("{ended}");
+        }
         if common.jsonl {
             print!("{}", String::from_utf8_lossy(&stdout));
         } else {
@@ -215,6 +260,17 @@ mod tests {
 
     fn args(line: &str) -> Vec<OsString> {
         line.split_whitespace().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_replicas_workload_lines_drive_its_bar() {
+        let line = format!("{WORKLOAD_LINE}2/5: decode-tiny-f32-b1-d16 (repetition 1/2)");
+        assert_eq!(
+            workload_line(&line),
+            Some((2, 5, "decode-tiny-f32-b1-d16 (repetition 1/2)"))
+        );
+        assert_eq!(workload_line("tokbench: measuring idle power"), None);
+        assert_eq!(workload_line(&format!("{WORKLOAD_LINE}x/5: id")), None);
     }
 
     #[test]
