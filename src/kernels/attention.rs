@@ -554,7 +554,7 @@ impl HeadGroups {
     ) -> anyhow::Result<Self> {
         let hd4 = h.hd4();
         let lanes = hd4.min(sizes.map_or(wg, |s| s.min)).max(1);
-        let nv = hd4.div_ceil(lanes);
+        let nv = lane_share(hd4, lanes);
         anyhow::ensure!(
             wg >= 1 && nv <= DECODE_MAX_ACC,
             "decode attention: {lanes} lanes cannot span heads of {}",
@@ -596,8 +596,12 @@ impl HeadGroups {
 /// 16 (MLA's 576-wide latent heads need subgroups of 16 or more; the `workgroup` layout takes
 /// them on smaller ones).
 pub fn subgroup_layout_holds(head_dim: u32, sizes: crate::kernels::SubgroupSizes) -> bool {
-    let hd4 = head_dim.div_ceil(4);
-    hd4.div_ceil(hd4.min(sizes.min).max(1)) <= DECODE_MAX_ACC
+    lane_share(head_dim / 4, sizes.min) <= DECODE_MAX_ACC
+}
+
+/// vec4s of a head of `hd4` vec4s that each of `lanes` lanes spanning it owns at most.
+fn lane_share(hd4: u32, lanes: u32) -> u32 {
+    hd4.div_ceil(hd4.min(lanes).max(1))
 }
 
 /// Attention of one new token per sequence over `kv_len` cached positions (decode), split
