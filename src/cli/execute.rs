@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::CommonArgs;
 use super::table;
-use crate::gpu::{AdapterSelector, Device, GpuContext, MockDevice, ShaderChecks};
+use crate::gpu::{Device, GpuContext, MockDevice, ShaderChecks};
 use crate::power::{AdapterIdentity, PowerMeter};
 use crate::result::{RunResult, WorkloadResult};
 use crate::runner::{self, Observer, Planned, RunSpec};
@@ -37,18 +37,17 @@ pub(super) fn run_workloads(
     if let Some(wanted) = common.replicas() {
         return super::replicas::run_replicas(common, wanted);
     }
-    let code = run_on(command, common, &common.selector(), &mut plan)?;
+    let code = run_on(command, common, &mut plan)?;
     Ok(ExitCode::from(code))
 }
 
-/// One run on the adapter `selector` names: its exit code.
+/// One run on the adapter the flags name: its exit code.
 fn run_on(
     command: &str,
     common: &CommonArgs,
-    selector: &AdapterSelector,
     plan: &mut dyn FnMut(Device<'_>) -> anyhow::Result<Planned>,
 ) -> anyhow::Result<u8> {
-    let (device, adapter_warnings) = open_device(common, selector)?;
+    let (device, adapter_warnings) = open_device(common)?;
     let mut planned = plan(device)?;
     let (policy, chosen) = common.policy(&device.facts());
     planned.device_defaults.extend(chosen);
@@ -111,10 +110,7 @@ fn run_on(
 /// [`check_adapter`]) for `run` and `serve` alike, with the adapter's warnings for the
 /// result. Never dropped: dropping a device waits for its work, which on a hung GPU never
 /// ends; the process exits right after the run anyway.
-pub(super) fn open_device(
-    common: &CommonArgs,
-    selector: &AdapterSelector,
-) -> anyhow::Result<(Device<'static>, Vec<String>)> {
+pub(super) fn open_device(common: &CommonArgs) -> anyhow::Result<(Device<'static>, Vec<String>)> {
     if let Some(wanted) = common.replicas() {
         return Err(InputError::new(format!(
             "--adapter {wanted} is for `run` and `kernel`; this command measures one adapter: \
@@ -127,7 +123,7 @@ pub(super) fn open_device(
         let mock: &'static MockDevice = Box::leak(Box::new(MockDevice::new(mode, timeout)));
         return Ok((Device::Mock(mock), Vec::new()));
     }
-    let mut ctx = GpuContext::open(selector)?;
+    let mut ctx = GpuContext::open(&common.selector())?;
     let warnings = check_adapter(&ctx, &common.host, &common.power.sysfs_root, common.backend)?;
     ctx.wait_timeout = Some(timeout);
     if common.checked_shaders {

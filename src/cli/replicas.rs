@@ -188,12 +188,11 @@ pub(super) fn run_replicas(common: &CommonArgs, wanted: &str) -> anyhow::Result<
         if bars.is_hidden() || bars.println(&ended).is_err() {
             eprintln!("{ended}");
         }
-        if common.jsonl {
-            print!("{}", String::from_utf8_lossy(&stdout));
-        } else {
+        // Under --jsonl stdout carries only documents.
+        if !common.jsonl {
             println!("── GPU {}: {} ──", r.index, r.adapter);
-            print!("{}", String::from_utf8_lossy(&stdout));
         }
+        print!("{}", String::from_utf8_lossy(&stdout));
         let doc = crate::result::io::load(&r.out).ok();
         let result = r.out.exists().then(|| r.out.display().to_string());
         runs.push((

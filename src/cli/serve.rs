@@ -157,7 +157,7 @@ pub(super) fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         .destination()
         .preflight(&crate::node::hostname(), 64 << 10)?;
     // A hidden GPU is said loudly, and --require-gpu refuses a CPU adapter, as in `run`.
-    let (device, adapter_warnings) = super::execute::open_device(common, &common.selector())?;
+    let (device, adapter_warnings) = super::execute::open_device(common)?;
     let mut meter = PowerMeter::open(&options, &AdapterIdentity::from_wgpu(&device.facts().info))?;
     let outcome = crate::serve::run(
         device,

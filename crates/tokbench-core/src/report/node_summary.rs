@@ -140,6 +140,10 @@ pub fn parse(text: &str) -> Option<Result<NodeSummary, String>> {
         kind: Option<String>,
         version: Option<u32>,
     }
+    // A cheap look first: every result file a fleet comparison reads passes through here.
+    if !text.contains(KIND) {
+        return None;
+    }
     let head: Kind = serde_json::from_str(text).ok()?;
     if head.kind.as_deref() != Some(KIND) {
         return None;
