@@ -8,7 +8,10 @@
 //               tier: CPU drivers, where each SIMD lane then follows its own sequential
 //               streams). Each block of A is loaded once and serves all TN rows: a CPU driver
 //               loads storage one lane and one component at a time, so A's loads, not the
-//               arithmetic, are what more rows per invocation save;
+//               arithmetic, are what more rows per invocation save. Every lane needs the same
+//               block of A: where the adapter has subgroup operations one lane loads it and the
+//               subgroup shares it (a_leader and a_share, from gemv_rows_shared.wgsl, appended;
+//               else gemv_rows_each.wgsl, where every lane loads its own);
 //   gemv_split: one workgroup per output, its invocations splitting K, the partial sums reduced
 //               in workgroup memory (GPUs without subgroup operations).
 
@@ -35,10 +38,10 @@ fn gemv_rows(
     @builtin(global_invocation_id) gid: vec3<u32>,
     @builtin(num_workgroups) groups: vec3<u32>,
 ) {
+    // Lanes past N stream the last row and store nothing: every lane stays in the loop below,
+    // which shares A's loads across the subgroup.
     let n0 = (gid.x + gid.y * groups.x * WG) * TN;
-    if (n0 >= p.n) {
-        return;
-    }
+    let leader = a_leader();
     var base: array<u32, MAX_TN>;
     for (var j = 0u; j < TN; j++) {
         base[j] = w_base(min(n0 + j, p.n - 1u));
@@ -52,7 +55,11 @@ fn gemv_rows(
         var av: array<array<vec4<f32>, WB>, MAX_M>;
         for (var r = 0u; r < M; r++) {
             for (var i = 0u; i < WB; i++) {
-                av[r][i] = a[p.a_off4 + r * p.lda4 + min(b * WB + i, p.k4 - 1u)];
+                var v = vec4<f32>(0.0);
+                if (leader) {
+                    v = a[p.a_off4 + r * p.lda4 + min(b * WB + i, p.k4 - 1u)];
+                }
+                av[r][i] = a_share(v);
             }
         }
         for (var j = 0u; j < TN; j++) {

@@ -12,7 +12,10 @@
 
 use anyhow::ensure;
 
-use super::{GEMV, GEMV_SUBGROUP, MATMUL, MATMUL_LARGE, MATMUL_TILED, SubgroupSizes, WeightDtype};
+use super::{
+    GEMV, GEMV_SHARED_A, GEMV_SUBGROUP, MATMUL, MATMUL_LARGE, MATMUL_TILED, SubgroupSizes,
+    WeightDtype,
+};
 use crate::gpu::{Dispatch, GpuContext};
 pub use tokbench_core::kernel_config::{GemvConfig, MatmulConfig, ProductTiles};
 
@@ -250,6 +253,9 @@ pub struct Matmul {
     dtype: WeightDtype,
     /// Send few-row products to the many-row kernel too (see [`Self::every_row_on_tiles`]).
     every_row_on_tiles: bool,
+    /// The rows GEMV shares each load of A across the subgroup ([`GEMV_SHARED_A`]): where the
+    /// adapter has SUBGROUP.
+    share_a: bool,
     /// Why the tiles built differ from those asked for (large tiles over the adapter's
     /// workgroup memory).
     note: Option<String>,
@@ -345,6 +351,7 @@ impl Matmul {
             config,
             dtype,
             every_row_on_tiles: false,
+            share_a: ctx.has(wgpu::Features::SUBGROUP),
             note,
             scratch: std::sync::Mutex::new(None),
         })
@@ -361,6 +368,16 @@ impl Matmul {
     pub fn every_row_on_tiles(self, on: bool) -> Self {
         Self {
             every_row_on_tiles: on,
+            ..self
+        }
+    }
+
+    /// The rows GEMV with every lane loading A itself, as on adapters without SUBGROUP (tests
+    /// run both variants on one adapter).
+    #[cfg(test)]
+    pub(crate) fn each_lane_loads_a(self) -> Self {
+        Self {
+            share_a: false,
             ..self
         }
     }
@@ -388,8 +405,9 @@ impl Matmul {
                 // that no longer save loads of A, already shared by the rows.
                 let tn = tn.min(GEMV_ROWS_ACCUMULATORS / pr.m).max(1);
                 let constants = [("WG", f64::from(wg)), ("M", rows), ("TN", f64::from(tn))];
+                let shader = if self.share_a { &GEMV_SHARED_A } else { &GEMV };
                 (
-                    ctx.pipeline(&GEMV, self.dtype, "gemv_rows", &constants)?,
+                    ctx.pipeline(shader, self.dtype, "gemv_rows", &constants)?,
                     pr.n.div_ceil(wg * tn),
                 )
             }
@@ -895,7 +913,18 @@ mod gpu_tests {
     }
 
     /// Runs C = A · W on the GPU and checks it against f64.
-    fn check(config: MatmulConfig, dtype: WeightDtype, (m, n, k): (usize, usize, usize)) {
+    fn check(config: MatmulConfig, dtype: WeightDtype, shape: (usize, usize, usize)) {
+        check_loading_a(config, dtype, shape, false);
+    }
+
+    /// [`check`], with the rows GEMV's lanes each loading A where `each_lane_loads_a` (on an
+    /// adapter with SUBGROUP the default shares A's loads across the subgroup).
+    fn check_loading_a(
+        config: MatmulConfig,
+        dtype: WeightDtype,
+        (m, n, k): (usize, usize, usize),
+        each_lane_loads_a: bool,
+    ) {
         let ctx = test_context();
         let a = random_values(m * k, 11, 1.0);
         let (w_bytes, w) = encode_weights(dtype, &random_values(k * n, 12, 1.0), k, n);
@@ -904,12 +933,6 @@ mod gpu_tests {
             .unwrap();
         let w_buf = ctx.storage_with("W", &w_bytes).unwrap();
         let c_buf = ctx.storage_zeroed("C", (m * n * 4) as u64).unwrap();
-        let kernel = Matmul::new(ctx, config, dtype).unwrap();
-        let d = kernel
-            .dispatch(ctx, &Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k)))
-            .unwrap();
-        ctx.execute(&d).unwrap();
-        let c = ctx.read_f32(&c_buf, m * n).unwrap();
         let reference = reference_rows(&a, &w, (n, k), &(0..m).collect::<Vec<_>>());
         // f16 keeps its own threshold here; every other format is held to f32's on the SIMT
         // tiers (see verify::nmse_threshold).
@@ -918,10 +941,22 @@ mod gpu_tests {
         } else {
             NMSE_F32
         };
+        let kernel = Matmul::new(ctx, config, dtype).unwrap();
+        let kernel = if each_lane_loads_a {
+            kernel.each_lane_loads_a()
+        } else {
+            kernel
+        };
+        let d = kernel
+            .dispatch(ctx, &Product::dense(&a_buf, &w_buf, &c_buf, (m, n, k)))
+            .unwrap();
+        ctx.execute(&d).unwrap();
+        let c = ctx.read_f32(&c_buf, m * n).unwrap();
         let result = compare(&c, &reference, threshold, format!("{m}×{n}×{k}"));
         assert!(
             result.failure.is_none(),
-            "{config:?} {dtype:?} {m}×{n}×{k}: {result:?}"
+            "{config:?} share A {} {dtype:?} {m}×{n}×{k}: {result:?}",
+            kernel.share_a
         );
     }
 
@@ -991,6 +1026,24 @@ mod gpu_tests {
                         gemv,
                     };
                     check(config, dtype, (m, 45, 99));
+                }
+            }
+        }
+    }
+
+    /// The rows GEMV's two ways of loading A (shared across the subgroup on adapters with
+    /// SUBGROUP, such as lavapipe, where the other tests use it; each lane its own elsewhere),
+    /// in every format, at row counts 1 and 5, with N leaving the last lanes past the end.
+    #[test]
+    fn rows_gemv_loads_a_either_way() {
+        let config = MatmulConfig {
+            tiles: REGISTER,
+            gemv: GemvConfig::Rows { wg: 8, tn: 3 },
+        };
+        for dtype in WeightDtype::ALL {
+            for m in [1, 5] {
+                for each_lane in [false, true] {
+                    check_loading_a(config, dtype, (m, 45, 99), each_lane);
                 }
             }
         }

@@ -144,8 +144,27 @@ pub const MATMUL: Shader = shader!("matmul", trusted: true, product: true);
 pub const MATMUL_TILED: Shader = shader!("matmul_tiled", trusted: true, product: true);
 /// Large-tile matrix multiply with split-K (prefill projections on big GPUs).
 pub const MATMUL_LARGE: Shader = shader!("matmul_large", trusted: true, product: true);
-/// Skinny multiply for up to 8 rows (decode projections, the LM head).
-pub const GEMV: Shader = shader!("gemv", trusted: true, product: true);
+/// Skinny multiply for up to 8 rows (decode projections, the LM head): gemv.wgsl with
+/// gemv_rows_each.wgsl appended (every lane of `gemv_rows` loads A itself).
+pub const GEMV: Shader = Shader {
+    path: "shaders/gemv.wgsl + shaders/gemv_rows_each.wgsl",
+    source: concat!(
+        include_str!("../../shaders/gemv.wgsl"),
+        include_str!("../../shaders/gemv_rows_each.wgsl")
+    ),
+    ..shader!("gemv", trusted: true, product: true)
+};
+/// [`GEMV`] whose `gemv_rows` shares each load of A across the subgroup (adapters with
+/// SUBGROUP): gemv.wgsl with gemv_rows_shared.wgsl appended.
+pub const GEMV_SHARED_A: Shader = Shader {
+    name: "gemv_shared_a",
+    path: "shaders/gemv.wgsl + shaders/gemv_rows_shared.wgsl",
+    source: concat!(
+        include_str!("../../shaders/gemv.wgsl"),
+        include_str!("../../shaders/gemv_rows_shared.wgsl")
+    ),
+    ..GEMV
+};
 /// Skinny multiply reduced with subgroup operations (adapters with SUBGROUP).
 pub const GEMV_SUBGROUP: Shader = shader!("gemv_subgroup", trusted: true, product: true);
 /// RMSNorm.
@@ -225,6 +244,7 @@ pub const ALL: &[Shader] = &[
     MATMUL_TILED,
     MATMUL_LARGE,
     GEMV,
+    GEMV_SHARED_A,
     GEMV_SUBGROUP,
     RMSNORM,
     ROPE_CACHE,

@@ -198,9 +198,9 @@ pub fn all(
         // More outputs per lane share each load of A, which a CPU driver loads a lane and a
         // component at a time; fewer per workgroup keep small products on every core.
         let sizes: &[(u32, u32)] = if quick {
-            &[(8, 4), (8, 8), (2, 16)]
+            &[(8, 4), (8, 8), (4, 16)]
         } else {
-            &[(16, 2), (8, 4), (8, 8), (2, 16), (4, 16), (16, 16)]
+            &[(16, 2), (8, 4), (8, 8), (2, 16), (4, 16), (8, 16), (16, 16)]
         };
         gemvs.extend(sizes.iter().map(|&(wg, tn)| GemvConfig::Rows { wg, tn }));
     } else {
@@ -544,7 +544,7 @@ mod tests {
             defaults.matmul.tiles,
             ProductTiles::Register { .. }
         ));
-        assert_eq!(defaults.matmul.gemv, GemvConfig::Rows { wg: 4, tn: 16 });
+        assert_eq!(defaults.matmul.gemv, GemvConfig::Rows { wg: 16, tn: 16 });
         assert_eq!(
             defaults.decode_attention_layout,
             DecodeAttentionLayout::Invocation

@@ -148,7 +148,7 @@ impl KernelConfig {
                         tm: 8,
                         tn: 4,
                     },
-                    gemv: GemvConfig::Rows { wg: 4, tn: 16 },
+                    gemv: GemvConfig::Rows { wg: 16, tn: 16 },
                 },
                 norm_wg: 8,
                 wg: 64,
