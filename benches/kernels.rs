@@ -11,7 +11,7 @@ use tokbench::kernels::copy::Copy;
 use tokbench::kernels::fma_probe::FmaProbe;
 use tokbench::kernels::layout::{padded_cols, random_values};
 use tokbench::kernels::matmul::{Matmul, Product};
-use tokbench::kernels::{AdapterTraits, KernelConfig, KvDtype, WeightDtype};
+use tokbench::kernels::{AdapterTraits, KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
@@ -67,16 +67,7 @@ fn bench_kernels() {
     let qkv_width = shape.qkv_dim();
     let kv = |len: u32| (shape.n_kv_heads * len) as usize * hd;
     {
-        let heads = Heads {
-            n_heads: shape.n_heads,
-            n_kv_heads: shape.n_kv_heads,
-            head_dim: shape.head_dim,
-            cache_len: prompt,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        };
+        let heads = Heads::causal(shape.n_heads, shape.n_kv_heads, shape.head_dim, prompt);
         let qkv = ctx
             .storage_with(
                 "qkv",
@@ -118,16 +109,7 @@ fn bench_kernels() {
     }
     {
         let len = depth + 1;
-        let heads = Heads {
-            n_heads: shape.n_heads,
-            n_kv_heads: shape.n_kv_heads,
-            head_dim: shape.head_dim,
-            cache_len: len,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        };
+        let heads = Heads::causal(shape.n_heads, shape.n_kv_heads, shape.head_dim, len);
         let qkv = ctx
             .storage_with(
                 "qkv",

@@ -25,7 +25,7 @@ use tokbench::kernels::attention::{Heads, PrefillAttention};
 use tokbench::kernels::copy::Copy;
 use tokbench::kernels::layout::random_values;
 use tokbench::kernels::matmul::{Matmul, Product};
-use tokbench::kernels::{KernelConfig, KvDtype, WeightDtype};
+use tokbench::kernels::{KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
@@ -119,16 +119,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
             )
         }
         Shape::Attention(p, n_heads, n_kv_heads, head_dim) => {
-            let heads = Heads {
-                n_heads,
-                n_kv_heads,
-                head_dim,
-                cache_len: p,
-                window: 0,
-                sinks: false,
-                score_dim: 0,
-                kv: KvDtype::F32,
-            };
+            let heads = Heads::causal(n_heads, n_kv_heads, head_dim, p);
             let kernel =
                 PrefillAttention::new(ctx, heads, config.wg, config.prefill_attention_tiles)
                     .expect("pipeline");

@@ -38,6 +38,22 @@ pub struct Heads {
 }
 
 impl Heads {
+    /// Full causal attention of `n_heads` query heads over `n_kv_heads` KV heads of
+    /// `head_dim`, caches of `cache_len` positions in f32: no window, no sinks, scores scaled
+    /// by the head width.
+    pub const fn causal(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Self {
+        Self {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            cache_len,
+            window: 0,
+            sinks: false,
+            score_dim: 0,
+            kv: KvDtype::F32,
+        }
+    }
+
     pub(crate) fn hd4(&self) -> u32 {
         self.head_dim / 4
     }
@@ -1258,17 +1274,9 @@ mod gpu_tests {
         layouts
     }
 
+    /// [`Heads::causal`], short for the case tables.
     fn heads(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Heads {
-        Heads {
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            cache_len,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        }
+        Heads::causal(n_heads, n_kv_heads, head_dim, cache_len)
     }
 
     /// `h` with its caches in `kv`.

@@ -527,16 +527,7 @@ fn check_product(
 /// The attention checks' heads: 4 query heads over 2 KV heads of 16, an f32 cache of
 /// `cache_len` positions, no window, no sinks.
 fn check_heads(cache_len: u32) -> Heads {
-    Heads {
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 16,
-        cache_len,
-        window: 0,
-        sinks: false,
-        score_dim: 0,
-        kv: KvDtype::F32,
-    }
+    Heads::causal(4, 2, 16, cache_len)
 }
 
 /// Decode attention on a small cache (2 query heads per KV head, 77 keys) against f64.
