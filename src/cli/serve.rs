@@ -279,17 +279,7 @@ struct Bars {
 
 impl ServeObserver for Bars {
     fn begin(&mut self, doc: &RunResult, path: &Path, notes: &[String]) {
-        eprintln!(
-            "tokbench: {} ({}, {}), timing: {:?}; writing {}",
-            doc.adapter.name,
-            doc.adapter.backend,
-            doc.adapter.device_type,
-            doc.timing_method,
-            path.display()
-        );
-        for note in notes {
-            eprintln!("tokbench: {note}");
-        }
+        super::execute::announce(doc, path, notes);
     }
 
     fn stage(&mut self, what: &str) {
