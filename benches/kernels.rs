@@ -95,7 +95,7 @@ fn bench_kernels() {
             let tiles = c.prefill_attention_tiles;
             let name = tiles.map_or("rows".to_string(), |t| format!("tiles{}x{}", t.br, t.bc));
             let d = PrefillAttention::new(ctx, heads, c.wg, tiles)
-                .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, &out))
+                .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, None, &out))
                 .expect("prefill attention");
             group.throughput(Throughput::Elements(flops::attention_flops(
                 flops::causal_pairs(prompt as usize),
@@ -140,7 +140,7 @@ fn bench_kernels() {
                 .storage_zeroed("partials", kernel.partials_bytes(1, len))
                 .expect("buffer");
             let d: Vec<Dispatch> = kernel
-                .dispatch(ctx, (1, len), &qkv, &kc, &vc, &partials, &out)
+                .dispatch(ctx, (1, len), &qkv, &kc, &vc, None, &partials, &out)
                 .expect("dispatch")
                 .to_vec();
             group.throughput(Throughput::Elements(flops::attention_flops(

@@ -138,7 +138,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
                 .storage_zeroed("o", u64::from(p * n_heads * head_dim) * 4)
                 .expect("buffer");
             let d = kernel
-                .dispatch(ctx, (1, p), &qkv, &kc, &vc, &out)
+                .dispatch(ctx, (1, p), &qkv, &kc, &vc, None, &out)
                 .expect("dispatch");
             let flops = flops::attention_flops(
                 flops::causal_pairs(p as usize),

@@ -372,7 +372,9 @@ impl PrefillAttention {
 
     /// Attention for `batch` prompts of `seq_len` tokens: q from `qkv`, K and V from the
     /// caches (positions 0..seq_len, each query within its window), output rows in `out`.
-    /// Heads with sinks take [`PrefillAttention::dispatch_with_sinks`].
+    /// `sinks` holds the layer's `n_heads` f32 sink logits, given exactly when the heads have
+    /// sinks.
+    #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
         ctx: &GpuContext,
@@ -380,38 +382,8 @@ impl PrefillAttention {
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(ctx, (batch, seq_len), [qkv, k_cache, v_cache, out], None)
-    }
-
-    /// [`PrefillAttention::dispatch`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (batch, seq_len),
-            [qkv, k_cache, v_cache, out],
-            Some(sinks),
-        )
-    }
-
-    fn launch(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        [qkv, k_cache, v_cache, out]: [&wgpu::Buffer; 4],
         sinks: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
         let h = self.heads;
         h.check_sinks(sinks)?;
@@ -463,8 +435,8 @@ impl PrefillAttentionRows {
     /// Attention of the first `tokens` rows of `qkv`: row t attends to keys 0..=position (those
     /// in its window) of the sequence `rows[t]` = (sequence, position) names, in caches of
     /// `sequences` sequences. The caller keeps every position below `heads.cache_len` and every
-    /// sequence below `sequences` (the shader runs without bounds checks). Heads with sinks
-    /// take [`PrefillAttentionRows::dispatch_with_sinks`].
+    /// sequence below `sequences` (the shader runs without bounds checks). `sinks` holds the
+    /// layer's `n_heads` f32 sink logits, given exactly when the heads have sinks.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
@@ -474,44 +446,8 @@ impl PrefillAttentionRows {
         rows: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (tokens, sequences),
-            [qkv, rows, k_cache, v_cache, out],
-            None,
-        )
-    }
-
-    /// [`PrefillAttentionRows::dispatch`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (tokens, sequences): (u32, u32),
-        qkv: &wgpu::Buffer,
-        rows: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (tokens, sequences),
-            [qkv, rows, k_cache, v_cache, out],
-            Some(sinks),
-        )
-    }
-
-    fn launch(
-        &self,
-        ctx: &GpuContext,
-        (tokens, sequences): (u32, u32),
-        [qkv, rows, k_cache, v_cache, out]: [&wgpu::Buffer; 5],
         sinks: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
         let h = self.heads;
         h.check_sinks(sinks)?;
@@ -783,7 +719,8 @@ impl DecodeAttention {
     /// (sequence, position) names and attends to keys 0..=position (those in its window) of
     /// that sequence of the caches (`sequences` of them); `max_len` (at most the cache length)
     /// sizes the split grid and must cover every row's position + 1. Output rows go to the same
-    /// row numbers of `out`. Heads with sinks take [`DecodeAttention::dispatch_rows_with_sinks`].
+    /// row numbers of `out`. `sinks` holds the layer's `n_heads` f32 sink logits, given exactly
+    /// when the heads have sinks.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch_rows(
         &self,
@@ -793,46 +730,9 @@ impl DecodeAttention {
         rows: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<[Dispatch; 2]> {
-        self.launches_rows(
-            ctx,
-            (row_base, batch, sequences, max_len),
-            [qkv, rows, k_cache, v_cache, partials, out],
-            None,
-        )
-    }
-
-    /// [`DecodeAttention::dispatch_rows`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_rows_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (row_base, batch, sequences, max_len): (u32, u32, u32, u32),
-        qkv: &wgpu::Buffer,
-        rows: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<[Dispatch; 2]> {
-        self.launches_rows(
-            ctx,
-            (row_base, batch, sequences, max_len),
-            [qkv, rows, k_cache, v_cache, partials, out],
-            Some(sinks),
-        )
-    }
-
-    fn launches_rows(
-        &self,
-        ctx: &GpuContext,
-        (row_base, batch, sequences, max_len): (u32, u32, u32, u32),
-        [qkv, rows, k_cache, v_cache, partials, out]: [&wgpu::Buffer; 6],
         sinks: Option<&wgpu::Buffer>,
+        partials: &wgpu::Buffer,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<[Dispatch; 2]> {
         let end = u64::from(row_base + batch);
         anyhow::ensure!(
@@ -858,8 +758,8 @@ impl DecodeAttention {
     }
 
     /// The two launches: q is row b of `qkv` for sequence b; keys are positions 0..kv_len (the
-    /// last `window` of them with a sliding window). Heads with sinks take
-    /// [`DecodeAttention::dispatch_with_sinks`].
+    /// last `window` of them with a sliding window). `sinks` holds the layer's `n_heads` f32
+    /// sink logits, given exactly when the heads have sinks.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
@@ -868,6 +768,7 @@ impl DecodeAttention {
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
+        sinks: Option<&wgpu::Buffer>,
         partials: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<[Dispatch; 2]> {
@@ -875,29 +776,7 @@ impl DecodeAttention {
             ctx,
             (0, batch, batch, kv_len),
             [qkv, k_cache, v_cache, partials, out],
-            (None, None),
-        )
-    }
-
-    /// [`DecodeAttention::dispatch`] for heads with sinks: `sinks` holds the layer's `n_heads`
-    /// f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (batch, kv_len): (u32, u32),
-        qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<[Dispatch; 2]> {
-        self.launches(
-            ctx,
-            (0, batch, batch, kv_len),
-            [qkv, k_cache, v_cache, partials, out],
-            (None, Some(sinks)),
+            (None, sinks),
         )
     }
 
@@ -1201,11 +1080,14 @@ pub(crate) fn verify_prefill(
     let [qkv, k, v] = &inputs.buffers;
     let len = tokens * (h.n_heads * h.head_dim) as usize;
     let out = ctx.storage_zeroed("out", len as u64 * 4)?;
-    ctx.execute(&kernel.launch(
+    ctx.execute(&kernel.dispatch(
         ctx,
         (batch, seq_len),
-        [qkv, k, v, &out],
+        qkv,
+        k,
+        v,
         inputs.sinks_buffer(),
+        &out,
     )?)?;
     let got = ctx.read_f32(&out, len)?;
     let s = seq_len as usize;
@@ -1481,11 +1363,16 @@ mod gpu_tests {
                     .unwrap();
                 let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
                 let d = kernel
-                    .launches_rows(
+                    .dispatch_rows(
                         ctx,
                         (1, 3, sequences, 40),
-                        [qkv_b, &rows_b, k_b, v_b, &partials, &out_b],
+                        qkv_b,
+                        &rows_b,
+                        k_b,
+                        v_b,
                         inputs.sinks_buffer(),
+                        &partials,
+                        &out_b,
                     )
                     .unwrap();
                 ctx.execute(&d.to_vec()).unwrap();
@@ -1516,11 +1403,15 @@ mod gpu_tests {
             let out_b = ctx.storage_zeroed("out", (out_len(n) * 4) as u64).unwrap();
             let kernel = PrefillAttentionRows::new(ctx, h, wg, tiles).unwrap();
             let d = kernel
-                .launch(
+                .dispatch(
                     ctx,
                     (n as u32, sequences),
-                    [qkv_b, &rows_b, k_b, v_b, &out_b],
+                    qkv_b,
+                    &rows_b,
+                    k_b,
+                    v_b,
                     inputs.sinks_buffer(),
+                    &out_b,
                 )
                 .unwrap();
             ctx.execute(&d).unwrap();
@@ -1649,7 +1540,7 @@ mod gpu_tests {
             let out = ctx.storage_zeroed("out", 4 * 16 * 4).unwrap();
             let grid = |depth| {
                 kernel
-                    .dispatch(ctx, (1, depth), qkv, k, v, &partials, &out)
+                    .dispatch(ctx, (1, depth), qkv, k, v, None, &partials, &out)
                     .unwrap()[0]
                     .workgroups
             };
@@ -1693,16 +1584,15 @@ mod gpu_tests {
             let len = rows.len() * (h.n_heads * h.head_dim) as usize;
             let out_b = ctx.storage_zeroed("out", len as u64 * 4).unwrap();
             let kernel = PrefillAttentionRows::new(ctx, h, 64, tiles).unwrap();
-            let sinks = inputs.sinks_buffer().unwrap();
             let d = kernel
-                .dispatch_with_sinks(
+                .dispatch(
                     ctx,
                     (rows.len() as u32, 2),
                     qkv_b,
                     &rows_b,
                     k_b,
                     v_b,
-                    sinks,
+                    inputs.sinks_buffer(),
                     &out_b,
                 )
                 .unwrap();
@@ -1798,18 +1688,22 @@ mod gpu_tests {
         let sinks = inputs.sinks_buffer().unwrap();
         let out = ctx.storage_zeroed("out", 4 * 16 * 4).unwrap();
         let plain = PrefillAttention::new(ctx, h, 64, None).unwrap();
-        assert!(plain.dispatch(ctx, (1, 1), qkv, k, v, &out).is_ok());
+        assert!(plain.dispatch(ctx, (1, 1), qkv, k, v, None, &out).is_ok());
         assert!(
             plain
-                .dispatch_with_sinks(ctx, (1, 1), qkv, k, v, sinks, &out)
+                .dispatch(ctx, (1, 1), qkv, k, v, Some(sinks), &out)
                 .is_err()
         );
         let sinking = PrefillAttention::new(ctx, with, 64, None).unwrap();
-        assert!(sinking.dispatch(ctx, (1, 1), qkv, k, v, &out).is_err());
+        assert!(
+            sinking
+                .dispatch(ctx, (1, 1), qkv, k, v, None, &out)
+                .is_err()
+        );
         let short = ctx.storage_zeroed("short", 8).unwrap();
         assert!(
             sinking
-                .dispatch_with_sinks(ctx, (1, 1), qkv, k, v, &short, &out)
+                .dispatch(ctx, (1, 1), qkv, k, v, Some(&short), &out)
                 .is_err()
         );
     }

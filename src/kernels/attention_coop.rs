@@ -97,8 +97,8 @@ impl PrefillAttentionCoop {
     }
 
     /// Attention for `batch` prompts of `seq_len` tokens, as
-    /// [`super::attention::PrefillAttention::dispatch`]. Heads with sinks take
-    /// [`PrefillAttentionCoop::dispatch_with_sinks`].
+    /// [`super::attention::PrefillAttention::dispatch`] (sinks included).
+    #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
         ctx: &GpuContext,
@@ -106,38 +106,8 @@ impl PrefillAttentionCoop {
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(ctx, (batch, seq_len), [qkv, k_cache, v_cache, out], None)
-    }
-
-    /// [`PrefillAttentionCoop::dispatch`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (batch, seq_len),
-            [qkv, k_cache, v_cache, out],
-            Some(sinks),
-        )
-    }
-
-    fn launch(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        [qkv, k_cache, v_cache, out]: [&wgpu::Buffer; 4],
         sinks: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
         self.heads.check_sinks(sinks)?;
         let params = prefill_params(&self.heads, (batch, seq_len), qkv, k_cache, v_cache, out)?;
@@ -214,19 +184,15 @@ mod gpu_tests {
                 .storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64)
                 .unwrap();
             let kernel = PrefillAttentionCoop::new(ctx, h, &support, size).unwrap();
-            let d = if h.sinks {
-                kernel.dispatch_with_sinks(
-                    ctx,
-                    (batch, seq_len),
-                    &qkv_b,
-                    &k_b,
-                    &v_b,
-                    &sinks_b,
-                    &out_b,
-                )
-            } else {
-                kernel.dispatch(ctx, (batch, seq_len), &qkv_b, &k_b, &v_b, &out_b)
-            };
+            let d = kernel.dispatch(
+                ctx,
+                (batch, seq_len),
+                &qkv_b,
+                &k_b,
+                &v_b,
+                h.sinks.then_some(&sinks_b),
+                &out_b,
+            );
             ctx.execute(&d.unwrap()).unwrap();
             let got = ctx
                 .read_f32(&out_b, tokens * h.n_heads as usize * hd)

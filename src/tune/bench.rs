@@ -234,7 +234,7 @@ impl<'a> Bench<'a> {
             let inputs = RandomInputs::new(ctx, &heads, ((b * p) as usize, b as usize), 13)?;
             let [qkv, k, v] = &inputs.buffers;
             let out = ctx.storage_zeroed("o", u64::from(b * p) * s.q_dim() as u64 * 4)?;
-            Ok(vec![kernel.dispatch(ctx, (b, p), qkv, k, v, &out)?])
+            Ok(vec![kernel.dispatch(ctx, (b, p), qkv, k, v, None, &out)?])
         })
     }
 
@@ -264,7 +264,7 @@ impl<'a> Bench<'a> {
             let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(b, kv_len))?;
             let out = ctx.storage_zeroed("o", (b as usize * s.q_dim() * 4) as u64)?;
             Ok(kernel
-                .dispatch(ctx, (b, kv_len), qkv, k, v, &partials, &out)?
+                .dispatch(ctx, (b, kv_len), qkv, k, v, None, &partials, &out)?
                 .to_vec())
         })
     }
