@@ -1176,12 +1176,51 @@ mod gpu_tests {
 
     const FLASH: Option<AttentionTiles> = Some(AttentionTiles { br: 16, bc: 16 });
 
+    /// Prefill attention over heads `h`, `wg` invocations per group in the layout `tiles`
+    /// names, against the reference on `batch` random prompts of `seq_len` tokens.
+    fn prefill_case(
+        h: Heads,
+        (batch, seq_len): (u32, u32),
+        wg: u32,
+        tiles: Option<AttentionTiles>,
+        seed: u64,
+    ) {
+        let ctx = test_context();
+        let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
+        let c = verify_prefill(ctx, &kernel, (batch, seq_len), seed).unwrap();
+        assert!(
+            c.failure.is_none(),
+            "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
+            kernel.tiles()
+        );
+    }
+
+    /// Decode attention over heads `h` in `layout`, splits of `split_len` keys and `wg`
+    /// invocations per group, against the reference for `batch` random sequences at `kv_len`
+    /// keys.
+    fn decode_case(
+        layout: DecodeAttentionLayout,
+        h: Heads,
+        (batch, kv_len): (u32, u32),
+        (split_len, wg): (u32, u32),
+        seed: u64,
+    ) {
+        let ctx = test_context();
+        let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
+        let c = verify_decode(ctx, &kernel, (batch, kv_len), seed).unwrap();
+        assert!(
+            c.failure.is_none(),
+            "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
+             (splits {:?}): {c:?}",
+            kernel.splits(batch, kv_len)
+        );
+    }
+
     /// Head widths 24 (the `tiny` preset's), 64 and 128, 1, 2 and 4 query heads per KV head,
     /// prompts that fill no tile, and tiles that fit or must shrink (4 rows of 16 lanes for
     /// head_dim 128 and 256 at 64 invocations).
     #[test]
     fn prefill_matches_reference_for_odd_lengths_and_grouped_heads() {
-        let ctx = test_context();
         let tiled = |br, bc| Some(AttentionTiles { br, bc });
         for (batch, seq_len, h, wg, tiles) in [
             (1, 1, heads(2, 1, 4, 1), 64, None),
@@ -1196,13 +1235,7 @@ mod gpu_tests {
             (1, 33, heads(4, 2, 128, 33), 64, FLASH),
             (1, 19, heads(2, 2, 256, 19), 128, tiled(8, 8)),
         ] {
-            let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
-            let c = verify_prefill(ctx, &kernel, (batch, seq_len), 61).unwrap();
-            assert!(
-                c.failure.is_none(),
-                "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
-                kernel.tiles()
-            );
+            prefill_case(h, (batch, seq_len), wg, tiles, 61);
         }
     }
 
@@ -1247,7 +1280,7 @@ mod gpu_tests {
                 (1, 50, 8, heads(12, 1, 24, 50), 64),
                 (1, 45, 8, heads(8, 1, 256, 45), 32),
             ] {
-                cases(layout, batch, kv_len, split_len, h, wg);
+                decode_case(layout, h, (batch, kv_len), (split_len, wg), 71);
             }
         }
         // Heads wider than 256 (MLA's absorbed latent rows, 576 in DeepSeek-V3): the workgroup
@@ -1257,36 +1290,16 @@ mod gpu_tests {
             (2, 41, 8, heads(10, 1, 576, 41), 64),
             (1, 70, 16, heads(5, 1, 300, 70), 32),
         ] {
-            cases(Workgroup, batch, kv_len, split_len, h, wg);
+            decode_case(Workgroup, h, (batch, kv_len), (split_len, wg), 71);
             if let Some(sizes) = ctx.traits().subgroups {
                 match subgroup_layout_holds(h.head_dim, sizes) {
-                    true => cases(Subgroup, batch, kv_len, split_len, h, wg),
+                    true => decode_case(Subgroup, h, (batch, kv_len), (split_len, wg), 71),
                     false => {
                         assert!(DecodeAttention::new(ctx, h, Subgroup, wg, split_len).is_err())
                     }
                 }
             }
             assert!(DecodeAttention::new(ctx, h, Invocation, wg, split_len).is_err());
-        }
-        fn cases(
-            layout: DecodeAttentionLayout,
-            batch: u32,
-            kv_len: u32,
-            split_len: u32,
-            h: Heads,
-            wg: u32,
-        ) {
-            let ctx = test_context();
-            {
-                let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
-                let c = verify_decode(ctx, &kernel, (batch, kv_len), 71).unwrap();
-                assert!(
-                    c.failure.is_none(),
-                    "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
-                     (splits {:?}): {c:?}",
-                    kernel.splits(batch, kv_len)
-                );
-            }
         }
     }
 
@@ -1436,7 +1449,6 @@ mod gpu_tests {
     /// heads per KV head, in the per-row layout and FlashAttention-2 tiles of several shapes.
     #[test]
     fn windowed_prefill_with_sinks_matches_reference() {
-        let ctx = test_context();
         let tiled = |br, bc| Some(AttentionTiles { br, bc });
         for (batch, seq_len, h, wg, tiles) in [
             (1, 70, windowed(heads(8, 2, 64, 70), 5, true), 64, None),
@@ -1462,13 +1474,7 @@ mod gpu_tests {
                 tiled(8, 4),
             ),
         ] {
-            let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
-            let c = verify_prefill(ctx, &kernel, (batch, seq_len), 67).unwrap();
-            assert!(
-                c.failure.is_none(),
-                "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
-                kernel.tiles()
-            );
+            prefill_case(h, (batch, seq_len), wg, tiles, 67);
         }
     }
 
@@ -1477,7 +1483,6 @@ mod gpu_tests {
     /// of 128 at a depth of 8192.
     #[test]
     fn windowed_decode_with_sinks_matches_reference() {
-        let ctx = test_context();
         for layout in decode_layouts() {
             for (batch, kv_len, split_len, h, wg) in [
                 (1, 300, 8, windowed(heads(8, 2, 128, 300), 37, true), 64),
@@ -1489,14 +1494,7 @@ mod gpu_tests {
                 (2, 203, 16, windowed(heads(8, 2, 16, 210), 1, true), 64),
                 (1, 8192, 32, windowed(heads(4, 2, 16, 8192), 128, true), 64),
             ] {
-                let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
-                let c = verify_decode(ctx, &kernel, (batch, kv_len), 73).unwrap();
-                assert!(
-                    c.failure.is_none(),
-                    "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
-                     (splits {:?}): {c:?}",
-                    kernel.splits(batch, kv_len)
-                );
+                decode_case(layout, h, (batch, kv_len), (split_len, wg), 73);
             }
         }
     }
@@ -1619,7 +1617,6 @@ mod gpu_tests {
     /// tile, grouped heads, a window with sinks.
     #[test]
     fn prefill_reads_every_kv_format() {
-        let ctx = test_context();
         let tiled = |br, bc| Some(AttentionTiles { br, bc });
         for kv in PACKED_KV {
             for (batch, seq_len, h, wg, tiles) in [
@@ -1633,14 +1630,7 @@ mod gpu_tests {
                 (1, 33, heads(4, 2, 128, 33), 64, FLASH),
                 (1, 45, windowed(heads(8, 2, 40, 45), 5, true), 64, FLASH),
             ] {
-                let h = stored_as(h, kv);
-                let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
-                let c = verify_prefill(ctx, &kernel, (batch, seq_len), 63).unwrap();
-                assert!(
-                    c.failure.is_none(),
-                    "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
-                    kernel.tiles()
-                );
+                prefill_case(stored_as(h, kv), (batch, seq_len), wg, tiles, 63);
             }
         }
     }
@@ -1650,7 +1640,6 @@ mod gpu_tests {
     /// grouped heads, a window with sinks.
     #[test]
     fn decode_reads_every_kv_format() {
-        let ctx = test_context();
         for kv in PACKED_KV {
             for layout in decode_layouts() {
                 for (batch, kv_len, split_len, h, wg) in [
@@ -1662,14 +1651,12 @@ mod gpu_tests {
                     (1, 203, 16, heads(16, 4, 128, 210), 128),
                     (1, 300, 8, windowed(heads(8, 2, 72, 300), 37, true), 64),
                 ] {
-                    let h = stored_as(h, kv);
-                    let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
-                    let c = verify_decode(ctx, &kernel, (batch, kv_len), 75).unwrap();
-                    assert!(
-                        c.failure.is_none(),
-                        "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
-                         (splits {:?}): {c:?}",
-                        kernel.splits(batch, kv_len)
+                    decode_case(
+                        layout,
+                        stored_as(h, kv),
+                        (batch, kv_len),
+                        (split_len, wg),
+                        75,
                     );
                 }
             }
