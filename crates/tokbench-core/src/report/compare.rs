@@ -59,6 +59,15 @@ impl Metric {
     pub fn higher_is_better(self) -> bool {
         self != Self::CostPerMtok
     }
+
+    /// Which way is better, in words: "higher" or "lower".
+    pub fn better(self) -> &'static str {
+        if self.higher_is_better() {
+            "higher"
+        } else {
+            "lower"
+        }
+    }
 }
 
 /// How to compare.
