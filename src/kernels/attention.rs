@@ -355,7 +355,18 @@ impl PrefillAttention {
         wg: u32,
         tiles: Option<AttentionTiles>,
     ) -> anyhow::Result<Self> {
-        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, false)?;
+        Self::build(ctx, heads, (wg, tiles), false)
+    }
+
+    /// [`PrefillAttention::new`], of the entry points whose query rows name their sequence
+    /// and position when `rows` is true.
+    fn build(
+        ctx: &GpuContext,
+        heads: Heads,
+        (wg, tiles): (u32, Option<AttentionTiles>),
+        rows: bool,
+    ) -> anyhow::Result<Self> {
+        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, rows)?;
         Ok(Self {
             pipeline,
             heads,
@@ -404,14 +415,9 @@ impl PrefillAttention {
 }
 
 /// Prefill attention where each query row names its cache sequence and position (serving:
-/// a chunk of a prompt continuing an earlier chunk, in one sequence of a shared cache).
-pub struct PrefillAttentionRows {
-    pipeline: wgpu::ComputePipeline,
-    heads: Heads,
-    wg: u32,
-    tiles: Option<FlashTiles>,
-    no_sinks: wgpu::Buffer,
-}
+/// a chunk of a prompt continuing an earlier chunk, in one sequence of a shared cache): the
+/// same kernel state as [`PrefillAttention`], with the pipeline of the rows entry points.
+pub struct PrefillAttentionRows(PrefillAttention);
 
 impl PrefillAttentionRows {
     /// Builds the pipeline for these heads, in the layout [`PrefillAttention::new`] describes;
@@ -422,14 +428,7 @@ impl PrefillAttentionRows {
         wg: u32,
         tiles: Option<AttentionTiles>,
     ) -> anyhow::Result<Self> {
-        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, true)?;
-        Ok(Self {
-            pipeline,
-            heads,
-            wg,
-            tiles,
-            no_sinks: no_sinks(ctx)?,
-        })
+        PrefillAttention::build(ctx, heads, (wg, tiles), true).map(Self)
     }
 
     /// Attention of the first `tokens` rows of `qkv`: row t attends to keys 0..=position (those
@@ -449,7 +448,7 @@ impl PrefillAttentionRows {
         sinks: Option<&wgpu::Buffer>,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
-        let h = self.heads;
+        let h = self.0.heads;
         h.check_sinks(sinks)?;
         // One "prompt" per sequence of the cache for the size checks; seq_len is unused.
         let mut params = prefill_params(&h, (sequences, 1), qkv, k_cache, v_cache, out)?;
@@ -460,10 +459,10 @@ impl PrefillAttentionRows {
             "prefill attention rows: buffers too small for {tokens} rows"
         );
         params.tokens = tokens;
-        let rows_per_group = self.tiles.map_or(self.wg, |t| t.br);
-        let sinks = sinks.unwrap_or(&self.no_sinks);
+        let rows_per_group = self.0.tiles.map_or(self.0.wg, |t| t.br);
+        let sinks = sinks.unwrap_or(&self.0.no_sinks);
         ctx.dispatch(
-            &self.pipeline,
+            &self.0.pipeline,
             &params,
             &[
                 (1, qkv),
