@@ -896,6 +896,20 @@ mod gpu_tests {
         );
     }
 
+    /// [`check`] of the few-row kernel `gemv` at every row count it serves, n outputs of k.
+    fn check_every_row_count(gemv: GemvConfig, dtype: WeightDtype, (n, k): (usize, usize)) {
+        for m in 1..=GEMV_MAX_ROWS as usize {
+            check(
+                MatmulConfig {
+                    tiles: REGISTER,
+                    gemv,
+                },
+                dtype,
+                (m, n, k),
+            );
+        }
+    }
+
     #[test]
     fn every_tier_matches_reference_including_shapes_that_divide_no_tile() {
         let shapes = [
@@ -956,13 +970,7 @@ mod gpu_tests {
             .into_iter()
             .chain(many)
             {
-                for m in 1..=GEMV_MAX_ROWS as usize {
-                    let config = MatmulConfig {
-                        tiles: REGISTER,
-                        gemv,
-                    };
-                    check(config, dtype, (m, 45, 99));
-                }
+                check_every_row_count(gemv, dtype, (45, 99));
             }
         }
     }
@@ -984,13 +992,7 @@ mod gpu_tests {
             }
             // 1, 4 and the mismatched grid: 2 and twice the size run in the other tests.
             for gemv in [kinds[0], kinds[2], kinds[3]] {
-                for m in 1..=GEMV_MAX_ROWS as usize {
-                    let config = MatmulConfig {
-                        tiles: REGISTER,
-                        gemv,
-                    };
-                    check(config, dtype, (m, 37, 333));
-                }
+                check_every_row_count(gemv, dtype, (37, 333));
             }
         }
     }
@@ -1185,16 +1187,7 @@ mod gpu_tests {
             GemvConfig::Split { wg: 1 },
             GemvConfig::Split { wg: 256 },
         ] {
-            for m in 1..=GEMV_MAX_ROWS as usize {
-                check(
-                    MatmulConfig {
-                        tiles: REGISTER,
-                        gemv,
-                    },
-                    WeightDtype::F32,
-                    (m, 45, 29),
-                );
-            }
+            check_every_row_count(gemv, WeightDtype::F32, (45, 29));
         }
     }
 
