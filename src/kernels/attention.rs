@@ -1194,6 +1194,46 @@ mod gpu_tests {
         );
     }
 
+    /// [`PrefillAttentionRows`] over heads `h` (`wg` invocations per group, in the layout `tiles`
+    /// names) on `inputs`, whose caches hold `sequences` sequences: query row r at the
+    /// (sequence, position) `rows[r]`, compared with the reference as `what`.
+    fn prefill_rows_case(
+        h: Heads,
+        (wg, tiles): (u32, Option<AttentionTiles>),
+        inputs: &RandomInputs,
+        (rows, sequences): (&[[u32; 2]], u32),
+        what: &str,
+    ) -> Correctness {
+        let ctx = test_context();
+        let [qkv, k, v] = &inputs.buffers;
+        let rows_b = ctx
+            .storage_with("rows", bytemuck::cast_slice(rows))
+            .unwrap();
+        let len = rows.len() * (h.n_heads * h.head_dim) as usize;
+        let out = ctx.storage_zeroed("out", len as u64 * 4).unwrap();
+        let kernel = PrefillAttentionRows::new(ctx, h, wg, tiles).unwrap();
+        let d = kernel
+            .dispatch(
+                ctx,
+                (rows.len() as u32, sequences),
+                qkv,
+                &rows_b,
+                k,
+                v,
+                inputs.sinks_buffer(),
+                &out,
+            )
+            .unwrap();
+        ctx.execute(&d).unwrap();
+        let got = ctx.read_f32(&out, len).unwrap();
+        let want: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
+            .collect();
+        compare(&got, &inputs.reference(&h, &want), NMSE_F32, what.into())
+    }
+
     /// Decode attention over heads `h` in `layout`, splits of `split_len` keys and `wg`
     /// invocations per group, against the reference for `batch` random sequences at `kv_len`
     /// keys.
@@ -1408,37 +1448,8 @@ mod gpu_tests {
             prefill_rows.extend([[2, 3], [0, 7], [2, 4], [0, 0], [2, 39], [0, 8]]);
             let n = prefill_rows.len();
             let inputs = RandomInputs::new(ctx, &h, (n, sequences as usize), 84).unwrap();
-            let [qkv_b, k_b, v_b] = &inputs.buffers;
-            let rows_b = ctx
-                .storage_with("rows", bytemuck::cast_slice(&prefill_rows))
-                .unwrap();
-            let out_b = ctx.storage_zeroed("out", (out_len(n) * 4) as u64).unwrap();
-            let kernel = PrefillAttentionRows::new(ctx, h, wg, tiles).unwrap();
-            let d = kernel
-                .dispatch(
-                    ctx,
-                    (n as u32, sequences),
-                    qkv_b,
-                    &rows_b,
-                    k_b,
-                    v_b,
-                    inputs.sinks_buffer(),
-                    &out_b,
-                )
-                .unwrap();
-            ctx.execute(&d).unwrap();
-            let got = ctx.read_f32(&out_b, out_len(n)).unwrap();
-            let want: Vec<_> = prefill_rows
-                .iter()
-                .enumerate()
-                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
-                .collect();
-            let c = compare(
-                &got,
-                &inputs.reference(&h, &want),
-                NMSE_F32,
-                "prefill rows".into(),
-            );
+            let rows = (prefill_rows.as_slice(), sequences);
+            let c = prefill_rows_case(h, (wg, tiles), &inputs, rows, "prefill rows");
             assert!(c.failure.is_none(), "{tiles:?} {h:?} prefill rows: {c:?}");
         }
     }
@@ -1574,38 +1585,7 @@ mod gpu_tests {
         for tiles in [None, FLASH] {
             let mut inputs = RandomInputs::new(ctx, &h, (rows.len(), 2), 93).unwrap();
             inputs.poison(ctx, &h, (6..24).chain(64..320)).unwrap();
-            let [qkv_b, k_b, v_b] = &inputs.buffers;
-            let rows_b = ctx
-                .storage_with("rows", bytemuck::cast_slice(&rows))
-                .unwrap();
-            let len = rows.len() * (h.n_heads * h.head_dim) as usize;
-            let out_b = ctx.storage_zeroed("out", len as u64 * 4).unwrap();
-            let kernel = PrefillAttentionRows::new(ctx, h, 64, tiles).unwrap();
-            let d = kernel
-                .dispatch(
-                    ctx,
-                    (rows.len() as u32, 2),
-                    qkv_b,
-                    &rows_b,
-                    k_b,
-                    v_b,
-                    inputs.sinks_buffer(),
-                    &out_b,
-                )
-                .unwrap();
-            ctx.execute(&d).unwrap();
-            let got = ctx.read_f32(&out_b, len).unwrap();
-            let want: Vec<_> = rows
-                .iter()
-                .enumerate()
-                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
-                .collect();
-            let c = compare(
-                &got,
-                &inputs.reference(&h, &want),
-                NMSE_F32,
-                "poisoned prefill rows".into(),
-            );
+            let c = prefill_rows_case(h, (64, tiles), &inputs, (&rows, 2), "poisoned prefill rows");
             assert!(c.failure.is_none(), "{tiles:?} {h:?}: {c:?}");
         }
     }
