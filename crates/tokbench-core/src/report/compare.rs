@@ -817,14 +817,7 @@ fn entry_notes(
 mod tests {
     use super::*;
     use crate::report::cost::HardwarePrice;
-    use crate::report::fixtures::{self, decode, jittered, prefill, with_power};
-
-    fn source(doc: RunResult) -> Source {
-        Source {
-            label: format!("{}.json", doc.node.hostname),
-            doc,
-        }
-    }
+    use crate::report::fixtures::{self, decode, jittered, prefill, source, with_power};
 
     fn loaded(docs: Vec<RunResult>) -> Loaded {
         Loaded {
