@@ -7,7 +7,6 @@ mod common;
 use criterion::Throughput;
 use tokbench::gpu::Dispatch;
 use tokbench::kernels::attention::{DecodeAttention, Heads, PrefillAttention};
-use tokbench::kernels::copy::Copy;
 use tokbench::kernels::fma_probe::FmaProbe;
 use tokbench::kernels::layout::{padded_cols, random_values};
 use tokbench::kernels::matmul::{Matmul, Product};
@@ -172,12 +171,7 @@ fn bench_kernels() {
         group.bench_function("probe-fma", |b| b.iter_custom(|iters| gpu_time(&d, iters)));
     }
     {
-        let bytes = ctx.max_binding_bytes().min(128 << 20) / 16 * 16;
-        let src = ctx.storage_zeroed("src", bytes).expect("buffer");
-        let dst = ctx.storage_zeroed("dst", bytes).expect("buffer");
-        let d = Copy::new(ctx)
-            .and_then(|k| k.dispatch(ctx, (bytes / 16) as u32, &src, &dst))
-            .expect("copy");
+        let (d, bytes) = common::copy_probe(128 << 20);
         group.throughput(Throughput::Bytes(2 * bytes));
         group.bench_function("probe-copy", |b| b.iter_custom(|iters| gpu_time(&d, iters)));
     }

@@ -20,15 +20,14 @@
 mod common;
 
 use criterion::Throughput;
-use tokbench::gpu::{Dispatch, PassRecorder};
+use tokbench::gpu::Dispatch;
 use tokbench::kernels::attention::{Heads, PrefillAttention};
-use tokbench::kernels::copy::Copy;
 use tokbench::kernels::layout::random_values;
 use tokbench::kernels::matmul::{Matmul, Product};
 use tokbench::kernels::{KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
-use common::{ctx, gpu_time};
+use common::{ctx, gpu_time, median_s};
 
 /// What is timed.
 enum Shape {
@@ -87,14 +86,6 @@ const CASES: [Case; 4] = [
         ggml: 0.432,
     },
 ];
-
-/// Median of `runs` timed executions, in seconds.
-fn median_s(work: &dyn PassRecorder, runs: u32) -> f64 {
-    ctx().time_runs(work, 1).expect("warm-up");
-    let mut t = ctx().time_runs(work, runs).expect("timed runs");
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
 
 /// The launch of a case, its FLOPs and its bytes.
 fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
@@ -195,12 +186,7 @@ fn main() {
     group.finish();
     c.final_summary();
 
-    let bytes = ctx.max_binding_bytes().min(256 << 20) / 16 * 16;
-    let src = ctx.storage_zeroed("src", bytes).expect("buffer");
-    let dst = ctx.storage_zeroed("dst", bytes).expect("buffer");
-    let copy = Copy::new(ctx)
-        .and_then(|k| k.dispatch(ctx, (bytes / 16) as u32, &src, &dst))
-        .expect("copy");
+    let (copy, bytes) = common::copy_probe(256 << 20);
     let copy_gbps = 2.0 * bytes as f64 / median_s(&copy, 9) / 1e9;
 
     let cpu = ctx.traits().cpu;
