@@ -12,21 +12,12 @@
 mod common;
 
 use criterion::Throughput;
-use tokbench::gpu::PassRecorder;
 use tokbench::kernels::layout::random_values;
 use tokbench::kernels::matmul::{Matmul, Product};
 use tokbench::kernels::{KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
-use common::{ctx, gpu_time};
-
-/// Median of `runs` timed executions after one warm-up, in seconds.
-fn median_s(work: &dyn PassRecorder, runs: u32) -> f64 {
-    ctx().time_runs(work, 1).expect("warm-up");
-    let mut t = ctx().time_runs(work, runs).expect("timed runs");
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
+use common::{ctx, gpu_time, median_s};
 
 fn main() {
     let ctx = ctx();

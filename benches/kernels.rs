@@ -7,11 +7,10 @@ mod common;
 use criterion::Throughput;
 use tokbench::gpu::Dispatch;
 use tokbench::kernels::attention::{DecodeAttention, Heads, PrefillAttention};
-use tokbench::kernels::copy::Copy;
 use tokbench::kernels::fma_probe::FmaProbe;
 use tokbench::kernels::layout::{padded_cols, random_values};
 use tokbench::kernels::matmul::{Matmul, Product};
-use tokbench::kernels::{AdapterTraits, KernelConfig, KvDtype, WeightDtype};
+use tokbench::kernels::{AdapterTraits, KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
 use common::{ctx, gpu_time};
@@ -67,16 +66,7 @@ fn bench_kernels() {
     let qkv_width = shape.qkv_dim();
     let kv = |len: u32| (shape.n_kv_heads * len) as usize * hd;
     {
-        let heads = Heads {
-            n_heads: shape.n_heads,
-            n_kv_heads: shape.n_kv_heads,
-            head_dim: shape.head_dim,
-            cache_len: prompt,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        };
+        let heads = Heads::causal(shape.n_heads, shape.n_kv_heads, shape.head_dim, prompt);
         let qkv = ctx
             .storage_with(
                 "qkv",
@@ -104,7 +94,7 @@ fn bench_kernels() {
             let tiles = c.prefill_attention_tiles;
             let name = tiles.map_or("rows".to_string(), |t| format!("tiles{}x{}", t.br, t.bc));
             let d = PrefillAttention::new(ctx, heads, c.wg, tiles)
-                .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, &out))
+                .and_then(|k| k.dispatch(ctx, (1, prompt), &qkv, &kc, &vc, None, &out))
                 .expect("prefill attention");
             group.throughput(Throughput::Elements(flops::attention_flops(
                 flops::causal_pairs(prompt as usize),
@@ -118,16 +108,7 @@ fn bench_kernels() {
     }
     {
         let len = depth + 1;
-        let heads = Heads {
-            n_heads: shape.n_heads,
-            n_kv_heads: shape.n_kv_heads,
-            head_dim: shape.head_dim,
-            cache_len: len,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        };
+        let heads = Heads::causal(shape.n_heads, shape.n_kv_heads, shape.head_dim, len);
         let qkv = ctx
             .storage_with(
                 "qkv",
@@ -158,7 +139,7 @@ fn bench_kernels() {
                 .storage_zeroed("partials", kernel.partials_bytes(1, len))
                 .expect("buffer");
             let d: Vec<Dispatch> = kernel
-                .dispatch(ctx, (1, len), &qkv, &kc, &vc, &partials, &out)
+                .dispatch(ctx, (1, len), &qkv, &kc, &vc, None, &partials, &out)
                 .expect("dispatch")
                 .to_vec();
             group.throughput(Throughput::Elements(flops::attention_flops(
@@ -190,12 +171,7 @@ fn bench_kernels() {
         group.bench_function("probe-fma", |b| b.iter_custom(|iters| gpu_time(&d, iters)));
     }
     {
-        let bytes = ctx.max_binding_bytes().min(128 << 20) / 16 * 16;
-        let src = ctx.storage_zeroed("src", bytes).expect("buffer");
-        let dst = ctx.storage_zeroed("dst", bytes).expect("buffer");
-        let d = Copy::new(ctx)
-            .and_then(|k| k.dispatch(ctx, (bytes / 16) as u32, &src, &dst))
-            .expect("copy");
+        let (d, bytes) = common::copy_probe(128 << 20);
         group.throughput(Throughput::Bytes(2 * bytes));
         group.bench_function("probe-copy", |b| b.iter_custom(|iters| gpu_time(&d, iters)));
     }

@@ -20,15 +20,14 @@
 mod common;
 
 use criterion::Throughput;
-use tokbench::gpu::{Dispatch, PassRecorder};
+use tokbench::gpu::Dispatch;
 use tokbench::kernels::attention::{Heads, PrefillAttention};
-use tokbench::kernels::copy::Copy;
 use tokbench::kernels::layout::random_values;
 use tokbench::kernels::matmul::{Matmul, Product};
-use tokbench::kernels::{KernelConfig, KvDtype, WeightDtype};
+use tokbench::kernels::{KernelConfig, WeightDtype};
 use tokbench::model::flops;
 
-use common::{ctx, gpu_time};
+use common::{ctx, gpu_time, median_s};
 
 /// What is timed.
 enum Shape {
@@ -88,14 +87,6 @@ const CASES: [Case; 4] = [
     },
 ];
 
-/// Median of `runs` timed executions, in seconds.
-fn median_s(work: &dyn PassRecorder, runs: u32) -> f64 {
-    ctx().time_runs(work, 1).expect("warm-up");
-    let mut t = ctx().time_runs(work, runs).expect("timed runs");
-    t.sort_by(f64::total_cmp);
-    t[t.len() / 2]
-}
-
 /// The launch of a case, its FLOPs and its bytes.
 fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
     let ctx = ctx();
@@ -119,16 +110,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
             )
         }
         Shape::Attention(p, n_heads, n_kv_heads, head_dim) => {
-            let heads = Heads {
-                n_heads,
-                n_kv_heads,
-                head_dim,
-                cache_len: p,
-                window: 0,
-                sinks: false,
-                score_dim: 0,
-                kv: KvDtype::F32,
-            };
+            let heads = Heads::causal(n_heads, n_kv_heads, head_dim, p);
             let kernel =
                 PrefillAttention::new(ctx, heads, config.wg, config.prefill_attention_tiles)
                     .expect("pipeline");
@@ -147,7 +129,7 @@ fn setup(shape: &Shape, config: &KernelConfig) -> (Dispatch, f64, f64) {
                 .storage_zeroed("o", u64::from(p * n_heads * head_dim) * 4)
                 .expect("buffer");
             let d = kernel
-                .dispatch(ctx, (1, p), &qkv, &kc, &vc, &out)
+                .dispatch(ctx, (1, p), &qkv, &kc, &vc, None, &out)
                 .expect("dispatch");
             let flops = flops::attention_flops(
                 flops::causal_pairs(p as usize),
@@ -204,12 +186,7 @@ fn main() {
     group.finish();
     c.final_summary();
 
-    let bytes = ctx.max_binding_bytes().min(256 << 20) / 16 * 16;
-    let src = ctx.storage_zeroed("src", bytes).expect("buffer");
-    let dst = ctx.storage_zeroed("dst", bytes).expect("buffer");
-    let copy = Copy::new(ctx)
-        .and_then(|k| k.dispatch(ctx, (bytes / 16) as u32, &src, &dst))
-        .expect("copy");
+    let (copy, bytes) = common::copy_probe(256 << 20);
     let copy_gbps = 2.0 * bytes as f64 / median_s(&copy, 9) / 1e9;
 
     let cpu = ctx.traits().cpu;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::Context as _;
 
-use crate::gpu::Device;
+use crate::gpu::{Device, DeviceFacts};
 use crate::kernels::KernelConfig;
 use crate::measure::{MeasureEnv, Measured, MockTimer, measure};
 use crate::model::Phase;
@@ -113,28 +113,19 @@ pub fn run(
         w.check_fits(&facts)?;
     }
     let doc = RunResult {
-        schema_version: SCHEMA_VERSION,
-        tool: tool_info(),
-        started_at: now_utc(),
-        finished_at: None,
-        interrupted: false,
-        node: crate::node::fingerprint(),
-        adapter: facts.adapter_record(),
-        timing_method: facts.timing_method,
-        plan: PlanRecord {
-            command: spec.command.clone(),
-            sampling: spec.policy,
-            model: planned.model,
-            repetitions,
-            device_defaults: planned.device_defaults,
-            adapter_warnings: planned.adapter_warnings,
-        },
         kernel_config: planned.kernel_config,
         kernel_config_source: planned.kernel_config_source,
-        probes: None,
-        power: PowerSetup::none("none", "no power meter in this run"),
-        workloads: Vec::new(),
-        serving: None,
+        ..new_result(
+            &facts,
+            PlanRecord {
+                command: spec.command.clone(),
+                sampling: spec.policy,
+                model: planned.model,
+                repetitions,
+                device_defaults: planned.device_defaults,
+                adapter_warnings: planned.adapter_warnings,
+            },
+        )
     };
     let mut writer = ResultWriter::create(&spec.destination, doc)?;
     observer.begin(writer.document(), writer.path(), &planned.notes);
@@ -408,6 +399,28 @@ impl PeakTracker {
             matrix_gflops: self.matrix_gflops,
             read_gbps: self.read_gbps,
         })
+    }
+}
+
+/// The document of a run that starts now on the adapter `facts` describes, under `plan`: no
+/// kernel configuration, probes, power meter, workloads or serving yet.
+pub fn new_result(facts: &DeviceFacts, plan: PlanRecord) -> RunResult {
+    RunResult {
+        schema_version: SCHEMA_VERSION,
+        tool: tool_info(),
+        started_at: now_utc(),
+        finished_at: None,
+        interrupted: false,
+        node: crate::node::fingerprint(),
+        adapter: facts.adapter_record(),
+        timing_method: facts.timing_method,
+        plan,
+        kernel_config: None,
+        kernel_config_source: None,
+        probes: None,
+        power: PowerSetup::none("none", "no power meter in this run"),
+        workloads: Vec::new(),
+        serving: None,
     }
 }
 

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use common::{
     QUICK, Written, assert_code, assert_contains, assert_usage_error, quick_ok, read_json, run_ok,
@@ -89,17 +89,22 @@ fn unknown_adapter_or_backend_is_a_usage_error() {
     assert_usage_error(&out, "cuda");
 }
 
+/// Runs `args` with `--out` naming a file in `dir` that already exists: a usage error that
+/// leaves the file as it was. Returns the file's path.
+fn existing_out_is_refused(dir: &Path, args: &str) -> PathBuf {
+    let existing = dir.join("taken.json");
+    std::fs::write(&existing, "keep me").unwrap();
+    let mut argv: Vec<&str> = args.split_whitespace().collect();
+    argv.extend(["--out", existing.to_str().unwrap()]);
+    assert_usage_error(&tokbench(&argv), "already exists");
+    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+    existing
+}
+
 #[test]
 fn unwritable_or_existing_output_is_refused_before_measuring() {
     let dir = tempfile::tempdir().unwrap();
-    let existing = dir.path().join("taken.json");
-    std::fs::write(&existing, "keep me").unwrap();
-    let out = tokbench(&argv![
-        "kernel matmul --m 4 --n 4 --k 4 --out",
-        existing.to_str().unwrap()
-    ]);
-    assert_usage_error(&out, "already exists");
-    assert_eq!(std::fs::read_to_string(&existing).unwrap(), "keep me");
+    let existing = existing_out_is_refused(dir.path(), "kernel matmul --m 4 --n 4 --k 4");
 
     // A path below a regular file cannot be created, even by root.
     let below_file = existing.join("r.json");
@@ -398,13 +403,7 @@ fn bad_power_options_are_refused_before_any_device_is_opened() {
         .unwrap();
     assert_usage_error(&out, "--power-hz 0");
     assert!(!cache_path.exists(), "no tune cache may be written");
-    let existing = cache.path().join("exists.json");
-    std::fs::write(&existing, "{}").unwrap();
-    let out = tokbench(&argv![
-        "run --preset tiny --backend metal --out",
-        existing.to_str().unwrap()
-    ]);
-    assert_usage_error(&out, "already exists");
+    existing_out_is_refused(cache.path(), "run --preset tiny --backend metal");
 }
 
 /// `--math`: coopmat where the tier cannot run is a usage error naming what is missing (f32

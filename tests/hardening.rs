@@ -71,13 +71,19 @@ fn slow_run(out: &Path) -> Child {
     ])
 }
 
+/// [`slow_run`], sent Ctrl-C once its first workload is in the file.
+fn interrupted_slow_run(out: &Path) -> Child {
+    let mut child = slow_run(out);
+    wait_for_workloads(out, 1, &mut child);
+    interrupt(&child);
+    child
+}
+
 #[test]
 fn ctrl_c_stops_after_the_workload_in_flight_and_keeps_the_finished_ones() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let mut child = slow_run(&out);
-    wait_for_workloads(&out, 1, &mut child);
-    interrupt(&child);
+    let child = interrupted_slow_run(&out);
     let output = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(130), "{stderr}");
@@ -94,9 +100,7 @@ fn ctrl_c_stops_after_the_workload_in_flight_and_keeps_the_finished_ones() {
 fn a_second_ctrl_c_exits_at_once_and_the_file_stays_whole() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("r.json");
-    let mut child = slow_run(&out);
-    wait_for_workloads(&out, 1, &mut child);
-    interrupt(&child);
+    let child = interrupted_slow_run(&out);
     std::thread::sleep(Duration::from_millis(100));
     interrupt(&child);
     let started = Instant::now();

@@ -7,7 +7,8 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use tokbench::gpu::{AdapterSelector, GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
+use tokbench::gpu::{AdapterSelector, Dispatch, GpuContext, MAX_RUNS_PER_BATCH, PassRecorder};
+use tokbench::kernels::copy::Copy;
 use tokbench::model::presets::{self, Preset};
 
 /// The device every bench uses, opened on first use: `TOKBENCH_ADAPTER` picks it, as
@@ -99,6 +100,27 @@ pub fn gpu_time(work: &dyn PassRecorder, iters: u64) -> Duration {
         left -= u64::from(batch);
     }
     Duration::from_secs_f64(total)
+}
+
+/// Median of `runs` timed executions after one warm-up, in seconds.
+pub fn median_s(work: &dyn PassRecorder, runs: u32) -> f64 {
+    ctx().time_runs(work, 1).expect("warm-up");
+    let mut t = ctx().time_runs(work, runs).expect("timed runs");
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+/// The copy probe's launch over the largest binding the device allows, at most `cap` bytes
+/// (whole vec4s), from one buffer to another; and the bytes it copies.
+pub fn copy_probe(cap: u64) -> (Dispatch, u64) {
+    let ctx = ctx();
+    let bytes = ctx.max_binding_bytes().min(cap) / 16 * 16;
+    let src = ctx.storage_zeroed("src", bytes).expect("buffer");
+    let dst = ctx.storage_zeroed("dst", bytes).expect("buffer");
+    let d = Copy::new(ctx)
+        .and_then(|k| k.dispatch(ctx, (bytes / 16) as u32, &src, &dst))
+        .expect("copy");
+    (d, bytes)
 }
 
 /// One figure of llama.cpp's decode GEMV (`MUL_MAT m=4096 n=1 k=K`, a 4096 × K weight of type

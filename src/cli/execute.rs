@@ -180,6 +180,22 @@ fn workload_bar(target: indicatif::ProgressDrawTarget) -> ProgressBar {
     )
 }
 
+/// Says on stderr which adapter a run (or serve) measures, how it times, where it writes the
+/// result, and the notes of its set-up.
+pub(super) fn announce(doc: &RunResult, path: &Path, notes: &[String]) {
+    eprintln!(
+        "tokbench: {} ({}, {}), timing: {:?}; writing {}",
+        doc.adapter.name,
+        doc.adapter.backend,
+        doc.adapter.device_type,
+        doc.timing_method,
+        path.display()
+    );
+    for note in notes {
+        eprintln!("tokbench: {note}");
+    }
+}
+
 /// One progress bar per workload on stderr (hidden when stderr is not a terminal).
 #[derive(Default)]
 struct ProgressBars {
@@ -191,17 +207,7 @@ struct ProgressBars {
 
 impl Observer for ProgressBars {
     fn begin(&mut self, doc: &RunResult, path: &Path, notes: &[String]) {
-        eprintln!(
-            "tokbench: {} ({}, {}), timing: {:?}; writing {}",
-            doc.adapter.name,
-            doc.adapter.backend,
-            doc.adapter.device_type,
-            doc.timing_method,
-            path.display()
-        );
-        for note in notes {
-            eprintln!("tokbench: {note}");
-        }
+        announce(doc, path, notes);
     }
 
     fn workload(

@@ -243,9 +243,9 @@ fn parse_tiles(text: &str) -> Result<ProductTiles, String> {
     serde_json::from_str(text).map_err(|e| format!("--tiles {text}: {e}"))
 }
 
+/// The model of `run` and `serve`: a preset, an inline shape or a shape file.
 #[derive(Debug, Args)]
-#[command(after_help = EXIT_CODES)]
-struct RunArgs {
+struct ModelArgs {
     /// Model shape preset (see `tokbench presets`); by default one that suits the device.
     #[arg(long, env = "TOKBENCH_PRESET", conflicts_with_all = ["model", "model_file"])]
     preset: Option<String>,
@@ -255,6 +255,29 @@ struct RunArgs {
     /// A custom shape from a JSON file with those seven fields.
     #[arg(long, value_name = "PATH")]
     model_file: Option<PathBuf>,
+}
+
+impl ModelArgs {
+    /// The model these flags name; `None` lets the device choose.
+    fn choice(&self) -> anyhow::Result<Option<(String, ModelShape)>> {
+        Ok(if let Some(name) = &self.preset {
+            let p = presets::find(name)?;
+            Some((p.name.to_string(), p.shape))
+        } else if let Some(text) = &self.model {
+            Some(("custom".to_string(), ModelShape::parse_inline(text)?))
+        } else if let Some(path) = &self.model_file {
+            Some(("custom".to_string(), ModelShape::from_file(path)?))
+        } else {
+            None
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = EXIT_CODES)]
+struct RunArgs {
+    #[command(flatten)]
+    model: ModelArgs,
     /// Phases to run, comma-separated: prefill, decode.
     #[arg(long, value_delimiter = ',', default_value = "prefill,decode", value_parser = parse_phase)]
     phase: Vec<Phase>,
@@ -468,7 +491,12 @@ fn parse_scope(s: &str) -> Result<Scope, String> {
 }
 
 impl CommonArgs {
-    fn tuning(&self) -> Tuning {
+    /// The kernel configuration to measure with: the tier's defaults with `--no-tune`, else
+    /// the tuning cache's.
+    fn tuning(&self, no_tune: bool) -> Tuning {
+        if no_tune {
+            return Tuning::Defaults;
+        }
         match self.tune_cache.clone().or_else(TuneCache::default_path) {
             Some(path) => Tuning::Cached(path),
             None => Tuning::Uncached,
@@ -578,6 +606,11 @@ fn parse_gib(s: &str) -> Result<f64, String> {
         Ok(v) if v.is_finite() && v > 0.0 && v < 1e6 => Ok(v),
         _ => Err(format!("{s:?} is not a positive number of GiB")),
     }
+}
+
+/// `gib` GiB (as [`parse_gib`] reads them) in bytes.
+fn gib_bytes(gib: f64) -> u64 {
+    (gib * f64::from(1u32 << 30)) as u64
 }
 
 fn parse_timeout(s: &str) -> Result<f64, String> {
@@ -745,29 +778,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The model a command names: a preset, an inline shape or a shape file; `None` lets the
-/// device choose.
-fn model_choice(
-    preset: &Option<String>,
-    model: &Option<String>,
-    model_file: &Option<PathBuf>,
-) -> anyhow::Result<Option<(String, ModelShape)>> {
-    Ok(if let Some(name) = preset {
-        let p = presets::find(name)?;
-        Some((p.name.to_string(), p.shape))
-    } else if let Some(text) = model {
-        Some(("custom".to_string(), ModelShape::parse_inline(text)?))
-    } else if let Some(path) = model_file {
-        Some(("custom".to_string(), ModelShape::from_file(path)?))
-    } else {
-        None
-    })
-}
-
 impl RunArgs {
     /// The model part of the plan, validated as far as it can be without a device.
     fn model_request(&self) -> anyhow::Result<ModelRequest> {
-        let model = model_choice(&self.preset, &self.model, &self.model_file)?;
+        let model = self.model.choice()?;
         if let Some((_, shape)) = &model {
             Formats::check_experts_flag(shape, self.expert_dtype)?;
         }
@@ -782,14 +796,8 @@ impl RunArgs {
             expert_dtype: self.expert_dtype,
             kv_dtype: self.kv_dtype,
             layers: self.layers,
-            memory_bytes: self
-                .device_memory_gib
-                .map(|g| (g * f64::from(1u32 << 30)) as u64),
-            tuning: if self.no_tune {
-                Tuning::Defaults
-            } else {
-                self.common.tuning()
-            },
+            memory_bytes: self.device_memory_gib.map(gib_bytes),
+            tuning: self.common.tuning(self.no_tune),
             math: self.common.math,
             cpu_cache_bytes: crate::node::largest_cpu_cache_bytes(&self.common.power.sysfs_root),
         })

@@ -1,6 +1,6 @@
 //! `tokbench serve`: flags, progress bars and the table of points.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -19,15 +19,8 @@ use crate::workload::plan::ModelRequest;
 #[derive(Debug, Args)]
 #[command(after_help = EXIT_CODES)]
 pub(super) struct ServeArgs {
-    /// Model shape preset (see `tokbench presets`); by default one that suits the device.
-    #[arg(long, env = "TOKBENCH_PRESET", conflicts_with_all = ["model", "model_file"])]
-    preset: Option<String>,
-    /// A custom shape: "d_model=..,n_layers=..,n_heads=..,n_kv_heads=..,head_dim=..,d_ff=..,vocab=..".
-    #[arg(long, value_name = "SHAPE", conflicts_with = "model_file")]
-    model: Option<String>,
-    /// A custom shape from a JSON file with those seven fields.
-    #[arg(long, value_name = "PATH")]
-    model_file: Option<PathBuf>,
+    #[command(flatten)]
+    model: super::ModelArgs,
     /// Request lengths by name: chat (1k/1k), reasoning (1k/8k), summarize (8k/1k); --isl and
     /// --osl override either length.
     #[arg(long, value_name = "NAME")]
@@ -122,7 +115,7 @@ impl ServeArgs {
 
     fn model_request(&self) -> anyhow::Result<ModelRequest> {
         Ok(ModelRequest {
-            model: super::model_choice(&self.preset, &self.model, &self.model_file)?,
+            model: self.model.choice()?,
             phases: Vec::new(),
             batches: vec![1],
             prompt_len: 1,
@@ -131,14 +124,8 @@ impl ServeArgs {
             expert_dtype: None,
             kv_dtype: self.kv_dtype,
             layers: self.layers,
-            memory_bytes: self
-                .device_memory_gib
-                .map(|g| (g * f64::from(1u32 << 30)) as u64),
-            tuning: if self.no_tune {
-                crate::tune::Tuning::Defaults
-            } else {
-                self.common.tuning()
-            },
+            memory_bytes: self.device_memory_gib.map(super::gib_bytes),
+            tuning: self.common.tuning(self.no_tune),
             math: self.common.math,
             cpu_cache_bytes: crate::node::largest_cpu_cache_bytes(&self.common.power.sysfs_root),
         })
@@ -279,17 +266,7 @@ struct Bars {
 
 impl ServeObserver for Bars {
     fn begin(&mut self, doc: &RunResult, path: &Path, notes: &[String]) {
-        eprintln!(
-            "tokbench: {} ({}, {}), timing: {:?}; writing {}",
-            doc.adapter.name,
-            doc.adapter.backend,
-            doc.adapter.device_type,
-            doc.timing_method,
-            path.display()
-        );
-        for note in notes {
-            eprintln!("tokbench: {note}");
-        }
+        super::execute::announce(doc, path, notes);
     }
 
     fn stage(&mut self, what: &str) {

@@ -38,6 +38,22 @@ pub struct Heads {
 }
 
 impl Heads {
+    /// Full causal attention of `n_heads` query heads over `n_kv_heads` KV heads of
+    /// `head_dim`, caches of `cache_len` positions in f32: no window, no sinks, scores scaled
+    /// by the head width.
+    pub const fn causal(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Self {
+        Self {
+            n_heads,
+            n_kv_heads,
+            head_dim,
+            cache_len,
+            window: 0,
+            sinks: false,
+            score_dim: 0,
+            kv: KvDtype::F32,
+        }
+    }
+
     pub(crate) fn hd4(&self) -> u32 {
         self.head_dim / 4
     }
@@ -339,7 +355,18 @@ impl PrefillAttention {
         wg: u32,
         tiles: Option<AttentionTiles>,
     ) -> anyhow::Result<Self> {
-        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, false)?;
+        Self::build(ctx, heads, (wg, tiles), false)
+    }
+
+    /// [`PrefillAttention::new`], of the entry points whose query rows name their sequence
+    /// and position when `rows` is true.
+    fn build(
+        ctx: &GpuContext,
+        heads: Heads,
+        (wg, tiles): (u32, Option<AttentionTiles>),
+        rows: bool,
+    ) -> anyhow::Result<Self> {
+        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, rows)?;
         Ok(Self {
             pipeline,
             heads,
@@ -356,7 +383,9 @@ impl PrefillAttention {
 
     /// Attention for `batch` prompts of `seq_len` tokens: q from `qkv`, K and V from the
     /// caches (positions 0..seq_len, each query within its window), output rows in `out`.
-    /// Heads with sinks take [`PrefillAttention::dispatch_with_sinks`].
+    /// `sinks` holds the layer's `n_heads` f32 sink logits, given exactly when the heads have
+    /// sinks.
+    #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
         ctx: &GpuContext,
@@ -364,38 +393,8 @@ impl PrefillAttention {
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(ctx, (batch, seq_len), [qkv, k_cache, v_cache, out], None)
-    }
-
-    /// [`PrefillAttention::dispatch`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (batch, seq_len),
-            [qkv, k_cache, v_cache, out],
-            Some(sinks),
-        )
-    }
-
-    fn launch(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        [qkv, k_cache, v_cache, out]: [&wgpu::Buffer; 4],
         sinks: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
         let h = self.heads;
         h.check_sinks(sinks)?;
@@ -416,14 +415,9 @@ impl PrefillAttention {
 }
 
 /// Prefill attention where each query row names its cache sequence and position (serving:
-/// a chunk of a prompt continuing an earlier chunk, in one sequence of a shared cache).
-pub struct PrefillAttentionRows {
-    pipeline: wgpu::ComputePipeline,
-    heads: Heads,
-    wg: u32,
-    tiles: Option<FlashTiles>,
-    no_sinks: wgpu::Buffer,
-}
+/// a chunk of a prompt continuing an earlier chunk, in one sequence of a shared cache): the
+/// same kernel state as [`PrefillAttention`], with the pipeline of the rows entry points.
+pub struct PrefillAttentionRows(PrefillAttention);
 
 impl PrefillAttentionRows {
     /// Builds the pipeline for these heads, in the layout [`PrefillAttention::new`] describes;
@@ -434,21 +428,14 @@ impl PrefillAttentionRows {
         wg: u32,
         tiles: Option<AttentionTiles>,
     ) -> anyhow::Result<Self> {
-        let (pipeline, tiles) = prefill_pipeline(ctx, heads, wg, tiles, true)?;
-        Ok(Self {
-            pipeline,
-            heads,
-            wg,
-            tiles,
-            no_sinks: no_sinks(ctx)?,
-        })
+        PrefillAttention::build(ctx, heads, (wg, tiles), true).map(Self)
     }
 
     /// Attention of the first `tokens` rows of `qkv`: row t attends to keys 0..=position (those
     /// in its window) of the sequence `rows[t]` = (sequence, position) names, in caches of
     /// `sequences` sequences. The caller keeps every position below `heads.cache_len` and every
-    /// sequence below `sequences` (the shader runs without bounds checks). Heads with sinks
-    /// take [`PrefillAttentionRows::dispatch_with_sinks`].
+    /// sequence below `sequences` (the shader runs without bounds checks). `sinks` holds the
+    /// layer's `n_heads` f32 sink logits, given exactly when the heads have sinks.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
@@ -458,46 +445,10 @@ impl PrefillAttentionRows {
         rows: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (tokens, sequences),
-            [qkv, rows, k_cache, v_cache, out],
-            None,
-        )
-    }
-
-    /// [`PrefillAttentionRows::dispatch`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (tokens, sequences): (u32, u32),
-        qkv: &wgpu::Buffer,
-        rows: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (tokens, sequences),
-            [qkv, rows, k_cache, v_cache, out],
-            Some(sinks),
-        )
-    }
-
-    fn launch(
-        &self,
-        ctx: &GpuContext,
-        (tokens, sequences): (u32, u32),
-        [qkv, rows, k_cache, v_cache, out]: [&wgpu::Buffer; 5],
         sinks: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
-        let h = self.heads;
+        let h = self.0.heads;
         h.check_sinks(sinks)?;
         // One "prompt" per sequence of the cache for the size checks; seq_len is unused.
         let mut params = prefill_params(&h, (sequences, 1), qkv, k_cache, v_cache, out)?;
@@ -508,10 +459,10 @@ impl PrefillAttentionRows {
             "prefill attention rows: buffers too small for {tokens} rows"
         );
         params.tokens = tokens;
-        let rows_per_group = self.tiles.map_or(self.wg, |t| t.br);
-        let sinks = sinks.unwrap_or(&self.no_sinks);
+        let rows_per_group = self.0.tiles.map_or(self.0.wg, |t| t.br);
+        let sinks = sinks.unwrap_or(&self.0.no_sinks);
         ctx.dispatch(
-            &self.pipeline,
+            &self.0.pipeline,
             &params,
             &[
                 (1, qkv),
@@ -767,7 +718,8 @@ impl DecodeAttention {
     /// (sequence, position) names and attends to keys 0..=position (those in its window) of
     /// that sequence of the caches (`sequences` of them); `max_len` (at most the cache length)
     /// sizes the split grid and must cover every row's position + 1. Output rows go to the same
-    /// row numbers of `out`. Heads with sinks take [`DecodeAttention::dispatch_rows_with_sinks`].
+    /// row numbers of `out`. `sinks` holds the layer's `n_heads` f32 sink logits, given exactly
+    /// when the heads have sinks.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch_rows(
         &self,
@@ -777,46 +729,9 @@ impl DecodeAttention {
         rows: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<[Dispatch; 2]> {
-        self.launches_rows(
-            ctx,
-            (row_base, batch, sequences, max_len),
-            [qkv, rows, k_cache, v_cache, partials, out],
-            None,
-        )
-    }
-
-    /// [`DecodeAttention::dispatch_rows`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_rows_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (row_base, batch, sequences, max_len): (u32, u32, u32, u32),
-        qkv: &wgpu::Buffer,
-        rows: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<[Dispatch; 2]> {
-        self.launches_rows(
-            ctx,
-            (row_base, batch, sequences, max_len),
-            [qkv, rows, k_cache, v_cache, partials, out],
-            Some(sinks),
-        )
-    }
-
-    fn launches_rows(
-        &self,
-        ctx: &GpuContext,
-        (row_base, batch, sequences, max_len): (u32, u32, u32, u32),
-        [qkv, rows, k_cache, v_cache, partials, out]: [&wgpu::Buffer; 6],
         sinks: Option<&wgpu::Buffer>,
+        partials: &wgpu::Buffer,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<[Dispatch; 2]> {
         let end = u64::from(row_base + batch);
         anyhow::ensure!(
@@ -842,8 +757,8 @@ impl DecodeAttention {
     }
 
     /// The two launches: q is row b of `qkv` for sequence b; keys are positions 0..kv_len (the
-    /// last `window` of them with a sliding window). Heads with sinks take
-    /// [`DecodeAttention::dispatch_with_sinks`].
+    /// last `window` of them with a sliding window). `sinks` holds the layer's `n_heads` f32
+    /// sink logits, given exactly when the heads have sinks.
     #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
@@ -852,6 +767,7 @@ impl DecodeAttention {
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
+        sinks: Option<&wgpu::Buffer>,
         partials: &wgpu::Buffer,
         out: &wgpu::Buffer,
     ) -> anyhow::Result<[Dispatch; 2]> {
@@ -859,29 +775,7 @@ impl DecodeAttention {
             ctx,
             (0, batch, batch, kv_len),
             [qkv, k_cache, v_cache, partials, out],
-            (None, None),
-        )
-    }
-
-    /// [`DecodeAttention::dispatch`] for heads with sinks: `sinks` holds the layer's `n_heads`
-    /// f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (batch, kv_len): (u32, u32),
-        qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        partials: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<[Dispatch; 2]> {
-        self.launches(
-            ctx,
-            (0, batch, batch, kv_len),
-            [qkv, k_cache, v_cache, partials, out],
-            (None, Some(sinks)),
+            (None, sinks),
         )
     }
 
@@ -1185,11 +1079,14 @@ pub(crate) fn verify_prefill(
     let [qkv, k, v] = &inputs.buffers;
     let len = tokens * (h.n_heads * h.head_dim) as usize;
     let out = ctx.storage_zeroed("out", len as u64 * 4)?;
-    ctx.execute(&kernel.launch(
+    ctx.execute(&kernel.dispatch(
         ctx,
         (batch, seq_len),
-        [qkv, k, v, &out],
+        qkv,
+        k,
+        v,
         inputs.sinks_buffer(),
+        &out,
     )?)?;
     let got = ctx.read_f32(&out, len)?;
     let s = seq_len as usize;
@@ -1258,17 +1155,9 @@ mod gpu_tests {
         layouts
     }
 
+    /// [`Heads::causal`], short for the case tables.
     fn heads(n_heads: u32, n_kv_heads: u32, head_dim: u32, cache_len: u32) -> Heads {
-        Heads {
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            cache_len,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        }
+        Heads::causal(n_heads, n_kv_heads, head_dim, cache_len)
     }
 
     /// `h` with its caches in `kv`.
@@ -1286,12 +1175,91 @@ mod gpu_tests {
 
     const FLASH: Option<AttentionTiles> = Some(AttentionTiles { br: 16, bc: 16 });
 
+    /// Prefill attention over heads `h`, `wg` invocations per group in the layout `tiles`
+    /// names, against the reference on `batch` random prompts of `seq_len` tokens.
+    fn prefill_case(
+        h: Heads,
+        (batch, seq_len): (u32, u32),
+        wg: u32,
+        tiles: Option<AttentionTiles>,
+        seed: u64,
+    ) {
+        let ctx = test_context();
+        let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
+        let c = verify_prefill(ctx, &kernel, (batch, seq_len), seed).unwrap();
+        assert!(
+            c.failure.is_none(),
+            "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
+            kernel.tiles()
+        );
+    }
+
+    /// [`PrefillAttentionRows`] over heads `h` (`wg` invocations per group, in the layout `tiles`
+    /// names) on `inputs`, whose caches hold `sequences` sequences: query row r at the
+    /// (sequence, position) `rows[r]`, compared with the reference as `what`.
+    fn prefill_rows_case(
+        h: Heads,
+        (wg, tiles): (u32, Option<AttentionTiles>),
+        inputs: &RandomInputs,
+        (rows, sequences): (&[[u32; 2]], u32),
+        what: &str,
+    ) -> Correctness {
+        let ctx = test_context();
+        let [qkv, k, v] = &inputs.buffers;
+        let rows_b = ctx
+            .storage_with("rows", bytemuck::cast_slice(rows))
+            .unwrap();
+        let len = rows.len() * (h.n_heads * h.head_dim) as usize;
+        let out = ctx.storage_zeroed("out", len as u64 * 4).unwrap();
+        let kernel = PrefillAttentionRows::new(ctx, h, wg, tiles).unwrap();
+        let d = kernel
+            .dispatch(
+                ctx,
+                (rows.len() as u32, sequences),
+                qkv,
+                &rows_b,
+                k,
+                v,
+                inputs.sinks_buffer(),
+                &out,
+            )
+            .unwrap();
+        ctx.execute(&d).unwrap();
+        let got = ctx.read_f32(&out, len).unwrap();
+        let want: Vec<_> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
+            .collect();
+        compare(&got, &inputs.reference(&h, &want), NMSE_F32, what.into())
+    }
+
+    /// Decode attention over heads `h` in `layout`, splits of `split_len` keys and `wg`
+    /// invocations per group, against the reference for `batch` random sequences at `kv_len`
+    /// keys.
+    fn decode_case(
+        layout: DecodeAttentionLayout,
+        h: Heads,
+        (batch, kv_len): (u32, u32),
+        (split_len, wg): (u32, u32),
+        seed: u64,
+    ) {
+        let ctx = test_context();
+        let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
+        let c = verify_decode(ctx, &kernel, (batch, kv_len), seed).unwrap();
+        assert!(
+            c.failure.is_none(),
+            "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
+             (splits {:?}): {c:?}",
+            kernel.splits(batch, kv_len)
+        );
+    }
+
     /// Head widths 24 (the `tiny` preset's), 64 and 128, 1, 2 and 4 query heads per KV head,
     /// prompts that fill no tile, and tiles that fit or must shrink (4 rows of 16 lanes for
     /// head_dim 128 and 256 at 64 invocations).
     #[test]
     fn prefill_matches_reference_for_odd_lengths_and_grouped_heads() {
-        let ctx = test_context();
         let tiled = |br, bc| Some(AttentionTiles { br, bc });
         for (batch, seq_len, h, wg, tiles) in [
             (1, 1, heads(2, 1, 4, 1), 64, None),
@@ -1306,13 +1274,7 @@ mod gpu_tests {
             (1, 33, heads(4, 2, 128, 33), 64, FLASH),
             (1, 19, heads(2, 2, 256, 19), 128, tiled(8, 8)),
         ] {
-            let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
-            let c = verify_prefill(ctx, &kernel, (batch, seq_len), 61).unwrap();
-            assert!(
-                c.failure.is_none(),
-                "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
-                kernel.tiles()
-            );
+            prefill_case(h, (batch, seq_len), wg, tiles, 61);
         }
     }
 
@@ -1357,7 +1319,7 @@ mod gpu_tests {
                 (1, 50, 8, heads(12, 1, 24, 50), 64),
                 (1, 45, 8, heads(8, 1, 256, 45), 32),
             ] {
-                cases(layout, batch, kv_len, split_len, h, wg);
+                decode_case(layout, h, (batch, kv_len), (split_len, wg), 71);
             }
         }
         // Heads wider than 256 (MLA's absorbed latent rows, 576 in DeepSeek-V3): the workgroup
@@ -1367,36 +1329,16 @@ mod gpu_tests {
             (2, 41, 8, heads(10, 1, 576, 41), 64),
             (1, 70, 16, heads(5, 1, 300, 70), 32),
         ] {
-            cases(Workgroup, batch, kv_len, split_len, h, wg);
+            decode_case(Workgroup, h, (batch, kv_len), (split_len, wg), 71);
             if let Some(sizes) = ctx.traits().subgroups {
                 match subgroup_layout_holds(h.head_dim, sizes) {
-                    true => cases(Subgroup, batch, kv_len, split_len, h, wg),
+                    true => decode_case(Subgroup, h, (batch, kv_len), (split_len, wg), 71),
                     false => {
                         assert!(DecodeAttention::new(ctx, h, Subgroup, wg, split_len).is_err())
                     }
                 }
             }
             assert!(DecodeAttention::new(ctx, h, Invocation, wg, split_len).is_err());
-        }
-        fn cases(
-            layout: DecodeAttentionLayout,
-            batch: u32,
-            kv_len: u32,
-            split_len: u32,
-            h: Heads,
-            wg: u32,
-        ) {
-            let ctx = test_context();
-            {
-                let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
-                let c = verify_decode(ctx, &kernel, (batch, kv_len), 71).unwrap();
-                assert!(
-                    c.failure.is_none(),
-                    "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
-                     (splits {:?}): {c:?}",
-                    kernel.splits(batch, kv_len)
-                );
-            }
         }
     }
 
@@ -1473,11 +1415,16 @@ mod gpu_tests {
                     .unwrap();
                 let out_b = ctx.storage_zeroed("out", (out_len(4) * 4) as u64).unwrap();
                 let d = kernel
-                    .launches_rows(
+                    .dispatch_rows(
                         ctx,
                         (1, 3, sequences, 40),
-                        [qkv_b, &rows_b, k_b, v_b, &partials, &out_b],
+                        qkv_b,
+                        &rows_b,
+                        k_b,
+                        v_b,
                         inputs.sinks_buffer(),
+                        &partials,
+                        &out_b,
                     )
                     .unwrap();
                 ctx.execute(&d.to_vec()).unwrap();
@@ -1501,33 +1448,8 @@ mod gpu_tests {
             prefill_rows.extend([[2, 3], [0, 7], [2, 4], [0, 0], [2, 39], [0, 8]]);
             let n = prefill_rows.len();
             let inputs = RandomInputs::new(ctx, &h, (n, sequences as usize), 84).unwrap();
-            let [qkv_b, k_b, v_b] = &inputs.buffers;
-            let rows_b = ctx
-                .storage_with("rows", bytemuck::cast_slice(&prefill_rows))
-                .unwrap();
-            let out_b = ctx.storage_zeroed("out", (out_len(n) * 4) as u64).unwrap();
-            let kernel = PrefillAttentionRows::new(ctx, h, wg, tiles).unwrap();
-            let d = kernel
-                .launch(
-                    ctx,
-                    (n as u32, sequences),
-                    [qkv_b, &rows_b, k_b, v_b, &out_b],
-                    inputs.sinks_buffer(),
-                )
-                .unwrap();
-            ctx.execute(&d).unwrap();
-            let got = ctx.read_f32(&out_b, out_len(n)).unwrap();
-            let want: Vec<_> = prefill_rows
-                .iter()
-                .enumerate()
-                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
-                .collect();
-            let c = compare(
-                &got,
-                &inputs.reference(&h, &want),
-                NMSE_F32,
-                "prefill rows".into(),
-            );
+            let rows = (prefill_rows.as_slice(), sequences);
+            let c = prefill_rows_case(h, (wg, tiles), &inputs, rows, "prefill rows");
             assert!(c.failure.is_none(), "{tiles:?} {h:?} prefill rows: {c:?}");
         }
     }
@@ -1537,7 +1459,6 @@ mod gpu_tests {
     /// heads per KV head, in the per-row layout and FlashAttention-2 tiles of several shapes.
     #[test]
     fn windowed_prefill_with_sinks_matches_reference() {
-        let ctx = test_context();
         let tiled = |br, bc| Some(AttentionTiles { br, bc });
         for (batch, seq_len, h, wg, tiles) in [
             (1, 70, windowed(heads(8, 2, 64, 70), 5, true), 64, None),
@@ -1563,13 +1484,7 @@ mod gpu_tests {
                 tiled(8, 4),
             ),
         ] {
-            let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
-            let c = verify_prefill(ctx, &kernel, (batch, seq_len), 67).unwrap();
-            assert!(
-                c.failure.is_none(),
-                "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
-                kernel.tiles()
-            );
+            prefill_case(h, (batch, seq_len), wg, tiles, 67);
         }
     }
 
@@ -1578,7 +1493,6 @@ mod gpu_tests {
     /// of 128 at a depth of 8192.
     #[test]
     fn windowed_decode_with_sinks_matches_reference() {
-        let ctx = test_context();
         for layout in decode_layouts() {
             for (batch, kv_len, split_len, h, wg) in [
                 (1, 300, 8, windowed(heads(8, 2, 128, 300), 37, true), 64),
@@ -1590,14 +1504,7 @@ mod gpu_tests {
                 (2, 203, 16, windowed(heads(8, 2, 16, 210), 1, true), 64),
                 (1, 8192, 32, windowed(heads(4, 2, 16, 8192), 128, true), 64),
             ] {
-                let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
-                let c = verify_decode(ctx, &kernel, (batch, kv_len), 73).unwrap();
-                assert!(
-                    c.failure.is_none(),
-                    "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
-                     (splits {:?}): {c:?}",
-                    kernel.splits(batch, kv_len)
-                );
+                decode_case(layout, h, (batch, kv_len), (split_len, wg), 73);
             }
         }
     }
@@ -1641,7 +1548,7 @@ mod gpu_tests {
             let out = ctx.storage_zeroed("out", 4 * 16 * 4).unwrap();
             let grid = |depth| {
                 kernel
-                    .dispatch(ctx, (1, depth), qkv, k, v, &partials, &out)
+                    .dispatch(ctx, (1, depth), qkv, k, v, None, &partials, &out)
                     .unwrap()[0]
                     .workgroups
             };
@@ -1678,39 +1585,7 @@ mod gpu_tests {
         for tiles in [None, FLASH] {
             let mut inputs = RandomInputs::new(ctx, &h, (rows.len(), 2), 93).unwrap();
             inputs.poison(ctx, &h, (6..24).chain(64..320)).unwrap();
-            let [qkv_b, k_b, v_b] = &inputs.buffers;
-            let rows_b = ctx
-                .storage_with("rows", bytemuck::cast_slice(&rows))
-                .unwrap();
-            let len = rows.len() * (h.n_heads * h.head_dim) as usize;
-            let out_b = ctx.storage_zeroed("out", len as u64 * 4).unwrap();
-            let kernel = PrefillAttentionRows::new(ctx, h, 64, tiles).unwrap();
-            let sinks = inputs.sinks_buffer().unwrap();
-            let d = kernel
-                .dispatch_with_sinks(
-                    ctx,
-                    (rows.len() as u32, 2),
-                    qkv_b,
-                    &rows_b,
-                    k_b,
-                    v_b,
-                    sinks,
-                    &out_b,
-                )
-                .unwrap();
-            ctx.execute(&d).unwrap();
-            let got = ctx.read_f32(&out_b, len).unwrap();
-            let want: Vec<_> = rows
-                .iter()
-                .enumerate()
-                .map(|(r, &[seq, pos])| (r, seq as usize, pos as usize + 1))
-                .collect();
-            let c = compare(
-                &got,
-                &inputs.reference(&h, &want),
-                NMSE_F32,
-                "poisoned prefill rows".into(),
-            );
+            let c = prefill_rows_case(h, (64, tiles), &inputs, (&rows, 2), "poisoned prefill rows");
             assert!(c.failure.is_none(), "{tiles:?} {h:?}: {c:?}");
         }
     }
@@ -1721,7 +1596,6 @@ mod gpu_tests {
     /// tile, grouped heads, a window with sinks.
     #[test]
     fn prefill_reads_every_kv_format() {
-        let ctx = test_context();
         let tiled = |br, bc| Some(AttentionTiles { br, bc });
         for kv in PACKED_KV {
             for (batch, seq_len, h, wg, tiles) in [
@@ -1735,14 +1609,7 @@ mod gpu_tests {
                 (1, 33, heads(4, 2, 128, 33), 64, FLASH),
                 (1, 45, windowed(heads(8, 2, 40, 45), 5, true), 64, FLASH),
             ] {
-                let h = stored_as(h, kv);
-                let kernel = PrefillAttention::new(ctx, h, wg, tiles).unwrap();
-                let c = verify_prefill(ctx, &kernel, (batch, seq_len), 63).unwrap();
-                assert!(
-                    c.failure.is_none(),
-                    "{h:?} batch {batch} seq {seq_len} wg {wg} {:?}: {c:?}",
-                    kernel.tiles()
-                );
+                prefill_case(stored_as(h, kv), (batch, seq_len), wg, tiles, 63);
             }
         }
     }
@@ -1752,7 +1619,6 @@ mod gpu_tests {
     /// grouped heads, a window with sinks.
     #[test]
     fn decode_reads_every_kv_format() {
-        let ctx = test_context();
         for kv in PACKED_KV {
             for layout in decode_layouts() {
                 for (batch, kv_len, split_len, h, wg) in [
@@ -1764,14 +1630,12 @@ mod gpu_tests {
                     (1, 203, 16, heads(16, 4, 128, 210), 128),
                     (1, 300, 8, windowed(heads(8, 2, 72, 300), 37, true), 64),
                 ] {
-                    let h = stored_as(h, kv);
-                    let kernel = DecodeAttention::new(ctx, h, layout, wg, split_len).unwrap();
-                    let c = verify_decode(ctx, &kernel, (batch, kv_len), 75).unwrap();
-                    assert!(
-                        c.failure.is_none(),
-                        "{layout:?} {h:?} batch {batch} kv {kv_len} split {split_len} wg {wg} \
-                         (splits {:?}): {c:?}",
-                        kernel.splits(batch, kv_len)
+                    decode_case(
+                        layout,
+                        stored_as(h, kv),
+                        (batch, kv_len),
+                        (split_len, wg),
+                        75,
                     );
                 }
             }
@@ -1790,18 +1654,22 @@ mod gpu_tests {
         let sinks = inputs.sinks_buffer().unwrap();
         let out = ctx.storage_zeroed("out", 4 * 16 * 4).unwrap();
         let plain = PrefillAttention::new(ctx, h, 64, None).unwrap();
-        assert!(plain.dispatch(ctx, (1, 1), qkv, k, v, &out).is_ok());
+        assert!(plain.dispatch(ctx, (1, 1), qkv, k, v, None, &out).is_ok());
         assert!(
             plain
-                .dispatch_with_sinks(ctx, (1, 1), qkv, k, v, sinks, &out)
+                .dispatch(ctx, (1, 1), qkv, k, v, Some(sinks), &out)
                 .is_err()
         );
         let sinking = PrefillAttention::new(ctx, with, 64, None).unwrap();
-        assert!(sinking.dispatch(ctx, (1, 1), qkv, k, v, &out).is_err());
+        assert!(
+            sinking
+                .dispatch(ctx, (1, 1), qkv, k, v, None, &out)
+                .is_err()
+        );
         let short = ctx.storage_zeroed("short", 8).unwrap();
         assert!(
             sinking
-                .dispatch_with_sinks(ctx, (1, 1), qkv, k, v, &short, &out)
+                .dispatch(ctx, (1, 1), qkv, k, v, Some(&short), &out)
                 .is_err()
         );
     }

@@ -97,8 +97,8 @@ impl PrefillAttentionCoop {
     }
 
     /// Attention for `batch` prompts of `seq_len` tokens, as
-    /// [`super::attention::PrefillAttention::dispatch`]. Heads with sinks take
-    /// [`PrefillAttentionCoop::dispatch_with_sinks`].
+    /// [`super::attention::PrefillAttention::dispatch`] (sinks included).
+    #[allow(clippy::too_many_arguments)]
     pub fn dispatch(
         &self,
         ctx: &GpuContext,
@@ -106,38 +106,8 @@ impl PrefillAttentionCoop {
         qkv: &wgpu::Buffer,
         k_cache: &wgpu::Buffer,
         v_cache: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(ctx, (batch, seq_len), [qkv, k_cache, v_cache, out], None)
-    }
-
-    /// [`PrefillAttentionCoop::dispatch`] for heads with sinks: `sinks` holds the layer's
-    /// `n_heads` f32 sink logits.
-    #[allow(clippy::too_many_arguments)]
-    pub fn dispatch_with_sinks(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        qkv: &wgpu::Buffer,
-        k_cache: &wgpu::Buffer,
-        v_cache: &wgpu::Buffer,
-        sinks: &wgpu::Buffer,
-        out: &wgpu::Buffer,
-    ) -> anyhow::Result<Dispatch> {
-        self.launch(
-            ctx,
-            (batch, seq_len),
-            [qkv, k_cache, v_cache, out],
-            Some(sinks),
-        )
-    }
-
-    fn launch(
-        &self,
-        ctx: &GpuContext,
-        (batch, seq_len): (u32, u32),
-        [qkv, k_cache, v_cache, out]: [&wgpu::Buffer; 4],
         sinks: Option<&wgpu::Buffer>,
+        out: &wgpu::Buffer,
     ) -> anyhow::Result<Dispatch> {
         self.heads.check_sinks(sinks)?;
         let params = prefill_params(&self.heads, (batch, seq_len), qkv, k_cache, v_cache, out)?;
@@ -167,29 +137,19 @@ mod gpu_tests {
         };
         let ctx = test_context();
         let f16 = WeightDtype::F16;
-        let heads = |n_heads, n_kv_heads, head_dim, cache_len| Heads {
-            n_heads,
-            n_kv_heads,
-            head_dim,
-            cache_len,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        };
         let windowed = |h: Heads, window, sinks| Heads { window, sinks, ..h };
         let cases = [
-            (1, 1, heads(2, 1, 16, 1)),
-            (2, 13, heads(4, 2, 24, 16)),
-            (1, 70, heads(6, 2, 64, 70)),
-            (3, 9, heads(2, 2, 128, 9)),
+            (1, 1, Heads::causal(2, 1, 16, 1)),
+            (2, 13, Heads::causal(4, 2, 24, 16)),
+            (1, 70, Heads::causal(6, 2, 64, 70)),
+            (3, 9, Heads::causal(2, 2, 128, 9)),
             // Sliding windows that divide no block (5, 37), equal to and longer than the
             // prompt, sinks on and off, four query heads per KV head.
-            (1, 70, windowed(heads(8, 2, 64, 70), 5, true)),
-            (2, 40, windowed(heads(8, 2, 16, 40), 37, false)),
-            (2, 13, windowed(heads(4, 1, 24, 16), 13, true)),
-            (1, 21, windowed(heads(4, 1, 32, 21), 64, true)),
-            (2, 19, windowed(heads(8, 2, 16, 19), 0, true)),
+            (1, 70, windowed(Heads::causal(8, 2, 64, 70), 5, true)),
+            (2, 40, windowed(Heads::causal(8, 2, 16, 40), 37, false)),
+            (2, 13, windowed(Heads::causal(4, 1, 24, 16), 13, true)),
+            (1, 21, windowed(Heads::causal(4, 1, 32, 21), 64, true)),
+            (2, 19, windowed(Heads::causal(8, 2, 16, 19), 0, true)),
         ];
         // Every KV format: f16 and q8_0 caches unpack to f32, then round to f16 tiles as f32's
         // do (head widths 16, 24, 64: no multiple of 32, or two whole q8_0 blocks).
@@ -224,19 +184,15 @@ mod gpu_tests {
                 .storage_zeroed("out", (tokens * h.n_heads as usize * hd * 4) as u64)
                 .unwrap();
             let kernel = PrefillAttentionCoop::new(ctx, h, &support, size).unwrap();
-            let d = if h.sinks {
-                kernel.dispatch_with_sinks(
-                    ctx,
-                    (batch, seq_len),
-                    &qkv_b,
-                    &k_b,
-                    &v_b,
-                    &sinks_b,
-                    &out_b,
-                )
-            } else {
-                kernel.dispatch(ctx, (batch, seq_len), &qkv_b, &k_b, &v_b, &out_b)
-            };
+            let d = kernel.dispatch(
+                ctx,
+                (batch, seq_len),
+                &qkv_b,
+                &k_b,
+                &v_b,
+                h.sinks.then_some(&sinks_b),
+                &out_b,
+            );
             ctx.execute(&d.unwrap()).unwrap();
             let got = ctx
                 .read_f32(&out_b, tokens * h.n_heads as usize * hd)
@@ -270,16 +226,7 @@ mod tests {
             sizes: vec![16, 8],
             sg: 32,
         };
-        let h = |head_dim| Heads {
-            n_heads: 2,
-            n_kv_heads: 1,
-            head_dim,
-            cache_len: 4,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        };
+        let h = |head_dim| Heads::causal(2, 1, head_dim, 4);
         assert_eq!(size_for(&both, &h(128)), Ok(16));
         assert_eq!(size_for(&both, &h(24)), Ok(8));
         assert_eq!(size_for(&both, &h(256)), Ok(8));
@@ -298,16 +245,7 @@ mod tests {
             sizes: vec![16, 8],
             sg: 32,
         };
-        let full = Heads {
-            n_heads: 8,
-            n_kv_heads: 2,
-            head_dim: 64,
-            cache_len: 256,
-            window: 0,
-            sinks: false,
-            score_dim: 0,
-            kv: KvDtype::F32,
-        };
+        let full = Heads::causal(8, 2, 64, 256);
         for h in [
             full,
             Heads {

@@ -160,14 +160,7 @@ pub fn fit_large_tiles(
          {max_threads} invocations and 8 vec4 loads of a tile each, split_k 1..=64"
     );
     let allowed = limits.max_compute_workgroup_storage_size;
-    let with_bk = |bk| ProductTiles::Large {
-        bm,
-        bn,
-        bk,
-        tm,
-        tn,
-        split_k,
-    };
+    let with_bk = |bk| ProductTiles::large(bm, bn, bk, tm, tn, split_k);
     let need = |bk| with_bk(bk).workgroup_bytes().unwrap_or(0);
     let mut fitted_bk = bk;
     while need(fitted_bk) > allowed {
@@ -643,17 +636,6 @@ mod tests {
         workgroup_tiles_fit(&native).unwrap();
     }
 
-    const fn large(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32, split_k: u32) -> ProductTiles {
-        ProductTiles::Large {
-            bm,
-            bn,
-            bk,
-            tm,
-            tn,
-            split_k,
-        }
-    }
-
     fn limits(workgroup_bytes: u32) -> wgpu::Limits {
         wgpu::Limits {
             max_compute_workgroup_storage_size: workgroup_bytes,
@@ -664,13 +646,13 @@ mod tests {
 
     #[test]
     fn large_tiles_over_the_workgroup_memory_limit_fall_back_to_a_smaller_bk() {
-        let big = large(128, 128, 16, 8, 8, 16);
+        let big = ProductTiles::large(128, 128, 16, 8, 8, 16);
         assert_eq!(big.workgroup_bytes(), Some(33280));
         // An H100 under Vulkan allows 48 KiB: built as asked.
         assert_eq!(fit_large_tiles(big, &limits(49152)).unwrap(), (big, None));
         // lavapipe's 32 KiB: BK 8, and a note naming both figures.
         let (fitted, note) = fit_large_tiles(big, &limits(32768)).unwrap();
-        assert_eq!(fitted, large(128, 128, 8, 8, 8, 16));
+        assert_eq!(fitted, ProductTiles::large(128, 128, 8, 8, 8, 16));
         let note = note.unwrap();
         assert!(
             note.contains("33280 bytes") && note.contains("allows 32768") && note.contains("bk 8"),
@@ -678,20 +660,20 @@ mod tests {
         );
         // WebGPU's 16 KiB default: down to BK 4.
         let (fitted, _) = fit_large_tiles(big, &limits(16384)).unwrap();
-        assert_eq!(fitted, large(128, 128, 4, 8, 8, 16));
+        assert_eq!(fitted, ProductTiles::large(128, 128, 4, 8, 8, 16));
         assert!(fitted.workgroup_bytes().unwrap() <= 16384);
         // Nothing fits 4 KiB; tiles the shader cannot run are refused whatever the memory.
         assert!(fit_large_tiles(big, &limits(4096)).is_err());
         for bad in [
-            large(128, 128, 16, 2, 8, 1),
-            large(128, 128, 12, 8, 8, 1),
-            large(100, 128, 16, 4, 4, 1),
-            large(512, 128, 16, 8, 8, 1),
-            large(128, 128, 16, 8, 8, 0),
+            ProductTiles::large(128, 128, 16, 2, 8, 1),
+            ProductTiles::large(128, 128, 12, 8, 8, 1),
+            ProductTiles::large(100, 128, 16, 4, 4, 1),
+            ProductTiles::large(512, 128, 16, 8, 8, 1),
+            ProductTiles::large(128, 128, 16, 8, 8, 0),
             // 1024 invocations load a 256 × 32 tile in 2 vec4s each, but are too many for 512.
-            large(256, 256, 32, 8, 8, 1),
+            ProductTiles::large(256, 256, 32, 8, 8, 1),
             // 64 invocations would each load 16 vec4s of a 128 × 32 tile.
-            large(128, 32, 32, 8, 8, 1),
+            ProductTiles::large(128, 32, 32, 8, 8, 1),
         ] {
             let mut l = limits(1 << 20);
             l.max_compute_invocations_per_workgroup = 512;
@@ -721,11 +703,11 @@ mod tests {
         .validate(&module)
         .unwrap();
         for tiles in [
-            large(128, 128, 16, 8, 8, 1),
-            large(128, 128, 8, 8, 8, 1),
-            large(64, 32, 32, 4, 4, 1),
-            large(32, 32, 4, 4, 4, 1),
-            large(256, 128, 8, 8, 8, 1),
+            ProductTiles::large(128, 128, 16, 8, 8, 1),
+            ProductTiles::large(128, 128, 8, 8, 8, 1),
+            ProductTiles::large(64, 32, 32, 4, 4, 1),
+            ProductTiles::large(32, 32, 4, 4, 4, 1),
+            ProductTiles::large(256, 128, 8, 8, 8, 1),
         ] {
             let ProductTiles::Large {
                 bm, bn, bk, tm, tn, ..
@@ -758,7 +740,7 @@ mod tests {
 
     #[test]
     fn split_k_cuts_skinny_products_only() {
-        let t = large(128, 128, 16, 8, 8, 16);
+        let t = ProductTiles::large(128, 128, 16, 8, 8, 16);
         // 4096³: a 32 × 32 grid fills the device.
         assert_eq!(split_k_slices(t, 4096, 4096, 1024), 1);
         // 64 rows × 4096 outputs, K 4096: 32 workgroups; 9 slices make 288.
@@ -770,7 +752,7 @@ mod tests {
         assert_eq!(split_k_slices(t, 16, 128, 28), 1);
         // split_k 1 never splits; other tiers never do.
         assert_eq!(
-            split_k_slices(large(128, 128, 16, 8, 8, 1), 16, 128, 3584),
+            split_k_slices(ProductTiles::large(128, 128, 16, 8, 8, 1), 16, 128, 3584),
             1
         );
         let tiled = ProductTiles::Workgroup {
@@ -782,7 +764,7 @@ mod tests {
         assert_eq!(split_k_slices(tiled, 16, 128, 3584), 1);
         // The partial sums stay within their scratch budget: 200 tiles of 256 × 256 would take
         // 2 slices, whose 105 MB of partials are over it; 50 tiles would take 6, and 5 fit.
-        let wide = large(256, 256, 8, 8, 8, 64);
+        let wide = ProductTiles::large(256, 256, 8, 8, 8, 64);
         assert_eq!(split_k_slices(wide, 256, 200 * 256, 1 << 16), 1);
         assert_eq!(split_k_slices(wide, 256, 50 * 256, 1 << 16), 5);
     }
@@ -836,31 +818,20 @@ mod gpu_tests {
         tn: 4,
     };
 
-    const fn large(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32, split_k: u32) -> ProductTiles {
-        ProductTiles::Large {
-            bm,
-            bn,
-            bk,
-            tm,
-            tn,
-            split_k,
-        }
-    }
-
     /// The GPU default (128 × 128, 8 × 8 per invocation, BK 16, split-K up to 16): over
     /// lavapipe's 32 KiB of workgroup memory, so built there with BK 8.
-    const LARGE: ProductTiles = large(128, 128, 16, 8, 8, 16);
+    const LARGE: ProductTiles = ProductTiles::large(128, 128, 16, 8, 8, 16);
 
     /// Every large-tile variant `tune` offers that differs in what the shader does (BK 4 to 32,
     /// 4 or 8 rows and outputs per invocation, tiles not square, loads not dividing evenly),
     /// with split-K allowed; each fits 32 KiB of workgroup memory as given.
     const LARGE_VARIANTS: [ProductTiles; 6] = [
-        large(128, 128, 8, 8, 8, 16),
-        large(64, 64, 16, 4, 4, 16),
-        large(128, 64, 16, 8, 8, 16),
-        large(64, 128, 16, 8, 4, 16),
-        large(64, 32, 32, 4, 4, 16),
-        large(32, 32, 4, 4, 4, 16),
+        ProductTiles::large(128, 128, 8, 8, 8, 16),
+        ProductTiles::large(64, 64, 16, 4, 4, 16),
+        ProductTiles::large(128, 64, 16, 8, 8, 16),
+        ProductTiles::large(64, 128, 16, 8, 4, 16),
+        ProductTiles::large(64, 32, 32, 4, 4, 16),
+        ProductTiles::large(32, 32, 4, 4, 4, 16),
     ];
 
     /// `tiles` with split-K off.
@@ -868,7 +839,7 @@ mod gpu_tests {
         match tiles {
             ProductTiles::Large {
                 bm, bn, bk, tm, tn, ..
-            } => large(bm, bn, bk, tm, tn, 1),
+            } => ProductTiles::large(bm, bn, bk, tm, tn, 1),
             other => other,
         }
     }
@@ -960,6 +931,20 @@ mod gpu_tests {
         );
     }
 
+    /// [`check`] of the few-row kernel `gemv` at every row count it serves, n outputs of k.
+    fn check_every_row_count(gemv: GemvConfig, dtype: WeightDtype, (n, k): (usize, usize)) {
+        for m in 1..=GEMV_MAX_ROWS as usize {
+            check(
+                MatmulConfig {
+                    tiles: REGISTER,
+                    gemv,
+                },
+                dtype,
+                (m, n, k),
+            );
+        }
+    }
+
     #[test]
     fn every_tier_matches_reference_including_shapes_that_divide_no_tile() {
         let shapes = [
@@ -1020,13 +1005,7 @@ mod gpu_tests {
             .into_iter()
             .chain(many)
             {
-                for m in 1..=GEMV_MAX_ROWS as usize {
-                    let config = MatmulConfig {
-                        tiles: REGISTER,
-                        gemv,
-                    };
-                    check(config, dtype, (m, 45, 99));
-                }
+                check_every_row_count(gemv, dtype, (45, 99));
             }
         }
     }
@@ -1066,13 +1045,7 @@ mod gpu_tests {
             }
             // 1, 4 and the mismatched grid: 2 and twice the size run in the other tests.
             for gemv in [kinds[0], kinds[2], kinds[3]] {
-                for m in 1..=GEMV_MAX_ROWS as usize {
-                    let config = MatmulConfig {
-                        tiles: REGISTER,
-                        gemv,
-                    };
-                    check(config, dtype, (m, 37, 333));
-                }
+                check_every_row_count(gemv, dtype, (37, 333));
             }
         }
     }
@@ -1166,7 +1139,7 @@ mod gpu_tests {
         let c_buf = ctx
             .storage_with("C", bytemuck::cast_slice(&residual))
             .unwrap();
-        let tiles = large(64, 64, 16, 4, 4, 8);
+        let tiles = ProductTiles::large(64, 64, 16, 4, 4, 8);
         let config = MatmulConfig {
             tiles,
             gemv: GemvConfig::Rows { wg: 64, tn: 2 },
@@ -1267,16 +1240,7 @@ mod gpu_tests {
             GemvConfig::Split { wg: 1 },
             GemvConfig::Split { wg: 256 },
         ] {
-            for m in 1..=GEMV_MAX_ROWS as usize {
-                check(
-                    MatmulConfig {
-                        tiles: REGISTER,
-                        gemv,
-                    },
-                    WeightDtype::F32,
-                    (m, 45, 29),
-                );
-            }
+            check_every_row_count(gemv, WeightDtype::F32, (45, 29));
         }
     }
 

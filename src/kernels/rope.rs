@@ -126,33 +126,15 @@ impl RopeCache {
         anyhow::ensure!(
             g.head_dim.is_multiple_of(4)
                 && rows.size() >= u64::from(g.tokens) * 8
-                && qkv.size() >= u64::from(g.tokens) * u64::from(g.qkv_stride()) * 4
-                && rope.size() >= u64::from(g.cache_len) * u64::from(g.head_dim / 2) * 8
-                && k_cache.size() >= g.cache_bytes(sequences)
-                && v_cache.size() >= g.cache_bytes(sequences),
+                && buffers_hold(&g, g.cache_len, sequences, [qkv, rope, k_cache, v_cache]),
             "rope rows: buffers too small for {g:?}"
         );
-        let pipeline = self.pipeline(ctx, g.kv, "rope_cache_rows")?;
-        let params = Params {
-            tokens: g.tokens,
-            seq_len: 1,
-            pos_base: 0,
-            n_heads: g.n_heads,
-            n_kv_heads: g.n_kv_heads,
-            head_dim: g.head_dim,
-            qkv_stride: g.qkv_stride(),
-            cache_len: g.cache_len,
-        };
-        let groups = [
-            (g.head_dim / 2).div_ceil(self.wg),
-            g.n_heads + g.n_kv_heads,
-            g.tokens,
-        ];
-        ctx.dispatch(
-            &pipeline,
-            &params,
+        self.launch(
+            ctx,
+            g,
+            "rope_cache_rows",
+            (1, 0),
             &[(1, qkv), (2, rope), (3, k_cache), (4, v_cache), (5, rows)],
-            groups,
         )
     }
 
@@ -174,19 +156,35 @@ impl RopeCache {
                 && g.pos_base + g.seq_len <= g.cache_len,
             "rope geometry {g:?} is inconsistent"
         );
-        let positions = u64::from(g.pos_base + g.seq_len);
+        let positions = g.pos_base + g.seq_len;
         anyhow::ensure!(
-            qkv.size() >= u64::from(g.tokens) * u64::from(g.qkv_stride()) * 4
-                && rope.size() >= positions * u64::from(g.head_dim / 2) * 8
-                && k_cache.size() >= g.cache_bytes(batch)
-                && v_cache.size() >= g.cache_bytes(batch),
+            buffers_hold(&g, positions, batch, [qkv, rope, k_cache, v_cache]),
             "rope buffers too small for {g:?}"
         );
-        let pipeline = self.pipeline(ctx, g.kv, "rope_cache")?;
+        self.launch(
+            ctx,
+            g,
+            "rope_cache",
+            (g.seq_len, g.pos_base),
+            &[(1, qkv), (2, rope), (3, k_cache), (4, v_cache)],
+        )
+    }
+
+    /// Launches `entry` on `bindings` over `g`'s rotation pairs, heads and rows, with the
+    /// sequence length and first position given (the row layout reads neither).
+    fn launch(
+        &self,
+        ctx: &GpuContext,
+        g: RopeGeometry,
+        entry: &str,
+        (seq_len, pos_base): (u32, u32),
+        bindings: &[(u32, &wgpu::Buffer)],
+    ) -> anyhow::Result<Dispatch> {
+        let pipeline = self.pipeline(ctx, g.kv, entry)?;
         let params = Params {
             tokens: g.tokens,
-            seq_len: g.seq_len,
-            pos_base: g.pos_base,
+            seq_len,
+            pos_base,
             n_heads: g.n_heads,
             n_kv_heads: g.n_kv_heads,
             head_dim: g.head_dim,
@@ -198,13 +196,22 @@ impl RopeCache {
             g.n_heads + g.n_kv_heads,
             g.tokens,
         ];
-        ctx.dispatch(
-            &pipeline,
-            &params,
-            &[(1, qkv), (2, rope), (3, k_cache), (4, v_cache)],
-            groups,
-        )
+        ctx.dispatch(&pipeline, &params, bindings, groups)
     }
+}
+
+/// Whether `qkv` holds `g`'s rows, `rope` a [`table`] of `positions` positions and each cache
+/// `sequences` sequences (the shader runs without bounds checks).
+fn buffers_hold(
+    g: &RopeGeometry,
+    positions: u32,
+    sequences: u32,
+    [qkv, rope, k_cache, v_cache]: [&wgpu::Buffer; 4],
+) -> bool {
+    qkv.size() >= u64::from(g.tokens) * u64::from(g.qkv_stride()) * 4
+        && rope.size() >= u64::from(positions) * u64::from(g.head_dim / 2) * 8
+        && k_cache.size() >= g.cache_bytes(sequences)
+        && v_cache.size() >= g.cache_bytes(sequences)
 }
 
 /// Rotates one head (`x.len()` = head_dim) for position `pos`, in f64.

@@ -274,6 +274,7 @@ impl<'a> Engine<'a> {
                     &self.rows,
                     k_cache,
                     v_cache,
+                    None,
                     &self.attn,
                 )?);
             }
@@ -285,6 +286,7 @@ impl<'a> Engine<'a> {
                     &self.rows,
                     k_cache,
                     v_cache,
+                    None,
                     &self.partials,
                     &self.attn,
                 )?);

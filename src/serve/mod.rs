@@ -16,8 +16,8 @@ use crate::gpu::Device;
 use crate::power::PowerMeter;
 use crate::result::io::{Destination, ResultWriter};
 use crate::result::{
-    DeviceDefault, PlanRecord, PointSource, PowerSetup, RunResult, SCHEMA_VERSION, SamplePolicy,
-    ServingPoint, ServingSection, Slo,
+    DeviceDefault, PlanRecord, PointSource, RunResult, SamplePolicy, ServingPoint, ServingSection,
+    Slo,
 };
 use crate::serving::schedule::{Chunk, DecodeRow, Limit, Schedule, StepPlan};
 use crate::serving::{self, with_power};
@@ -410,33 +410,22 @@ pub fn run(
         }
     }
 
-    let doc = RunResult {
-        schema_version: SCHEMA_VERSION,
-        tool: crate::runner::tool_info(),
-        started_at: crate::runner::now_utc(),
-        finished_at: None,
-        interrupted: false,
-        node: crate::node::fingerprint(),
-        adapter: facts.adapter_record(),
-        timing_method: facts.timing_method,
-        plan: PlanRecord {
-            command: "serve".into(),
-            sampling: SamplePolicy {
-                min_samples: 1,
-                min_time_s: 0.0,
-                max_warmup_s: 0.0,
-                sustain_s: None,
-            },
-            model: Some(planned.plan.clone()),
-            repetitions: 1,
-            device_defaults,
-            adapter_warnings: adapter_warnings.to_vec(),
+    let plan = PlanRecord {
+        command: "serve".into(),
+        sampling: SamplePolicy {
+            min_samples: 1,
+            min_time_s: 0.0,
+            max_warmup_s: 0.0,
+            sustain_s: None,
         },
+        model: Some(planned.plan.clone()),
+        repetitions: 1,
+        device_defaults,
+        adapter_warnings: adapter_warnings.to_vec(),
+    };
+    let doc = RunResult {
         kernel_config: Some(planned.config.clone()),
         kernel_config_source: Some(planned.config_source.clone()),
-        probes: None,
-        power: PowerSetup::none("none", "no power meter in this run"),
-        workloads: Vec::new(),
         serving: Some(ServingSection {
             scenario: req.scenario.clone(),
             isl_tokens: req.isl,
@@ -455,6 +444,7 @@ pub fn run(
             goodput: None,
             estimate_gaps: Vec::new(),
         }),
+        ..crate::runner::new_result(&facts, plan)
     };
     let mut writer = ResultWriter::create(destination, doc)?;
     let mut notes = planned.notes.clone();

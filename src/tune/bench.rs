@@ -234,7 +234,7 @@ impl<'a> Bench<'a> {
             let inputs = RandomInputs::new(ctx, &heads, ((b * p) as usize, b as usize), 13)?;
             let [qkv, k, v] = &inputs.buffers;
             let out = ctx.storage_zeroed("o", u64::from(b * p) * s.q_dim() as u64 * 4)?;
-            Ok(vec![kernel.dispatch(ctx, (b, p), qkv, k, v, &out)?])
+            Ok(vec![kernel.dispatch(ctx, (b, p), qkv, k, v, None, &out)?])
         })
     }
 
@@ -264,7 +264,7 @@ impl<'a> Bench<'a> {
             let partials = ctx.storage_zeroed("partials", kernel.partials_bytes(b, kv_len))?;
             let out = ctx.storage_zeroed("o", (b as usize * s.q_dim() * 4) as u64)?;
             Ok(kernel
-                .dispatch(ctx, (b, kv_len), qkv, k, v, &partials, &out)?
+                .dispatch(ctx, (b, kv_len), qkv, k, v, None, &partials, &out)?
                 .to_vec())
         })
     }
@@ -527,16 +527,7 @@ fn check_product(
 /// The attention checks' heads: 4 query heads over 2 KV heads of 16, an f32 cache of
 /// `cache_len` positions, no window, no sinks.
 fn check_heads(cache_len: u32) -> Heads {
-    Heads {
-        n_heads: 4,
-        n_kv_heads: 2,
-        head_dim: 16,
-        cache_len,
-        window: 0,
-        sinks: false,
-        score_dim: 0,
-        kv: KvDtype::F32,
-    }
+    Heads::causal(4, 2, 16, cache_len)
 }
 
 /// Decode attention on a small cache (2 query heads per KV head, 77 keys) against f64.

@@ -102,13 +102,8 @@ pub fn all(
         products.extend(
             large
                 .iter()
-                .map(|&(bm, bn, bk, tm, tn, split_k)| ProductTiles::Large {
-                    bm,
-                    bn,
-                    bk,
-                    tm,
-                    tn,
-                    split_k,
+                .map(|&(bm, bn, bk, tm, tn, split_k)| {
+                    ProductTiles::large(bm, bn, bk, tm, tn, split_k)
                 })
                 .filter(|&t| {
                     crate::kernels::matmul::fit_large_tiles(t, &facts.limits)

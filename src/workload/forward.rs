@@ -1251,24 +1251,16 @@ impl Attention {
     ) -> anyhow::Result<()> {
         let prompt = (pass.batch, pass.len);
         let cached = (pass.batch, pass.cache_len());
-        match (self, sinks) {
-            (Self::Prefill(kernel), None) => {
-                list.push(kernel.dispatch(ctx, prompt, qkv, k, v, out)?)
+        match self {
+            Self::Prefill(kernel) => {
+                list.push(kernel.dispatch(ctx, prompt, qkv, k, v, sinks, out)?)
             }
-            (Self::Prefill(kernel), Some(sinks)) => {
-                list.push(kernel.dispatch_with_sinks(ctx, prompt, qkv, k, v, sinks, out)?)
+            Self::PrefillCoop(kernel) => {
+                list.push(kernel.dispatch(ctx, prompt, qkv, k, v, sinks, out)?)
             }
-            (Self::PrefillCoop(kernel), None) => {
-                list.push(kernel.dispatch(ctx, prompt, qkv, k, v, out)?)
+            Self::Decode(kernel, partials) => {
+                list.extend(kernel.dispatch(ctx, cached, qkv, k, v, sinks, partials, out)?)
             }
-            (Self::PrefillCoop(kernel), Some(sinks)) => {
-                list.push(kernel.dispatch_with_sinks(ctx, prompt, qkv, k, v, sinks, out)?)
-            }
-            (Self::Decode(kernel, partials), None) => {
-                list.extend(kernel.dispatch(ctx, cached, qkv, k, v, partials, out)?)
-            }
-            (Self::Decode(kernel, partials), Some(sinks)) => list
-                .extend(kernel.dispatch_with_sinks(ctx, cached, qkv, k, v, sinks, partials, out)?),
         }
         Ok(())
     }

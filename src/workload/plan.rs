@@ -302,14 +302,19 @@ pub fn plan(
     // Validated with the tier defaults first, so bad input costs no tuning.
     let defaults = KernelConfig::default_for(facts.traits());
     let passes = Pass::sweep(&req.phases, &req.batches, req.prompt_len, &req.depths);
-    for &pass in &passes {
-        super::forward::check_bindings(
-            &facts,
-            &shape,
-            pass,
-            (defaults.decode_split_for(pass.len), kv),
-        )?;
-    }
+    // Every pass's buffers fit one binding and the grid limits under `config`.
+    let check_bindings = |config: &KernelConfig| -> anyhow::Result<()> {
+        for &pass in &passes {
+            super::forward::check_bindings(
+                &facts,
+                &shape,
+                pass,
+                (config.decode_split_for(pass.len), kv),
+            )?;
+        }
+        Ok(())
+    };
+    check_bindings(&defaults)?;
 
     let mut model = SyntheticModel {
         shape,
@@ -388,14 +393,7 @@ pub fn plan(
             "tier defaults (mock device: nothing to tune)".into(),
         ),
     };
-    for &pass in &passes {
-        super::forward::check_bindings(
-            &facts,
-            &shape,
-            pass,
-            (config.decode_split_for(pass.len), kv),
-        )?;
-    }
+    check_bindings(&config)?;
     // Large tiles over the adapter's workgroup memory are built with a smaller BK: say so.
     if let Ok((_, Some(note))) =
         crate::kernels::matmul::fit_large_tiles(config.matmul.tiles, &facts.limits)

@@ -272,14 +272,20 @@ pub enum ProductTiles {
 impl ProductTiles {
     /// The large tier's default tiles: 128 × 128, BK 16, 8 × 8 outputs per invocation,
     /// split-K up to 16 slices.
-    pub const LARGE_DEFAULT: Self = Self::Large {
-        bm: 128,
-        bn: 128,
-        bk: 16,
-        tm: 8,
-        tn: 8,
-        split_k: 16,
-    };
+    pub const LARGE_DEFAULT: Self = Self::large(128, 128, 16, 8, 8, 16);
+
+    /// Large tiles of `bm` × `bn`, K steps of `bk`, `tm` × `tn` outputs per invocation and
+    /// split-K up to `split_k` slices (see [`ProductTiles::Large`]).
+    pub const fn large(bm: u32, bn: u32, bk: u32, tm: u32, tn: u32, split_k: u32) -> Self {
+        Self::Large {
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+            split_k,
+        }
+    }
 
     /// A short name of the tier and its sizes, for workload ids: `register-64x1-8x4`,
     /// `workgroup-64x64-4x4`, `large-128x128-bk16-8x8-sk16`, `coop-16-2x2-sg32`.

@@ -717,15 +717,8 @@ fn current_figures(doc: &RunResult) -> Vec<CurrentFigures> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::fixtures::{self, decode, jittered, prefill, with_power};
+    use crate::report::fixtures::{self, decode, jittered, prefill, source, with_power};
     use crate::result::{Provenance, Scope};
-
-    fn source(doc: RunResult) -> Source {
-        Source {
-            label: format!("{}.json", doc.node.hostname),
-            doc,
-        }
-    }
 
     const OPTIONS: CheckOptions = CheckOptions {
         metric: CheckMetric::TokensPerS,

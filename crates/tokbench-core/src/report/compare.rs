@@ -59,6 +59,15 @@ impl Metric {
     pub fn higher_is_better(self) -> bool {
         self != Self::CostPerMtok
     }
+
+    /// Which way is better, in words: "higher" or "lower".
+    pub fn better(self) -> &'static str {
+        if self.higher_is_better() {
+            "higher"
+        } else {
+            "lower"
+        }
+    }
 }
 
 /// How to compare.
@@ -808,14 +817,7 @@ fn entry_notes(
 mod tests {
     use super::*;
     use crate::report::cost::HardwarePrice;
-    use crate::report::fixtures::{self, decode, jittered, prefill, with_power};
-
-    fn source(doc: RunResult) -> Source {
-        Source {
-            label: format!("{}.json", doc.node.hostname),
-            doc,
-        }
-    }
+    use crate::report::fixtures::{self, decode, jittered, prefill, source, with_power};
 
     fn loaded(docs: Vec<RunResult>) -> Loaded {
         Loaded {

@@ -4,11 +4,20 @@
 
 use crate::model::Phase;
 use crate::model::presets;
+use crate::report::load::Source;
 use crate::result::*;
 use crate::stats::{SplitMix64, summarize, summarize_repetitions};
 
 pub use crate::result::fixtures::node;
 use crate::result::fixtures::workload;
+
+/// `doc` as read from a file named after its host: `<hostname>.json`.
+pub fn source(doc: RunResult) -> Source {
+    Source {
+        label: format!("{}.json", doc.node.hostname),
+        doc,
+    }
+}
 
 /// `node` with `workloads`.
 pub fn run(hostname: &str, adapter: &str, workloads: Vec<WorkloadResult>) -> RunResult {

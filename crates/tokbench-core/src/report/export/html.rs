@@ -8,24 +8,17 @@ use anyhow::anyhow;
 use plotters::prelude::*;
 
 use super::grid::{self, Align, Grid, Span};
-use super::{clean, prices_line};
+use super::{clean, counts_line, entities, prices_line};
 use crate::report::compare::{CompareReport, Entry, WorkloadComparison};
 use crate::units::num;
 
 /// `text` safe as HTML text or attribute value.
 pub(crate) fn esc(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in clean(text).chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(ch),
-        }
-    }
-    out
+    entities(text, |ch, out| match ch {
+        '"' => out.push_str("&quot;"),
+        '\'' => out.push_str("&#39;"),
+        _ => out.push(ch),
+    })
 }
 
 /// The grid as an HTML table: text escaped, strong spans and alerts in bold, numbers in
@@ -90,13 +83,7 @@ pub(crate) fn page_start(title: &str, extra_style: &str) -> String {
 /// The comparison as an HTML page.
 pub(super) fn compare(r: &CompareReport) -> anyhow::Result<String> {
     let mut h = page_start("tokbench compare", "");
-    let _ = writeln!(
-        h,
-        "<p>{} result(s), {} workload(s), {} skipped.</p>",
-        r.results,
-        r.workloads.len(),
-        r.skipped.len()
-    );
+    let _ = writeln!(h, "<p>{}.</p>", counts_line(r));
     if let Some(line) = prices_line(r) {
         let _ = writeln!(h, "<p>{}</p>", esc(&line));
     }
@@ -149,15 +136,11 @@ fn workload(h: &mut String, r: &CompareReport, w: &WorkloadComparison) -> anyhow
         esc(&w.workload.describe())
     );
     if w.ranked {
-        let direction = if w.metric.higher_is_better() {
-            "higher"
-        } else {
-            "lower"
-        };
         let _ = write!(
             h,
-            " Ranked by <b>{}</b> ({direction} is better).",
-            w.metric.label()
+            " Ranked by <b>{}</b> ({} is better).",
+            w.metric.label(),
+            w.metric.better()
         );
     }
     h.push_str("</p>\n");

@@ -3,27 +3,20 @@
 use std::fmt::Write as _;
 
 use super::grid::{self, Align, Grid, Span};
-use super::{check_headline, check_lists, check_rule, clean, prices_line};
+use super::{check_headline, check_lists, check_rule, counts_line, entities, prices_line};
 use crate::report::check::CheckReport;
 use crate::report::compare::{CompareReport, WorkloadComparison};
 
 /// `text` safe inside Markdown and its table cells: HTML metacharacters as entities, Markdown
 /// punctuation backslash-escaped, control characters escaped.
 pub(crate) fn md(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for ch in clean(text).chars() {
-        match ch {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' => {
-                out.push('\\');
-                out.push(ch);
-            }
-            _ => out.push(ch),
+    entities(text, |ch, out| match ch {
+        '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' => {
+            out.push('\\');
+            out.push(ch);
         }
-    }
-    out
+        _ => out.push(ch),
+    })
 }
 
 fn row(cells: &[String]) -> String {
@@ -65,13 +58,7 @@ fn render(g: &Grid) -> String {
 pub(super) fn compare(r: &CompareReport) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "## tokbench compare\n");
-    let _ = writeln!(
-        out,
-        "{} result(s), {} workload(s), {} skipped.",
-        r.results,
-        r.workloads.len(),
-        r.skipped.len()
-    );
+    let _ = writeln!(out, "{}.", counts_line(r));
     if let Some(line) = prices_line(r) {
         let _ = writeln!(out, "\n{}", md(&line));
     }
@@ -130,15 +117,11 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
     let _ = writeln!(out, "### {}\n", md(&w.workload.id));
     let _ = write!(out, "{}.", md(&w.workload.describe()));
     if w.ranked {
-        let direction = if w.metric.higher_is_better() {
-            "higher"
-        } else {
-            "lower"
-        };
         let _ = write!(
             out,
-            " Ranked by **{}** ({direction} is better).",
-            md(w.metric.label())
+            " Ranked by **{}** ({} is better).",
+            md(w.metric.label()),
+            w.metric.better()
         );
     }
     out.push('\n');

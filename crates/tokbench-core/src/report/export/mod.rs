@@ -130,6 +130,31 @@ pub fn clean(text: &str) -> String {
     out
 }
 
+/// "3 result(s), 2 workload(s), 0 skipped": what a comparison read, as its headline says.
+pub(crate) fn counts_line(r: &CompareReport) -> String {
+    format!(
+        "{} result(s), {} workload(s), {} skipped",
+        r.results,
+        r.workloads.len(),
+        r.skipped.len()
+    )
+}
+
+/// `text` with control characters escaped (see [`clean`]) and `&`, `<` and `>` as HTML
+/// entities, for Markdown and HTML; `other` writes every other character.
+pub(crate) fn entities(text: &str, other: impl Fn(char, &mut String)) -> String {
+    let mut out = String::with_capacity(text.len());
+    for ch in clean(text).chars() {
+        match ch {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            _ => other(ch, &mut out),
+        }
+    }
+    out
+}
+
 /// "cost model: energy 0.3 EUR/kWh; facility power: measured power × PUE 1; hardware ..." —
 /// the cost model in words, saying which power every cost used.
 pub(crate) fn prices_line(report: &CompareReport) -> Option<String> {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use comfy_table::{CellAlignment, Table, presets::UTF8_FULL_CONDENSED};
 
 use super::grid::{self, Align, Grid, Span};
-use super::{check_headline, check_lists, check_rule, clean, prices_line};
+use super::{check_headline, check_lists, check_rule, clean, counts_line, prices_line};
 use crate::report::check::CheckReport;
 use crate::report::compare::{CompareReport, WorkloadComparison};
 
@@ -34,13 +34,7 @@ fn render(g: &Grid) -> Table {
 /// The comparison as tables, one block per workload.
 pub(super) fn compare(r: &CompareReport) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "tokbench compare: {} result(s), {} workload(s), {} skipped",
-        r.results,
-        r.workloads.len(),
-        r.skipped.len()
-    );
+    let _ = writeln!(out, "tokbench compare: {}", counts_line(r));
     if let Some(line) = prices_line(r) {
         let _ = writeln!(out, "{}", clean(&line));
     }
@@ -95,11 +89,6 @@ pub(super) fn compare(r: &CompareReport) -> String {
 }
 
 fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
-    let direction = if w.metric.higher_is_better() {
-        "higher is better"
-    } else {
-        "lower is better"
-    };
     let _ = writeln!(
         out,
         "{} — {}",
@@ -107,7 +96,12 @@ fn workload(out: &mut String, r: &CompareReport, w: &WorkloadComparison) {
         clean(&w.workload.describe())
     );
     if w.ranked {
-        let _ = writeln!(out, "ranked by {} ({direction})", w.metric.label());
+        let _ = writeln!(
+            out,
+            "ranked by {} ({} is better)",
+            w.metric.label(),
+            w.metric.better()
+        );
     }
     if let Some(note) = &w.note {
         let _ = writeln!(out, "note: {}", clean(note));
