@@ -9,9 +9,10 @@
 //               streams). Each block of A is loaded once and serves all TN rows: a CPU driver
 //               loads storage one lane and one component at a time, so A's loads, not the
 //               arithmetic, are what more rows per invocation save. Every lane needs the same
-//               block of A: where the adapter has subgroup operations one lane loads it and the
-//               subgroup shares it (a_leader and a_share, from gemv_rows_shared.wgsl, appended;
-//               else gemv_rows_each.wgsl, where every lane loads its own);
+//               block of A: at one row, where the adapter has subgroup operations, one lane
+//               loads it and the subgroup shares it (a_leader and a_share, from
+//               gemv_rows_shared.wgsl, appended; else gemv_rows_each.wgsl, where every lane
+//               loads its own);
 //   gemv_split: one workgroup per output, its invocations splitting K, the partial sums reduced
 //               in workgroup memory (GPUs without subgroup operations).
 
