@@ -1017,8 +1017,11 @@ mod gpu_tests {
     }
 
     /// The rows GEMV's two ways of loading A at one row (shared across the subgroup on adapters
-    /// with SUBGROUP, such as lavapipe, where the other tests use it; each lane its own
-    /// elsewhere), in every format, with N leaving the last lanes past the end.
+    /// with SUBGROUP, such as lavapipe, where the other tests use it, q4_0's blocks then taken
+    /// in pairs; each lane its own elsewhere), in every format, with N leaving the last lanes
+    /// past the end. K of 4, 3 and 1 blocks of 32: pairs from word-aligned rows, then rows
+    /// starting on odd half-words (18-byte q4_0 blocks) ending in a lone block, and a lone block
+    /// only.
     #[test]
     fn rows_gemv_loads_a_either_way() {
         let config = MatmulConfig {
@@ -1027,7 +1030,9 @@ mod gpu_tests {
         };
         for dtype in WeightDtype::ALL {
             for each_lane in [false, true] {
-                check_loading_a(config, dtype, (1, 45, 99), each_lane);
+                for k in [99, 67, 29] {
+                    check_loading_a(config, dtype, (1, 45, k), each_lane);
+                }
             }
         }
     }

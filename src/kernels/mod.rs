@@ -45,6 +45,11 @@ pub struct Shader {
     /// Whether the shader reads or writes the KV cache through a [`KvDtype`]'s functions
     /// (`shaders/common/kv/`), prepended to its source.
     pub kv: KvSide,
+    /// True where the shader's `w_block` may take a block format's blocks two at a time
+    /// (WGSL `PAIRED_BLOCKS`, prepended: q4_0 then loads 9 words per two blocks instead of 10):
+    /// only the one-row rows GEMV, whose unrolled code stays short; longer loops over twice
+    /// the block compile for minutes on lavapipe.
+    pub paired_blocks: bool,
 }
 
 /// How a shader touches the KV cache.
@@ -81,8 +86,8 @@ impl Shader {
             (true, prelude) => {
                 let weights = weight_prelude(dtype);
                 Cow::Owned(format!(
-                    "{prelude}{weights}{PRODUCT_BINDINGS}{}",
-                    self.source
+                    "{prelude}const PAIRED_BLOCKS: bool = {};\n{weights}{PRODUCT_BINDINGS}{}",
+                    self.paired_blocks, self.source
                 ))
             }
             (false, "") => Cow::Borrowed(self.source),
@@ -107,6 +112,23 @@ macro_rules! shader {
             product: $product,
             prelude: $prelude,
             kv: KvSide::None,
+            paired_blocks: false,
+        }
+    };
+}
+
+/// A kernel's variant: shaders/`base`.wgsl with shaders/`extra`.wgsl appended (the second
+/// file defines what the first leaves open), everything else as in `like`.
+macro_rules! appended {
+    ($name:literal: $base:literal + $extra:literal, ..$like:expr) => {
+        Shader {
+            name: $name,
+            path: concat!("shaders/", $base, ".wgsl + shaders/", $extra, ".wgsl"),
+            source: concat!(
+                include_str!(concat!("../../shaders/", $base, ".wgsl")),
+                include_str!(concat!("../../shaders/", $extra, ".wgsl"))
+            ),
+            ..$like
         }
     };
 }
@@ -146,24 +168,14 @@ pub const MATMUL_TILED: Shader = shader!("matmul_tiled", trusted: true, product:
 pub const MATMUL_LARGE: Shader = shader!("matmul_large", trusted: true, product: true);
 /// Skinny multiply for up to 8 rows (decode projections, the LM head): gemv.wgsl with
 /// gemv_rows_each.wgsl appended (every lane of `gemv_rows` loads A itself).
-pub const GEMV: Shader = Shader {
-    path: "shaders/gemv.wgsl + shaders/gemv_rows_each.wgsl",
-    source: concat!(
-        include_str!("../../shaders/gemv.wgsl"),
-        include_str!("../../shaders/gemv_rows_each.wgsl")
-    ),
-    ..shader!("gemv", trusted: true, product: true)
-};
+pub const GEMV: Shader = appended!("gemv": "gemv" + "gemv_rows_each",
+    ..shader!("gemv", trusted: true, product: true));
 /// [`GEMV`] whose `gemv_rows` shares each load of A across the subgroup (adapters with
 /// SUBGROUP): gemv.wgsl with gemv_rows_shared.wgsl appended.
+/// Used at one row only, so its blocks may come in pairs.
 pub const GEMV_SHARED_A: Shader = Shader {
-    name: "gemv_shared_a",
-    path: "shaders/gemv.wgsl + shaders/gemv_rows_shared.wgsl",
-    source: concat!(
-        include_str!("../../shaders/gemv.wgsl"),
-        include_str!("../../shaders/gemv_rows_shared.wgsl")
-    ),
-    ..GEMV
+    paired_blocks: true,
+    ..appended!("gemv_shared_a": "gemv" + "gemv_rows_shared", ..GEMV)
 };
 /// Skinny multiply reduced with subgroup operations (adapters with SUBGROUP).
 pub const GEMV_SUBGROUP: Shader = shader!("gemv_subgroup", trusted: true, product: true);
@@ -186,15 +198,10 @@ pub const ATTENTION_DECODE: Shader = Shader {
 };
 /// Decode attention's `subgroup` layout (adapters with SUBGROUP): attention_decode.wgsl with
 /// attention_decode_subgroup.wgsl appended.
-pub const ATTENTION_DECODE_SUBGROUP: Shader = Shader {
-    name: "attention_decode_subgroup",
-    path: "shaders/attention_decode.wgsl + shaders/attention_decode_subgroup.wgsl",
-    source: concat!(
-        include_str!("../../shaders/attention_decode.wgsl"),
-        include_str!("../../shaders/attention_decode_subgroup.wgsl")
-    ),
+pub const ATTENTION_DECODE_SUBGROUP: Shader = appended!(
+    "attention_decode_subgroup": "attention_decode" + "attention_decode_subgroup",
     ..ATTENTION_DECODE
-};
+);
 /// SwiGLU activation.
 pub const SWIGLU: Shader = shader!("swiglu", trusted: true, product: false);
 /// Buffer copy (bandwidth probe, residual reset).
