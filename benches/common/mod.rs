@@ -142,7 +142,8 @@ pub const LLAMA_CPP_GEMV_SOURCE: &str = "llama.cpp 0c1e57098 (ggml 0.25.3, as ve
      measured on this project's 2-core VM on 2026-12-06";
 
 /// llama.cpp's decode GEMV figures on lavapipe ([`LLAMA_CPP_GEMV_SOURCE`]), the best of the
-/// runs that day (another job shared the machine during each): printed beside tokbench's on
+/// runs that day (q4_0's at 18:05 UTC on a quiet machine; the others while another job shared
+/// it): printed beside tokbench's on
 /// CPU adapters only, where they were measured.
 pub const LLAMA_CPP_GEMV: [PeerGemv; 3] = [
     PeerGemv {
@@ -158,6 +159,6 @@ pub const LLAMA_CPP_GEMV: [PeerGemv; 3] = [
     PeerGemv {
         dtype: tokbench::kernels::WeightDtype::Q4_0,
         k: 14336,
-        gflops: 0.443,
+        gflops: 0.591,
     },
 ];
