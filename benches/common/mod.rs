@@ -143,8 +143,7 @@ pub const LLAMA_CPP_GEMV_SOURCE: &str = "llama.cpp 0c1e57098 (ggml 0.25.3, as ve
 
 /// llama.cpp's decode GEMV figures on lavapipe ([`LLAMA_CPP_GEMV_SOURCE`]), the best of the
 /// runs that day (q4_0's at 18:05 UTC on a quiet machine; the others while another job shared
-/// it): printed beside tokbench's on
-/// CPU adapters only, where they were measured.
+/// it): printed beside tokbench's on CPU adapters only, where they were measured.
 pub const LLAMA_CPP_GEMV: [PeerGemv; 3] = [
     PeerGemv {
         dtype: tokbench::kernels::WeightDtype::F16,
